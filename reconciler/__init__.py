@@ -1,4 +1,4 @@
-"""cu-reconciler: publish heterogeneous accelerator capacity as Compute Units through Kubernetes DRA.
+"""cu-reconciler: publish heterogeneous accelerator capacity as Compute Units via DRA.
 
 The package is a pipeline, one sub-package per stage, imports flowing only downwards::
 

@@ -7,7 +7,7 @@
     │   └── LoadError             a file could not be read safely (size, encoding, tags, aliases...)
     ├── SourceError               Git or the file system could not be read (not a repo, unknown rev)
     ├── ObserveError              the cluster or a snapshot could not be read
-    ├── PlanError                 the inputs are valid but cannot be planned (a bug or an impossible state)
+    ├── PlanError                 valid inputs that cannot be planned (a bug or an impossible state)
     ├── ApplyError                a write to the cluster failed; carries the object key
     └── ToolchainError            a build tool (go) or module is missing for the local control plane
 

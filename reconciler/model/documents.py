@@ -1,0 +1,491 @@
+"""The desired-state document model: the single definition of what users write in Git.
+
+Every document is Kubernetes-shaped (``apiVersion``, ``kind``, ``metadata.name``, ``spec``)
+and versioned by ``apiVersion`` so the format can evolve with conversion, not breakage.
+The JSON Schemas under ``schemas/`` are generated from these classes
+(``python -m reconciler.model.schemas``) and a test fails when they are stale.
+
+Field names are camelCase in YAML (Kubernetes convention) and snake_case in Python.
+Unknown fields are rejected (``extra="forbid"``): a typo must be an error, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from fractions import Fraction
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from reconciler.model.quantity import QUANTITY_PATTERN, parse_quantity
+
+API_GROUP = "cu-reconciler.io"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A DRA attribute name: a C identifier, optionally prefixed by a DNS subdomain and "/".
+QUALIFIED_NAME = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z_][A-Za-z0-9_]{0,31}$"
+# Device model names are free-form vendor product names, normalised to a compact token.
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
+DnsSubdomain = Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
+QualifiedName = Annotated[str, Field(pattern=QUALIFIED_NAME, max_length=96)]
+ModelName = Annotated[str, Field(pattern=MODEL_NAME)]
+Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, examples=["80Gi", "32768Mi"])]
+VendorName = Annotated[str, Field(pattern=DNS_LABEL, max_length=63, examples=["nvidia"])]
+WorkloadClass = Annotated[
+    str, Field(pattern=DNS_LABEL, max_length=63, examples=["prefill", "decode", "embedding"])
+]
+# CU amounts are decimals with at most three fractional digits (Kubernetes milli-units).
+CUAmount = Annotated[float, Field(ge=0, le=1e9, multiple_of=0.001)]
+
+
+class _Model(BaseModel):
+    """Base: camelCase aliases, unknown fields rejected, immutable after validation."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=False,
+        validate_default=True,
+    )
+
+
+class Metadata(_Model):
+    name: DnsLabel = Field(description="Unique name of the document within its kind.")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- ClusterSettings
+
+
+class ReferenceUnit(_Model):
+    """What 1 CU means: a fraction of one reference device running a reference workload."""
+
+    device_model: ModelName = Field(description="The device model whose factor is 1.0.")
+    workload_class: WorkloadClass = Field(
+        default="decode", description="The workload the reference throughput is measured on."
+    )
+    cu_per_device: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=100, description="CU published for one reference device (100 = percent)."
+    )
+
+
+class GitLayout(_Model):
+    """Where documents live in the repository; globs relative to the repository root."""
+
+    include: list[str] = Field(
+        default_factory=lambda: ["**/*.yaml", "**/*.yml"],
+        description="Glob patterns of files that hold cu-reconciler documents.",
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: ["observed/**", ".github/**", ".pre-commit-hooks.yaml"],
+        description="Glob patterns excluded from loading (snapshots, CI files).",
+    )
+
+
+class FenceSettings(_Model):
+    """How managed vendor devices are fenced off so they cannot be taken bypassing CU accounting."""
+
+    taint_key: QualifiedName = Field(default="cu-reconciler.io/managed")
+    effect: Literal["NoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class ClusterSettingsSpec(_Model):
+    driver_name: DnsSubdomain = Field(
+        max_length=63, description="DRA driver name the reconciler publishes CU devices under."
+    )
+    reference: ReferenceUnit
+    managed_namespaces: list[DnsLabel] = Field(
+        min_length=1, description="Namespaces the reconciler may create claims in."
+    )
+    reconciler_namespace: DnsLabel = Field(default="cu-system")
+    layout: GitLayout = Field(default_factory=GitLayout)
+    fence: FenceSettings = Field(default_factory=FenceSettings)
+
+
+class ClusterSettings(_Model):
+    """Cluster-wide settings; exactly one per repository."""
+
+    api_version: Literal["cu-reconciler.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["ClusterSettings"]
+    metadata: Metadata
+    spec: ClusterSettingsSpec
+
+
+# ----------------------------------------------------------------------------- VendorAdapter
+
+
+class MemoryUnit(StrEnum):
+    BYTES = "bytes"
+    KIB = "KiB"
+    MIB = "MiB"
+    GIB = "GiB"
+    MB = "MB"
+    GB = "GB"
+
+    @property
+    def bytes(self) -> int:
+        return {
+            "bytes": 1,
+            "KiB": 2**10,
+            "MiB": 2**20,
+            "GiB": 2**30,
+            "MB": 10**6,
+            "GB": 10**9,
+        }[self.value]
+
+
+class FieldSource(_Model):
+    """Where one field of the common device description comes from in a vendor's device.
+
+    Exactly one of ``attribute`` or ``capacity`` names the vendor's field. Short names
+    (``productName``) are qualified with the vendor's driver name, as DRA does.
+    """
+
+    attribute: QualifiedName | None = None
+    capacity: QualifiedName | None = None
+    unit: MemoryUnit | None = Field(
+        default=None, description="Unit of a plain number (memory in MiB as an int attribute)."
+    )
+    values: dict[str, str] = Field(
+        default_factory=dict,
+        description="Value mapping, e.g. vendor product name -> canonical model name.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> FieldSource:
+        if (self.attribute is None) == (self.capacity is None):
+            raise ValueError("set exactly one of 'attribute' or 'capacity'")
+        return self
+
+
+class HealthSource(_Model):
+    """How to read device health; a device without the attribute counts as healthy."""
+
+    attribute: QualifiedName
+    healthy_values: list[str | bool | int] = Field(
+        min_length=1, description="Values that mean healthy; anything else is unhealthy."
+    )
+
+
+class AdapterMapping(_Model):
+    model: FieldSource
+    memory: FieldSource
+    uuid: FieldSource
+    health: HealthSource | None = None
+    driver_version: FieldSource | None = None
+    pcie_root: FieldSource | None = None
+
+
+class VendorAdapterSpec(_Model):
+    vendor: VendorName
+    driver: DnsSubdomain = Field(max_length=63, description="The vendor's DRA driver name.")
+    device_filter: dict[QualifiedName, str] = Field(
+        default_factory=dict,
+        description="Only devices whose string attributes equal these values (e.g. type: gpu).",
+    )
+    mapping: AdapterMapping
+
+
+class VendorAdapter(_Model):
+    """Maps one vendor driver's published devices into the common device description."""
+
+    api_version: Literal["cu-reconciler.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["VendorAdapter"]
+    metadata: Metadata
+    spec: VendorAdapterSpec
+
+
+# ------------------------------------------------------------------------------------ CUPool
+
+
+class LabelSelectorRequirement(_Model):
+    key: str = Field(min_length=1, max_length=317)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_match_operator(self) -> LabelSelectorRequirement:
+        needs_values = self.operator in ("In", "NotIn")
+        if needs_values and not self.values:
+            raise ValueError(f"operator {self.operator} needs at least one value")
+        if not needs_values and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
+
+
+class LabelSelector(_Model):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+
+
+class DeviceSelector(_Model):
+    """Which observed devices belong to a pool. All given conditions must hold."""
+
+    vendors: list[VendorName] = Field(default_factory=list, description="Empty = any vendor.")
+    models: list[ModelName] = Field(default_factory=list, description="Empty = any model.")
+    node_selector: LabelSelector | None = None
+    min_memory: Quantity | None = None
+    attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Common-description fields that must equal these values (driverVersion).",
+    )
+
+
+class SharingMode(StrEnum):
+    WHOLE = "Whole"
+    FRACTIONAL = "Fractional"
+
+
+class Sharing(_Model):
+    mode: SharingMode = SharingMode.WHOLE
+    min_step: CUAmount | None = Field(
+        default=None, description="Fractional only: the smallest CU a claim may take, and its step."
+    )
+
+    @model_validator(mode="after")
+    def _step_only_when_fractional(self) -> Sharing:
+        if self.mode is SharingMode.FRACTIONAL and not self.min_step:
+            raise ValueError("Fractional sharing needs a positive minStep")
+        if self.mode is SharingMode.WHOLE and self.min_step is not None:
+            raise ValueError("minStep applies only to Fractional sharing")
+        return self
+
+
+class CUPoolSpec(_Model):
+    selector: DeviceSelector
+    sharing: Sharing = Field(default_factory=Sharing)
+    headroom_percent: Annotated[float, Field(ge=0, le=90)] = Field(
+        default=0, description="Share of the pool's CU kept free: never admitted to claims."
+    )
+    workload_mix: dict[WorkloadClass, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=dict,
+        description="Workload-class weights for a device's single CU value (geometric mean).",
+    )
+
+    @field_validator("workload_mix")
+    @classmethod
+    def _mix_sums_to_one(cls, mix: dict[str, float]) -> dict[str, float]:
+        if mix and abs(sum(mix.values()) - 1.0) > 1e-6:
+            raise ValueError(f"workloadMix weights must sum to 1 (they sum to {sum(mix.values())})")
+        return mix
+
+
+class CUPool(_Model):
+    """A named set of devices sold as CU, with a sharing rule and headroom."""
+
+    api_version: Literal["cu-reconciler.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["CUPool"]
+    metadata: Metadata
+    spec: CUPoolSpec
+
+
+# ------------------------------------------------------------------------------------ Tenant
+
+
+class Quota(_Model):
+    pool: DnsLabel
+    guaranteed: CUAmount = Field(description="CU always available to this tenant in the pool.")
+    limit: CUAmount | None = Field(
+        default=None, description="Most CU this tenant may hold in the pool, borrowing included."
+    )
+
+    @model_validator(mode="after")
+    def _limit_not_below_guarantee(self) -> Quota:
+        if self.limit is not None and self.limit < self.guaranteed:
+            raise ValueError(f"limit {self.limit} is below guaranteed {self.guaranteed}")
+        return self
+
+
+class TenantSpec(_Model):
+    namespaces: list[DnsLabel] = Field(min_length=1)
+    priority: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        description="Higher wins when capacity is short."
+    )
+    quotas: list[Quota] = Field(default_factory=list)
+    may_borrow: bool = Field(default=False, description="May use idle CU beyond the guarantee.")
+    preemptible: bool = Field(
+        default=True, description="May this tenant's claims be preempted when supply shrinks."
+    )
+
+
+class Tenant(_Model):
+    """A team: its namespaces, priority, and per-pool guarantees and limits."""
+
+    api_version: Literal["cu-reconciler.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Tenant"]
+    metadata: Metadata
+    spec: TenantSpec
+
+
+# ----------------------------------------------------------------------------------- CUClaim
+
+
+class NameFilter(_Model):
+    allow: list[str] = Field(default_factory=list, description="Empty = all allowed.")
+    deny: list[str] = Field(default_factory=list)
+
+
+class ClaimConstraints(_Model):
+    min_memory: Quantity | None = None
+    vendors: NameFilter = Field(default_factory=NameFilter)
+    models: NameFilter = Field(default_factory=NameFilter)
+
+
+class ClaimForm(StrEnum):
+    CLAIM = "ResourceClaim"
+    TEMPLATE = "ResourceClaimTemplate"
+
+
+class CUClaimSpec(_Model):
+    tenant: DnsLabel
+    pool: DnsLabel
+    namespace: DnsLabel | None = Field(
+        default=None, description="Target namespace; defaults to the tenant's first namespace."
+    )
+    cu: Annotated[float, Field(gt=0, le=1e9, multiple_of=0.001)] = Field(
+        description="CU per device."
+    )
+    count: Annotated[int, Field(ge=1, le=32)] = Field(default=1, description="Devices requested.")
+    workload_class: WorkloadClass | None = None
+    form: ClaimForm = ClaimForm.CLAIM
+    constraints: ClaimConstraints = Field(default_factory=ClaimConstraints)
+
+
+class CUClaim(_Model):
+    """A tenant's desired claim; the reconciler turns it into a ResourceClaim(Template)."""
+
+    api_version: Literal["cu-reconciler.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["CUClaim"]
+    metadata: Metadata
+    spec: CUClaimSpec
+
+
+# ------------------------------------------------------------------------------------ Policy
+
+
+class PreemptionPolicy(_Model):
+    enabled: bool = Field(default=True, description="Reclaim borrowed/lower-priority CU at all.")
+    allow_in_use: bool = Field(
+        default=False,
+        description="Allow replacing or deleting a claim that a Pod uses (reservedFor non-empty).",
+    )
+
+
+class FairnessPolicy(_Model):
+    borrowing: Literal["PriorityOrder", "ProportionalToGuarantee"] = Field(
+        default="PriorityOrder", description="How idle CU is lent out among borrowing tenants."
+    )
+
+
+class FactorPolicy(_Model):
+    """When a learned factor may replace the published one (hysteresis against noise)."""
+
+    min_samples: Annotated[int, Field(ge=1)] = 300
+    min_nodes: Annotated[int, Field(ge=1)] = 4
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    max_relative_change: Annotated[float, Field(gt=0, le=1)] = 0.10
+    max_interval_width: Annotated[float, Field(gt=0, le=10)] = 0.15
+    workload_mix: dict[WorkloadClass, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=dict, description="Default workload mix when a pool names none."
+    )
+
+
+class SafetyPolicy(_Model):
+    max_delete_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.3,
+        description="Largest share of owned objects one reconcile may delete; more stalls.",
+    )
+    allow_empty: bool = Field(
+        default=False, description="Allow a plan that deletes every owned object."
+    )
+
+
+class PolicySpec(_Model):
+    preemption: PreemptionPolicy = Field(default_factory=PreemptionPolicy)
+    fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
+    factors: FactorPolicy = Field(default_factory=FactorPolicy)
+    safety: SafetyPolicy = Field(default_factory=SafetyPolicy)
+
+
+class Policy(_Model):
+    """Preemption, fairness, factor-update and safety rules; at most one per repository."""
+
+    api_version: Literal["cu-reconciler.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Policy"]
+    metadata: Metadata
+    spec: PolicySpec = Field(default_factory=PolicySpec)
+
+
+# ------------------------------------------------------------------------------- FactorTable
+
+
+class FactorSource(StrEnum):
+    SPEC = "spec"
+    LEARNED = "learned"
+
+
+class Factor(_Model):
+    device_model: ModelName
+    workload_class: WorkloadClass | None = Field(
+        default=None, description="Omitted = applies to every workload class."
+    )
+    value: Annotated[float, Field(gt=0, le=1000)]
+    source: FactorSource = FactorSource.SPEC
+    samples: Annotated[int, Field(ge=0)] = 0
+    interval: tuple[float, float] | None = Field(
+        default=None, description="Confidence interval [low, high] for the value."
+    )
+    records_revision: str | None = Field(
+        default=None, description="Digest or Git revision of the records it was learned from."
+    )
+    reference: str | None = Field(default=None, description="Where a spec value came from.")
+
+    @model_validator(mode="after")
+    def _interval_brackets_value(self) -> Factor:
+        if self.interval is not None:
+            low, high = self.interval
+            if not (0 < low <= self.value <= high):
+                raise ValueError(f"interval {list(self.interval)} must bracket value {self.value}")
+        return self
+
+
+class FactorTableSpec(_Model):
+    reference_model: ModelName
+    factors: list[Factor] = Field(default_factory=list)
+
+
+class FactorTable(_Model):
+    """Conversion factors per device model (and workload class), with provenance."""
+
+    api_version: Literal["cu-reconciler.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["FactorTable"]
+    metadata: Metadata
+    spec: FactorTableSpec
+
+
+# ------------------------------------------------------------------------------------ union
+
+Document = ClusterSettings | VendorAdapter | CUPool | Tenant | CUClaim | Policy | FactorTable
+
+DOCUMENT_KINDS: dict[str, type[_Model]] = {
+    "ClusterSettings": ClusterSettings,
+    "VendorAdapter": VendorAdapter,
+    "CUPool": CUPool,
+    "Tenant": Tenant,
+    "CUClaim": CUClaim,
+    "Policy": Policy,
+    "FactorTable": FactorTable,
+}
+
+
+def memory_bytes(quantity: str | None) -> Fraction | None:
+    """A Quantity field as bytes (None stays None)."""
+    return None if quantity is None else parse_quantity(quantity)
