@@ -184,6 +184,7 @@ update() {
     cd "$ETCD_MODDIR"
     rm -f go.mod go.sum
     go mod init cu-reconciler.invalid/etcdbin >/dev/null 2>&1
+    go mod edit -go=1.26.0
     say "etcdbin: go get go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
     go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
     go mod tidy
@@ -192,10 +193,10 @@ update() {
 }
 
 check_pins() {
-  grep -q "k8s.io/kubernetes v$KUBERNETES_VERSION\$" "$K8S_MODDIR/go.mod" ||
+  grep -qE "k8s.io/kubernetes v$KUBERNETES_VERSION( //.*)?\$" "$K8S_MODDIR/go.mod" ||
     die 2 "hack/k8sbin/go.mod does not require k8s.io/kubernetes v$KUBERNETES_VERSION" \
       "(hack/versions.env); run hack/build-k8s.sh --update"
-  grep -q "go.etcd.io/etcd/server/v3 v$ETCD_VERSION\$" "$ETCD_MODDIR/go.mod" ||
+  grep -qE "go.etcd.io/etcd/server/v3 v$ETCD_VERSION( //.*)?\$" "$ETCD_MODDIR/go.mod" ||
     die 2 "hack/etcdbin/go.mod does not require go.etcd.io/etcd/server/v3 v$ETCD_VERSION" \
       "(hack/versions.env); run hack/build-k8s.sh --update"
 }

@@ -88,6 +88,12 @@ class GitLayout(_Model):
         default_factory=lambda: ["observed/**", ".github/**", ".pre-commit-hooks.yaml"],
         description="Glob patterns excluded from loading (snapshots, CI files).",
     )
+    snapshot: str | None = Field(
+        default="observed/snapshot.yaml",
+        description="Repository path of the committed snapshot of observed devices (a "
+        "Kubernetes List of Nodes, ResourceSlices and ResourceClaims) used for offline "
+        "planning and device-aware validation; null = none.",
+    )
 
 
 class FenceSettings(_Model):

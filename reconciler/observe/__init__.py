@@ -1,1 +1,24 @@
-"""TODO: package docstring."""
+"""Observation: read what the cluster holds, as plain objects, and normalise it.
+
+Role: the I/O edge for the observed state. A :class:`~reconciler.observe.sources.Source`
+returns :class:`~reconciler.model.observed.RawObjects` (Nodes, every ResourceSlice, every
+ResourceClaim, and the objects carrying our owner label); :func:`observe` hands them to the
+pure :func:`reconciler.model.observed.build`, which applies the vendor adapters and the
+newest-complete-generation rule. Sources: a live cluster (``cluster``), a snapshot file
+(``snapshot``), or an in-memory list for tests (``sources.InMemory``).
+Never: writes to the cluster, or decides anything that planning decides.
+"""
+
+from __future__ import annotations
+
+from reconciler.model import observed as obs
+from reconciler.model import state as st
+from reconciler.observe import sources
+
+
+def observe(source: sources.Source, desired: st.DesiredState) -> obs.ObservedState:
+    """Read once from ``source`` and normalise with the desired adapters and driver name."""
+    return obs.build(source.read(), desired.adapters, desired.settings.spec.driver_name)
+
+
+__all__ = ["observe"]

@@ -1,1 +1,29 @@
-"""TODO: package docstring."""
+"""The I/O edge for desired state: read a repository (a Git revision or a working tree).
+
+Role: turn "a path and maybe a revision" into a :class:`reconciler.source.tree.SourceTree`,
+the bytes of every candidate YAML file plus the revision they came from.
+Inputs: a directory path, optionally a Git revision (SHA, branch, tag, ``HEAD~2``).
+Outputs: a ``SourceTree``; reading problems with a file (size, symlink escape) are
+diagnostics in it, while an unreadable source (not a repository, unknown revision) raises
+:class:`reconciler.errors.SourceError`.
+Never: parse YAML or judge content (that is ``reconciler.validate``), check out, fetch,
+write to the repository, or follow a symlink out of the repository.
+
+Modules: :mod:`~reconciler.source.tree` (the value and the bootstrap rules),
+:mod:`~reconciler.source.git` (a revision, via gitpython, from the object database) and
+:mod:`~reconciler.source.worktree` (files on disk, uncommitted edits included).
+"""
+
+from __future__ import annotations
+
+from reconciler.source import git, tree, worktree
+
+
+def read(path: str, rev: str | None) -> tree.SourceTree:
+    """Read ``path`` at ``rev``; ``rev=None`` reads the working tree as it is on disk."""
+    if rev is None:
+        return worktree.read_worktree(path)
+    return git.read_revision(path, rev)
+
+
+__all__ = ["git", "read", "tree", "worktree"]

@@ -1,0 +1,88 @@
+"""``cuctl validate``: check a desired-state repository, as a pre-commit hook or a PR check.
+
+Exit codes (like ``kubectl diff``): 0 valid (warnings allowed), 1 invalid, 2 cannot run (not a
+directory or repository, unknown revision). Findings go to stdout, one per line as
+``file:line:col: CODE: message`` (``-o json``: a JSON list); the summary goes to stderr so
+scripts can parse stdout alone.
+
+Also ``cuctl schemas`` (hidden): writes or checks the JSON Schemas generated from the model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from reconciler import errors, source, validate
+from reconciler.cli import _app
+from reconciler.model import diagnostics as diag
+from reconciler.model import schemas
+
+
+class Output(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+@_app.app.command("validate")
+def validate_command(
+    path: str = typer.Argument(".", help="Repository directory (or a subdirectory of one)."),
+    rev: str | None = typer.Option(
+        None,
+        "--rev",
+        help="Validate this Git revision (SHA, branch, tag) instead of the files "
+        "on disk; read from the object database, nothing is checked out.",
+    ),
+    output: Output = typer.Option(Output.TEXT, "-o", "--output", help="text or json."),
+    strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
+) -> None:
+    """Validate desired state: YAML safety, schemas, references, capacity."""
+    try:
+        tree = source.read(path, rev)
+    except errors.SourceError as exc:
+        typer.echo(f"cuctl validate: {exc}", err=True)
+        raise typer.Exit(_app.EXIT_ERROR) from exc
+    result = validate.validate_tree(tree)
+    findings = result.diagnostics
+    if output is Output.JSON:
+        typer.echo(json.dumps([d.to_json() for d in findings], indent=2))
+    else:
+        for d in findings:
+            prefix = "" if d.severity is diag.Severity.ERROR else "warning: "
+            typer.echo(f"{d.file}:{d.line}:{d.column}: {d.code}: {prefix}{d.message}")
+    failed = bool(result.errors) or (strict and bool(result.warnings))
+    short = result.revision[:12] if rev is not None else result.revision
+    summary = (
+        f"{tree.root} @ {short}: {len(result.files)} files, "
+        f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)"
+    )
+    typer.echo(("INVALID " if failed else "valid ") + summary, err=True)
+    raise typer.Exit(_app.EXIT_FINDINGS if failed else _app.EXIT_OK)
+
+
+@_app.app.command("schemas", hidden=True)
+def schemas_command(
+    directory: Path = typer.Argument(Path("schemas"), help="Where the JSON Schemas live."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 if the files are stale."),
+) -> None:
+    """Write the JSON Schemas generated from reconciler.model.documents."""
+    stale = []
+    for name, text in schemas.rendered().items():
+        target = directory / name
+        current = target.read_text() if target.exists() else None
+        if current == text:
+            continue
+        stale.append(name)
+        if not check:
+            directory.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+    if check and stale:
+        print(
+            f"stale schemas: {', '.join(stale)}; run `cuctl schemas {directory}`", file=sys.stderr
+        )
+        raise typer.Exit(_app.EXIT_FINDINGS)
+    print(f"{'checked' if check else 'wrote'} {directory}", file=sys.stderr)

@@ -1,0 +1,149 @@
+"""One reconcile, as a story: fetch → validate → observe → plan → diff → apply.
+
+Each step has the same signature (it reads and extends a :class:`_Run`), and the first
+failure ends the run with that step's Reason and message; nothing after it runs, so an
+invalid revision or a refused plan writes nothing (Flux's sub-reconciler list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from reconciler import errors, observe, source, validate
+from reconciler import plan as planning
+from reconciler.apply import apply as applying
+from reconciler.apply import writer as writers
+from reconciler.controller.reasons import Reason
+from reconciler.diff import changeset as cs
+from reconciler.model import diagnostics
+from reconciler.model import observed as obs
+from reconciler.model import state as st
+from reconciler.observe import sources
+from reconciler.source import tree as source_tree
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What to reconcile: a repository and a revision (None = its working tree)."""
+
+    repo: str
+    rev: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    reason: Reason
+    message: str
+    revision: str = ""
+    diagnostics: tuple[diagnostics.Diagnostic, ...] = ()
+    plan: planning.Plan | None = None
+    changes: cs.ChangeSet | None = None
+    applied: applying.ApplyResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is Reason.SUCCEEDED
+
+
+class _Stop(Exception):
+    def __init__(self, reason: Reason, message: str) -> None:
+        self.reason = reason
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass
+class _Run:
+    request: Request
+    observed_source: sources.Source
+    writer: writers.Writer
+    options: applying.ApplyOptions
+    tree: source_tree.SourceTree | None = None
+    desired: st.DesiredState | None = None
+    diagnostics: tuple[diagnostics.Diagnostic, ...] = ()
+    observed: obs.ObservedState | None = None
+    plan: planning.Plan | None = None
+    changes: cs.ChangeSet | None = None
+    applied: applying.ApplyResult | None = None
+    log: list[str] = field(default_factory=list)
+
+
+def _fetch(run: _Run) -> None:
+    try:
+        run.tree = source.read(run.request.repo, run.request.rev)
+    except errors.SourceError as exc:
+        raise _Stop(Reason.SOURCE_FAILED, str(exc)) from exc
+
+
+def _validate(run: _Run) -> None:
+    assert run.tree is not None
+    result = validate.validate_tree(run.tree)
+    run.diagnostics = tuple(result.diagnostics)
+    if result.state is None:
+        first = result.errors[0].render() if result.errors else "invalid desired state"
+        raise _Stop(Reason.VALIDATION_FAILED, f"{len(result.errors)} errors; first: {first}")
+    run.desired = result.state
+
+
+def _observe(run: _Run) -> None:
+    assert run.desired is not None
+    try:
+        run.observed = observe.observe(run.observed_source, run.desired)
+    except errors.ObserveError as exc:
+        raise _Stop(Reason.OBSERVE_FAILED, str(exc)) from exc
+
+
+def _plan(run: _Run) -> None:
+    assert run.desired is not None and run.observed is not None
+    try:
+        run.plan = planning.plan(run.desired, run.observed)
+    except (errors.CUError, ValueError) as exc:
+        raise _Stop(Reason.PLAN_FAILED, str(exc)) from exc
+    if run.plan.refusal:
+        raise _Stop(Reason.PLAN_REFUSED, run.plan.refusal)
+
+
+def _diff(run: _Run) -> None:
+    assert run.plan is not None
+    run.changes = cs.compute(run.plan.objects, run.plan.live)
+
+
+def _apply(run: _Run) -> None:
+    assert run.plan is not None and run.changes is not None
+    try:
+        run.applied = applying.apply_all(
+            run.writer, run.changes, run.plan.objects, run.plan.live, run.options
+        )
+    except errors.ApplyError as exc:
+        raise _Stop(Reason.APPLY_FAILED, str(exc)) from exc
+
+
+STEPS: Sequence[Callable[[_Run], None]] = (_fetch, _validate, _observe, _plan, _diff, _apply)
+
+
+def reconcile(
+    request: Request,
+    observed_source: sources.Source,
+    writer: writers.Writer,
+    options: applying.ApplyOptions = applying.ApplyOptions(),
+) -> Outcome:
+    """Run every step; state is re-read each time, so a second run with no change writes nothing."""
+    run = _Run(request, observed_source, writer, options)
+    reason, message = Reason.SUCCEEDED, ""
+    try:
+        for step in STEPS:
+            step(run)
+    except _Stop as stop:
+        reason, message = stop.reason, stop.message
+    if reason is Reason.SUCCEEDED and run.applied is not None:
+        message = f"{run.applied.writes} objects written"
+    return Outcome(
+        reason=reason,
+        message=message,
+        revision=run.tree.revision if run.tree else "",
+        diagnostics=run.diagnostics,
+        plan=run.plan,
+        changes=run.changes,
+        applied=run.applied,
+    )

@@ -1,0 +1,20 @@
+"""Why a reconcile ended: one Reason per step, for conditions, events and exit codes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    SUCCEEDED = "ReconciliationSucceeded"
+    SOURCE_FAILED = "GitOperationFailed"
+    VALIDATION_FAILED = "ValidationFailed"
+    OBSERVE_FAILED = "ObserveFailed"
+    PLAN_FAILED = "PlanFailed"
+    PLAN_REFUSED = "PlanRefused"
+    APPLY_FAILED = "ApplyFailed"
+
+    @property
+    def stalled(self) -> bool:
+        """True when retrying cannot help until Git changes (the user must fix something)."""
+        return self in (Reason.VALIDATION_FAILED, Reason.PLAN_REFUSED)

@@ -1,0 +1,222 @@
+"""The ChangeSet: the currency of preview, apply, events and tests (fluxcd/pkg ``ssa``).
+
+One frozen :class:`ChangeSetEntry` per paired object with its :class:`Action` and a
+field-level diff of the normalised objects. A changed immutable object is a ``replace``
+(delete + create): ResourceClaim and ResourceClaimTemplate specs, and a ResourceSlice's
+driver, pool name or node. A live object without a target becomes ``delete`` only when it
+carries our owner label; anything else is left alone, whatever the caller passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from reconciler.diff import normalize as norm
+from reconciler.diff import pair as pairing
+from reconciler.model import ownership
+
+JsonObject = Mapping[str, Any]
+
+IMMUTABLE_SPEC_KINDS = frozenset({"ResourceClaim", "ResourceClaimTemplate"})
+IMMUTABLE_FIELDS: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "ResourceSlice": (("spec", "driver"), ("spec", "pool", "name"), ("spec", "nodeName")),
+}
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    UNCHANGED = "unchanged"
+
+
+class Op(StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+    CHANGE = "change"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    path: str
+    op: Op
+    old: Any = None
+    new: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "op": str(self.op)}
+        if self.op is not Op.ADD:
+            out["old"] = self.old
+        if self.op is not Op.REMOVE:
+            out["new"] = self.new
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSetEntry:
+    key: pairing.ObjectKey
+    subject: str
+    action: Action
+    diff: tuple[FieldChange, ...] = ()
+    before: JsonObject | None = None
+    """The normalised live object (None for a create)."""
+    after: JsonObject | None = None
+    """The normalised target object (None for a delete)."""
+    api_version: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": str(self.action),
+            "apiVersion": self.api_version,
+            "kind": self.key.kind,
+            "namespace": self.key.namespace or None,
+            "name": self.key.name,
+            "diff": [c.to_json() for c in self.diff],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    entries: tuple[ChangeSetEntry, ...]
+
+    @property
+    def changes(self) -> tuple[ChangeSetEntry, ...]:
+        return tuple(e for e in self.entries if e.action is not Action.UNCHANGED)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.changes
+
+    def count(self, action: Action) -> int:
+        return sum(1 for e in self.entries if e.action is action)
+
+
+def _segment(item: Any, index: int) -> str:
+    if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+        return f"[name={item['name']}]"
+    return f"[{index}]"
+
+
+def _keyed(items: Sequence[Any]) -> dict[str, Any] | None:
+    """A list of uniquely named objects keyed by name, else None (compare by index)."""
+    keys = [_segment(x, i) for i, x in enumerate(items)]
+    if all(k.startswith("[name=") for k in keys) and len(set(keys)) == len(keys):
+        return dict(zip(keys, items, strict=True))
+    return None
+
+
+def field_diff(old: Any, new: Any, path: str = "") -> list[FieldChange]:
+    """Leaf-level differences; lists of named objects are matched by name."""
+    if old == new:
+        return []
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[FieldChange] = []
+        for key in sorted(set(old) | set(new)):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in old:
+                out.append(FieldChange(sub, Op.ADD, new=new[key]))
+            elif key not in new:
+                out.append(FieldChange(sub, Op.REMOVE, old=old[key]))
+            else:
+                out.extend(field_diff(old[key], new[key], sub))
+        return out
+    if isinstance(old, list) and isinstance(new, list):
+        old_keyed, new_keyed = _keyed(old), _keyed(new)
+        if old_keyed is not None and new_keyed is not None:
+            out = []
+            order = list(old_keyed) + [k for k in new_keyed if k not in old_keyed]
+            for seg in order:
+                if seg not in new_keyed:
+                    out.append(FieldChange(path + seg, Op.REMOVE, old=old_keyed[seg]))
+                elif seg not in old_keyed:
+                    out.append(FieldChange(path + seg, Op.ADD, new=new_keyed[seg]))
+                else:
+                    out.extend(field_diff(old_keyed[seg], new_keyed[seg], path + seg))
+            return out
+        out = []
+        for i in range(max(len(old), len(new))):
+            seg = f"{path}[{i}]"
+            if i >= len(old):
+                out.append(FieldChange(seg, Op.ADD, new=new[i]))
+            elif i >= len(new):
+                out.append(FieldChange(seg, Op.REMOVE, old=old[i]))
+            else:
+                out.extend(field_diff(old[i], new[i], seg))
+        return out
+    return [FieldChange(path, Op.CHANGE, old=old, new=new)]
+
+
+def _get(obj: JsonObject, path: tuple[str, ...]) -> Any:
+    cur: Any = obj
+    for part in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _action(kind: str, before: JsonObject, after: JsonObject) -> Action:
+    if before == after:
+        return Action.UNCHANGED
+    if kind in IMMUTABLE_SPEC_KINDS and before.get("spec") != after.get("spec"):
+        return Action.REPLACE
+    if any(_get(before, p) != _get(after, p) for p in IMMUTABLE_FIELDS.get(kind, ())):
+        return Action.REPLACE
+    return Action.UPDATE
+
+
+def compute(
+    target: Iterable[JsonObject],
+    live: Iterable[JsonObject],
+    normalizers: Sequence[norm.Normalizer] = norm.DEFAULT_NORMALIZERS,
+) -> ChangeSet:
+    """Pair, normalise and compare. Pure; the order is the apply order."""
+    entries = []
+    for p in pairing.pair(target, live):
+        if p.target is None:
+            assert p.live is not None
+            if not ownership.is_owned(p.live):
+                continue
+            before = norm.normalize(p.live, None, normalizers)
+            entries.append(
+                ChangeSetEntry(
+                    key=p.key,
+                    subject=p.key.subject,
+                    action=Action.DELETE,
+                    before=before,
+                    api_version=str(p.live.get("apiVersion", "")),
+                )
+            )
+            continue
+        after = norm.normalize(p.target, p.live, normalizers)
+        api_version = str(p.target.get("apiVersion", ""))
+        if p.live is None:
+            entries.append(
+                ChangeSetEntry(
+                    key=p.key,
+                    subject=p.key.subject,
+                    action=Action.CREATE,
+                    diff=tuple(field_diff({}, after)),
+                    after=after,
+                    api_version=api_version,
+                )
+            )
+            continue
+        before = norm.normalize(p.live, p.target, normalizers)
+        action = _action(p.key.kind, before, after)
+        entries.append(
+            ChangeSetEntry(
+                key=p.key,
+                subject=p.key.subject,
+                action=action,
+                diff=tuple(field_diff(before, after)) if action is not Action.UNCHANGED else (),
+                before=before,
+                after=after,
+                api_version=api_version,
+            )
+        )
+    return ChangeSet(tuple(entries))

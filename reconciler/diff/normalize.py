@@ -1,0 +1,120 @@
+"""Normalisers: rules that remove what must not count as a difference.
+
+Each rule is one class with one method (gitops-engine ``diff/normalizer``), applied in order
+by :func:`normalize` to a *copy* of both sides; compare never special-cases anything.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from reconciler.model import ownership
+from reconciler.plan import defaults
+
+JsonObject = Mapping[str, Any]
+
+
+class Normalizer(Protocol):
+    def normalize(self, obj: dict[str, Any], counterpart: JsonObject | None) -> None:
+        """Edit ``obj`` in place; ``counterpart`` is the other side of the pair, if any."""
+
+
+class ServerMetadata:
+    """Fields the apiserver owns: identity, versions, managedFields, timestamps."""
+
+    FIELDS = (
+        "managedFields",
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "selfLink",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generateName",
+        "ownerReferences",
+    )
+
+    def normalize(self, obj: dict[str, Any], counterpart: JsonObject | None) -> None:
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            for name in self.FIELDS:
+                meta.pop(name, None)
+
+
+class Status:
+    """``status`` is written by controllers and the scheduler, never by us."""
+
+    def normalize(self, obj: dict[str, Any], counterpart: JsonObject | None) -> None:
+        obj.pop("status", None)
+
+
+class IgnoredAnnotations:
+    """The Git revision (changes every commit) and kubectl's last-applied copy."""
+
+    KEYS = (ownership.REVISION_ANNOTATION, "kubectl.kubernetes.io/last-applied-configuration")
+
+    def normalize(self, obj: dict[str, Any], counterpart: JsonObject | None) -> None:
+        meta = obj.get("metadata")
+        if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
+            for key in self.KEYS:
+                meta["annotations"].pop(key, None)
+
+
+class ControllerFinalizers:
+    """The DRA delete-protection finalizer that the scheduler adds to allocated claims."""
+
+    KEYS = ("resource.kubernetes.io/delete-protection",)
+
+    def normalize(self, obj: dict[str, Any], counterpart: JsonObject | None) -> None:
+        meta = obj.get("metadata")
+        if isinstance(meta, dict) and isinstance(meta.get("finalizers"), list):
+            meta["finalizers"] = [f for f in meta["finalizers"] if f not in self.KEYS]
+
+
+class ServerDefaults:
+    """Known apiserver defaults (reconciler.plan.defaults) that the target leaves unset.
+
+    Only meaningful with a counterpart: an object without one is shown as it is.
+    """
+
+    def normalize(self, obj: dict[str, Any], counterpart: JsonObject | None) -> None:
+        if counterpart is None:
+            return
+        stripped = defaults.strip(obj, counterpart)
+        obj.clear()
+        obj.update(stripped)
+
+
+class EmptyMetadataMaps:
+    """``labels: {}``, ``annotations: {}`` and ``finalizers: []`` mean the same as absent."""
+
+    def normalize(self, obj: dict[str, Any], counterpart: JsonObject | None) -> None:
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            for name in ("labels", "annotations", "finalizers"):
+                if name in meta and not meta[name]:
+                    del meta[name]
+
+
+DEFAULT_NORMALIZERS: tuple[Normalizer, ...] = (
+    ServerMetadata(),
+    Status(),
+    IgnoredAnnotations(),
+    ControllerFinalizers(),
+    ServerDefaults(),
+    EmptyMetadataMaps(),
+)
+
+
+def normalize(
+    obj: JsonObject,
+    counterpart: JsonObject | None,
+    normalizers: Sequence[Normalizer] = DEFAULT_NORMALIZERS,
+) -> dict[str, Any]:
+    out = copy.deepcopy(dict(obj))
+    for rule in normalizers:
+        rule.normalize(out, counterpart)
+    return out

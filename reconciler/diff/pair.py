@@ -1,0 +1,72 @@
+"""Pairing: the one function that aligns target and live objects.
+
+Keyed by :class:`ObjectKey` (group, kind, namespace, name), like gitops-engine's
+``sync/reconcile.go``: a key with no live object is a create, a key with no target is a
+prune candidate. Nothing else in the diff matches objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.plan import target as plan_target
+
+JsonObject = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ObjectKey:
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: JsonObject) -> ObjectKey:
+        group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+        meta = obj.get("metadata") or {}
+        return cls(
+            group,
+            str(obj.get("kind", "")),
+            str(meta.get("namespace") or ""),
+            str(meta.get("name", "")),
+        )
+
+    @property
+    def subject(self) -> str:
+        """``Kind/namespace/name`` (``Kind/name`` when cluster-scoped)."""
+        if self.namespace:
+            return f"{self.kind}/{self.namespace}/{self.name}"
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    key: ObjectKey
+    target: JsonObject | None
+    live: JsonObject | None
+
+
+def pair(target: Iterable[JsonObject], live: Iterable[JsonObject]) -> tuple[Pair, ...]:
+    """Align by key, in apply order (kind rank, namespace, name); duplicates are an error."""
+    wanted: dict[ObjectKey, JsonObject] = {}
+    for obj in target:
+        key = ObjectKey.of(obj)
+        if key in wanted:
+            raise ValueError(f"the target holds {key.subject} twice")
+        wanted[key] = obj
+    current: dict[ObjectKey, JsonObject] = {}
+    for obj in live:
+        current.setdefault(ObjectKey.of(obj), obj)
+    keys = sorted(
+        set(wanted) | set(current),
+        key=lambda k: (
+            plan_target.sort_key(
+                {"kind": k.kind, "metadata": {"namespace": k.namespace, "name": k.name}}
+            ),
+            k.group,
+        ),
+    )
+    return tuple(Pair(k, wanted.get(k), current.get(k)) for k in keys)

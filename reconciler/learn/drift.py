@@ -1,0 +1,399 @@
+"""Drift: when a device model's speed changes, and which single nodes underperform.
+
+Two questions, both answered from the residuals of :func:`reconciler.learn.fit.fit`:
+
+* **Slow nodes.** A node whose median residual sits far below the other nodes of its model
+  (more than ``min_deficit`` and ``z`` robust sds) is reported and left out of the refit, so
+  one throttled host cannot drag a whole model's factor down.
+* **Level shifts.** Per (device model, class), residuals minus node effects are reduced to
+  hourly medians (robust to outliers, cheap at any record count), prewhitened with an AR(1)
+  coefficient estimated from first differences (a step moves one difference, so the
+  estimate survives the change it must detect), and fed to two one-sided Page CUSUMs. Raw
+  CUSUMs on autocorrelated hourly data false-alarm most weeks (factors.md §3b); prewhitened
+  they hold their in-control run length. A workload-mix shift is absorbed by the fixed
+  effects and does not move the residuals.
+
+Pure: arrays and frames in, alarms out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+from statsmodels.regression.linear_model import yule_walker
+
+from reconciler.learn import specs
+
+
+class Direction(StrEnum):
+    DOWN = "down"
+    UP = "up"
+
+
+@dataclass(frozen=True, slots=True)
+class DriftConfig:
+    """Detector settings; defaults meet the acceptance criteria in docs/factors.md."""
+
+    target_drop: float = 0.03  # the smallest regression worth finding quickly
+    target_rise: float = 0.06  # upgrades matter less urgently: a larger target, fewer alarms
+    threshold: float = 8.0  # h, in innovation sds
+    min_k: float = 0.75  # floor on k: thin traffic targets larger shifts, not more alarms
+    warmup_hours: int = 48  # hours used to set the baseline after the start or a change
+    min_hours: int = 96  # a series shorter than this is not tested
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    device_model: str
+    workload_class: specs.WorkloadClass
+    direction: Direction
+    change_hour: int  # estimated first hour of the new level (hours since the epoch)
+    alarm_hour: int  # the hour whose data raised the alarm
+    relative_change: float  # estimated new level / old level − 1
+    phi: float  # sum of the AR coefficients removed before the CUSUM
+
+
+@dataclass(frozen=True, slots=True)
+class SlowNode:
+    node: str
+    device_model: str
+    relative: float  # node speed / its model's typical node − 1
+    z: float
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class HourlySeries:
+    """Median residual per time bin: one hour, or several consecutive hours when traffic is
+    too thin for one hour to hold ``min_records`` (a median of two records is noise)."""
+
+    device_model: str
+    workload_class: specs.WorkloadClass
+    start_hours: np.ndarray  # first hour of each bin, hours since the epoch
+    end_hours: np.ndarray  # last hour of each bin: the alarm can fire once it has passed
+    values: np.ndarray
+    counts: np.ndarray
+
+
+# ------------------------------------------------------------------------------ slow nodes
+
+
+def node_effects(frame: pd.DataFrame, resid: np.ndarray) -> pd.DataFrame:
+    """Mean residual (NaN rows ignored) and record count per node, with its device model."""
+    node = frame["node"].cat.codes.to_numpy()
+    ok = np.isfinite(resid)
+    n_nodes = len(frame["node"].cat.categories)
+    # A mean of screened residuals: the outlier screen already removed gross errors.
+    count = np.bincount(node[ok], minlength=n_nodes)
+    total = np.bincount(node[ok], weights=resid[ok], minlength=n_nodes)
+    model_of = np.zeros(n_nodes, dtype=np.int64)
+    model_of[node] = frame["device_model"].cat.codes.to_numpy()
+    idx = np.flatnonzero(count)
+    med = pd.Series(total[idx] / count[idx], index=idx)
+    names = frame["node"].cat.categories
+    models = frame["device_model"].cat.categories
+    return pd.DataFrame(
+        {
+            "effect": med.to_numpy(),
+            "records": count[idx],
+            "device_model": [str(models[m]) for m in model_of[idx]],
+        },
+        index=pd.Index([str(names[i]) for i in idx], name="node"),
+    )
+
+
+def slow_nodes(
+    effects: pd.DataFrame, min_deficit: float = 0.15, z: float = 3.0, min_records: int = 30
+) -> list[SlowNode]:
+    """Nodes well below their model's other nodes, by both a relative and a robust-z margin."""
+    out: list[SlowNode] = []
+    for model, grp in effects[effects["records"] >= min_records].groupby("device_model"):
+        if len(grp) < 3:
+            continue  # cannot tell a slow node from a slow model with fewer than 3 nodes
+        center = float(grp["effect"].median())
+        spread = max(1.4826 * float((grp["effect"] - center).abs().median()), 0.01)
+        for node, row in grp.iterrows():
+            gap = float(row["effect"]) - center
+            if gap < math.log1p(-min_deficit) and gap / spread < -z:
+                out.append(
+                    SlowNode(str(node), str(model), math.expm1(gap), gap / spread,
+                             int(row["records"]))
+                )
+    return sorted(out, key=lambda s: s.node)
+
+
+# ---------------------------------------------------------------------------- level shifts
+
+
+def hourly(
+    frame: pd.DataFrame,
+    resid: np.ndarray,
+    effects: pd.DataFrame,
+    exclude_nodes: Collection[str] = (),
+    min_records: int = 20,
+    scale: np.ndarray | None = None,
+) -> list[HourlySeries]:
+    """Median of (residual − node effect) per (device model, class) and hour (or hour bin)."""
+    node_cats = frame["node"].cat.categories
+    per_node = effects["effect"].reindex(node_cats).fillna(0.0).to_numpy()
+    codes = frame["node"].cat.codes.to_numpy()
+    r = resid - per_node[codes]
+    ok = np.isfinite(r)
+    if exclude_nodes:
+        excluded = {str(n) for n in exclude_nodes}
+        bad = np.asarray([str(n) in excluded for n in node_cats], dtype=bool)
+        ok &= ~bad[codes]
+    if not ok.any():
+        return []
+    rec_scale = scale[ok] if scale is not None else None
+    d = frame["device_model"].cat.codes.to_numpy().astype(np.int64)[ok]
+    c = frame["workload_class"].cat.codes.to_numpy().astype(np.int64)[ok]
+    h = frame["hour"].to_numpy()[ok]
+    r = r[ok]
+    h0 = int(h.min())
+    span = int(h.max()) - h0 + 1
+    nc = len(frame["workload_class"].cat.categories)
+    sid = d * nc + c
+    n_series = int(sid.max()) + 1
+    per_hour = np.bincount(sid * span + (h - h0), minlength=n_series * span).reshape(n_series, span)
+    # Bin consecutive hours until each bin holds ``min_records``; a trailing remainder
+    # joins the last bin.
+    bin_of = np.full((n_series, span), -1, dtype=np.int64)
+    bins: list[tuple[int, int, int]] = []  # (series, first hour offset, last hour offset)
+    for s_id in range(n_series):
+        row = per_hour[s_id]
+        if row.sum() == 0:
+            continue
+        acc, first = 0, None
+        for off in np.flatnonzero(row):
+            if first is None:
+                first = int(off)
+            acc += int(row[off])
+            bin_of[s_id, off] = len(bins)
+            if acc >= min_records:
+                bins.append((s_id, first, int(off)))
+                acc, first = 0, None
+        if first is not None:
+            if bins and bins[-1][0] == s_id:
+                prev = bins[-1]
+                bin_of[s_id, first:] = np.where(bin_of[s_id, first:] >= 0, len(bins) - 1, -1)
+                last_off = int(np.flatnonzero(row)[-1])
+                bins[-1] = (prev[0], prev[1], last_off)
+            else:
+                bins.append((s_id, first, int(np.flatnonzero(row)[-1])))
+    b = bin_of[sid, h - h0]
+    cnt = np.bincount(b, minlength=len(bins))
+    if rec_scale is None:
+        rec_scale = _record_scales(frame, ok, r)
+    values = huber_locations(r, b, len(bins), rec_scale)
+    meta = np.asarray(bins, dtype=np.int64).reshape(-1, 3)
+    devs = list(frame["device_model"].cat.categories)
+    classes = list(frame["workload_class"].cat.categories)
+    out: list[HourlySeries] = []
+    for s_id in np.unique(meta[:, 0]):
+        sel = meta[:, 0] == s_id
+        di, ci = divmod(int(s_id), nc)
+        out.append(
+            HourlySeries(
+                device_model=str(devs[di]),
+                workload_class=specs.WorkloadClass(str(classes[ci])),
+                start_hours=h0 + meta[sel, 1],
+                end_hours=h0 + meta[sel, 2],
+                values=values[sel],
+                counts=cnt[sel],
+            )
+        )
+    return out
+
+
+HUBER_C = 1.345
+
+
+def huber_locations(r: np.ndarray, group: np.ndarray, groups: int, scale: np.ndarray) -> np.ndarray:
+    """Huber M-estimate of location per group, with a known scale per record.
+
+    More efficient than the median under Student-t noise and still bounded against
+    outliers; dividing by each record's own scale lets precise (large-batch) records count
+    more, because the noise is heteroscedastic.
+    """
+    inv_var = 1.0 / (scale * scale)
+    # Start from the precision-weighted mean: rows reaching here passed the outlier screen.
+    mu = np.bincount(group, weights=inv_var * r, minlength=groups) / np.maximum(
+        np.bincount(group, weights=inv_var, minlength=groups), 1e-300
+    )
+    for _ in range(6):
+        u = np.abs(r - mu[group]) / scale
+        w = np.minimum(1.0, HUBER_C / np.maximum(u, 1e-12)) * inv_var
+        mu = np.bincount(group, weights=w * r, minlength=groups) / np.maximum(
+            np.bincount(group, weights=w, minlength=groups), 1e-300
+        )
+    return mu
+
+
+def _record_scales(frame: pd.DataFrame, ok: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Robust sd of residuals per (class, batch size): the noise shrinks with batch."""
+    c = frame["workload_class"].cat.codes.to_numpy()[ok].astype(np.int64)
+    bsz = np.unique(frame["log_batch"].to_numpy()[ok], return_inverse=True)[1]
+    key = c * (int(bsz.max()) + 1) + bsz
+    dev = pd.Series(np.abs(r - pd.Series(r).groupby(key).transform("median").to_numpy()))
+    mad = dev.groupby(key).transform("median").to_numpy()
+    return np.asarray(np.maximum(1.4826 * mad, 1e-4))
+
+
+def running_level(x: np.ndarray, window: int = 49) -> np.ndarray:
+    """Centred running median: follows a step within half a window, ignores single spikes."""
+    level = pd.Series(x).rolling(window, center=True, min_periods=window // 4).median()
+    return np.asarray(level.to_numpy())
+
+
+def ar_coefficients(x: np.ndarray, order: int = 3, window: int = 49) -> np.ndarray:
+    """AR coefficients of the noise around a running median level (Yule-Walker).
+
+    The running median follows a level shift within a few bins (medians keep edges), so the
+    change the CUSUM must find does not masquerade as autocorrelation; measurement noise
+    plus an AR(1) process is an ARMA(1,1), which a short AR(p) approximates well.
+    """
+    finite = np.isfinite(x)
+    if finite.sum() < 4 * window:
+        return np.zeros(0)
+    noise = (x - running_level(x, window))[finite]
+    noise = noise[np.isfinite(noise)]
+    rho, _ = yule_walker(
+        noise - np.median(noise), order=order, method="mle", result_object=False
+    )
+    rho = np.asarray(rho, dtype=float)
+    total = float(rho.sum())
+    if total > 0.9:  # keep the filter stable and a shift visible after prewhitening
+        rho *= 0.9 / total
+    return rho
+
+
+def prewhiten(x: np.ndarray, rho: np.ndarray, mu: float = 0.0) -> np.ndarray:
+    """Innovations ``(x_t − μ) − Σ ρ_i (x_{t−i} − μ)``; the first ``len(rho)`` are NaN."""
+    p = len(rho)
+    e = x - mu
+    out = e.copy()
+    for i, r in enumerate(rho, start=1):
+        out[i:] -= r * e[:-i]
+    out[:p] = np.nan
+    return out
+
+
+def detect(series: HourlySeries, config: DriftConfig = DriftConfig()) -> list[Alarm]:
+    """Page CUSUMs on the prewhitened series; after an alarm, restart at the change.
+
+    The baseline is self-starting: the (clipped) mean of the current segment so far, so a
+    noisy first day does not bias the chart for the rest of the month.
+    """
+    x = series.values
+    if np.isfinite(x).sum() < config.min_hours:
+        return []
+    rho = ar_coefficients(x)
+    # The noise scale comes from the series around its running median: a persistent step
+    # would otherwise inflate it and hide itself.
+    innov = prewhiten(x - running_level(x), rho)
+    sigma = 1.4826 * float(np.nanmedian(np.abs(innov - np.nanmedian(innov))))
+    if not math.isfinite(sigma) or sigma <= 0:
+        return []
+    alarms: list[Alarm] = []
+    start = 0
+    while start + config.warmup_hours < len(x):
+        hit = _run(x, start, rho, sigma, config)
+        if hit is None:
+            break
+        direction, change, at, before = hit
+        after = x[change : at + 1]
+        new_level = float(np.nanmedian(after)) if np.isfinite(after).any() else before
+        alarms.append(
+            Alarm(
+                device_model=series.device_model,
+                workload_class=series.workload_class,
+                direction=direction,
+                change_hour=int(series.start_hours[change]),
+                alarm_hour=int(series.end_hours[at]),
+                relative_change=math.expm1(new_level - before),
+                phi=float(rho.sum()) if len(rho) else 0.0,
+            )
+        )
+        start = max(change, at + 1 - config.warmup_hours, start + 1)
+    return alarms
+
+
+def _run(
+    x: np.ndarray, start: int, rho: np.ndarray, sigma: float, config: DriftConfig
+) -> tuple[Direction, int, int, float] | None:
+    """First alarm after the warm-up: (direction, change index, alarm index, old level)."""
+    keep = 1.0 - float(rho.sum())  # share of a persistent shift left after prewhitening
+    k_down = max(0.5 * keep * -math.log1p(-config.target_drop) / sigma, config.min_k)
+    k_up = max(0.5 * keep * math.log1p(config.target_rise) / sigma, config.min_k)
+    warm = x[start : start + config.warmup_hours]
+    if np.isfinite(warm).sum() < config.warmup_hours // 2:
+        return None
+    center = float(np.nanmedian(warm))
+    clip = 3.0 * sigma / max(keep, 0.1)
+    total = float(np.nansum(np.clip(warm, center - clip, center + clip)))
+    count = int(np.isfinite(warm).sum())
+    # e_t = (x_t − μ) − Σρ_i(x_{t−i} − μ) = y_t − keep·μ with y the filtered series.
+    y = prewhiten(x, rho).tolist()
+    xs = x.tolist()
+    s_dn = s_up = 0.0
+    begin = max(start + config.warmup_hours, len(rho))
+    last_zero_dn = last_zero_up = begin
+    for t in range(begin, len(xs)):
+        v = xs[t]
+        yt = y[t]
+        if not (math.isfinite(v) and math.isfinite(yt)):
+            continue
+        mu = total / count
+        z = (yt - keep * mu) / sigma
+        z = min(max(z, -4.0), 4.0)  # one wild bin must not raise an alarm on its own
+        s_dn = max(0.0, s_dn - z - k_down)
+        s_up = max(0.0, s_up + z - k_up)
+        if s_dn == 0.0:
+            last_zero_dn = t + 1
+        if s_up == 0.0:
+            last_zero_up = t + 1
+        if s_dn > config.threshold:
+            return Direction.DOWN, min(last_zero_dn, t), t, mu
+        if s_up > config.threshold:
+            return Direction.UP, min(last_zero_up, t), t, mu
+        total += min(max(v, mu - clip), mu + clip)
+        count += 1
+    return None
+
+
+def detect_all(
+    series: list[HourlySeries], config: DriftConfig = DriftConfig()
+) -> list[Alarm]:
+    return [a for s in series for a in detect(s, config)]
+
+
+def latest_changes(alarms: list[Alarm]) -> Mapping[tuple[str, specs.WorkloadClass], int]:
+    """The most recent change hour per (device, class): where the current level begins."""
+    out: dict[tuple[str, specs.WorkloadClass], int] = {}
+    for a in alarms:
+        key = (a.device_model, a.workload_class)
+        out[key] = max(out.get(key, a.change_hour), a.change_hour)
+    return out
+
+
+__all__ = [
+    "Alarm",
+    "Direction",
+    "DriftConfig",
+    "HourlySeries",
+    "SlowNode",
+    "ar_coefficients",
+    "prewhiten",
+    "detect",
+    "detect_all",
+    "hourly",
+    "latest_changes",
+    "node_effects",
+    "slow_nodes",
+]

@@ -1,0 +1,501 @@
+"""The observed state: vendor devices normalised into one description, nodes and claims.
+
+Pure: :func:`build` maps the raw objects read by :mod:`reconciler.observe` (plain dicts as
+the apiserver returns them) and the desired VendorAdapters to an :class:`ObservedState`.
+It lives in ``model`` so that both ``observe`` and ``validate`` may call it.
+
+Rules (each a decision, documented in docs/plan.md):
+
+- A device is normalised only through the VendorAdapter of its driver. A driver without an
+  adapter, or a device whose model value is not in the adapter's mapping, is *reported* as
+  a :class:`Finding`, never guessed.
+- Only the newest *complete* generation of each vendor pool counts. A newer generation
+  that is still being written (fewer slices than ``resourceSliceCount``) is reported and the
+  previous complete one is used; a pool with no complete generation contributes nothing.
+  A pool with a duplicate device name is invalid (the scheduler skips it) and is skipped.
+- Vendor devices must be node-local (slice ``nodeName``); others are reported.
+- Our own driver's slices are not devices: they are owned objects, compared by the diff.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from reconciler.model import documents as docs
+from reconciler.model import ownership, quantity
+
+JsonObject = Mapping[str, Any]
+
+UNHEALTHY_TAINT_KEY = f"{ownership.PREFIX}/unhealthy"
+
+
+class FindingCode(StrEnum):
+    """Why an observed object was not used as-is. Stable strings: tools match on them."""
+
+    NO_ADAPTER = "NoAdapter"
+    UNKNOWN_MODEL = "UnknownModel"
+    MISSING_FIELD = "MissingField"
+    INCOMPLETE_POOL = "IncompletePool"
+    INVALID_POOL = "InvalidPool"
+    NOT_NODE_LOCAL = "NotNodeLocal"
+    UNKNOWN_NODE = "UnknownNode"
+    # Raised by the planner about otherwise valid devices:
+    NO_FACTOR = "NoFactor"
+    AMBIGUOUS_POOL = "AmbiguousPool"
+    BELOW_MIN_STEP = "BelowMinStep"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Finding:
+    """One observation the planner could not use; shown in the plan report."""
+
+    code: FindingCode
+    subject: str
+    message: str
+
+    def render(self) -> str:
+        return f"{self.code}: {self.subject}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DeviceId:
+    """A DRA device identity: ``<driver>/<pool>/<device>``."""
+
+    driver: str
+    pool: str
+    device: str
+
+    def __str__(self) -> str:
+        return f"{self.driver}/{self.pool}/{self.device}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DeviceTaint:
+    key: str
+    value: str
+    effect: str
+
+    @property
+    def blocks(self) -> bool:
+        """A taint that keeps new allocations off the device."""
+        return self.effect in ("NoSchedule", "NoExecute")
+
+    def to_json(self) -> dict[str, str]:
+        out = {"key": self.key, "effect": self.effect}
+        if self.value:
+            out["value"] = self.value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedDevice:
+    """One physical device in the common description."""
+
+    id: DeviceId
+    node: str
+    vendor: str
+    model: str
+    memory_bytes: int
+    uuid: str
+    uuid_attribute: str
+    """The vendor's fully qualified attribute holding ``uuid`` (e.g. ``gpu.nvidia.com/uuid``)."""
+    uuid_raw: tuple[tuple[str, Any], ...]
+    """The vendor's DeviceAttribute, e.g. ``(("string", "GPU-1"),)``; copied verbatim."""
+    healthy: bool = True
+    taints: tuple[DeviceTaint, ...] = ()
+    driver_version: str | None = None
+    pcie_root: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Healthy and not tainted against new allocations by its vendor."""
+        return self.healthy and not any(t.blocks for t in self.taints)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedNode:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AllocatedDevice:
+    request: str
+    driver: str
+    pool: str
+    device: str
+    consumed_cu: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedClaim:
+    """A ResourceClaim as far as CU accounting cares: where it is allocated, who uses it."""
+
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    allocated: tuple[AllocatedDevice, ...] = ()
+    reserved_for: tuple[str, ...] = ()
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self.reserved_for)
+
+
+@dataclass(frozen=True, slots=True)
+class RawObjects:
+    """What the I/O edge read, untouched: plain dicts in apiserver JSON shape."""
+
+    nodes: tuple[JsonObject, ...] = ()
+    slices: tuple[JsonObject, ...] = ()
+    claims: tuple[JsonObject, ...] = ()
+    owned: tuple[JsonObject, ...] = ()
+    """Objects carrying our managed-by label, of every kind we render (the diff's live side)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedState:
+    nodes: tuple[ObservedNode, ...] = ()
+    devices: tuple[ObservedDevice, ...] = ()
+    claims: tuple[ObservedClaim, ...] = ()
+    owned: tuple[JsonObject, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _meta(obj: JsonObject) -> JsonObject:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _spec(obj: JsonObject) -> JsonObject:
+    spec = obj.get("spec")
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def qualify(name: str, driver: str) -> str:
+    """A DRA attribute name, fully qualified: short names take the driver's domain."""
+    return name if "/" in name else f"{driver}/{name}"
+
+
+def _lookup(table: Mapping[str, Any], name: str, driver: str) -> Any:
+    """Find an attribute or capacity by qualified name; the driver's own may be stored short."""
+    full = qualify(name, driver)
+    domain, _, short = full.rpartition("/")
+    if full in table:
+        return table[full]
+    if domain == driver and short in table:
+        return table[short]
+    return None
+
+
+def _attribute_value(attr: Any) -> Any:
+    if not isinstance(attr, Mapping):
+        return None
+    for kind in ("string", "int", "bool", "version"):
+        if kind in attr:
+            return attr[kind]
+    return None
+
+
+def _field(
+    source: docs.FieldSource, device: JsonObject, driver: str
+) -> tuple[Any, tuple[tuple[str, Any], ...]]:
+    """The raw value of a mapped field, and the verbatim attribute (for attributes)."""
+    if source.attribute is not None:
+        raw = _lookup(device.get("attributes") or {}, source.attribute, driver)
+        value = _attribute_value(raw)
+        verbatim = tuple(sorted(raw.items())) if isinstance(raw, Mapping) else ()
+        return value, verbatim
+    assert source.capacity is not None
+    cap = _lookup(device.get("capacity") or {}, source.capacity, driver)
+    return (cap.get("value") if isinstance(cap, Mapping) else None), ()
+
+
+def _memory_bytes(source: docs.FieldSource, value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int | float):
+            unit = source.unit.bytes if source.unit is not None else 1
+            return int(quantity.parse_quantity(value) * unit)
+        parsed = quantity.parse_quantity(str(value))
+        unit = source.unit.bytes if source.unit is not None else 1
+        return int(parsed * unit)
+    except ValueError:
+        return None
+
+
+def _mapped(source: docs.FieldSource, value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if source.values:
+        return source.values.get(text)
+    return text
+
+
+def _taints(device: JsonObject) -> tuple[DeviceTaint, ...]:
+    out = []
+    for taint in device.get("taints") or ():
+        if isinstance(taint, Mapping) and taint.get("key"):
+            out.append(
+                DeviceTaint(
+                    key=str(taint["key"]),
+                    value=str(taint.get("value") or ""),
+                    effect=str(taint.get("effect") or "NoSchedule"),
+                )
+            )
+    return tuple(sorted(out))
+
+
+def normalize_device(
+    adapter: docs.VendorAdapter, pool: str, node: str, device: JsonObject
+) -> ObservedDevice | Finding | None:
+    """One vendor device through its adapter: a device, a Finding, or None (filtered out)."""
+    spec = adapter.spec
+    driver = spec.driver
+    name = str(device.get("name", ""))
+    did = DeviceId(driver, pool, name)
+    attributes = device.get("attributes") or {}
+    for key, wanted in sorted(spec.device_filter.items()):
+        if str(_attribute_value(_lookup(attributes, key, driver))) != wanted:
+            return None
+    mapping = spec.mapping
+    raw_model, _ = _field(mapping.model, device, driver)
+    model = _mapped(mapping.model, raw_model)
+    if model is None:
+        if raw_model is None:
+            return Finding(FindingCode.MISSING_FIELD, str(did), "no model field in the device")
+        return Finding(
+            FindingCode.UNKNOWN_MODEL,
+            str(did),
+            f"model {raw_model!r} is not in VendorAdapter/{adapter.metadata.name}'s mapping",
+        )
+    raw_memory, _ = _field(mapping.memory, device, driver)
+    memory = _memory_bytes(mapping.memory, raw_memory)
+    if memory is None:
+        return Finding(FindingCode.MISSING_FIELD, str(did), "no readable memory field")
+    if mapping.uuid.attribute is None:
+        return Finding(FindingCode.MISSING_FIELD, str(did), "the uuid must come from an attribute")
+    raw_uuid, uuid_verbatim = _field(mapping.uuid, device, driver)
+    if raw_uuid is None:
+        return Finding(FindingCode.MISSING_FIELD, str(did), "no uuid attribute")
+    healthy = True
+    if mapping.health is not None:
+        value = _attribute_value(_lookup(attributes, mapping.health.attribute, driver))
+        if value is not None:
+            healthy = value in mapping.health.healthy_values
+    driver_version = None
+    if mapping.driver_version is not None:
+        driver_version = _mapped(
+            mapping.driver_version, _field(mapping.driver_version, device, driver)[0]
+        )
+    pcie_root = None
+    if mapping.pcie_root is not None:
+        pcie_root = _mapped(mapping.pcie_root, _field(mapping.pcie_root, device, driver)[0])
+    return ObservedDevice(
+        id=did,
+        node=node,
+        vendor=spec.vendor,
+        model=model,
+        memory_bytes=memory,
+        uuid=str(raw_uuid),
+        uuid_attribute=qualify(mapping.uuid.attribute, driver),
+        uuid_raw=uuid_verbatim,
+        healthy=healthy,
+        taints=_taints(device),
+        driver_version=driver_version,
+        pcie_root=pcie_root,
+    )
+
+
+def _slice_pool(obj: JsonObject) -> tuple[str, int, int]:
+    pool = _spec(obj).get("pool") or {}
+    return (
+        str(pool.get("name", "")),
+        int(pool.get("generation", 0) or 0),
+        int(pool.get("resourceSliceCount", 1) or 1),
+    )
+
+
+def select_generation(
+    driver: str, pool: str, slices: Sequence[JsonObject]
+) -> tuple[tuple[JsonObject, ...], tuple[Finding, ...]]:
+    """The slices of the newest complete generation of one pool, and what was wrong.
+
+    Complete = as many slices at that generation as each of them announces in
+    ``resourceSliceCount`` (and they agree). Older generations are consulted only when the
+    newest one is still being written, so capacity does not flap during a driver's rollout.
+    """
+    subject = f"{driver}/{pool}"
+    by_generation: dict[int, list[JsonObject]] = defaultdict(list)
+    for obj in slices:
+        by_generation[_slice_pool(obj)[1]].append(obj)
+    findings: list[Finding] = []
+    for generation in sorted(by_generation, reverse=True):
+        members = sorted(by_generation[generation], key=lambda o: str(_meta(o).get("name", "")))
+        counts = {_slice_pool(o)[2] for o in members}
+        if len(counts) == 1 and len(members) == counts.pop():
+            names = [
+                str(d.get("name", ""))
+                for o in members
+                for d in (_spec(o).get("devices") or ())
+                if isinstance(d, Mapping)
+            ]
+            if len(names) != len(set(names)):
+                dupes = sorted({n for n in names if names.count(n) > 1})
+                findings.append(
+                    Finding(
+                        FindingCode.INVALID_POOL,
+                        subject,
+                        f"generation {generation} repeats device names {', '.join(dupes)}; "
+                        "the pool is skipped",
+                    )
+                )
+                return (), tuple(findings)
+            return tuple(members), tuple(findings)
+        announced = max(_slice_pool(o)[2] for o in members)
+        findings.append(
+            Finding(
+                FindingCode.INCOMPLETE_POOL,
+                subject,
+                f"generation {generation} has {len(members)} of {announced} slices",
+            )
+        )
+    return (), tuple(findings)
+
+
+def _node(obj: JsonObject) -> ObservedNode:
+    meta = _meta(obj)
+    labels = meta.get("labels") or {}
+    return ObservedNode(name=str(meta.get("name", "")), labels=dict(sorted(labels.items())))
+
+
+def _claim(obj: JsonObject) -> ObservedClaim:
+    meta = _meta(obj)
+    status = obj.get("status") or {}
+    allocation = status.get("allocation") or {}
+    results = (allocation.get("devices") or {}).get("results") or ()
+    allocated = []
+    for result in results:
+        consumed = (result.get("consumedCapacity") or {}).get("cu")
+        allocated.append(
+            AllocatedDevice(
+                request=str(result.get("request", "")),
+                driver=str(result.get("driver", "")),
+                pool=str(result.get("pool", "")),
+                device=str(result.get("device", "")),
+                consumed_cu=None if consumed is None else str(consumed),
+            )
+        )
+    reserved = sorted(
+        f"{r.get('resource', 'pods')}/{r.get('name', '')}" for r in status.get("reservedFor") or ()
+    )
+    return ObservedClaim(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        labels=dict(sorted((meta.get("labels") or {}).items())),
+        allocated=tuple(sorted(allocated)),
+        reserved_for=tuple(reserved),
+    )
+
+
+def _pick_adapters(adapters: Iterable[docs.VendorAdapter]) -> dict[str, docs.VendorAdapter]:
+    """One adapter per driver; with duplicates the first by name wins (validate reports it)."""
+    out: dict[str, docs.VendorAdapter] = {}
+    for adapter in sorted(adapters, key=lambda a: a.metadata.name):
+        out.setdefault(adapter.spec.driver, adapter)
+    return out
+
+
+def build(
+    raw: RawObjects, adapters: Iterable[docs.VendorAdapter], driver_name: str
+) -> ObservedState:
+    """Normalise everything read from a cluster or snapshot. Deterministic in input order."""
+    by_driver = _pick_adapters(adapters)
+    nodes = tuple(sorted((_node(n) for n in raw.nodes), key=lambda n: n.name))
+    node_names = {n.name for n in nodes}
+    findings: list[Finding] = []
+    pools: dict[tuple[str, str], list[JsonObject]] = defaultdict(list)
+    for obj in raw.slices:
+        spec = _spec(obj)
+        driver = str(spec.get("driver", ""))
+        if driver == driver_name:
+            continue
+        pools[(driver, _slice_pool(obj)[0])].append(obj)
+    devices: list[ObservedDevice] = []
+    unadapted: dict[str, list[str]] = defaultdict(list)
+    for (driver, pool), members in sorted(pools.items()):
+        chosen, pool_findings = select_generation(driver, pool, members)
+        findings.extend(pool_findings)
+        adapter = by_driver.get(driver)
+        for obj in chosen:
+            spec = _spec(obj)
+            node = spec.get("nodeName")
+            slice_devices = [d for d in spec.get("devices") or () if isinstance(d, Mapping)]
+            if adapter is None:
+                unadapted[driver].extend(f"{pool}/{d.get('name', '')}" for d in slice_devices)
+                continue
+            if not node:
+                if slice_devices:
+                    findings.append(
+                        Finding(
+                            FindingCode.NOT_NODE_LOCAL,
+                            f"{driver}/{pool}",
+                            f"slice {_meta(obj).get('name', '')} is not node-local "
+                            "(no spec.nodeName); its devices are not managed",
+                        )
+                    )
+                continue
+            if node_names and node not in node_names:
+                findings.append(
+                    Finding(
+                        FindingCode.UNKNOWN_NODE,
+                        f"{driver}/{pool}",
+                        f"node {node} of slice {_meta(obj).get('name', '')} does not exist",
+                    )
+                )
+                continue
+            for device in slice_devices:
+                result = normalize_device(adapter, pool, str(node), device)
+                if isinstance(result, ObservedDevice):
+                    devices.append(result)
+                elif isinstance(result, Finding):
+                    findings.append(result)
+    for driver, names in sorted(unadapted.items()):
+        shown = ", ".join(sorted(names)[:5]) + (" …" if len(names) > 5 else "")
+        findings.append(
+            Finding(
+                FindingCode.NO_ADAPTER,
+                driver,
+                f"{len(names)} device(s) have no VendorAdapter and are not managed: {shown}",
+            )
+        )
+    claims = tuple(sorted((_claim(c) for c in raw.claims), key=lambda c: (c.namespace, c.name)))
+    owned = tuple(
+        sorted(
+            (o for o in raw.owned if ownership.is_owned(o)),
+            key=lambda o: (
+                str(o.get("apiVersion", "")),
+                str(o.get("kind", "")),
+                str(_meta(o).get("namespace", "")),
+                str(_meta(o).get("name", "")),
+            ),
+        )
+    )
+    return ObservedState(
+        nodes=nodes,
+        devices=tuple(sorted(devices, key=lambda d: d.id)),
+        claims=claims,
+        owned=owned,
+        findings=tuple(sorted(findings)),
+    )

@@ -1,0 +1,55 @@
+"""The observation seam: one Protocol, one method, so tests can pass plain lists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reconciler.model import observed as obs
+from reconciler.model import ownership
+
+OUR_KINDS = frozenset(
+    {
+        "DeviceClass",
+        "DeviceTaintRule",
+        "ResourceSlice",
+        "ResourceClaim",
+        "ResourceClaimTemplate",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+)
+
+
+class Source(Protocol):
+    def read(self) -> obs.RawObjects:
+        """Everything observation needs, read once (a consistent-enough snapshot)."""
+
+
+def classify(items: Iterable[Mapping[str, Any]]) -> obs.RawObjects:
+    """Sort a flat list of objects into the RawObjects buckets."""
+    nodes, slices, claims, owned = [], [], [], []
+    for item in items:
+        kind = item.get("kind")
+        if kind == "Node":
+            nodes.append(item)
+        elif kind == "ResourceSlice":
+            slices.append(item)
+        elif kind == "ResourceClaim":
+            claims.append(item)
+        if kind in OUR_KINDS and ownership.is_owned(item):
+            owned.append(item)
+    return obs.RawObjects(
+        nodes=tuple(nodes), slices=tuple(slices), claims=tuple(claims), owned=tuple(owned)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InMemory:
+    """A Source over a list of objects (tests, and ``plan --base`` reuse)."""
+
+    items: tuple[Mapping[str, Any], ...]
+
+    def read(self) -> obs.RawObjects:
+        return classify(self.items)

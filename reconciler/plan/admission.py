@@ -1,0 +1,455 @@
+"""Claim admission: which CUClaims get CU, in which order, and who loses when supply shrinks.
+
+Order is total and explicit: priority (descending), tenant name, claim name. Three passes
+per pool, each walking that order:
+
+1. **Pinned**: a claim that exists and may not be touched keeps its place first: it is in
+   use (``reservedFor`` non-empty) and ``policy.preemption.allowInUse`` is false, or
+   preemption is disabled, or its tenant is not preemptible. It is charged where it is
+   allocated (a device that vanished charges nothing).
+2. **Guaranteed**: a claim fits if its tenant's guaranteed usage plus the claim stays within
+   the tenant's ``guaranteed`` for the pool.
+3. **Borrowed**: tenants with ``mayBorrow`` take idle CU up to their ``limit`` (no limit =
+   the pool).
+
+A claim is placed on concrete devices (best fit: the smallest device or remaining share
+that fits, then the device id), so "fits" means the pool has room in aggregate (capacity
+minus headroom) *and* on devices that satisfy the claim's constraints. Whole pools charge
+the CU of the devices taken; Fractional pools charge the request rounded up to ``minStep``.
+
+Consequences, by construction: the lowest priority loses first, borrowed capacity is lost
+before guaranteed capacity, and a pending claim is never blocked by a lower-priority claim
+that took capacity in the same or a later pass (the aggregate invariant tested in
+tests/plan/test_admission.py). A live claim that is no longer admitted is *preempted*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from reconciler.model import documents as docs
+from reconciler.model import observed as obs
+from reconciler.model import quantity
+from reconciler.plan import capacity
+
+API_LIMIT_REQUESTS = 32
+API_LIMIT_CONSTRAINTS = 32
+API_LIMIT_SUBREQUESTS = 8
+
+
+class Status(StrEnum):
+    ADMITTED = "Admitted"
+    PENDING = "Pending"
+    PREEMPTED = "Preempted"
+
+
+class Phase(StrEnum):
+    PINNED = "Pinned"
+    GUARANTEED = "Guaranteed"
+    BORROWED = "Borrowed"
+
+
+class Reason(StrEnum):
+    """Why a claim is where it is. Stable strings (documented in docs/plan.md)."""
+
+    IN_USE = "InUse"
+    NOT_PREEMPTIBLE = "NotPreemptible"
+    WITHIN_GUARANTEE = "WithinGuarantee"
+    BORROWED_IDLE = "BorrowedIdle"
+    UNKNOWN_TENANT = "UnknownTenant"
+    UNKNOWN_POOL = "UnknownPool"
+    NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
+    NO_QUOTA = "NoQuota"
+    OVER_LIMIT = "OverLimit"
+    POOL_FULL = "PoolFull"
+    NO_ELIGIBLE_DEVICE = "NoEligibleDevice"
+    FRAGMENTED = "Fragmented"
+    TOO_LARGE = "TooLargeForOneClaim"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    claim: str
+    tenant: str
+    pool: str
+    namespace: str
+    priority: int
+    status: Status
+    reason: Reason
+    requested_milli: int
+    """CU per device × count, as written."""
+    charged_milli: int = 0
+    phase: Phase | None = None
+    devices: tuple[obs.DeviceId, ...] = ()
+    live: bool = False
+    in_use: bool = False
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveClaim:
+    """What admission needs to know about a claim that exists in the cluster."""
+
+    in_use: bool
+    allocated: tuple[obs.AllocatedDevice, ...] = ()
+
+
+@dataclass(slots=True)
+class _Ledger:
+    """Mutable bookkeeping of one pool during admission (local to :func:`admit`)."""
+
+    pool: capacity.PoolCapacity
+    remaining: dict[obs.DeviceId, int]
+    members: dict[obs.DeviceId, capacity.Member]
+    free_aggregate: int
+    cu_names: Mapping[tuple[str, str], obs.DeviceId]
+    total_used: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def order_key(claim: docs.CUClaim, tenants: Mapping[str, docs.Tenant]) -> tuple[int, str, str]:
+    tenant = tenants.get(claim.spec.tenant)
+    priority = tenant.spec.priority if tenant else -1
+    return (-priority, claim.spec.tenant, claim.metadata.name)
+
+
+def charge_each(pool: capacity.PoolCapacity, requested_each: int) -> int:
+    """Fractional: the request rounded up to the pool's step (what the scheduler consumes)."""
+    step = pool.min_step_milli
+    if not pool.fractional or step <= 0:
+        return requested_each
+    return max(step, math.ceil(requested_each / step) * step)
+
+
+def vendors_for(claim: docs.CUClaim, pool: capacity.PoolCapacity) -> tuple[str, ...]:
+    allowed = claim.spec.constraints.vendors
+    return tuple(
+        v
+        for v in pool.vendors
+        if (not allowed.allow or v in allowed.allow) and v not in allowed.deny
+    )
+
+
+def fits_api_limits(claim: docs.CUClaim, pool: capacity.PoolCapacity) -> bool:
+    """Can one ResourceClaim express this claim (docs/double-allocation.md, claim shape)?"""
+    count = claim.spec.count
+    if pool.fractional:
+        return count <= API_LIMIT_REQUESTS
+    vendors = max(1, len(vendors_for(claim, pool)))
+    return (
+        2 * count <= API_LIMIT_REQUESTS
+        and count * vendors <= API_LIMIT_CONSTRAINTS
+        and vendors <= API_LIMIT_SUBREQUESTS
+    )
+
+
+def eligible(claim: docs.CUClaim, device: obs.ObservedDevice) -> bool:
+    c = claim.spec.constraints
+    if c.vendors.allow and device.vendor not in c.vendors.allow:
+        return False
+    if device.vendor in c.vendors.deny:
+        return False
+    if c.models.allow and device.model not in c.models.allow:
+        return False
+    if device.model in c.models.deny:
+        return False
+    return not (
+        c.min_memory is not None and device.memory_bytes < quantity.parse_quantity(c.min_memory)
+    )
+
+
+def _place(
+    ledger: _Ledger,
+    claim: docs.CUClaim,
+    requested_each: int,
+    prefer: Sequence[obs.DeviceId] = (),
+) -> tuple[tuple[obs.DeviceId, ...], int] | None:
+    """Choose devices for a claim without committing; returns (devices, charge)."""
+    pool = ledger.pool
+    need = charge_each(pool, requested_each)
+    candidates = []
+    for did, member in ledger.members.items():
+        if not member.device.usable or not eligible(claim, member.device):
+            continue
+        left = ledger.remaining[did]
+        if pool.fractional:
+            if left >= need:
+                candidates.append((did not in prefer, left, did))
+        elif left == member.milli_cu and member.milli_cu >= requested_each:
+            candidates.append((did not in prefer, member.milli_cu, did))
+    if len(candidates) < claim.spec.count:
+        return None
+    chosen = [did for _, _, did in sorted(candidates)[: claim.spec.count]]
+    if pool.fractional:
+        charge = need * len(chosen)
+    else:
+        charge = sum(ledger.members[d].milli_cu for d in chosen)
+    if charge > ledger.free_aggregate:
+        return None
+    return tuple(sorted(chosen)), charge
+
+
+def _commit(ledger: _Ledger, tenant: str, devices: Sequence[obs.DeviceId], charge: int) -> None:
+    pool = ledger.pool
+    per_device = charge // len(devices) if devices else 0
+    for did in devices:
+        if pool.fractional:
+            ledger.remaining[did] -= per_device
+        else:
+            ledger.remaining[did] = 0
+    ledger.free_aggregate -= charge
+    ledger.total_used[tenant] += charge
+
+
+def _pending_reason(ledger: _Ledger, claim: docs.CUClaim, requested_each: int) -> Reason:
+    pool = ledger.pool
+    need = charge_each(pool, requested_each)
+    devices = [
+        m
+        for m in ledger.members.values()
+        if m.device.usable and eligible(claim, m.device) and m.milli_cu >= need
+    ]
+    if len(devices) < claim.spec.count:
+        return Reason.NO_ELIGIBLE_DEVICE
+    smallest = sorted(m.milli_cu for m in devices)[: claim.spec.count]
+    needed = need * claim.spec.count if pool.fractional else sum(smallest)
+    if needed > ledger.free_aggregate:
+        return Reason.POOL_FULL
+    return Reason.FRAGMENTED
+
+
+def _quota(tenant: docs.Tenant, pool: str) -> docs.Quota | None:
+    for quota in tenant.spec.quotas:
+        if quota.pool == pool:
+            return quota
+    return None
+
+
+def namespace_of(claim: docs.CUClaim, tenant: docs.Tenant | None) -> str:
+    if claim.spec.namespace:
+        return claim.spec.namespace
+    return tenant.spec.namespaces[0] if tenant else ""
+
+
+def admit(
+    claims: Iterable[docs.CUClaim],
+    tenants: Iterable[docs.Tenant],
+    pools: Mapping[str, capacity.PoolCapacity],
+    policy: docs.Policy,
+    managed_namespaces: Iterable[str],
+    live: Mapping[tuple[str, str], LiveClaim],
+    cu_names: Mapping[tuple[str, str], obs.DeviceId],
+    external: Sequence[obs.ObservedClaim] = (),
+) -> tuple[Decision, ...]:
+    """Decide every claim. ``live`` maps (namespace, name) of existing claims to their use;
+    ``cu_names`` maps (node, CU device name) to the vendor device behind it; ``external``
+    are allocated claims on our devices that no CUClaim accounts for (their CU is taken
+    before anything is admitted)."""
+    tenant_by_name = {t.metadata.name: t for t in tenants}
+    managed = set(managed_namespaces)
+    preemption = policy.spec.preemption
+    ordered = sorted(claims, key=lambda c: order_key(c, tenant_by_name))
+    ledgers = {
+        name: _Ledger(
+            pool=pool,
+            remaining={m.device.id: m.milli_cu for m in pool.members},
+            members={m.device.id: m for m in pool.members},
+            free_aggregate=pool.admittable_milli,
+            cu_names=cu_names,
+        )
+        for name, pool in pools.items()
+    }
+    decided: dict[str, Decision] = {}
+    per_pool: dict[str, list[docs.CUClaim]] = defaultdict(list)
+    for other in external:
+        for ledger in ledgers.values():
+            _take_external(ledger, other)
+
+    def base(claim: docs.CUClaim, tenant: docs.Tenant | None, **kw: object) -> Decision:
+        ns = namespace_of(claim, tenant)
+        state = live.get((ns, claim.metadata.name))
+        return Decision(
+            claim=claim.metadata.name,
+            tenant=claim.spec.tenant,
+            pool=claim.spec.pool,
+            namespace=ns,
+            priority=tenant.spec.priority if tenant else 0,
+            requested_milli=capacity.cu_to_milli(claim.spec.cu) * claim.spec.count,
+            live=state is not None,
+            in_use=state.in_use if state else False,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    for claim in ordered:
+        tenant = tenant_by_name.get(claim.spec.tenant)
+        name = claim.metadata.name
+        if tenant is None:
+            decided[name] = base(claim, None, status=Status.PENDING, reason=Reason.UNKNOWN_TENANT)
+        elif claim.spec.pool not in pools:
+            decided[name] = base(claim, tenant, status=Status.PENDING, reason=Reason.UNKNOWN_POOL)
+        elif (
+            namespace_of(claim, tenant) not in tenant.spec.namespaces
+            or namespace_of(claim, tenant) not in managed
+        ):
+            decided[name] = base(
+                claim, tenant, status=Status.PENDING, reason=Reason.NAMESPACE_NOT_ALLOWED
+            )
+        elif not fits_api_limits(claim, pools[claim.spec.pool]):
+            decided[name] = base(claim, tenant, status=Status.PENDING, reason=Reason.TOO_LARGE)
+        else:
+            per_pool[claim.spec.pool].append(claim)
+
+    for pool_name in sorted(per_pool):
+        ledger = ledgers[pool_name]
+        pool = ledger.pool
+        queue = per_pool[pool_name]
+        # Pass 1: pinned claims keep their devices.
+        for claim in queue:
+            tenant = tenant_by_name[claim.spec.tenant]
+            ns = namespace_of(claim, tenant)
+            state = live.get((ns, claim.metadata.name))
+            if state is None:
+                continue
+            untouchable = (
+                (state.in_use and not preemption.allow_in_use)
+                or not preemption.enabled
+                or not tenant.spec.preemptible
+            )
+            if not untouchable:
+                continue
+            devices = tuple(d for d in _resolve(ledger, state.allocated) if d is not None)
+            each = charge_each(pool, capacity.cu_to_milli(claim.spec.cu))
+            if pool.fractional:
+                charge = each * len(devices)
+            else:
+                charge = sum(ledger.members[d].milli_cu for d in devices)
+            _commit(ledger, tenant.metadata.name, devices, charge)
+            reason = Reason.IN_USE if state.in_use else Reason.NOT_PREEMPTIBLE
+            decided[claim.metadata.name] = base(
+                claim,
+                tenant,
+                status=Status.ADMITTED,
+                reason=reason,
+                charged_milli=charge,
+                phase=Phase.PINNED,
+                devices=devices,
+                message="" if devices or not state.allocated else "allocated device is gone",
+            )
+        # Passes 2 and 3.
+        for phase in (Phase.GUARANTEED, Phase.BORROWED):
+            for claim in queue:
+                if claim.metadata.name in decided:
+                    continue
+                tenant = tenant_by_name[claim.spec.tenant]
+                quota = _quota(tenant, pool_name)
+                guaranteed = capacity.cu_to_milli(quota.guaranteed) if quota else 0
+                if phase is Phase.BORROWED and not tenant.spec.may_borrow:
+                    continue
+                ns = namespace_of(claim, tenant)
+                state = live.get((ns, claim.metadata.name))
+                prefer = tuple(d for d in _resolve(ledger, state.allocated) if d) if state else ()
+                requested_each = capacity.cu_to_milli(claim.spec.cu)
+                placed = _place(ledger, claim, requested_each, prefer)
+                if placed is None:
+                    continue
+                devices, charge = placed
+                used = ledger.total_used[tenant.metadata.name]
+                if phase is Phase.GUARANTEED:
+                    if used + charge > guaranteed:
+                        continue
+                else:
+                    limit = (
+                        capacity.cu_to_milli(quota.limit)
+                        if quota is not None and quota.limit is not None
+                        else None
+                    )
+                    if limit is not None and used + charge > limit:
+                        continue
+                _commit(ledger, tenant.metadata.name, devices, charge)
+                decided[claim.metadata.name] = base(
+                    claim,
+                    tenant,
+                    status=Status.ADMITTED,
+                    reason=(
+                        Reason.WITHIN_GUARANTEE
+                        if phase is Phase.GUARANTEED
+                        else Reason.BORROWED_IDLE
+                    ),
+                    charged_milli=charge,
+                    phase=phase,
+                    devices=devices,
+                )
+        # Everything else is pending (or preempted when it exists).
+        for claim in queue:
+            if claim.metadata.name in decided:
+                continue
+            tenant = tenant_by_name[claim.spec.tenant]
+            quota = _quota(tenant, pool_name)
+            guaranteed = capacity.cu_to_milli(quota.guaranteed) if quota else 0
+            requested_each = capacity.cu_to_milli(claim.spec.cu)
+            reason = _pending_reason(ledger, claim, requested_each)
+            if reason is not Reason.NO_ELIGIBLE_DEVICE:
+                # The least this claim could be charged: what it asks for, step-rounded.
+                least = charge_each(pool, requested_each) * claim.spec.count
+                used = ledger.total_used[tenant.metadata.name]
+                limit = (
+                    capacity.cu_to_milli(quota.limit)
+                    if quota is not None and quota.limit is not None
+                    else None
+                )
+                if not tenant.spec.may_borrow and guaranteed == 0:
+                    reason = Reason.NO_QUOTA
+                elif (not tenant.spec.may_borrow and used + least > guaranteed) or (
+                    limit is not None and used + least > limit
+                ):
+                    reason = Reason.OVER_LIMIT
+            ns = namespace_of(claim, tenant)
+            state = live.get((ns, claim.metadata.name))
+            decided[claim.metadata.name] = base(
+                claim,
+                tenant,
+                status=Status.PREEMPTED if state is not None else Status.PENDING,
+                reason=reason,
+            )
+    return tuple(sorted(decided.values(), key=lambda d: (-d.priority, d.tenant, d.claim)))
+
+
+def _take_external(ledger: _Ledger, claim: obs.ObservedClaim) -> None:
+    """Charge an unaccounted allocation on our devices to the pool that holds them."""
+    for a in claim.allocated:
+        did = ledger.cu_names.get((a.pool, a.device))
+        if did is None or did not in ledger.members:
+            continue
+        member = ledger.members[did]
+        if ledger.pool.fractional and a.consumed_cu is not None:
+            charge = int(quantity.parse_quantity(a.consumed_cu) * capacity.MILLI)
+        else:
+            charge = member.milli_cu
+        charge = min(charge, ledger.remaining[did])
+        ledger.remaining[did] -= charge
+        ledger.free_aggregate -= charge
+
+
+def _resolve(
+    ledger: _Ledger, allocated: Sequence[obs.AllocatedDevice]
+) -> list[obs.DeviceId | None]:
+    """Map an allocation's CU devices (our driver, node pool, our device name) back to the
+    vendor device ids the ledger is keyed by. Vendor results map directly."""
+    by_vendor = set(ledger.members)
+    out: list[obs.DeviceId | None] = []
+    for a in allocated:
+        if not a.request.startswith("gpu"):
+            continue
+        did = obs.DeviceId(a.driver, a.pool, a.device)
+        out.append(did if did in by_vendor else None)
+    if out:
+        return out
+    # Fractional claims hold no vendor device: resolve through our device names.
+    for a in allocated:
+        if a.request.startswith("cu"):
+            did = ledger.cu_names.get((a.pool, a.device))
+            out.append(did if did in by_vendor else None)
+    return out

@@ -1,0 +1,157 @@
+"""ResourceClaim and ResourceClaimTemplate bodies for admitted CUClaims.
+
+Shape of one claim for ``count`` devices (docs/double-allocation.md explains why):
+
+- ``cu-<i>`` (exactly): our pool DeviceClass, ``capacity.requests.cu`` = the CU per device,
+  plus CEL selectors for the claim's constraints (memory, vendors, models).
+- Whole pools only, ``gpu-<i>`` (firstAvailable, one sub-request per vendor in the pool):
+  the vendor DeviceClass, tolerating the fence taint; and one constraint per vendor:
+  ``matchAttribute: <vendor uuid attribute>`` over ``cu-<i>`` and ``gpu-<i>/<vendor>``.
+- Fractional pools with count > 1: ``distinctAttribute: <driver>/uuid`` over the ``cu-<i>``
+  so shares land on different physical devices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler.model import documents as docs
+from reconciler.model import ownership, quantity
+from reconciler.plan import admission, capacity, classes, slices
+
+API_VERSION = "resource.k8s.io/v1"
+
+
+def _in(expr: str, values: Sequence[str]) -> str:
+    return f"{expr} in [{', '.join(classes.cel_string(v) for v in values)}]"
+
+
+def selectors(claim: docs.CUClaim, driver: str) -> list[dict[str, Any]]:
+    """CEL selectors for the claim's constraints, evaluated on our CU devices."""
+    c = claim.spec.constraints
+    vendor = classes.attribute_ref(f"{driver}/vendor")
+    model = classes.attribute_ref(f"{driver}/model")
+    exprs = []
+    if c.min_memory is not None:
+        mib = math.ceil(quantity.parse_quantity(c.min_memory) / 2**20)
+        exprs.append(f"{classes.attribute_ref(f'{driver}/memoryMiB')} >= {mib}")
+    if c.vendors.allow:
+        exprs.append(_in(vendor, sorted(c.vendors.allow)))
+    if c.vendors.deny:
+        exprs.append(f"!({_in(vendor, sorted(c.vendors.deny))})")
+    if c.models.allow:
+        exprs.append(_in(model, sorted(c.models.allow)))
+    if c.models.deny:
+        exprs.append(f"!({_in(model, sorted(c.models.deny))})")
+    return [{"cel": {"expression": e}} for e in exprs]
+
+
+def claim_spec(
+    claim: docs.CUClaim,
+    pool: capacity.PoolCapacity,
+    driver: str,
+    fence: docs.FenceSettings,
+    uuid_attribute_by_vendor: Mapping[str, str],
+) -> dict[str, Any]:
+    requests: list[dict[str, Any]] = []
+    constraints: list[dict[str, Any]] = []
+    cu_each = capacity.format_cu(capacity.cu_to_milli(claim.spec.cu))
+    sel = selectors(claim, driver)
+    vendors = admission.vendors_for(claim, pool)
+    toleration = {"key": fence.taint_key, "operator": "Exists", "effect": fence.effect}
+    for i in range(claim.spec.count):
+        exactly: dict[str, Any] = {
+            "deviceClassName": classes.pool_class_name(pool.name),
+            "allocationMode": "ExactCount",
+            "count": 1,
+            "capacity": {"requests": {slices.CU_CAPACITY: cu_each}},
+        }
+        if sel:
+            exactly["selectors"] = sel
+        requests.append({"name": f"cu-{i}", "exactly": exactly})
+        if pool.fractional:
+            continue
+        requests.append(
+            {
+                "name": f"gpu-{i}",
+                "firstAvailable": [
+                    {
+                        "name": vendor,
+                        "deviceClassName": classes.vendor_class_name(vendor),
+                        "allocationMode": "ExactCount",
+                        "count": 1,
+                        "tolerations": [dict(toleration)],
+                    }
+                    for vendor in vendors
+                ],
+            }
+        )
+        for vendor in vendors:
+            constraints.append(
+                {
+                    "requests": [f"cu-{i}", f"gpu-{i}/{vendor}"],
+                    "matchAttribute": uuid_attribute_by_vendor[vendor],
+                }
+            )
+    if pool.fractional and claim.spec.count > 1:
+        constraints.append(
+            {
+                "requests": [f"cu-{i}" for i in range(claim.spec.count)],
+                "distinctAttribute": f"{driver}/uuid",
+            }
+        )
+    devices: dict[str, Any] = {"requests": requests}
+    if constraints:
+        devices["constraints"] = constraints
+    return {"devices": devices}
+
+
+def build(
+    claim: docs.CUClaim,
+    decision: admission.Decision,
+    pool: capacity.PoolCapacity,
+    driver: str,
+    fence: docs.FenceSettings,
+    uuid_attribute_by_vendor: Mapping[str, str],
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> dict[str, Any]:
+    """The ResourceClaim or ResourceClaimTemplate for one admitted claim."""
+    spec = claim_spec(claim, pool, driver, fence, uuid_attribute_by_vendor)
+    meta_labels = {
+        **labels,
+        ownership.POOL_LABEL: pool.name,
+        ownership.CLAIM_LABEL: claim.metadata.name,
+        ownership.TENANT_LABEL: claim.spec.tenant,
+    }
+    meta_annotations = dict(annotations)
+    if claim.spec.workload_class:
+        meta_annotations[ownership.WORKLOAD_CLASS_ANNOTATION] = claim.spec.workload_class
+    metadata = {
+        "name": claim.metadata.name,
+        "namespace": decision.namespace,
+        "labels": dict(sorted(meta_labels.items())),
+        "annotations": dict(sorted(meta_annotations.items())),
+    }
+    if claim.spec.form is docs.ClaimForm.TEMPLATE:
+        # Claims stamped from the template are the Pod's, not ours: no managed-by label, so
+        # the diff never proposes to delete them; the template label links them back.
+        template_labels = {
+            ownership.TEMPLATE_LABEL: claim.metadata.name,
+            ownership.POOL_LABEL: pool.name,
+            ownership.TENANT_LABEL: claim.spec.tenant,
+        }
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "ResourceClaimTemplate",
+            "metadata": metadata,
+            "spec": {"metadata": {"labels": dict(sorted(template_labels.items()))}, "spec": spec},
+        }
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ResourceClaim",
+        "metadata": metadata,
+        "spec": spec,
+    }

@@ -1,0 +1,101 @@
+"""DeviceClasses: one per CU pool (our driver and the pool attribute), one per vendor.
+
+The pool class is what tenants' generated claims ask for. The vendor class selects a
+vendor's devices through the adapter's filter; generated claims use it to co-allocate the
+exact vendor device behind a CU device (see docs/double-allocation.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from reconciler.model import documents as docs
+from reconciler.model import observed as obs
+from reconciler.model import ownership
+
+API_VERSION = "resource.k8s.io/v1"
+
+
+def pool_class_name(pool: str) -> str:
+    return f"cu-{pool}"
+
+
+def vendor_class_name(vendor: str) -> str:
+    return f"cu-vendor-{vendor}"
+
+
+def cel_string(text: str) -> str:
+    """A CEL string literal (JSON escaping is valid CEL for the characters we emit)."""
+    return json.dumps(text)
+
+
+def attribute_ref(qualified: str) -> str:
+    """``device.attributes["domain"].name`` for a fully qualified attribute name."""
+    domain, _, name = qualified.rpartition("/")
+    return f"device.attributes[{cel_string(domain)}].{name}"
+
+
+def pool_selector(driver: str, pool: str) -> str:
+    return (
+        f"device.driver == {cel_string(driver)} && "
+        f"{attribute_ref(f'{driver}/pool')} == {cel_string(pool)}"
+    )
+
+
+def vendor_selector(adapter: docs.VendorAdapter) -> str:
+    driver = adapter.spec.driver
+    parts = [f"device.driver == {cel_string(driver)}"]
+    for key, value in sorted(adapter.spec.device_filter.items()):
+        qualified = obs.qualify(key, driver)
+        domain, _, name = qualified.rpartition("/")
+        parts.append(
+            f"{cel_string(name)} in device.attributes[{cel_string(domain)}] && "
+            f"{attribute_ref(qualified)} == {cel_string(value)}"
+        )
+    return " && ".join(parts)
+
+
+def _class(
+    name: str, expression: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DeviceClass",
+        "metadata": {
+            "name": name,
+            "labels": dict(sorted(labels.items())),
+            "annotations": dict(annotations),
+        },
+        "spec": {"selectors": [{"cel": {"expression": expression}}]},
+    }
+
+
+def build(
+    pools: Iterable[str],
+    vendor_adapters: Iterable[docs.VendorAdapter],
+    driver: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    out = []
+    for pool in sorted(pools):
+        out.append(
+            _class(
+                pool_class_name(pool),
+                pool_selector(driver, pool),
+                {**labels, ownership.POOL_LABEL: pool, ownership.COMPONENT_LABEL: "pool-class"},
+                annotations,
+            )
+        )
+    for adapter in sorted(vendor_adapters, key=lambda a: a.spec.vendor):
+        out.append(
+            _class(
+                vendor_class_name(adapter.spec.vendor),
+                vendor_selector(adapter),
+                {**labels, ownership.COMPONENT_LABEL: "vendor-class"},
+                annotations,
+            )
+        )
+    return out

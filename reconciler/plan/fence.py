@@ -1,0 +1,189 @@
+"""The fence: vendor devices we sell as CU cannot be taken around CU accounting.
+
+Three objects (design and limits in docs/double-allocation.md):
+
+1. **DeviceTaintRules** (resource.k8s.io/v1, GA in 1.37) taint every managed vendor device
+   with ``settings.fence.taintKey``. One rule per vendor pool when all of its devices are
+   managed (a node-sized rule), one per device otherwise. A claim without a matching
+   toleration can no longer be allocated such a device.
+2. Our generated claims tolerate that taint on the vendor sub-requests only, and pair each
+   CU device with its exact vendor device (``matchAttribute`` on the vendor's uuid).
+3. A **ValidatingAdmissionPolicy** (+Binding) denies any ResourceClaim or
+   ResourceClaimTemplate that tolerates the fence key (or tolerates everything) or asks for
+   one of our CU DeviceClasses, unless the request comes from the reconciler's service
+   account or from kube-controller-manager (which copies our vetted templates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from reconciler.model import documents as docs
+from reconciler.model import observed as obs
+from reconciler.model import ownership
+
+TAINT_RULE_API = "resource.k8s.io/v1"
+ADMISSION_API = "admissionregistration.k8s.io/v1"
+POLICY_NAME = "cu-reconciler-fence"
+SERVICE_ACCOUNT = "cu-reconciler"
+CONTROLLER_USERS = (
+    "system:kube-controller-manager",
+    "system:serviceaccount:kube-system:resource-claim-controller",
+)
+MAX_NAME = 253
+
+
+def rule_name(vendor: str, pool: str, device: str | None = None) -> str:
+    parts = ["cu-fence", vendor, pool] + ([device] if device else [])
+    name = "-".join(parts).lower()
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[: MAX_NAME - 11].rstrip('-.')}-{digest}"
+
+
+def taint_rules(
+    managed: Iterable[obs.ObservedDevice],
+    all_devices: Iterable[obs.ObservedDevice],
+    fence: docs.FenceSettings,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """One rule per fully managed vendor pool, else one per managed device."""
+    managed_by_pool: dict[tuple[str, str], list[obs.ObservedDevice]] = defaultdict(list)
+    for device in managed:
+        managed_by_pool[(device.id.driver, device.id.pool)].append(device)
+    total_by_pool: dict[tuple[str, str], int] = defaultdict(int)
+    for device in all_devices:
+        total_by_pool[(device.id.driver, device.id.pool)] += 1
+    taint = {"key": fence.taint_key, "effect": fence.effect}
+    out = []
+    for (driver, pool), devices in sorted(managed_by_pool.items()):
+        vendor = devices[0].vendor
+        if len(devices) == total_by_pool[(driver, pool)]:
+            selectors = [(rule_name(vendor, pool), {"driver": driver, "pool": pool})]
+        else:
+            selectors = [
+                (
+                    rule_name(vendor, pool, d.id.device),
+                    {"driver": driver, "pool": pool, "device": d.id.device},
+                )
+                for d in sorted(devices, key=lambda d: d.id)
+            ]
+        for name, selector in selectors:
+            out.append(
+                {
+                    "apiVersion": TAINT_RULE_API,
+                    "kind": "DeviceTaintRule",
+                    "metadata": {
+                        "name": name,
+                        "labels": dict(
+                            sorted({**labels, ownership.COMPONENT_LABEL: "fence"}.items())
+                        ),
+                        "annotations": dict(annotations),
+                    },
+                    "spec": {"deviceSelector": selector, "taint": dict(taint)},
+                }
+            )
+    return out
+
+
+def _tolerates_fence(var: str, key: str) -> str:
+    return (
+        f"(has({var}.key) && {var}.key == '{key}') || "
+        f"((!has({var}.key) || {var}.key == '') && has({var}.operator) && "
+        f"{var}.operator == 'Exists')"
+    )
+
+
+def _cel_list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
+
+
+def admission_policy(
+    settings: docs.ClusterSettingsSpec,
+    pool_classes: Sequence[str],
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """The ValidatingAdmissionPolicy and its Binding."""
+    key = settings.fence.taint_key
+    exempt = (
+        f"system:serviceaccount:{settings.reconciler_namespace}:{SERVICE_ACCOUNT}",
+        *CONTROLLER_USERS,
+    )
+    tolerations_ok = (
+        "variables.requests.all(r, "
+        f"(!has(r.exactly) || !has(r.exactly.tolerations) || "
+        f"r.exactly.tolerations.all(t, !({_tolerates_fence('t', key)}))) && "
+        f"(!has(r.firstAvailable) || r.firstAvailable.all(s, !has(s.tolerations) || "
+        f"s.tolerations.all(t, !({_tolerates_fence('t', key)})))))"
+    )
+    classes = _cel_list(sorted(pool_classes))
+    classes_ok = (
+        "variables.requests.all(r, "
+        f"(!has(r.exactly) || !(r.exactly.deviceClassName in {classes})) && "
+        f"(!has(r.firstAvailable) || "
+        f"r.firstAvailable.all(s, !(s.deviceClassName in {classes}))))"
+    )
+    meta_labels = dict(sorted({**labels, ownership.COMPONENT_LABEL: "fence"}.items()))
+    policy = {
+        "apiVersion": ADMISSION_API,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": POLICY_NAME, "labels": meta_labels, "annotations": dict(annotations)},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["resource.k8s.io"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["resourceclaims", "resourceclaimtemplates"],
+                    }
+                ]
+            },
+            "matchConditions": [
+                {
+                    "name": "not-the-reconciler",
+                    "expression": f"!(request.userInfo.username in {_cel_list(exempt)})",
+                }
+            ],
+            "variables": [
+                {
+                    "name": "spec",
+                    "expression": "request.resource.resource == 'resourceclaimtemplates' "
+                    "? object.spec.spec : object.spec",
+                },
+                {
+                    "name": "requests",
+                    "expression": "has(variables.spec.devices) && "
+                    "has(variables.spec.devices.requests) ? variables.spec.devices.requests : []",
+                },
+            ],
+            "validations": [
+                {
+                    "expression": tolerations_ok,
+                    "message": f"only cu-reconciler may tolerate the device taint {key}: "
+                    "these vendor devices are sold as Compute Units; declare a CUClaim in Git",
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": classes_ok,
+                    "message": "Compute Unit DeviceClasses are used only by claims that "
+                    "cu-reconciler generates; declare a CUClaim in Git",
+                    "reason": "Forbidden",
+                },
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": ADMISSION_API,
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": POLICY_NAME, "labels": meta_labels, "annotations": dict(annotations)},
+        "spec": {"policyName": POLICY_NAME, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]

@@ -1,0 +1,51 @@
+"""The delete guard: a plan that would prune too much of what we own is refused.
+
+``policy.safety.maxDeleteFraction`` bounds the share of owned objects one plan may delete;
+a plan that deletes every owned object is refused unless ``allowEmpty``. Replacements
+(delete + create of an immutable claim) are not losses and do not count. The rule lives in
+the pure core so the preview shows the refusal and apply can rely on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from reconciler.model import documents as docs
+from reconciler.model import ownership
+
+
+def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    meta = obj.get("metadata") or {}
+    return (
+        group,
+        str(obj.get("kind", "")),
+        str(meta.get("namespace", "")),
+        str(meta.get("name", "")),
+    )
+
+
+def check(
+    live: Iterable[Mapping[str, Any]], target: Iterable[Mapping[str, Any]], policy: docs.Policy
+) -> str | None:
+    """None when safe, else the refusal message."""
+    owned = {object_key(o) for o in live if ownership.is_owned(o)}
+    wanted = {object_key(o) for o in target}
+    deletes = owned - wanted
+    if not owned or not deletes:
+        return None
+    safety = policy.spec.safety
+    if not wanted & owned and not wanted and not safety.allow_empty:
+        return (
+            f"refused: the plan deletes all {len(owned)} owned objects and renders nothing; "
+            "set policy.safety.allowEmpty to allow it"
+        )
+    share = len(deletes) / len(owned)
+    if share > safety.max_delete_fraction and not (not wanted and safety.allow_empty):
+        return (
+            f"refused: the plan deletes {len(deletes)} of {len(owned)} owned objects "
+            f"({share:.0%}), more than policy.safety.maxDeleteFraction "
+            f"({safety.max_delete_fraction:.0%})"
+        )
+    return None

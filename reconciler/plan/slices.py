@@ -1,0 +1,240 @@
+"""ResourceSlices for our driver: one DRA pool per node, one CU device per physical device.
+
+Why one pool per node: a pool is the unit the scheduler treats atomically (generation,
+``resourceSliceCount``), so a change on one node must rewrite only that node's slices.
+
+The API limits are enforced here, not discovered at apply time: at most
+:data:`MAX_DEVICES` devices per slice, :data:`MAX_DEVICES_ADVANCED` when any device of the
+pool carries taints (or counters, which we never publish), and :data:`MAX_ATTRIBUTES`
+attributes plus capacities per device.
+
+Generation rule (pools are atomic, see STYLE §7): the live generation is an input. If the
+pool's content (every slice's name and spec, generation aside) equals the live pool's
+content at its newest generation, keep that generation; otherwise publish ``live max + 1``
+on *every* slice of the pool. A new pool starts at 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from reconciler.model import observed as obs
+from reconciler.model import ownership
+from reconciler.plan import capacity
+
+API_VERSION = "resource.k8s.io/v1"
+MAX_DEVICES = 128
+MAX_DEVICES_ADVANCED = 64
+MAX_ATTRIBUTES = 32
+MAX_NAME = 253
+MAX_DEVICE_NAME = 63
+CU_CAPACITY = "cu"
+NOT_THIS_VENDOR = "cu-reconciler.io/not-this-vendor"
+"""Another vendor's uuid attribute on a CU device (docs/double-allocation.md)."""
+
+JsonObject = Mapping[str, Any]
+
+
+def _digest(text: str, size: int = 10) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:size]
+
+
+def label_value(text: str) -> str:
+    """A label value (at most 63 characters, alphanumeric at both ends)."""
+    return text[:63].rstrip("-._")
+
+
+def slice_name(node: str, index: int) -> str:
+    name = f"cu-{node}-{index}"
+    if len(name) <= MAX_NAME:
+        return name
+    return f"cu-{node[: MAX_NAME - 20]}-{_digest(node)}-{index}"
+
+
+def device_names(devices: Sequence[obs.ObservedDevice]) -> dict[obs.DeviceId, str]:
+    """``<vendor>-<vendor device name>``; hashed when too long or ambiguous within the node."""
+    wanted = {d.id: f"{d.vendor}-{d.id.device}" for d in devices}
+    counts: dict[str, int] = defaultdict(int)
+    for name in wanted.values():
+        counts[name] += 1
+    out = {}
+    for did, name in wanted.items():
+        if counts[name] > 1 or len(name) > MAX_DEVICE_NAME:
+            name = f"{name[:40].rstrip('-')}-{_digest(str(did))}"
+        out[did] = name
+    return out
+
+
+def names_by_node(pools: Iterable[capacity.PoolCapacity]) -> dict[tuple[str, str], obs.DeviceId]:
+    """(node, CU device name) → the vendor device it stands for (to read allocations back)."""
+    by_node: dict[str, list[obs.ObservedDevice]] = defaultdict(list)
+    for pool in pools:
+        for member in pool.members:
+            by_node[member.device.node].append(member.device)
+    out = {}
+    for node, devices in by_node.items():
+        for did, name in device_names(sorted(devices, key=lambda d: d.id)).items():
+            out[(node, name)] = did
+    return out
+
+
+def uuid_attributes(pool: capacity.PoolCapacity) -> tuple[str, ...]:
+    """Every vendor uuid attribute name used in a pool (one per vendor driver)."""
+    return tuple(sorted({m.device.uuid_attribute for m in pool.members}))
+
+
+def cu_device(
+    member: capacity.Member,
+    name: str,
+    pool: capacity.PoolCapacity,
+    pool_uuid_attributes: Sequence[str],
+) -> dict[str, Any]:
+    """One CU device. It carries the vendor's own uuid attribute (same fully qualified name,
+    same value) so a claim can ``matchAttribute`` it with the vendor device; in a pool that
+    spans vendors it also carries every *other* vendor's uuid attribute set to a sentinel no
+    real device has, which makes a mismatched vendor pairing fail the constraint.
+    """
+    d = member.device
+    attributes: dict[str, Any] = {
+        "vendor": {"string": d.vendor},
+        "model": {"string": d.model},
+        "memoryMiB": {"int": d.memory_bytes // 2**20},
+        "pool": {"string": pool.name},
+        "uuid": {"string": d.uuid[:64]},
+        "node": {"string": d.node[:64]},
+    }
+    if d.driver_version:
+        attributes["driverVersion"] = {"string": d.driver_version[:64]}
+    for attr in pool_uuid_attributes:
+        if attr == d.uuid_attribute:
+            attributes[attr] = dict(d.uuid_raw)
+        else:
+            attributes[attr] = {"string": NOT_THIS_VENDOR}
+    cu: dict[str, Any] = {"value": capacity.format_cu(member.milli_cu)}
+    device: dict[str, Any] = {"name": name, "attributes": dict(sorted(attributes.items()))}
+    if pool.fractional:
+        step = capacity.format_cu(pool.min_step_milli)
+        if member.milli_cu >= 2 * pool.min_step_milli:
+            policy: dict[str, Any] = {"default": step, "validRange": {"min": step, "step": step}}
+        else:
+            policy = {"default": step, "validValues": [step]}
+        cu["requestPolicy"] = policy
+        device["allowMultipleAllocations"] = True
+    device["capacity"] = {CU_CAPACITY: cu}
+    taints = [t.to_json() for t in d.taints]
+    if not d.healthy:
+        taints.append({"key": obs.UNHEALTHY_TAINT_KEY, "effect": "NoSchedule"})
+    if taints:
+        device["taints"] = taints
+    if len(device["attributes"]) + len(device["capacity"]) > MAX_ATTRIBUTES:
+        raise ValueError(f"device {name} would carry more than {MAX_ATTRIBUTES} attributes")
+    return device
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _content(spec: JsonObject) -> str:
+    """A slice spec without the generation and server-set taint times: the pool's content."""
+    pool = {k: v for k, v in (spec.get("pool") or {}).items() if k != "generation"}
+    devices = []
+    for device in spec.get("devices") or ():
+        device = dict(device)
+        if device.get("taints"):
+            device["taints"] = [
+                {k: v for k, v in t.items() if k != "timeAdded"} for t in device["taints"]
+            ]
+        devices.append(device)
+    rest = {k: v for k, v in spec.items() if k not in ("pool", "devices")}
+    return canonical({"pool": pool, "devices": devices, **rest})
+
+
+def _generation(spec: JsonObject) -> int:
+    return int((spec.get("pool") or {}).get("generation", 0) or 0)
+
+
+def decide_generation(target: Sequence[tuple[str, JsonObject]], live: Sequence[JsonObject]) -> int:
+    """The pool generation rule (module docstring). ``target`` is (name, spec) without a
+    generation; ``live`` are the live slices of the same pool."""
+    if not live:
+        return 0
+    newest = max(_generation(o["spec"]) for o in live)
+    current = sorted(
+        (str(o["metadata"]["name"]), _content(o["spec"]))
+        for o in live
+        if _generation(o["spec"]) == newest
+    )
+    stale = any(_generation(o["spec"]) != newest for o in live)
+    wanted = sorted((name, _content(spec)) for name, spec in target)
+    if not stale and current == wanted:
+        return newest
+    return newest + 1
+
+
+def build(
+    pools: Iterable[capacity.PoolCapacity],
+    driver: str,
+    labels_for: Mapping[str, str],
+    annotations: Mapping[str, str],
+    live: Iterable[JsonObject],
+) -> list[dict[str, Any]]:
+    """Every slice of our driver, node by node; ``live`` supplies current generations."""
+    by_node: dict[str, list[tuple[capacity.Member, capacity.PoolCapacity]]] = defaultdict(list)
+    for pool in pools:
+        for member in pool.members:
+            by_node[member.device.node].append((member, pool))
+    live_by_pool: dict[str, list[JsonObject]] = defaultdict(list)
+    for obj in live:
+        spec = obj.get("spec") or {}
+        if obj.get("kind") == "ResourceSlice" and spec.get("driver") == driver:
+            live_by_pool[str((spec.get("pool") or {}).get("name", ""))].append(obj)
+    attrs_by_pool: dict[str, tuple[str, ...]] = {}
+    out: list[dict[str, Any]] = []
+    for node in sorted(by_node):
+        entries = sorted(by_node[node], key=lambda e: e[0].device.id)
+        names = device_names([m.device for m, _ in entries])
+        devices = []
+        for member, pool in entries:
+            if pool.name not in attrs_by_pool:
+                attrs_by_pool[pool.name] = uuid_attributes(pool)
+            devices.append(
+                cu_device(member, names[member.device.id], pool, attrs_by_pool[pool.name])
+            )
+        devices.sort(key=lambda d: d["name"])
+        limit = MAX_DEVICES_ADVANCED if any("taints" in d for d in devices) else MAX_DEVICES
+        chunks = [devices[i : i + limit] for i in range(0, len(devices), limit)]
+        specs = []
+        for index, chunk in enumerate(chunks):
+            spec = {
+                "driver": driver,
+                "nodeName": node,
+                "pool": {"name": node, "resourceSliceCount": len(chunks)},
+                "devices": chunk,
+            }
+            specs.append((slice_name(node, index), spec))
+        generation = decide_generation(specs, live_by_pool.get(node, ()))
+        for name, spec in specs:
+            spec["pool"] = {
+                "name": node,
+                "generation": generation,
+                "resourceSliceCount": len(chunks),
+            }
+            labels = {**labels_for, ownership.NODE_LABEL: label_value(node)}
+            out.append(
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "ResourceSlice",
+                    "metadata": {
+                        "name": name,
+                        "labels": dict(sorted(labels.items())),
+                        "annotations": dict(annotations),
+                    },
+                    "spec": spec,
+                }
+            )
+    return out

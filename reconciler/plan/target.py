@@ -1,0 +1,362 @@
+"""The planning function: desired × observed (× live) → target objects + report.
+
+This is glue, like gitops-engine's engine.go: capacity → admission → objects → report →
+safety. Every step is a pure function of its arguments; the live objects are an input (for
+pool generations and the immutable-claim rule), never read here.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.model import documents as docs
+from reconciler.model import observed as obs
+from reconciler.model import ownership
+from reconciler.model import state as st
+from reconciler.plan import (
+    admission,
+    capacity,
+    claims,
+    classes,
+    defaults,
+    fence,
+    report,
+    safety,
+    slices,
+)
+
+JsonObject = Mapping[str, Any]
+
+KIND_ORDER: tuple[str, ...] = (
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "DeviceTaintRule",
+    "DeviceClass",
+    "ResourceSlice",
+    "ResourceClaimTemplate",
+    "ResourceClaim",
+)
+"""Apply order: the fence stands before CU is published; classes before slices and claims."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    revision: str
+    objects: tuple[dict[str, Any], ...]
+    """The target: every object that should exist, in apply order."""
+    live: tuple[JsonObject, ...]
+    """The owned live objects this plan was computed against (the diff's other side)."""
+    report: report.Report
+    refusal: str | None
+    """Set when the safety rule refuses the plan; apply must not run it."""
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.report.warnings
+
+
+def sort_key(obj: JsonObject) -> tuple[int, str, str]:
+    kind = str(obj.get("kind", ""))
+    meta = obj.get("metadata") or {}
+    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    return (rank, str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+def _live_claims(
+    observed: obs.ObservedState, live: Sequence[JsonObject]
+) -> dict[tuple[str, str], admission.LiveClaim]:
+    status = {(c.namespace, c.name): c for c in observed.claims}
+    out = {}
+    for obj in live:
+        if obj.get("kind") != "ResourceClaim":
+            continue
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        seen = status.get(key)
+        out[key] = admission.LiveClaim(
+            in_use=seen.in_use if seen else False,
+            allocated=seen.allocated if seen else (),
+        )
+    return out
+
+
+def _claim_keys(desired: st.DesiredState) -> set[tuple[str, str]]:
+    """(namespace, name) of every ResourceClaim a CUClaim may render."""
+    tenants = {t.metadata.name: t for t in desired.tenants}
+    return {
+        (admission.namespace_of(c, tenants.get(c.spec.tenant)), c.metadata.name)
+        for c in desired.claims
+        if c.spec.form is docs.ClaimForm.CLAIM
+    }
+
+
+def _external_claims(
+    desired: st.DesiredState, observed: obs.ObservedState, live: Sequence[JsonObject]
+) -> tuple[obs.ObservedClaim, ...]:
+    """Allocated claims on our driver that no ResourceClaim-form CUClaim accounts for.
+
+    Claims stamped from our templates (template label) are the template's, which admission
+    already charges; everything else holding our devices (orphans, hand-made claims) takes
+    its CU before admission, so nothing is admitted onto capacity that is in use.
+    """
+    driver = desired.settings.spec.driver_name
+    mine = _claim_keys(desired)
+    out = []
+    for claim in observed.claims:
+        if (claim.namespace, claim.name) in mine or ownership.TEMPLATE_LABEL in claim.labels:
+            continue
+        if any(a.driver == driver for a in claim.allocated):
+            out.append(claim)
+    return tuple(out)
+
+
+def _orphans(
+    desired: st.DesiredState,
+    observed: obs.ObservedState,
+    live: Sequence[JsonObject],
+    target: Sequence[JsonObject],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Owned live claims with no target: in use ones are kept unless allowInUse says not."""
+    wanted = {safety.object_key(o) for o in target}
+    users = {(c.namespace, c.name): c.reserved_for for c in observed.claims}
+    allow = desired.policy.spec.preemption.allow_in_use
+    kept: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for obj in live:
+        if obj.get("kind") != "ResourceClaim" or safety.object_key(obj) in wanted:
+            continue
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        used_by = users.get(key, ())
+        if not used_by:
+            continue
+        subject = f"ResourceClaim {key[0]}/{key[1]}"
+        if allow:
+            warnings.append(
+                f"DELETING IN-USE {subject} (used by {', '.join(used_by)}): no CUClaim "
+                "renders it any more (policy.preemption.allowInUse is true)"
+            )
+            continue
+        warnings.append(
+            f"{subject} is no longer rendered but is in use by {', '.join(used_by)}; it is "
+            "kept until no pod uses it (policy.preemption.allowInUse is false)"
+        )
+        kept.append(
+            {
+                "apiVersion": obj.get("apiVersion", "resource.k8s.io/v1"),
+                "kind": "ResourceClaim",
+                "metadata": {
+                    k: copy.deepcopy(v)
+                    for k, v in meta.items()
+                    if k in ("name", "namespace", "labels", "annotations")
+                },
+                "spec": copy.deepcopy(dict(obj.get("spec") or {})),
+            }
+        )
+    return kept, warnings
+
+
+def _uuid_attribute_by_vendor(pools: Iterable[capacity.PoolCapacity]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pool in pools:
+        for m in sorted(pool.members, key=lambda m: m.device.id):
+            out.setdefault(m.device.vendor, m.device.uuid_attribute)
+    return out
+
+
+def _claim_objects(
+    desired: st.DesiredState,
+    observed: obs.ObservedState,
+    decisions: Sequence[admission.Decision],
+    pools: Mapping[str, capacity.PoolCapacity],
+    live: Sequence[JsonObject],
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Claims for admitted decisions; immutable-spec changes become replaces (or are refused)."""
+    settings = desired.settings.spec
+    allow_in_use = desired.policy.spec.preemption.allow_in_use
+    by_name = {c.metadata.name: c for c in desired.claims}
+    uuid_attrs = _uuid_attribute_by_vendor(pools.values())
+    live_by_key = {safety.object_key(o): o for o in live}
+    users = {(c.namespace, c.name): c.reserved_for for c in observed.claims}
+    out: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for decision in decisions:
+        if decision.status is not admission.Status.ADMITTED:
+            if decision.status is admission.Status.PREEMPTED and decision.in_use:
+                used_by = ", ".join(users.get((decision.namespace, decision.claim), ()))
+                warnings.append(
+                    f"PREEMPTING IN-USE ResourceClaim {decision.namespace}/{decision.claim} "
+                    f"(used by {used_by}; reason {decision.reason}): its pods lose their "
+                    "devices (policy.preemption.allowInUse is true)"
+                )
+            continue
+        claim = by_name[decision.claim]
+        obj = claims.build(
+            claim,
+            decision,
+            pools[decision.pool],
+            settings.driver_name,
+            settings.fence,
+            uuid_attrs,
+            labels,
+            annotations,
+        )
+        current = live_by_key.get(safety.object_key(obj))
+        if current is not None and obj["kind"] == "ResourceClaim":
+            live_spec = defaults.strip(current, obj).get("spec")
+            if live_spec != obj["spec"] and decision.in_use:
+                used_by = ", ".join(users.get((decision.namespace, decision.claim), ()))
+                subject = f"ResourceClaim {decision.namespace}/{decision.claim}"
+                if allow_in_use:
+                    warnings.append(
+                        f"REPLACING IN-USE {subject} (used by {used_by}): the spec is "
+                        "immutable, so it is deleted and re-created and its pods lose their "
+                        "devices (policy.preemption.allowInUse is true)"
+                    )
+                else:
+                    warnings.append(
+                        f"{subject} changed in Git but is in use by {used_by}; it is kept "
+                        "unchanged until no pod uses it (policy.preemption.allowInUse is false)"
+                    )
+                    obj = {**obj, "spec": copy.deepcopy(dict(current.get("spec") or {}))}
+        out.append(obj)
+    return out, warnings
+
+
+def _tenant_rows(
+    desired: st.DesiredState,
+    before: Mapping[tuple[str, str], int],
+    after: Mapping[tuple[str, str], int],
+) -> tuple[report.TenantReport, ...]:
+    pools_of: dict[str, set[str]] = defaultdict(set)
+    for tenant in desired.tenants:
+        for quota in tenant.spec.quotas:
+            pools_of[tenant.metadata.name].add(quota.pool)
+    for tenant_name, pool in (*before, *after):
+        pools_of[tenant_name].add(pool)
+    tenants = {t.metadata.name: t for t in desired.tenants}
+    rows = []
+    for tenant_name in sorted(pools_of):
+        tenant = tenants.get(tenant_name)
+        for pool in sorted(pools_of[tenant_name]):
+            quota = (
+                next((q for q in tenant.spec.quotas if q.pool == pool), None) if tenant else None
+            )
+            rows.append(
+                report.TenantReport(
+                    tenant=tenant_name,
+                    pool=pool,
+                    priority=tenant.spec.priority if tenant else 0,
+                    guaranteed_milli=capacity.cu_to_milli(quota.guaranteed) if quota else 0,
+                    limit_milli=(
+                        capacity.cu_to_milli(quota.limit)
+                        if quota is not None and quota.limit is not None
+                        else None
+                    ),
+                    before_milli=before.get((tenant_name, pool), 0),
+                    after_milli=after.get((tenant_name, pool), 0),
+                )
+            )
+    return tuple(sorted(rows, key=lambda r: (-r.priority, r.tenant, r.pool)))
+
+
+def plan(
+    desired: st.DesiredState,
+    observed: obs.ObservedState,
+    live: Iterable[JsonObject] | None = None,
+) -> Plan:
+    """Compute the target objects and the report. Pure and deterministic.
+
+    ``live`` defaults to the owned objects of ``observed``; ``plan --base`` passes the base
+    revision's target instead, so the generation rule and the diff compare revisions.
+    """
+    settings = desired.settings.spec
+    driver = settings.driver_name
+    live_objs = tuple(
+        sorted(
+            (o for o in (observed.owned if live is None else live) if ownership.is_owned(o)),
+            key=lambda o: (sort_key(o), str(o.get("apiVersion", ""))),
+        )
+    )
+    pools, findings = capacity.compute(desired, observed)
+    external = _external_claims(desired, observed, live_objs)
+    decisions = admission.admit(
+        desired.claims,
+        desired.tenants,
+        pools,
+        desired.policy,
+        settings.managed_namespaces,
+        _live_claims(observed, live_objs),
+        slices.names_by_node(pools.values()),
+        external,
+    )
+    labels = dict(ownership.MANAGED_BY)
+    annotations = {ownership.REVISION_ANNOTATION: str(desired.revision)}
+    pool_names = sorted(pools)
+    objects: list[dict[str, Any]] = []
+    objects += fence.admission_policy(
+        settings, [classes.pool_class_name(p) for p in pool_names], labels, annotations
+    )
+    managed = [m.device for p in pools.values() for m in p.members]
+    objects += fence.taint_rules(managed, observed.devices, settings.fence, labels, annotations)
+    whole_vendors = {m.device.vendor for p in pools.values() if not p.fractional for m in p.members}
+    adapters: dict[str, docs.VendorAdapter] = {}
+    for adapter in sorted(desired.adapters, key=lambda a: a.metadata.name):
+        if adapter.spec.vendor in whole_vendors:
+            adapters.setdefault(adapter.spec.vendor, adapter)
+    objects += classes.build(pool_names, adapters.values(), driver, labels, annotations)
+    objects += slices.build(pools.values(), driver, labels, annotations, live_objs)
+    claim_objects, warnings = _claim_objects(
+        desired, observed, decisions, pools, live_objs, labels, annotations
+    )
+    objects += claim_objects
+    kept, orphan_warnings = _orphans(desired, observed, live_objs, objects)
+    objects += kept
+    warnings += orphan_warnings
+    objects.sort(key=sort_key)
+
+    before_cu = report.published_cu(live_objs, driver)
+    after_cu = report.published_cu(objects, driver)
+    admitted: dict[str, int] = defaultdict(int)
+    for d in decisions:
+        if d.status is admission.Status.ADMITTED:
+            admitted[d.pool] += d.charged_milli
+    pool_reports = tuple(
+        report.PoolReport(
+            name=p.name,
+            sharing=str(p.sharing),
+            lines=p.lines,
+            cu_per_device=settings.reference.cu_per_device,
+            devices=len(p.members),
+            total_milli=p.total_milli,
+            admittable_milli=p.admittable_milli,
+            headroom_percent=p.headroom_percent,
+            admitted_milli=admitted.get(p.name, 0),
+            before_milli=before_cu.get(p.name, 0),
+            after_milli=after_cu.get(p.name, 0),
+        )
+        for p in (pools[n] for n in pool_names)
+    )
+    refusal = safety.check(live_objs, objects, desired.policy)
+    all_findings = tuple(sorted({*observed.findings, *findings}))
+    the_report = report.Report(
+        revision=str(desired.revision),
+        pools=pool_reports,
+        tenants=_tenant_rows(desired, report.claimed_cu(live_objs), report.claimed_cu(objects)),
+        decisions=decisions,
+        findings=all_findings,
+        warnings=tuple(warnings),
+    )
+    return Plan(
+        revision=str(desired.revision),
+        objects=tuple(objects),
+        live=live_objs,
+        report=the_report,
+        refusal=refusal,
+    )

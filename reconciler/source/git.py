@@ -1,0 +1,183 @@
+"""Read a repository at a Git revision, from the object database: no checkout, no worktree.
+
+The same code checks a pull request's head, a branch, a tag or a past commit, in a normal or
+a bare repository, and the result records the full commit SHA it came from. ``path`` may be a
+subdirectory of the repository's worktree (``examples/gitrepo``): then only that
+subdirectory of the revision is read, and paths are relative to it.
+
+Git's own errors are translated once, here, into :class:`reconciler.errors.SourceError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import git
+
+from reconciler import errors
+from reconciler.model import codes
+from reconciler.model import diagnostics as diag
+from reconciler.model import state as state_model
+from reconciler.source import tree
+
+_SYMLINK_MODE = 0o120000
+_FILE_MODES = (0o100644, 0o100755)
+
+
+def read_revision(repo_path: str, rev: str) -> tree.SourceTree:
+    """Read the candidate files of ``rev``; raises SourceError when that is impossible."""
+    repo, prefix = _open(repo_path)
+    try:
+        commit = _resolve(repo, rev)
+        root_tree = commit.tree
+        if prefix:
+            try:
+                obj = root_tree / prefix
+            except KeyError as exc:
+                raise errors.SourceError(
+                    f"{repo_path}: directory {prefix!r} does not exist at {rev}"
+                ) from exc
+            if not isinstance(obj, git.Tree):
+                raise errors.SourceError(f"{repo_path}: {prefix!r} is not a directory at {rev}")
+            root_tree = obj
+        return _read_tree(repo, root_tree, state_model.Revision(commit.hexsha), repo_path)
+    finally:
+        repo.close()
+
+
+def _open(repo_path: str) -> tuple[git.Repo, str]:
+    try:
+        repo = git.Repo(repo_path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise errors.SourceError(f"{repo_path}: not a Git repository") from exc
+    prefix = ""
+    if repo.working_tree_dir is not None:
+        rel = os.path.relpath(os.path.realpath(repo_path), os.path.realpath(repo.working_tree_dir))
+        prefix = "" if rel == "." else rel.replace(os.sep, "/")
+    return repo, prefix
+
+
+def _resolve(repo: git.Repo, rev: str) -> git.Commit:
+    if not rev or rev.startswith("-"):
+        raise errors.SourceError(f"invalid revision {rev!r}")
+    try:
+        obj = repo.rev_parse(rev)
+        while isinstance(obj, git.TagObject):
+            obj = obj.object
+    except (git.BadName, git.BadObject, ValueError, IndexError) as exc:
+        raise errors.SourceError(f"unknown revision {rev!r}") from exc
+    if not isinstance(obj, git.Commit):
+        raise errors.SourceError(f"revision {rev!r} is a {obj.type}, not a commit")
+    return obj
+
+
+def _walk(root: git.Tree) -> Iterator[tuple[str, git.Blob]]:
+    """Yield (path relative to ``root``, blob) for regular files and symlinks."""
+    stack: list[tuple[str, git.Tree]] = [("", root)]
+    while stack:
+        base, current = stack.pop()
+        for blob in current.blobs:
+            yield base + blob.name, blob
+        for sub in current.trees:
+            if sub.name not in tree.SKIPPED_DIRECTORIES:
+                stack.append((base + sub.name + "/", sub))
+
+
+def _read_tree(
+    repo: git.Repo, root: git.Tree, revision: state_model.Revision, display: str
+) -> tree.SourceTree:
+    blobs: dict[str, git.Blob] = {}
+    links: dict[str, git.Blob] = {}
+    for rel, blob in _walk(root):
+        if blob.mode == _SYMLINK_MODE:
+            links[rel] = blob
+        elif blob.mode in _FILE_MODES:
+            blobs[rel] = blob
+    found: list[diag.Diagnostic] = []
+    wanted = sorted(p for p in (*blobs, *links) if tree.is_candidate(p))
+    if len(wanted) > tree.MAX_FILES:
+        found.append(
+            diag.Diagnostic(
+                wanted[tree.MAX_FILES],
+                1,
+                1,
+                codes.Code.TOO_MANY_FILES,
+                f"more than {tree.MAX_FILES} YAML files at this revision; narrow "
+                "ClusterSettings.spec.layout.include or validate a subdirectory",
+            )
+        )
+        wanted = wanted[: tree.MAX_FILES]
+    odb = repo.odb
+    files: dict[str, bytes] = {}
+    for rel in wanted:
+        blob = blobs.get(rel)
+        if blob is None:
+            blob = _follow(rel, links, blobs, found)
+            if blob is None:
+                continue
+        info = odb.info(blob.binsha)
+        if info.size > tree.MAX_FILE_BYTES:
+            found.append(
+                diag.Diagnostic(
+                    rel,
+                    1,
+                    1,
+                    codes.Code.FILE_TOO_LARGE,
+                    f"file is {info.size} bytes, over the {tree.MAX_FILE_BYTES}-byte limit; "
+                    "split it or exclude it in ClusterSettings.spec.layout.exclude",
+                )
+            )
+            continue
+        files[rel] = odb.stream(blob.binsha).read()
+    return tree.SourceTree(revision, display, files, tuple(found))
+
+
+def _follow(
+    rel: str,
+    links: dict[str, git.Blob],
+    blobs: dict[str, git.Blob],
+    found: list[diag.Diagnostic],
+) -> git.Blob | None:
+    """Resolve a symlink blob (its content is the target path) to a file blob in the tree."""
+    current = rel
+    for _ in range(tree.MAX_SYMLINK_HOPS):
+        link = links[current]
+        target = link.data_stream.read().decode("utf-8", "surrogateescape")
+        resolved = tree.resolve_link(current, target)
+        if resolved is None:
+            found.append(
+                diag.Diagnostic(
+                    rel,
+                    1,
+                    1,
+                    codes.Code.SYMLINK_ESCAPE,
+                    f"symlink to {target!r} leads outside the repository; it is not read. "
+                    "Replace it with a regular file or a link inside the repository",
+                )
+            )
+            return None
+        if resolved in blobs:
+            return blobs[resolved]
+        if resolved not in links:
+            found.append(
+                diag.Diagnostic(
+                    rel,
+                    1,
+                    1,
+                    codes.Code.UNREADABLE,
+                    f"cannot read file: symlink target {target!r} is missing or not a file",
+                )
+            )
+            return None
+        current = resolved
+    found.append(
+        diag.Diagnostic(
+            rel,
+            1,
+            1,
+            codes.Code.UNREADABLE,
+            f"cannot read file: more than {tree.MAX_SYMLINK_HOPS} chained symlinks",
+        )
+    )
+    return None

@@ -1,0 +1,816 @@
+"""Semantic validation: documents that are each valid but do not fit together.
+
+Pure: typed documents (with the loaded source for positions) in, diagnostics out. Two tiers:
+
+- *static* checks need only the documents: references, duplicates, namespaces, claim
+  constraints that contradict themselves or their pool, factors for unknown models, pools
+  whose selectors may overlap (a warning: it depends on the devices);
+- *device* checks run when observed devices are available (the repository's committed
+  snapshot, or a given :class:`~reconciler.model.observed.ObservedState`): pools that
+  actually overlap on a device, guarantees above what a pool can hold, claims no device can
+  satisfy. Pool membership is :func:`reconciler.model.selection.selects`, the planner's rule.
+
+Each message says what to change. Positions point at the field at fault, not the document.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Generic, TypeVar
+
+from reconciler.model import codes, quantity, selection
+from reconciler.model import diagnostics as diag
+from reconciler.model import documents as docs
+from reconciler.model import observed as obs
+from reconciler.validate import syntax
+
+D = TypeVar("D", bound=docs.Document)
+_MILLI = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(Generic[D]):
+    """A validated document and where it was written."""
+
+    document: D
+    source: syntax.LoadedDocument
+
+    @property
+    def name(self) -> str:
+        return self.document.metadata.name
+
+    def at(
+        self,
+        path: syntax.Path,
+        code: codes.Code,
+        message: str,
+        severity: diag.Severity = diag.Severity.ERROR,
+        *,
+        key: bool = False,
+    ) -> diag.Diagnostic:
+        pos = self.source.locate(path, key=key)
+        return diag.Diagnostic(self.source.file, pos.line, pos.column, code, message, severity)
+
+    @property
+    def where(self) -> str:
+        return f"{self.source.file}:{self.source.start.line}"
+
+
+_NAME = ("metadata", "name")
+_WARN = diag.Severity.WARNING
+
+
+@dataclass(frozen=True, slots=True)
+class Documents:
+    """The valid documents of one revision, by kind, in file order."""
+
+    settings: Sequence[Entry[docs.ClusterSettings]]
+    policies: Sequence[Entry[docs.Policy]]
+    adapters: Sequence[Entry[docs.VendorAdapter]]
+    pools: Sequence[Entry[docs.CUPool]]
+    tenants: Sequence[Entry[docs.Tenant]]
+    claims: Sequence[Entry[docs.CUClaim]]
+    factor_tables: Sequence[Entry[docs.FactorTable]]
+
+    def all(self) -> Iterable[Entry[docs.Document]]:
+        for group in (
+            self.settings,
+            self.policies,
+            self.adapters,
+            self.pools,
+            self.tenants,
+            self.claims,
+            self.factor_tables,
+        ):
+            yield from group  # type: ignore[misc]
+
+
+def check(found: Documents, observed: obs.ObservedState | None) -> list[diag.Diagnostic]:
+    out: list[diag.Diagnostic] = []
+    out += _duplicates(found)
+    out += _singletons(found)
+    settings = found.settings[0].document if found.settings else None
+    pools = _first_by_name(found.pools)
+    tenants = _first_by_name(found.tenants)
+    adapters = _first_by_name(found.adapters)
+    vendors = {a.document.spec.vendor for a in adapters.values()}
+    models = _known_models(adapters.values(), observed)
+    out += _adapters(found.adapters)
+    out += _pools(found.pools, vendors, models)
+    out += _tenants(found.tenants, pools, settings)
+    out += _claims(found.claims, tenants, pools, vendors, models, _workload_classes(found))
+    out += _factors(found.factor_tables, settings, models)
+    if settings is not None and models is not None:
+        reference = settings.spec.reference.device_model
+        if reference not in models:
+            out.append(
+                found.settings[0].at(
+                    ("spec", "reference", "deviceModel"),
+                    codes.Code.UNKNOWN_MODEL,
+                    f"reference model {reference!r} is not produced by any VendorAdapter "
+                    f"(known: {_list(models)}); use a canonical model name",
+                    _WARN,
+                )
+            )
+    if observed is None:
+        out += _static_overlaps(found.pools)
+    elif settings is not None:
+        out += _device_checks(found, settings, observed)
+    return out
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _first_by_name(entries: Sequence[Entry[D]]) -> dict[str, Entry[D]]:
+    out: dict[str, Entry[D]] = {}
+    for entry in entries:
+        out.setdefault(entry.name, entry)
+    return out
+
+
+def _list(names: Iterable[str]) -> str:
+    items = sorted(names)
+    return ", ".join(items[:12]) + (", ..." if len(items) > 12 else "") if items else "none"
+
+
+def _known_models(
+    adapters: Iterable[Entry[docs.VendorAdapter]], observed: obs.ObservedState | None
+) -> set[str] | None:
+    """Canonical model names that can ever appear; None when unknowable statically.
+
+    An adapter with a value map produces only the map's values (unmapped devices are
+    reported, not guessed); one without a map passes vendor values through, so then only a
+    snapshot can tell.
+    """
+    models: set[str] = set()
+    for adapter in adapters:
+        values = adapter.document.spec.mapping.model.values
+        if not values:
+            if observed is None:
+                return None
+            models |= {
+                d.model for d in observed.devices if d.vendor == adapter.document.spec.vendor
+            }
+        models |= set(values.values())
+    return models
+
+
+def _workload_classes(found: Documents) -> set[str]:
+    classes: set[str] = set()
+    for s in found.settings:
+        classes.add(s.document.spec.reference.workload_class)
+    for t in found.factor_tables:
+        classes |= {f.workload_class for f in t.document.spec.factors if f.workload_class}
+    for p in found.pools:
+        classes |= set(p.document.spec.workload_mix)
+    for pol in found.policies:
+        classes |= set(pol.document.spec.factors.workload_mix)
+    return classes
+
+
+# ---------------------------------------------------------------------------- structure
+
+
+def _duplicates(found: Documents) -> list[diag.Diagnostic]:
+    """Every document whose kind and name another document shares, each naming the others.
+
+    All copies are reported, not "all but the first": which copy is first depends only on
+    file names, and the pull request that added the second copy should see the error.
+    """
+    groups: dict[tuple[str, str], list[Entry[docs.Document]]] = defaultdict(list)
+    for entry in found.all():
+        groups[(entry.document.kind, entry.name)].append(entry)
+    out = []
+    for (kind, name), entries in groups.items():
+        if len(entries) < 2:
+            continue
+        for entry in entries:
+            others = ", ".join(e.where for e in entries if e is not entry)
+            out.append(
+                entry.at(
+                    _NAME,
+                    codes.Code.DUPLICATE_NAME,
+                    f"{kind} {name!r} is also defined at {others}; rename or remove one",
+                )
+            )
+    return out
+
+
+def _singletons(found: Documents) -> list[diag.Diagnostic]:
+    out = []
+    if not found.settings:
+        out.append(
+            diag.Diagnostic(
+                ".",
+                1,
+                1,
+                codes.Code.NO_SETTINGS,
+                "no ClusterSettings document found; add one (cluster.yaml) with the driver "
+                "name, the reference unit and the managed namespaces",
+            )
+        )
+    if len(found.settings) > 1:
+        for entry in found.settings:
+            others = ", ".join(e.where for e in found.settings if e is not entry)
+            out.append(
+                entry.at(
+                    ("kind",),
+                    codes.Code.MULTIPLE_SETTINGS,
+                    f"ClusterSettings is also defined at {others}; keep exactly one",
+                )
+            )
+    if len(found.policies) > 1:
+        for entry in found.policies:
+            others = ", ".join(e.where for e in found.policies if e is not entry)
+            out.append(
+                entry.at(
+                    ("kind",),
+                    codes.Code.MULTIPLE_POLICIES,
+                    f"Policy is also defined at {others}; keep at most one",
+                )
+            )
+    return out
+
+
+def _adapters(adapters: Sequence[Entry[docs.VendorAdapter]]) -> list[diag.Diagnostic]:
+    out = []
+    by_driver: dict[str, Entry[docs.VendorAdapter]] = {}
+    for entry in adapters:
+        driver = entry.document.spec.driver
+        if driver in by_driver:
+            out.append(
+                entry.at(
+                    ("spec", "driver"),
+                    codes.Code.DUPLICATE_ADAPTER,
+                    f"driver {driver!r} already has VendorAdapter "
+                    f"{by_driver[driver].name!r} ({by_driver[driver].where}); one adapter "
+                    "per driver",
+                )
+            )
+        else:
+            by_driver[driver] = entry
+    return out
+
+
+def _pools(
+    pools: Sequence[Entry[docs.CUPool]], vendors: set[str], models: set[str] | None
+) -> list[diag.Diagnostic]:
+    out = []
+    for entry in pools:
+        selector = entry.document.spec.selector
+        for i, vendor in enumerate(selector.vendors):
+            if vendor not in vendors:
+                out.append(
+                    entry.at(
+                        ("spec", "selector", "vendors", i),
+                        codes.Code.UNKNOWN_VENDOR,
+                        f"vendor {vendor!r} has no VendorAdapter (known: {_list(vendors)}); "
+                        "add an adapter or fix the name",
+                    )
+                )
+        if models is not None:
+            for i, model in enumerate(selector.models):
+                if model not in models:
+                    out.append(
+                        entry.at(
+                            ("spec", "selector", "models", i),
+                            codes.Code.UNKNOWN_MODEL,
+                            f"model {model!r} is not produced by any VendorAdapter "
+                            f"(known: {_list(models)}); the pool can never select it",
+                        )
+                    )
+        for key in selector.attributes:
+            if key not in selection.COMMON_FIELDS:
+                out.append(
+                    entry.at(
+                        ("spec", "selector", "attributes", key),
+                        codes.Code.IMPOSSIBLE_CONSTRAINT,
+                        f"attribute {key!r} is not a field of the common device description "
+                        f"({_list(selection.COMMON_FIELDS)}); no device can match",
+                        key=True,
+                    )
+                )
+    return out
+
+
+def _tenants(
+    tenants: Sequence[Entry[docs.Tenant]],
+    pools: Mapping[str, Entry[docs.CUPool]],
+    settings: docs.ClusterSettings | None,
+) -> list[diag.Diagnostic]:
+    out = []
+    managed = set(settings.spec.managed_namespaces) if settings is not None else None
+    owners: dict[str, list[Entry[docs.Tenant]]] = defaultdict(list)
+    for entry in tenants:
+        for ns in dict.fromkeys(entry.document.spec.namespaces):
+            owners[ns].append(entry)
+    for entry in tenants:
+        spec = entry.document.spec
+        for i, ns in enumerate(spec.namespaces):
+            path = ("spec", "namespaces", i)
+            if managed is not None and ns not in managed:
+                out.append(
+                    entry.at(
+                        path,
+                        codes.Code.NAMESPACE_NOT_MANAGED,
+                        f"namespace {ns!r} is not in ClusterSettings.spec.managedNamespaces; "
+                        "add it there or remove it here",
+                    )
+                )
+            others = [o.name for o in owners[ns] if o is not entry]
+            if others:
+                out.append(
+                    entry.at(
+                        path,
+                        codes.Code.NAMESPACE_SHARED,
+                        f"namespace {ns!r} also belongs to tenant(s) {_list(others)}; "
+                        "a namespace has exactly one tenant",
+                    )
+                )
+        seen: set[str] = set()
+        for i, quota in enumerate(spec.quotas):
+            if quota.pool not in pools:
+                out.append(
+                    entry.at(
+                        ("spec", "quotas", i, "pool"),
+                        codes.Code.UNKNOWN_POOL,
+                        f"unknown pool {quota.pool!r}{_suggest(quota.pool, pools)}; "
+                        "define a CUPool with this name or fix the reference",
+                    )
+                )
+            if quota.pool in seen:
+                out.append(
+                    entry.at(
+                        ("spec", "quotas", i, "pool"),
+                        codes.Code.DUPLICATE_QUOTA,
+                        f"a second quota for pool {quota.pool!r}; merge them into one",
+                    )
+                )
+            seen.add(quota.pool)
+    return out
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _claims(
+    claims: Sequence[Entry[docs.CUClaim]],
+    tenants: Mapping[str, Entry[docs.Tenant]],
+    pools: Mapping[str, Entry[docs.CUPool]],
+    vendors: set[str],
+    models: set[str] | None,
+    classes: set[str],
+) -> list[diag.Diagnostic]:
+    out = []
+    for entry in claims:
+        spec = entry.document.spec
+        tenant = tenants.get(spec.tenant)
+        pool = pools.get(spec.pool)
+        if tenant is None:
+            out.append(
+                entry.at(
+                    ("spec", "tenant"),
+                    codes.Code.UNKNOWN_TENANT,
+                    f"unknown tenant {spec.tenant!r}{_suggest(spec.tenant, tenants)}; "
+                    "define a Tenant with this name or fix the reference",
+                )
+            )
+        if pool is None:
+            out.append(
+                entry.at(
+                    ("spec", "pool"),
+                    codes.Code.UNKNOWN_POOL,
+                    f"unknown pool {spec.pool!r}{_suggest(spec.pool, pools)}; "
+                    "define a CUPool with this name or fix the reference",
+                )
+            )
+        if tenant is not None:
+            tspec = tenant.document.spec
+            if spec.namespace is not None and spec.namespace not in tspec.namespaces:
+                out.append(
+                    entry.at(
+                        ("spec", "namespace"),
+                        codes.Code.NAMESPACE_NOT_TENANTS,
+                        f"namespace {spec.namespace!r} is not one of tenant {spec.tenant!r}'s "
+                        f"namespaces ({_list(tspec.namespaces)})",
+                    )
+                )
+            quota = next((q for q in tspec.quotas if q.pool == spec.pool), None)
+            total = _milli(spec.cu) * spec.count
+            if pool is not None and quota is None:
+                out.append(
+                    entry.at(
+                        ("spec", "pool"),
+                        codes.Code.NO_QUOTA_IN_POOL,
+                        f"tenant {spec.tenant!r} has no quota in pool {spec.pool!r}; add one "
+                        "to the tenant (guaranteed: 0 with mayBorrow: true to only borrow)",
+                    )
+                )
+            elif quota is not None:
+                ceiling = (
+                    quota.limit
+                    if quota.limit is not None
+                    else (None if tspec.may_borrow else quota.guaranteed)
+                )
+                bound = "limit" if quota.limit is not None else "guarantee"
+                if ceiling is not None and total > _milli(ceiling):
+                    out.append(
+                        entry.at(
+                            ("spec", "cu"),
+                            codes.Code.CLAIM_OVER_LIMIT,
+                            f"{spec.count} × {spec.cu:g} CU = {_show(total)} CU exceeds tenant "
+                            f"{spec.tenant!r}'s {bound} of {ceiling:g} CU in pool "
+                            f"{spec.pool!r}; lower cu or count, or raise the quota",
+                        )
+                    )
+        if pool is not None:
+            out += _claim_against_pool(entry, pool, vendors, models)
+        out += _constraint_contradictions(entry, vendors, models)
+        if spec.workload_class is not None and classes and spec.workload_class not in classes:
+            out.append(
+                entry.at(
+                    ("spec", "workloadClass"),
+                    codes.Code.UNKNOWN_WORKLOAD_CLASS,
+                    f"workload class {spec.workload_class!r} appears in no factor table or "
+                    f"workload mix (known: {_list(classes)}); the reference class is used",
+                    _WARN,
+                )
+            )
+    return out
+
+
+def _milli(amount: float) -> int:
+    """A CU amount (validated: at most three decimals) in milli-CU, exactly."""
+    return round(amount * _MILLI)
+
+
+def _show(milli: int) -> str:
+    value = Fraction(milli, _MILLI)
+    return str(value.numerator) if value.denominator == 1 else f"{float(value):g}"
+
+
+def _claim_against_pool(
+    entry: Entry[docs.CUClaim],
+    pool: Entry[docs.CUPool],
+    vendors: set[str],
+    models: set[str] | None,
+) -> list[diag.Diagnostic]:
+    out = []
+    spec = entry.document.spec
+    pspec = pool.document.spec
+    sharing = pspec.sharing
+    if sharing.mode is docs.SharingMode.FRACTIONAL and sharing.min_step:
+        step = _milli(sharing.min_step)
+        if _milli(spec.cu) % step:
+            out.append(
+                entry.at(
+                    ("spec", "cu"),
+                    codes.Code.STEP_MISMATCH,
+                    f"cu {spec.cu:g} is not a multiple of pool {pool.name!r}'s minStep "
+                    f"{sharing.min_step:g}; round it to a multiple",
+                )
+            )
+    selector = pspec.selector
+    constraints = spec.constraints
+    allowed_vendors = set(constraints.vendors.allow)
+    if selector.vendors and allowed_vendors and not set(selector.vendors) & allowed_vendors:
+        out.append(
+            entry.at(
+                ("spec", "constraints", "vendors", "allow"),
+                codes.Code.IMPOSSIBLE_CONSTRAINT,
+                f"none of the allowed vendors ({_list(constraints.vendors.allow)}) is in "
+                f"pool {pool.name!r} ({_list(selector.vendors)}); no device can match",
+            )
+        )
+    if selector.vendors and set(selector.vendors) <= set(constraints.vendors.deny):
+        out.append(
+            entry.at(
+                ("spec", "constraints", "vendors", "deny"),
+                codes.Code.IMPOSSIBLE_CONSTRAINT,
+                f"the deny list excludes every vendor of pool {pool.name!r} "
+                f"({_list(selector.vendors)}); no device can match",
+            )
+        )
+    allowed_models = set(constraints.models.allow)
+    if selector.models and allowed_models and not set(selector.models) & allowed_models:
+        out.append(
+            entry.at(
+                ("spec", "constraints", "models", "allow"),
+                codes.Code.IMPOSSIBLE_CONSTRAINT,
+                f"none of the allowed models ({_list(constraints.models.allow)}) is in "
+                f"pool {pool.name!r} ({_list(selector.models)}); no device can match",
+            )
+        )
+    if selector.models and set(selector.models) <= set(constraints.models.deny):
+        out.append(
+            entry.at(
+                ("spec", "constraints", "models", "deny"),
+                codes.Code.IMPOSSIBLE_CONSTRAINT,
+                f"the deny list excludes every model of pool {pool.name!r}; no device can match",
+            )
+        )
+    return out
+
+
+def _constraint_contradictions(
+    entry: Entry[docs.CUClaim], vendors: set[str], models: set[str] | None
+) -> list[diag.Diagnostic]:
+    out = []
+    c = entry.document.spec.constraints
+    for field, names, known in (("vendors", c.vendors, vendors), ("models", c.models, models)):
+        both = set(names.allow) & set(names.deny)
+        if both:
+            out.append(
+                entry.at(
+                    ("spec", "constraints", field, "deny"),
+                    codes.Code.IMPOSSIBLE_CONSTRAINT,
+                    f"{_list(both)} both allowed and denied; remove it from one list",
+                )
+            )
+        if known is None:
+            continue
+        for list_name, values in (("allow", names.allow), ("deny", names.deny)):
+            for i, value in enumerate(values):
+                if value not in known:
+                    out.append(
+                        entry.at(
+                            ("spec", "constraints", field, list_name, i),
+                            codes.Code.UNKNOWN_VENDOR
+                            if field == "vendors"
+                            else codes.Code.UNKNOWN_MODEL,
+                            f"{field[:-1]} {value!r} is unknown (known: {_list(known)}); "
+                            "fix the name",
+                            diag.Severity.ERROR if list_name == "allow" else _WARN,
+                        )
+                    )
+    return out
+
+
+def _factors(
+    tables: Sequence[Entry[docs.FactorTable]],
+    settings: docs.ClusterSettings | None,
+    models: set[str] | None,
+) -> list[diag.Diagnostic]:
+    out = []
+    reference = settings.spec.reference if settings is not None else None
+    for entry in tables:
+        spec = entry.document.spec
+        if reference is not None and spec.reference_model != reference.device_model:
+            out.append(
+                entry.at(
+                    ("spec", "referenceModel"),
+                    codes.Code.REFERENCE_MISMATCH,
+                    f"referenceModel {spec.reference_model!r} differs from ClusterSettings' "
+                    f"reference {reference.device_model!r}; factors must be relative to it",
+                )
+            )
+        seen: dict[tuple[str, str | None], int] = {}
+        for i, factor in enumerate(spec.factors):
+            key = (factor.device_model, factor.workload_class)
+            path = ("spec", "factors", i)
+            if key in seen:
+                out.append(
+                    entry.at(
+                        (*path, "deviceModel"),
+                        codes.Code.DUPLICATE_FACTOR,
+                        f"a second factor for {factor.device_model}"
+                        f"{'/' + factor.workload_class if factor.workload_class else ''} "
+                        f"(first is factors[{seen[key]}]); keep one",
+                    )
+                )
+            seen.setdefault(key, i)
+            if models is not None and factor.device_model not in models:
+                out.append(
+                    entry.at(
+                        (*path, "deviceModel"),
+                        codes.Code.FACTOR_UNKNOWN_MODEL,
+                        f"factor for unknown model {factor.device_model!r} (known: "
+                        f"{_list(models)}); use the canonical name a VendorAdapter produces",
+                    )
+                )
+            if (
+                factor.device_model == spec.reference_model
+                and factor.workload_class is None
+                and not math.isclose(factor.value, 1.0)
+            ):
+                out.append(
+                    entry.at(
+                        (*path, "value"),
+                        codes.Code.REFERENCE_MISMATCH,
+                        f"the reference model's factor must be 1.0, not {factor.value:g}; "
+                        "1 CU is defined by the reference device",
+                    )
+                )
+    return out
+
+
+def _static_overlaps(pools: Sequence[Entry[docs.CUPool]]) -> list[diag.Diagnostic]:
+    out = []
+    for i, a in enumerate(pools):
+        for b in pools[i + 1 :]:
+            if a.name == b.name or not selection.may_overlap(
+                a.document.spec.selector, b.document.spec.selector
+            ):
+                continue
+            for here, there in ((a, b), (b, a)):
+                out.append(
+                    here.at(
+                        ("spec", "selector"),
+                        codes.Code.POOLS_MAY_OVERLAP,
+                        f"selector may match the same devices as pool {there.name!r} "
+                        f"({there.where}); make them disjoint (vendors, models or node "
+                        "labels) or commit an observed snapshot to check",
+                        _WARN,
+                        key=True,
+                    )
+                )
+    return out
+
+
+# ------------------------------------------------------------------------------ devices
+
+
+def _device_checks(
+    found: Documents, settings: docs.ClusterSettings, observed: obs.ObservedState
+) -> list[diag.Diagnostic]:
+    out: list[diag.Diagnostic] = []
+    labels = {n.name: n.labels for n in observed.nodes}
+    pools = list(_first_by_name(found.pools).values())
+    members: dict[str, list[obs.ObservedDevice]] = defaultdict(list)
+    shared: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for device in observed.devices:
+        node_labels = labels.get(device.node, {})
+        matching = [
+            p for p in pools if selection.selects(p.document.spec.selector, device, node_labels)
+        ]
+        for p in matching:
+            members[p.name].append(device)
+        for i, a in enumerate(matching):
+            for b in matching[i + 1 :]:
+                shared[(a.name, b.name)].append(str(device.id))
+    by_name = {p.name: p for p in pools}
+    for (a, b), ids in sorted(shared.items()):
+        for here, there in ((a, b), (b, a)):
+            out.append(
+                by_name[here].at(
+                    ("spec", "selector"),
+                    codes.Code.POOLS_OVERLAP,
+                    f"{len(ids)} device(s) match both this pool and pool {there!r} (e.g. "
+                    f"{ids[0]}); a device belongs to one pool: make the selectors disjoint",
+                    key=True,
+                )
+            )
+    factors = _factor_lookup(found.factor_tables, settings)
+    reference = settings.spec.reference
+    policy_mix = found.policies[0].document.spec.factors.workload_mix if found.policies else {}
+    capacity: dict[str, int] = {}
+    for pool in pools:
+        devices = members.get(pool.name, [])
+        if not devices:
+            out.append(
+                pool.at(
+                    ("spec", "selector"),
+                    codes.Code.POOL_EMPTY,
+                    "the selector matches no device in the observed snapshot; check vendors, "
+                    "models and node labels",
+                    _WARN,
+                    key=True,
+                )
+            )
+        mix = pool.document.spec.workload_mix or policy_mix
+        total = 0
+        missing: set[str] = set()
+        for device in devices:
+            factor = _blend(
+                factors, device.model, mix, reference.workload_class, reference.device_model
+            )
+            if factor is None:
+                missing.add(device.model)
+                continue
+            if device.usable:
+                total += math.floor(Fraction(repr(factor)) * reference.cu_per_device * _MILLI)
+        for model in sorted(missing):
+            out.append(
+                pool.at(
+                    _NAME,
+                    codes.Code.MISSING_FACTOR,
+                    f"model {model} has devices in this pool but no factor for its workload "
+                    "mix; those devices publish no CU. Add a factor",
+                    _WARN,
+                )
+            )
+        headroom = math.ceil(Fraction(repr(pool.document.spec.headroom_percent)) * total / 100)
+        capacity[pool.name] = total - headroom
+    guaranteed: dict[str, list[tuple[Entry[docs.Tenant], int, int]]] = defaultdict(list)
+    for tenant in found.tenants:
+        for i, quota in enumerate(tenant.document.spec.quotas):
+            guaranteed[quota.pool].append((tenant, i, _milli(quota.guaranteed)))
+    for pool in pools:
+        rows = guaranteed.get(pool.name, [])
+        total = sum(g for _, _, g in rows)
+        if rows and total > capacity[pool.name]:
+            tenant, i, _ = max(rows, key=lambda r: (r[2], r[0].name))
+            shares = ", ".join(
+                f"{t.name} {_show(g)}" for t, _, g in sorted(rows, key=lambda r: r[0].name)
+            )
+            out.append(
+                tenant.at(
+                    ("spec", "quotas", i, "guaranteed"),
+                    codes.Code.GUARANTEES_EXCEED_CAPACITY,
+                    f"guarantees in pool {pool.name!r} add up to {_show(total)} CU but it can "
+                    f"hold {_show(capacity[pool.name])} CU after headroom ({shares}); lower "
+                    "guarantees or add devices",
+                )
+            )
+    out += _claims_on_devices(found, members)
+    return out
+
+
+def _claims_on_devices(
+    found: Documents, members: Mapping[str, Sequence[obs.ObservedDevice]]
+) -> list[diag.Diagnostic]:
+    out = []
+    for entry in found.claims:
+        spec = entry.document.spec
+        devices = members.get(spec.pool)
+        if not devices:
+            continue
+        c = spec.constraints
+        floor = quantity.parse_quantity(c.min_memory) if c.min_memory else None
+        fit = [
+            d
+            for d in devices
+            if (floor is None or d.memory_bytes >= floor)
+            and (not c.vendors.allow or d.vendor in c.vendors.allow)
+            and d.vendor not in c.vendors.deny
+            and (not c.models.allow or d.model in c.models.allow)
+            and d.model not in c.models.deny
+        ]
+        if not fit:
+            out.append(
+                entry.at(
+                    ("spec", "constraints"),
+                    codes.Code.CLAIM_UNSATISFIABLE,
+                    f"no device in pool {spec.pool!r} meets these constraints (minimum memory, "
+                    "vendor and model lists); relax them or use another pool",
+                    key=True,
+                )
+            )
+        elif len(fit) < spec.count and spec.form is docs.ClaimForm.CLAIM:
+            out.append(
+                entry.at(
+                    ("spec", "count"),
+                    codes.Code.CLAIM_UNSATISFIABLE,
+                    f"count {spec.count} but only {len(fit)} device(s) in pool {spec.pool!r} "
+                    "meet the constraints; lower count or relax the constraints",
+                )
+            )
+    return out
+
+
+def _factor_lookup(
+    tables: Sequence[Entry[docs.FactorTable]], settings: docs.ClusterSettings
+) -> dict[tuple[str, str | None], float]:
+    """Same merge rule as the planner: learned beats spec; later table name wins a tie."""
+    ranked: dict[tuple[str, str | None], tuple[tuple[int, str], float]] = {}
+    for entry in tables:
+        for f in entry.document.spec.factors:
+            key = (f.device_model, f.workload_class)
+            rank = (int(f.source is docs.FactorSource.LEARNED), entry.name)
+            if key not in ranked or rank >= ranked[key][0]:
+                ranked[key] = (rank, f.value)
+    return {k: v for k, (_, v) in ranked.items()}
+
+
+def _blend(
+    factors: Mapping[tuple[str, str | None], float],
+    model: str,
+    mix: Mapping[str, float],
+    default_class: str,
+    reference_model: str,
+) -> float | None:
+    def lookup(wc: str | None) -> float | None:
+        if (model, wc) in factors:
+            return factors[(model, wc)]
+        if (model, None) in factors:
+            return factors[(model, None)]
+        return 1.0 if model == reference_model else None
+
+    if not mix:
+        return lookup(default_class)
+    total = 0.0
+    for wc, weight in sorted(mix.items()):
+        value = lookup(wc)
+        if value is None:
+            return None
+        total += weight * math.log(value)
+    return math.exp(total / math.fsum(mix.values()))

@@ -1,0 +1,69 @@
+"""The committed snapshot of observed objects: bytes in, raw objects out.
+
+A snapshot is what ``kubectl get nodes,resourceslices,resourceclaims -A -o yaml`` prints: a
+``kind: List`` whose ``items`` are Nodes, ResourceSlices and ResourceClaims. It lets planning
+and the device-aware checks run offline (in a pull request, without cluster access). The
+normalisation through the vendor adapters is :func:`reconciler.model.observed.build`, shared
+with ``reconciler.observe``; this module only parses and sorts the objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.model import codes
+from reconciler.model import diagnostics as diag
+from reconciler.model import observed as obs
+from reconciler.validate import syntax
+
+_KINDS = {"Node": "nodes", "ResourceSlice": "slices", "ResourceClaim": "claims"}
+
+
+def parse(file: str, content: bytes) -> tuple[obs.RawObjects | None, list[diag.Diagnostic]]:
+    """Parse a snapshot file; None with diagnostics when it cannot be used at all."""
+    loaded, problems = syntax.load(file, content, syntax.SNAPSHOT_LIMITS)
+    if problems:
+        return None, problems
+    if not loaded:
+        return obs.RawObjects(), []
+    document = loaded[0]
+    data: Mapping[str, Any] = document.data
+    if data.get("kind") != "List" or not isinstance(data.get("items"), list):
+        pos = document.locate(("kind",))
+        return None, [
+            diag.Diagnostic(
+                file,
+                pos.line,
+                pos.column,
+                codes.Code.SNAPSHOT_INVALID,
+                "the snapshot must be a 'kind: List' with 'items' (kubectl get ... -o yaml); "
+                "regenerate it",
+            )
+        ]
+    buckets: dict[str, list[Mapping[str, Any]]] = {"nodes": [], "slices": [], "claims": []}
+    found: list[diag.Diagnostic] = []
+    for i, item in enumerate(data["items"]):
+        kind = item.get("kind") if isinstance(item, Mapping) else None
+        bucket = _KINDS.get(kind) if isinstance(kind, str) else None
+        if bucket is None:
+            pos = document.locate(("items", i, "kind"))
+            found.append(
+                diag.Diagnostic(
+                    file,
+                    pos.line,
+                    pos.column,
+                    codes.Code.SNAPSHOT_INVALID,
+                    f"snapshot item {i} is a {kind!r}; only Node, ResourceSlice and "
+                    "ResourceClaim are read, remove it",
+                    diag.Severity.WARNING,
+                )
+            )
+            continue
+        buckets[bucket].append(item)
+    raw = obs.RawObjects(
+        nodes=tuple(buckets["nodes"]),
+        slices=tuple(buckets["slices"]),
+        claims=tuple(buckets["claims"]),
+    )
+    return raw, found

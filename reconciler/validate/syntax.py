@@ -1,0 +1,582 @@
+"""Safe YAML loading with a position for every node: bytes in, plain data and locations out.
+
+Why composing instead of loading: ruamel.yaml's *compose* step builds the node graph without
+constructing any object, so no tag can run a constructor, and every node keeps its line and
+column. We then build plain Python values ourselves, enforcing the limits below on the way.
+Each limit answers one known attack or accident on a file that arrives in a pull request:
+
+=====================  ==========================================================  ========
+limit                   what it stops                                               code
+=====================  ==========================================================  ========
+size                    a huge file exhausting memory before parsing                CU102
+strict UTF-8            mojibake, UTF-16 files, binary files                        CU103
+tags                    ``!!python/object`` and friends; only core-schema tags      CU104
+alias expansion         "billion laughs": aliases expanding into millions of nodes  CU105
+recursive aliases       ``&a [*a]``: infinite structures                            CU106
+duplicate keys          the later key silently winning in most parsers             CU107
+documents per file      a stream of a million empty ``---`` documents               CU108
+nesting depth           deep ``[[[[...]]]]`` blowing the stack                      CU109
+complex keys            ``? [a, b]`` keys that cannot be field names                CU112
+merge keys              ``<<:`` merges whose precedence confuses reviewers         CU115
+=====================  ==========================================================  ========
+
+The C parser of ``ruamel.yaml.clib`` is used when it is installed (about 4x faster); the
+pure-Python parser otherwise. Both produce the same nodes and marks.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import ruamel.yaml
+import ruamel.yaml.error
+import ruamel.yaml.nodes
+import ruamel.yaml.resolver
+import ruamel.yaml.tag
+
+from reconciler.model import codes
+from reconciler.model import diagnostics as diag
+
+Path = tuple[str | int, ...]
+
+_CORE = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL = (f"{_CORE}{t}" for t in ("str", "int", "float", "bool", "null"))
+_MAP, _SEQ, _TIMESTAMP, _MERGE = (f"{_CORE}{t}" for t in ("map", "seq", "timestamp", "merge"))
+_ALLOWED_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _MAP, _SEQ, _TIMESTAMP})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Loading limits; the defaults suit hand-written desired-state files."""
+
+    max_file_bytes: int = 1 * 2**20
+    max_documents: int = 1000
+    max_nodes: int = 200_000
+    """Nodes per document after alias expansion (a 1 MiB file holds far fewer)."""
+    max_alias_nodes: int = 10_000
+    """Nodes per document reached a second time through an alias."""
+    max_depth: int = 64
+
+
+DOCUMENT_LIMITS = Limits()
+SNAPSHOT_LIMITS = Limits(max_file_bytes=64 * 2**20, max_documents=1, max_nodes=20_000_000)
+
+
+class Position(NamedTuple):
+    line: int
+    column: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedDocument:
+    """One YAML document as plain data, plus its node graph for positions.
+
+    Positions are looked up lazily, by walking the composed nodes, only when something is
+    reported: recording the position of every node up front cost more than parsing.
+    """
+
+    file: str
+    index: int
+    data: Any
+    root: ruamel.yaml.nodes.Node = field(repr=False, compare=False)
+
+    @property
+    def start(self) -> Position:
+        return _pos(self.root)
+
+    def has(self, path: Path) -> bool:
+        """Whether every element of ``path`` names a node."""
+        node: ruamel.yaml.nodes.Node | None = self.root
+        for element in path:
+            node = None if node is None else _child(node, element)[1]
+        return node is not None
+
+    def locate(self, path: Path, *, key: bool = False) -> Position:
+        """The position of the deepest existing node along ``path``.
+
+        Path elements that are not nodes (pydantic's union-member tags) are skipped, so a
+        validation error's ``loc`` finds the node it is about, or its nearest ancestor.
+        With ``key=True`` the position of the mapping key is preferred (unknown fields).
+        """
+        node = self.root
+        key_node: ruamel.yaml.nodes.Node | None = None
+        for element in path:
+            found_key, found = _child(node, element)
+            if found is not None:
+                node, key_node = found, found_key
+        if key and key_node is not None:
+            return _pos(key_node)
+        return _pos(node)
+
+
+def _child(
+    node: ruamel.yaml.nodes.Node, element: str | int
+) -> tuple[ruamel.yaml.nodes.Node | None, ruamel.yaml.nodes.Node | None]:
+    """(key node, value node) of ``element`` under ``node``; (None, None) if absent."""
+    if isinstance(node, ruamel.yaml.nodes.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, ruamel.yaml.nodes.ScalarNode) and _scalar(key_node) == element:
+                return key_node, value_node
+    elif (
+        isinstance(node, ruamel.yaml.nodes.SequenceNode)
+        and isinstance(element, int)
+        and not isinstance(element, bool)
+        and 0 <= element < len(node.value)
+    ):
+        return None, node.value[element]
+    return None, None
+
+
+class _Abort(Exception):
+    """Stops loading one file; carries the diagnostic."""
+
+    def __init__(self, diagnostic: diag.Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def load(
+    file: str, content: bytes, limits: Limits = DOCUMENT_LIMITS
+) -> tuple[list[LoadedDocument], list[diag.Diagnostic]]:
+    """Load every document of one file. Never raises for bad input: problems are diagnostics.
+
+    A file with any loading error yields no documents at all: half a file is not a safe
+    basis for deciding what to delete.
+    """
+    try:
+        text = _decode(file, content, limits)
+        return _compose(file, text, limits), []
+    except _Abort as abort:
+        return [], [abort.diagnostic]
+
+
+def _decode(file: str, content: bytes, limits: Limits) -> str:
+    if len(content) > limits.max_file_bytes:
+        raise _Abort(
+            diag.Diagnostic(
+                file,
+                1,
+                1,
+                codes.Code.FILE_TOO_LARGE,
+                f"file is {len(content)} bytes, over the {limits.max_file_bytes}-byte limit; "
+                "split it into several files",
+            )
+        )
+    if content.startswith(b"\xef\xbb\xbf"):
+        content = content[3:]
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = content[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise _Abort(
+            diag.Diagnostic(
+                file,
+                line,
+                column,
+                codes.Code.NOT_UTF8,
+                f"byte 0x{content[exc.start]:02x} is not valid UTF-8; save the file as UTF-8",
+            )
+        ) from exc
+
+
+def _core_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
+    """ruamel's YAML 1.2 implicit resolvers, by first character (None = any)."""
+    table: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
+    for versions, tag, regexp, first in ruamel.yaml.resolver.implicit_resolvers:
+        if (1, 2) not in versions:
+            continue
+        for ch in first if first is not None else [None]:
+            table.setdefault(ch, []).append((tag, regexp))
+    return table
+
+
+_RESOLVERS = _core_resolvers()
+_TAGS: dict[str, ruamel.yaml.tag.Tag] = {}
+
+
+def _tag(name: str) -> ruamel.yaml.tag.Tag:
+    if name not in _TAGS:
+        _TAGS[name] = ruamel.yaml.tag.Tag(suffix=name)
+        _TAG_NAMES[id(_TAGS[name])] = name
+    return _TAGS[name]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _plain_tag(value: str) -> ruamel.yaml.tag.Tag:
+    """The YAML 1.2 core-schema tag of a plain scalar; same answers as ruamel, cached."""
+    first = value[0] if value else ""
+    for tag, regexp in (*_RESOLVERS.get(first, ()), *_RESOLVERS.get(None, ())):
+        if regexp.match(value):
+            return _tag(tag)
+    return _tag(_STR)
+
+
+class _CoreResolver(ruamel.yaml.resolver.VersionedResolver):
+    """ruamel's resolver answers each scalar by re-deriving the YAML version (about half of
+    the C parser's load time); documents here are always YAML 1.2, so answer from a cache."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is ruamel.yaml.nodes.ScalarNode:
+            return _plain_tag(value) if implicit[0] else _tag(_STR)
+        if kind is ruamel.yaml.nodes.SequenceNode:
+            return _tag(_SEQ)
+        return _tag(_MAP)
+
+
+def _yaml() -> ruamel.yaml.YAML:
+    yaml = ruamel.yaml.YAML(typ="safe", pure=False)
+    yaml.Resolver = _CoreResolver
+    yaml.allow_duplicate_keys = True  # we report duplicates ourselves, with both positions
+    return yaml
+
+
+_FLOW_BRACKETS = re.compile(r"[\[\]{}]")
+_FLOW_SCAN_DEPTH = 1000
+"""Flow nesting beyond this is refused before parsing: the C parser recurses without a guard
+and crashes the process (segmentation fault) somewhere past 20,000 levels."""
+
+
+def _check_flow_depth(file: str, text: str) -> None:
+    """A cheap pre-scan of bracket nesting (strings included, so it can only over-count)."""
+    if text.count("[") + text.count("{") < _FLOW_SCAN_DEPTH:
+        return
+    depth = 0
+    for match in _FLOW_BRACKETS.finditer(text):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > _FLOW_SCAN_DEPTH:
+            before = text[: match.start()]
+            line = before.count("\n") + 1
+            column = match.start() - (before.rfind("\n") + 1) + 1
+            raise _Abort(
+                diag.Diagnostic(
+                    file,
+                    line,
+                    column,
+                    codes.Code.TOO_DEEP,
+                    f"brackets nested more than {_FLOW_SCAN_DEPTH} levels; flatten the structure",
+                )
+            )
+
+
+def _compose(file: str, text: str, limits: Limits) -> list[LoadedDocument]:
+    _check_flow_depth(file, text)
+    documents: list[LoadedDocument] = []
+    stream = _yaml().compose_all(text)
+    index = 0
+    try:
+        for node in stream:
+            index += 1
+            if index > limits.max_documents:
+                raise _Abort(
+                    diag.Diagnostic(
+                        file,
+                        _line(node),
+                        _column(node),
+                        codes.Code.TOO_MANY_DOCUMENTS,
+                        f"more than {limits.max_documents} YAML documents in one file; "
+                        "split the file",
+                    )
+                )
+            if node is None or _is_empty(node):
+                continue  # an empty document (a stray or trailing ``---``) is not an error
+            documents.append(_Builder(file, index - 1, limits).document(node))
+    except ruamel.yaml.error.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "end of stream" in str(exc.problem or ""):
+            mark = exc.context_mark  # an unterminated quote or bracket: point at its start
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise _Abort(
+            diag.Diagnostic(
+                file,
+                line,
+                column,
+                codes.Code.YAML_SYNTAX,
+                f"YAML syntax error: {problem or exc}; fix the YAML at this position",
+            )
+        ) from exc
+    except ruamel.yaml.error.YAMLError as exc:
+        raise _Abort(
+            diag.Diagnostic(
+                file,
+                *_mark_of(exc, text),
+                codes.Code.YAML_SYNTAX,
+                f"YAML syntax error: {_first_line(exc)}; fix the YAML at this position",
+            )
+        ) from exc
+    except RecursionError as exc:
+        raise _Abort(
+            diag.Diagnostic(
+                file,
+                1,
+                1,
+                codes.Code.TOO_DEEP,
+                "YAML nesting too deep to parse; flatten the structure",
+            )
+        ) from exc
+    return documents
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _mark_of(exc: BaseException, text: str) -> tuple[int, int]:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "mark", None)
+    if mark is not None:
+        return mark.line + 1, mark.column + 1
+    position = getattr(exc, "position", None)  # ReaderError: a character offset
+    if isinstance(position, int) and 0 <= position <= len(text):
+        before = text[:position]
+        return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+    return 1, 1
+
+
+def _is_empty(node: ruamel.yaml.nodes.Node) -> bool:
+    return isinstance(node, ruamel.yaml.nodes.ScalarNode) and node.tag == _NULL and not node.value
+
+
+def _line(node: ruamel.yaml.nodes.Node | None) -> int:
+    return 1 if node is None else node.start_mark.line + 1
+
+
+def _column(node: ruamel.yaml.nodes.Node | None) -> int:
+    return 1 if node is None else node.start_mark.column + 1
+
+
+def _pos(node: ruamel.yaml.nodes.Node) -> Position:
+    mark = node.start_mark
+    return Position(mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns one composed document into plain data, enforcing the limits as it goes."""
+
+    __slots__ = ("alias_nodes", "file", "index", "limits", "nodes", "seen")
+
+    def __init__(self, file: str, index: int, limits: Limits) -> None:
+        self.file = file
+        self.index = index
+        self.limits = limits
+        self.nodes = 0
+        self.alias_nodes = 0
+        self.seen: set[int] = set()
+
+    def document(self, node: ruamel.yaml.nodes.Node) -> LoadedDocument:
+        data = self.build(node, (), 0)
+        if not isinstance(data, dict):
+            kind = {list: "list", str: "string", type(None): "null"}.get(
+                type(data), type(data).__name__
+            )
+            raise _Abort(
+                self.diag(
+                    node,
+                    codes.Code.NOT_A_MAPPING,
+                    f"document is a {kind}, not a mapping; a document must have apiVersion, "
+                    "kind, metadata and spec",
+                )
+            )
+        return LoadedDocument(self.file, self.index, data, node)
+
+    def diag(self, node: ruamel.yaml.nodes.Node, code: codes.Code, message: str) -> diag.Diagnostic:
+        return diag.Diagnostic(self.file, _line(node), _column(node), code, message)
+
+    def build(self, node: ruamel.yaml.nodes.Node, stack: tuple[int, ...], depth: int) -> Any:
+        self.nodes += 1
+        ident = id(node)
+        if ident in self.seen:
+            self.alias_nodes += 1
+            if self.alias_nodes > self.limits.max_alias_nodes:
+                raise _Abort(
+                    self.diag(
+                        node,
+                        codes.Code.ALIAS_EXPANSION,
+                        f"aliases expand to more than {self.limits.max_alias_nodes} nodes "
+                        "(a 'billion laughs' pattern); write the values out instead of aliasing",
+                    )
+                )
+        else:
+            self.seen.add(ident)
+        if self.nodes > self.limits.max_nodes:
+            raise _Abort(
+                self.diag(
+                    node,
+                    codes.Code.ALIAS_EXPANSION,
+                    f"document expands to more than {self.limits.max_nodes} nodes; "
+                    "split it or remove aliases",
+                )
+            )
+        if depth > self.limits.max_depth:
+            raise _Abort(
+                self.diag(
+                    node,
+                    codes.Code.TOO_DEEP,
+                    f"nesting deeper than {self.limits.max_depth} levels; flatten the structure",
+                )
+            )
+        tag = _tag_name(node)
+        if tag not in _ALLOWED_TAGS:
+            raise _Abort(
+                self.diag(
+                    node,
+                    codes.Code.CUSTOM_TAG,
+                    f"tag {_short_tag(tag)} is not allowed; remove it (only plain YAML "
+                    "values, lists and mappings are accepted)",
+                )
+            )
+        is_scalar = isinstance(node, ruamel.yaml.nodes.ScalarNode)
+        if is_scalar == (tag in (_MAP, _SEQ)) or (
+            isinstance(node, ruamel.yaml.nodes.SequenceNode) != (tag == _SEQ) and not is_scalar
+        ):
+            raise _Abort(
+                self.diag(
+                    node,
+                    codes.Code.CUSTOM_TAG,
+                    f"tag {_short_tag(tag)} does not fit this value; remove the tag",
+                )
+            )
+        if is_scalar:
+            return _scalar_of(node.value, tag)
+        if ident in stack:
+            raise _Abort(
+                self.diag(
+                    node,
+                    codes.Code.RECURSIVE_ALIAS,
+                    "alias refers to a node that contains it (a recursive structure); "
+                    "remove the alias",
+                )
+            )
+        inner = (*stack, ident)
+        depth += 1
+        if isinstance(node, ruamel.yaml.nodes.SequenceNode):
+            return [self.child(child, inner, depth) for child in node.value]
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key_tag = _tag_name(key_node)
+            if key_tag == _MERGE:
+                raise _Abort(
+                    self.diag(
+                        key_node,
+                        codes.Code.MERGE_KEY,
+                        "merge keys (<<) are not supported; write the fields out so "
+                        "reviewers see the effective values",
+                    )
+                )
+            if not isinstance(key_node, ruamel.yaml.nodes.ScalarNode):
+                raise _Abort(
+                    self.diag(
+                        key_node,
+                        codes.Code.COMPLEX_KEY,
+                        "a mapping key must be a plain scalar, not a list or mapping; "
+                        "use a string key",
+                    )
+                )
+            if key_tag not in _ALLOWED_TAGS:
+                raise _Abort(
+                    self.diag(
+                        key_node,
+                        codes.Code.CUSTOM_TAG,
+                        f"tag {_short_tag(key_tag)} is not allowed; remove it",
+                    )
+                )
+            key = _scalar_of(key_node.value, key_tag)
+            if isinstance(key, float) and math.isnan(key):
+                key = "nan"
+            if key in result:
+                earlier = next(k for k, _ in node.value if _scalar(k) == key)
+                raise _Abort(
+                    self.diag(
+                        key_node,
+                        codes.Code.DUPLICATE_KEY,
+                        f"duplicate key {key!r} (first at line {_line(earlier)}); keep one of them",
+                    )
+                )
+            result[key] = self.child(value_node, inner, depth)
+        return result
+
+    def child(self, node: ruamel.yaml.nodes.Node, stack: tuple[int, ...], depth: int) -> Any:
+        """Fast path for the common case, a plain scalar: no alias or depth bookkeeping.
+
+        Aliased scalars need none: they share one string object, so they cannot blow up
+        memory; only aliased collections can (counted in :meth:`build`).
+        """
+        if type(node) is ruamel.yaml.nodes.ScalarNode:
+            tag = _TAG_NAMES.get(id(node.ctag))
+            if tag is not None:
+                self.nodes += 1
+                return _scalar_of(node.value, tag)
+        return self.build(node, stack, depth)
+
+
+_TAG_NAMES: dict[int, str] = {}
+
+
+def _tag_name(node: ruamel.yaml.nodes.Node) -> str:
+    """The node's tag as a string; resolved tags are our cached objects, looked up by id."""
+    ctag = node.ctag
+    name = _TAG_NAMES.get(id(ctag))
+    return name if name is not None else str(node.tag)
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
+
+
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+
+
+def _scalar(node: ruamel.yaml.nodes.Node) -> Any:
+    return _scalar_of(node.value, _tag_name(node))
+
+
+def _scalar_of(value: str, tag: str) -> Any:
+    """Construct a core-schema scalar (YAML 1.2). Timestamps stay strings."""
+    if tag in (_STR, _TIMESTAMP):
+        return value
+    if tag == _NULL:
+        return None
+    if tag == _BOOL:
+        if value in _BOOLS:
+            return _BOOLS[value]
+        return value.lower() in ("yes", "on", "y")
+    if tag == _INT:
+        return _int(value)
+    if tag == _FLOAT:
+        return _float(value)
+    return value
+
+
+def _int(value: str) -> int | str:
+    text = value.replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    text = text.lstrip("+-")
+    try:
+        if text.startswith(("0x", "0X")):
+            return sign * int(text[2:], 16)
+        if text.startswith(("0o", "0O")):
+            return sign * int(text[2:], 8)
+        if text.startswith(("0b", "0B")):
+            return sign * int(text[2:], 2)
+        return sign * int(text)
+    except ValueError:
+        return value
+
+
+def _float(value: str) -> float | str:
+    text = value.replace("_", "").lower()
+    if text in (".inf", "+.inf"):
+        return math.inf
+    if text == "-.inf":
+        return -math.inf
+    if text == ".nan":
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        return value

@@ -1,0 +1,167 @@
+"""The validation pipeline for one source tree: select, load, check the schema, cross-check.
+
+Stages run in order and every stage runs even when an earlier one found problems, so a pull
+request sees all of its mistakes at once; a file that failed to load simply contributes no
+documents. The result is a :class:`Validation` whose ``state`` is set only when there is no
+error (warnings do not block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.model import codes
+from reconciler.model import diagnostics as diag
+from reconciler.model import documents as docs
+from reconciler.model import observed as obs
+from reconciler.model import state as st
+from reconciler.source import tree as source_tree
+from reconciler.validate import schema, semantics, snapshot, syntax
+
+_DEFAULT_LAYOUT = docs.GitLayout()
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """The outcome: the desired state when valid, and every finding, sorted by position."""
+
+    revision: st.Revision
+    state: st.DesiredState | None
+    diagnostics: tuple[diag.Diagnostic, ...]
+    observed: obs.ObservedState | None = None
+    """The observed state the device checks ran against (the snapshot's, or the given one)."""
+    files: tuple[str, ...] = ()
+    """The files loaded as documents."""
+
+    @property
+    def ok(self) -> bool:
+        return self.state is not None
+
+    @property
+    def errors(self) -> tuple[diag.Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is diag.Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[diag.Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is diag.Severity.WARNING)
+
+
+def validate_tree(
+    tree: source_tree.SourceTree, observed: obs.ObservedState | None = None
+) -> Validation:
+    """Validate every document of ``tree``.
+
+    ``observed``: the devices to run the device checks against; by default the repository's
+    own snapshot (``ClusterSettings.spec.layout.snapshot``) when it has one, else only the
+    static checks run.
+    """
+    found: list[diag.Diagnostic] = list(tree.diagnostics)
+    settings = _bootstrap_settings(tree)
+    layout = settings.spec.layout if settings is not None else _DEFAULT_LAYOUT
+    selected = tree.select(layout.include, layout.exclude)
+    if layout.snapshot is not None:
+        selected.pop(layout.snapshot, None)
+    loaded: list[syntax.LoadedDocument] = []
+    for path, content in selected.items():
+        documents, problems = syntax.load(path, content)
+        found += problems
+        if not documents and not problems:
+            found.append(
+                diag.Diagnostic(
+                    path,
+                    1,
+                    1,
+                    codes.Code.EMPTY_FILE,
+                    "file holds no YAML document; delete it or exclude it in the layout",
+                    diag.Severity.WARNING,
+                )
+            )
+        loaded += documents
+    buckets: dict[str, list[semantics.Entry[Any]]] = {k: [] for k in docs.DOCUMENT_KINDS}
+    for document in loaded:
+        typed, problems = schema.check(document)
+        found += problems
+        if typed is not None:
+            buckets[typed.kind].append(semantics.Entry(typed, document))
+    documents = semantics.Documents(
+        settings=buckets["ClusterSettings"],
+        policies=buckets["Policy"],
+        adapters=buckets["VendorAdapter"],
+        pools=buckets["CUPool"],
+        tenants=buckets["Tenant"],
+        claims=buckets["CUClaim"],
+        factor_tables=buckets["FactorTable"],
+    )
+    if observed is None and documents.settings:
+        observed, problems = _repository_snapshot(tree, documents)
+        found += problems
+    found += semantics.check(documents, observed)
+    ordered = tuple(sorted(set(found), key=_order))
+    has_error = any(d.severity is diag.Severity.ERROR for d in ordered)
+    state = None if has_error else _desired_state(tree.revision, documents)
+    return Validation(tree.revision, state, ordered, observed, tuple(selected))
+
+
+def _order(d: diag.Diagnostic) -> tuple[str, int, int, str, str]:
+    return (d.file, d.line, d.column, d.code, d.message)
+
+
+def _bootstrap_settings(tree: source_tree.SourceTree) -> docs.ClusterSettings | None:
+    """The ClusterSettings among the files the default layout selects, if exactly one loads.
+
+    A cheap byte scan finds candidate files so only those are parsed here; every file is
+    parsed (and reported on) again in the main pass under the settings' own layout.
+    """
+    candidates = tree.select(_DEFAULT_LAYOUT.include, _DEFAULT_LAYOUT.exclude)
+    found: list[docs.ClusterSettings] = []
+    for path, content in candidates.items():
+        if b"ClusterSettings" not in content:
+            continue
+        documents, _ = syntax.load(path, content)
+        for document in documents:
+            if document.data.get("kind") == "ClusterSettings":
+                typed, problems = schema.check(document)
+                if typed is not None and not problems:
+                    assert isinstance(typed, docs.ClusterSettings)
+                    found.append(typed)
+    return found[0] if len(found) == 1 else None
+
+
+def _repository_snapshot(
+    tree: source_tree.SourceTree, documents: semantics.Documents
+) -> tuple[obs.ObservedState | None, list[diag.Diagnostic]]:
+    settings = documents.settings[0].document
+    path = settings.spec.layout.snapshot
+    if path is None or path not in tree.files:
+        return None, []
+    raw, problems = snapshot.parse(path, tree.files[path])
+    if raw is None:
+        return None, problems
+    adapters = [e.document for e in documents.adapters]
+    return obs.build(raw, adapters, settings.spec.driver_name), problems
+
+
+def _sorted(entries: Sequence[semantics.Entry[Any]]) -> tuple[Any, ...]:
+    return tuple(e.document for e in sorted(entries, key=lambda e: e.name))
+
+
+def _desired_state(revision: st.Revision, found: semantics.Documents) -> st.DesiredState:
+    locations = {
+        st.DocumentKey(e.document.kind, e.name): st.SourceRef(
+            e.source.file, e.source.start.line, e.source.start.column
+        )
+        for e in found.all()
+    }
+    return st.DesiredState(
+        revision=revision,
+        settings=found.settings[0].document,
+        policy=found.policies[0].document if found.policies else st.DEFAULT_POLICY,
+        adapters=_sorted(found.adapters),
+        pools=_sorted(found.pools),
+        tenants=_sorted(found.tenants),
+        claims=_sorted(found.claims),
+        factor_tables=_sorted(found.factor_tables),
+        locations=locations,
+    )

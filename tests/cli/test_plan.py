@@ -1,0 +1,148 @@
+"""``cuctl plan`` and ``cuctl render`` end to end on the example repository (no cluster)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+from typer.testing import CliRunner
+
+from reconciler import cli
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
+SNAPSHOT = EXAMPLE / "observed" / "snapshot.yaml"
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    for name in ("validate", "plan"):
+        __import__(f"reconciler.cli.{name}")
+    return CliRunner()
+
+
+def invoke(runner: CliRunner, *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(cli.app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_plan_json_lists_changes_and_exits_1(runner: CliRunner) -> None:
+    code, out, err = invoke(runner, "plan", str(EXAMPLE), "--observed", str(SNAPSHOT), "-o", "json")
+    assert code == 1, err
+    doc = json.loads(out)
+    assert doc["changes"] and {c["action"] for c in doc["changes"]} <= {
+        "create",
+        "delete",
+        "update",
+        "replace",
+    }
+    assert {p["pool"] for p in doc["pools"]} == {"batch", "dev", "inference-prod"}
+    assert any(c["status"] == "Pending" for c in doc["claims"])
+
+
+def test_plan_text_has_no_colour_when_not_a_terminal(runner: CliRunner) -> None:
+    code, out, _ = invoke(runner, "plan", str(EXAMPLE), "--observed", str(SNAPSHOT))
+    assert code == 1
+    assert "\033[" not in out and out.startswith("=== cu-reconciler plan")
+
+
+def test_plan_markdown_fits_a_pull_request_comment(runner: CliRunner) -> None:
+    code, out, _ = invoke(
+        runner, "plan", str(EXAMPLE), "--observed", str(SNAPSHOT), "-o", "markdown"
+    )
+    assert code == 1 and len(out) < 65_000 and "| Pool |" in out
+
+
+def test_render_prints_a_yaml_stream_and_logs_on_stderr(runner: CliRunner) -> None:
+    code, out, err = invoke(runner, "render", str(EXAMPLE), "--observed", str(SNAPSHOT))
+    assert code == 0, err
+    objects = list(YAML(typ="safe").load_all(out))
+    assert {o["kind"] for o in objects} >= {"ResourceSlice", "DeviceClass", "DeviceTaintRule"}
+    assert "objects at" in err
+
+
+def test_plan_against_rendered_objects_is_in_sync(runner: CliRunner, tmp_path: Path) -> None:
+    _, out, _ = invoke(runner, "render", str(EXAMPLE), "--observed", str(SNAPSHOT))
+    snap = YAML(typ="safe").load(SNAPSHOT.read_text())
+    # Unused orphan claims in the snapshot are (rightly) deleted; keep only claims in use.
+    items = [
+        i
+        for i in snap["items"]
+        if i["kind"] != "ResourceClaim" or (i.get("status") or {}).get("reservedFor")
+    ]
+
+    def key(o: dict) -> tuple[str, str, str]:
+        return (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+
+    seen = {key(i) for i in items}
+    items += [o for o in YAML(typ="safe").load_all(out) if key(o) not in seen]
+    live = tmp_path / "live.yaml"
+    live.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    code, out, err = invoke(runner, "plan", str(EXAMPLE), "--observed", str(live))
+    assert code == 0, out + err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["plan", str(EXAMPLE)], "--observed FILE or --kubeconfig FILE", id="no-observed"
+        ),
+        pytest.param(
+            ["plan", str(EXAMPLE), "--observed", "/nope.yaml"], "/nope.yaml", id="missing"
+        ),
+        pytest.param(["plan", "/nonexistent-repo", "--observed", str(SNAPSHOT)], "PATH", id="repo"),
+        pytest.param(
+            ["plan", str(EXAMPLE), "--kubeconfig", "/nope/kubeconfig"],
+            "--kubeconfig",
+            id="kubeconfig",
+        ),
+    ],
+)
+def test_errors_exit_2_with_one_clear_message(
+    runner: CliRunner, args: list[str], message: str
+) -> None:
+    code, out, err = invoke(runner, *args)
+    assert code == 2
+    assert message in err and "Traceback" not in err + out
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@x",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@x",
+            "PATH": "/usr/bin:/bin",
+        },
+    ).stdout.strip()
+
+
+def test_plan_base_compares_two_revisions_offline(runner: CliRunner, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "base")
+    base = _git(repo, "rev-parse", "HEAD")
+    claim = repo / "claims" / "research-batch" / "eval-sweep.yaml"
+    claim.write_text(claim.read_text().replace("cu: 100", "cu: 90"))
+    _git(repo, "commit", "-q", "-am", "smaller distill claim")
+    code, out, err = invoke(
+        runner, "plan", str(repo), "--rev", "HEAD", "--base", base, "-o", "json"
+    )
+    assert code == 1, err
+    doc = json.loads(out)
+    assert [(c["action"], c["kind"], c["name"]) for c in doc["changes"]] == [
+        ("replace", "ResourceClaim", "distill-a100")
+    ]
+    same_code, _, _ = invoke(runner, "plan", str(repo), "--rev", base, "--base", base)
+    assert same_code == 0

@@ -1,0 +1,100 @@
+"""The pipeline on the example repository (a real Git repo), a snapshot and the in-memory writer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+
+from reconciler.apply import fake
+from reconciler.controller import pipeline
+from reconciler.controller.reasons import Reason
+from reconciler.observe import snapshot, sources
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> git.Repo:
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    r = git.Repo.init(root, initial_branch="main")
+    with r.config_writer() as cfg:
+        cfg.set_value("user", "name", "test")
+        cfg.set_value("user", "email", "test@example.invalid")
+    r.git.add(A=True)
+    r.index.commit("example")
+    return r
+
+
+def _devices() -> tuple[dict[str, Any], ...]:
+    text = (EXAMPLE / "observed" / "snapshot.yaml").read_text()
+    return tuple(
+        dict(o) for o in snapshot.parse(text, "snapshot.yaml") if o["kind"] != "ResourceClaim"
+    )
+
+
+class _Cluster:
+    """The snapshot's Nodes and vendor slices, plus whatever the writer has stored."""
+
+    def __init__(self, writer: fake.MemoryWriter) -> None:
+        self.writer = writer
+
+    def read(self) -> Any:
+        return sources.InMemory(_devices() + tuple(self.writer.objects.values())).read()
+
+
+def test_first_run_converges_and_second_run_writes_nothing(repo: git.Repo) -> None:
+    writer = fake.MemoryWriter()
+    request = pipeline.Request(repo.working_dir, "HEAD")
+    first = pipeline.reconcile(request, _Cluster(writer), writer)
+    assert first.reason is Reason.SUCCEEDED, first.message
+    assert first.revision == repo.head.commit.hexsha
+    assert first.applied is not None and first.applied.writes > 0
+    kinds = {o["kind"] for o in writer.objects.values()}
+    assert {"DeviceClass", "ResourceSlice", "DeviceTaintRule", "ResourceClaim"} <= kinds
+    written = writer.writes
+
+    second = pipeline.reconcile(request, _Cluster(writer), writer)
+    assert second.reason is Reason.SUCCEEDED, second.message
+    assert second.applied is not None and second.applied.writes == 0
+    assert writer.writes == written
+
+
+def test_an_invalid_revision_stops_at_validation_and_writes_nothing(repo: git.Repo) -> None:
+    writer = fake.MemoryWriter()
+    cluster = Path(repo.working_dir) / "cluster.yaml"
+    cluster.write_text(cluster.read_text().replace("driverName:", "driverNam:"))
+    repo.git.add(A=True)
+    repo.index.commit("typo")
+    outcome = pipeline.reconcile(
+        pipeline.Request(repo.working_dir, "HEAD"), _Cluster(writer), writer
+    )
+    assert outcome.reason is Reason.VALIDATION_FAILED
+    assert outcome.reason.stalled
+    assert "cluster.yaml" in outcome.message
+    assert writer.writes == 0
+
+
+def test_an_unknown_revision_is_a_source_failure(repo: git.Repo) -> None:
+    writer = fake.MemoryWriter()
+    request = pipeline.Request(repo.working_dir, "no-such-branch")
+    outcome = pipeline.reconcile(request, _Cluster(writer), writer)
+    assert outcome.reason is Reason.SOURCE_FAILED
+    assert "no-such-branch" in outcome.message
+    assert writer.writes == 0
+
+
+def test_a_rejected_object_fails_the_apply_step_with_nothing_written(repo: git.Repo) -> None:
+    writer = fake.MemoryWriter()
+    first = pipeline.reconcile(pipeline.Request(repo.working_dir, "HEAD"), _Cluster(writer), writer)
+    assert first.plan is not None
+    victim = next(o for o in first.plan.objects if o["kind"] == "DeviceClass")
+    fresh = fake.MemoryWriter(reject={f"DeviceClass/{victim['metadata']['name']}"})
+    outcome = pipeline.reconcile(pipeline.Request(repo.working_dir, "HEAD"), _Cluster(fresh), fresh)
+    assert outcome.reason is Reason.APPLY_FAILED
+    assert victim["metadata"]["name"] in outcome.message
+    assert fresh.writes == 0
