@@ -16,11 +16,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import cu_example as ex  # noqa: E402  (adapters and document helpers shared with the tests)
+import cu_example as ex
 
-from reconciler.devcluster import drivers  # noqa: E402
-from reconciler.model import observed as obs  # noqa: E402
-from reconciler.model import state as st  # noqa: E402
+from reconciler.devcluster import drivers
+from reconciler.model import observed as obs
+from reconciler.model import state as st
 
 _NODE_KINDS = (
     ("nvidia", "H100", "inference"),
@@ -100,8 +100,11 @@ def generate(
     claim_docs = []
     for c in range(claims):
         pool = rng.choice(("batch", "inference", "inference", "dev"))
-        cu = {"batch": rng.choice([40, 100]), "inference": rng.choice([25, 50, 100, 150]),
-              "dev": rng.choice([5, 10, 20])}[pool]
+        cu = {
+            "batch": rng.choice([40, 100]),
+            "inference": rng.choice([25, 50, 100, 150]),
+            "dev": rng.choice([5, 10, 20]),
+        }[pool]
         claim_docs.append(
             ex.claim(
                 f"claim-{c:05d}",

@@ -25,6 +25,8 @@ from typing import Any
 
 import ruamel.yaml
 
+from reconciler.devcluster import drivers
+
 API = "cu-reconciler.io/v1alpha1"
 CU_DRIVER = "cu.cu-reconciler.io"
 _NS = uuid.UUID("6f1c1c3e-2d1b-4c5e-9a57-3f0c7b1d2e11")
@@ -64,83 +66,26 @@ def _uid(*parts: object) -> uuid.UUID:
     return uuid.uuid5(_NS, "/".join(str(p) for p in parts))
 
 
-def _pcie_root(index: int) -> dict[str, str]:
-    return {"string": f"pci0000:{0x10 * (index // 4 + 1):02x}"}
+# Our vendor vocabulary (VendorAdapter.spec.vendor) -> the vendor simulator's.
+_SIMULATED = {"nvidia": "nvidia", "biren": "biren", "iluvatar": "iluvatar", "hygon": "hygon",
+              "huawei": "ascend"}  # fmt: skip
 
 
-def vendor_device(shape: NodeShape, node: str, index: int, healthy: bool = True) -> dict[str, Any]:
-    """One device exactly as the vendor simulator publishes it."""
-    uid = _uid(node, index)
-    root = {"resource.kubernetes.io/pcieRoot": _pcie_root(index)}
-    name = f"gpu-{index}"
-    if shape.vendor == "nvidia":
-        memory = "48Gi" if "L40S" in shape.model else "80Gi"
-        return {
-            "name": name,
-            "attributes": {
-                "type": {"string": "gpu"},
-                "productName": {"string": shape.model},
-                "uuid": {"string": f"GPU-{uid}"},
-                "index": {"int": index},
-                "driverVersion": {"version": "550.127.8"},
-                "cudaComputeCapability": {"version": "9.0.0" if "H100" in shape.model else "8.0.0"},
-                **root,
-            },
-            "capacity": {"memory": {"value": memory}},
-        }
-    if shape.vendor == "biren":
-        return {
-            "name": name,
-            "attributes": {
-                "model": {"string": shape.model},
-                "uuid": {"string": str(uid)},
-                "firmwareVersion": {"version": "1.6.2"},
-                **root,
-            },
-            "capacity": {"memory": {"value": "64Gi" if shape.model == "BR100" else "32Gi"}},
-        }
-    if shape.vendor == "iluvatar":
-        return {
-            "name": name,
-            "attributes": {
-                "productName": {"string": shape.model},
-                "serial": {"string": f"IX{uid.hex[:16].upper()}"},
-                "driverVersion": {"version": "4.1.0"},
-                "memoryMiB": {"int": 65536 if shape.model == "BI-V150" else 32768},
-                **root,
-            },
-        }
-    if shape.vendor == "hygon":
-        return {
-            "name": name,
-            "attributes": {
-                "deviceName": {"string": shape.model},
-                "uuid": {"string": str(uid)},
-                "healthy": {"bool": healthy},
-                **root,
-            },
-            "capacity": {"vram": {"value": "64Gi" if shape.model == "K100" else "32Gi"}},
-        }
-    if shape.vendor == "huawei":
-        return {
-            "name": name,
-            "attributes": {
-                "chipName": {"string": shape.model},
-                "vdieId": {"string": uid.hex.upper()},
-                "health": {"string": "Healthy" if healthy else "Unhealthy"},
-                "hbmMB": {"int": 65536},
-                **root,
-            },
-        }
-    raise ValueError(shape.vendor)
+def vendor_devices(
+    shape: NodeShape, node: str, unhealthy: frozenset[int] = frozenset()
+) -> list[dict[str, Any]]:
+    """The node's devices exactly as the local control plane's vendor simulator publishes them.
+
+    Delegates to :func:`reconciler.devcluster.drivers.build_devices` (pure), so the snapshot
+    can never drift from the simulator's conventions (names, attributes, capacities, uuids).
+    """
+    return drivers.build_devices(
+        _SIMULATED[shape.vendor], node, shape.model, shape.devices, unhealthy=unhealthy
+    )
 
 
 DRIVERS: Mapping[str, str] = {
-    "nvidia": "gpu.nvidia.com",
-    "biren": "gpu.biren.example.com",
-    "iluvatar": "gpu.iluvatar.example.com",
-    "hygon": "dcu.hygon.example.com",
-    "huawei": "npu.ascend.example.com",
+    vendor: drivers.vendor_driver(simulated).driver for vendor, simulated in _SIMULATED.items()
 }
 
 
@@ -175,7 +120,7 @@ def slice_object(
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceSlice",
         "metadata": {
-            "name": f"{name}-{driver.replace('.', '-')}-0",
+            "name": f"{name}-{driver}-0",
             "uid": str(_uid("slice", name)),
             "resourceVersion": "1001",
             "creationTimestamp": "2026-11-01T08:01:00Z",
@@ -193,10 +138,7 @@ def slice_object(
             "driver": driver,
             "nodeName": name,
             "pool": {"name": name, "generation": 1, "resourceSliceCount": 1},
-            "devices": [
-                vendor_device(shape, name, i, healthy=i not in unhealthy)
-                for i in range(shape.devices)
-            ],
+            "devices": vendor_devices(shape, name, unhealthy),
         },
     }
 

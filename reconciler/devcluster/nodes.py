@@ -20,6 +20,7 @@ from reconciler.devcluster import rawapi
 
 #: Label that marks Nodes made here, so tests can list and clean them up.
 FAKE_NODE_LABEL = "devcluster.cu-reconciler.io/fake-node"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 
 
 def create_node(
@@ -71,29 +72,48 @@ def create_node(
         },
     }
     try:
-        return dict(rawapi.request(api, "POST", "/api/v1/nodes", body=body))
+        rawapi.request(api, "POST", "/api/v1/nodes", body=body)
     except ApiException as exc:
         if exc.status != 409:
             raise
-        return dict(rawapi.request(api, "GET", f"/api/v1/nodes/{name}"))
+    # The TaintNodesByCondition admission plugin adds node.kubernetes.io/not-ready:NoSchedule
+    # to every new Node; the node-lifecycle controller would lift it once the Node is Ready.
+    # We run no such controller, so do its job here (a merge patch replaces the whole list).
+    return _set_taints(api, name, [dict(t) for t in taints or []])
 
 
 def set_ready(api: ApiClient, name: str, ready: bool) -> dict[str, Any]:
-    """Flip the Node's Ready condition, as a node-lifecycle controller would on a lost node."""
-    return dict(
-        rawapi.request(
-            api,
-            "PATCH",
-            f"/api/v1/nodes/{name}/status",
-            body={"status": {"conditions": _conditions(ready=ready)}},
-            content_type=rawapi.MERGE_PATCH,
-        )
+    """Flip the Node's Ready condition and its unreachable taint, as the node-lifecycle
+    controller does when a kubelet stops reporting (False) or comes back (True)."""
+    rawapi.request(
+        api,
+        "PATCH",
+        f"/api/v1/nodes/{name}/status",
+        body={"status": {"conditions": _conditions(ready=ready)}},
+        content_type=rawapi.MERGE_PATCH,
     )
+    node = rawapi.request(api, "GET", f"/api/v1/nodes/{name}")
+    taints = [t for t in node["spec"].get("taints", []) if t["key"] != UNREACHABLE_TAINT]
+    if not ready:
+        taints.append({"key": UNREACHABLE_TAINT, "effect": "NoSchedule"})
+    return _set_taints(api, name, taints)
 
 
 def delete_node(api: ApiClient, name: str) -> bool:
     """Delete the Node; False if it did not exist."""
     return rawapi.delete(api, f"/api/v1/nodes/{name}")
+
+
+def _set_taints(api: ApiClient, name: str, taints: list[dict[str, Any]]) -> dict[str, Any]:
+    return dict(
+        rawapi.request(
+            api,
+            "PATCH",
+            f"/api/v1/nodes/{name}",
+            body={"spec": {"taints": taints or None}},
+            content_type=rawapi.MERGE_PATCH,
+        )
+    )
 
 
 def _conditions(*, ready: bool) -> list[dict[str, str]]:

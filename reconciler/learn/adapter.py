@@ -125,9 +125,9 @@ def table_values(table: docs.FactorTable) -> dict[Key, float]:
             for cls in specs.WorkloadClass:
                 out.setdefault((f.device_model, cls), f.value)
     for f in table.spec.factors:
-        cls = specs.parse_class(f.workload_class)
-        if cls is not None:
-            out[(f.device_model, cls)] = f.value
+        parsed = specs.parse_class(f.workload_class)
+        if parsed is not None:
+            out[(f.device_model, parsed)] = f.value
     for cls in specs.WorkloadClass:
         out[(table.spec.reference_model, cls)] = 1.0
     return out

@@ -64,27 +64,51 @@ def combine_one(
     if not has_data:
         assert prior is not None
         return Posterior(
-            prior.device_model, prior.workload_class, prior.log_mean, prior.tau, confidence,
-            prior, estimate, 1.0,
+            prior.device_model,
+            prior.workload_class,
+            prior.log_mean,
+            prior.tau,
+            confidence,
+            prior,
+            estimate,
+            1.0,
         )
     assert estimate is not None
     s = effective_sd(estimate, confidence)
-    if prior is None or prior.tau <= 0.0 and prior.log_mean == 0.0 and s == 0.0:
+    if prior is None or (prior.tau <= 0.0 and prior.log_mean == 0.0 and s == 0.0):
         return Posterior(
-            estimate.device_model, estimate.workload_class, estimate.log_factor, s, confidence,
-            prior, estimate, 0.0,
+            estimate.device_model,
+            estimate.workload_class,
+            estimate.log_factor,
+            s,
+            confidence,
+            prior,
+            estimate,
+            0.0,
         )
     if s == 0.0:  # the reference: exact by definition
         return Posterior(
-            estimate.device_model, estimate.workload_class, 0.0, 0.0, confidence, prior,
-            estimate, 0.0,
+            estimate.device_model,
+            estimate.workload_class,
+            0.0,
+            0.0,
+            confidence,
+            prior,
+            estimate,
+            0.0,
         )
     w_data = 1.0 / (s * s)
     w_prior = 1.0 / (prior.tau * prior.tau) if prior.tau > 0 else 0.0
     mean = (w_prior * prior.log_mean + w_data * estimate.log_factor) / (w_prior + w_data)
     return Posterior(
-        estimate.device_model, estimate.workload_class, mean, math.sqrt(1.0 / (w_prior + w_data)),
-        confidence, prior, estimate, w_prior / (w_prior + w_data),
+        estimate.device_model,
+        estimate.workload_class,
+        mean,
+        math.sqrt(1.0 / (w_prior + w_data)),
+        confidence,
+        prior,
+        estimate,
+        w_prior / (w_prior + w_data),
     )
 
 

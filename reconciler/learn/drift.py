@@ -121,8 +121,9 @@ def slow_nodes(
             gap = float(row["effect"]) - center
             if gap < math.log1p(-min_deficit) and gap / spread < -z:
                 out.append(
-                    SlowNode(str(node), str(model), math.expm1(gap), gap / spread,
-                             int(row["records"]))
+                    SlowNode(
+                        str(node), str(model), math.expm1(gap), gap / spread, int(row["records"])
+                    )
                 )
     return sorted(out, key=lambda s: s.node)
 
@@ -263,10 +264,12 @@ def ar_coefficients(x: np.ndarray, order: int = 3, window: int = 49) -> np.ndarr
         return np.zeros(0)
     noise = (x - running_level(x, window))[finite]
     noise = noise[np.isfinite(noise)]
-    rho, _ = yule_walker(
-        noise - np.median(noise), order=order, method="mle", result_object=False
-    )
-    rho = np.asarray(rho, dtype=float)
+    centred = noise - np.median(noise)
+    try:
+        fitted = yule_walker(centred, order=order, method="mle", result_object=False)
+    except TypeError:  # statsmodels < 0.15 has no result_object and returns the tuple
+        fitted = yule_walker(centred, order=order, method="mle")
+    rho = np.asarray(fitted[0], dtype=float)
     total = float(rho.sum())
     if total > 0.9:  # keep the filter stable and a shift visible after prewhitening
         rho *= 0.9 / total
@@ -367,9 +370,7 @@ def _run(
     return None
 
 
-def detect_all(
-    series: list[HourlySeries], config: DriftConfig = DriftConfig()
-) -> list[Alarm]:
+def detect_all(series: list[HourlySeries], config: DriftConfig = DriftConfig()) -> list[Alarm]:
     return [a for s in series for a in detect(s, config)]
 
 
@@ -389,11 +390,11 @@ __all__ = [
     "HourlySeries",
     "SlowNode",
     "ar_coefficients",
-    "prewhiten",
     "detect",
     "detect_all",
     "hourly",
     "latest_changes",
     "node_effects",
+    "prewhiten",
     "slow_nodes",
 ]

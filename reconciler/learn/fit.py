@@ -85,12 +85,15 @@ def fit(
     exclude_nodes: Collection[str] = (),
     segments: Mapping[Key, int] | None = None,
     keep: np.ndarray | None = None,
+    clustered: bool = True,
 ) -> FitResult:
     """Fit the fixed-effects model on screened, aggregated cells, clustered by node.
 
     ``segments`` maps a (device, class) to the hour from which its current level starts;
     its earlier records get their own effect so they neither bias nor inform the factor.
     ``keep`` is a precomputed :func:`screen_frame` mask, so a refit does not screen twice.
+    ``clustered=False`` gives naive iid errors; it exists only to show, in the benchmark,
+    how badly they under-cover.
     """
     segments = segments or {}
     notes: list[str] = []
@@ -104,7 +107,7 @@ def fit(
     node = frame["node"].cat.codes.to_numpy().astype(np.int64)
     served_key = _combine(frame["served_model"], frame["workload_class"], frame["throughput_unit"])
     s_codes, s_labels = served_key
-    b_codes, b_values = np.unique(frame["log_batch"].to_numpy(), return_inverse=True)[::-1]
+    b_codes, b_values = _batch_codes(frame)
     y = frame["log_tput"].to_numpy()
     hour = frame["hour"].to_numpy()
 
@@ -151,7 +154,9 @@ def fit(
     )
     has = bcol >= 0
     X[rows[has], k_alpha + k_slope + bcol[has]] = 1.0
-    used = X.any(axis=0)  # served keys absent after screening would make X singular
+    used = np.asarray(
+        X.any(axis=0), dtype=bool
+    )  # served keys absent after screening would make X singular
     X = X[:, used]
     col_index = np.cumsum(used) - 1
 
@@ -159,9 +164,12 @@ def fit(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # hasconst: the served-model dummies sum to one; skips statsmodels' rank probe.
-        res = sm.WLS(ymean, X, weights=counts, hasconst=True).fit(
-            cov_type="cluster", cov_kwds={"groups": cnode}
-        )
+        model = sm.WLS(ymean, X, weights=counts, hasconst=True)
+        if clustered:
+            res = model.fit(cov_type="cluster", cov_kwds={"groups": cnode})
+        else:
+            # iid errors at record level: cells carry n records of residual variance s²
+            res = model.fit()
     params = np.asarray(res.params)
     bse = np.asarray(res.bse)
 
@@ -189,8 +197,15 @@ def fit(
             ref_nodes = nodes_in.get((ref, b, 0), 0)
             if a == ref:
                 estimates[key] = Estimate(
-                    devices[a], cls, 0.0, 0.0, max(ref_nodes - 1, 1), n_rec, ref_nodes,
-                    True, since,
+                    devices[a],
+                    cls,
+                    0.0,
+                    0.0,
+                    max(ref_nodes - 1, 1),
+                    n_rec,
+                    ref_nodes,
+                    True,
+                    since,
                 )
                 continue
             j = k_alpha + k_slope + beta_col[(a, b, 0)]
@@ -201,7 +216,7 @@ def fit(
                 workload_class=cls,
                 log_factor=coef(j) if ok else 0.0,
                 se=float(bse[col_index[j]]) if ok else float("inf"),
-                df=max(min(g, ref_nodes) - 1, 1),
+                df=max(min(g, ref_nodes) - 1, 1) if clustered else 10_000,
                 samples=n_rec,
                 nodes=g,
                 identified=ok,
@@ -209,9 +224,7 @@ def fit(
             )
             if not ok:
                 notes.append(f"{devices[a]}/{classes[b]}: not identified (no shared workload)")
-    served_effects = {
-        lab: coef(j) for j, lab in enumerate(s_labels) if used[j]
-    }
+    served_effects = {lab: coef(j) for j, lab in enumerate(s_labels) if used[j]}
     slopes = {classes[b]: coef(k_alpha + b) for b in range(nc)}
     return FitResult(
         reference_model=reference_model,
@@ -235,7 +248,7 @@ def screen(y: np.ndarray, group: np.ndarray) -> np.ndarray:
 
 def screen_with_scale(y: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The screen mask and each row's robust noise scale (1.4826·MAD of its group)."""
-    uniq, inv = _dense(group)
+    _, inv = _dense(group)
     med = pd.Series(y).groupby(inv, sort=False).median().sort_index().to_numpy()
     dev = np.abs(y - med[inv])
     mad = pd.Series(dev).groupby(inv, sort=False).median().sort_index().to_numpy()
@@ -249,8 +262,14 @@ def screen_frame(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     d = frame["device_model"].cat.codes.to_numpy().astype(np.int64)
     c = frame["workload_class"].cat.codes.to_numpy().astype(np.int64)
     s_codes, _ = _combine(frame["served_model"], frame["workload_class"], frame["throughput_unit"])
-    b_codes = np.unique(frame["log_batch"].to_numpy(), return_inverse=True)[1]
+    b_codes, _ = _batch_codes(frame)
     return screen_with_scale(frame["log_tput"].to_numpy(), _group(d, c, s_codes, b_codes))
+
+
+def _batch_codes(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the distinct batch sizes and their log values (hashing, not sorting)."""
+    codes, values = pd.factorize(frame["log_batch"].to_numpy())
+    return codes.astype(np.int64), np.asarray(values, dtype=float)
 
 
 def _dense(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -332,4 +351,13 @@ def _samples_per(
     return {(int(a), int(b), int(s)): int(v) for (a, b, s), v in out.items()}
 
 
-__all__ = ["SCREEN_MADS", "Estimate", "FitResult", "fit", "residuals", "screen", "screen_frame", "screen_with_scale"]
+__all__ = [
+    "SCREEN_MADS",
+    "Estimate",
+    "FitResult",
+    "fit",
+    "residuals",
+    "screen",
+    "screen_frame",
+    "screen_with_scale",
+]

@@ -127,11 +127,12 @@ def load(
     paths: Sequence[Path],
     now: datetime,
     device_specs: Mapping[str, specs.DeviceSpec] = specs.SPECS,
+    extra_models: Iterable[str] = (),
 ) -> Records:
     """Read and validate record files; the only function here that touches the disk."""
     frames = [read_frame(p) for p in paths]
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    return validate(frame, now, device_specs, digest=digest_files(paths))
+    return validate(frame, now, device_specs, digest=digest_files(paths), extra_models=extra_models)
 
 
 def _diag(path: Path, code: str, message: str) -> diagnostics.Diagnostic:
@@ -145,10 +146,14 @@ def validate(
     frame: pd.DataFrame,
     now: datetime,
     device_specs: Mapping[str, specs.DeviceSpec] = specs.SPECS,
-    classes: Iterable[str] = tuple(c.value for c in specs.WorkloadClass),
+    classes: Iterable[str] = specs.CLASS_NAMES,
     digest: str = "",
+    extra_models: Iterable[str] = (),
 ) -> Records:
     """Keep good rows, count bad ones by reason. Pure: ``now`` is passed, not read.
+
+    ``extra_models`` are device models known from the published table but without specs:
+    their rows are kept (no vendor check is possible) and learned without a prior.
 
     String columns are checked on their categories, not row by row: a million rows carry a
     few hundred distinct names, which keeps validation well under a second.
@@ -184,7 +189,10 @@ def validate(
 
     dev_cats = [str(v) for v in cats["device_model"].cat.categories]
     dev_codes = cats["device_model"].cat.codes.to_numpy()
-    known = np.asarray([v in device_specs for v in dev_cats] + [False], dtype=bool)[dev_codes]
+    extra = set(extra_models)
+    known = np.asarray([v in device_specs or v in extra for v in dev_cats] + [False], dtype=bool)[
+        dev_codes
+    ]
     mark(~known, RejectReason.UNKNOWN_DEVICE)
     vendor_cats = [str(v).strip().lower() for v in cats["vendor"].cat.categories]
     expected = [device_specs[v].vendor if v in device_specs else None for v in dev_cats]
@@ -192,12 +200,15 @@ def validate(
         [[e == v for v in [*vendor_cats, None]] for e in [*expected, None]], dtype=bool
     )
     matches = table[dev_codes, cats["vendor"].cat.codes.to_numpy()]
-    mark(known & ~matches, RejectReason.VENDOR_MISMATCH)
+    has_spec = np.asarray([v in device_specs for v in dev_cats] + [False], dtype=bool)[dev_codes]
+    mark(has_spec & ~matches, RejectReason.VENDOR_MISMATCH)
     allowed = set(classes)
     class_ok = np.asarray(
         [str(v) in allowed for v in cats["workload_class"].cat.categories] + [False], dtype=bool
     )
-    mark(~class_ok[cats["workload_class"].cat.codes.to_numpy()], RejectReason.UNKNOWN_WORKLOAD_CLASS)
+    mark(
+        ~class_ok[cats["workload_class"].cat.codes.to_numpy()], RejectReason.UNKNOWN_WORKLOAD_CLASS
+    )
 
     good = reason < 0
     counts = np.bincount(reason[~good].astype(np.int64), minlength=len(reasons))
@@ -220,8 +231,10 @@ def validate(
     out = pd.DataFrame(
         {
             "timestamp": ts.iloc[idx].reset_index(drop=True),
-            **{c: _compact(cats[c].cat.codes.to_numpy()[idx], cats[c].cat.categories)
-               for c in CATEGORICAL},
+            **{
+                c: _compact(cats[c].cat.codes.to_numpy()[idx], cats[c].cat.categories)
+                for c in CATEGORICAL
+            },
             "batch_size": batch[idx],
             "throughput": tput[idx],
             "throughput_unit": pd.Categorical.from_codes(
@@ -271,9 +284,9 @@ def _to_utc(s: pd.Series) -> pd.Series:
 __all__ = [
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
+    "Records",
     "RejectReason",
     "RejectReport",
-    "Records",
     "digest_files",
     "load",
     "read_frame",

@@ -41,6 +41,7 @@ TRUE_FACTORS: Mapping[tuple[str, WC], float] = {
         "Z100": (0.08, 0.45, 0.09),  # decode-fast / prefill-slow (gfx906, no matrix cores)
         "K100": (0.12, 0.50, 0.13),
         "Ascend-910B2": (0.95, 0.72, 0.95),
+        "BR100": (2.3, 0.74, 2.5),  # in the example cluster, not in the default scenario
     }.items()
     for cls, value in zip(WC, row, strict=True)
 }
@@ -62,6 +63,19 @@ SERVED_MODELS: tuple[ServedModel, ...] = (
     ServedModel("bge-large", {WC.EMBEDDING: 420.0}, 4, {WC.EMBEDDING: "requests/s"}),
     ServedModel("e5-mistral-7b", {WC.EMBEDDING: 65.0}, 24, {WC.EMBEDDING: "requests/s"}),
 )
+
+CANONICAL_MODELS: tuple[str, ...] = (
+    "A100-SXM4-80GB",
+    "Ascend-910B2",
+    "BI-V100",
+    "BI-V150",
+    "BR104",
+    "H100-SXM5-80GB",
+    "K100",
+    "L40S",
+    "Z100",
+)
+"""The device models of the default scenario (the project's canonical nine)."""
 
 BATCHES: Mapping[WC, tuple[int, ...]] = {
     WC.PREFILL: (1, 2, 4, 8),
@@ -86,7 +100,7 @@ class Scenario:
     start: datetime = datetime(2026, 10, 28, tzinfo=UTC)
     days: float = 30.0
     records: int = 100_000
-    device_models: tuple[str, ...] = tuple(TRUE_FACTORS_MODELS := sorted({m for m, _ in TRUE_FACTORS}))
+    device_models: tuple[str, ...] = CANONICAL_MODELS
     nodes_per_model: int = 8
     reference_nodes: int = 16
     devices_per_node: int = 8
@@ -145,10 +159,10 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
     # Fleet: nodes per device model, their effects, one slow node.
     node_model: list[int] = []
     node_label: list[str] = []
-    for mi, m in enumerate(models):
+    for model_idx, m in enumerate(models):
         count = sc.reference_nodes if m == specs.REFERENCE_MODEL else sc.nodes_per_model
         node_label += node_names(m, count)
-        node_model += [mi] * count
+        node_model += [model_idx] * count
     node_model_arr = np.asarray(node_model)
     node_effect = rng.normal(0.0, sc.node_sd, len(node_label))
     slow: list[str] = []
@@ -160,13 +174,11 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
     # Time and the hourly AR(1) noise per device model.
     span = sc.days * 86400.0
     t = np.sort(rng.uniform(0.0, span, n))
-    hours = int(math.ceil(sc.days * 24)) + 1
+    hours = math.ceil(sc.days * 24) + 1
     ar = _ar1(rng, len(models), hours, sc.ar_phi, sc.ar_sd)
     hour_idx = (t // 3600).astype(np.int64)
     shifted = (
-        t >= sc.mix_shift_at_day * 86400.0
-        if sc.mix_shift_at_day is not None
-        else np.zeros(n, bool)
+        t >= sc.mix_shift_at_day * 86400.0 if sc.mix_shift_at_day is not None else np.zeros(n, bool)
     )
 
     # Which device serves what: model uniform, node uniform within the model.
@@ -234,8 +246,12 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
     scale = sc.noise_sigma * np.clip(1.5 - 0.15 * log_batch, 0.5, None)
     eps = scale * rng.standard_t(sc.t_df, n)
     log_tput = (
-        np.log(base) + BATCH_SLOPE * log_batch + log_f + node_effect[node]
-        + ar[mi, np.minimum(hour_idx, hours - 1)] + eps
+        np.log(base)
+        + BATCH_SLOPE * log_batch
+        + log_f
+        + node_effect[node]
+        + ar[mi, np.minimum(hour_idx, hours - 1)]
+        + eps
     )
     out = rng.random(n) < sc.outlier_rate
     log_tput[out] += np.where(rng.random(int(out.sum())) < 0.5, math.log(0.3), math.log(3.0))
@@ -250,7 +266,11 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
     )
     vendor = np.asarray([specs.SPECS[m].vendor for m in models])
     unit = np.asarray(
-        [SERVED_MODELS[j].unit.get(cls, "tokens/s") for j in range(len(SERVED_MODELS)) for cls in classes]
+        [
+            SERVED_MODELS[j].unit.get(cls, "tokens/s")
+            for j in range(len(SERVED_MODELS))
+            for cls in classes
+        ]
     ).reshape(len(SERVED_MODELS), len(classes))
     frame = pd.DataFrame(
         {
@@ -329,6 +349,7 @@ def _corrupt(
 
 
 __all__ = [
+    "CANONICAL_MODELS",
     "SERVED_MODELS",
     "TRUE_FACTORS",
     "Scenario",

@@ -113,14 +113,30 @@ def decide(
     def held(reason: str) -> FactorChange:
         if old_value is None:  # nothing published yet: publish the prior, marked as such
             return FactorChange(
-                post.device_model, post.workload_class, None, _prior_value(post),
-                post.value if post.learned else None, interval, samples, nodes,
-                Decision.NEW, f"spec prior; {reason}", tuple(alarms),
+                post.device_model,
+                post.workload_class,
+                None,
+                _prior_value(post),
+                post.value if post.learned else None,
+                interval,
+                samples,
+                nodes,
+                Decision.NEW,
+                f"spec prior; {reason}",
+                tuple(alarms),
             )
         return FactorChange(
-            post.device_model, post.workload_class, old_value, old_value,
-            post.value if post.learned else None, interval, samples, nodes, Decision.HELD,
-            reason, tuple(alarms),
+            post.device_model,
+            post.workload_class,
+            old_value,
+            old_value,
+            post.value if post.learned else None,
+            interval,
+            samples,
+            nodes,
+            Decision.HELD,
+            reason,
+            tuple(alarms),
         )
 
     if not post.learned:
@@ -136,26 +152,60 @@ def decide(
     lo, hi = interval
     if old_value is None:
         return FactorChange(
-            post.device_model, post.workload_class, None, post.value, post.value, interval,
-            samples, nodes, Decision.NEW, "learned", tuple(alarms),
+            post.device_model,
+            post.workload_class,
+            None,
+            post.value,
+            post.value,
+            interval,
+            samples,
+            nodes,
+            Decision.NEW,
+            "learned",
+            tuple(alarms),
         )
     if lo <= old_value <= hi:
         return FactorChange(
-            post.device_model, post.workload_class, old_value, old_value, post.value, interval,
-            samples, nodes, Decision.UNCHANGED, "published value inside the interval",
+            post.device_model,
+            post.workload_class,
+            old_value,
+            old_value,
+            post.value,
+            interval,
+            samples,
+            nodes,
+            Decision.UNCHANGED,
+            "published value inside the interval",
             tuple(alarms),
         )
     cap = policy.max_relative_change
     target = min(max(post.value, old_value * (1 - cap)), old_value * (1 + cap))
     if math.isclose(target, post.value, rel_tol=1e-12):
         return FactorChange(
-            post.device_model, post.workload_class, old_value, post.value, post.value, interval,
-            samples, nodes, Decision.UPDATED, f"{post.value / old_value - 1:+.1%}", tuple(alarms),
+            post.device_model,
+            post.workload_class,
+            old_value,
+            post.value,
+            post.value,
+            interval,
+            samples,
+            nodes,
+            Decision.UPDATED,
+            f"{post.value / old_value - 1:+.1%}",
+            tuple(alarms),
         )
     return FactorChange(
-        post.device_model, post.workload_class, old_value, target, post.value, interval, samples,
-        nodes, Decision.CLAMPED,
-        f"{target / old_value - 1:+.1%}, capped by maxRelativeChange {cap}", tuple(alarms),
+        post.device_model,
+        post.workload_class,
+        old_value,
+        target,
+        post.value,
+        interval,
+        samples,
+        nodes,
+        Decision.CLAMPED,
+        f"{target / old_value - 1:+.1%}, capped by maxRelativeChange {cap}",
+        tuple(alarms),
     )
 
 
@@ -208,9 +258,14 @@ def propose(
             samples=ch.samples if learned else 0,
             interval=bounds,
             records_revision=(records_revision or None) if learned else None,
-            reference=None if learned else (
-                post.prior.reference if post.prior is not None else
-                existing.reference if existing is not None else None
+            reference=None
+            if learned
+            else (
+                post.prior.reference
+                if post.prior is not None
+                else existing.reference
+                if existing is not None
+                else None
             ),
         )
 
@@ -231,9 +286,12 @@ def propose(
             "apiVersion": docs.API_VERSION,
             "kind": "FactorTable",
             "metadata": {"name": table.metadata.name if table is not None else name},
-            "spec": {"referenceModel": ref, "factors": [
-                f.model_dump(by_alias=True, exclude_none=True, mode="json") for f in factors
-            ]},
+            "spec": {
+                "referenceModel": ref,
+                "factors": [
+                    f.model_dump(by_alias=True, exclude_none=True, mode="json") for f in factors
+                ],
+            },
         }
     )
     return Proposal(doc, tuple(changes), tuple(alarms), tuple(slow_nodes))

@@ -3,7 +3,8 @@
 Every document is Kubernetes-shaped (``apiVersion``, ``kind``, ``metadata.name``, ``spec``)
 and versioned by ``apiVersion`` so the format can evolve with conversion, not breakage.
 The JSON Schemas under ``schemas/`` are generated from these classes
-(``python -m reconciler.model.schemas``) and a test fails when they are stale.
+(:mod:`reconciler.model.schemas`, written by ``cuctl schemas schemas/``) and a test fails
+when they are stale.
 
 Field names are camelCase in YAML (Kubernetes convention) and snake_case in Python.
 Unknown fields are rejected (``extra="forbid"``): a typo must be an error, not a silent no-op.
@@ -26,7 +27,10 @@ API_VERSION = f"{API_GROUP}/v1alpha1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # A DRA attribute name: a C identifier, optionally prefixed by a DNS subdomain and "/".
-QUALIFIED_NAME = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z_][A-Za-z0-9_]{0,31}$"
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z_][A-Za-z0-9_]{0,31}$"
+)
 # Device model names are free-form vendor product names, normalised to a compact token.
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 

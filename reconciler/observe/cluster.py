@@ -56,7 +56,10 @@ _LISTS: tuple[tuple[str, str, str, bool], ...] = (
 def connect(kubeconfig: str, context: str | None = None) -> k8s_client.ApiClient:
     """An ApiClient from a kubeconfig file; a bad file or context is an ObserveError."""
     try:
-        return k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
+        api: k8s_client.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context
+        )
+        return api
     except (ConfigException, OSError, ValueError, TypeError) as exc:
         where = f"--kubeconfig {kubeconfig}" + (f" --context {context}" if context else "")
         raise errors.ObserveError(f"{where}: cannot load: {exc}") from exc
@@ -72,7 +75,7 @@ def get_json(api: k8s_client.ApiClient, path: str, query: Mapping[str, str]) -> 
     )
     try:
         resp = api.call_api(method, url, header_params=headers, body=body, _request_timeout=60)
-        data = resp.read()
+        data: bytes = resp.read()  # type: ignore[no-untyped-call]
     except Exception as exc:  # urllib3 / ssl / socket errors: translate once, here
         raise errors.ObserveError(f"GET {path}: {exc}") from exc
     text = data.decode("utf-8") if data else ""

@@ -25,6 +25,7 @@ tests/plan/test_admission.py). A live claim that is no longer admitted is *preem
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -99,6 +100,22 @@ class LiveClaim:
 
 
 @dataclass(slots=True)
+class _Group:
+    """Usable devices of one pool that look alike (vendor, model, memory, CU).
+
+    Claims filter on exactly these properties, so eligibility is decided once per group, and
+    the group keeps its free capacity sorted, ``(left, device)``, for a best-fit lookup by
+    bisection instead of a scan of every device (the benchmark's 5,000 claims × 10,000
+    devices would otherwise be quadratic).
+    """
+
+    device: obs.ObservedDevice
+    milli_cu: int
+    slots: list[tuple[int, obs.DeviceId]]
+    size: int = 0
+
+
+@dataclass(slots=True)
 class _Ledger:
     """Mutable bookkeeping of one pool during admission (local to :func:`admit`)."""
 
@@ -107,7 +124,51 @@ class _Ledger:
     members: dict[obs.DeviceId, capacity.Member]
     free_aggregate: int
     cu_names: Mapping[tuple[str, str], obs.DeviceId]
+    groups: list[_Group] = field(default_factory=list)
+    group_of: dict[obs.DeviceId, _Group] = field(default_factory=dict)
     total_used: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @classmethod
+    def of(
+        cls, pool: capacity.PoolCapacity, cu_names: Mapping[tuple[str, str], obs.DeviceId]
+    ) -> _Ledger:
+        ledger = cls(
+            pool=pool,
+            remaining={m.device.id: m.milli_cu for m in pool.members},
+            members={m.device.id: m for m in pool.members},
+            free_aggregate=pool.admittable_milli,
+            cu_names=cu_names,
+        )
+        by_sig: dict[tuple[str, str, int, int], _Group] = {}
+        for m in sorted(pool.members, key=lambda m: m.device.id):
+            if not m.device.usable:
+                continue
+            d = m.device
+            sig = (d.vendor, d.model, d.memory_bytes, m.milli_cu)
+            group = by_sig.get(sig)
+            if group is None:
+                group = by_sig[sig] = _Group(device=d, milli_cu=m.milli_cu, slots=[])
+            group.slots.append((m.milli_cu, d.id))
+            group.size += 1
+            ledger.group_of[d.id] = group
+        ledger.groups = [by_sig[k] for k in sorted(by_sig)]
+        for group in ledger.groups:
+            group.slots.sort()
+        return ledger
+
+    def consume(self, did: obs.DeviceId, amount: int) -> None:
+        """Take ``amount`` from a device (a Whole device is always taken entirely)."""
+        left = self.remaining[did]
+        new = 0 if not self.pool.fractional else left - amount
+        self.remaining[did] = new
+        group = self.group_of.get(did)
+        if group is None:
+            return
+        i = bisect.bisect_left(group.slots, (left, did))
+        if i < len(group.slots) and group.slots[i] == (left, did):
+            del group.slots[i]
+        if new > 0:
+            bisect.insort(group.slots, (new, did))
 
 
 def order_key(claim: docs.CUClaim, tenants: Mapping[str, docs.Tenant]) -> tuple[int, str, str]:
@@ -167,22 +228,43 @@ def _place(
     requested_each: int,
     prefer: Sequence[obs.DeviceId] = (),
 ) -> tuple[tuple[obs.DeviceId, ...], int] | None:
-    """Choose devices for a claim without committing; returns (devices, charge)."""
+    """Choose devices for a claim without committing; returns (devices, charge).
+
+    Best fit: devices the claim already holds first, then the smallest remaining share (or
+    the smallest whole device) that fits, then the device id.
+    """
     pool = ledger.pool
-    need = charge_each(pool, requested_each)
-    candidates = []
-    for did, member in ledger.members.items():
-        if not member.device.usable or not eligible(claim, member.device):
+    count = claim.spec.count
+    need = charge_each(pool, requested_each) if pool.fractional else requested_each
+    candidates: list[tuple[bool, int, obs.DeviceId]] = []
+    preferred = set(prefer)
+    for did in sorted(preferred):
+        group = ledger.group_of.get(did)
+        if group is None or not eligible(claim, group.device):
             continue
         left = ledger.remaining[did]
-        if pool.fractional:
-            if left >= need:
-                candidates.append((did not in prefer, left, did))
-        elif left == member.milli_cu and member.milli_cu >= requested_each:
-            candidates.append((did not in prefer, member.milli_cu, did))
-    if len(candidates) < claim.spec.count:
+        if (pool.fractional and left >= need) or (
+            not pool.fractional and left == group.milli_cu and group.milli_cu >= need
+        ):
+            candidates.append((False, left, did))
+    for group in ledger.groups:
+        if group.milli_cu < need or not eligible(claim, group.device):
+            continue
+        start = bisect.bisect_left(group.slots, (need,)) if pool.fractional else 0
+        taken = 0
+        for i in range(start, len(group.slots)):
+            if taken >= count:
+                break
+            left, did = group.slots[i]
+            if did in preferred:
+                continue
+            if not pool.fractional and left != group.milli_cu:
+                continue
+            candidates.append((True, left, did))
+            taken += 1
+    if len(candidates) < count:
         return None
-    chosen = [did for _, _, did in sorted(candidates)[: claim.spec.count]]
+    chosen = [did for _, _, did in sorted(candidates)[:count]]
     if pool.fractional:
         charge = need * len(chosen)
     else:
@@ -193,13 +275,9 @@ def _place(
 
 
 def _commit(ledger: _Ledger, tenant: str, devices: Sequence[obs.DeviceId], charge: int) -> None:
-    pool = ledger.pool
     per_device = charge // len(devices) if devices else 0
     for did in devices:
-        if pool.fractional:
-            ledger.remaining[did] -= per_device
-        else:
-            ledger.remaining[did] = 0
+        ledger.consume(did, per_device)
     ledger.free_aggregate -= charge
     ledger.total_used[tenant] += charge
 
@@ -207,14 +285,13 @@ def _commit(ledger: _Ledger, tenant: str, devices: Sequence[obs.DeviceId], charg
 def _pending_reason(ledger: _Ledger, claim: docs.CUClaim, requested_each: int) -> Reason:
     pool = ledger.pool
     need = charge_each(pool, requested_each)
-    devices = [
-        m
-        for m in ledger.members.values()
-        if m.device.usable and eligible(claim, m.device) and m.milli_cu >= need
-    ]
-    if len(devices) < claim.spec.count:
+    sizes: list[int] = []
+    for group in ledger.groups:
+        if group.milli_cu >= need and eligible(claim, group.device):
+            sizes += [group.milli_cu] * min(group.size, claim.spec.count)
+    if len(sizes) < claim.spec.count:
         return Reason.NO_ELIGIBLE_DEVICE
-    smallest = sorted(m.milli_cu for m in devices)[: claim.spec.count]
+    smallest = sorted(sizes)[: claim.spec.count]
     needed = need * claim.spec.count if pool.fractional else sum(smallest)
     if needed > ledger.free_aggregate:
         return Reason.POOL_FULL
@@ -252,16 +329,7 @@ def admit(
     managed = set(managed_namespaces)
     preemption = policy.spec.preemption
     ordered = sorted(claims, key=lambda c: order_key(c, tenant_by_name))
-    ledgers = {
-        name: _Ledger(
-            pool=pool,
-            remaining={m.device.id: m.milli_cu for m in pool.members},
-            members={m.device.id: m for m in pool.members},
-            free_aggregate=pool.admittable_milli,
-            cu_names=cu_names,
-        )
-        for name, pool in pools.items()
-    }
+    ledgers = {name: _Ledger.of(pool, cu_names) for name, pool in pools.items()}
     decided: dict[str, Decision] = {}
     per_pool: dict[str, list[docs.CUClaim]] = defaultdict(list)
     for other in external:
@@ -429,7 +497,7 @@ def _take_external(ledger: _Ledger, claim: obs.ObservedClaim) -> None:
         else:
             charge = member.milli_cu
         charge = min(charge, ledger.remaining[did])
-        ledger.remaining[did] -= charge
+        ledger.consume(did, charge)
         ledger.free_aggregate -= charge
 
 
@@ -438,7 +506,7 @@ def _resolve(
 ) -> list[obs.DeviceId | None]:
     """Map an allocation's CU devices (our driver, node pool, our device name) back to the
     vendor device ids the ledger is keyed by. Vendor results map directly."""
-    by_vendor = set(ledger.members)
+    by_vendor = ledger.members
     out: list[obs.DeviceId | None] = []
     for a in allocated:
         if not a.request.startswith("gpu"):
@@ -450,6 +518,6 @@ def _resolve(
     # Fractional claims hold no vendor device: resolve through our device names.
     for a in allocated:
         if a.request.startswith("cu"):
-            did = ledger.cu_names.get((a.pool, a.device))
-            out.append(did if did in by_vendor else None)
+            mapped = ledger.cu_names.get((a.pool, a.device))
+            out.append(mapped if mapped is not None and mapped in by_vendor else None)
     return out

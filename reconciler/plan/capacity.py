@@ -9,6 +9,7 @@ the per-class factors (a ratio of speeds averages geometrically).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -82,6 +83,7 @@ def to_milli(factor: float, cu_per_device: int) -> int:
     return math.floor(Fraction(repr(factor)) * cu_per_device * MILLI)
 
 
+@functools.lru_cache(maxsize=4096)
 def format_cu(milli: int) -> str:
     """Milli-CU as a Kubernetes quantity: ``260`` or ``12500m``."""
     return quantity.format_decimal(Fraction(milli, MILLI))
@@ -96,8 +98,11 @@ def display_cu(milli: int) -> str:
 
 
 def cu_to_milli(amount: float) -> int:
-    """A CU amount from a document (a float with ≤ 3 decimals) in milli-CU, exactly."""
-    return round(Fraction(repr(amount)) * MILLI)
+    """A CU amount from a document (a float with ≤ 3 decimals, ≤ 1e9) in milli-CU, exactly.
+
+    ``amount × 1000`` is below 2**53 and off by far less than 0.5, so rounding is exact.
+    """
+    return round(amount * MILLI)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +147,12 @@ class PoolCapacity:
     """Sum over usable devices (what is published as available)."""
     admittable_milli: int
     """Total minus headroom: what claims may take."""
+    vendors: tuple[str, ...] = ()
+    """Vendors with devices in the pool, sorted."""
 
     @property
     def fractional(self) -> bool:
         return self.sharing is docs.SharingMode.FRACTIONAL
-
-    @property
-    def vendors(self) -> tuple[str, ...]:
-        return tuple(sorted({m.device.vendor for m in self.members}))
 
 
 def _match_expression(req: docs.LabelSelectorRequirement, labels: Mapping[str, str]) -> bool:
@@ -292,4 +295,5 @@ def _total(pool: docs.CUPool, pool_members: tuple[Member, ...]) -> PoolCapacity:
         lines=tuple(lines),
         total_milli=total,
         admittable_milli=total - headroom,
+        vendors=tuple(sorted({m.device.vendor for m in pool_members})),
     )

@@ -7,7 +7,7 @@ removed from the live object only where the target does not set that field.
 
 from __future__ import annotations
 
-import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,9 +65,39 @@ def _strip(live: Any, target: Any, path: tuple[str, ...], default: object) -> No
         del live[head]
 
 
+def _found(live: Any, target: Any, path: tuple[str, ...], default: object) -> bool:
+    """Would :func:`_strip` remove anything? (Read-only, so unchanged objects are not copied.)"""
+    head, rest = path[0], path[1:]
+    if head == "*":
+        if type(live) is not list:
+            return False
+        targets = target if type(target) is list else []
+        return any(
+            _found(item, targets[i] if i < len(targets) else None, rest, default)
+            for i, item in enumerate(live)
+        )
+    if type(live) is not dict or head not in live:
+        return False
+    sub_target = target.get(head) if type(target) is dict else None
+    if rest:
+        return _found(live[head], sub_target, rest, default)
+    if type(target) is dict and head in target:
+        return False
+    return default is ANY or live[head] == default
+
+
 def strip(live: Mapping[str, Any], target: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A copy of ``live`` without the server defaults that ``target`` leaves unset."""
-    out = copy.deepcopy(dict(live))
-    for path, default in DEFAULTS.get(str(live.get("kind", "")), ()):
+    """A copy of ``live`` without the server defaults that ``target`` leaves unset.
+
+    Only ``spec`` is deep-copied (every default lives there), and only for kinds that have
+    defaults; the rest is a shallow copy.
+    """
+    out = dict(live)
+    rules = DEFAULTS.get(str(live.get("kind", "")), ())
+    wanted = target or {}
+    if not rules or "spec" not in out or not any(_found(out, wanted, p, d) for p, d in rules):
+        return out
+    out["spec"] = json.loads(json.dumps(out["spec"]))  # a deep copy, several times faster
+    for path, default in rules:
         _strip(out, target or {}, path, default)
     return out

@@ -54,6 +54,11 @@ class Report:
 
 
 def _milli(text: Any) -> int:
+    value = str(text)
+    if value.isdigit():
+        return int(value) * capacity.MILLI
+    if value.endswith("m") and value[:-1].isdigit():
+        return int(value[:-1])
     try:
         return int(quantity.parse_quantity(str(text)) * capacity.MILLI)
     except ValueError:

@@ -236,23 +236,21 @@ def _tenant_rows(
 ) -> tuple[report.TenantReport, ...]:
     pools_of: dict[str, set[str]] = defaultdict(set)
     for tenant in desired.tenants:
-        for quota in tenant.spec.quotas:
-            pools_of[tenant.metadata.name].add(quota.pool)
+        for q in tenant.spec.quotas:
+            pools_of[tenant.metadata.name].add(q.pool)
     for tenant_name, pool in (*before, *after):
         pools_of[tenant_name].add(pool)
     tenants = {t.metadata.name: t for t in desired.tenants}
     rows = []
     for tenant_name in sorted(pools_of):
-        tenant = tenants.get(tenant_name)
+        known = tenants.get(tenant_name)
         for pool in sorted(pools_of[tenant_name]):
-            quota = (
-                next((q for q in tenant.spec.quotas if q.pool == pool), None) if tenant else None
-            )
+            quota = next((q for q in known.spec.quotas if q.pool == pool), None) if known else None
             rows.append(
                 report.TenantReport(
                     tenant=tenant_name,
                     pool=pool,
-                    priority=tenant.spec.priority if tenant else 0,
+                    priority=known.spec.priority if known else 0,
                     guaranteed_milli=capacity.cu_to_milli(quota.guaranteed) if quota else 0,
                     limit_milli=(
                         capacity.cu_to_milli(quota.limit)

@@ -65,6 +65,8 @@ def _resolve(repo: git.Repo, rev: str) -> git.Commit:
         obj = repo.rev_parse(rev)
         while isinstance(obj, git.TagObject):
             obj = obj.object
+        if isinstance(obj, git.Commit):
+            obj.tree  # noqa: B018 - a full SHA resolves lazily; load it to know it exists
     except (git.BadName, git.BadObject, ValueError, IndexError) as exc:
         raise errors.SourceError(f"unknown revision {rev!r}") from exc
     if not isinstance(obj, git.Commit):
@@ -111,11 +113,12 @@ def _read_tree(
     odb = repo.odb
     files: dict[str, bytes] = {}
     for rel in wanted:
-        blob = blobs.get(rel)
-        if blob is None:
-            blob = _follow(rel, links, blobs, found)
-            if blob is None:
+        resolved = blobs.get(rel)
+        if resolved is None:
+            resolved = _follow(rel, links, blobs, found)
+            if resolved is None:
                 continue
+        blob = resolved
         info = odb.info(blob.binsha)
         if info.size > tree.MAX_FILE_BYTES:
             found.append(

@@ -225,10 +225,10 @@ def _singletons(found: Documents) -> list[diag.Diagnostic]:
                 )
             )
     if len(found.policies) > 1:
-        for entry in found.policies:
-            others = ", ".join(e.where for e in found.policies if e is not entry)
+        for policy in found.policies:
+            others = ", ".join(e.where for e in found.policies if e is not policy)
             out.append(
-                entry.at(
+                policy.at(
                     ("kind",),
                     codes.Code.MULTIPLE_POLICIES,
                     f"Policy is also defined at {others}; keep at most one",
@@ -658,8 +658,8 @@ def _device_checks(
             for b in matching[i + 1 :]:
                 shared[(a.name, b.name)].append(str(device.id))
     by_name = {p.name: p for p in pools}
-    for (a, b), ids in sorted(shared.items()):
-        for here, there in ((a, b), (b, a)):
+    for (first, second), ids in sorted(shared.items()):
+        for here, there in ((first, second), (second, first)):
             out.append(
                 by_name[here].at(
                     ("spec", "selector"),
@@ -732,6 +732,39 @@ def _device_checks(
                 )
             )
     out += _claims_on_devices(found, members)
+    out += _unmapped(found, observed)
+    return out
+
+
+_UNMAPPED = {
+    obs.FindingCode.UNKNOWN_MODEL: "report a model missing from the adapter's value map",
+    obs.FindingCode.MISSING_FIELD: "lack a field the adapter maps",
+}
+
+
+def _unmapped(found: Documents, observed: obs.ObservedState) -> list[diag.Diagnostic]:
+    """Devices the adapters could not normalise: one warning per adapter and reason."""
+    by_driver = {a.document.spec.driver: a for a in found.adapters}
+    grouped: dict[tuple[str, obs.FindingCode], list[obs.Finding]] = defaultdict(list)
+    for finding in observed.findings:
+        if finding.code in _UNMAPPED:
+            grouped[(finding.subject.partition("/")[0], finding.code)].append(finding)
+    out = []
+    for (driver, code), findings in sorted(grouped.items()):
+        adapter = by_driver.get(driver)
+        if adapter is None:
+            continue
+        path = ("spec", "mapping", "model") if code is obs.FindingCode.UNKNOWN_MODEL else _NAME
+        out.append(
+            adapter.at(
+                path,
+                codes.Code.DEVICE_UNMAPPED,
+                f"{len(findings)} observed device(s) {_UNMAPPED[code]} and are not managed "
+                f"(e.g. {findings[0].subject}: {findings[0].message}); extend the mapping",
+                _WARN,
+                key=True,
+            )
+        )
     return out
 
 

@@ -185,9 +185,9 @@ def _decode(file: str, content: bytes, limits: Limits) -> str:
         ) from exc
 
 
-def _core_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
+def _core_resolvers() -> dict[str | None, list[tuple[str, Any]]]:
     """ruamel's YAML 1.2 implicit resolvers, by first character (None = any)."""
-    table: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
+    table: dict[str | None, list[tuple[str, Any]]] = {}  # patterns are ruamel LazyEvals
     for versions, tag, regexp, first in ruamel.yaml.resolver.implicit_resolvers:
         if (1, 2) not in versions:
             continue
@@ -358,7 +358,7 @@ def _pos(node: ruamel.yaml.nodes.Node) -> Position:
 class _Builder:
     """Turns one composed document into plain data, enforcing the limits as it goes."""
 
-    __slots__ = ("alias_nodes", "file", "index", "limits", "nodes", "seen")
+    __slots__ = ("alias_nodes", "expanding", "file", "index", "limits", "nodes", "seen")
 
     def __init__(self, file: str, index: int, limits: Limits) -> None:
         self.file = file
@@ -366,6 +366,7 @@ class _Builder:
         self.limits = limits
         self.nodes = 0
         self.alias_nodes = 0
+        self.expanding = 0
         self.seen: set[int] = set()
 
     def document(self, node: ruamel.yaml.nodes.Node) -> LoadedDocument:
@@ -387,10 +388,18 @@ class _Builder:
     def diag(self, node: ruamel.yaml.nodes.Node, code: codes.Code, message: str) -> diag.Diagnostic:
         return diag.Diagnostic(self.file, _line(node), _column(node), code, message)
 
-    def build(self, node: ruamel.yaml.nodes.Node, stack: tuple[int, ...], depth: int) -> Any:
+    def count(self, node: ruamel.yaml.nodes.Node) -> None:
         self.nodes += 1
-        ident = id(node)
-        if ident in self.seen:
+        if self.nodes > self.limits.max_nodes:
+            raise _Abort(
+                self.diag(
+                    node,
+                    codes.Code.ALIAS_EXPANSION,
+                    f"document expands to more than {self.limits.max_nodes} nodes; "
+                    "split it or remove aliases",
+                )
+            )
+        if self.expanding:
             self.alias_nodes += 1
             if self.alias_nodes > self.limits.max_alias_nodes:
                 raise _Abort(
@@ -401,17 +410,23 @@ class _Builder:
                         "(a 'billion laughs' pattern); write the values out instead of aliasing",
                     )
                 )
-        else:
-            self.seen.add(ident)
-        if self.nodes > self.limits.max_nodes:
-            raise _Abort(
-                self.diag(
-                    node,
-                    codes.Code.ALIAS_EXPANSION,
-                    f"document expands to more than {self.limits.max_nodes} nodes; "
-                    "split it or remove aliases",
-                )
-            )
+
+    def build(self, node: ruamel.yaml.nodes.Node, stack: tuple[int, ...], depth: int) -> Any:
+        ident = id(node)
+        if ident in self.seen and not isinstance(node, ruamel.yaml.nodes.ScalarNode):
+            # A collection reached again through an alias: everything below it is expansion.
+            self.expanding += 1
+            try:
+                return self.build_node(node, ident, stack, depth)
+            finally:
+                self.expanding -= 1
+        self.seen.add(ident)
+        return self.build_node(node, ident, stack, depth)
+
+    def build_node(
+        self, node: ruamel.yaml.nodes.Node, ident: int, stack: tuple[int, ...], depth: int
+    ) -> Any:
+        self.count(node)
         if depth > self.limits.max_depth:
             raise _Abort(
                 self.diag(
@@ -509,7 +524,7 @@ class _Builder:
         if type(node) is ruamel.yaml.nodes.ScalarNode:
             tag = _TAG_NAMES.get(id(node.ctag))
             if tag is not None:
-                self.nodes += 1
+                self.count(node)
                 return _scalar_of(node.value, tag)
         return self.build(node, stack, depth)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +33,19 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _processes_mentioning(text: Path) -> list[int]:
+    """Live pids whose command line contains ``text`` (our components all name the workdir)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and _running(int(proc.name)):
+            try:
+                if str(text).encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
 
 
 def test_version_is_the_pinned_release(api: ApiClient) -> None:
@@ -72,7 +86,8 @@ def test_rbac_is_enforced_for_other_identities(api: ApiClient) -> None:
     finally:
         del api.default_headers["Impersonate-User"]
     assert err.value.status == 403
-    assert 'User "someone" cannot list resource "resourceslices"' in str(err.value.body)
+    message = json.loads(err.value.body)["message"]
+    assert 'User "someone" cannot list resource "resourceslices"' in message
 
 
 def test_cli_up_status_down_leaves_no_process_or_port(tmp_path: Path) -> None:
@@ -104,3 +119,22 @@ def test_cli_up_status_down_leaves_no_process_or_port(tmp_path: Path) -> None:
     assert not ports & controlplane.listening_ports()
     assert not (workdir / "state.json").exists()
     print(f"CLI up took {startup:.1f}s")
+
+
+def test_in_process_stop_kills_every_process_group_and_frees_ports(tmp_path: Path) -> None:
+    with devcluster.running(tmp_path / "c") as cp:
+        pids, ports = cp.pids, set(cp.ports.all())
+        assert all(cp.running().values())
+        assert cp.startup_seconds < 30
+    for name, pid in pids.items():
+        assert not _running(pid), f"{name} (pid {pid}) still runs after stop"
+    assert not ports & controlplane.listening_ports()
+
+
+def test_a_component_that_cannot_start_is_reported_and_cleaned_up(tmp_path: Path) -> None:
+    with pytest.raises(devcluster.StartError) as err:
+        devcluster.start(tmp_path / "c", extra_args={"kube-apiserver": ["--no-such-flag"]})
+    assert "kube-apiserver exited during start-up" in str(err.value)
+    assert "unknown flag: --no-such-flag" in str(err.value)
+    assert _processes_mentioning(tmp_path / "c") == [], "etcd was not stopped again"
+    assert not (tmp_path / "c" / "state.json").exists()

@@ -76,4 +76,10 @@ def test_node_loss_marks_the_node_not_ready(api: ApiClient, node: str) -> None:
     got = rawapi.request(api, "GET", f"/api/v1/nodes/{node}")
     ready = next(c for c in got["status"]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False"
+    assert {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"} in got["spec"][
+        "taints"
+    ]
+    devcluster.set_ready(api, node, True)
+    got = rawapi.request(api, "GET", f"/api/v1/nodes/{node}")
+    assert "taints" not in got["spec"]
     assert got["status"]["allocatable"]["pods"] == "110"

@@ -1,0 +1,73 @@
+"""Write synthetic inference records (CSV or Parquet) with known true factors.
+
+    .venv/bin/python bench/generate_records.py --records 1000000 --out /tmp/records.parquet
+
+Also writes ``<out>.truth.json``: the true factor per (device model, class) at the end of
+the window, the steps and the slow nodes, so any run of ``cuctl factors fit`` can be
+scored. Deterministic for a seed; see ``reconciler/learn/synthetic.py`` for the mechanism.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from reconciler.learn import synthetic
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--days", type=float, default=30.0)
+    ap.add_argument("--nodes-per-model", type=int, default=8)
+    ap.add_argument("--bad-rows", type=int, default=0)
+    ap.add_argument("--no-steps", action="store_true", help="Leave out the -3%% / +12%% steps.")
+    ap.add_argument("--models", default=",".join(synthetic.CANONICAL_MODELS))
+    ap.add_argument("--out", type=Path, required=True, help=".csv or .parquet")
+    args = ap.parse_args()
+    base = synthetic.Scenario()
+    sc = synthetic.Scenario(
+        records=args.records,
+        days=args.days,
+        nodes_per_model=args.nodes_per_model,
+        bad_rows=args.bad_rows,
+        device_models=tuple(args.models.split(",")),
+        steps=() if args.no_steps else synthetic.default_steps(base.start),
+    )
+    frame, truth = synthetic.generate(sc, args.seed)
+    if args.out.suffix == ".csv":
+        frame.to_csv(args.out, index=False)
+    else:
+        frame.to_parquet(args.out)
+    meta = {
+        "scenario": {
+            "records": sc.records,
+            "days": sc.days,
+            "seed": args.seed,
+            "start": sc.start.isoformat(),
+            "end": sc.end.isoformat(),
+        },
+        "factors": [
+            {"deviceModel": m, "workloadClass": c.value, "value": v}
+            for (m, c), v in sorted(truth.factors.items())
+        ],
+        "steps": [
+            {
+                "deviceModel": s.device_model,
+                "workloadClass": s.workload_class.value if s.workload_class else None,
+                "at": s.at.isoformat(),
+                "relative": s.relative,
+            }
+            for s in truth.steps
+        ],
+        "slowNodes": list(truth.slow_nodes),
+        "badRows": {r.value: n for r, n in truth.bad_rows.items()},
+    }
+    Path(str(args.out) + ".truth.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"{args.out}: {len(frame)} records, evaluate with --now {sc.end.isoformat()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""``cuctl demo``: the whole product, end to end, on the embedded local control plane.
+
+It tells the story a platform team lives: a Git repository describes CU pools, tenants and
+claims; vendor DRA drivers publish devices on a heterogeneous fleet; ``cuctl`` validates,
+previews and converges; kube-scheduler allocates a CU claim together with its exact vendor
+device; a node is lost and the plan says who loses capacity; a pull request is previewed
+offline. Every user-facing step runs the real ``cuctl`` command, printed before it runs, so
+the demo doubles as a tutorial. It stops the control plane and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import git
+import typer
+from ruamel.yaml import YAML
+
+from reconciler.cli import _app
+from reconciler.devcluster import controlplane, drivers, nodes, rawapi, workloads
+from reconciler.errors import ToolchainError
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "gitrepo"
+RBAC = ROOT / "deploy" / "rbac.yaml"
+
+
+def _say(text: str) -> None:
+    typer.secho(f"\n== {text}", fg=typer.colors.CYAN, bold=True, err=True)
+
+
+def _cuctl(args: Sequence[str], *, cwd: Path, expect: Sequence[int] = (0,)) -> str:
+    """Run ``cuctl`` as a user would, echo the command and its output, check its exit code."""
+    shown = " ".join(shlex.quote(a) for a in args)
+    typer.secho(f"$ cuctl {shown}", fg=typer.colors.GREEN, err=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+    if proc.stdout:
+        sys.stderr.write(proc.stdout if proc.stdout.endswith("\n") else proc.stdout + "\n")
+    if proc.stderr:
+        sys.stderr.write(proc.stderr)
+    if proc.returncode not in expect:
+        raise RuntimeError(f"cuctl {shown} exited {proc.returncode}, expected {list(expect)}")
+    return proc.stdout
+
+
+def _make_repo(root: Path) -> git.Repo:
+    shutil.copytree(EXAMPLE, root)
+    repo = git.Repo.init(root, initial_branch="main")
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "platform-team")
+        cfg.set_value("user", "email", "platform@example.invalid")
+    repo.git.add(A=True)
+    repo.index.commit("Describe the GPU fleet as CU pools, tenants and claims")
+    return repo
+
+
+def _seed(api: Any, snapshot: Path) -> tuple[int, int]:
+    """Recreate the snapshot's Nodes and vendor ResourceSlices, as kubelets and drivers would."""
+    items = YAML(typ="safe").load(snapshot.read_text())["items"]
+    node_count = slice_count = 0
+    for obj in items:
+        if obj["kind"] == "Node":
+            nodes.create_node(api, obj["metadata"]["name"], obj["metadata"].get("labels"))
+            node_count += 1
+    for obj in items:
+        if obj["kind"] == "ResourceSlice":
+            body = {
+                "apiVersion": obj["apiVersion"],
+                "kind": "ResourceSlice",
+                "metadata": {"name": obj["metadata"]["name"]},
+                "spec": obj["spec"],
+            }
+            path = f"/apis/resource.k8s.io/v1/resourceslices/{obj['metadata']['name']}"
+            rawapi.apply(api, path, body, field_manager="vendor-driver-simulator")
+            slice_count += 1
+    return node_count, slice_count
+
+
+def _namespaces(api: Any, repo_root: Path) -> list[str]:
+    settings = YAML(typ="safe").load((repo_root / "cluster.yaml").read_text())
+    names: list[str] = sorted(settings["spec"]["managedNamespaces"])
+    for name in names:
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        rawapi.apply(api, f"/api/v1/namespaces/{name}", body, field_manager="platform-team")
+    return names
+
+
+def _reconciler_kubeconfig(api: Any, admin_kubeconfig: Path, namespace: str) -> Path:
+    """Install deploy/rbac.yaml and write a kubeconfig for the reconciler's ServiceAccount.
+
+    The demo converges as the identity the controller runs as in production, so the fence's
+    admission policy (which exempts only that identity) is exercised for real.
+    """
+    ns_body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    rawapi.apply(api, f"/api/v1/namespaces/{namespace}", ns_body, field_manager="platform-team")
+    plural = {
+        "ServiceAccount": f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    }
+    for doc in YAML(typ="safe").load_all(RBAC.read_text()):
+        doc["metadata"].pop("namespace", None) if doc["kind"] != "ServiceAccount" else None
+        path = f"{plural[doc['kind']]}/{doc['metadata']['name']}"
+        rawapi.apply(api, path, doc, field_manager="platform-team")
+    token = rawapi.request(
+        api,
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/cu-reconciler/token",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )["status"]["token"]
+    config = YAML(typ="safe").load(admin_kubeconfig.read_text())
+    config["users"] = [{"name": "cu-reconciler", "user": {"token": token}}]
+    for ctx in config["contexts"]:
+        ctx["context"]["user"] = "cu-reconciler"
+    out = admin_kubeconfig.with_name("cu-reconciler.kubeconfig")
+    with out.open("w") as fh:
+        YAML(typ="safe").dump(config, fh)
+    out.chmod(0o600)
+    return out
+
+
+def _owned_claims(api: Any) -> list[Mapping[str, Any]]:
+    body = rawapi.request(
+        api,
+        "GET",
+        "/apis/resource.k8s.io/v1/resourceclaims",
+        query={"labelSelector": "app.kubernetes.io/managed-by=cu-reconciler"},
+    )
+    return sorted(
+        body.get("items", []),
+        key=lambda c: (c["metadata"]["namespace"], c["metadata"]["name"]),
+    )
+
+
+def _schedule_one(api: Any) -> None:
+    """Run a Pod on the first unused generated claim and show what the scheduler allocated."""
+    claims = [c for c in _owned_claims(api) if not c.get("status", {}).get("reservedFor")]
+    if not claims:
+        typer.echo("no unused generated claim to schedule", err=True)
+        return
+    claim = claims[0]
+    ns, name = claim["metadata"]["namespace"], claim["metadata"]["name"]
+    pod = workloads.pod(f"{name}-demo", claims={"cu": name})
+    workloads.create(api, ns, pod)
+    bound = workloads.wait_scheduled(api, ns, pod["metadata"]["name"])["spec"]["nodeName"]
+    allocated = workloads.get(api, ns, "ResourceClaim", name)["status"]["allocation"]
+    typer.echo(f"Pod {ns}/{pod['metadata']['name']} scheduled onto {bound}", err=True)
+    for result in allocated["devices"]["results"]:
+        consumed = result.get("consumedCapacity")
+        extra = f" consumed {json.dumps(consumed)}" if consumed else ""
+        typer.echo(
+            f"  request {result['request']}: {result['driver']} {result['pool']}/"
+            f"{result['device']}{extra}",
+            err=True,
+        )
+
+
+def _lose_node(api: Any, snapshot: Path) -> str:
+    """Withdraw every vendor slice of the busiest node: what a node loss looks like to DRA."""
+    items = YAML(typ="safe").load(snapshot.read_text())["items"]
+    per_node: dict[str, int] = {}
+    for obj in items:
+        if obj["kind"] == "ResourceSlice" and obj["spec"].get("nodeName"):
+            node = obj["spec"]["nodeName"]
+            per_node[node] = per_node.get(node, 0) + len(obj["spec"].get("devices", []))
+    victim = sorted(per_node, key=lambda n: (-per_node[n], n))[0]
+    deleted = drivers.withdraw_node(api, victim)
+    nodes.set_ready(api, victim, False)
+    typer.echo(f"node {victim} lost: {deleted} vendor ResourceSlices withdrawn", err=True)
+    return victim
+
+
+def _open_pull_request(repo: git.Repo) -> None:
+    """A branch that raises one tenant's guarantee: what a reviewer sees before merging."""
+    root = Path(repo.working_dir)
+    tenant_file = sorted((root / "tenants").glob("*.yaml"))[0]
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    doc = yaml.load(tenant_file.read_text())
+    quota = doc["spec"]["quotas"][0]
+    quota["guaranteed"] = float(quota["guaranteed"]) + 100
+    if quota.get("limit") is not None and quota["limit"] < quota["guaranteed"]:
+        quota["limit"] = quota["guaranteed"]
+    repo.git.checkout("-b", "raise-guarantee")
+    with tenant_file.open("w") as fh:
+        yaml.dump(doc, fh)
+    repo.git.add(A=True)
+    repo.index.commit(f"{doc['metadata']['name']}: +100 CU guaranteed in {quota['pool']}")
+
+
+@_app.app.command("demo")
+def demo_command(
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Keep the cluster state and repository here (default: a temp dir)."
+    ),
+) -> None:
+    """Run the end-to-end demo on a local control plane built from Kubernetes' Go modules."""
+    base = workdir or Path(tempfile.mkdtemp(prefix="cu-demo-"))
+    base.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    _say("1. Start a local control plane (etcd, kube-apiserver, kube-scheduler, controllers)")
+    try:
+        cp = controlplane.start(base / "cluster")
+    except ToolchainError as exc:
+        typer.echo(f"cuctl demo: {exc}", err=True)
+        raise typer.Exit(_app.EXIT_ERROR) from exc
+    try:
+        kubeconfig = str(cp.kubeconfig)
+        typer.echo(f"ready in {cp.startup_seconds:.1f}s; kubeconfig: {kubeconfig}", err=True)
+        repo_root = base / "platform-repo"
+        repo = _make_repo(repo_root)
+        snapshot = repo_root / "observed" / "snapshot.yaml"
+        with cp.api_client() as api:
+            _say("2. Vendor DRA drivers publish a heterogeneous fleet")
+            n_nodes, n_slices = _seed(api, snapshot)
+            names = _namespaces(api, repo_root)
+            kubeconfig = str(_reconciler_kubeconfig(api, cp.kubeconfig, "cu-system"))
+            typer.echo(
+                f"{n_nodes} nodes, {n_slices} vendor ResourceSlices; "
+                f"tenant namespaces: {', '.join(names)}; cuctl runs as the reconciler's "
+                f"ServiceAccount (deploy/rbac.yaml): {kubeconfig}",
+                err=True,
+            )
+
+            _say("3. Validate the desired state in Git")
+            _cuctl(["validate", ".", "--rev", "HEAD"], cwd=repo_root)
+
+            _say("4. Preview what the reconciler would change (exit 1 = changes)")
+            _cuctl(
+                ["plan", ".", "--kubeconfig", kubeconfig, "-o", "markdown"],
+                cwd=repo_root,
+                expect=(1,),
+            )
+
+            _say("5. Converge: dry-run everything, then server-side apply")
+            _cuctl(["apply", ".", "--rev", "HEAD", "--kubeconfig", kubeconfig], cwd=repo_root)
+
+            _say("6. A second plan is in sync (exit 0): a no-op reconcile writes nothing")
+            _cuctl(["plan", ".", "--kubeconfig", kubeconfig], cwd=repo_root)
+
+            _say("7. kube-scheduler allocates a generated claim: CU and its exact vendor device")
+            _schedule_one(api)
+
+            _say("8. A node is lost; the plan says deterministically who loses capacity")
+            _lose_node(api, snapshot)
+            _cuctl(
+                ["plan", ".", "--kubeconfig", kubeconfig, "-o", "markdown"],
+                cwd=repo_root,
+                expect=(0, 1),
+            )
+            _cuctl(["apply", ".", "--rev", "HEAD", "--kubeconfig", kubeconfig], cwd=repo_root)
+
+        _say("9. A pull request, previewed offline against the committed snapshot")
+        _open_pull_request(repo)
+        _cuctl(
+            ["plan", ".", "--rev", "raise-guarantee", "--base", "main", "-o", "markdown"],
+            cwd=repo_root,
+            expect=(0, 1),
+        )
+        _say("10. The audit trail is git log")
+        typer.echo(repo.git.log("--oneline", "--all"), err=True)
+    finally:
+        cp.stop()
+        typer.echo(f"\ncontrol plane stopped; logs kept in {cp.log_dir}", err=True)
+    typer.secho(f"demo finished in {time.monotonic() - t0:.0f}s", fg=typer.colors.CYAN, err=True)

@@ -1,0 +1,384 @@
+"""A self-contained HTML report of one learning run: tables plus PNG plots inlined as base64.
+
+Sections: records and rejects; learned factors with intervals per class; prior vs learned;
+factor history (from ``git log`` of the table); drift alarms with their hourly series;
+slow nodes; and, per pool, how well published CU predicts the throughput the records
+show. Rendering is pure (``render`` returns a string); ``write`` is the only I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+from reconciler.learn import adapter, combine, fidelity, specs, update, writeback
+from reconciler.model import documents as docs
+
+Key = tuple[str, specs.WorkloadClass]
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    name: str
+    models: tuple[str, ...]
+    mix: Mapping[str, float]
+
+
+def render(
+    outcome: adapter.Outcome,
+    published: docs.FactorTable | None,
+    *,
+    history: Sequence[writeback.HistoryEntry] = (),
+    pools: Sequence[Pool] = (),
+    title: str = "cu-reconciler factor report",
+) -> str:
+    parts = [
+        f"<h1>{_e(title)}</h1>",
+        f"<p>Learned at {_e(outcome.now.astimezone(UTC).isoformat())}; reference device "
+        f"<b>{_e(outcome.reference_model)}</b>; records {_e(outcome.records_revision)}.</p>",
+        _records_section(outcome),
+        "<h2>Throughput by device model (learned factor, 95% interval)</h2>",
+        _img(_plot_factors(outcome)),
+        _factor_table(outcome, published),
+        "<h2>Prior vs learned factors</h2>",
+        _img(_plot_prior_vs_learned(outcome)),
+        "<h2>Factor history</h2>",
+        _history_section(history),
+        "<h2>Drift alarms</h2>",
+        _drift_section(outcome),
+        "<h2>Slow nodes</h2>",
+        _slow_section(outcome),
+        "<h2>How well CU predicts delivered throughput, per pool</h2>",
+        _pool_section(outcome, published, pools),
+    ]
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%}"
+    )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{_e(title)}</title><style>{style}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
+
+
+def write(out_dir: Path, text: str, name: str = "report.html") -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------- sections
+
+
+def _records_section(outcome: adapter.Outcome) -> str:
+    rep = outcome.reject_report
+    rows = [
+        ("read", rep.total),
+        ("used", rep.accepted),
+        ("screened as outliers", outcome.fit.screened),
+    ]
+    rows += [(f"rejected: {r.value}", n) for r, n in rep.by_reason.items()]
+    return "<h2>Records</h2>" + _table(["", "rows"], [[a, str(b)] for a, b in rows], cls="records")
+
+
+def _factor_table(outcome: adapter.Outcome, published: docs.FactorTable | None) -> str:
+    by_key = {(c.device_model, c.workload_class): c for c in outcome.proposal.changes}
+    rows = []
+    for key, post in sorted(outcome.posteriors.items()):
+        lo, hi = post.interval()
+        old = update.published(published, key)
+        ch = by_key.get(key)
+        rows.append(
+            [
+                key[0],
+                key[1].value,
+                f"{post.prior.value:.4g}" if post.prior else "—",
+                f"{post.value:.4g}",
+                f"[{lo:.4g}, {hi:.4g}]",
+                str(post.estimate.samples if post.estimate else 0),
+                str(post.estimate.nodes if post.estimate else 0),
+                f"{old.value:.4g}" if old else "—",
+                f"{ch.new:.4g}" if ch else "1",
+                ch.decision.value if ch else "reference",
+            ]
+        )
+    return _table(
+        [
+            "device model",
+            "class",
+            "spec prior",
+            "learned",
+            "95% interval",
+            "samples",
+            "nodes",
+            "published",
+            "proposed",
+            "decision",
+        ],
+        rows,
+        cls="factors",
+    )
+
+
+def _history_section(history: Sequence[writeback.HistoryEntry]) -> str:
+    if not history:
+        return "<p>No commits of the factor table yet.</p>"
+    rows = [[h.sha[:10], h.when.isoformat(), _e(h.summary)] for h in history]
+    return _img(_plot_history(history)) + _table(["commit", "date", "summary"], rows, cls="history")
+
+
+def _drift_section(outcome: adapter.Outcome) -> str:
+    if not outcome.alarms:
+        return "<p>No drift alarms.</p>"
+    rows = [
+        [
+            a.device_model,
+            a.workload_class.value,
+            a.direction.value,
+            f"{a.relative_change:+.1%}",
+            _hour(a.change_hour),
+            _hour(a.alarm_hour),
+        ]
+        for a in outcome.alarms
+    ]
+    return _img(_plot_drift(outcome)) + _table(
+        ["device model", "class", "direction", "change", "from", "alarm at"], rows, cls="alarms"
+    )
+
+
+def _slow_section(outcome: adapter.Outcome) -> str:
+    if not outcome.slow_nodes:
+        return "<p>No node underperforms its model.</p>"
+    rows = [
+        [s.node, s.device_model, f"{s.relative:+.1%}", f"{s.z:.1f}", str(s.records)]
+        for s in outcome.slow_nodes
+    ]
+    return _table(
+        ["node", "device model", "vs its model", "robust z", "records"], rows, cls="slow-nodes"
+    )
+
+
+def _pool_section(
+    outcome: adapter.Outcome, published: docs.FactorTable | None, pools: Sequence[Pool]
+) -> str:
+    learned = {k: p.value for k, p in outcome.posteriors.items()}
+    models = sorted({k[0] for k in learned})
+    if not pools:
+        pools = [
+            Pool("all devices", tuple(models), {"prefill": 0.3, "decode": 0.6, "embedding": 0.1})
+        ]
+    pub = adapter.table_values(published) if published is not None else {}
+    proposed = adapter.table_values(outcome.proposal.table)
+    rows = []
+    figs = []
+    for pool in pools:
+        members = [m for m in pool.models if m in models]
+        truth = fidelity.device_values(learned, members, pool.mix)
+        members = [m for m in members if m in truth]
+        if not members:
+            continue
+        # one device of each model, guarantees of half the pool: where the gap shows
+        tables = {"published": pub, "proposed": proposed, "whole GPUs": {k: 1.0 for k in learned}}
+        for label, table in tables.items():
+            values = fidelity.device_values(table, members, pool.mix)
+            if set(values) != set(members):
+                continue
+            fid = fidelity.simulate(
+                members * 8,
+                values,
+                truth,
+                guarantee_devices=sum(values[m] for m in members) * 2,
+                trials=200,
+                seed=0,
+                label=label,
+            )
+            rows.append(
+                [pool.name, label, f"{fid.median:.1%}", f"{fid.p95:.1%}", f"{fid.worst:.1%}"]
+            )
+        figs.append(
+            _plot_pool(pool, members, truth, fidelity.device_values(pub, members, pool.mix))
+        )
+    return (
+        "".join(_img(f) for f in figs)
+        + _table(["pool", "factors", "median gap", "p95 gap", "worst gap"], rows, cls="pools")
+        + (
+            "<p>Gap = |throughput delivered / throughput promised − 1| for a tenant whose "
+            "guarantee is filled from a random order of the pool's devices; the learned factors "
+            "stand in for the delivered throughput.</p>"
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------- plots
+
+
+def _plot_factors(outcome: adapter.Outcome) -> Figure:
+    classes = list(specs.WorkloadClass)
+    fig, axes = plt.subplots(1, len(classes), figsize=(13, 4.2), sharey=False)
+    for ax, cls in zip(np.atleast_1d(axes), classes, strict=True):
+        items = sorted((k[0], p) for k, p in outcome.posteriors.items() if k[1] is cls)
+        names = [n for n, _ in items]
+        vals = np.asarray([p.value for _, p in items])
+        lo = np.asarray([p.interval()[0] for _, p in items])
+        hi = np.asarray([p.interval()[1] for _, p in items])
+        y = np.arange(len(items))
+        learned = np.asarray([p.learned for _, p in items], dtype=bool)
+        for mask, style, label in ((learned, "o", "learned"), (~learned, "o", "spec prior only")):
+            if mask.any():
+                ax.errorbar(
+                    vals[mask],
+                    y[mask],
+                    xerr=[(vals - lo)[mask], (hi - vals)[mask]],
+                    fmt=style,
+                    capsize=3,
+                    label=label,
+                    color=None if label == "learned" else "grey",
+                    mfc=None if label == "learned" else "white",
+                )
+        ax.set_yticks(y, names, fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.legend(fontsize=7, loc="lower right")
+        ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_title(f"{cls.value}: speed vs {outcome.reference_model}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_prior_vs_learned(outcome: adapter.Outcome) -> Figure:
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for cls, marker in zip(specs.WorkloadClass, "os^", strict=True):
+        pts = [
+            (p.prior.value, p.value)
+            for k, p in outcome.posteriors.items()
+            if k[1] is cls and p.prior is not None and p.learned and k[0] != outcome.reference_model
+        ]
+        if pts:
+            x, y = zip(*pts, strict=True)
+            ax.scatter(x, y, marker=marker, label=cls.value)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    lims = [0.03, 5.0]
+    ax.plot(lims, lims, color="grey", lw=0.8, ls="--", label="learned = prior")
+    ax.set_xlabel("spec prior factor")
+    ax.set_ylabel("learned factor")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_history(history: Sequence[writeback.HistoryEntry]) -> Figure:
+    fig, ax = plt.subplots(figsize=(10, 4))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for i, h in enumerate(history):
+        for f in h.table.spec.factors:
+            series.setdefault(f"{f.device_model}/{f.workload_class or '*'}", []).append(
+                (i, f.value)
+            )
+    for label, pts in sorted(series.items()):
+        x, y = zip(*pts, strict=True)
+        ax.plot(x, y, marker=".", lw=1, label=label)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(history)), [h.sha[:7] for h in history], rotation=45, fontsize=7)
+    ax.set_ylabel("published factor")
+    if len(series) <= 30:
+        ax.legend(fontsize=6, ncol=3)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_drift(outcome: adapter.Outcome) -> Figure:
+    keys = sorted({(a.device_model, a.workload_class) for a in outcome.alarms})[:6]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(11, 2.4 * len(keys)), squeeze=False)
+    for ax, key in zip(axes[:, 0], keys, strict=True):
+        s = next((x for x in outcome.series if (x.device_model, x.workload_class) == key), None)
+        if s is None:
+            continue
+        ax.plot(s.end_hours - s.end_hours[0], np.expm1(s.values) * 100, lw=0.7)
+        for a in outcome.alarms:
+            if (a.device_model, a.workload_class) == key:
+                ax.axvline(a.change_hour - s.end_hours[0], color="orange", ls="--")
+                ax.axvline(a.alarm_hour - s.end_hours[0], color="red")
+        ax.set_title(
+            f"{key[0]}/{key[1].value}: hourly residual (%), change (dashed), alarm (red)",
+            fontsize=9,
+        )
+    fig.tight_layout()
+    return fig
+
+
+def _plot_pool(
+    pool: Pool,
+    members: Sequence[str],
+    delivered: Mapping[str, float],
+    published: Mapping[str, float],
+) -> Figure:
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    x = np.arange(len(members))
+    ax.bar(x - 0.2, [published.get(m, math.nan) for m in members], 0.4, label="published CU")
+    ax.bar(x + 0.2, [delivered[m] for m in members], 0.4, label="delivered (learned)")
+    ax.set_xticks(x, members, fontsize=8, rotation=20)
+    ax.set_ylabel("reference-device equivalents")
+    ax.set_title(f"pool {pool.name}: value per device over its workload mix", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# -------------------------------------------------------------------------------- helpers
+
+
+def _img(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f"<img alt='plot' src='data:image/png;base64,{data}'>"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table class='{cls}'><tr>{head}</tr>{body}</table>"
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _hour(h: int) -> str:
+    return datetime.fromtimestamp(h * 3600, tz=UTC).strftime("%Y-%m-%d %H:00Z")
+
+
+def pool_from_doc(
+    pool: docs.CUPool, default_mix: Mapping[str, float], known_models: Sequence[str]
+) -> Pool:
+    """A report pool from a CUPool document: its named models (or all), its mix."""
+    models = tuple(pool.spec.selector.models) or tuple(known_models)
+    return Pool(pool.metadata.name, models, pool.spec.workload_mix or default_mix)
+
+
+def posterior_values(posteriors: Mapping[Key, combine.Posterior]) -> dict[Key, float]:
+    return {k: p.value for k, p in posteriors.items()}
+
+
+__all__ = ["Pool", "pool_from_doc", "posterior_values", "render", "write"]

@@ -1,0 +1,270 @@
+"""Write a proposed factor table back to Git: one commit, optionally on a branch, pushed.
+
+I/O lives here and only here: finding the FactorTable among the repository's YAML,
+rewriting it in place (ruamel round-trip keeps the comments around it), committing with
+a message that lists old → new factors and the evidence, and pushing a branch for a pull
+request. ``git log -- <table>`` is then the audit trail of every factor ever published.
+Nothing is ever written silently: the caller asks for ``write`` explicitly.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import git
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from reconciler.errors import SourceError
+from reconciler.learn import adapter, update
+from reconciler.model import documents as docs
+
+DEFAULT_PATH = Path("factors/default.yaml")
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    sha: str
+    branch: str
+    path: str
+    pushed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    sha: str
+    when: datetime
+    summary: str
+    table: docs.FactorTable
+
+
+def _yaml() -> YAML:
+    y = YAML()
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+def find_table(root: Path, name: str | None = None) -> Path | None:
+    """The YAML file holding the FactorTable (``name`` if given), default path first."""
+    candidates = [
+        root / DEFAULT_PATH,
+        *sorted(
+            p
+            for p in root.rglob("*.y*ml")
+            if ".git" not in p.parts and p.suffix in {".yaml", ".yml"}
+        ),
+    ]
+    for path in candidates:
+        if path.is_file() and any(_is_table(d, name) for d in _documents(path)):
+            return path
+    return None
+
+
+def _documents(path: Path) -> list[Any]:
+    try:
+        return [d for d in YAML(typ="safe").load_all(path.read_text(encoding="utf-8")) if d]
+    except Exception:  # not ours to validate: other stages report broken YAML
+        return []
+
+
+def _is_table(doc: Any, name: str | None) -> bool:
+    return (
+        isinstance(doc, dict)
+        and doc.get("kind") == "FactorTable"
+        and (name is None or (doc.get("metadata") or {}).get("name") == name)
+    )
+
+
+def read_table(path: Path, name: str | None = None) -> docs.FactorTable:
+    for doc in _documents(path):
+        if _is_table(doc, name):
+            return docs.FactorTable.model_validate(doc)
+    raise SourceError(f"{path}: no FactorTable document{f' named {name}' if name else ''}")
+
+
+def render_table(table: docs.FactorTable, original: str | None = None) -> str:
+    """The YAML text of ``table``; if ``original`` holds it, only its ``spec`` is replaced,
+    so comments above and around the document survive."""
+    body = table.model_dump(by_alias=True, exclude_none=True, mode="json")
+    y = _yaml()
+    if original is None:
+        buf = io.StringIO()
+        y.dump(_commented(body), buf)
+        return buf.getvalue()
+    docs_in = list(y.load_all(original))
+    replaced = False
+    for doc in docs_in:
+        if _is_table(doc, table.metadata.name) and not replaced:
+            doc["spec"] = _commented(body["spec"])
+            replaced = True
+    if not replaced:
+        docs_in.append(_commented(body))
+    buf = io.StringIO()
+    y.dump_all(docs_in, buf)
+    return buf.getvalue()
+
+
+def _commented(value: Any) -> Any:
+    if isinstance(value, dict):
+        m = CommentedMap()
+        for k, v in value.items():
+            m[k] = _commented(v)
+        return m
+    if isinstance(value, list):
+        seq = CommentedSeq(_commented(v) for v in value)
+        if value and all(isinstance(v, int | float) for v in value):
+            seq.fa.set_flow_style()  # intervals read best as [low, high]
+        return seq
+    return value
+
+
+def commit_message(outcome: adapter.Outcome, policy: docs.FactorPolicy) -> str:
+    """Subject plus body: every old → new factor with its evidence, what was held and why,
+    drift alarms, slow nodes, the records and the policy applied. Pure."""
+    prop = outcome.proposal
+    changed = prop.changed
+    held = [c for c in prop.changes if c.decision is update.Decision.HELD]
+    name = prop.table.metadata.name
+    lines = [
+        f"factors({name}): {len(changed)} changed, {len(held)} held, "
+        f"learned from {outcome.reject_report.accepted} records",
+        "",
+    ]
+    if changed:
+        lines.append("Changed (old → new):")
+        lines += [f"- {c.render()}" for c in changed]
+        lines.append("")
+    if held:
+        lines.append("Held (published value kept):")
+        lines += [f"- {c.render()}" for c in held]
+        lines.append("")
+    unchanged = [c for c in prop.changes if c.decision is update.Decision.UNCHANGED]
+    if unchanged:
+        lines.append(f"Unchanged (published value inside the interval): {len(unchanged)}")
+        lines += [f"- {c.render()}" for c in unchanged]
+        lines.append("")
+    lines.append(f"Drift alarms: {len(outcome.alarms) or 'none'}")
+    for a in outcome.alarms:
+        lines.append(
+            f"- {a.device_model}/{a.workload_class.value} {a.direction.value} "
+            f"{a.relative_change:+.1%} from {_hour(a.change_hour)} (alarm {_hour(a.alarm_hour)});"
+            " factor refitted on records after the change"
+        )
+    lines.append(f"Slow nodes (left out of the fit): {len(outcome.slow_nodes) or 'none'}")
+    for s in outcome.slow_nodes:
+        lines.append(f"- {s.node} ({s.device_model}): {s.relative:+.1%}, robust z {s.z:.1f}")
+    rep = outcome.reject_report
+    rejected = ", ".join(f"{r.value} {n}" for r, n in rep.by_reason.items() if n) or "none"
+    lines += [
+        "",
+        f"Records: {outcome.records_revision or 'unknown digest'}; {rep.total} read, "
+        f"{rep.accepted} used, {outcome.fit.screened} screened as outliers; rejected: {rejected}",
+        f"Policy: minSamples={policy.min_samples} minNodes={policy.min_nodes} "
+        f"confidence={policy.confidence} maxRelativeChange={policy.max_relative_change} "
+        f"maxIntervalWidth={policy.max_interval_width}",
+        f"Learned at: {outcome.now.astimezone(UTC).isoformat()}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _hour(h: int) -> str:
+    return datetime.fromtimestamp(h * 3600, tz=UTC).strftime("%Y-%m-%dT%H:00Z")
+
+
+def write_commit(
+    root: Path,
+    table_path: Path,
+    table: docs.FactorTable,
+    message: str,
+    *,
+    branch: str | None = None,
+    push: bool = False,
+    remote: str = "origin",
+    author: tuple[str, str] = ("cu-reconciler factor learner", "factors@cu-reconciler.io"),
+) -> CommitResult:
+    """Rewrite the table file and commit it (on ``branch`` if given), then push if asked."""
+    try:
+        repo = git.Repo(root)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise SourceError(f"{root}: not a Git repository") from exc
+    try:
+        if branch:
+            if branch in repo.heads:
+                repo.heads[branch].checkout()
+            else:
+                repo.create_head(branch).checkout()
+        original = table_path.read_text(encoding="utf-8") if table_path.exists() else None
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        table_path.write_text(render_table(table, original), encoding="utf-8")
+        rel = str(table_path.resolve().relative_to(Path(repo.working_tree_dir or root).resolve()))
+        repo.index.add([rel])
+        actor = git.Actor(*author)
+        commit = repo.index.commit(message, author=actor, committer=actor)
+    except (git.GitCommandError, ValueError) as exc:
+        raise SourceError(f"{root}: cannot commit {table_path}: {exc}") from exc
+    current = repo.active_branch.name
+    pushed = False
+    if push:
+        try:
+            repo.remote(remote).push(
+                refspec=f"{current}:{current}", set_upstream=True
+            ).raise_if_error()
+        except (ValueError, git.GitCommandError) as exc:
+            raise SourceError(f"push of {current} to {remote} failed: {exc}") from exc
+        pushed = True
+    return CommitResult(commit.hexsha, current, rel, pushed)
+
+
+def history(root: Path, table_path: Path, limit: int = 50) -> list[HistoryEntry]:
+    """The table at every commit that touched it, oldest first: the factor history."""
+    try:
+        repo = git.Repo(root)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return []
+    rel = str(table_path.resolve().relative_to(Path(repo.working_tree_dir or root).resolve()))
+    out: list[HistoryEntry] = []
+    try:
+        commits = list(repo.iter_commits(paths=rel, max_count=limit))
+    except (git.GitCommandError, ValueError):
+        return []
+    for c in reversed(commits):
+        try:
+            text = (c.tree / rel).data_stream.read().decode("utf-8")
+        except KeyError:
+            continue
+        for doc in _loads(text):
+            if _is_table(doc, None):
+                out.append(
+                    HistoryEntry(
+                        c.hexsha,
+                        c.committed_datetime,
+                        str(c.summary),
+                        docs.FactorTable.model_validate(doc),
+                    )
+                )
+                break
+    return out
+
+
+def _loads(text: str) -> Iterator[Any]:
+    yield from (d for d in YAML(typ="safe").load_all(text) if d)
+
+
+__all__ = [
+    "DEFAULT_PATH",
+    "CommitResult",
+    "HistoryEntry",
+    "commit_message",
+    "find_table",
+    "history",
+    "read_table",
+    "render_table",
+    "write_commit",
+]

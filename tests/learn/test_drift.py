@@ -1,0 +1,97 @@
+"""Drift: real steps alarm quickly, a workload-mix shift and AR(1) noise do not; a slow
+node is reported instead of dragging its model's factor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reconciler.learn import drift, fit, specs
+
+WC = specs.WorkloadClass
+
+
+def series(values: np.ndarray) -> drift.HourlySeries:
+    hours = np.arange(len(values)) + 500_000
+    return drift.HourlySeries("L40S", WC.DECODE, hours, hours, values, np.full(len(values), 80))
+
+
+def ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
+    out = np.zeros(n)
+    for t in range(1, n):
+        out[t] = phi * out[t - 1] + rng.normal(0, sd * np.sqrt(1 - phi * phi))
+    return out
+
+
+def test_ar1_noise_without_change_rarely_alarms() -> None:
+    rng = np.random.default_rng(1)
+    alarmed = 0
+    runs = 60
+    for _ in range(runs):
+        x = ar1(rng, 720, 0.5, 0.01) + rng.normal(0, 0.012, 720)
+        alarmed += bool(drift.detect(series(x)))
+    assert alarmed / runs <= 0.05
+
+
+@pytest.mark.parametrize(("step", "direction"), [(-0.03, "down"), (0.12, "up"), (-0.10, "down")])
+def test_a_step_is_found_with_its_direction_and_place(step: float, direction: str) -> None:
+    rng = np.random.default_rng(2)
+    delays = []
+    for _ in range(15):
+        x = ar1(rng, 720, 0.5, 0.01) + rng.normal(0, 0.012, 720)
+        x[400:] += np.log1p(step)
+        alarms = drift.detect(series(x))
+        assert alarms, "a real step must alarm"
+        first = alarms[0]
+        assert first.direction.value == direction
+        assert abs((first.change_hour - 500_000) - 400) <= 12
+        delays.append(first.alarm_hour - 500_000 - 400 + 1)
+    assert np.median(delays) <= 12
+
+
+def test_ar_coefficients_ignore_a_level_shift() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 0.01, 720)
+    x[360:] -= 0.05
+    rho = drift.ar_coefficients(x)
+    assert abs(float(rho.sum())) < 0.15  # a raw lag-1 autocorrelation would be ~0.85
+
+
+def test_end_to_end_steps_alarm_and_mix_shift_does_not(drift_records) -> None:  # type: ignore[no-untyped-def]
+    recs, truth, sc = drift_records
+    keep, scale = fit.screen_frame(recs.frame)
+    res = fit.fit(recs.frame, keep=keep)
+    resid = np.where(keep, fit.residuals(recs.frame, res), np.nan)
+    effects = drift.node_effects(recs.frame, resid)
+    slow = drift.slow_nodes(effects)
+    alarms = drift.detect_all(
+        drift.hourly(recs.frame, resid, effects, [s.node for s in slow], scale=scale)
+    )
+    stepped = {(s.device_model, s.workload_class): s for s in sc.steps}
+    for a in alarms:
+        assert (a.device_model, a.workload_class) in stepped, f"false alarm: {a}"
+    for key, step in stepped.items():
+        hits = [a for a in alarms if (a.device_model, a.workload_class) == key]
+        assert hits, f"missed {key}"
+        step_hour = int(step.at.timestamp() // 3600)
+        assert hits[0].alarm_hour + 1 - step_hour <= 12
+        assert (hits[0].relative_change < 0) == (step.relative < 0)
+    assert [s.node for s in slow] == list(truth.slow_nodes)
+
+
+def test_slow_node_needs_both_margins() -> None:
+    import pandas as pd
+
+    effects = pd.DataFrame(
+        {
+            "effect": [0.0, 0.02, -0.03, 0.01, -0.01, 0.03, -0.02, -0.12],
+            "records": [100] * 8,
+            "device_model": ["BR104"] * 8,
+        },
+        index=[f"n{i}" for i in range(8)],
+    )
+    assert drift.slow_nodes(effects) == []  # −11%: within the 15% margin
+    effects.loc["n7", "effect"] = -0.30
+    flagged = drift.slow_nodes(effects)
+    assert [s.node for s in flagged] == ["n7"]
+    assert flagged[0].relative == pytest.approx(np.expm1(-0.30 - 0.0), abs=0.02)

@@ -1,0 +1,79 @@
+"""Write-back through real Git: a bare remote, a clone, a commit on a branch, a push."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import git
+import pytest
+
+from reconciler.learn import adapter, writeback
+from reconciler.model import documents as docs
+
+HEADER = "# Factors for the cluster. Owner: platform-compute.\n"
+
+
+@pytest.fixture()
+def clone(tmp_path: Path) -> Path:
+    remote = tmp_path / "remote.git"
+    git.Repo.init(remote, bare=True, initial_branch="main")
+    work = tmp_path / "work"
+    repo = git.Repo.clone_from(str(remote), work)
+    table = adapter.spec_table()
+    path = work / "factors" / "default.yaml"
+    path.parent.mkdir()
+    path.write_text(HEADER + writeback.render_table(table), encoding="utf-8")
+    (work / "policy.yaml").write_text(
+        "apiVersion: cu-reconciler.io/v1alpha1\nkind: Policy\nmetadata: {name: default}\n"
+        "spec:\n  factors: {minSamples: 300, minNodes: 4}\n",
+        encoding="utf-8",
+    )
+    repo.index.add(["factors/default.yaml", "policy.yaml"])
+    actor = git.Actor("test", "test@example.com")
+    repo.index.commit("seed factors from specs", author=actor, committer=actor)
+    repo.git.branch("-M", "main")
+    repo.remote("origin").push("main:main").raise_if_error()
+    return work
+
+
+def test_commit_on_a_branch_is_pushed_with_the_evidence(clone: Path, small_records) -> None:  # type: ignore[no-untyped-def]
+    recs, _, sc = small_records
+    path = writeback.find_table(clone)
+    assert path == clone / "factors" / "default.yaml"
+    published = writeback.read_table(path)
+    policy = docs.FactorPolicy()
+    outcome = adapter.learn(recs, published, policy, sc.end)
+    message = writeback.commit_message(outcome, policy)
+    res = writeback.write_commit(
+        clone, path, outcome.proposal.table, message, branch="factors/update", push=True
+    )
+    assert res.pushed and res.branch == "factors/update"
+
+    remote = git.Repo(clone.parent / "remote.git")
+    head = remote.commit("factors/update")
+    assert head.hexsha == res.sha
+    assert head.message.startswith("factors(default):")
+    first = outcome.proposal.changed[0]
+    assert f"{first.device_model}/{first.workload_class.value}:" in head.message
+    assert "→" in head.message and "n=" in head.message and "Policy: minSamples=" in head.message
+    assert remote.commit("main").hexsha != res.sha  # main is untouched: a PR, not a push to main
+
+    text = (head.tree / "factors/default.yaml").data_stream.read().decode("utf-8")
+    assert text.startswith(HEADER)  # the comment above the document survives
+    table = docs.FactorTable.model_validate(next(iter(writeback._loads(text))))
+    values = {(f.device_model, f.workload_class): f for f in table.spec.factors}
+    ch = outcome.proposal.changed[0]
+    assert values[(ch.device_model, ch.workload_class.value)].value == pytest.approx(
+        ch.new, rel=1e-3
+    )
+
+    hist = writeback.history(clone, path)
+    assert hist[0].summary == "seed factors from specs"
+    assert hist[-1].sha == res.sha
+
+
+def test_not_a_repository_is_a_source_error(tmp_path: Path) -> None:
+    from reconciler import errors
+
+    with pytest.raises(errors.SourceError):
+        writeback.write_commit(tmp_path, tmp_path / "f.yaml", adapter.spec_table(), "x")

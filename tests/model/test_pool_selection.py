@@ -1,0 +1,110 @@
+"""Pool membership (shared by validate and plan) and the static overlap test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reconciler.model import documents as docs
+from reconciler.model import observed as obs
+from reconciler.model import selection
+
+
+def sel(**spec: Any) -> docs.DeviceSelector:
+    return docs.DeviceSelector.model_validate(spec)
+
+
+def device(
+    vendor: str = "nvidia", model: str = "L40S", memory: int = 48 * 2**30
+) -> obs.ObservedDevice:
+    return obs.ObservedDevice(
+        id=obs.DeviceId("gpu.nvidia.com", "n1", "gpu-0"),
+        node="n1",
+        vendor=vendor,
+        model=model,
+        memory_bytes=memory,
+        uuid="u",
+        uuid_attribute="gpu.nvidia.com/uuid",
+        uuid_raw=(),
+        driver_version="550.1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        ({}, {}, True),
+        ({"vendors": ["biren"]}, {}, False),
+        ({"models": ["L40S"], "minMemory": "48Gi"}, {}, True),
+        ({"minMemory": "64Gi"}, {}, False),
+        ({"attributes": {"driverVersion": "550.1"}}, {}, True),
+        ({"attributes": {"driverVersion": "535"}}, {}, False),
+        ({"nodeSelector": {"matchLabels": {"tier": "dev"}}}, {"tier": "dev"}, True),
+        ({"nodeSelector": {"matchLabels": {"tier": "dev"}}}, {"tier": "prod"}, False),
+        (
+            {
+                "nodeSelector": {
+                    "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["prod"]}]
+                }
+            },
+            {},
+            True,
+        ),
+        (
+            {"nodeSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}},
+            {},
+            False,
+        ),
+    ],
+)
+def test_selects(selector: dict[str, Any], labels: dict[str, str], expected: bool) -> None:
+    assert selection.selects(sel(**selector), device(), labels) is expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ({}, {}, True),
+        ({"vendors": ["nvidia"]}, {"vendors": ["biren"]}, False),
+        ({"vendors": ["nvidia"]}, {"models": ["L40S"]}, True),
+        ({"models": ["A"]}, {"models": ["B"]}, False),
+        (
+            {"nodeSelector": {"matchLabels": {"t": "a"}}},
+            {"nodeSelector": {"matchLabels": {"t": "b"}}},
+            False,
+        ),
+        (
+            {"nodeSelector": {"matchLabels": {"t": "a"}}},
+            {
+                "nodeSelector": {
+                    "matchExpressions": [{"key": "t", "operator": "In", "values": ["b", "c"]}]
+                }
+            },
+            False,
+        ),
+        (
+            {"nodeSelector": {"matchLabels": {"t": "a"}}},
+            {"nodeSelector": {"matchExpressions": [{"key": "t", "operator": "DoesNotExist"}]}},
+            False,
+        ),
+        (
+            {"nodeSelector": {"matchLabels": {"t": "a"}}},
+            {
+                "nodeSelector": {
+                    "matchExpressions": [{"key": "t", "operator": "NotIn", "values": ["a"]}]
+                }
+            },
+            False,
+        ),
+        (
+            {"nodeSelector": {"matchLabels": {"t": "a"}}},
+            {"nodeSelector": {"matchLabels": {"u": "b"}}},
+            True,
+        ),
+        ({"attributes": {"driverVersion": "1"}}, {"attributes": {"driverVersion": "2"}}, False),
+    ],
+)
+def test_may_overlap(a: dict[str, Any], b: dict[str, Any], overlap: bool) -> None:
+    assert selection.may_overlap(sel(**a), sel(**b)) is overlap
+    assert selection.may_overlap(sel(**b), sel(**a)) is overlap
