@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
+import shutil
 import signal
 import socket
 import ssl
@@ -64,6 +66,8 @@ CONTROLLERS: Sequence[str] = (
 )
 
 SERVICE_CIDR = "10.0.0.0/24"
+_PORT_RANGE = (20000, 32000)
+_PORT_ATTEMPTS = 3
 _COMPONENT_ORDER = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
 
 
@@ -210,12 +214,33 @@ def start(
     ``feature_gates`` is merged over :data:`FEATURE_GATES` and passed to every component.
     ``extra_args`` maps a component name to more command-line flags for it.
     Raises :class:`StartError` (after stopping what did start) if something is not ready
-    within ``timeout`` seconds.
+    within ``timeout`` seconds. A port taken between picking and binding it (another cluster
+    starting at the same moment) is retried with fresh ports, twice.
     """
     bins = binaries or binaries_mod.ensure_built()
     gates = {**FEATURE_GATES, **(feature_gates or {})}
     t0 = time.monotonic()
     workdir = workdir.resolve()
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        shutil.rmtree(workdir / "etcd", ignore_errors=True)
+        try:
+            cp = _start_once(workdir, bins, gates, extra_args or {}, t0 + timeout)
+        except StartError as exc:
+            if "address already in use" not in str(exc) or attempt == _PORT_ATTEMPTS:
+                raise
+            continue
+        cp.startup_seconds = time.monotonic() - t0
+        return cp
+    raise AssertionError("unreachable")
+
+
+def _start_once(
+    workdir: Path,
+    bins: binaries_mod.Binaries,
+    gates: Mapping[str, bool],
+    extra_args: Mapping[str, Sequence[str]],
+    deadline: float,
+) -> ControlPlane:
     for sub in ("pki", "logs"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
     pki = pki_mod.generate(workdir / "pki")
@@ -233,9 +258,8 @@ def start(
         "kube-controller-manager",
     )
     args = _command_lines(cp, bins, pki, gates)
-    for name, extra in (extra_args or {}).items():
+    for name, extra in extra_args.items():
         args[name] = [*args[name], *extra]
-    deadline = t0 + timeout
     tls = _client_tls(pki)
     probes: dict[str, Callable[[], bool]] = {
         "etcd": lambda: _http_ok(f"http://127.0.0.1:{ports.etcd_client}/health", None),
@@ -267,7 +291,6 @@ def start(
         with contextlib.suppress(Exception):
             cp.stop()
         raise
-    cp.startup_seconds = time.monotonic() - t0
     return cp
 
 
@@ -460,17 +483,21 @@ def _terminate(proc: _Process, timeout: float) -> None:
 
 
 def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (held open together so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """``n`` distinct loopback ports that are free now, picked below the kernel's ephemeral
+    range (32768+ on Linux) so outgoing connections cannot grab them before we bind."""
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = rng.randrange(*_PORT_RANGE)
+        if port in ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
 
 
 def _client_tls(pki: pki_mod.ClusterPKI) -> ssl.SSLContext:

@@ -481,17 +481,19 @@ def build(
             )
         )
     claims = tuple(sorted((_claim(c) for c in raw.claims), key=lambda c: (c.namespace, c.name)))
-    owned = tuple(
-        sorted(
-            (o for o in raw.owned if ownership.is_owned(o)),
-            key=lambda o: (
+    # Deduplicated by identity: a source may list an owned object twice (slices are read
+    # both as devices and as ours); the first copy wins.
+    unique: dict[tuple[str, str, str, str], JsonObject] = {}
+    for o in raw.owned:
+        if ownership.is_owned(o):
+            key = (
                 str(o.get("apiVersion", "")),
                 str(o.get("kind", "")),
                 str(_meta(o).get("namespace", "")),
                 str(_meta(o).get("name", "")),
-            ),
-        )
-    )
+            )
+            unique.setdefault(key, o)
+    owned = tuple(unique[k] for k in sorted(unique))
     return ObservedState(
         nodes=nodes,
         devices=tuple(sorted(devices, key=lambda d: d.id)),

@@ -34,7 +34,7 @@ from enum import StrEnum
 
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
-from reconciler.model import quantity
+from reconciler.model import quantity, units
 from reconciler.plan import capacity
 
 API_LIMIT_REQUESTS = 32
@@ -345,7 +345,7 @@ def admit(
             pool=claim.spec.pool,
             namespace=ns,
             priority=tenant.spec.priority if tenant else 0,
-            requested_milli=capacity.cu_to_milli(claim.spec.cu) * claim.spec.count,
+            requested_milli=units.cu_to_milli(claim.spec.cu) * claim.spec.count,
             live=state is not None,
             in_use=state.in_use if state else False,
             **kw,  # type: ignore[arg-type]
@@ -389,7 +389,7 @@ def admit(
             if not untouchable:
                 continue
             devices = tuple(d for d in _resolve(ledger, state.allocated) if d is not None)
-            each = charge_each(pool, capacity.cu_to_milli(claim.spec.cu))
+            each = charge_each(pool, units.cu_to_milli(claim.spec.cu))
             if pool.fractional:
                 charge = each * len(devices)
             else:
@@ -413,13 +413,13 @@ def admit(
                     continue
                 tenant = tenant_by_name[claim.spec.tenant]
                 quota = _quota(tenant, pool_name)
-                guaranteed = capacity.cu_to_milli(quota.guaranteed) if quota else 0
+                guaranteed = units.cu_to_milli(quota.guaranteed) if quota else 0
                 if phase is Phase.BORROWED and not tenant.spec.may_borrow:
                     continue
                 ns = namespace_of(claim, tenant)
                 state = live.get((ns, claim.metadata.name))
                 prefer = tuple(d for d in _resolve(ledger, state.allocated) if d) if state else ()
-                requested_each = capacity.cu_to_milli(claim.spec.cu)
+                requested_each = units.cu_to_milli(claim.spec.cu)
                 placed = _place(ledger, claim, requested_each, prefer)
                 if placed is None:
                     continue
@@ -430,7 +430,7 @@ def admit(
                         continue
                 else:
                     limit = (
-                        capacity.cu_to_milli(quota.limit)
+                        units.cu_to_milli(quota.limit)
                         if quota is not None and quota.limit is not None
                         else None
                     )
@@ -456,15 +456,15 @@ def admit(
                 continue
             tenant = tenant_by_name[claim.spec.tenant]
             quota = _quota(tenant, pool_name)
-            guaranteed = capacity.cu_to_milli(quota.guaranteed) if quota else 0
-            requested_each = capacity.cu_to_milli(claim.spec.cu)
+            guaranteed = units.cu_to_milli(quota.guaranteed) if quota else 0
+            requested_each = units.cu_to_milli(claim.spec.cu)
             reason = _pending_reason(ledger, claim, requested_each)
             if reason is not Reason.NO_ELIGIBLE_DEVICE:
                 # The least this claim could be charged: what it asks for, step-rounded.
                 least = charge_each(pool, requested_each) * claim.spec.count
                 used = ledger.total_used[tenant.metadata.name]
                 limit = (
-                    capacity.cu_to_milli(quota.limit)
+                    units.cu_to_milli(quota.limit)
                     if quota is not None and quota.limit is not None
                     else None
                 )
@@ -493,7 +493,7 @@ def _take_external(ledger: _Ledger, claim: obs.ObservedClaim) -> None:
             continue
         member = ledger.members[did]
         if ledger.pool.fractional and a.consumed_cu is not None:
-            charge = int(quantity.parse_quantity(a.consumed_cu) * capacity.MILLI)
+            charge = int(quantity.parse_quantity(a.consumed_cu) * units.MILLI)
         else:
             charge = member.milli_cu
         charge = min(charge, ledger.remaining[did])

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.model import documents as docs
-from reconciler.model import ownership, quantity
+from reconciler.model import ownership, quantity, units
 from reconciler.plan import admission, capacity, classes, slices
 
 API_VERSION = "resource.k8s.io/v1"
@@ -57,7 +57,7 @@ def claim_spec(
 ) -> dict[str, Any]:
     requests: list[dict[str, Any]] = []
     constraints: list[dict[str, Any]] = []
-    cu_each = capacity.format_cu(capacity.cu_to_milli(claim.spec.cu))
+    cu_each = units.format_cu(units.cu_to_milli(claim.spec.cu))
     sel = selectors(claim, driver)
     vendors = admission.vendors_for(claim, pool)
     toleration = {"key": fence.taint_key, "operator": "Exists", "effect": fence.effect}

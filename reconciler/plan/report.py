@@ -13,7 +13,7 @@ from fractions import Fraction
 from typing import Any
 
 from reconciler.model import observed as obs
-from reconciler.model import ownership, quantity
+from reconciler.model import ownership, quantity, units
 from reconciler.plan import admission, capacity, slices
 
 
@@ -56,11 +56,11 @@ class Report:
 def _milli(text: Any) -> int:
     value = str(text)
     if value.isdigit():
-        return int(value) * capacity.MILLI
+        return int(value) * units.MILLI
     if value.endswith("m") and value[:-1].isdigit():
         return int(value[:-1])
     try:
-        return int(quantity.parse_quantity(str(text)) * capacity.MILLI)
+        return int(quantity.parse_quantity(str(text)) * units.MILLI)
     except ValueError:
         return 0
 
@@ -107,8 +107,8 @@ def claimed_cu(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], in
 
 
 def milli_text(milli: int | None) -> str:
-    return "∞" if milli is None else capacity.display_cu(milli)
+    return "∞" if milli is None else units.display_cu(milli)
 
 
 def fraction_text(value: Fraction) -> str:
-    return capacity.display_cu(int(value * capacity.MILLI))
+    return units.display_cu(int(value * units.MILLI))

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reconciler.model import observed as obs
-from reconciler.model import ownership
+from reconciler.model import ownership, units
 from reconciler.plan import capacity
 
 API_VERSION = "resource.k8s.io/v1"
@@ -114,10 +114,10 @@ def cu_device(
             attributes[attr] = dict(d.uuid_raw)
         else:
             attributes[attr] = {"string": NOT_THIS_VENDOR}
-    cu: dict[str, Any] = {"value": capacity.format_cu(member.milli_cu)}
+    cu: dict[str, Any] = {"value": units.format_cu(member.milli_cu)}
     device: dict[str, Any] = {"name": name, "attributes": dict(sorted(attributes.items()))}
     if pool.fractional:
-        step = capacity.format_cu(pool.min_step_milli)
+        step = units.format_cu(pool.min_step_milli)
         if member.milli_cu >= 2 * pool.min_step_milli:
             policy: dict[str, Any] = {"default": step, "validRange": {"min": step, "step": step}}
         else:

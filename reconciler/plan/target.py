@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
-from reconciler.model import ownership
+from reconciler.model import ownership, units
 from reconciler.model import state as st
 from reconciler.plan import (
     admission,
@@ -251,9 +251,9 @@ def _tenant_rows(
                     tenant=tenant_name,
                     pool=pool,
                     priority=known.spec.priority if known else 0,
-                    guaranteed_milli=capacity.cu_to_milli(quota.guaranteed) if quota else 0,
+                    guaranteed_milli=units.cu_to_milli(quota.guaranteed) if quota else 0,
                     limit_milli=(
-                        capacity.cu_to_milli(quota.limit)
+                        units.cu_to_milli(quota.limit)
                         if quota is not None and quota.limit is not None
                         else None
                     ),

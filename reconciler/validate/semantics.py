@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Generic, TypeVar
 
-from reconciler.model import codes, quantity, selection
+from reconciler.model import codes, factors, quantity, selection, units
 from reconciler.model import diagnostics as diag
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
@@ -405,7 +405,7 @@ def _claims(
                     )
                 )
             quota = next((q for q in tspec.quotas if q.pool == spec.pool), None)
-            total = _milli(spec.cu) * spec.count
+            total = units.cu_to_milli(spec.cu) * spec.count
             if pool is not None and quota is None:
                 out.append(
                     entry.at(
@@ -422,13 +422,13 @@ def _claims(
                     else (None if tspec.may_borrow else quota.guaranteed)
                 )
                 bound = "limit" if quota.limit is not None else "guarantee"
-                if ceiling is not None and total > _milli(ceiling):
+                if ceiling is not None and total > units.cu_to_milli(ceiling):
                     out.append(
                         entry.at(
                             ("spec", "cu"),
                             codes.Code.CLAIM_OVER_LIMIT,
-                            f"{spec.count} × {spec.cu:g} CU = {_show(total)} CU exceeds tenant "
-                            f"{spec.tenant!r}'s {bound} of {ceiling:g} CU in pool "
+                            f"{spec.count} × {spec.cu:g} CU = {units.display_cu(total)} CU "
+                            f"exceeds tenant {spec.tenant!r}'s {bound} of {ceiling:g} CU in pool "
                             f"{spec.pool!r}; lower cu or count, or raise the quota",
                         )
                     )
@@ -448,16 +448,6 @@ def _claims(
     return out
 
 
-def _milli(amount: float) -> int:
-    """A CU amount (validated: at most three decimals) in milli-CU, exactly."""
-    return round(amount * _MILLI)
-
-
-def _show(milli: int) -> str:
-    value = Fraction(milli, _MILLI)
-    return str(value.numerator) if value.denominator == 1 else f"{float(value):g}"
-
-
 def _claim_against_pool(
     entry: Entry[docs.CUClaim],
     pool: Entry[docs.CUPool],
@@ -469,8 +459,8 @@ def _claim_against_pool(
     pspec = pool.document.spec
     sharing = pspec.sharing
     if sharing.mode is docs.SharingMode.FRACTIONAL and sharing.min_step:
-        step = _milli(sharing.min_step)
-        if _milli(spec.cu) % step:
+        step = units.cu_to_milli(sharing.min_step)
+        if units.cu_to_milli(spec.cu) % step:
             out.append(
                 entry.at(
                     ("spec", "cu"),
@@ -669,7 +659,9 @@ def _device_checks(
                     key=True,
                 )
             )
-    factors = _factor_lookup(found.factor_tables, settings)
+    index = factors.index_factors(
+        [t.document for t in found.factor_tables], settings.spec.reference.device_model
+    )
     reference = settings.spec.reference
     policy_mix = found.policies[0].document.spec.factors.workload_mix if found.policies else {}
     capacity: dict[str, int] = {}
@@ -690,14 +682,12 @@ def _device_checks(
         total = 0
         missing: set[str] = set()
         for device in devices:
-            factor = _blend(
-                factors, device.model, mix, reference.workload_class, reference.device_model
-            )
+            factor = factors.blended_factor(index, device.model, mix, reference.workload_class)
             if factor is None:
                 missing.add(device.model)
                 continue
             if device.usable:
-                total += math.floor(Fraction(repr(factor)) * reference.cu_per_device * _MILLI)
+                total += units.to_milli(factor, reference.cu_per_device)
         for model in sorted(missing):
             out.append(
                 pool.at(
@@ -713,21 +703,23 @@ def _device_checks(
     guaranteed: dict[str, list[tuple[Entry[docs.Tenant], int, int]]] = defaultdict(list)
     for tenant in found.tenants:
         for i, quota in enumerate(tenant.document.spec.quotas):
-            guaranteed[quota.pool].append((tenant, i, _milli(quota.guaranteed)))
+            guaranteed[quota.pool].append((tenant, i, units.cu_to_milli(quota.guaranteed)))
     for pool in pools:
         rows = guaranteed.get(pool.name, [])
         total = sum(g for _, _, g in rows)
         if rows and total > capacity[pool.name]:
             tenant, i, _ = max(rows, key=lambda r: (r[2], r[0].name))
             shares = ", ".join(
-                f"{t.name} {_show(g)}" for t, _, g in sorted(rows, key=lambda r: r[0].name)
+                f"{t.name} {units.display_cu(g)}"
+                for t, _, g in sorted(rows, key=lambda r: r[0].name)
             )
             out.append(
                 tenant.at(
                     ("spec", "quotas", i, "guaranteed"),
                     codes.Code.GUARANTEES_EXCEED_CAPACITY,
-                    f"guarantees in pool {pool.name!r} add up to {_show(total)} CU but it can "
-                    f"hold {_show(capacity[pool.name])} CU after headroom ({shares}); lower "
+                    f"guarantees in pool {pool.name!r} add up to {units.display_cu(total)} CU but "
+                    f"it can hold {units.display_cu(capacity[pool.name])} CU after headroom "
+                    f"({shares}); lower "
                     "guarantees or add devices",
                 )
             )
@@ -808,42 +800,3 @@ def _claims_on_devices(
                 )
             )
     return out
-
-
-def _factor_lookup(
-    tables: Sequence[Entry[docs.FactorTable]], settings: docs.ClusterSettings
-) -> dict[tuple[str, str | None], float]:
-    """Same merge rule as the planner: learned beats spec; later table name wins a tie."""
-    ranked: dict[tuple[str, str | None], tuple[tuple[int, str], float]] = {}
-    for entry in tables:
-        for f in entry.document.spec.factors:
-            key = (f.device_model, f.workload_class)
-            rank = (int(f.source is docs.FactorSource.LEARNED), entry.name)
-            if key not in ranked or rank >= ranked[key][0]:
-                ranked[key] = (rank, f.value)
-    return {k: v for k, (_, v) in ranked.items()}
-
-
-def _blend(
-    factors: Mapping[tuple[str, str | None], float],
-    model: str,
-    mix: Mapping[str, float],
-    default_class: str,
-    reference_model: str,
-) -> float | None:
-    def lookup(wc: str | None) -> float | None:
-        if (model, wc) in factors:
-            return factors[(model, wc)]
-        if (model, None) in factors:
-            return factors[(model, None)]
-        return 1.0 if model == reference_model else None
-
-    if not mix:
-        return lookup(default_class)
-    total = 0.0
-    for wc, weight in sorted(mix.items()):
-        value = lookup(wc)
-        if value is None:
-            return None
-        total += weight * math.log(value)
-    return math.exp(total / math.fsum(mix.values()))

@@ -125,7 +125,7 @@ def test_in_process_stop_kills_every_process_group_and_frees_ports(tmp_path: Pat
     with devcluster.running(tmp_path / "c") as cp:
         pids, ports = cp.pids, set(cp.ports.all())
         assert all(cp.running().values())
-        assert cp.startup_seconds < 30
+        assert cp.startup_seconds < 60, "ready in well under a minute"
     for name, pid in pids.items():
         assert not _running(pid), f"{name} (pid {pid}) still runs after stop"
     assert not ports & controlplane.listening_ports()

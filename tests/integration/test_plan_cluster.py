@@ -77,7 +77,9 @@ def create_as(api: ApiClient, user: str | None, obj: Mapping[str, Any]) -> int:
         auth_settings=["BearerToken"],
     )
     resp = api.call_api(method, url, header_params=hdrs, body=body, _request_timeout=30)
-    resp.read()
+    text = resp.read()
+    if resp.status >= 300:
+        print(f"{user or 'admin'} {obj['metadata']['name']}: {resp.status} {text[:400]!r}")
     return int(resp.status)
 
 
@@ -160,8 +162,14 @@ def fleet(api: ApiClient, namespace: str) -> Iterator[tuple[str, st.DesiredState
 
 def _ours(obj: Mapping[str, Any], run: str, namespace: str) -> bool:
     """This test's objects (other tests share the cluster's cluster-scoped objects)."""
-    ns = (obj.get("metadata") or {}).get("namespace")
-    return run in json.dumps(obj) or ns == namespace or obj["kind"].startswith("Validating")
+    meta = obj.get("metadata") or {}
+    component = (meta.get("labels") or {}).get("cu-reconciler.io/component")
+    return (
+        run in json.dumps(obj)
+        or meta.get("namespace") == namespace
+        or component == "vendor-class"
+        or obj["kind"].startswith("Validating")
+    )
 
 
 def _plan(api: ApiClient, desired: st.DesiredState, run: str, namespace: str) -> planning.Plan:
@@ -265,7 +273,16 @@ def test_admission_policy_denies_tenants_the_fence_toleration(
     assert create_as(api, None, plain) == 201
     reconciler = "system:serviceaccount:cu-system:cu-reconciler"
     grant_claims(api, namespace, reconciler)
-    assert create_as(api, reconciler, tolerating) == 201
+    # RBAC for the new RoleBinding reaches the authorizer's cache asynchronously.
+    workloads.wait_for(
+        lambda: create_as(api, reconciler, tolerating) == 201 or None,
+        timeout=20,
+        what="the reconciler's service account to be admitted",
+    )
     generated = next(o for o in result.objects if o["kind"] == "ResourceClaim")
     assert create_as(api, None, generated) in (403, 422), "tenants may not use CU classes"
-    assert create_as(api, reconciler, generated) == 201
+    workloads.wait_for(
+        lambda: create_as(api, reconciler, generated) == 201 or None,
+        timeout=20,
+        what="the reconciler's service account to use CU classes",
+    )

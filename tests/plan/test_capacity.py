@@ -7,6 +7,7 @@ import math
 import cu_example as ex
 import pytest
 
+from reconciler.model import factors, units
 from reconciler.model import observed as obs
 from reconciler.plan import capacity
 
@@ -37,8 +38,8 @@ def test_example_pool_totals_are_hand_checked() -> None:
     ],
 )
 def test_blended_factor(mix: dict[str, float], expected: float | None) -> None:
-    index = capacity.index_factors([ex.factor_table()], "A100-SXM4-80GB")
-    value = capacity.blended_factor(index, "H100-SXM5-80GB", mix, "decode")
+    index = factors.index_factors([ex.factor_table()], "A100-SXM4-80GB")
+    value = factors.blended_factor(index, "H100-SXM5-80GB", mix, "decode")
     if expected is None:
         assert value is None
     else:
@@ -48,9 +49,9 @@ def test_blended_factor(mix: dict[str, float], expected: float | None) -> None:
 def test_learned_factor_beats_spec_and_reference_defaults_to_one() -> None:
     learned = ex.factor_table([{"deviceModel": "BR104", "value": 0.5, "source": "learned"}])
     spec_only = ex.factor_table()
-    index = capacity.index_factors([learned, spec_only], "A100-SXM4-80GB")
+    index = factors.index_factors([learned, spec_only], "A100-SXM4-80GB")
     assert index.lookup("BR104", None) == 0.5
-    empty = capacity.index_factors([], "A100-SXM4-80GB")
+    empty = factors.index_factors([], "A100-SXM4-80GB")
     assert empty.lookup("A100-SXM4-80GB", "decode") == 1.0
     assert empty.lookup("H100-SXM5-80GB", "decode") is None
 
@@ -81,7 +82,7 @@ def test_device_without_factor_is_reported_and_not_published() -> None:
     ],
 )
 def test_to_milli_is_exact_for_decimal_factors(factor: float, milli: int) -> None:
-    assert capacity.to_milli(factor, 100) == milli
+    assert units.to_milli(factor, 100) == milli
 
 
 def test_headroom_is_subtracted() -> None:
