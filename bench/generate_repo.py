@@ -144,14 +144,30 @@ def slice_object(
 
 
 def claim_object(
-    namespace: str, name: str, tenant: str, node: str, device: str, cu: str, pod: str | None
+    namespace: str,
+    name: str,
+    tenant: str,
+    node: str,
+    device: str,
+    cu: str,
+    pod: str | None,
+    *,
+    pool: str,
+    template: str | None = None,
 ) -> dict[str, Any]:
+    """An allocated claim as ``kubectl get -o yaml`` prints it.
+
+    With ``template``, it is what kube-controller-manager's resourceclaim controller stamps
+    for ``pod`` from our ResourceClaimTemplate: owned by the Pod, named after it, carrying
+    the template's ``spec.metadata`` labels (not our managed-by label: it is the Pod's).
+    Without, it is a ResourceClaim the reconciler created itself (managed-by label).
+    """
     status: dict[str, Any] = {
         "allocation": {
             "devices": {
                 "results": [
                     {
-                        "request": "cu",
+                        "request": "cu-0",
                         "driver": CU_DRIVER,
                         "pool": node,
                         "device": device,
@@ -168,28 +184,49 @@ def claim_object(
     }
     if pod is not None:
         status["reservedFor"] = [{"resource": "pods", "name": pod, "uid": str(_uid("pod", pod))}]
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "uid": str(_uid("claim", namespace, name)),
+        "resourceVersion": "2001",
+        "creationTimestamp": "2026-11-20T10:00:00Z",
+    }
+    if template is not None:
+        assert pod is not None, "a claim stamped from a template belongs to a Pod"
+        metadata["labels"] = {
+            "cu-reconciler.io/pool": pool,
+            "cu-reconciler.io/template": template,
+            "cu-reconciler.io/tenant": tenant,
+        }
+        metadata["annotations"] = {"resource.kubernetes.io/pod-claim-name": "cu"}
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": pod,
+                "uid": str(_uid("pod", pod)),
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    else:
+        metadata["labels"] = {
+            "app.kubernetes.io/managed-by": "cu-reconciler",
+            "cu-reconciler.io/claim": name,
+            "cu-reconciler.io/pool": pool,
+            "cu-reconciler.io/tenant": tenant,
+        }
     return {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceClaim",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "uid": str(_uid("claim", namespace, name)),
-            "resourceVersion": "2001",
-            "creationTimestamp": "2026-11-20T10:00:00Z",
-            "labels": {
-                "app.kubernetes.io/managed-by": "cu-reconciler",
-                "cu-reconciler.io/claim": name,
-                "cu-reconciler.io/tenant": tenant,
-            },
-        },
+        "metadata": metadata,
         "spec": {
             "devices": {
                 "requests": [
                     {
-                        "name": "cu",
+                        "name": "cu-0",
                         "exactly": {
-                            "deviceClassName": "cu.cu-reconciler.io",
+                            "deviceClassName": f"cu-{pool}",
                             "capacity": {"requests": {"cu": cu}},
                         },
                     }
@@ -258,36 +295,41 @@ def example_snapshot() -> dict[str, Any]:
             # One Hygon and one Ascend device are unhealthy, as real fleets always have some.
             unhealthy = frozenset({5}) if name in ("k100-02", "ascend-910b2-02") else frozenset()
             slices.append(slice_object(name, shape, unhealthy))
+    # Three Pods run on claims stamped from our templates by kube-controller-manager: the
+    # reconciler has not run yet, so nothing else on the cluster carries our label.
     claims = [
         claim_object(
             "search-prod",
-            "ranking-h100-0",
+            "ranker-7d9f-0-cu-x4k2p",
             "search-ranking",
             "h100-01",
             "nvidia-gpu-0",
             "200",
             "ranker-7d9f-0",
+            pool="inference-prod",
+            template="ranking-h100",
         ),
         claim_object(
             "search-prod",
-            "ranking-h100-1",
+            "ranker-7d9f-1-cu-q8n5w",
             "search-ranking",
             "h100-01",
             "nvidia-gpu-1",
             "200",
             "ranker-7d9f-1",
+            pool="inference-prod",
+            template="ranking-h100",
         ),
         claim_object(
             "chat-prod",
-            "chat-decode-0",
+            "chat-decode-5b6c-0-cu-m2r7t",
             "chat-assistant",
             "h100-02",
             "nvidia-gpu-0",
             "150",
             "chat-decode-5b6c-0",
-        ),
-        claim_object(
-            "research", "sweep-a100-0", "research-batch", "a100-01", "nvidia-gpu-0", "100", None
+            pool="inference-prod",
+            template="chat-decode",
         ),
     ]
     return kube_list(nodes + slices + claims)

@@ -20,7 +20,7 @@ from ruamel.yaml import YAML
 
 from reconciler import errors
 from reconciler.cli import _app
-from reconciler.learn import adapter, combine, records, report, specs, writeback
+from reconciler.learn import adapter, combine, records, specs, writeback
 from reconciler.model import documents as docs
 from reconciler.model import state
 
@@ -185,6 +185,8 @@ def report_command(
     now: str | None = typer.Option(None, "--now", help="Evaluation time (ISO 8601); default now."),
 ) -> None:
     """Write a self-contained HTML report of a learning run (nothing is committed)."""
+    from reconciler.learn import report  # matplotlib is heavy: load it only for reports
+
     try:
         outcome, policy, path, published = _learn(record_files, repo, table, now)
         known = sorted({k[0] for k in outcome.posteriors})

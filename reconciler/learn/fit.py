@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import stats
+from statsmodels.regression.linear_model import WLS
 
 from reconciler.learn import specs
 
@@ -164,7 +164,7 @@ def fit(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # hasconst: the served-model dummies sum to one; skips statsmodels' rank probe.
-        model = sm.WLS(ymean, X, weights=counts, hasconst=True)
+        model = WLS(ymean, X, weights=counts, hasconst=True)
         if clustered:
             res = model.fit(cov_type="cluster", cov_kwds={"groups": cnode})
         else:

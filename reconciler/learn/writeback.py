@@ -223,9 +223,13 @@ def write_commit(
 
 
 def history(root: Path, table_path: Path, limit: int = 50) -> list[HistoryEntry]:
-    """The table at every commit that touched it, oldest first: the factor history."""
+    """The table at every commit that touched it, oldest first: the factor history.
+
+    Read-only, so the repository may be a parent of ``root`` (a desired-state directory
+    inside a larger repository); writing requires ``root`` to be the repository itself.
+    """
     try:
-        repo = git.Repo(root)
+        repo = git.Repo(root, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         return []
     rel = str(table_path.resolve().relative_to(Path(repo.working_tree_dir or root).resolve()))

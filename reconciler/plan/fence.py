@@ -141,7 +141,11 @@ def admission_policy(
                     {
                         "apiGroups": ["resource.k8s.io"],
                         "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"],
+                        # CREATE only: claim and template specs are immutable, so a
+                        # create is the only moment a toleration or a CU class can appear.
+                        # Matching UPDATE would also deny kube-scheduler's finalizer and
+                        # status writes on our own claims (seen on a real 1.37 scheduler).
+                        "operations": ["CREATE"],
                         "resources": ["resourceclaims", "resourceclaimtemplates"],
                     }
                 ]
