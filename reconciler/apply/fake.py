@@ -22,6 +22,10 @@ class MemoryWriter:
     reject: set[str] = field(default_factory=set)
     """Subjects (``Kind/ns/name``) whose writes the fake server rejects, dry run included."""
     writes: int = 0
+    identity: str = "system:serviceaccount:cu-system:cu-reconciler"
+
+    def whoami(self) -> str:
+        return self.identity
 
     def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         subject = writers.subject_of(obj)

@@ -25,6 +25,10 @@ FIELD_MANAGER = "cu-reconciler"
 class Writer(Protocol):
     """Writes one object. ``dry_run`` asks the server to validate and admit without storing."""
 
+    def whoami(self) -> str:
+        """The username the API server authenticates this writer as."""
+        ...
+
     def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]: ...
 
     def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
@@ -89,6 +93,14 @@ class KubeWriter:
         text = raw.decode("utf-8") if raw else ""
         data = json.loads(text) if text.startswith("{") else None
         return resp.status, data if data is not None else text
+
+    def whoami(self) -> str:
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        path = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+        status, data = self._call("POST", path, subject="SelfSubjectReview", query=[], body=review)
+        if not 200 <= status <= 299 or not isinstance(data, dict):
+            raise errors.ApplyError(_reason(status, data), subject="SelfSubjectReview")
+        return str(data.get("status", {}).get("userInfo", {}).get("username", ""))
 
     def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         subject = subject_of(obj)

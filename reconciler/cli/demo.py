@@ -27,12 +27,12 @@ import typer
 from ruamel.yaml import YAML
 
 from reconciler.cli import _app
-from reconciler.devcluster import controlplane, drivers, nodes, rawapi, workloads
+from reconciler.devcluster import controlplane, drivers, identity, nodes, rawapi, workloads
+from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.errors import ToolchainError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitrepo"
-RBAC = ROOT / "deploy" / "rbac.yaml"
 
 
 def _say(text: str) -> None:
@@ -71,73 +71,12 @@ def _make_repo(root: Path) -> git.Repo:
     return repo
 
 
-def _seed(api: Any, snapshot: Path) -> tuple[int, int]:
-    """Recreate the snapshot's Nodes and vendor ResourceSlices, as kubelets and drivers would."""
-    items = YAML(typ="safe").load(snapshot.read_text())["items"]
-    node_count = slice_count = 0
-    for obj in items:
-        if obj["kind"] == "Node":
-            nodes.create_node(api, obj["metadata"]["name"], obj["metadata"].get("labels"))
-            node_count += 1
-    for obj in items:
-        if obj["kind"] == "ResourceSlice":
-            body = {
-                "apiVersion": obj["apiVersion"],
-                "kind": "ResourceSlice",
-                "metadata": {"name": obj["metadata"]["name"]},
-                "spec": obj["spec"],
-            }
-            path = f"/apis/resource.k8s.io/v1/resourceslices/{obj['metadata']['name']}"
-            rawapi.apply(api, path, body, field_manager="vendor-driver-simulator")
-            slice_count += 1
-    return node_count, slice_count
-
-
 def _namespaces(api: Any, repo_root: Path) -> list[str]:
     settings = YAML(typ="safe").load((repo_root / "cluster.yaml").read_text())
     names: list[str] = sorted(settings["spec"]["managedNamespaces"])
     for name in names:
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-        rawapi.apply(api, f"/api/v1/namespaces/{name}", body, field_manager="platform-team")
+        identity.ensure_namespace(api, name)
     return names
-
-
-def _reconciler_kubeconfig(api: Any, admin_kubeconfig: Path, namespace: str) -> Path:
-    """Install deploy/rbac.yaml and write a kubeconfig for the reconciler's ServiceAccount.
-
-    The demo converges as the identity the controller runs as in production, so the fence's
-    admission policy (which exempts only that identity) is exercised for real.
-    """
-    ns_body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-    rawapi.apply(api, f"/api/v1/namespaces/{namespace}", ns_body, field_manager="platform-team")
-    plural = {
-        "ServiceAccount": f"/api/v1/namespaces/{namespace}/serviceaccounts",
-        "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-        "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-    }
-    for doc in YAML(typ="safe").load_all(RBAC.read_text()):
-        doc["metadata"].pop("namespace", None) if doc["kind"] != "ServiceAccount" else None
-        path = f"{plural[doc['kind']]}/{doc['metadata']['name']}"
-        rawapi.apply(api, path, doc, field_manager="platform-team")
-    token = rawapi.request(
-        api,
-        "POST",
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/cu-reconciler/token",
-        body={
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
-    )["status"]["token"]
-    config = YAML(typ="safe").load(admin_kubeconfig.read_text())
-    config["users"] = [{"name": "cu-reconciler", "user": {"token": token}}]
-    for ctx in config["contexts"]:
-        ctx["context"]["user"] = "cu-reconciler"
-    out = admin_kubeconfig.with_name("cu-reconciler.kubeconfig")
-    with out.open("w") as fh:
-        YAML(typ="safe").dump(config, fh)
-    out.chmod(0o600)
-    return out
 
 
 def _owned_claims(api: Any) -> list[Mapping[str, Any]]:
@@ -233,11 +172,12 @@ def demo_command(
         snapshot = repo_root / "observed" / "snapshot.yaml"
         with cp.api_client() as api:
             _say("2. Vendor DRA drivers publish a heterogeneous fleet")
-            n_nodes, n_slices = _seed(api, snapshot)
+            fleet = devsnapshot.load(api, snapshot)
             names = _namespaces(api, repo_root)
-            kubeconfig = str(_reconciler_kubeconfig(api, cp.kubeconfig, "cu-system"))
+            account = identity.install_rbac(api)
+            kubeconfig = str(identity.service_account_kubeconfig(api, cp.kubeconfig, *account))
             typer.echo(
-                f"{n_nodes} nodes, {n_slices} vendor ResourceSlices; "
+                f"{len(fleet.nodes)} nodes, {len(fleet.slices)} vendor ResourceSlices; "
                 f"tenant namespaces: {', '.join(names)}; cuctl runs as the reconciler's "
                 f"ServiceAccount (deploy/rbac.yaml): {kubeconfig}",
                 err=True,

@@ -1,4 +1,4 @@
-"""One reconcile, as a story: fetch → validate → observe → plan → diff → apply.
+"""One reconcile, as a story: fetch → validate → observe → plan → diff → identity → apply.
 
 Each step has the same signature (it reads and extends a :class:`_Run`), and the first
 failure ends the run with that step's Reason and message; nothing after it runs, so an
@@ -20,6 +20,7 @@ from reconciler.model import diagnostics
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import sources
+from reconciler.plan import fence
 from reconciler.source import tree as source_tree
 
 
@@ -109,6 +110,17 @@ def _diff(run: _Run) -> None:
     run.changes = cs.compute(run.plan.objects, run.plan.live)
 
 
+def _identity(run: _Run) -> None:
+    assert run.plan is not None and run.desired is not None
+    try:
+        username = run.writer.whoami()
+    except errors.ApplyError as exc:
+        raise _Stop(Reason.APPLY_FAILED, str(exc)) from exc
+    problem = fence.identity_problem(run.plan.objects, run.desired.settings.spec, username)
+    if problem:
+        raise _Stop(Reason.IDENTITY_REFUSED, problem)
+
+
 def _apply(run: _Run) -> None:
     assert run.plan is not None and run.changes is not None
     try:
@@ -119,7 +131,15 @@ def _apply(run: _Run) -> None:
         raise _Stop(Reason.APPLY_FAILED, str(exc)) from exc
 
 
-STEPS: Sequence[Callable[[_Run], None]] = (_fetch, _validate, _observe, _plan, _diff, _apply)
+STEPS: Sequence[Callable[[_Run], None]] = (
+    _fetch,
+    _validate,
+    _observe,
+    _plan,
+    _diff,
+    _identity,
+    _apply,
+)
 
 
 def reconcile(

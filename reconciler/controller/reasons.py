@@ -12,9 +12,10 @@ class Reason(StrEnum):
     OBSERVE_FAILED = "ObserveFailed"
     PLAN_FAILED = "PlanFailed"
     PLAN_REFUSED = "PlanRefused"
+    IDENTITY_REFUSED = "IdentityRefused"
     APPLY_FAILED = "ApplyFailed"
 
     @property
     def stalled(self) -> bool:
         """True when retrying cannot help until Git changes (the user must fix something)."""
-        return self in (Reason.VALIDATION_FAILED, Reason.PLAN_REFUSED)
+        return self in (Reason.VALIDATION_FAILED, Reason.PLAN_REFUSED, Reason.IDENTITY_REFUSED)

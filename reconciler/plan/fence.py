@@ -99,6 +99,39 @@ def _tolerates_fence(var: str, key: str) -> str:
     )
 
 
+def exempt_users(settings: docs.ClusterSettingsSpec) -> tuple[str, ...]:
+    """Who may create claims that tolerate the fence or use CU classes: the reconciler's
+    ServiceAccount, and kube-controller-manager stamping claims from our templates."""
+    return (
+        f"system:serviceaccount:{settings.reconciler_namespace}:{SERVICE_ACCOUNT}",
+        *CONTROLLER_USERS,
+    )
+
+
+def identity_problem(
+    objects: Iterable[Mapping[str, Any]], settings: docs.ClusterSettingsSpec, username: str
+) -> str | None:
+    """Why ``username`` must not apply ``objects``, or None.
+
+    When the target holds the fence's admission policy, a writer it does not exempt would
+    install the policy and then be denied our own claims half-way through the apply (a
+    server-side dry run cannot see a policy the same apply creates). So it is refused first.
+    """
+    fenced = any(
+        o.get("kind") == "ValidatingAdmissionPolicy"
+        and (o.get("metadata") or {}).get("name") == POLICY_NAME
+        for o in objects
+    )
+    reconciler = exempt_users(settings)[0]
+    if not fenced or username == reconciler:
+        return None
+    return (
+        f"the apply runs as {username!r}, but the fence's admission policy lets only "
+        f"{reconciler!r} create CU claims: run cuctl apply (or the controller) as that "
+        "ServiceAccount (deploy/rbac.yaml)"
+    )
+
+
 def _cel_list(items: Sequence[str]) -> str:
     return "[" + ", ".join(f"'{i}'" for i in items) + "]"
 
@@ -111,10 +144,7 @@ def admission_policy(
 ) -> list[dict[str, Any]]:
     """The ValidatingAdmissionPolicy and its Binding."""
     key = settings.fence.taint_key
-    exempt = (
-        f"system:serviceaccount:{settings.reconciler_namespace}:{SERVICE_ACCOUNT}",
-        *CONTROLLER_USERS,
-    )
+    exempt = exempt_users(settings)
     tolerations_ok = (
         "variables.requests.all(r, "
         f"(!has(r.exactly) || !has(r.exactly.tolerations) || "

@@ -98,3 +98,15 @@ def test_a_rejected_object_fails_the_apply_step_with_nothing_written(repo: git.R
     assert outcome.reason is Reason.APPLY_FAILED
     assert victim["metadata"]["name"] in outcome.message
     assert fresh.writes == 0
+
+
+def test_a_writer_the_fence_does_not_exempt_is_refused_before_any_write(repo: git.Repo) -> None:
+    writer = fake.MemoryWriter(identity="kubernetes-admin")
+    outcome = pipeline.reconcile(
+        pipeline.Request(repo.working_dir, "HEAD"), _Cluster(writer), writer
+    )
+    assert outcome.reason is Reason.IDENTITY_REFUSED
+    assert outcome.reason.stalled
+    assert "'kubernetes-admin'" in outcome.message
+    assert "system:serviceaccount:cu-system:cu-reconciler" in outcome.message
+    assert writer.writes == 0
