@@ -39,7 +39,15 @@ def _say(text: str) -> None:
     typer.secho(f"\n== {text}", fg=typer.colors.CYAN, bold=True, err=True)
 
 
-def _cuctl(args: Sequence[str], *, cwd: Path, expect: Sequence[int] = (0,)) -> str:
+def _show(text: str, limit: int) -> None:
+    lines = text.splitlines()
+    for line in lines[:limit]:
+        sys.stderr.write(line + "\n")
+    if len(lines) > limit:
+        sys.stderr.write(f"   … {len(lines) - limit} more lines\n")
+
+
+def _cuctl(args: Sequence[str], *, cwd: Path, expect: Sequence[int] = (0,), limit: int = 40) -> str:
     """Run ``cuctl`` as a user would, echo the command and its output, check its exit code."""
     shown = " ".join(shlex.quote(a) for a in args)
     typer.secho(f"$ cuctl {shown}", fg=typer.colors.GREEN, err=True)
@@ -51,10 +59,8 @@ def _cuctl(args: Sequence[str], *, cwd: Path, expect: Sequence[int] = (0,)) -> s
         env={**os.environ, "NO_COLOR": "1"},
         check=False,
     )
-    if proc.stdout:
-        sys.stderr.write(proc.stdout if proc.stdout.endswith("\n") else proc.stdout + "\n")
-    if proc.stderr:
-        sys.stderr.write(proc.stderr)
+    _show(proc.stdout, limit)
+    _show(proc.stderr, limit)
     if proc.returncode not in expect:
         raise RuntimeError(f"cuctl {shown} exited {proc.returncode}, expected {list(expect)}")
     return proc.stdout
@@ -94,11 +100,17 @@ def _owned_claims(api: Any) -> list[Mapping[str, Any]]:
 
 def _schedule_one(api: Any) -> None:
     """Run a Pod on the first unused generated claim and show what the scheduler allocated."""
+
+    def pairs_a_vendor_device(claim: Mapping[str, Any]) -> bool:
+        requests = claim["spec"]["devices"]["requests"]
+        return any(r["name"].startswith("gpu-") for r in requests)
+
     claims = [c for c in _owned_claims(api) if not c.get("status", {}).get("reservedFor")]
-    if not claims:
+    whole = [c for c in claims if pairs_a_vendor_device(c)]
+    if not (whole or claims):
         typer.echo("no unused generated claim to schedule", err=True)
         return
-    claim = claims[0]
+    claim = (whole or claims)[0]
     ns, name = claim["metadata"]["namespace"], claim["metadata"]["name"]
     pod = workloads.pod(f"{name}-demo", claims={"cu": name})
     workloads.create(api, ns, pod)
@@ -202,7 +214,9 @@ def demo_command(
             _say("7. kube-scheduler allocates a generated claim: CU and its exact vendor device")
             _schedule_one(api)
 
-            _say("8. A node is lost; the plan says deterministically who loses capacity")
+            _say(
+                "8. A node is lost: its CU leaves the pool, admission is redone, its slices pruned"
+            )
             _lose_node(api, snapshot)
             _cuctl(
                 ["plan", ".", "--kubeconfig", kubeconfig, "-o", "markdown"],

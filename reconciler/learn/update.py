@@ -13,6 +13,12 @@ The rule comes from the Policy in Git (``spec.factors``), applied per (device, c
 A (device, class) with nothing published gets its learned value when the evidence suffices,
 else its spec prior (**new**). Pure: tables and estimates in, a new table and the list of
 changes out; :mod:`reconciler.learn.writeback` commits them.
+
+"Published" is whatever table the caller passes; ``cuctl factors fit`` passes the merged view
+of every FactorTable (:func:`reconciler.model.factors.merged_table`), so the rule compares
+against the value the planner actually publishes. With a :class:`Target` the moves are also
+written into a bot-owned table that holds learned rows only: spec tables are curated by
+people, with a source comment per row, and are never rewritten by the learner.
 """
 
 from __future__ import annotations
@@ -67,7 +73,22 @@ class FactorChange:
                 f" learned {self.learned:.4g} [{lo:.4g}, {hi:.4g}],"
                 f" n={self.samples}, nodes={self.nodes};"
             )
+        if self.decision is Decision.HELD and self.old is None:  # nothing published, nothing set
+            return f"{self.subject}: — ({self.decision.value};{ev} {self.reason})"
         return f"{self.subject}: {old} → {self.new:.4g} ({self.decision.value};{ev} {self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The bot-owned FactorTable that learned rows are written to.
+
+    ``table`` is its current content, None before the first write (the table is then created
+    under ``name``). It must hold learned rows only: a table with spec rows is curated by
+    people and the learner never rewrites it.
+    """
+
+    name: str
+    table: docs.FactorTable | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +98,9 @@ class Proposal:
     alarms: tuple[drift.Alarm, ...] = ()
     slow_nodes: tuple[drift.SlowNode, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    target: docs.FactorTable | None = None
+    """With a :class:`Target`: the bot-owned table to write (learned rows only), while
+    ``table`` stays the whole proposed view (published rows with the changes applied)."""
 
     @property
     def changed(self) -> tuple[FactorChange, ...]:
@@ -223,8 +247,22 @@ def propose(
     slow_nodes: Sequence[drift.SlowNode] = (),
     records_revision: str = "",
     name: str = "default",
+    target: Target | None = None,
 ) -> Proposal:
-    """Apply the rule to every posterior; return the new table and every decision."""
+    """Apply the rule to every posterior; return the new table and every decision.
+
+    ``table`` is the published view the rule compares against. With ``target``, the
+    proposal also carries the target table with the learned moves written into it; a spec
+    prior for a (device, class) nothing publishes is then not written (it belongs in a spec
+    table, with its source) and is reported as held instead.
+    """
+    if target is not None and target.table is not None:
+        curated = [f for f in target.table.spec.factors if f.source is not docs.FactorSource.LEARNED]
+        if curated:
+            raise ValueError(
+                f"FactorTable {target.name} holds {len(curated)} non-learned rows: it is curated "
+                "by people and the learner does not rewrite it"
+            )
     ref = table.spec.reference_model if table is not None else reference_model
     by_key: dict[Key, list[drift.Alarm]] = {}
     for a in alarms:
@@ -294,7 +332,72 @@ def propose(
             },
         }
     )
-    return Proposal(doc, tuple(changes), tuple(alarms), tuple(slow_nodes))
+    if target is None:
+        return Proposal(doc, tuple(changes), tuple(alarms), tuple(slow_nodes))
+    learned_entries = {
+        k: e for k, e in new_entries.items() if e.source is docs.FactorSource.LEARNED
+    }
+    return Proposal(
+        doc,
+        tuple(_not_written(c) if (c.device_model, c.workload_class) in new_entries
+              and (c.device_model, c.workload_class) not in learned_entries else c
+              for c in changes),
+        tuple(alarms),
+        tuple(slow_nodes),
+        target=_target_table(target, ref, learned_entries),
+    )
+
+
+def _not_written(change: FactorChange) -> FactorChange:
+    """A spec prior the learner may not publish: the target holds learned rows only."""
+    return FactorChange(
+        change.device_model,
+        change.workload_class,
+        None,
+        change.new,
+        change.learned,
+        change.interval,
+        change.samples,
+        change.nodes,
+        Decision.HELD,
+        f"nothing published and {change.reason.removeprefix('spec prior; ')}; spec prior "
+        f"{change.new:.4g} not written (spec rows belong in a curated spec table)",
+        change.alarms,
+    )
+
+
+def _target_table(
+    target: Target, reference_model: str, learned: Mapping[Key, docs.Factor]
+) -> docs.FactorTable:
+    """The target's rows with each learned move replacing its (device, class) row, or added.
+
+    Rows are kept in their order and new ones appended sorted, so a commit's diff shows only
+    what moved.
+    """
+    rows: list[docs.Factor] = []
+    seen: set[Key] = set()
+    for f in target.table.spec.factors if target.table is not None else []:
+        cls = specs.parse_class(f.workload_class)
+        key = (f.device_model, cls) if cls is not None else None
+        if key is not None and key in learned:
+            rows.append(learned[key])
+            seen.add(key)
+        else:
+            rows.append(f)
+    rows += [e for k, e in sorted(learned.items()) if k not in seen]
+    return docs.FactorTable.model_validate(
+        {
+            "apiVersion": docs.API_VERSION,
+            "kind": "FactorTable",
+            "metadata": {"name": target.name},
+            "spec": {
+                "referenceModel": reference_model,
+                "factors": [
+                    f.model_dump(by_alias=True, exclude_none=True, mode="json") for f in rows
+                ],
+            },
+        }
+    )
 
 
 def _round(v: float) -> float:
@@ -309,4 +412,4 @@ def _round_up(v: float) -> float:
     return math.ceil(v * 1e4) / 1e4
 
 
-__all__ = ["Decision", "FactorChange", "Proposal", "decide", "propose", "published"]
+__all__ = ["Decision", "FactorChange", "Proposal", "Target", "decide", "propose", "published"]

@@ -14,12 +14,51 @@ from dataclasses import dataclass
 from reconciler.model import documents as docs
 
 
+FactorKey = tuple[str, str | None]
+"""(device model, workload class); ``None`` is a class-less row that applies to every class."""
+
+
+@dataclass(frozen=True, slots=True)
+class MergedFactor:
+    """One row of the merged view and where it came from.
+
+    The learner compares against the same value the planner uses and ``cuctl factors show``
+    says which table it is read from, so the merge keeps provenance instead of bare values.
+    """
+
+    factor: docs.Factor
+    table: str
+    """``metadata.name`` of the FactorTable the winning row is written in."""
+
+    @property
+    def key(self) -> FactorKey:
+        return (self.factor.device_model, self.factor.workload_class)
+
+
+def merge_factors(tables: Iterable[docs.FactorTable]) -> tuple[MergedFactor, ...]:
+    """The winning row per (model, class) over every table: THE merge rule, used everywhere.
+
+    Tables may overlap (a spec-seeded table curated by people, a learned table written by the
+    bot): a learned row beats a spec row; between equals the table whose name sorts last
+    wins, and within equal names (which validation rejects) the later one given. Sorted by
+    key so every consumer sees the same order.
+    """
+    ranked: dict[FactorKey, tuple[tuple[int, str], MergedFactor]] = {}
+    for table in tables:
+        name = table.metadata.name
+        for factor in table.spec.factors:
+            key = (factor.device_model, factor.workload_class)
+            rank = (int(factor.source is docs.FactorSource.LEARNED), name)
+            if key not in ranked or rank >= ranked[key][0]:
+                ranked[key] = (rank, MergedFactor(factor, name))
+    return tuple(m for _, (_, m) in sorted(ranked.items(), key=lambda kv: str(kv[0])))
+
+
 @dataclass(frozen=True, slots=True)
 class FactorIndex:
     """Factors by (model, workload class or None), merged over every FactorTable.
 
-    Merge rule (tables may overlap): a learned factor beats a spec factor; between equals the
-    table whose name sorts last wins. The reference model is 1.0 unless a table says otherwise.
+    Merge rule: :func:`merge_factors`. The reference model is 1.0 unless a table says otherwise.
     """
 
     values: Mapping[tuple[str, str | None], float]
@@ -36,16 +75,34 @@ class FactorIndex:
 
 
 def index_factors(tables: Iterable[docs.FactorTable], reference_model: str) -> FactorIndex:
-    ranked: dict[tuple[str, str | None], tuple[tuple[int, str], float]] = {}
-    for table in tables:
-        for factor in table.spec.factors:
-            key = (factor.device_model, factor.workload_class)
-            rank = (int(factor.source is docs.FactorSource.LEARNED), table.metadata.name)
-            if key not in ranked or rank >= ranked[key][0]:
-                ranked[key] = (rank, factor.value)
+    """The merged values the planner and the validator compute capacity with."""
     return FactorIndex(
-        values={k: v for k, (_, v) in sorted(ranked.items(), key=lambda kv: str(kv[0]))},
+        values={m.key: m.factor.value for m in merge_factors(tables)},
         reference_model=reference_model,
+    )
+
+
+def merged_table(
+    tables: Iterable[docs.FactorTable], reference_model: str, name: str = "merged"
+) -> docs.FactorTable:
+    """The merged view as one FactorTable, for code that reads tables (the learner, reports).
+
+    Why a table: the learner's update rule and report take "the published table"; handing
+    them this one makes "published" mean exactly what the planner publishes.
+    """
+    return docs.FactorTable.model_validate(
+        {
+            "apiVersion": docs.API_VERSION,
+            "kind": "FactorTable",
+            "metadata": {"name": name},
+            "spec": {
+                "referenceModel": reference_model,
+                "factors": [
+                    m.factor.model_dump(by_alias=True, exclude_none=True, mode="json")
+                    for m in merge_factors(tables)
+                ],
+            },
+        }
     )
 
 
