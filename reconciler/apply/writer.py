@@ -1,24 +1,22 @@
 """The I/O seam of apply: one small Protocol and its Kubernetes implementation.
 
-Bodies go out as plain dicts through the ``kubernetes`` client's transport (``call_api``):
-server-side apply needs ``application/apply-patch+yaml``, a field manager and ``force``,
-and a round-trip through the generated models could drop fields. HTTP and transport errors
-are translated once, here, into :class:`reconciler.errors.ApplyError`.
+Server-side apply sends the target as a plain dict with ``application/apply-patch+yaml``, a
+field manager and ``force`` (controllers own their fields, per the SSA documentation).
+Transport and HTTP errors are translated once, here, into
+:class:`reconciler.errors.ApplyError` naming the object.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubernetes import client as k8s_client
 
-from reconciler import errors
+from reconciler import errors, kube
 from reconciler.model import kinds
 
-APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "cu-reconciler"
 
 
@@ -71,36 +69,27 @@ class KubeWriter:
         query: list[tuple[str, str]],
         body: Any = None,
         content_type: str = "application/json",
-    ) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
+    ) -> kube.Response:
         try:
-            method_, url, headers_, body_, _ = self.api.param_serialize(
-                method=method,
-                resource_path=path,
-                query_params=query,
-                header_params=headers,
+            return kube.call(
+                self.api,
+                method,
+                path,
                 body=body,
-                auth_settings=["BearerToken"],
+                query=query,
+                content_type=content_type,
+                timeout=self.timeout,
             )
-            resp = self.api.call_api(
-                method_, url, header_params=headers_, body=body_, _request_timeout=self.timeout
-            )
-            raw: bytes = resp.read()  # type: ignore[no-untyped-call]
         except Exception as exc:  # urllib3, ssl, socket: translate once, at the boundary
             raise errors.ApplyError(f"{method} {path}: {exc}", subject=subject) from exc
-        text = raw.decode("utf-8") if raw else ""
-        data = json.loads(text) if text.startswith("{") else None
-        return resp.status, data if data is not None else text
 
     def whoami(self) -> str:
         review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
         path = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
-        status, data = self._call("POST", path, subject="SelfSubjectReview", query=[], body=review)
-        if not 200 <= status <= 299 or not isinstance(data, dict):
-            raise errors.ApplyError(_reason(status, data), subject="SelfSubjectReview")
-        return str(data.get("status", {}).get("userInfo", {}).get("username", ""))
+        resp = self._call("POST", path, subject="SelfSubjectReview", query=[], body=review)
+        if not resp.ok or not isinstance(resp.data, dict):
+            raise errors.ApplyError(resp.reason(), subject="SelfSubjectReview")
+        return str(resp.data.get("status", {}).get("userInfo", {}).get("username", ""))
 
     def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         subject = subject_of(obj)
@@ -108,12 +97,17 @@ class KubeWriter:
         if dry_run:
             query.append(("dryRun", "All"))
         body = {k: v for k, v in obj.items() if k != "status"}
-        status, data = self._call(
-            "PATCH", path_of(obj), subject=subject, query=query, body=body, content_type=APPLY_PATCH
+        resp = self._call(
+            "PATCH",
+            path_of(obj),
+            subject=subject,
+            query=query,
+            body=body,
+            content_type=kube.APPLY_PATCH,
         )
-        if not 200 <= status <= 299:
-            raise errors.ApplyError(_reason(status, data), subject=subject)
-        return data if isinstance(data, dict) else {}
+        if not resp.ok:
+            raise errors.ApplyError(resp.reason(), subject=subject)
+        return resp.data if isinstance(resp.data, dict) else {}
 
     def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
         subject = subject_of(obj)
@@ -125,15 +119,9 @@ class KubeWriter:
         if preconditions:
             body["preconditions"] = preconditions
         query = [("dryRun", "All")] if dry_run else []
-        status, data = self._call("DELETE", path_of(obj), subject=subject, query=query, body=body)
-        if status == 404:
+        resp = self._call("DELETE", path_of(obj), subject=subject, query=query, body=body)
+        if resp.status == 404:
             return False
-        if not 200 <= status <= 299:
-            raise errors.ApplyError(_reason(status, data), subject=subject)
+        if not resp.ok:
+            raise errors.ApplyError(resp.reason(), subject=subject)
         return True
-
-
-def _reason(status: int, data: Any) -> str:
-    if isinstance(data, dict):
-        return f"HTTP {status} {data.get('reason', '')}: {data.get('message', '')}".strip()
-    return f"HTTP {status}: {str(data)[:300]}"

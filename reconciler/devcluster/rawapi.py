@@ -15,7 +15,9 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-APPLY_PATCH = "application/apply-patch+yaml"
+from reconciler import kube
+
+APPLY_PATCH = kube.APPLY_PATCH
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -34,24 +36,13 @@ def request(
     Raises ``kubernetes.client.exceptions.ApiException`` for any non-2xx answer, like the
     typed client does, so callers handle errors one way (``exc.status == 404``).
     """
-    params = list(query.items()) if isinstance(query, Mapping) else list(query or [])
-    headers = {"Accept": "application/json"}
-    if body is not None:
-        headers["Content-Type"] = content_type
-    method_, url, headers_, body_, _post = api.param_serialize(
-        method=method,
-        resource_path=path,
-        query_params=params,
-        header_params=headers,
-        body=body,
-        auth_settings=["BearerToken"],
+    resp = kube.call(
+        api, method, path, body=body, query=query, content_type=content_type, timeout=timeout
     )
-    resp = api.call_api(method_, url, header_params=headers_, body=body_, _request_timeout=timeout)
-    data: bytes = resp.read()  # type: ignore[no-untyped-call]
-    text = data.decode("utf-8") if data else ""
-    if not 200 <= resp.status <= 299:
-        raise ApiException.from_response(http_resp=resp, body=text, data=None)
-    return json.loads(text) if text else None
+    if not resp.ok:
+        text = resp.data if isinstance(resp.data, str) else json.dumps(resp.data)
+        raise ApiException(status=resp.status, reason=resp.reason(), body=text)
+    return resp.data
 
 
 def apply(api: ApiClient, path: str, body: Mapping[str, Any], *, field_manager: str) -> Any:

@@ -7,17 +7,15 @@ are paged (``limit``/``continue``). Client and HTTP errors become ObserveError h
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from reconciler import errors
+from reconciler import errors, kube
 from reconciler.model import observed as obs
 from reconciler.model import ownership
 from reconciler.observe import sources
@@ -66,23 +64,13 @@ def connect(kubeconfig: str, context: str | None = None) -> k8s_client.ApiClient
 
 
 def get_json(api: k8s_client.ApiClient, path: str, query: Mapping[str, str]) -> Any:
-    method, url, headers, body, _ = api.param_serialize(
-        method="GET",
-        resource_path=path,
-        query_params=list(query.items()),
-        header_params={"Accept": "application/json"},
-        auth_settings=["BearerToken"],
-    )
     try:
-        resp = api.call_api(method, url, header_params=headers, body=body, _request_timeout=60)
-        data: bytes = resp.read()  # type: ignore[no-untyped-call]
+        resp = kube.call(api, "GET", path, query=query, timeout=60)
     except Exception as exc:  # urllib3 / ssl / socket errors: translate once, here
         raise errors.ObserveError(f"GET {path}: {exc}") from exc
-    text = data.decode("utf-8") if data else ""
-    if not 200 <= resp.status <= 299:
-        exc2 = ApiException.from_response(http_resp=resp, body=text, data=None)
-        raise errors.ObserveError(f"GET {path}: HTTP {resp.status}: {text[:300]}") from exc2
-    return json.loads(text) if text else {}
+    if not resp.ok:
+        raise errors.ObserveError(f"GET {path}: {resp.reason()}")
+    return resp.data if resp.data is not None else {}
 
 
 def list_all(
