@@ -30,6 +30,7 @@ from reconciler.cli import _app
 from reconciler.devcluster import controlplane, drivers, identity, nodes, rawapi, workloads
 from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.errors import ToolchainError
+from reconciler.learn import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitrepo"
@@ -232,8 +233,39 @@ def demo_command(
             cwd=repo_root,
             expect=(0, 1),
         )
-        _say("10. The audit trail is git log")
+        repo.git.checkout("main")
+        _say("10. Learn conversion factors from inference records; publish them as a PR")
+        records = base / "records.csv"
+        frame, _ = synthetic.generate(synthetic.Scenario(records=30_000, bad_rows=100), seed=7)
+        frame.to_csv(records, index=False)
+        typer.echo(
+            f"{len(frame)} synthetic inference records (known true factors): {records}", err=True
+        )
+        _cuctl(
+            [
+                "factors",
+                "fit",
+                "--records",
+                str(records),
+                "--write",
+                "--branch",
+                "factors/learned",
+                "--now",
+                "2026-11-27T00:00:00Z",
+            ],
+            cwd=repo_root,
+            expect=(1,),
+            limit=14,
+        )
+        _cuctl(
+            ["plan", ".", "--rev", "factors/learned", "--base", "main", "-o", "markdown"],
+            cwd=repo_root,
+            expect=(0, 1),
+            limit=16,
+        )
+        _say("11. The audit trail is git log")
         typer.echo(repo.git.log("--oneline", "--all"), err=True)
+        typer.echo(repo.git.log("-1", "--format=%B", "factors/learned").split("\n\n")[0], err=True)
     finally:
         cp.stop()
         typer.echo(f"\ncontrol plane stopped; logs kept in {cp.log_dir}", err=True)

@@ -1,28 +1,43 @@
 """``cuctl factors``: learn conversion factors from inference records and publish them via Git.
 
 ``fit`` reads records (CSV/Parquet), learns factors, prints every decision and, with
-``--write``, commits the new table to the repository (``--branch`` for a pull request,
-``--push`` to send it). ``show`` prints the published table with each device's single CU
-value over the policy's workload mix. ``report`` writes a self-contained HTML report.
-Exit codes like ``kubectl diff``: 0 nothing to change, 1 changes proposed (or written),
-2 cannot run.
+``--write``, commits the learned rows to the repository (``--branch`` for a pull request,
+``--push`` to send it). ``show`` prints the merged factor view the planner uses, each row
+with the table it comes from, and each device's single CU value over the policy's workload
+mix. ``report`` writes a self-contained HTML report. Exit codes like ``kubectl diff``: 0
+nothing to change, 1 changes proposed (or written), 2 cannot run.
+
+The repository is read through the front door like every other command: ``source.read``
+(the working tree, uncommitted edits included) and ``validate.validate_tree``. An invalid
+repository is exit 2 with its diagnostics on stderr; nothing is learned or written. The
+Policy, the reference model and the factor tables all come from the validated DesiredState.
+
+Where learned factors go: people curate spec tables (``factors/default.yaml``, a source
+comment on every row), and a rewrite would lose those comments, so the learner never writes
+them. It writes a bot-owned FactorTable holding only ``source: learned`` rows
+(``factors/learned.yaml``, metadata.name ``learned``, created on the first write); ``--table``
+names another bot-owned file. The update rule compares against the merged view of every
+table (:func:`reconciler.model.factors.merge_factors`, the planner's rule), and a write is
+refused unless the repository still validates with the new table and the planner would read
+every moved value from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
 
 import typer
-from ruamel.yaml import YAML
 
-from reconciler import errors
+from reconciler import errors, source, validate
 from reconciler.cli import _app
-from reconciler.learn import adapter, combine, records, specs, writeback
+from reconciler.learn import adapter, combine, records, specs, update, writeback
 from reconciler.model import documents as docs
-from reconciler.model import state
+from reconciler.model import factors as model_factors
+from reconciler.model import state as st
+from reconciler.source import tree as source_tree
 
 factors_app = typer.Typer(
     name="factors",
@@ -30,6 +45,55 @@ factors_app = typer.Typer(
     no_args_is_help=True,
 )
 _app.app.add_typer(factors_app, name="factors")
+
+_TABLE_HELP = (
+    "The bot-owned FactorTable file (repo-relative) learned rows are written to; "
+    f"default: the table named '{writeback.LEARNED_NAME}', else {writeback.LEARNED_PATH}."
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Repository:
+    """``--repo`` as the pipeline sees it: the tree read from disk and its validated state."""
+
+    root: Path
+    tree: source_tree.SourceTree
+    state: st.DesiredState
+
+    @property
+    def reference_model(self) -> str:
+        return self.state.settings.spec.reference.device_model
+
+    def merged(self) -> docs.FactorTable:
+        """The published view: every FactorTable merged by the planner's rule."""
+        return model_factors.merged_table(self.state.factor_tables, self.reference_model)
+
+    def path_exists(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
+    def file_of(self, table: str) -> str | None:
+        loc = self.state.location("FactorTable", table)
+        return loc.file if loc is not None else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Target:
+    """Where learned rows are written: a repo-relative file and the table in it (if any)."""
+
+    rel: str
+    target: update.Target
+
+    def path(self, repo: _Repository) -> Path:
+        return repo.root / self.rel
+
+    @property
+    def header(self) -> str:
+        return writeback.learned_header(self.rel)
+
+
+def _fail(command: str, message: str) -> typer.Exit:
+    typer.echo(f"cuctl factors {command}: {message}", err=True)
+    return typer.Exit(_app.EXIT_ERROR)
 
 
 def _now(value: str | None) -> datetime:
@@ -40,38 +104,78 @@ def _now(value: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _docs_of_kind(root: Path, kind: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for path in sorted(root.rglob("*.y*ml")):
-        if ".git" in path.parts or path.suffix not in {".yaml", ".yml"}:
-            continue
-        try:
-            for doc in YAML(typ="safe").load_all(path.read_text(encoding="utf-8")):
-                if isinstance(doc, dict) and doc.get("kind") == kind:
-                    out.append(doc)
-        except Exception:  # broken YAML is `cuctl validate`'s to report
-            continue
-    return out
-
-
-def _policy(root: Path) -> docs.FactorPolicy:
-    found = _docs_of_kind(root, "Policy")
-    policy = docs.Policy.model_validate(found[0]) if found else state.DEFAULT_POLICY
-    return policy.spec.factors
+def _read(command: str, repo: Path) -> _Repository:
+    """Read the working tree and validate it; invalid input is exit 2 with every error."""
+    try:
+        tree = source.read(str(repo), None)
+    except errors.SourceError as exc:
+        raise _fail(command, str(exc)) from exc
+    result = validate.validate_tree(tree)
+    if result.state is None:
+        for d in result.errors:
+            typer.echo(d.render(), err=True)
+        raise _fail(
+            command,
+            f"{repo}: the desired state is invalid ({len(result.errors)} errors; see "
+            "`cuctl validate`); nothing learned or written",
+        )
+    return _Repository(repo, tree, result.state)
 
 
 def _mix(policy: docs.FactorPolicy) -> dict[str, float]:
     return dict(policy.workload_mix) or {"prefill": 0.3, "decode": 0.6, "embedding": 0.1}
 
 
-def _table(root: Path, table: Path | None) -> tuple[Path, docs.FactorTable | None]:
+def _relative(command: str, repo: _Repository, table: Path) -> str:
+    """``--table`` as a repo-relative POSIX path (how DesiredState locations are written)."""
+    if table.is_absolute():
+        try:
+            table = table.resolve().relative_to(repo.root.resolve())
+        except ValueError as exc:
+            raise _fail(command, f"--table {table}: outside the repository {repo.root}") from exc
+    rel = PurePosixPath(table.as_posix())
+    if ".." in rel.parts:
+        raise _fail(command, f"--table {table}: outside the repository {repo.root}")
+    return str(rel)
+
+
+def _target(command: str, repo: _Repository, table: Path | None) -> _Target:
+    """The bot-owned table to write; refuse a table people curate (it has spec rows)."""
+    state = repo.state
     if table is not None:
-        path: Path | None = table if table.is_absolute() else root / table
+        rel = _relative(command, repo, table)
+        found = [t for t in state.factor_tables if repo.file_of(t.metadata.name) == rel]
+        if len(found) > 1:
+            raise _fail(command, f"{rel}: holds {len(found)} FactorTables; name a file with one")
+        if not found:
+            if repo.path_exists(rel):
+                raise _fail(command, f"{rel}: holds no FactorTable the repository loads")
+            if not source_tree.is_candidate(rel):
+                raise _fail(command, f"{rel}: not a YAML file the repository reads")
+            return _Target(rel, update.Target(PurePosixPath(rel).stem))
+        chosen = found[0]
     else:
-        path = writeback.find_table(root)
-    if path is None:
-        return root / writeback.DEFAULT_PATH, None
-    return path, writeback.read_table(path) if path.exists() else None
+        named = [t for t in state.factor_tables if t.metadata.name == writeback.LEARNED_NAME]
+        if not named:
+            rel = writeback.LEARNED_PATH.as_posix()
+            if repo.path_exists(rel):
+                raise _fail(
+                    command,
+                    f"{rel} exists but the repository loads no FactorTable "
+                    f"'{writeback.LEARNED_NAME}' from it; fix it or pass --table",
+                )
+            return _Target(rel, update.Target(writeback.LEARNED_NAME))
+        chosen = named[0]
+        rel = repo.file_of(chosen.metadata.name) or writeback.LEARNED_PATH.as_posix()
+    curated = sum(1 for f in chosen.spec.factors if f.source is not docs.FactorSource.LEARNED)
+    if curated:
+        raise _fail(
+            command,
+            f"{rel}: FactorTable '{chosen.metadata.name}' holds {curated} spec rows: it is "
+            "curated by people and the learner never rewrites it; learned rows go to a "
+            f"bot-owned table (default {writeback.LEARNED_PATH}, or --table NEW-FILE)",
+        )
+    return _Target(rel, update.Target(chosen.metadata.name, chosen))
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -88,18 +192,66 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 def _learn(
-    record_files: list[Path], root: Path, table: Path | None, now: str | None
-) -> tuple[adapter.Outcome, docs.FactorPolicy, Path, docs.FactorTable | None]:
-    policy = _policy(root)
-    path, published = _table(root, table)
-    ref = published.spec.reference_model if published else specs.REFERENCE_MODEL
+    command: str, record_files: list[Path], repo_path: Path, table: Path | None, now: str | None
+) -> tuple[_Repository, _Target, adapter.Outcome]:
+    repo = _read(command, repo_path)
+    target = _target(command, repo, table)
+    ref = repo.reference_model
     if ref not in specs.SPECS:
         raise errors.SourceError(f"reference model {ref} has no spec entry")
-    extra = {f.device_model for f in published.spec.factors} if published else set()
-    recs = records.load(_expand(record_files), _now(now), extra_models=extra)
+    published = repo.merged()
+    when = _now(now)
+    extra = {f.device_model for f in published.spec.factors}
+    recs = records.load(_expand(record_files), when, extra_models=extra)
     typer.echo(recs.report.render(), err=True)
-    outcome = adapter.learn(recs, published, policy, _now(now))
-    return outcome, policy, path, published
+    outcome = adapter.learn(
+        recs, published, repo.state.policy.spec.factors, when, target=target.target
+    )
+    return repo, target, outcome
+
+
+def _check_after_write(
+    command: str,
+    repo: _Repository,
+    target: _Target,
+    table: docs.FactorTable,
+    changed: tuple[update.FactorChange, ...],
+) -> None:
+    """Validate the repository as it will be after the write, in memory, before writing.
+
+    Why: a commit that breaks validation stalls the reconciler, and one whose table the
+    layout excludes or another learned table outranks would move no capacity while its
+    message says it did. Both are refused here, and nothing is written.
+    """
+    path = target.path(repo)
+    original = path.read_text(encoding="utf-8") if path.exists() else None
+    text = writeback.render_table(table, original, target.header)
+    after = dataclasses.replace(
+        repo.tree, files={**repo.tree.files, target.rel: text.encode("utf-8")}
+    )
+    result = validate.validate_tree(after)
+    if result.state is None:
+        for d in result.errors:
+            typer.echo(d.render(), err=True)
+        raise _fail(command, f"writing {target.rel} would make the repository invalid; not written")
+    loc = result.state.location("FactorTable", table.metadata.name)
+    if loc is None or loc.file != target.rel:
+        raise _fail(
+            command,
+            f"{target.rel}: the repository would not load it (ClusterSettings.spec.layout "
+            "excludes it?); not written",
+        )
+    index = model_factors.index_factors(result.state.factor_tables, repo.reference_model)
+    moved = {(c.device_model, c.workload_class.value) for c in changed}
+    for f in table.spec.factors:
+        key = (f.device_model, f.workload_class)
+        if key in moved and index.values.get(key) != f.value:
+            raise _fail(
+                command,
+                f"{f.device_model}/{f.workload_class}: another table outranks "
+                f"'{table.metadata.name}' in the merge, so the planner would not use "
+                f"{f.value:g}; not written",
+            )
 
 
 @factors_app.command("fit")
@@ -107,30 +259,36 @@ def fit_command(
     record_files: list[Path] = typer.Option(
         ..., "--records", help="CSV/Parquet file or directory; repeat for more."
     ),
-    repo: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
-    write: bool = typer.Option(False, "--write", help="Commit the new factor table."),
+    repo_path: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
+    write: bool = typer.Option(False, "--write", help="Commit the learned rows."),
     branch: str | None = typer.Option(None, "--branch", help="Commit on this branch (for a PR)."),
     push: bool = typer.Option(False, "--push", help="Push the branch to the remote 'origin'."),
-    table: Path | None = typer.Option(None, "--table", help="Factor table file in the repo."),
+    table: Path | None = typer.Option(None, "--table", help=_TABLE_HELP),
     now: str | None = typer.Option(None, "--now", help="Evaluation time (ISO 8601); default now."),
 ) -> None:
     """Learn factors from records; print old → new with evidence; optionally commit."""
     try:
-        outcome, policy, path, _ = _learn(record_files, repo, table, now)
+        repo, target, outcome = _learn("fit", record_files, repo_path, table, now)
     except (errors.CUError, ValueError, OSError) as exc:
-        typer.echo(f"cuctl factors fit: {exc}", err=True)
-        raise typer.Exit(_app.EXIT_ERROR) from exc
-    message = writeback.commit_message(outcome, policy)
+        raise _fail("fit", str(exc)) from exc
+    message = writeback.commit_message(outcome, repo.state.policy.spec.factors)
     typer.echo(message)
     changed = bool(outcome.proposal.changed)
-    if write and changed:
+    learned = outcome.proposal.target
+    if write and changed and learned is not None:
+        _check_after_write("fit", repo, target, learned, outcome.proposal.changed)
         try:
             res = writeback.write_commit(
-                repo, path, outcome.proposal.table, message, branch=branch, push=push
+                repo.root,
+                target.path(repo),
+                learned,
+                message,
+                branch=branch,
+                push=push,
+                header=target.header,
             )
         except errors.CUError as exc:
-            typer.echo(f"cuctl factors fit: {exc}", err=True)
-            raise typer.Exit(_app.EXIT_ERROR) from exc
+            raise _fail("fit", str(exc)) from exc
         typer.echo(
             f"committed {res.sha[:12]} on {res.branch}: {res.path}"
             + (" (pushed)" if res.pushed else ""),
@@ -143,31 +301,46 @@ def fit_command(
 
 @factors_app.command("show")
 def show_command(
-    repo: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
-    table: Path | None = typer.Option(None, "--table", help="Factor table file in the repo."),
+    repo_path: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
 ) -> None:
-    """Print the published factors and each device's CU value over the policy's mix."""
-    try:
-        path, published = _table(repo, table)
-        policy = _policy(repo)
-    except (errors.CUError, ValueError, OSError) as exc:
-        typer.echo(f"cuctl factors show: {exc}", err=True)
-        raise typer.Exit(_app.EXIT_ERROR) from exc
-    if published is None:
-        typer.echo(f"cuctl factors show: no FactorTable in {repo}", err=True)
-        raise typer.Exit(_app.EXIT_ERROR)
-    mix = _mix(policy)
-    typer.echo(f"{path}: reference {published.spec.reference_model}; mix {mix}")
+    """Print the merged factors with their provenance and each device's CU value."""
+    repo = _read("show", repo_path)
+    tables = repo.state.factor_tables
+    if not tables:
+        raise _fail("show", f"no FactorTable in {repo_path}")
+    mix = _mix(repo.state.policy.spec.factors)
     typer.echo(
-        f"{'DEVICE MODEL':<18} {'CLASS':<10} {'VALUE':>8} {'SOURCE':<8} {'SAMPLES':>8} INTERVAL"
+        f"{repo_path}: {len(tables)} FactorTable(s) merged as the planner does (a learned row "
+        "beats a spec row; between equals the table whose name sorts last wins); "
+        f"reference {repo.reference_model}; mix {mix}"
     )
-    for f in published.spec.factors:
+    for t in tables:
+        n_learned = sum(1 for f in t.spec.factors if f.source is docs.FactorSource.LEARNED)
+        typer.echo(
+            f"  {t.metadata.name:<12} {repo.file_of(t.metadata.name) or '?'}: "
+            f"{len(t.spec.factors)} rows ({n_learned} learned)"
+        )
+    typer.echo("")
+    typer.echo(
+        f"{'DEVICE MODEL':<18} {'CLASS':<10} {'VALUE':>8} {'SOURCE':<8} {'TABLE':<12} "
+        f"{'SAMPLES':>8} {'INTERVAL':<20} OVERRIDES"
+    )
+    for m in model_factors.merge_factors(tables):
+        f = m.factor
         interval = f"[{f.interval[0]:.4g}, {f.interval[1]:.4g}]" if f.interval else "-"
+        beaten = [
+            f"{t.metadata.name} {o.value:.4g}"
+            for t in tables
+            if t.metadata.name != m.table
+            for o in t.spec.factors
+            if (o.device_model, o.workload_class) == m.key
+        ]
         typer.echo(
             f"{f.device_model:<18} {f.workload_class or '*':<10} {f.value:>8.4g} "
-            f"{f.source.value:<8} {f.samples:>8} {interval}"
+            f"{f.source.value:<8} {m.table:<12} {f.samples:>8} {interval:<20} "
+            f"{', '.join(beaten) or '-'}"
         )
-    values = adapter.table_values(published)
+    values = adapter.table_values(repo.merged())
     typer.echo("")
     typer.echo(f"{'DEVICE MODEL':<18} {'CU VALUE (geometric mean over mix)':>36}")
     for model in sorted({k[0] for k in values}):
@@ -180,24 +353,26 @@ def show_command(
 def report_command(
     record_files: list[Path] = typer.Option(..., "--records", help="CSV or Parquet files."),
     out: Path = typer.Option(..., "--out", help="Directory for report.html."),
-    repo: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
-    table: Path | None = typer.Option(None, "--table", help="Factor table file in the repo."),
+    repo_path: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
+    table: Path | None = typer.Option(None, "--table", help=_TABLE_HELP),
     now: str | None = typer.Option(None, "--now", help="Evaluation time (ISO 8601); default now."),
 ) -> None:
     """Write a self-contained HTML report of a learning run (nothing is committed)."""
     from reconciler.learn import report  # matplotlib is heavy: load it only for reports
 
     try:
-        outcome, policy, path, published = _learn(record_files, repo, table, now)
+        repo, target, outcome = _learn("report", record_files, repo_path, table, now)
+        mix = _mix(repo.state.policy.spec.factors)
         known = sorted({k[0] for k in outcome.posteriors})
-        pools = [
-            report.pool_from_doc(docs.CUPool.model_validate(d), _mix(policy), known)
-            for d in _docs_of_kind(repo, "CUPool")
-        ]
-        text = report.render(outcome, published, history=writeback.history(repo, path), pools=pools)
+        pools = [report.pool_from_doc(p, mix, known) for p in repo.state.pools]
+        text = report.render(
+            outcome,
+            repo.merged(),
+            history=writeback.history(repo.root, target.path(repo)),
+            pools=pools,
+        )
         written = report.write(out, text)
     except (errors.CUError, ValueError, OSError) as exc:
-        typer.echo(f"cuctl factors report: {exc}", err=True)
-        raise typer.Exit(_app.EXIT_ERROR) from exc
+        raise _fail("report", str(exc)) from exc
     typer.echo(str(written))
     sys.stdout.flush()

@@ -46,7 +46,13 @@ def learn(
     *,
     drift_config: drift.DriftConfig = drift.DriftConfig(),
     device_specs: Mapping[str, specs.DeviceSpec] = specs.SPECS,
+    target: update.Target | None = None,
 ) -> Outcome:
+    """Learn from ``recs`` and propose against ``table``, the published view.
+
+    ``target``: the bot-owned table the learned moves go to (see :func:`update.propose`);
+    without it the proposal rewrites ``table`` itself (the library's original contract).
+    """
     reference = table.spec.reference_model if table is not None else specs.REFERENCE_MODEL
     frame = recs.frame
     keep, scale = fit.screen_frame(frame)
@@ -73,6 +79,7 @@ def learn(
         alarms=alarms,
         slow_nodes=slow,
         records_revision=recs.digest,
+        target=target,
     )
     return Outcome(
         now=now,

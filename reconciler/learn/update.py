@@ -257,7 +257,9 @@ def propose(
     table, with its source) and is reported as held instead.
     """
     if target is not None and target.table is not None:
-        curated = [f for f in target.table.spec.factors if f.source is not docs.FactorSource.LEARNED]
+        curated = [
+            f for f in target.table.spec.factors if f.source is not docs.FactorSource.LEARNED
+        ]
         if curated:
             raise ValueError(
                 f"FactorTable {target.name} holds {len(curated)} non-learned rows: it is curated "
@@ -307,6 +309,14 @@ def propose(
             ),
         )
 
+    if target is not None:  # the target holds learned rows only: spec priors are not moved
+        unwritten = {k for k, e in new_entries.items() if e.source is not docs.FactorSource.LEARNED}
+        changes = [
+            _not_written(c) if (c.device_model, c.workload_class) in unwritten else c
+            for c in changes
+        ]
+        new_entries = {k: e for k, e in new_entries.items() if k not in unwritten}
+
     factors: list[docs.Factor] = []
     seen: set[Key] = set()
     for f in table.spec.factors if table is not None else []:
@@ -332,19 +342,12 @@ def propose(
             },
         }
     )
-    if target is None:
-        return Proposal(doc, tuple(changes), tuple(alarms), tuple(slow_nodes))
-    learned_entries = {
-        k: e for k, e in new_entries.items() if e.source is docs.FactorSource.LEARNED
-    }
     return Proposal(
         doc,
-        tuple(_not_written(c) if (c.device_model, c.workload_class) in new_entries
-              and (c.device_model, c.workload_class) not in learned_entries else c
-              for c in changes),
+        tuple(changes),
         tuple(alarms),
         tuple(slow_nodes),
-        target=_target_table(target, ref, learned_entries),
+        target=None if target is None else _target_table(target, ref, new_entries),
     )
 
 
@@ -385,11 +388,16 @@ def _target_table(
         else:
             rows.append(f)
     rows += [e for k, e in sorted(learned.items()) if k not in seen]
+    metadata = (
+        target.table.metadata.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if target.table is not None
+        else {"name": target.name}
+    )
     return docs.FactorTable.model_validate(
         {
             "apiVersion": docs.API_VERSION,
             "kind": "FactorTable",
-            "metadata": {"name": target.name},
+            "metadata": metadata,
             "spec": {
                 "referenceModel": reference_model,
                 "factors": [

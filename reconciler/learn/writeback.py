@@ -1,10 +1,13 @@
 """Write a proposed factor table back to Git: one commit, optionally on a branch, pushed.
 
-I/O lives here and only here: finding the FactorTable among the repository's YAML,
-rewriting it in place (ruamel round-trip keeps the comments around it), committing with
-a message that lists old → new factors and the evidence, and pushing a branch for a pull
-request. ``git log -- <table>`` is then the audit trail of every factor ever published.
-Nothing is ever written silently: the caller asks for ``write`` explicitly.
+I/O lives here and only here: rewriting the bot-owned table in place (ruamel round-trip
+keeps the comments around it) or creating it with a header that says who writes it,
+committing with a message that lists old → new factors and the evidence, and pushing a
+branch for a pull request. ``git log -- factors/learned.yaml`` is then the audit trail of
+every factor the learner ever published. Nothing is ever written silently: the caller asks
+for ``write`` explicitly. Which table to write is the caller's decision (``cuctl factors
+fit`` finds it through the validated desired state); spec tables curated by people are
+never passed here by the CLI, because a rewrite loses the comments inside ``spec``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,28 @@ from reconciler.learn import adapter, update
 from reconciler.model import documents as docs
 
 DEFAULT_PATH = Path("factors/default.yaml")
+"""Where the spec-seeded table conventionally lives (read by :func:`find_table` first)."""
+LEARNED_NAME = "learned"
+"""``metadata.name`` of the bot-owned table; it sorts after ``default``, and learned rows win
+the merge over spec rows anyway (:func:`reconciler.model.factors.merge_factors`)."""
+LEARNED_PATH = Path("factors/learned.yaml")
+"""Where the bot-owned table is created on the first write."""
+
+
+def learned_header(rel_path: str) -> str:
+    """The comment block a new bot-owned table starts with: who writes it, where the trail is."""
+    return (
+        "# Learned conversion factors: written by `cuctl factors fit --write`; do not edit by"
+        " hand.\n"
+        "# Only rows with `source: learned` live here, each with its samples, confidence"
+        " interval\n"
+        "# and the digest of the records it was learned from. A learned row overrides the spec"
+        " row\n"
+        "# of any other FactorTable for the same device model and workload class; spec rows\n"
+        "# (curated by people, sources in comments) stay in their own table.\n"
+        f"# Audit trail: `git log {rel_path}`; each commit message lists old → new with the"
+        " evidence.\n"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +114,18 @@ def read_table(path: Path, name: str | None = None) -> docs.FactorTable:
     raise SourceError(f"{path}: no FactorTable document{f' named {name}' if name else ''}")
 
 
-def render_table(table: docs.FactorTable, original: str | None = None) -> str:
+def render_table(
+    table: docs.FactorTable, original: str | None = None, header: str | None = None
+) -> str:
     """The YAML text of ``table``; if ``original`` holds it, only its ``spec`` is replaced,
-    so comments above and around the document survive."""
+    so comments above and around the document survive. ``header`` starts a new file."""
     body = table.model_dump(by_alias=True, exclude_none=True, mode="json")
+    body["metadata"] = {k: v for k, v in body["metadata"].items() if v != {}}  # no `labels: {}`
     y = _yaml()
     if original is None:
         buf = io.StringIO()
         y.dump(_commented(body), buf)
-        return buf.getvalue()
+        return (header or "") + buf.getvalue()
     docs_in = list(y.load_all(original))
     replaced = False
     for doc in docs_in:
@@ -131,7 +159,7 @@ def commit_message(outcome: adapter.Outcome, policy: docs.FactorPolicy) -> str:
     prop = outcome.proposal
     changed = prop.changed
     held = [c for c in prop.changes if c.decision is update.Decision.HELD]
-    name = prop.table.metadata.name
+    name = (prop.target if prop.target is not None else prop.table).metadata.name
     lines = [
         f"factors({name}): {len(changed)} changed, {len(held)} held, "
         f"learned from {outcome.reject_report.accepted} records",
@@ -188,8 +216,12 @@ def write_commit(
     push: bool = False,
     remote: str = "origin",
     author: tuple[str, str] = ("cu-reconciler factor learner", "factors@cu-reconciler.io"),
+    header: str | None = None,
 ) -> CommitResult:
-    """Rewrite the table file and commit it (on ``branch`` if given), then push if asked."""
+    """Rewrite the table file and commit it (on ``branch`` if given), then push if asked.
+
+    ``header``: the comment block a file created by this write starts with.
+    """
     try:
         repo = git.Repo(root)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
@@ -202,7 +234,7 @@ def write_commit(
                 repo.create_head(branch).checkout()
         original = table_path.read_text(encoding="utf-8") if table_path.exists() else None
         table_path.parent.mkdir(parents=True, exist_ok=True)
-        table_path.write_text(render_table(table, original), encoding="utf-8")
+        table_path.write_text(render_table(table, original, header), encoding="utf-8")
         rel = str(table_path.resolve().relative_to(Path(repo.working_tree_dir or root).resolve()))
         repo.index.add([rel])
         actor = git.Actor(*author)
@@ -263,11 +295,14 @@ def _loads(text: str) -> Iterator[Any]:
 
 __all__ = [
     "DEFAULT_PATH",
+    "LEARNED_NAME",
+    "LEARNED_PATH",
     "CommitResult",
     "HistoryEntry",
     "commit_message",
     "find_table",
     "history",
+    "learned_header",
     "read_table",
     "render_table",
     "write_commit",

@@ -2,7 +2,8 @@
 
 A device's CU is its factor times the reference unit. Factor tables may overlap; the merge
 rule and the weighted geometric mean over a pool's workload mix live here, once, so the
-validator's capacity checks and the planner's arithmetic can never disagree.
+validator's capacity checks and the planner's arithmetic can never disagree. The learner
+and ``cuctl factors show`` read the same merge with provenance (:func:`merge_factors`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from reconciler.model import documents as docs
-
 
 FactorKey = tuple[str, str | None]
 """(device model, workload class); ``None`` is a class-less row that applies to every class."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import git
@@ -10,23 +11,21 @@ from typer.testing import CliRunner
 
 from reconciler.cli import _app
 from reconciler.cli import factors as _factors  # noqa: F401  (registers the sub-app)
-from reconciler.learn import adapter, synthetic, writeback
+from reconciler.learn import synthetic, writeback
 
 runner = CliRunner()
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
+
+
 @pytest.fixture()
 def repo(tmp_path: Path) -> Path:
+    """A real Git copy of the example repository: valid, spec table with per-row comments."""
     root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
     r = git.Repo.init(root, initial_branch="main")
-    (root / "factors").mkdir()
-    (root / "factors" / "default.yaml").write_text(writeback.render_table(adapter.spec_table()))
-    (root / "pools.yaml").write_text(
-        "apiVersion: cu-reconciler.io/v1alpha1\nkind: CUPool\nmetadata: {name: prod}\n"
-        "spec:\n  selector: {models: [H100-SXM5-80GB, L40S]}\n"
-        "  workloadMix: {prefill: 0.4, decode: 0.6}\n"
-    )
-    r.index.add(["factors/default.yaml", "pools.yaml"])
+    r.git.add(A=True)
     actor = git.Actor("t", "t@example.com")
     r.index.commit("seed", author=actor, committer=actor)
     return root
@@ -53,7 +52,8 @@ def test_fit_dry_run_changes_nothing(repo: Path, record_file: Path) -> None:
     assert git.Repo(repo).head.commit.message == "seed"
 
 
-def test_fit_write_commits_on_a_branch(repo: Path, record_file: Path) -> None:
+def test_fit_write_commits_learned_rows_on_a_branch(repo: Path, record_file: Path) -> None:
+    spec_before = (repo / "factors" / "default.yaml").read_bytes()
     res = runner.invoke(
         _app.app,
         [
@@ -72,11 +72,102 @@ def test_fit_write_commits_on_a_branch(repo: Path, record_file: Path) -> None:
     assert res.exit_code == _app.EXIT_FINDINGS, res.output
     r = git.Repo(repo)
     assert r.active_branch.name == "factors/x"
-    assert r.head.commit.message.startswith("factors(default):")
+    assert r.head.commit.message.startswith("factors(learned):")
     assert r.commit("main").message == "seed"
+    # one file in the commit: the bot-owned table; the curated spec table is untouched
+    assert set(r.head.commit.stats.files) == {"factors/learned.yaml"}
+    assert (repo / "factors" / "default.yaml").read_bytes() == spec_before
+    text = (repo / "factors" / "learned.yaml").read_text()
+    assert text.startswith("# Learned conversion factors: written by `cuctl factors fit")
+    assert "git log factors/learned.yaml" in text
+    table = writeback.read_table(repo / "factors" / "learned.yaml")
+    assert table.metadata.name == writeback.LEARNED_NAME and table.spec.factors
+    assert {f.source.value for f in table.spec.factors} == {"learned"}
+
     show = runner.invoke(_app.app, ["factors", "show", "--repo", str(repo)])
     assert show.exit_code == 0, show.output
-    assert "learned" in show.stdout and "CU VALUE" in show.stdout
+    assert "CU VALUE" in show.stdout
+    rows = {tuple(line.split()[:2]): line.split() for line in show.stdout.splitlines()}
+    moved = table.spec.factors[0]
+    row = rows[(moved.device_model, str(moved.workload_class))]
+    assert row[3:5] == ["learned", "learned"] and row[-2] == "default"  # overrides the spec row
+    assert rows[("A100-SXM4-80GB", "decode")][3:5] == ["spec", "default"]
+
+
+def test_second_fit_rewrites_the_learned_table_in_place(repo: Path, record_file: Path) -> None:
+    args = ["factors", "fit", "--records", str(record_file), "--repo", str(repo), "--write", *NOW]
+    assert runner.invoke(_app.app, args).exit_code == _app.EXIT_FINDINGS
+    first = writeback.read_table(repo / "factors" / "learned.yaml")
+    res = runner.invoke(_app.app, args)  # clamped moves continue from the learned values
+    assert res.exit_code == _app.EXIT_FINDINGS, res.output
+    second = writeback.read_table(repo / "factors" / "learned.yaml")
+    assert [(f.device_model, f.workload_class) for f in second.spec.factors][
+        : len(first.spec.factors)
+    ] == [(f.device_model, f.workload_class) for f in first.spec.factors]
+    assert second != first
+    log = git.Repo(repo).git.log("--format=%s", "--", "factors/learned.yaml").splitlines()
+    assert len(log) == 2 and all(s.startswith("factors(learned):") for s in log)
+    assert (repo / "factors" / "learned.yaml").read_text().startswith("# Learned conversion")
+
+
+def test_a_curated_spec_table_is_never_the_target(repo: Path, record_file: Path) -> None:
+    res = runner.invoke(
+        _app.app,
+        [
+            "factors",
+            "fit",
+            "--records",
+            str(record_file),
+            "--repo",
+            str(repo),
+            "--table",
+            "factors/default.yaml",
+            "--write",
+            *NOW,
+        ],
+    )
+    assert res.exit_code == _app.EXIT_ERROR
+    assert "curated by people" in res.stderr
+    assert git.Repo(repo).head.commit.message == "seed" and not git.Repo(repo).is_dirty()
+
+
+def test_table_option_names_a_new_bot_owned_file(repo: Path, record_file: Path) -> None:
+    res = runner.invoke(
+        _app.app,
+        [
+            "factors",
+            "fit",
+            "--records",
+            str(record_file),
+            "--repo",
+            str(repo),
+            "--table",
+            "factors/fleet-learned.yaml",
+            "--write",
+            *NOW,
+        ],
+    )
+    assert res.exit_code == _app.EXIT_FINDINGS, res.output
+    head = git.Repo(repo).head.commit
+    assert head.message.startswith("factors(fleet-learned):")
+    assert set(head.stats.files) == {"factors/fleet-learned.yaml"}
+
+
+def test_invalid_repository_exits_2_with_diagnostics(repo: Path, record_file: Path) -> None:
+    (repo / "pools" / "broken.yaml").write_text(
+        "apiVersion: cu-reconciler.io/v1alpha1\nkind: CUPool\nmetadata: {name: Broken}\n"
+    )
+    for args in (
+        ["fit", "--records", str(record_file), "--write", *NOW],
+        ["show"],
+        ["report", "--records", str(record_file), "--out", str(repo / "out"), *NOW],
+    ):
+        res = runner.invoke(_app.app, ["factors", *args, "--repo", str(repo)])
+        assert res.exit_code == _app.EXIT_ERROR, args
+        assert "pools/broken.yaml:3:" in res.stderr and ": CU207: " in res.stderr
+        assert "invalid" in res.stderr
+    assert git.Repo(repo).head.commit.message == "seed"
+    assert not (repo / "factors" / "learned.yaml").exists() and not (repo / "out").exists()
 
 
 def test_report_writes_html(repo: Path, record_file: Path, tmp_path: Path) -> None:

@@ -113,3 +113,81 @@ def test_class_less_entry_is_the_fallback() -> None:
     )
     got = update.published(table, ("L40S", WC.DECODE))
     assert got is not None and got.value == 0.5
+
+
+def _table(name: str, rows: list[dict[str, object]]) -> docs.FactorTable:
+    return docs.FactorTable.model_validate(
+        {
+            "apiVersion": docs.API_VERSION,
+            "kind": "FactorTable",
+            "metadata": {"name": name},
+            "spec": {"referenceModel": "A100-SXM4-80GB", "factors": rows},
+        }
+    )
+
+
+SPEC = _table(
+    "default",
+    [
+        {"deviceModel": "L40S", "workloadClass": "decode", "value": 0.44, "reference": "sheet"},
+        {"deviceModel": "L40S", "workloadClass": "prefill", "value": 1.05, "reference": "sheet"},
+    ],
+)
+LEARNED_ROW = {
+    "deviceModel": "BR104",
+    "workloadClass": "decode",
+    "value": 0.38,
+    "source": "learned",
+    "samples": 900,
+}
+
+
+@pytest.mark.parametrize(
+    ("existing", "rows_after"),
+    [
+        pytest.param(None, [("L40S", "decode")], id="created-on-first-write"),
+        pytest.param(
+            _table("learned", [LEARNED_ROW]),
+            [("BR104", "decode"), ("L40S", "decode")],
+            id="existing-rows-kept-new-appended",
+        ),
+        pytest.param(
+            _table("learned", [{**LEARNED_ROW, "deviceModel": "L40S", "value": 0.43}]),
+            [("L40S", "decode")],
+            id="learned-row-replaced-in-place",
+        ),
+    ],
+)
+def test_target_holds_learned_rows_only(
+    existing: docs.FactorTable | None, rows_after: list[tuple[str, str]]
+) -> None:
+    """The spec table is the published view; only learned moves reach the bot's table."""
+    prop = update.propose(
+        SPEC,
+        {("L40S", WC.DECODE): post(0.30)},
+        POLICY,
+        target=update.Target("learned", existing),
+    )
+    assert prop.target is not None and prop.target.metadata.name == "learned"
+    assert [(f.device_model, f.workload_class) for f in prop.target.spec.factors] == rows_after
+    assert all(f.source is docs.FactorSource.LEARNED for f in prop.target.spec.factors)
+    moved = {(f.device_model, f.workload_class): f.value for f in prop.target.spec.factors}
+    assert moved[("L40S", "decode")] == pytest.approx(0.396)  # clamped from 0.44, the spec value
+    assert prop.changed[0].old == 0.44
+
+
+def test_spec_prior_is_not_written_to_the_target() -> None:
+    """Nothing published and too little evidence: the prior belongs in a curated spec table."""
+    prop = update.propose(
+        None, {("L40S", WC.DECODE): post(0.42, samples=10)}, POLICY, target=update.Target("l")
+    )
+    assert prop.target is not None and prop.target.spec.factors == []
+    assert prop.changed == ()
+    (held,) = prop.changes
+    assert held.decision is update.Decision.HELD and held.old is None
+    assert "not written" in held.render() and "→" not in held.render()
+
+
+def test_a_curated_target_is_refused() -> None:
+    with pytest.raises(ValueError, match="curated by people"):
+        update.propose(SPEC, {}, POLICY, target=update.Target("default", SPEC))

@@ -1,0 +1,104 @@
+"""``cuctl factors fit --write`` leaves a repository that validates and plans the new CU.
+
+End to end on a real Git copy of examples/gitrepo with synthetic records: the learner
+commits factors/learned.yaml, then ``cuctl validate`` accepts the new revision and
+``cuctl plan --rev NEW --base OLD`` (the pull request's preview) shows the capacity change
+exactly for the models whose factors moved.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+from typer.testing import CliRunner
+
+from reconciler import cli, source, validate
+from reconciler.learn import synthetic, writeback
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
+NOW = "2026-11-27T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    for name in ("validate", "plan", "factors"):
+        __import__(f"reconciler.cli.{name}")
+    return CliRunner()
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    r = git.Repo.init(root, initial_branch="main")
+    r.git.add(A=True)
+    actor = git.Actor("platform", "platform@example.com")
+    r.index.commit("cn-north-1 desired state", author=actor, committer=actor)
+    return root
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    frame, _ = synthetic.generate(synthetic.Scenario(records=30_000, bad_rows=100), seed=21)
+    path = tmp_path_factory.mktemp("records") / "records.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _plan(runner: CliRunner, rev: str, base: str) -> tuple[int, dict[str, Any]]:
+    res = runner.invoke(cli.app, ["plan", ".", "--rev", rev, "--base", base, "-o", "json"])
+    assert res.exit_code in (0, 1), res.stderr
+    return res.exit_code, json.loads(res.stdout)
+
+
+def _factors_by_pool(doc: dict[str, Any]) -> dict[str, dict[str, float]]:
+    return {p["pool"]: {a["model"]: a["factor"] for a in p["arithmetic"]} for p in doc["pools"]}
+
+
+def test_written_factors_validate_and_plan_the_new_capacity(
+    runner: CliRunner, repo: Path, records: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(repo)
+    old = git.Repo(repo).head.commit.hexsha
+    fit = runner.invoke(
+        cli.app, ["factors", "fit", "--records", str(records), "--write", "--now", NOW]
+    )
+    assert fit.exit_code == 1, fit.output  # factors moved and were committed
+    new = git.Repo(repo).head.commit.hexsha
+    assert new != old
+
+    checked = runner.invoke(cli.app, ["validate", "."])
+    assert checked.exit_code == 0, checked.output
+
+    # what moved, read back through the front door at the new revision
+    state = validate.validate_tree(source.read(str(repo), new)).state
+    assert state is not None
+    learned = {t.metadata.name: t for t in state.factor_tables}[writeback.LEARNED_NAME]
+    moved = {(f.device_model, f.workload_class) for f in learned.spec.factors}
+    assert moved
+    policy_mix = set(state.policy.spec.factors.workload_mix)
+    mixes = {p.metadata.name: set(p.spec.workload_mix) or policy_mix for p in state.pools}
+
+    code, after = _plan(runner, new, old)
+    assert code == 1 and after["base"] == old
+    in_sync, before = _plan(runner, old, old)
+    assert in_sync == 0
+    old_factors, new_factors = _factors_by_pool(before), _factors_by_pool(after)
+    assert old_factors.keys() == new_factors.keys()
+    changed_somewhere = False
+    for pool in after["pools"]:
+        name = pool["pool"]
+        expected = {m for m, c in moved if c in mixes[name]} & set(new_factors[name])
+        got = {m for m, v in new_factors[name].items() if v != pytest.approx(old_factors[name][m])}
+        assert got == expected, name
+        if expected:
+            changed_somewhere = True
+            assert pool["beforeCU"] != pool["afterCU"], name
+        else:
+            assert pool["beforeCU"] == pool["afterCU"], name
+    assert changed_somewhere
