@@ -10,10 +10,13 @@ report (the full logs stay in the temporary directory that the report names).
 
 from __future__ import annotations
 
+import shutil
 import uuid
 import warnings
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
+import git
 import pytest
 from kubernetes.client import ApiClient
 
@@ -26,6 +29,21 @@ _NO_GO = (
     "hack/build-k8s.sh"
 )
 _CLUSTER_KEY = pytest.StashKey[devcluster.ControlPlane]()
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gitrepo"
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> git.Repo:
+    """A real Git repository holding examples/gitrepo as one commit on ``main``."""
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    repo = git.Repo.init(root, initial_branch="main")
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "test")
+        cfg.set_value("user", "email", "test@example.invalid")
+    repo.git.add(A=True)
+    repo.index.commit("example")
+    return repo
 
 
 @pytest.fixture(scope="session")

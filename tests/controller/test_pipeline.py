@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> git.Repo:
-    root = tmp_path / "repo"
-    shutil.copytree(EXAMPLE, root)
-    r = git.Repo.init(root, initial_branch="main")
-    with r.config_writer() as cfg:
-        cfg.set_value("user", "name", "test")
-        cfg.set_value("user", "email", "test@example.invalid")
-    r.git.add(A=True)
-    r.index.commit("example")
-    return r
+def repo(example_repo: git.Repo) -> git.Repo:
+    return example_repo
 
 
 def _devices() -> tuple[dict[str, Any], ...]:

@@ -12,7 +12,6 @@ object we do not own is left alone.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,7 +37,6 @@ from reconciler.observe import cluster
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
 OWNED = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
 
 
@@ -82,16 +80,10 @@ def _delete_owned(api: ApiClient) -> None:
 
 @pytest.fixture
 def fleet(
-    control_plane: devcluster.ControlPlane, api: ApiClient, tmp_path: Path
+    control_plane: devcluster.ControlPlane, api: ApiClient, example_repo: git.Repo
 ) -> Iterator[Fleet]:
-    root = tmp_path / "repo"
-    shutil.copytree(EXAMPLE, root)
-    repo = git.Repo.init(root, initial_branch="main")
-    with repo.config_writer() as cfg:
-        cfg.set_value("user", "name", "test")
-        cfg.set_value("user", "email", "test@example.invalid")
-    repo.git.add(A=True)
-    repo.index.commit("example")
+    repo = example_repo
+    root = Path(repo.working_dir)
 
     loaded = devsnapshot.load(api, root / "observed" / "snapshot.yaml")
     settings = YAML(typ="safe").load((root / "cluster.yaml").read_text())
