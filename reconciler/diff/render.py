@@ -78,6 +78,59 @@ def _paint(line: str, color: bool) -> str:
     return f"{code}{line}{_RESET}" if code else line
 
 
+def _quota_text(quota: rpt.QuotaFigures | None, part: str) -> str:
+    """A quota figure; ``—`` where there is no quota (or none was recorded before)."""
+    if quota is None:
+        return "—"
+    return rpt.milli_text(quota.guaranteed_milli if part == "guaranteed" else quota.limit_milli)
+
+
+def _tenant_cells(t: rpt.TenantReport, bold: bool) -> tuple[str, str, str]:
+    """Guaranteed, limit and claimed CU, each ``before → after`` where it changed."""
+    changed = t.changed
+    pairs = (
+        (
+            "guaranteed",
+            _quota_text(t.quota_before, "guaranteed"),
+            _quota_text(t.quota_after, "guaranteed"),
+        ),
+        ("limit", _quota_text(t.quota_before, "limit"), _quota_text(t.quota_after, "limit")),
+        ("claimed", rpt.milli_text(t.before_milli), rpt.milli_text(t.after_milli)),
+    )
+    cells = []
+    for name, before, after in pairs:
+        if name not in changed:
+            cells.append(after)
+        else:
+            cells.append(f"{before} → **{after}**" if bold else f"{before} → {after}")
+    return cells[0], cells[1], cells[2]
+
+
+def status_before(d: admission.Decision) -> str | None:
+    """The claim's status on the other side of the diff: Admitted when its object exists.
+
+    Only admitted claims have objects, so "before" cannot tell a pending claim from one
+    that was not declared: both are None (shown ``—``).
+    """
+    return str(admission.Status.ADMITTED) if d.live else None
+
+
+def status_changed(d: admission.Decision) -> bool:
+    """Admitted on one side only (the object appears, or goes)."""
+    return (status_before(d) is not None) != (d.status is admission.Status.ADMITTED)
+
+
+def _status_cell(d: admission.Decision, bold: bool) -> str:
+    if not status_changed(d):
+        return str(d.status)
+    after = f"**{d.status}**" if bold else str(d.status)
+    return f"{status_before(d) or '—'} → {after}"
+
+
+def _replicas_cell(d: admission.Decision) -> str:
+    return f"{d.replicas} ({d.running} running)" if d.running else str(d.replicas)
+
+
 def text(preview: Preview, *, color: bool = False) -> str:
     out = [_paint(f"=== cu-reconciler plan {_title(preview)}", color)]
     if preview.refusal:
@@ -99,13 +152,27 @@ def text(preview: Preview, *, color: bool = False) -> str:
         )
         for line in pool.lines:
             out.append(f"    {line.render(pool.cu_per_device)}")
-    not_admitted = [
-        d for d in preview.report.decisions if d.status is not admission.Status.ADMITTED
+    if preview.report.tenants:
+        out.append("Tenants (CU; ~ marks a change):")
+        for t in preview.report.tenants:
+            guaranteed, limit, claimed = _tenant_cells(t, bold=False)
+            out.append(
+                f"  {'~' if t.changed else ' '} {t.tenant} in {t.pool} (priority {t.priority}): "
+                f"guaranteed {guaranteed}, limit {limit}, claimed {claimed}"
+            )
+    shown = [
+        d
+        for d in preview.report.decisions
+        if d.status is not admission.Status.ADMITTED or status_changed(d)
     ]
-    if not_admitted:
-        out.append("Claims not admitted:")
-        for d in not_admitted:
-            out.append(f"  {d.status} {d.namespace}/{d.claim} ({d.tenant}, {d.pool}): {d.reason}")
+    if shown:
+        out.append("Claims changed or not admitted:")
+        for d in shown:
+            replicas = f", {_replicas_cell(d)} replicas" if d.replicas > 1 else ""
+            out.append(
+                f"  {_status_cell(d, bold=False)} {d.namespace}/{d.claim} "
+                f"({d.tenant}, {d.pool}{replicas}): {d.reason}"
+            )
     for finding in preview.report.findings:
         out.append(f"  note: {finding.render()}")
     out.append(f"Plan: {_counts(preview.changes)}.")
@@ -167,17 +234,7 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT) -> str:
     head.append("")
     tenant_rows = _table(
         ("Tenant", "Pool", "Priority", "Guaranteed", "Limit", "Claimed CU"),
-        (
-            (
-                t.tenant,
-                t.pool,
-                str(t.priority),
-                rpt.milli_text(t.guaranteed_milli),
-                rpt.milli_text(t.limit_milli),
-                _arrow(t.before_milli, t.after_milli),
-            )
-            for t in report.tenants
-        ),
+        ((t.tenant, t.pool, str(t.priority), *_tenant_cells(t, bold=True)) for t in report.tenants),
     )
     head += ["#### CU per tenant", ""]
     head += _budgeted(tenant_rows, limit // 6, "| … {n} more tenants (see `-o json`) | | | | | |")
@@ -190,25 +247,32 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT) -> str:
         f"{len(by_status[admission.Status.PREEMPTED])} preempted."
     )
     head.append("")
-    shown = [d for d in report.decisions if d.status is not admission.Status.ADMITTED]
+    shown = [
+        d
+        for d in report.decisions
+        if d.status is not admission.Status.ADMITTED or status_changed(d)
+    ]
     if len(report.decisions) <= 50:
         shown = list(report.decisions)
     if shown:
         claim_rows = _table(
-            ("Claim", "Tenant", "Pool", "CU", "Status", "Reason"),
+            ("Claim", "Tenant", "Pool", "Replicas", "CU", "Status", "Reason"),
             (
                 (
                     f"{d.namespace}/{d.claim}",
                     d.tenant,
                     d.pool,
+                    _replicas_cell(d),
                     rpt.milli_text(d.charged_milli or d.requested_milli),
-                    d.status,
+                    _status_cell(d, bold=True),
                     d.reason,
                 )
                 for d in shown
             ),
         )
-        head += _budgeted(claim_rows, limit // 6, "| … {n} more claims (see `-o json`) | | | | | |")
+        head += _budgeted(
+            claim_rows, limit // 6, "| … {n} more claims (see `-o json`) | | | | | | |"
+        )
         head.append("")
     arithmetic = ["<details><summary>CU arithmetic</summary>", ""]
     for p in report.pools:
@@ -273,7 +337,10 @@ def _decision(d: admission.Decision) -> dict[str, Any]:
         "pool": d.pool,
         "priority": d.priority,
         "status": str(d.status),
+        "statusBefore": status_before(d),
         "reason": str(d.reason),
+        "replicas": d.replicas,
+        "runningReplicas": d.running,
         "phase": None if d.phase is None else str(d.phase),
         "requestedCU": rpt.milli_text(d.requested_milli),
         "chargedCU": rpt.milli_text(d.charged_milli),
@@ -281,6 +348,20 @@ def _decision(d: admission.Decision) -> dict[str, Any]:
         "inUse": d.in_use,
         "exists": d.live,
         "message": d.message or None,
+    }
+
+
+def _figures(quota: rpt.QuotaFigures | None, claimed: int) -> dict[str, Any]:
+    """``guaranteedCU``/``limitCU`` are null without a quota; ``limitCU`` null: no limit."""
+    return {
+        "quota": quota is not None,
+        "guaranteedCU": None if quota is None else rpt.milli_text(quota.guaranteed_milli),
+        "limitCU": (
+            None
+            if quota is None or quota.limit_milli is None
+            else rpt.milli_text(quota.limit_milli)
+        ),
+        "claimedCU": rpt.milli_text(claimed),
     }
 
 
@@ -323,10 +404,9 @@ def json_document(preview: Preview) -> dict[str, Any]:
                 "tenant": t.tenant,
                 "pool": t.pool,
                 "priority": t.priority,
-                "guaranteedCU": rpt.milli_text(t.guaranteed_milli),
-                "limitCU": None if t.limit_milli is None else rpt.milli_text(t.limit_milli),
-                "beforeCU": rpt.milli_text(t.before_milli),
-                "afterCU": rpt.milli_text(t.after_milli),
+                "before": _figures(t.quota_before, t.before_milli),
+                "after": _figures(t.quota_after, t.after_milli),
+                "changed": list(t.changed),
             }
             for t in report.tenants
         ],

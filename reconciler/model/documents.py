@@ -366,7 +366,25 @@ class CUClaimSpec(_Model):
     count: Annotated[int, Field(ge=1, le=32)] = Field(default=1, description="Devices requested.")
     workload_class: WorkloadClass | None = None
     form: ClaimForm = ClaimForm.CLAIM
+    replicas: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=1,
+        description=(
+            "Pods expected to use the template; each gets its own claim. "
+            "Only for form ResourceClaimTemplate."
+        ),
+    )
     constraints: ClaimConstraints = Field(default_factory=ClaimConstraints)
+
+    @model_validator(mode="after")
+    def _replicas_only_for_templates(self) -> CUClaimSpec:
+        # A ResourceClaim is one object shared by all its Pods: it is allocated once, so
+        # "replicas" would charge CU that no device ever gives out.
+        if self.replicas > 1 and self.form is not ClaimForm.TEMPLATE:
+            raise ValueError(
+                f"replicas {self.replicas} needs form ResourceClaimTemplate: a ResourceClaim "
+                "is allocated once and shared by its Pods"
+            )
+        return self
 
 
 class CUClaim(_Model):

@@ -17,6 +17,12 @@ that fits, then the device id), so "fits" means the pool has room in aggregate (
 minus headroom) *and* on devices that satisfy the claim's constraints. Whole pools charge
 the CU of the devices taken; Fractional pools charge the request rounded up to ``minStep``.
 
+A ResourceClaimTemplate serves ``replicas`` Pods, each with its own claim, so it is placed
+``replicas`` times, each replica like a separate claim (a Whole pool needs replicas × count
+devices), all or nothing. Replicas that already run (claims stamped from the template,
+allocated) are placed first in pass 1, on the devices they hold: they belong to Pods, the
+reconciler never deletes them, so nothing may be admitted onto their capacity.
+
 Consequences, by construction: the lowest priority loses first, borrowed capacity is lost
 before guaranteed capacity, and a pending claim is never blocked by a lower-priority claim
 that took capacity in the same or a later pass (the aggregate invariant tested in
@@ -82,13 +88,18 @@ class Decision:
     status: Status
     reason: Reason
     requested_milli: int
-    """CU per device × count, as written."""
+    """CU per device × count × replicas, as written."""
     charged_milli: int = 0
     phase: Phase | None = None
     devices: tuple[obs.DeviceId, ...] = ()
+    """Every replica's devices, sorted (a Fractional device appears once per share)."""
     live: bool = False
+    """The claim's object exists on the other side of the diff (live, or the base revision)."""
     in_use: bool = False
     message: str = ""
+    replicas: int = 1
+    running: int = 0
+    """Replicas already running: allocated claims stamped from the template, placed first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,8 @@ class LiveClaim:
 
     in_use: bool
     allocated: tuple[obs.AllocatedDevice, ...] = ()
+    template: bool = False
+    """A live ResourceClaimTemplate: it exists but holds nothing (its Pods' claims do)."""
 
 
 @dataclass(slots=True)
@@ -169,6 +182,19 @@ class _Ledger:
             del group.slots[i]
         if new > 0:
             bisect.insort(group.slots, (new, did))
+
+    def restore(self, did: obs.DeviceId, left: int) -> None:
+        """Undo :meth:`consume`: give the device back what it had (``left``)."""
+        now = self.remaining[did]
+        self.remaining[did] = left
+        group = self.group_of.get(did)
+        if group is None:
+            return
+        i = bisect.bisect_left(group.slots, (now, did))
+        if now > 0 and i < len(group.slots) and group.slots[i] == (now, did):
+            del group.slots[i]
+        if left > 0:
+            bisect.insort(group.slots, (left, did))
 
 
 def order_key(claim: docs.CUClaim, tenants: Mapping[str, docs.Tenant]) -> tuple[int, str, str]:
@@ -282,17 +308,72 @@ def _commit(ledger: _Ledger, tenant: str, devices: Sequence[obs.DeviceId], charg
     ledger.total_used[tenant] += charge
 
 
-def _pending_reason(ledger: _Ledger, claim: docs.CUClaim, requested_each: int) -> Reason:
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """One committed replica: its devices, its charge, and each device's share before."""
+
+    devices: tuple[obs.DeviceId, ...]
+    charge: int
+    before: tuple[tuple[obs.DeviceId, int], ...]
+
+
+def _take(
+    ledger: _Ledger, tenant: str, devices: tuple[obs.DeviceId, ...], charge: int
+) -> _Placement:
+    before = tuple((did, ledger.remaining[did]) for did in devices)
+    _commit(ledger, tenant, devices, charge)
+    return _Placement(devices, charge, before)
+
+
+def _undo(ledger: _Ledger, tenant: str, placements: Sequence[_Placement]) -> None:
+    """Give back committed replicas, newest first, so the ledger is exactly as before."""
+    for placement in reversed(placements):
+        for did, left in reversed(placement.before):
+            ledger.restore(did, left)
+        ledger.free_aggregate += placement.charge
+        ledger.total_used[tenant] -= placement.charge
+
+
+def _place_replicas(
+    ledger: _Ledger,
+    tenant: str,
+    claim: docs.CUClaim,
+    requested_each: int,
+    replicas: int,
+    prefer: Sequence[obs.DeviceId] = (),
+) -> list[_Placement] | None:
+    """Place and commit ``replicas`` claims one after the other, all or nothing.
+
+    Each replica is a separate ResourceClaim for the scheduler, so it is placed as one:
+    committed before the next is placed (a Whole device is never counted twice; Fractional
+    replicas may share a device, as separate claims may). If one does not fit, the ones
+    already committed are undone and the ledger is unchanged.
+    """
+    placements: list[_Placement] = []
+    for i in range(replicas):
+        placed = _place(ledger, claim, requested_each, prefer if i == 0 else ())
+        if placed is None:
+            _undo(ledger, tenant, placements)
+            return None
+        placements.append(_take(ledger, tenant, *placed))
+    return placements
+
+
+def _pending_reason(
+    ledger: _Ledger, claim: docs.CUClaim, requested_each: int, replicas: int = 1
+) -> Reason:
     pool = ledger.pool
     need = charge_each(pool, requested_each)
+    # Fractional replicas may share devices; Whole replicas each need their own.
+    devices = claim.spec.count if pool.fractional else claim.spec.count * replicas
     sizes: list[int] = []
     for group in ledger.groups:
         if group.milli_cu >= need and eligible(claim, group.device):
-            sizes += [group.milli_cu] * min(group.size, claim.spec.count)
-    if len(sizes) < claim.spec.count:
+            sizes += [group.milli_cu] * min(group.size, devices)
+    if len(sizes) < devices:
         return Reason.NO_ELIGIBLE_DEVICE
-    smallest = sorted(sizes)[: claim.spec.count]
-    needed = need * claim.spec.count if pool.fractional else sum(smallest)
+    smallest = sorted(sizes)[:devices]
+    needed = need * claim.spec.count * replicas if pool.fractional else sum(smallest)
     if needed > ledger.free_aggregate:
         return Reason.POOL_FULL
     return Reason.FRAGMENTED
@@ -320,11 +401,13 @@ def admit(
     live: Mapping[tuple[str, str], LiveClaim],
     cu_names: Mapping[tuple[str, str], obs.DeviceId],
     external: Sequence[obs.ObservedClaim] = (),
+    running: Mapping[tuple[str, str], Sequence[LiveClaim]] | None = None,
 ) -> tuple[Decision, ...]:
     """Decide every claim. ``live`` maps (namespace, name) of existing claims to their use;
     ``cu_names`` maps (node, CU device name) to the vendor device behind it; ``external``
     are allocated claims on our devices that no CUClaim accounts for (their CU is taken
-    before anything is admitted)."""
+    before anything is admitted); ``running`` maps (namespace, template name) to the claims
+    stamped from that template that count as its replicas (at most ``replicas``)."""
     tenant_by_name = {t.metadata.name: t for t in tenants}
     managed = set(managed_namespaces)
     preemption = policy.spec.preemption
@@ -335,6 +418,14 @@ def admit(
     for other in external:
         for ledger in ledgers.values():
             _take_external(ledger, other)
+    stamped = running or {}
+
+    def replicas_running(claim: docs.CUClaim, tenant: docs.Tenant | None) -> list[LiveClaim]:
+        """Running replicas: allocated stamped claims, at most ``replicas`` of them."""
+        if claim.spec.form is not docs.ClaimForm.TEMPLATE:
+            return []
+        found = stamped.get((namespace_of(claim, tenant), claim.metadata.name), ())
+        return [r for r in found if r.allocated][: claim.spec.replicas]
 
     def base(claim: docs.CUClaim, tenant: docs.Tenant | None, **kw: object) -> Decision:
         ns = namespace_of(claim, tenant)
@@ -345,9 +436,13 @@ def admit(
             pool=claim.spec.pool,
             namespace=ns,
             priority=tenant.spec.priority if tenant else 0,
-            requested_milli=units.cu_to_milli(claim.spec.cu) * claim.spec.count,
+            requested_milli=(
+                units.cu_to_milli(claim.spec.cu) * claim.spec.count * claim.spec.replicas
+            ),
             live=state is not None,
             in_use=state.in_use if state else False,
+            replicas=claim.spec.replicas,
+            running=len(replicas_running(claim, tenant)),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -369,17 +464,41 @@ def admit(
             decided[name] = base(claim, tenant, status=Status.PENDING, reason=Reason.TOO_LARGE)
         else:
             per_pool[claim.spec.pool].append(claim)
+        # Running replicas hold their devices whatever is decided here: charge what lies
+        # outside the claim's pool (or everything, for a claim that is not queued) now.
+        for replica in replicas_running(claim, tenant):
+            for pool_name, ledger in ledgers.items():
+                if name in decided or pool_name != claim.spec.pool:
+                    _take_held(ledger, replica.allocated)
+
+    pinned_replicas: dict[str, list[_Placement]] = {}
 
     for pool_name in sorted(per_pool):
         ledger = ledgers[pool_name]
         pool = ledger.pool
         queue = per_pool[pool_name]
-        # Pass 1: pinned claims keep their devices.
+        # Pass 1: pinned claims keep their devices; running template replicas come first.
         for claim in queue:
             tenant = tenant_by_name[claim.spec.tenant]
             ns = namespace_of(claim, tenant)
+            if claim.spec.form is docs.ClaimForm.TEMPLATE:
+                _pin_replicas(
+                    ledger, claim, tenant, replicas_running(claim, tenant), pinned_replicas
+                )
+                runs = pinned_replicas.get(claim.metadata.name, [])
+                if runs and len(runs) == claim.spec.replicas:
+                    decided[claim.metadata.name] = base(
+                        claim,
+                        tenant,
+                        status=Status.ADMITTED,
+                        reason=Reason.IN_USE,
+                        charged_milli=sum(p.charge for p in runs),
+                        phase=Phase.PINNED,
+                        devices=tuple(sorted(d for p in runs for d in p.devices)),
+                    )
+                continue
             state = live.get((ns, claim.metadata.name))
-            if state is None:
+            if state is None or state.template:
                 continue
             untouchable = (
                 (state.in_use and not preemption.allow_in_use)
@@ -420,23 +539,34 @@ def admit(
                 state = live.get((ns, claim.metadata.name))
                 prefer = tuple(d for d in _resolve(ledger, state.allocated) if d) if state else ()
                 requested_each = units.cu_to_milli(claim.spec.cu)
-                placed = _place(ledger, claim, requested_each, prefer)
-                if placed is None:
+                pinned = pinned_replicas.get(claim.metadata.name, [])
+                placements = _place_replicas(
+                    ledger,
+                    tenant.metadata.name,
+                    claim,
+                    requested_each,
+                    claim.spec.replicas - len(pinned),
+                    prefer,
+                )
+                if placements is None:
                     continue
-                devices, charge = placed
-                used = ledger.total_used[tenant.metadata.name]
+                charge = sum(p.charge for p in placements)
+                # Usage already includes the running replicas (pass 1) and these ones.
+                used = ledger.total_used[tenant.metadata.name] - charge
                 if phase is Phase.GUARANTEED:
-                    if used + charge > guaranteed:
-                        continue
+                    ceiling: int | None = guaranteed
                 else:
-                    limit = (
+                    ceiling = (
                         units.cu_to_milli(quota.limit)
                         if quota is not None and quota.limit is not None
                         else None
                     )
-                    if limit is not None and used + charge > limit:
-                        continue
-                _commit(ledger, tenant.metadata.name, devices, charge)
+                if ceiling is not None and used + charge > ceiling:
+                    _undo(ledger, tenant.metadata.name, placements)
+                    continue
+                placements = [*pinned, *placements]
+                charge = sum(p.charge for p in placements)
+                devices = tuple(sorted(d for p in placements for d in p.devices))
                 decided[claim.metadata.name] = base(
                     claim,
                     tenant,
@@ -458,10 +588,12 @@ def admit(
             quota = _quota(tenant, pool_name)
             guaranteed = units.cu_to_milli(quota.guaranteed) if quota else 0
             requested_each = units.cu_to_milli(claim.spec.cu)
-            reason = _pending_reason(ledger, claim, requested_each)
+            pinned = pinned_replicas.get(claim.metadata.name, [])
+            replicas = claim.spec.replicas - len(pinned)
+            reason = _pending_reason(ledger, claim, requested_each, replicas)
             if reason is not Reason.NO_ELIGIBLE_DEVICE:
                 # The least this claim could be charged: what it asks for, step-rounded.
-                least = charge_each(pool, requested_each) * claim.spec.count
+                least = charge_each(pool, requested_each) * claim.spec.count * replicas
                 used = ledger.total_used[tenant.metadata.name]
                 limit = (
                     units.cu_to_milli(quota.limit)
@@ -476,18 +608,59 @@ def admit(
                     reason = Reason.OVER_LIMIT
             ns = namespace_of(claim, tenant)
             state = live.get((ns, claim.metadata.name))
+            held = sum(p.charge for p in pinned)
             decided[claim.metadata.name] = base(
                 claim,
                 tenant,
                 status=Status.PREEMPTED if state is not None else Status.PENDING,
                 reason=reason,
+                message=(
+                    f"{len(pinned)} running replicas keep {units.display_cu(held)} CU until "
+                    "their Pods end"
+                    if pinned
+                    else ""
+                ),
             )
     return tuple(sorted(decided.values(), key=lambda d: (-d.priority, d.tenant, d.claim)))
 
 
+def _pin_replicas(
+    ledger: _Ledger,
+    claim: docs.CUClaim,
+    tenant: docs.Tenant,
+    replicas: Sequence[LiveClaim],
+    out: dict[str, list[_Placement]],
+) -> None:
+    """Place the template's running replicas first, each on the devices it holds.
+
+    A running replica is charged like any replica (count × cu, placed on its own devices
+    first, then best fit for any it lacks); when even that does not fit (its devices are
+    gone or taken), it is charged what it holds, like a pinned claim: it runs regardless.
+    """
+    placements: list[_Placement] = []
+    requested_each = units.cu_to_milli(claim.spec.cu)
+    each = charge_each(ledger.pool, requested_each)
+    for replica in replicas:
+        held = tuple(sorted({d for d in _resolve(ledger, replica.allocated) if d is not None}))
+        placed = _place(ledger, claim, requested_each, held)
+        if placed is None:
+            if ledger.pool.fractional:
+                placed = (held, each * len(held))
+            else:
+                placed = (held, sum(ledger.members[d].milli_cu for d in held))
+        placements.append(_take(ledger, tenant.metadata.name, *placed))
+    if placements:
+        out[claim.metadata.name] = placements
+
+
 def _take_external(ledger: _Ledger, claim: obs.ObservedClaim) -> None:
     """Charge an unaccounted allocation on our devices to the pool that holds them."""
-    for a in claim.allocated:
+    _take_held(ledger, claim.allocated)
+
+
+def _take_held(ledger: _Ledger, allocated: Sequence[obs.AllocatedDevice]) -> None:
+    """Charge an allocation on our devices to this pool, where its devices belong to it."""
+    for a in allocated:
         did = ledger.cu_names.get((a.pool, a.device))
         if did is None or did not in ledger.members:
             continue

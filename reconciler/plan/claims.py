@@ -22,6 +22,13 @@ from reconciler.model import ownership, quantity, units
 from reconciler.plan import admission, capacity, classes, slices
 
 API_VERSION = "resource.k8s.io/v1"
+REPLICAS_ANNOTATION = f"{ownership.PREFIX}/replicas"
+"""On a ResourceClaimTemplate with ``replicas`` > 1: how many Pods it is admitted for.
+
+The template's spec cannot say it (each Pod stamps one claim from it), so without this a
+change of replicas would be invisible in the diff, and the report could not read how much
+CU a template held in the base revision or on the cluster (absent = 1).
+"""
 
 
 def _in(expr: str, values: Sequence[str]) -> str:
@@ -129,6 +136,8 @@ def build(
     meta_annotations = dict(annotations)
     if claim.spec.workload_class:
         meta_annotations[ownership.WORKLOAD_CLASS_ANNOTATION] = claim.spec.workload_class
+    if claim.spec.form is docs.ClaimForm.TEMPLATE and claim.spec.replicas > 1:
+        meta_annotations[REPLICAS_ANNOTATION] = str(claim.spec.replicas)
     metadata = {
         "name": claim.metadata.name,
         "namespace": decision.namespace,

@@ -3,6 +3,11 @@
 The pool class is what tenants' generated claims ask for. The vendor class selects a
 vendor's devices through the adapter's filter; generated claims use it to co-allocate the
 exact vendor device behind a CU device (see docs/double-allocation.md).
+
+The pool class also records, one annotation per tenant, the quota in force in that pool
+(``quota.cu-reconciler.io/<tenant>: guaranteed=2400,limit=3600``): the cluster keeps no
+other trace of quotas, and the report reads them back from the live (or base revision's)
+class to show a guarantee or limit change before → after, like any other change.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from typing import Any
 
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
-from reconciler.model import ownership
+from reconciler.model import ownership, units
 
 API_VERSION = "resource.k8s.io/v1"
+QUOTA_ANNOTATION_PREFIX = "quota.cu-reconciler.io/"
 
 
 def pool_class_name(pool: str) -> str:
@@ -72,21 +78,43 @@ def _class(
     }
 
 
+def quota_text(quota: docs.Quota) -> str:
+    """``guaranteed=2400,limit=3600`` (no ``limit`` part when there is none)."""
+    text = f"guaranteed={units.format_cu(units.cu_to_milli(quota.guaranteed))}"
+    if quota.limit is not None:
+        text += f",limit={units.format_cu(units.cu_to_milli(quota.limit))}"
+    return text
+
+
+def quota_annotations(tenants: Iterable[docs.Tenant], pool: str) -> dict[str, str]:
+    """The pool class's quota annotations: one per tenant with a quota in the pool."""
+    out = {}
+    for tenant in tenants:
+        for quota in tenant.spec.quotas:
+            if quota.pool == pool:
+                out[QUOTA_ANNOTATION_PREFIX + tenant.metadata.name] = quota_text(quota)
+                break
+    return out
+
+
 def build(
     pools: Iterable[str],
     vendor_adapters: Iterable[docs.VendorAdapter],
     driver: str,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
+    tenants: Iterable[docs.Tenant] = (),
 ) -> list[dict[str, Any]]:
     out = []
+    tenant_list = list(tenants)
     for pool in sorted(pools):
+        pool_annotations = {**annotations, **quota_annotations(tenant_list, pool)}
         out.append(
             _class(
                 pool_class_name(pool),
                 pool_selector(driver, pool),
                 {**labels, ownership.POOL_LABEL: pool, ownership.COMPONENT_LABEL: "pool-class"},
-                annotations,
+                dict(sorted(pool_annotations.items())),
             )
         )
     for adapter in sorted(vendor_adapters, key=lambda a: a.spec.vendor):

@@ -1,7 +1,11 @@
 """The plan report: CU arithmetic per pool, CU per tenant before → after, claim decisions.
 
 "Before" is read from objects (the live side, or the base revision's target), "after" from
-the target objects, with the same functions, so `plan` and `plan --base` agree.
+the target objects, with the same functions, so `plan` and `plan --base` agree: published CU
+from slices, quotas from the pool classes' annotations, claimed CU from claims and
+templates (× their replicas). One difference is deliberate: on a live cluster a template
+holds nothing by itself, so "before" counts what the live claims hold (our claims, and the
+claims Pods stamped from our templates) instead (docs/plan.md).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 from reconciler.model import observed as obs
 from reconciler.model import ownership, quantity, units
-from reconciler.plan import admission, capacity, slices
+from reconciler.plan import admission, capacity, claims, classes, slices
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +36,56 @@ class PoolReport:
     after_milli: int
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class QuotaFigures:
+    """A tenant's quota in one pool, in milli-CU (``limit_milli`` None: no limit)."""
+
+    guaranteed_milli: int
+    limit_milli: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class TenantReport:
+    """One tenant in one pool, before → after.
+
+    ``quota_before``/``quota_after`` are None where the tenant has no quota in the pool (or,
+    before, where none was recorded: a first apply). ``before_milli``/``after_milli`` are
+    the claimed CU.
+    """
+
     tenant: str
     pool: str
     priority: int
-    guaranteed_milli: int
-    limit_milli: int | None
+    quota_before: QuotaFigures | None
+    quota_after: QuotaFigures | None
     before_milli: int
     after_milli: int
+
+    @property
+    def guaranteed_milli(self) -> int:
+        return self.quota_after.guaranteed_milli if self.quota_after else 0
+
+    @property
+    def limit_milli(self) -> int | None:
+        return self.quota_after.limit_milli if self.quota_after else None
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        """Which figures differ before → after: ``guaranteed``, ``limit``, ``claimed``."""
+        before, after = self.quota_before, self.quota_after
+        out = []
+        # None (no quota) differs from every figure, including a limit of None (no limit).
+        if (None if before is None else (before.guaranteed_milli,)) != (
+            None if after is None else (after.guaranteed_milli,)
+        ):
+            out.append("guaranteed")
+        if (None if before is None else (before.limit_milli,)) != (
+            None if after is None else (after.limit_milli,)
+        ):
+            out.append("limit")
+        if self.before_milli != self.after_milli:
+            out.append("claimed")
+        return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,26 +129,98 @@ def published_cu(objects: Iterable[Mapping[str, Any]], driver: str) -> dict[str,
     return dict(out)
 
 
-def claimed_cu(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
-    """CU requested by our claims and templates, per (tenant, pool)."""
+def _replicas(metadata: Mapping[str, Any]) -> int:
+    text = str((metadata.get("annotations") or {}).get(claims.REPLICAS_ANNOTATION, "1"))
+    return int(text) if text.isdigit() and int(text) > 0 else 1
+
+
+def claimed_cu(
+    objects: Iterable[Mapping[str, Any]], *, templates: bool = True
+) -> dict[tuple[str, str], int]:
+    """CU requested by our claims and templates (× replicas), per (tenant, pool).
+
+    ``templates=False`` counts only ResourceClaims: on a live cluster a template holds
+    nothing, the claims stamped from it do (:func:`held_cu`).
+    """
+    kinds = ("ResourceClaim", "ResourceClaimTemplate") if templates else ("ResourceClaim",)
     out: dict[tuple[str, str], int] = defaultdict(int)
     for obj in objects:
         kind = obj.get("kind")
-        if kind not in ("ResourceClaim", "ResourceClaimTemplate"):
+        if kind not in kinds:
             continue
-        labels = (obj.get("metadata") or {}).get("labels") or {}
+        metadata = obj.get("metadata") or {}
+        labels = metadata.get("labels") or {}
         tenant, pool = labels.get(ownership.TENANT_LABEL), labels.get(ownership.POOL_LABEL)
         if not tenant or not pool:
             continue
         spec = obj.get("spec") or {}
+        replicas = 1
         if kind == "ResourceClaimTemplate":
             spec = spec.get("spec") or {}
+            replicas = _replicas(metadata)
         for request in (spec.get("devices") or {}).get("requests") or ():
             exactly = request.get("exactly") or {}
             cu = ((exactly.get("capacity") or {}).get("requests") or {}).get(slices.CU_CAPACITY)
             if cu is not None:
-                out[(str(tenant), str(pool))] += _milli(cu) * int(exactly.get("count", 1) or 1)
+                count = int(exactly.get("count", 1) or 1)
+                out[(str(tenant), str(pool))] += _milli(cu) * count * replicas
     return dict(out)
+
+
+def held_cu(
+    stamped: Iterable[obs.ObservedClaim],
+    pools: Iterable[capacity.PoolCapacity],
+    cu_names: Mapping[tuple[str, str], obs.DeviceId],
+    driver: str,
+) -> dict[tuple[str, str], int]:
+    """CU held by claims stamped from our templates, per (tenant, pool), from allocations.
+
+    A Fractional share counts what it consumed; a Whole device its CU.
+    """
+    member_cu = {m.device.id: m.milli_cu for p in pools for m in p.members}
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for claim in stamped:
+        tenant = claim.labels.get(ownership.TENANT_LABEL)
+        pool = claim.labels.get(ownership.POOL_LABEL)
+        if not tenant or not pool:
+            continue
+        for a in claim.allocated:
+            if a.driver != driver:
+                continue
+            if a.consumed_cu is not None:
+                out[(tenant, pool)] += _milli(a.consumed_cu)
+            else:
+                did = cu_names.get((a.pool, a.device))
+                out[(tenant, pool)] += member_cu.get(did, 0) if did is not None else 0
+    return dict(out)
+
+
+def _quota_figures(text: str) -> QuotaFigures | None:
+    parts = dict(p.partition("=")[::2] for p in text.split(","))
+    if "guaranteed" not in parts:
+        return None
+    limit = parts.get("limit")
+    return QuotaFigures(_milli(parts["guaranteed"]), None if limit is None else _milli(limit))
+
+
+def recorded_quotas(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], QuotaFigures]:
+    """Quotas recorded on our pool DeviceClasses, per (tenant, pool)."""
+    out: dict[tuple[str, str], QuotaFigures] = {}
+    for obj in objects:
+        if obj.get("kind") != "DeviceClass":
+            continue
+        metadata = obj.get("metadata") or {}
+        pool = (metadata.get("labels") or {}).get(ownership.POOL_LABEL)
+        if not pool:
+            continue
+        for key, value in (metadata.get("annotations") or {}).items():
+            if not str(key).startswith(classes.QUOTA_ANNOTATION_PREFIX):
+                continue
+            figures = _quota_figures(str(value))
+            if figures is not None:
+                tenant = str(key)[len(classes.QUOTA_ANNOTATION_PREFIX) :]
+                out[(tenant, str(pool))] = figures
+    return out
 
 
 def milli_text(milli: int | None) -> str:

@@ -70,18 +70,93 @@ def _live_claims(
     observed: obs.ObservedState, live: Sequence[JsonObject]
 ) -> dict[tuple[str, str], admission.LiveClaim]:
     status = {(c.namespace, c.name): c for c in observed.claims}
-    out = {}
+    out: dict[tuple[str, str], admission.LiveClaim] = {}
     for obj in live:
-        if obj.get("kind") != "ResourceClaim":
+        kind = obj.get("kind")
+        if kind not in ("ResourceClaim", "ResourceClaimTemplate"):
             continue
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if kind == "ResourceClaimTemplate":
+            # Exists (so a template no longer admitted is preempted), holds nothing.
+            out.setdefault(key, admission.LiveClaim(in_use=False, template=True))
+            continue
         seen = status.get(key)
         out[key] = admission.LiveClaim(
             in_use=seen.in_use if seen else False,
             allocated=seen.allocated if seen else (),
         )
     return out
+
+
+def _subjects(claims: Sequence[obs.ObservedClaim], limit: int = 5) -> str:
+    names = [f"{c.namespace}/{c.name}" for c in claims[:limit]]
+    more = f" and {len(claims) - limit} more" if len(claims) > limit else ""
+    return ", ".join(names) + more
+
+
+def _stamped(
+    desired: st.DesiredState, observed: obs.ObservedState
+) -> tuple[
+    dict[tuple[str, str], tuple[admission.LiveClaim, ...]],
+    tuple[obs.ObservedClaim, ...],
+    list[str],
+]:
+    """Sort the claims stamped from our templates into replicas and the unaccounted rest.
+
+    Every claim carrying the template label belongs to a Pod. Up to ``replicas`` of them
+    per template are its running replicas (allocated ones first, then by name): admission
+    places them first, on their devices. The others still hold devices until their Pods
+    end, so those allocated on our driver are charged as unaccounted (before admission) and
+    reported: claims beyond ``replicas``, and claims of a template no CUClaim declares.
+    """
+    driver = desired.settings.spec.driver_name
+    tenants = {t.metadata.name: t for t in desired.tenants}
+    templates = {
+        (admission.namespace_of(c, tenants.get(c.spec.tenant)), c.metadata.name): c
+        for c in desired.claims
+        if c.spec.form is docs.ClaimForm.TEMPLATE
+    }
+    groups: dict[tuple[str, str], list[obs.ObservedClaim]] = defaultdict(list)
+    for claim in observed.claims:
+        template = claim.labels.get(ownership.TEMPLATE_LABEL)
+        if template:
+            groups[(claim.namespace, template)].append(claim)
+    running: dict[tuple[str, str], tuple[admission.LiveClaim, ...]] = {}
+    unaccounted: list[obs.ObservedClaim] = []
+    warnings: list[str] = []
+    for key in sorted(groups):
+        holding = sorted(
+            groups[key],
+            key=lambda c: (not any(a.driver == driver for a in c.allocated), c.name),
+        )
+        subject = f"ResourceClaimTemplate {key[0]}/{key[1]}"
+        declared = templates.get(key)
+        replicas = declared.spec.replicas if declared is not None else 0
+        mine, rest = holding[:replicas], holding[replicas:]
+        if mine:
+            running[key] = tuple(
+                admission.LiveClaim(
+                    in_use=c.in_use,
+                    allocated=c.allocated if any(a.driver == driver for a in c.allocated) else (),
+                )
+                for c in mine
+            )
+        extra = [c for c in rest if any(a.driver == driver for a in c.allocated)]
+        unaccounted += extra
+        if declared is not None and rest:
+            warnings.append(
+                f"{len(rest)} claims stamped from {subject} exceed its replicas "
+                f"({replicas}): {_subjects(rest)}; their CU is charged as unaccounted until "
+                "their Pods end (raise spec.replicas or scale the Pods down)"
+            )
+        elif declared is None and extra:
+            warnings.append(
+                f"{len(extra)} claims stamped from {subject}, which no CUClaim declares, hold "
+                f"devices: {_subjects(extra)}; their CU is charged as unaccounted until their "
+                "Pods end"
+            )
+    return running, tuple(unaccounted), warnings
 
 
 def _claim_keys(desired: st.DesiredState) -> set[tuple[str, str]]:
@@ -99,9 +174,9 @@ def _external_claims(
 ) -> tuple[obs.ObservedClaim, ...]:
     """Allocated claims on our driver that no ResourceClaim-form CUClaim accounts for.
 
-    Claims stamped from our templates (template label) are the template's, which admission
-    already charges; everything else holding our devices (orphans, hand-made claims) takes
-    its CU before admission, so nothing is admitted onto capacity that is in use.
+    Claims stamped from our templates (template label) are sorted by :func:`_stamped`;
+    everything else holding our devices (orphans, hand-made claims) takes its CU before
+    admission, so nothing is admitted onto capacity that is in use.
     """
     driver = desired.settings.spec.driver_name
     mine = _claim_keys(desired)
@@ -233,12 +308,14 @@ def _tenant_rows(
     desired: st.DesiredState,
     before: Mapping[tuple[str, str], int],
     after: Mapping[tuple[str, str], int],
+    quotas_before: Mapping[tuple[str, str], report.QuotaFigures],
 ) -> tuple[report.TenantReport, ...]:
+    """One row per (tenant, pool) with a quota or claimed CU on either side."""
     pools_of: dict[str, set[str]] = defaultdict(set)
     for tenant in desired.tenants:
         for q in tenant.spec.quotas:
             pools_of[tenant.metadata.name].add(q.pool)
-    for tenant_name, pool in (*before, *after):
+    for tenant_name, pool in (*before, *after, *quotas_before):
         pools_of[tenant_name].add(pool)
     tenants = {t.metadata.name: t for t in desired.tenants}
     rows = []
@@ -251,10 +328,13 @@ def _tenant_rows(
                     tenant=tenant_name,
                     pool=pool,
                     priority=known.spec.priority if known else 0,
-                    guaranteed_milli=units.cu_to_milli(quota.guaranteed) if quota else 0,
-                    limit_milli=(
-                        units.cu_to_milli(quota.limit)
-                        if quota is not None and quota.limit is not None
+                    quota_before=quotas_before.get((tenant_name, pool)),
+                    quota_after=(
+                        report.QuotaFigures(
+                            units.cu_to_milli(quota.guaranteed),
+                            None if quota.limit is None else units.cu_to_milli(quota.limit),
+                        )
+                        if quota is not None
                         else None
                     ),
                     before_milli=before.get((tenant_name, pool), 0),
@@ -283,7 +363,9 @@ def plan(
         )
     )
     pools, findings = capacity.compute(desired, observed)
-    external = _external_claims(desired, observed, live_objs)
+    running, unaccounted, stamp_warnings = _stamped(desired, observed)
+    external = (*_external_claims(desired, observed, live_objs), *unaccounted)
+    cu_names = slices.names_by_node(pools.values())
     decisions = admission.admit(
         desired.claims,
         desired.tenants,
@@ -291,8 +373,9 @@ def plan(
         desired.policy,
         settings.managed_namespaces,
         _live_claims(observed, live_objs),
-        slices.names_by_node(pools.values()),
+        cu_names,
         external,
+        running,
     )
     labels = dict(ownership.MANAGED_BY)
     annotations = {ownership.REVISION_ANNOTATION: str(desired.revision)}
@@ -308,7 +391,9 @@ def plan(
     for adapter in sorted(desired.adapters, key=lambda a: a.metadata.name):
         if adapter.spec.vendor in whole_vendors:
             adapters.setdefault(adapter.spec.vendor, adapter)
-    objects += classes.build(pool_names, adapters.values(), driver, labels, annotations)
+    objects += classes.build(
+        pool_names, adapters.values(), driver, labels, annotations, desired.tenants
+    )
     objects += slices.build(pools.values(), driver, labels, annotations, live_objs)
     claim_objects, warnings = _claim_objects(
         desired, observed, decisions, pools, live_objs, labels, annotations
@@ -317,6 +402,7 @@ def plan(
     kept, orphan_warnings = _orphans(desired, observed, live_objs, objects)
     objects += kept
     warnings += orphan_warnings
+    warnings += stamp_warnings
     objects.sort(key=sort_key)
 
     before_cu = report.published_cu(live_objs, driver)
@@ -343,10 +429,29 @@ def plan(
     )
     refusal = safety.check(live_objs, objects, desired.policy)
     all_findings = tuple(sorted({*observed.findings, *findings}))
+    if live is None:
+        # Live: what the claims on the cluster hold; a template holds nothing, the claims
+        # its Pods stamped do (whether or not they count as its replicas).
+        stamped = [c for c in observed.claims if ownership.TEMPLATE_LABEL in c.labels]
+        claimed_before: dict[tuple[str, str], int] = defaultdict(int)
+        for held in (
+            report.claimed_cu(live_objs, templates=False),
+            report.held_cu(stamped, pools.values(), cu_names, driver),
+        ):
+            for key, milli in held.items():
+                claimed_before[key] += milli
+    else:
+        # The base revision's target: what it admitted, templates × their replicas.
+        claimed_before = defaultdict(int, report.claimed_cu(live_objs))
     the_report = report.Report(
         revision=str(desired.revision),
         pools=pool_reports,
-        tenants=_tenant_rows(desired, report.claimed_cu(live_objs), report.claimed_cu(objects)),
+        tenants=_tenant_rows(
+            desired,
+            claimed_before,
+            report.claimed_cu(objects),
+            report.recorded_quotas(live_objs),
+        ),
         decisions=decisions,
         findings=all_findings,
         warnings=tuple(warnings),

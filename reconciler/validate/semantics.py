@@ -405,7 +405,8 @@ def _claims(
                     )
                 )
             quota = next((q for q in tspec.quotas if q.pool == spec.pool), None)
-            total = units.cu_to_milli(spec.cu) * spec.count
+            # A template is charged once per Pod that uses it (replicas), a claim once.
+            total = units.cu_to_milli(spec.cu) * spec.count * spec.replicas
             if pool is not None and quota is None:
                 out.append(
                     entry.at(
@@ -422,14 +423,17 @@ def _claims(
                     else (None if tspec.may_borrow else quota.guaranteed)
                 )
                 bound = "limit" if quota.limit is not None else "guarantee"
+                replicas = f"{spec.replicas} replicas × " if spec.replicas > 1 else ""
                 if ceiling is not None and total > units.cu_to_milli(ceiling):
                     out.append(
                         entry.at(
                             ("spec", "cu"),
                             codes.Code.CLAIM_OVER_LIMIT,
-                            f"{spec.count} × {spec.cu:g} CU = {units.display_cu(total)} CU "
-                            f"exceeds tenant {spec.tenant!r}'s {bound} of {ceiling:g} CU in pool "
-                            f"{spec.pool!r}; lower cu or count, or raise the quota",
+                            f"{replicas}{spec.count} × {spec.cu:g} CU = "
+                            f"{units.display_cu(total)} CU exceeds tenant {spec.tenant!r}'s "
+                            f"{bound} of {ceiling:g} CU in pool {spec.pool!r}; lower "
+                            f"{'replicas, ' if spec.replicas > 1 else ''}cu or count, or raise "
+                            "the quota",
                         )
                     )
         if pool is not None:

@@ -146,3 +146,57 @@ def test_plan_base_compares_two_revisions_offline(runner: CliRunner, tmp_path: P
     ]
     same_code, _, _ = invoke(runner, "plan", str(repo), "--rev", base, "--base", base)
     assert same_code == 0
+
+
+def test_plan_base_shows_a_guarantee_change_and_replicas(runner: CliRunner, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "base")
+    tenant = repo / "tenants" / "chat-assistant.yaml"
+    tenant.write_text(tenant.read_text().replace("guaranteed: 2000", "guaranteed: 2400"))
+    decode = repo / "claims" / "chat-assistant" / "decode.yaml"
+    decode.write_text(decode.read_text().replace("replicas: 3", "replicas: 2"))
+    _git(repo, "checkout", "-q", "-b", "raise-guarantee")
+    _git(repo, "commit", "-q", "-am", "raise chat's guarantee, one decode Pod fewer")
+    code, out, err = invoke(
+        runner, "plan", str(repo), "--rev", "raise-guarantee", "--base", "main", "-o", "markdown"
+    )
+    assert code == 1, err
+    rows = [line for line in out.splitlines() if line.startswith("| chat-")]
+    assert rows == [
+        # Claimed: 3 → 2 replicas × 4 × 150 CU = 1800 → 1200 CU.
+        "| chat-assistant | inference-prod | 900 | 2000 → **2400** | 3000 | 1800 → **1200** |",
+        "| chat-prod/chat-decode | chat-assistant | inference-prod | 2 (1 running) | 1200 "
+        "| Admitted | WithinGuarantee |",
+        "| chat-prod/chat-prefill | chat-assistant | inference-prod | 1 | 600 | Pending "
+        "| NoEligibleDevice |",
+    ]
+    code, out, err = invoke(
+        runner, "plan", str(repo), "--rev", "raise-guarantee", "--base", "main", "-o", "json"
+    )
+    doc = json.loads(out)
+    # The quota is recorded on the pool's DeviceClass, the replicas on the template.
+    assert [
+        (c["action"], c["kind"], c["name"], [d["path"] for d in c["diff"]]) for c in doc["changes"]
+    ] == [
+        (
+            "update",
+            "DeviceClass",
+            "cu-inference-prod",
+            ["metadata.annotations.quota.cu-reconciler.io/chat-assistant"],
+        ),
+        (
+            "update",
+            "ResourceClaimTemplate",
+            "chat-decode",
+            ["metadata.annotations.cu-reconciler.io/replicas"],
+        ),
+    ]
+    (chat,) = [t for t in doc["tenants"] if t["tenant"] == "chat-assistant"]
+    assert (chat["before"]["guaranteedCU"], chat["after"]["guaranteedCU"], chat["changed"]) == (
+        "2000",
+        "2400",
+        ["guaranteed", "claimed"],
+    )

@@ -45,3 +45,168 @@ def test_yaml_round_trips_through_a_yaml_parser() -> None:
 
     objects = planning.plan(ex.desired(), ex.observed()).objects
     assert list(YAML(typ="safe").load_all(yamltext.dump_all(objects))) == list(objects)
+
+
+# ------------------------------------------------------------- before → after, per tenant
+
+_ADS = ex.tenant(
+    "ads",
+    {
+        "namespaces": ["ads"],
+        "priority": 50,
+        "mayBorrow": True,
+        "quotas": [
+            {"pool": "train", "guaranteed": 250, "limit": 300},
+            {"pool": "infer", "guaranteed": 10},
+        ],
+    },
+)
+_LAB_NO_BORROWING = ex.tenant("lab", {"namespaces": ["lab"], "priority": 10})
+_ADS_INFER_3 = ex.claim(
+    "ads-infer",
+    {"tenant": "ads", "pool": "infer", "cu": 5, "form": "ResourceClaimTemplate", "replicas": 3},
+)
+
+
+def _pull_request() -> render.Preview:
+    """A base revision (the example) and a change: ads' train guarantee 200 → 250 with a
+    limit of 300, ads-infer 1 × 7 CU → 3 replicas × 5 CU, lab no longer borrows."""
+    base = planning.plan(ex.desired(), ex.observed())
+    desired = ex.desired(
+        revision="f" * 40,
+        tenants=(ex.TENANTS[0], _ADS, _LAB_NO_BORROWING),
+        claims=tuple(_ADS_INFER_3 if c.metadata.name == "ads-infer" else c for c in ex.CLAIMS),
+    )
+    result = planning.plan(desired, ex.observed(), base.objects)
+    changes = changeset.compute(result.objects, base.objects)
+    return render.Preview(changes, result.report, result.refusal, base.revision)
+
+
+def test_markdown_tenant_and_claim_tables_show_before_and_after() -> None:
+    text = render.markdown(_pull_request())
+    tenants = text[text.index("#### CU per tenant") : text.index("#### Claims")]
+    assert tenants.splitlines() == [
+        "#### CU per tenant",
+        "",
+        "| Tenant | Pool | Priority | Guaranteed | Limit | Claimed CU |",
+        "|---|---|---|---|---|---|",
+        "| search | train | 100 | 300 | 400 | 250 |",
+        # 3 replicas × 1 × 5 CU = 15 CU claimed (the base: 1 × 7 CU).
+        "| ads | infer | 50 | 10 | ∞ | 7 → **15** |",
+        "| ads | train | 50 | 200 → **250** | ∞ → **300** | 180 |",
+        "| lab | train | 10 | — | — | 100 → **0** |",
+        "",
+    ]
+    claims = text[text.index("#### Claims") : text.index("<details>")]
+    assert claims.splitlines() == [
+        "#### Claims",
+        "",
+        "5 admitted, 1 pending, 1 preempted.",
+        "",
+        "| Claim | Tenant | Pool | Replicas | CU | Status | Reason |",
+        "|---|---|---|---|---|---|---|",
+        "| search/search-a | search | train | 1 | 155 | Admitted | WithinGuarantee |",
+        "| search/search-b | search | train | 1 | 100 | Admitted | WithinGuarantee |",
+        "| ads/ads-a | ads | train | 1 | 100 | Admitted | WithinGuarantee |",
+        "| ads/ads-b | ads | train | 1 | 80 | Admitted | WithinGuarantee |",
+        # 3 × 5 = 15 CU is over ads' guarantee of 10: the template (all replicas or none)
+        # is admitted in the borrowing pass.
+        "| ads/ads-infer | ads | infer | 3 | 15 | Admitted | BorrowedIdle |",
+        "| lab/lab-a | lab | train | 1 | 100 | Admitted → **Preempted** | NoQuota |",
+        "| lab/lab-b | lab | train | 1 | 50 | Pending | NoQuota |",
+        "",
+    ]
+
+
+def test_text_lists_tenants_before_and_after_and_changed_claims() -> None:
+    text = render.text(_pull_request())
+    assert text[text.index("Tenants") : text.index("  note:")].splitlines() == [
+        "Tenants (CU; ~ marks a change):",
+        "    search in train (priority 100): guaranteed 300, limit 400, claimed 250",
+        "  ~ ads in infer (priority 50): guaranteed 10, limit ∞, claimed 7 → 15",
+        "  ~ ads in train (priority 50): guaranteed 200 → 250, limit ∞ → 300, claimed 180",
+        "  ~ lab in train (priority 10): guaranteed —, limit —, claimed 100 → 0",
+        "Claims changed or not admitted:",
+        "  Admitted → Preempted lab/lab-a (lab, train): NoQuota",
+        "  Pending lab/lab-b (lab, train): NoQuota",
+    ]
+
+
+def test_json_tenants_and_claims_carry_before_and_after() -> None:
+    doc = json.loads(render.json_text(_pull_request()))
+    rows = {(t["tenant"], t["pool"]): t for t in doc["tenants"]}
+    assert rows[("ads", "train")] == {
+        "tenant": "ads",
+        "pool": "train",
+        "priority": 50,
+        "before": {"quota": True, "guaranteedCU": "200", "limitCU": None, "claimedCU": "180"},
+        "after": {"quota": True, "guaranteedCU": "250", "limitCU": "300", "claimedCU": "180"},
+        "changed": ["guaranteed", "limit"],
+    }
+    assert rows[("lab", "train")]["before"] == {
+        "quota": False,
+        "guaranteedCU": None,
+        "limitCU": None,
+        "claimedCU": "100",
+    }
+    claims = {c["claim"]: c for c in doc["claims"]}
+    assert [
+        (claims[n]["statusBefore"], claims[n]["status"], claims[n]["replicas"])
+        for n in ("ads-infer", "lab-a", "lab-b")
+    ] == [("Admitted", "Admitted", 3), ("Admitted", "Preempted", 1), (None, "Pending", 1)]
+
+
+def _stamped_share(name: str, template: str, cu: str) -> dict[str, object]:
+    """A claim kube-controller-manager stamped from our template for a Pod, allocated."""
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {
+            "name": name,
+            "namespace": "ads",
+            "labels": {
+                "cu-reconciler.io/template": template,
+                "cu-reconciler.io/tenant": "ads",
+                "cu-reconciler.io/pool": "infer",
+            },
+        },
+        "status": {
+            "allocation": {
+                "devices": {
+                    "results": [
+                        {
+                            "request": "cu-0",
+                            "driver": ex.DRIVER,
+                            "pool": "n4",
+                            "device": "hygon-dcu-0",
+                            "consumedCapacity": {"cu": cu},
+                        }
+                    ]
+                }
+            },
+            "reservedFor": [{"resource": "pods", "name": f"{name}-pod", "uid": "u"}],
+        },
+    }
+
+
+def test_live_before_is_what_the_live_claims_hold() -> None:
+    # Applied: the example (ads-infer, 1 × 7 CU). Git now says 3 replicas × 5 CU; one Pod
+    # runs on a claim stamped from the template, holding 5 CU. A template holds nothing
+    # itself, so "before" is the 5 CU the stamped claim holds, "after" the 15 admitted.
+    applied = planning.plan(ex.desired(), ex.observed())
+    desired = ex.desired(
+        claims=tuple(_ADS_INFER_3 if c.metadata.name == "ads-infer" else c for c in ex.CLAIMS)
+    )
+    observed = ex.observed(
+        owned=applied.objects, claims=[_stamped_share("pod-0-cu", "ads-infer", "5")]
+    )
+    result = planning.plan(desired, observed)
+    preview = render.Preview(changeset.compute(result.objects, result.live), result.report)
+    text = render.markdown(preview)
+    rows = [line for line in text.splitlines() if line.startswith("| ads | ")]
+    assert rows == [
+        "| ads | infer | 50 | 10 | ∞ | 5 → **15** |",
+        "| ads | train | 50 | 200 | ∞ | 180 |",
+    ]
+    (infer,) = [d for d in result.report.decisions if d.claim == "ads-infer"]
+    assert (infer.replicas, infer.running, infer.charged_milli) == (3, 1, 15_000)

@@ -262,7 +262,7 @@ def test_admission_policy_denies_tenants_the_fence_toleration(
     ]
     workloads.wait_for(
         lambda: create_as(api, None, tolerating) in (403, 422) or None,
-        timeout=30,
+        timeout=60,
         what="the admission policy to deny the fence toleration",
     )
     wildcard = json.loads(json.dumps(tolerating))
@@ -276,13 +276,13 @@ def test_admission_policy_denies_tenants_the_fence_toleration(
     # RBAC for the new RoleBinding reaches the authorizer's cache asynchronously.
     workloads.wait_for(
         lambda: create_as(api, reconciler, tolerating) == 201 or None,
-        timeout=20,
+        timeout=60,
         what="the reconciler's service account to be admitted",
     )
     generated = next(o for o in result.objects if o["kind"] == "ResourceClaim")
     assert create_as(api, None, generated) in (403, 422), "tenants may not use CU classes"
     workloads.wait_for(
         lambda: create_as(api, reconciler, generated) == 201 or None,
-        timeout=20,
+        timeout=60,
         what="the reconciler's service account to use CU classes",
     )

@@ -206,18 +206,18 @@ def scenarios(draw: hs.DrawFn) -> Any:
         )
     claims = []
     for i in range(draw(hs.integers(1, 12))):
-        claims.append(
-            ex.claim(
-                f"c{i}",
-                {
-                    "tenant": draw(hs.sampled_from(_tenant_names)),
-                    "pool": "train",
-                    "namespace": "lab",
-                    "cu": draw(hs.sampled_from([5, 20, 40, 60, 100, 150])),
-                    "count": draw(hs.integers(1, 3)),
-                },
-            )
-        )
+        claim: dict[str, Any] = {
+            "tenant": draw(hs.sampled_from(_tenant_names)),
+            "pool": "train",
+            "namespace": "lab",
+            "cu": draw(hs.sampled_from([5, 20, 40, 60, 100, 150])),
+            "count": draw(hs.integers(1, 3)),
+        }
+        # Templates for several Pods: each replica is placed like a separate claim.
+        replicas = draw(hs.sampled_from([1, 1, 2, 3]))
+        if replicas > 1:
+            claim |= {"form": "ResourceClaimTemplate", "replicas": replicas}
+        claims.append(ex.claim(f"c{i}", claim))
     return ex.desired(pools=(pool,), tenants=tuple(tenants), claims=tuple(claims))
 
 
@@ -322,3 +322,139 @@ def test_names_by_node_maps_cu_devices_back() -> None:
     pools, _ = capacity.compute(ex.desired(), ex.observed())
     names = slices.names_by_node(pools.values())
     assert names[("n1", "nvidia-gpu-0")] == obs.DeviceId("gpu.nvidia.com", "n1", "gpu-0")
+
+
+# ------------------------------------------------------------------ template replicas
+
+LAB_ONLY = (ex.tenant("lab", {"namespaces": ["lab"], "priority": 10, "mayBorrow": True}),)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param(
+            {"pool": "train", "cu": 40, "replicas": 2},
+            # Whole: 2 replicas × 1 device; best fit = the two 40-CU BR104s: 2 × 40 = 80 CU.
+            (
+                "Admitted",
+                "BorrowedIdle",
+                80_000,
+                ["gpu.biren.example.com/n3/gpu-0", "gpu.biren.example.com/n3/gpu-1"],
+            ),
+            id="whole-one-device-per-replica",
+        ),
+        pytest.param(
+            {"pool": "train", "cu": 100, "count": 2, "replicas": 3},
+            # Whole: 3 × 2 = 6 devices ≥ 100 CU needed, the pool has 4 (2 H100, 2 A100).
+            ("Pending", "NoEligibleDevice", 0, []),
+            id="whole-needs-replicas-times-count-devices",
+        ),
+        pytest.param(
+            {"pool": "infer", "cu": 5, "replicas": 3},
+            # Fractional: 3 replicas × 1 × 5 CU (minStep 5) = 15 CU ≤ 18.973 on the one
+            # healthy Z100; replicas are separate claims, so they may share it.
+            ("Admitted", "BorrowedIdle", 15_000, ["dcu.hygon.example.com/n4/dcu-0"] * 3),
+            id="fractional-replicas-share-a-device",
+        ),
+        pytest.param(
+            {"pool": "infer", "cu": 5, "replicas": 4},
+            # 4 × 5 = 20 CU > 18.973 admittable.
+            ("Pending", "PoolFull", 0, []),
+            id="fractional-over-the-pool",
+        ),
+    ],
+)
+def test_template_replicas_are_charged_and_placed_like_separate_claims(
+    spec: dict[str, Any], expected: tuple[str, str, int, list[str]]
+) -> None:
+    template = ex.claim("t", {"tenant": "lab", "form": "ResourceClaimTemplate", **spec})
+    d = _decisions(ex.desired(tenants=LAB_ONLY, claims=(template,)))["t"]
+    assert (str(d.status), str(d.reason), d.charged_milli, [str(x) for x in d.devices]) == expected
+    assert (
+        d.requested_milli
+        == units.cu_to_milli(spec["cu"]) * spec.get("count", 1) * (spec["replicas"])
+    )
+
+
+def test_a_template_that_does_not_fit_leaves_the_ledger_as_it_was() -> None:
+    # Two replicas fit on the two H100s (155 CU each), the third does not: all or nothing,
+    # so the H100s are given back and the next claim gets the first one.
+    big = ex.claim(
+        "a-big",
+        {
+            "tenant": "lab",
+            "pool": "train",
+            "cu": 150,
+            "form": "ResourceClaimTemplate",
+            "replicas": 3,
+        },
+    )
+    after = ex.claim("b-after", {"tenant": "lab", "pool": "train", "cu": 150})
+    got = _decisions(ex.desired(tenants=LAB_ONLY, claims=(big, after)))
+    assert (got["a-big"].status, got["a-big"].reason) == ("Pending", "NoEligibleDevice")
+    assert [str(x) for x in got["b-after"].devices] == ["gpu.nvidia.com/n1/gpu-0"]
+
+
+def _stamped(name: str, template: str, device: str, node: str) -> dict[str, Any]:
+    claim = _in_use(name, "lab", device, node)
+    claim["metadata"]["labels"] = {
+        "cu-reconciler.io/template": template,
+        "cu-reconciler.io/tenant": "lab",
+        "cu-reconciler.io/pool": "train",
+    }
+    return claim
+
+
+def test_running_replicas_are_placed_first_and_claims_beyond_replicas_are_charged() -> None:
+    template = ex.claim(
+        "lab-t",
+        {
+            "tenant": "lab",
+            "pool": "train",
+            "cu": 100,
+            "form": "ResourceClaimTemplate",
+            "replicas": 2,
+        },
+    )
+    wants_h100 = ex.claim("lab-z", {"tenant": "lab", "pool": "train", "cu": 150})
+    stamped = [
+        _stamped("pod-c-cu", "lab-t", "gpu-1", "n1"),
+        _stamped("pod-a-cu", "lab-t", "gpu-0", "n2"),
+        _stamped("pod-b-cu", "lab-t", "gpu-1", "n2"),
+    ]
+    result = planning.plan(
+        ex.desired(tenants=LAB_ONLY, claims=(template, wants_h100)), ex.observed(claims=stamped)
+    )
+    got = {d.claim: d for d in result.report.decisions}
+    # The first two by name are the replicas: pinned on the A100s they hold, 2 × 100 CU.
+    t = got["lab-t"]
+    assert (str(t.status), str(t.reason), t.phase, t.charged_milli, t.running) == (
+        "Admitted",
+        "InUse",
+        admission.Phase.PINNED,
+        200_000,
+        2,
+    )
+    assert [str(x) for x in t.devices] == ["gpu.nvidia.com/n2/gpu-0", "gpu.nvidia.com/n2/gpu-1"]
+    # The third holds H100 n1/gpu-1 as an unaccounted claim, so only gpu-0 is left for lab-z.
+    assert [str(x) for x in got["lab-z"].devices] == ["gpu.nvidia.com/n1/gpu-0"]
+    assert result.warnings == (
+        "1 claims stamped from ResourceClaimTemplate lab/lab-t exceed its replicas (2): "
+        "lab/pod-c-cu; their CU is charged as unaccounted until their Pods end (raise "
+        "spec.replicas or scale the Pods down)",
+    )
+
+
+def test_claims_stamped_from_an_undeclared_template_hold_their_devices() -> None:
+    wants_h100 = ex.claim("lab-z", {"tenant": "lab", "pool": "train", "cu": 150, "count": 2})
+    result = planning.plan(
+        ex.desired(tenants=LAB_ONLY, claims=(wants_h100,)),
+        ex.observed(claims=[_stamped("pod-a-cu", "gone", "gpu-0", "n1")]),
+    )
+    (d,) = result.report.decisions
+    # Two H100s are eligible and the pool has room in aggregate, but one H100 is held.
+    assert (str(d.status), str(d.reason)) == ("Pending", "Fragmented")
+    assert result.warnings == (
+        "1 claims stamped from ResourceClaimTemplate lab/gone, which no CUClaim declares, "
+        "hold devices: lab/pod-a-cu; their CU is charged as unaccounted until their Pods end",
+    )
