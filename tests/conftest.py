@@ -74,11 +74,16 @@ def api(control_plane: devcluster.ControlPlane) -> Iterator[ApiClient]:
 
 @pytest.fixture
 def namespace(api: ApiClient) -> Iterator[str]:
-    """A fresh namespace, deleted after the test (the namespace controller empties it)."""
+    """A fresh namespace, deleted after the test with everything in it.
+
+    Its Pods are force-deleted first: with no kubelet to confirm termination, a bound Pod
+    would stay Terminating forever and hold its namespace (and its claims) with it.
+    """
     name = f"t-{uuid.uuid4().hex[:10]}"
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
     rawapi.request(api, "POST", "/api/v1/namespaces", body=body)
     yield name
+    devcluster.workloads.force_delete_pods(api, name)
     rawapi.delete(api, f"/api/v1/namespaces/{name}")
 
 

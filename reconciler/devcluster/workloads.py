@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
 from reconciler.devcluster import rawapi
 
@@ -141,3 +142,25 @@ def _collection(namespace: str, body: Mapping[str, Any]) -> str:
         kind
     ]
     return f"/apis/resource.k8s.io/v1/namespaces/{namespace}/{plural}"
+
+
+def force_delete_pods(api: ApiClient, namespace: str) -> int:
+    """Delete every Pod of ``namespace`` at once (grace period 0); returns how many.
+
+    Without a kubelet nothing ever confirms a bound Pod's termination, so an ordinary delete
+    leaves it Terminating forever, with its ResourceClaims reserved and its namespace stuck.
+    """
+    pods = rawapi.request(api, "GET", f"/api/v1/namespaces/{namespace}/pods")["items"]
+    for pod in pods:
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}"
+        try:
+            rawapi.request(
+                api,
+                "DELETE",
+                path,
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0},
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    return len(pods)

@@ -98,9 +98,7 @@ def fleet(
     finally:
         reconciler.close()
         for ns in namespaces:
-            pods = rawapi.request(api, "GET", f"/api/v1/namespaces/{ns}/pods")["items"]
-            for pod in pods:
-                rawapi.delete(api, f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}")
+            workloads.force_delete_pods(api, ns)
         _delete_owned(api)
         devsnapshot.unload(api, loaded)
 

@@ -279,7 +279,11 @@ def test_admission_policy_denies_tenants_the_fence_toleration(
         timeout=60,
         what="the reconciler's service account to be admitted",
     )
-    generated = next(o for o in result.objects if o["kind"] == "ResourceClaim")
+    generated = next(
+        o
+        for o in result.objects
+        if o["kind"] == "ResourceClaim" and o["metadata"]["namespace"] == namespace
+    )
     assert create_as(api, None, generated) in (403, 422), "tenants may not use CU classes"
     workloads.wait_for(
         lambda: create_as(api, reconciler, generated) == 201 or None,
