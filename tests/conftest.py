@@ -47,6 +47,17 @@ def example_repo(tmp_path: Path) -> git.Repo:
 
 
 @pytest.fixture(scope="session")
+def synthetic_records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30,000 synthetic inference records (100 of them bad) for the example's device models."""
+    from reconciler.learn import synthetic
+
+    frame, _ = synthetic.generate(synthetic.Scenario(records=30_000, bad_rows=100), seed=21)
+    path = tmp_path_factory.mktemp("records") / "records.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
 def control_plane(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[devcluster.ControlPlane]:

@@ -9,7 +9,6 @@ exactly for the models whose factors moved.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler import cli, source, validate
-from reconciler.learn import synthetic, writeback
+from reconciler.learn import writeback
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
 NOW = "2026-11-27T00:00:00Z"
 
 
@@ -32,22 +30,13 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture()
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(EXAMPLE, root)
-    r = git.Repo.init(root, initial_branch="main")
-    r.git.add(A=True)
-    actor = git.Actor("platform", "platform@example.com")
-    r.index.commit("cn-north-1 desired state", author=actor, committer=actor)
-    return root
+def repo(example_repo: git.Repo) -> Path:
+    return Path(example_repo.working_dir)
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    frame, _ = synthetic.generate(synthetic.Scenario(records=30_000, bad_rows=100), seed=21)
-    path = tmp_path_factory.mktemp("records") / "records.csv"
-    frame.to_csv(path, index=False)
-    return path
+def records(synthetic_records: Path) -> Path:
+    return synthetic_records
 
 
 def _plan(runner: CliRunner, rev: str, base: str) -> tuple[int, dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import git
@@ -11,33 +10,20 @@ from typer.testing import CliRunner
 
 from reconciler.cli import _app
 from reconciler.cli import factors as _factors  # noqa: F401  (registers the sub-app)
-from reconciler.learn import synthetic, writeback
+from reconciler.learn import writeback
 
 runner = CliRunner()
 
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
-
-
 @pytest.fixture()
-def repo(tmp_path: Path) -> Path:
+def repo(example_repo: git.Repo) -> Path:
     """A real Git copy of the example repository: valid, spec table with per-row comments."""
-    root = tmp_path / "repo"
-    shutil.copytree(EXAMPLE, root)
-    r = git.Repo.init(root, initial_branch="main")
-    r.git.add(A=True)
-    actor = git.Actor("t", "t@example.com")
-    r.index.commit("seed", author=actor, committer=actor)
-    return root
+    return Path(example_repo.working_dir)
 
 
 @pytest.fixture(scope="module")
-def record_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sc = synthetic.Scenario(records=30_000, bad_rows=100)
-    frame, _ = synthetic.generate(sc, seed=21)
-    path = tmp_path_factory.mktemp("rec") / "records.csv"
-    frame.to_csv(path, index=False)
-    return path
+def record_file(synthetic_records: Path) -> Path:
+    return synthetic_records
 
 
 NOW = ["--now", "2026-11-27T00:00:00Z"]
@@ -49,7 +35,7 @@ def test_fit_dry_run_changes_nothing(repo: Path, record_file: Path) -> None:
     )
     assert res.exit_code == _app.EXIT_FINDINGS, res.output
     assert "→" in res.stdout and "missing-field" in res.output
-    assert git.Repo(repo).head.commit.message == "seed"
+    assert git.Repo(repo).head.commit.message == "example"
 
 
 def test_fit_write_commits_learned_rows_on_a_branch(repo: Path, record_file: Path) -> None:
@@ -73,7 +59,7 @@ def test_fit_write_commits_learned_rows_on_a_branch(repo: Path, record_file: Pat
     r = git.Repo(repo)
     assert r.active_branch.name == "factors/x"
     assert r.head.commit.message.startswith("factors(learned):")
-    assert r.commit("main").message == "seed"
+    assert r.commit("main").message == "example"
     # one file in the commit: the bot-owned table; the curated spec table is untouched
     assert set(r.head.commit.stats.files) == {"factors/learned.yaml"}
     assert (repo / "factors" / "default.yaml").read_bytes() == spec_before
@@ -128,7 +114,7 @@ def test_a_curated_spec_table_is_never_the_target(repo: Path, record_file: Path)
     )
     assert res.exit_code == _app.EXIT_ERROR
     assert "curated by people" in res.stderr
-    assert git.Repo(repo).head.commit.message == "seed" and not git.Repo(repo).is_dirty()
+    assert git.Repo(repo).head.commit.message == "example" and not git.Repo(repo).is_dirty()
 
 
 def test_table_option_names_a_new_bot_owned_file(repo: Path, record_file: Path) -> None:
@@ -166,7 +152,7 @@ def test_invalid_repository_exits_2_with_diagnostics(repo: Path, record_file: Pa
         assert res.exit_code == _app.EXIT_ERROR, args
         assert "pools/broken.yaml:3:" in res.stderr and ": CU207: " in res.stderr
         assert "invalid" in res.stderr
-    assert git.Repo(repo).head.commit.message == "seed"
+    assert git.Repo(repo).head.commit.message == "example"
     assert not (repo / "factors" / "learned.yaml").exists() and not (repo / "out").exists()
 
 
