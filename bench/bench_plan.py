@@ -11,9 +11,7 @@ second plan. Prints one JSON line per run and the medians.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -22,7 +20,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-GC_DEFAULT = os.environ.get("BENCH_GC") == "default"
 
 
 def one_run() -> dict[str, float]:
@@ -34,11 +31,8 @@ def one_run() -> dict[str, float]:
     from reconciler.model import observed as obs
 
     desired, raw = generate_fleet.generate()
-    # The generated inputs are long-lived: move them out of the cyclic collector's way, as
-    # a long-running reconciler would after loading its state (see BENCHMARKS.md).
-    if not GC_DEFAULT:
-        gc.collect()
-        gc.freeze()
+    # The collector is left as it is: plan() and changeset.compute() pause it themselves
+    # (reconciler/_gc.py), so this measures exactly what cuctl and the controller do.
     t0 = time.perf_counter()
     observed = obs.build(raw, desired.adapters, desired.settings.spec.driver_name)
     t1 = time.perf_counter()

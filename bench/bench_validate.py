@@ -25,7 +25,7 @@ from pathlib import Path
 
 import git
 
-from reconciler import source
+from reconciler import _gc, source
 from reconciler.validate import syntax, validation
 
 _HERE = Path(__file__).resolve().parent
@@ -78,7 +78,7 @@ def main() -> None:
         t0 = time.perf_counter()
         tree = source.read(str(root), "HEAD")
         t1 = time.perf_counter()
-        with validation._collector_paused():
+        with _gc.paused():
             _load_all(tree)
         t2 = time.perf_counter()
         validation.validate_tree(tree)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from reconciler import _gc
 from reconciler.diff import normalize as norm
 from reconciler.diff import pair as pairing
 from reconciler.model import ownership
@@ -175,6 +176,15 @@ def compute(
     normalizers: Sequence[norm.Normalizer] = norm.DEFAULT_NORMALIZERS,
 ) -> ChangeSet:
     """Pair, normalise and compare. Pure; the order is the apply order."""
+    with _gc.paused():
+        return _compute(target, live, normalizers)
+
+
+def _compute(
+    target: Iterable[JsonObject],
+    live: Iterable[JsonObject],
+    normalizers: Sequence[norm.Normalizer],
+) -> ChangeSet:
     entries = []
     for p in pairing.pair(target, live):
         if p.target is None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler import _gc
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
 from reconciler.model import ownership, units
@@ -354,6 +355,15 @@ def plan(
     ``live`` defaults to the owned objects of ``observed``; ``plan --base`` passes the base
     revision's target instead, so the generation rule and the diff compare revisions.
     """
+    with _gc.paused():
+        return _plan(desired, observed, live)
+
+
+def _plan(
+    desired: st.DesiredState,
+    observed: obs.ObservedState,
+    live: Iterable[JsonObject] | None,
+) -> Plan:
     settings = desired.settings.spec
     driver = settings.driver_name
     live_objs = tuple(

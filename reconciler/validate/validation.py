@@ -8,12 +8,11 @@ error (warnings do not block).
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler import _gc
 from reconciler.model import codes
 from reconciler.model import diagnostics as diag
 from reconciler.model import documents as docs
@@ -59,27 +58,8 @@ def validate_tree(
     own snapshot (``ClusterSettings.spec.layout.snapshot``) when it has one, else only the
     static checks run.
     """
-    with _collector_paused():
+    with _gc.paused():
         return _validate(tree, observed)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for one validation.
-
-    Why: the composed YAML node graphs (kept for positions) are hundreds of thousands of
-    small objects alive until the end of the run, and allocating them triggers dozens of
-    full collections that each walk all of them: on the 5,000-claim benchmark that was
-    60% of the run time. A validation creates almost no cyclic garbage (one small cycle per
-    file in ruamel's loader), collected normally once the collector is back on.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _validate(tree: source_tree.SourceTree, observed: obs.ObservedState | None) -> Validation:
