@@ -473,45 +473,29 @@ def _claim_against_pool(
                     f"{sharing.min_step:g}; round it to a multiple",
                 )
             )
-    selector = pspec.selector
-    constraints = spec.constraints
-    allowed_vendors = set(constraints.vendors.allow)
-    if selector.vendors and allowed_vendors and not set(selector.vendors) & allowed_vendors:
-        out.append(
-            entry.at(
-                ("spec", "constraints", "vendors", "allow"),
-                codes.Code.IMPOSSIBLE_CONSTRAINT,
-                f"none of the allowed vendors ({_list(constraints.vendors.allow)}) is in "
-                f"pool {pool.name!r} ({_list(selector.vendors)}); no device can match",
+    for field, singular in (("vendors", "vendor"), ("models", "model")):
+        offered: list[str] = getattr(pspec.selector, field)
+        wanted: docs.NameFilter = getattr(spec.constraints, field)
+        if not offered:
+            continue
+        if wanted.allow and not set(offered) & set(wanted.allow):
+            out.append(
+                entry.at(
+                    ("spec", "constraints", field, "allow"),
+                    codes.Code.IMPOSSIBLE_CONSTRAINT,
+                    f"none of the allowed {field} ({_list(wanted.allow)}) is in "
+                    f"pool {pool.name!r} ({_list(offered)}); no device can match",
+                )
             )
-        )
-    if selector.vendors and set(selector.vendors) <= set(constraints.vendors.deny):
-        out.append(
-            entry.at(
-                ("spec", "constraints", "vendors", "deny"),
-                codes.Code.IMPOSSIBLE_CONSTRAINT,
-                f"the deny list excludes every vendor of pool {pool.name!r} "
-                f"({_list(selector.vendors)}); no device can match",
+        if set(offered) <= set(wanted.deny):
+            out.append(
+                entry.at(
+                    ("spec", "constraints", field, "deny"),
+                    codes.Code.IMPOSSIBLE_CONSTRAINT,
+                    f"the deny list excludes every {singular} of pool {pool.name!r} "
+                    f"({_list(offered)}); no device can match",
+                )
             )
-        )
-    allowed_models = set(constraints.models.allow)
-    if selector.models and allowed_models and not set(selector.models) & allowed_models:
-        out.append(
-            entry.at(
-                ("spec", "constraints", "models", "allow"),
-                codes.Code.IMPOSSIBLE_CONSTRAINT,
-                f"none of the allowed models ({_list(constraints.models.allow)}) is in "
-                f"pool {pool.name!r} ({_list(selector.models)}); no device can match",
-            )
-        )
-    if selector.models and set(selector.models) <= set(constraints.models.deny):
-        out.append(
-            entry.at(
-                ("spec", "constraints", "models", "deny"),
-                codes.Code.IMPOSSIBLE_CONSTRAINT,
-                f"the deny list excludes every model of pool {pool.name!r}; no device can match",
-            )
-        )
     return out
 
 
