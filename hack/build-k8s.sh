@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the local control plane from Go modules: kube-apiserver, kube-scheduler and
-# kube-controller-manager from k8s.io/kubernetes (through the wrapper module hack/k8sbin), and
+# Build the local control plane from Go modules: kube-apiserver, kube-scheduler,
+# kube-controller-manager, kubectl and kubelet from k8s.io/kubernetes (through the wrapper module hack/k8sbin), and
 # etcd from go.etcd.io/etcd/server/v3 (through hack/etcdbin). Versions come from
 # hack/versions.env only. Binaries land in a per-user cache keyed by version and by a hash of the
 # wrapper modules, so a warm run only hashes a few files.
@@ -33,7 +33,8 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOWORK=off
 K8S_MINOR=${KUBERNETES_VERSION#*.}
 K8S_MINOR=${K8S_MINOR%%.*}
 STAGING_VERSION=v0.${KUBERNETES_VERSION#*.} # 1.37.2 -> v0.37.2
-K8S_CMDS=(kube-apiserver kube-scheduler kube-controller-manager)
+# The control plane, plus kubectl (benchmarks, kustomize, auth checks) and kubelet (real nodes).
+K8S_CMDS=(kube-apiserver kube-scheduler kube-controller-manager kubectl kubelet)
 K8S_LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=v$KUBERNETES_VERSION"
 K8S_LDFLAGS+=" -X k8s.io/component-base/version.gitMajor=1"
 K8S_LDFLAGS+=" -X k8s.io/component-base/version.gitMinor=$K8S_MINOR"

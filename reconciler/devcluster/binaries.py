@@ -21,19 +21,23 @@ from reconciler.errors import ToolchainError
 _TOOLCHAIN_EXIT_CODES = {3, 4}
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
+#: Built alongside the control plane but not part of it: a client and the node agent.
+TOOLS = ("kubectl", "kubelet")
 
 
 @dataclass(frozen=True, slots=True)
 class Binaries:
-    """Absolute paths of the four control-plane executables."""
+    """Absolute paths of the control-plane executables, kubectl and kubelet."""
 
     etcd: Path
     kube_apiserver: Path
     kube_scheduler: Path
     kube_controller_manager: Path
+    kubectl: Path
+    kubelet: Path
 
     def path(self, component: str) -> Path:
-        """The executable of ``component`` (one of :data:`COMPONENTS`)."""
+        """The executable of ``component`` (one of :data:`COMPONENTS` or :data:`TOOLS`)."""
         return Path(getattr(self, component.replace("-", "_")))
 
 
@@ -103,8 +107,10 @@ def _parse(stdout: str) -> Binaries:
         kube_apiserver=kube / "kube-apiserver",
         kube_scheduler=kube / "kube-scheduler",
         kube_controller_manager=kube / "kube-controller-manager",
+        kubectl=kube / "kubectl",
+        kubelet=kube / "kubelet",
     )
-    for name in COMPONENTS:
+    for name in COMPONENTS + TOOLS:
         if not os.access(bins.path(name), os.X_OK):
             raise RuntimeError(f"{bins.path(name)} is not an executable; rerun hack/build-k8s.sh")
     return bins
