@@ -30,6 +30,7 @@ from reconciler.diff import changeset, render, yamltext
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import cluster, snapshot, sources
+from reconciler.plan import gitops
 
 
 class Output(StrEnum):
@@ -179,14 +180,25 @@ def render_command(
     ),
     kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="Read the live cluster."),
     context: str | None = typer.Option(None, "--context", help="Kubeconfig context."),
+    plain: bool = typer.Option(
+        False,
+        "--plain",
+        help="Objects exactly as cuctl apply writes them (per-commit revision annotation, no "
+        "sync waves) instead of the GitOps-engine form.",
+    ),
 ) -> None:
-    """Print the target objects as a YAML stream (stdout); logs on stderr."""
+    """Print the target objects as a YAML stream (stdout); logs on stderr.
+
+    By default in the form a GitOps engine applies: sync waves in apply order, replace on
+    immutable claims, a content hash instead of the per-commit revision (docs/gitops.md).
+    """
     loaded = _load("render", path, rev, "--rev" if rev else "PATH")
     src = _source("render", loaded, observed, kubeconfig, context, allow_repository_snapshot=True)
     result, _ = _plan("render", loaded.state, src)
     if result.refusal:
         raise _fail("render", result.refusal)
-    sys.stdout.write(yamltext.dump_all(result.objects))
+    objects = result.objects if plain else tuple(gitops.for_engine(result.objects))
+    sys.stdout.write(yamltext.dump_all(objects))
     for warning in result.warnings:
         typer.echo(f"cuctl render: warning: {warning}", err=True)
     admitted = sum(1 for d in result.report.decisions if d.status == "Admitted")

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from reconciler.model import ownership
-from reconciler.plan import defaults
+from reconciler.plan import defaults, gitops
 
 JsonObject = Mapping[str, Any]
 
@@ -51,9 +51,15 @@ class Status:
 
 
 class IgnoredAnnotations:
-    """The Git revision (changes every commit) and kubectl's last-applied copy."""
+    """The Git revision (changes every commit), kubectl's last-applied copy, and what a GitOps
+    engine's render adds (:mod:`reconciler.plan.gitops`) or the engine stamps (tracking id)."""
 
-    KEYS = (ownership.REVISION_ANNOTATION, "kubectl.kubernetes.io/last-applied-configuration")
+    KEYS = (
+        ownership.REVISION_ANNOTATION,
+        "kubectl.kubernetes.io/last-applied-configuration",
+        "argocd.argoproj.io/tracking-id",
+        *gitops.ENGINE_ANNOTATIONS,
+    )
 
     def normalize(self, obj: dict[str, Any], counterpart: JsonObject | None) -> None:
         meta = obj.get("metadata")

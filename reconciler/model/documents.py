@@ -107,6 +107,20 @@ class FenceSettings(_Model):
     effect: Literal["NoSchedule", "NoExecute"] = "NoSchedule"
 
 
+class CommitSigning(_Model):
+    """Which keys may sign the revisions that are applied; unsigned or other commits are refused."""
+
+    ssh_allowed_signers: list[str] = Field(
+        default_factory=list,
+        description="Lines of Git's SSH allowed-signers format (gpg.ssh.allowedSignersFile): "
+        "'<principal> <key-type> <base64-key>'.",
+    )
+    gpg_public_keys: list[str] = Field(
+        default_factory=list,
+        description="ASCII-armoured OpenPGP public keys whose signatures are trusted.",
+    )
+
+
 class ClusterSettingsSpec(_Model):
     driver_name: DnsSubdomain = Field(
         max_length=63, description="DRA driver name the reconciler publishes CU devices under."
@@ -118,6 +132,16 @@ class ClusterSettingsSpec(_Model):
     reconciler_namespace: DnsLabel = Field(default="cu-system")
     layout: GitLayout = Field(default_factory=GitLayout)
     fence: FenceSettings = Field(default_factory=FenceSettings)
+    admitted_identities: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list,
+        description="Usernames (besides the reconciler's ServiceAccount) that the fence lets "
+        "create CU claims: the identity a GitOps engine syncs rendered objects as, e.g. "
+        "'system:serviceaccount:argocd:argocd-application-controller'.",
+    )
+    signing: CommitSigning | None = Field(
+        default=None,
+        description="When set, only revisions signed by one of these keys are applied.",
+    )
 
 
 class ClusterSettings(_Model):

@@ -31,6 +31,10 @@ from reconciler.model import ownership, quantity
 JsonObject = Mapping[str, Any]
 
 UNHEALTHY_TAINT_KEY = f"{ownership.PREFIX}/unhealthy"
+STABLE_TIME = "1970-01-01T00:00:00Z"
+"""``timeAdded`` of a taint whose source recorded none (our own unhealthy taint): a fixed
+value, so rendering is a pure function of the inputs. Only ``NoExecute`` eviction reads the
+time; the taints given this value either carry the vendor's own time or are ``NoSchedule``."""
 
 
 class FindingCode(StrEnum):
@@ -78,6 +82,8 @@ class DeviceTaint:
     key: str
     value: str
     effect: str
+    time_added: str = ""
+    """The vendor's ``timeAdded`` (RFC 3339), or empty when the source did not record one."""
 
     @property
     def blocks(self) -> bool:
@@ -85,7 +91,13 @@ class DeviceTaint:
         return self.effect in ("NoSchedule", "NoExecute")
 
     def to_json(self) -> dict[str, str]:
-        out = {"key": self.key, "effect": self.effect}
+        """The taint as published on our CU device, always with a ``timeAdded``.
+
+        The apiserver fills in an unset ``timeAdded`` with the current time, and a slice's
+        device list is replaced whole on every apply, so a taint rendered without one would
+        get a new time on each write and never compare equal in a GitOps engine's diff.
+        """
+        out = {"key": self.key, "effect": self.effect, "timeAdded": self.time_added or STABLE_TIME}
         if self.value:
             out["value"] = self.value
         return out
@@ -252,6 +264,7 @@ def _taints(device: JsonObject) -> tuple[DeviceTaint, ...]:
                     key=str(taint["key"]),
                     value=str(taint.get("value") or ""),
                     effect=str(taint.get("effect") or "NoSchedule"),
+                    time_added=str(taint.get("timeAdded") or ""),
                 )
             )
     return tuple(sorted(out))

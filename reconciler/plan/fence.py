@@ -101,10 +101,12 @@ def _tolerates_fence(var: str, key: str) -> str:
 
 def exempt_users(settings: docs.ClusterSettingsSpec) -> tuple[str, ...]:
     """Who may create claims that tolerate the fence or use CU classes: the reconciler's
-    ServiceAccount, and kube-controller-manager stamping claims from our templates."""
+    ServiceAccount, kube-controller-manager stamping claims from our templates, and the
+    identities ``admittedIdentities`` names (a GitOps engine applying the rendered objects)."""
     return (
         f"system:serviceaccount:{settings.reconciler_namespace}:{SERVICE_ACCOUNT}",
         *CONTROLLER_USERS,
+        *sorted(set(settings.admitted_identities) - set(CONTROLLER_USERS)),
     )
 
 
@@ -122,8 +124,9 @@ def identity_problem(
         and (o.get("metadata") or {}).get("name") == POLICY_NAME
         for o in objects
     )
-    reconciler = exempt_users(settings)[0]
-    if not fenced or username == reconciler:
+    exempt = exempt_users(settings)
+    reconciler = exempt[0]
+    if not fenced or username == reconciler or username in settings.admitted_identities:
         return None
     return (
         f"the apply runs as {username!r}, but the fence's admission policy lets only "

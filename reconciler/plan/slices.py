@@ -127,7 +127,9 @@ def cu_device(
     device["capacity"] = {CU_CAPACITY: cu}
     taints = [t.to_json() for t in d.taints]
     if not d.healthy:
-        taints.append({"key": obs.UNHEALTHY_TAINT_KEY, "effect": "NoSchedule"})
+        taints.append(
+            {"key": obs.UNHEALTHY_TAINT_KEY, "effect": "NoSchedule", "timeAdded": obs.STABLE_TIME}
+        )
     if taints:
         device["taints"] = taints
     if len(device["attributes"]) + len(device["capacity"]) > MAX_ATTRIBUTES:

@@ -128,7 +128,9 @@ def test_fractional_devices_carry_request_policy_and_multiple_allocations() -> N
         "value": "18973m",
         "requestPolicy": {"default": "5", "validRange": {"min": "5", "step": "5"}},
     }
-    assert sick["taints"] == [{"key": obs.UNHEALTHY_TAINT_KEY, "effect": "NoSchedule"}]
+    assert sick["taints"] == [
+        {"key": obs.UNHEALTHY_TAINT_KEY, "effect": "NoSchedule", "timeAdded": obs.STABLE_TIME}
+    ]
 
 
 def test_multi_vendor_pool_devices_carry_every_vendors_uuid_attribute() -> None:

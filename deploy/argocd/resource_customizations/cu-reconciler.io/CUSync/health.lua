@@ -1,0 +1,79 @@
+-- Health of a CUSync (cu-reconciler.io/v1alpha1) for Argo CD, from its kstatus conditions.
+-- Healthy: Ready=True at the desired revision (lastAppliedRevision == lastAttemptedRevision)
+-- for the current generation. Progressing: not observed yet, or Reconciling. Degraded: Stalled,
+-- or Ready=False with nothing in progress.
+local hs = {}
+
+local function condition(kind)
+  if obj.status == nil or obj.status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(obj.status.conditions) do
+    if c.type == kind then
+      return c
+    end
+  end
+  return nil
+end
+
+local function short(rev)
+  if rev == nil then
+    return "none"
+  end
+  return string.sub(rev, 1, 12)
+end
+
+local generation = obj.metadata.generation or 0
+if obj.status == nil or obj.status.observedGeneration == nil
+    or obj.status.observedGeneration < generation then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the controller to observe generation " .. tostring(generation)
+  return hs
+end
+
+local stalled = condition("Stalled")
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  local msg = stalled.message or stalled.reason or "Stalled"
+  local err = obj.status.lastError
+  if err ~= nil and err.file ~= nil and err.file ~= "" then
+    local where = err.file
+    if err.line ~= nil then
+      where = where .. ":" .. tostring(err.line)
+    end
+    msg = msg .. " (" .. where .. ")"
+  end
+  hs.message = msg
+  return hs
+end
+
+local reconciling = condition("Reconciling")
+if reconciling ~= nil and reconciling.status == "True" then
+  hs.status = "Progressing"
+  hs.message = reconciling.message or "Reconciling revision " .. short(obj.status.lastAttemptedRevision)
+  return hs
+end
+
+local ready = condition("Ready")
+if ready ~= nil and ready.status == "True" then
+  if obj.status.lastAppliedRevision ~= nil
+      and obj.status.lastAppliedRevision == obj.status.lastAttemptedRevision then
+    hs.status = "Healthy"
+    hs.message = "Applied revision " .. short(obj.status.lastAppliedRevision)
+    return hs
+  end
+  hs.status = "Progressing"
+  hs.message = "Applied " .. short(obj.status.lastAppliedRevision) .. ", desired "
+      .. short(obj.status.lastAttemptedRevision)
+  return hs
+end
+
+if ready ~= nil and ready.status == "False" then
+  hs.status = "Degraded"
+  hs.message = ready.message or ready.reason or "Not ready"
+  return hs
+end
+
+hs.status = "Progressing"
+hs.message = "Waiting for the Ready condition"
+return hs

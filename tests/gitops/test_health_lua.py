@@ -1,0 +1,76 @@
+"""The Argo CD health checks in deploy/argocd/resource_customizations, executed with Lua 5.1.
+
+Argo CD runs ``health.lua`` in gopher-lua (Lua 5.1) with the live object as the global ``obj``;
+lupa's Lua 5.1 runtime gives the same language. Every case of every ``health_test.yaml``
+(upstream's layout) must produce exactly the status and message it names, and the
+kustomization that merges the checks into ``argocd-cm`` must point at these very files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lupa import lua51
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
+CHECKS = sorted(p.parent for p in (ROOT / "resource_customizations").glob("*/*/health.lua"))
+
+
+def _lua_value(lua: lua51.LuaRuntime, value: Any) -> Any:
+    if isinstance(value, dict):
+        return lua.table_from({k: _lua_value(lua, v) for k, v in value.items()})
+    if isinstance(value, list):
+        return lua.table_from([_lua_value(lua, v) for v in value])
+    return value
+
+
+def health(check: Path, obj: dict[str, Any]) -> dict[str, str]:
+    """Run one health.lua the way Argo CD does: ``obj`` global, the script returns a table."""
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = _lua_value(lua, obj)
+    script = (check / "health.lua").read_text()
+    result = lua.execute(script)
+    return {k: str(v) for k, v in dict(result).items()}
+
+
+def _cases() -> list[Any]:
+    out = []
+    for check in CHECKS:
+        spec = YAML(typ="safe").load((check / "health_test.yaml").read_text())
+        for case in spec["tests"]:
+            out.append(pytest.param(check, case, id=f"{check.name}-{Path(case['inputPath']).stem}"))
+    return out
+
+
+def test_both_checks_exist() -> None:
+    assert [c.name for c in CHECKS] == ["CUSync", "ResourceClaim"]
+
+
+@pytest.mark.parametrize(("check", "case"), _cases())
+def test_health_check_reports_the_expected_status(check: Path, case: dict[str, Any]) -> None:
+    obj = YAML(typ="safe").load((check / case["inputPath"]).read_text())
+    assert health(check, obj) == case["healthStatus"]
+
+
+def test_every_testdata_file_is_used() -> None:
+    for check in CHECKS:
+        spec = YAML(typ="safe").load((check / "health_test.yaml").read_text())
+        used = {Path(c["inputPath"]).name for c in spec["tests"]}
+        assert used == {p.name for p in (check / "testdata").glob("*.yaml")}
+        statuses = {c["healthStatus"]["status"] for c in spec["tests"]}
+        assert {"Healthy", "Progressing", "Degraded"} <= statuses
+
+
+def test_argocd_cm_merge_names_every_check_under_argocds_key() -> None:
+    kustomization = YAML(typ="safe").load((ROOT / "health" / "kustomization.yaml").read_text())
+    files = dict(f.split("=", 1) for f in kustomization["configMapGenerator"][0]["files"])
+    expected = {
+        f"resource.customizations.health.{c.parent.name}_{c.name}": c / "health.lua"
+        for c in CHECKS
+    }
+    assert {k: (ROOT / "health" / v).resolve() for k, v in files.items()} == {
+        k: v.resolve() for k, v in expected.items()
+    }
