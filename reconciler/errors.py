@@ -64,3 +64,7 @@ class ApplyError(CUError):
 
 class ToolchainError(CUError):
     """A tool needed to build the local control plane is missing or a module is unreachable."""
+
+
+class SignatureError(SourceError):
+    """A revision is not signed by a key the repository trusts (ClusterSettings.spec.signing)."""

@@ -21,6 +21,7 @@ from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import sources
 from reconciler.plan import fence
+from reconciler.source import signature
 from reconciler.source import tree as source_tree
 
 
@@ -87,6 +88,25 @@ def _validate(run: _Run) -> None:
     run.desired = result.state
 
 
+def _verify(run: _Run) -> None:
+    """Refuse a revision not signed by a trusted key (ClusterSettings.spec.signing)."""
+    assert run.desired is not None
+    if run.request.rev is None:
+        if run.desired.settings.spec.signing is not None:
+            raise _Stop(
+                Reason.UNTRUSTED_REVISION,
+                "ClusterSettings requires signed revisions, but the working tree is not a "
+                "commit: apply a revision (--rev)",
+            )
+        return
+    try:
+        signature.verify(run.request.repo, run.request.rev)
+    except errors.SignatureError as exc:
+        raise _Stop(Reason.UNTRUSTED_REVISION, str(exc)) from exc
+    except errors.SourceError as exc:
+        raise _Stop(Reason.SOURCE_FAILED, str(exc)) from exc
+
+
 def _observe(run: _Run) -> None:
     assert run.desired is not None
     try:
@@ -134,6 +154,7 @@ def _apply(run: _Run) -> None:
 STEPS: Sequence[Callable[[_Run], None]] = (
     _fetch,
     _validate,
+    _verify,
     _observe,
     _plan,
     _diff,

@@ -8,6 +8,7 @@ from enum import StrEnum
 class Reason(StrEnum):
     SUCCEEDED = "ReconciliationSucceeded"
     SOURCE_FAILED = "GitOperationFailed"
+    UNTRUSTED_REVISION = "UntrustedRevision"
     VALIDATION_FAILED = "ValidationFailed"
     OBSERVE_FAILED = "ObserveFailed"
     PLAN_FAILED = "PlanFailed"
@@ -18,4 +19,9 @@ class Reason(StrEnum):
     @property
     def stalled(self) -> bool:
         """True when retrying cannot help until Git changes (the user must fix something)."""
-        return self in (Reason.VALIDATION_FAILED, Reason.PLAN_REFUSED, Reason.IDENTITY_REFUSED)
+        return self in (
+            Reason.VALIDATION_FAILED,
+            Reason.PLAN_REFUSED,
+            Reason.IDENTITY_REFUSED,
+            Reason.UNTRUSTED_REVISION,
+        )
