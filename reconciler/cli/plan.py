@@ -51,17 +51,22 @@ def _fail(command: str, message: str) -> typer.Exit:
     return typer.Exit(_app.EXIT_ERROR)
 
 
-def _load(command: str, path: str, rev: str | None, flag: str) -> Loaded:
-    """Read and validate one revision; any problem is exit 2 with located diagnostics."""
+def _load(
+    command: str, path: str, rev: str | None, flag: str, cluster: str | None = None
+) -> Loaded:
+    """Read and validate one revision (one cluster's overlay in a fleet repository); any
+    problem is exit 2 with located diagnostics."""
     try:
-        tree = source.read(path, rev)
+        tree = source.fleet.select(source.read(path, rev), cluster)
     except errors.SourceError as exc:
         raise _fail(command, f"{flag}: {exc}") from exc
     result = validate.validate_tree(tree)
     for d in result.errors:
         typer.echo(d.render(), err=True)
     if result.state is None:
-        where = f"{path}" + (f" at {rev}" if rev else "")
+        where = (
+            f"{path}" + (f" at {rev}" if rev else "") + (f" (cluster {cluster})" if cluster else "")
+        )
         raise _fail(command, f"{where}: the desired state is invalid ({len(result.errors)} errors)")
     layout = result.state.settings.spec.layout
     snap = tree.files.get(layout.snapshot) if layout.snapshot else None
@@ -142,14 +147,22 @@ def plan_command(
     color: bool | None = typer.Option(
         None, "--color/--no-color", help="Colour the text diff (default: only on a terminal)."
     ),
+    cluster: str | None = typer.Option(
+        None, "--cluster", help="Fleet repository: plan this cluster (default with --base: all)."
+    ),
 ) -> None:
     """Preview what the reconciler would change: exit 0 in sync, 1 changes, 2 error."""
-    loaded = _load("plan", path, rev, "--rev" if rev else "PATH")
+    if base is not None and cluster is None and observed is None and kubeconfig is None:
+        clusters = _fleet_clusters(path, rev, base)
+        if clusters:
+            _plan_fleet(path, rev, base, clusters, output, color)
+            return
+    loaded = _load("plan", path, rev, "--rev" if rev else "PATH", cluster)
     src = _source(
         "plan", loaded, observed, kubeconfig, context, allow_repository_snapshot=base is not None
     )
     if base is not None:
-        base_loaded = _load("plan", path, base, "--base")
+        base_loaded = _load("plan", path, base, "--base", cluster)
         base_plan, _ = _plan("plan", base_loaded.state, src)
         result, _ = _plan("plan", loaded.state, src, base_plan.objects)
         changes = changeset.compute(result.objects, base_plan.objects)
@@ -180,6 +193,9 @@ def render_command(
     ),
     kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="Read the live cluster."),
     context: str | None = typer.Option(None, "--context", help="Kubeconfig context."),
+    cluster: str | None = typer.Option(
+        None, "--cluster", help="Fleet repository: render this cluster's objects."
+    ),
     plain: bool = typer.Option(
         False,
         "--plain",
@@ -192,7 +208,7 @@ def render_command(
     By default in the form a GitOps engine applies: sync waves in apply order, replace on
     immutable claims, a content hash instead of the per-commit revision (docs/gitops.md).
     """
-    loaded = _load("render", path, rev, "--rev" if rev else "PATH")
+    loaded = _load("render", path, rev, "--rev" if rev else "PATH", cluster)
     src = _source("render", loaded, observed, kubeconfig, context, allow_repository_snapshot=True)
     result, _ = _plan("render", loaded.state, src)
     if result.refusal:
@@ -207,3 +223,76 @@ def render_command(
         f"{admitted} of {len(result.report.decisions)} claims admitted",
         err=True,
     )
+
+
+def _fleet_clusters(path: str, rev: str | None, base: str) -> tuple[str, ...]:
+    """Clusters of a fleet repository at either revision (empty: a single-cluster repo)."""
+    try:
+        head = source.read(path, rev)
+        old = source.read(path, base)
+    except errors.SourceError as exc:
+        raise _fail("plan", str(exc)) from exc
+    return tuple(sorted({*source.fleet.names(head), *source.fleet.names(old)}))
+
+
+def _affected(path: str, rev: str | None, base: str, name: str) -> bool:
+    """Whether a cluster's overlay differs between the two revisions."""
+    views = []
+    for r in (rev, base):
+        tree = source.read(path, r)
+        if name not in source.fleet.names(tree):
+            return True
+        views.append(dict(source.fleet.view(tree, name).files))
+    return views[0] != views[1]
+
+
+def _plan_fleet(
+    path: str,
+    rev: str | None,
+    base: str,
+    clusters: tuple[str, ...],
+    output: Output,
+    color: bool | None,
+) -> None:
+    """``plan --base`` over a fleet repository: one preview per affected cluster."""
+    previews: dict[str, render.Preview] = {}
+    unchanged: list[str] = []
+    changed = False
+    for name in clusters:
+        if not _affected(path, rev, base, name):
+            unchanged.append(name)
+            continue
+        loaded = _load("plan", path, rev, "--rev" if rev else "PATH", name)
+        base_loaded = _load("plan", path, base, "--base", name)
+        src = _source("plan", loaded, None, None, None, allow_repository_snapshot=True)
+        base_plan, _ = _plan("plan", base_loaded.state, src)
+        result, _ = _plan("plan", loaded.state, src, base_plan.objects)
+        changes = changeset.compute(result.objects, base_plan.objects)
+        previews[name] = render.Preview(changes, result.report, result.refusal, base_plan.revision)
+        changed = changed or not changes.in_sync
+        if result.refusal:
+            typer.echo(f"cuctl plan: cluster {name}: {result.refusal}", err=True)
+    if output is Output.JSON:
+        import json
+
+        payload = {
+            "clusters": {n: json.loads(render.json_text(p)) for n, p in previews.items()},
+            "unchanged": unchanged,
+        }
+        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    else:
+        for name, preview in previews.items():
+            if output is Output.MARKDOWN:
+                sys.stdout.write(f"## Cluster `{name}`\n\n" + render.markdown(preview) + "\n")
+            else:
+                sys.stdout.write(
+                    f"=== cluster {name} ===\n" + render.text(preview, color=_color(color))
+                )
+        if unchanged:
+            note = ", ".join(unchanged)
+            sys.stdout.write(
+                f"\nUnchanged clusters: {note}\n"
+                if output is Output.MARKDOWN
+                else f"unchanged clusters: {note}\n"
+            )
+    raise typer.Exit(_app.EXIT_FINDINGS if changed else _app.EXIT_OK)

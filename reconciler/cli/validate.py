@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from reconciler import errors, source, validate
 from reconciler.cli import _app
 from reconciler.model import diagnostics as diag
 from reconciler.model import schemas
+from reconciler.source import tree as source_tree
 
 
 class Output(StrEnum):
@@ -39,13 +41,24 @@ def validate_command(
     ),
     output: Output = typer.Option(Output.TEXT, "-o", "--output", help="text or json."),
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
+    cluster: str | None = typer.Option(
+        None, "--cluster", help="Fleet repository: validate only this cluster (default: all)."
+    ),
 ) -> None:
     """Validate desired state: YAML safety, schemas, references, capacity."""
     try:
         tree = source.read(path, rev)
+        views: dict[str | None, source_tree.SourceTree] = (
+            source.fleet.views(tree)
+            if cluster is None
+            else {cluster: source.fleet.view(tree, cluster)}
+        )
     except errors.SourceError as exc:
         typer.echo(f"cuctl validate: {exc}", err=True)
         raise typer.Exit(_app.EXIT_ERROR) from exc
+    if list(views) != [None]:
+        _validate_fleet(tree, views, rev, output, strict)
+        return
     result = validate.validate_tree(tree)
     findings = result.diagnostics
     if output is Output.JSON:
@@ -62,6 +75,44 @@ def validate_command(
     )
     typer.echo(("INVALID " if failed else "valid ") + summary, err=True)
     raise typer.Exit(_app.EXIT_FINDINGS if failed else _app.EXIT_OK)
+
+
+def _validate_fleet(
+    tree: source_tree.SourceTree,
+    views: Mapping[str | None, source_tree.SourceTree],
+    rev: str | None,
+    output: Output,
+    strict: bool,
+) -> None:
+    """Validate each cluster's overlay; a finding in a shared file is listed once, with every
+    cluster it affects."""
+    found: dict[diag.Diagnostic, list[str]] = {}
+    failed_clusters = []
+    for name, view in views.items():
+        assert name is not None
+        result = validate.validate_tree(view)
+        for d in result.diagnostics:
+            found.setdefault(d, []).append(name)
+        failed = bool(result.errors) or (strict and bool(result.warnings))
+        if failed:
+            failed_clusters.append(name)
+        short = result.revision[:12] if rev is not None else result.revision
+        typer.echo(
+            ("INVALID " if failed else "valid ")
+            + f"cluster {name} @ {short}: {len(result.files)} files, "
+            f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)",
+            err=True,
+        )
+    if output is Output.JSON:
+        typer.echo(json.dumps([{**d.to_json(), "clusters": c} for d, c in found.items()], indent=2))
+    else:
+        for d, clusters in found.items():
+            prefix = "" if d.severity is diag.Severity.ERROR else "warning: "
+            typer.echo(
+                f"{d.file}:{d.line}:{d.column}: {d.code}: {prefix}{d.message} "
+                f"[cluster {', '.join(clusters)}]"
+            )
+    raise typer.Exit(_app.EXIT_FINDINGS if failed_clusters else _app.EXIT_OK)
 
 
 @_app.app.command("schemas", hidden=True)

@@ -16,7 +16,7 @@ Modules: :mod:`~reconciler.source.tree` (the value and the bootstrap rules),
 
 from __future__ import annotations
 
-from reconciler.source import git, tree, worktree
+from reconciler.source import fleet, git, tree, worktree
 
 
 def read(path: str, rev: str | None) -> tree.SourceTree:
@@ -26,4 +26,4 @@ def read(path: str, rev: str | None) -> tree.SourceTree:
     return git.read_revision(path, rev)
 
 
-__all__ = ["git", "read", "tree", "worktree"]
+__all__ = ["fleet", "git", "read", "tree", "worktree"]
