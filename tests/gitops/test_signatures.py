@@ -20,6 +20,7 @@ from reconciler import errors
 from reconciler.apply import fake
 from reconciler.controller import pipeline
 from reconciler.controller.reasons import Reason
+from reconciler.model import observed as obs
 from reconciler.observe import snapshot, sources
 from reconciler.source import signature
 
@@ -60,7 +61,7 @@ class _Cluster:
     def __init__(self, writer: fake.MemoryWriter) -> None:
         self.writer = writer
 
-    def read(self) -> object:
+    def read(self) -> obs.RawObjects:
         text = (EXAMPLE / "observed" / "snapshot.yaml").read_text()
         devices = tuple(dict(o) for o in snapshot.parse(text, "s") if o["kind"] != "ResourceClaim")
         return sources.InMemory(devices + tuple(self.writer.objects.values())).read()
@@ -70,7 +71,7 @@ def _reconcile(repo: git.Repo, rev: str) -> tuple[pipeline.Outcome, fake.MemoryW
     writer = fake.MemoryWriter()
     outcome = pipeline.reconcile(
         pipeline.Request(str(repo.working_dir), rev), _Cluster(writer), writer
-    )  # type: ignore[arg-type]
+    )
     return outcome, writer
 
 
