@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import git
 import pytest
@@ -33,8 +33,8 @@ CHECK = Path(sys.executable).parent / "check-jsonschema"
 
 
 class _Comments(BaseHTTPRequestHandler):
-    store: dict[int, str] = {}
-    log: list[tuple[str, str]] = []
+    store: ClassVar[dict[int, str]] = {}
+    log: ClassVar[list[tuple[str, str]]] = []
 
     def _reply(self, code: int, payload: Any) -> None:
         data = json.dumps(payload).encode()
@@ -45,7 +45,8 @@ class _Comments(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> dict[str, Any]:
-        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body: dict[str, Any] = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        return body
 
     def do_GET(self) -> None:
         self.log.append(("GET", self.path))

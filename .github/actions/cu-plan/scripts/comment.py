@@ -78,7 +78,8 @@ def post(args: argparse.Namespace) -> int:
         batch = _call("GET", f"{comments}?per_page=100&page={page}", token)
         for c in batch:
             if MARKER in (c.get("body") or ""):
-                _call("PATCH", f"{api}/repos/{repo}/issues/comments/{c['id']}", token, {"body": text})
+                url = f"{api}/repos/{repo}/issues/comments/{c['id']}"
+                _call("PATCH", url, token, {"body": text})
                 print(f"updated comment {c['id']}", file=sys.stderr)
                 return 0
         if len(batch) < 100:
