@@ -1,0 +1,104 @@
+"""The Grafana dashboard (deploy/grafana/cu-reconciler.json) queries only exported metrics.
+
+The controller's metric names are a contract (docs/gitops.md "Metrics"). When the controller's
+registry module exists it is the source of truth; until then, the contract list below is.
+Every PromQL expression is scanned for ``cu_*`` identifiers; histogram series suffixes
+(``_bucket``, ``_sum``, ``_count``) map to their histogram.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "cu-reconciler.json"
+
+CONTRACT = frozenset(
+    {
+        "cu_reconcile_duration_seconds",
+        "cu_reconcile_total",
+        "cu_objects_applied_total",
+        "cu_pool_capacity_cu",
+        "cu_pool_guaranteed_cu",
+        "cu_pool_admitted_cu",
+        "cu_tenant_guaranteed_cu",
+        "cu_tenant_admitted_cu",
+        "cu_pending_claims",
+        "cu_revision_info",
+        "cu_git_fetch_errors_total",
+        "cu_factor_table_age_seconds",
+        "cu_factor_drift_alarms",
+    }
+)
+_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def exported() -> frozenset[str]:
+    """Metric names the controller exports: its registry when present, else the contract."""
+    try:
+        metrics = importlib.import_module("reconciler.controller.metrics")
+    except ModuleNotFoundError:
+        return CONTRACT
+    registry = getattr(metrics, "REGISTRY", None) or getattr(metrics, "registry", None)
+    names: set[str] = set()
+    for family in registry.collect():  # type: ignore[union-attr]
+        names.add(family.name)
+        for sample in family.samples:
+            names.add(sample.name)
+    return frozenset(names)
+
+
+def _expressions(node: Any) -> list[str]:
+    out = []
+    if isinstance(node, dict):
+        if isinstance(node.get("expr"), str):
+            out.append(node["expr"])
+        if node.get("type") == "query" and isinstance(node.get("definition"), str):
+            out.append(node["definition"])  # a query variable's PromQL
+        for value in node.values():
+            out += _expressions(value)
+    elif isinstance(node, list):
+        for value in node:
+            out += _expressions(value)
+    return out
+
+
+def used(expr: str) -> set[str]:
+    names = set(re.findall(r"\bcu_[a-z0-9_]+\b", expr))
+    out = set()
+    for name in names:
+        base = next((name[: -len(s)] for s in _SUFFIXES if name.endswith(s)), name)
+        out.add(base if base in CONTRACT or name not in CONTRACT else name)
+    return out
+
+
+def test_every_query_uses_exported_metrics() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    expressions = _expressions(dashboard)
+    assert len(expressions) >= 10
+    known = exported()
+    seen: set[str] = set()
+    for expr in expressions:
+        names = used(expr)
+        assert names, f"query without a cu_ metric: {expr}"
+        unknown = {n for n in names if n not in known and f"{n}_total" not in known}
+        assert not unknown, f"{expr} uses metrics the controller does not export: {unknown}"
+        seen |= names
+    assert seen == set(CONTRACT), f"not shown: {set(CONTRACT) - seen}"
+
+
+def test_the_scanner_catches_an_unknown_metric() -> None:
+    assert used("rate(cu_made_up_total[5m])") == {"cu_made_up_total"}
+    assert used("histogram_quantile(0.9, cu_reconcile_duration_seconds_bucket)") == {
+        "cu_reconcile_duration_seconds"
+    }
+
+
+def test_panels_have_unique_ids_and_a_cluster_variable() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    assert "cluster" in {v["name"] for v in dashboard["templating"]["list"]}
