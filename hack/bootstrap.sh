@@ -17,3 +17,13 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   rm -f .venv/.installed-*; touch "$stamp"
 fi
+# Redis for the real Argo CD proof (tests/gitops/test_argocd_real.py): Debian's redis-server.
+if ! command -v redis-server >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing redis-server (Debian) for the Argo CD test" >&2
+    apt-get install -y -qq --no-install-recommends redis-server >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+  else
+    echo "bootstrap: redis-server missing; install it (apt-get install redis-server) for the Argo CD test" >&2
+  fi
+fi

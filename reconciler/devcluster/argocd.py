@@ -1,0 +1,376 @@
+"""A real Argo CD (application controller, repo-server, plugin sidecar) on the local control plane.
+
+Built from Go modules by ``hack/build-argocd.sh`` (pinned in ``hack/versions.env``, cached like
+the control plane), run as plain processes against the local kube-apiserver, with Debian's
+``redis-server``. The recipe (research note "real Argo CD"): CRDs from the module's
+``manifests/crds``; ``argocd-cm`` carrying our Lua health checks; the local apiserver
+registered as a cluster Secret (outside a Pod the in-cluster address does not resolve), with
+the bearer token of a ServiceAccount ``argocd:argocd-application-controller`` so Argo CD syncs
+under the identity ClusterSettings.spec.admittedIdentities names; the config management plugin
+from ``deploy/argocd/cmp/plugin.yaml`` served by ``argocd-cmp-server`` over a Unix socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client import ApiClient
+from ruamel.yaml import YAML
+
+from reconciler import errors
+from reconciler.devcluster import binaries, controlplane, identity, rawapi
+
+NAMESPACE = "argocd"
+CONTROLLER_SA = "argocd-application-controller"
+USERNAME = identity.username(NAMESPACE, CONTROLLER_SA)
+DEPLOY = binaries.repo_root() / "deploy" / "argocd"
+PART_OF = {"app.kubernetes.io/part-of": "argocd"}
+APPS = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/applications"
+PROJECTS = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/appprojects"
+_MANAGER = "argocd-harness"
+
+
+def build() -> Path:
+    """The directory holding the three Argo CD binaries (building them when not cached)."""
+    script = binaries.repo_root() / "hack" / "build-argocd.sh"
+    proc = subprocess.run([str(script)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise errors.ToolchainError(
+            f"hack/build-argocd.sh failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+        )
+    for line in proc.stdout.splitlines():
+        if line.startswith("ARGOCD_BIN_DIR="):
+            return Path(line.split("=", 1)[1])
+    raise errors.ToolchainError("hack/build-argocd.sh printed no ARGOCD_BIN_DIR")
+
+
+def crd_dir() -> Path:
+    """``manifests/crds`` of the pinned argo-cd module in the Go module cache."""
+    version = _pinned_version()
+    gomodcache = subprocess.run(
+        ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return Path(gomodcache) / f"github.com/argoproj/argo-cd/v3@v{version}" / "manifests" / "crds"
+
+
+def _pinned_version() -> str:
+    env = (binaries.repo_root() / "hack" / "versions.env").read_text()
+    for line in env.splitlines():
+        if line.startswith("ARGOCD_VERSION="):
+            return line.split("=", 1)[1].strip()
+    raise errors.ToolchainError("hack/versions.env has no ARGOCD_VERSION")
+
+
+def health_customizations() -> dict[str, str]:
+    """``argocd-cm`` keys for every shipped Lua health check."""
+    out = {}
+    for lua in sorted((DEPLOY / "resource_customizations").glob("*/*/health.lua")):
+        kind, group = lua.parent.name, lua.parent.parent.name
+        out[f"resource.customizations.health.{group}_{kind}"] = lua.read_text()
+    return out
+
+
+@dataclass(slots=True)
+class ArgoCD:
+    workdir: Path
+    cluster_url: str
+    processes: dict[str, controlplane._Process] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    def log_tail(self, lines: int = 40) -> str:
+        parts = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"----- {path} -----\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            controlplane._terminate(self.processes[name], 10.0)
+        self.processes.clear()
+
+
+def _apply(api: ApiClient, path: str, body: dict[str, Any]) -> Any:
+    return rawapi.apply(api, path, body, field_manager=_MANAGER)
+
+
+def install(api: ApiClient, cp: controlplane.ControlPlane) -> str:
+    """CRDs, namespace, ServiceAccount, ConfigMaps, Secrets; returns the SA's bearer token."""
+    for name in ("application-crd.yaml", "appproject-crd.yaml", "applicationset-crd.yaml"):
+        crd = YAML(typ="safe").load((crd_dir() / name).read_text())
+        _apply(
+            api,
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}",
+            crd,
+        )
+    for name in ("applications.argoproj.io", "appprojects.argoproj.io"):
+        _wait(
+            lambda n=name: _established(api, n),
+            60,
+            f"CRD {name} to be established",
+        )
+    identity.ensure_namespace(api, NAMESPACE)
+    sa = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": CONTROLLER_SA, "namespace": NAMESPACE},
+    }
+    _apply(api, f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{CONTROLLER_SA}", sa)
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "argocd-application-controller"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "cluster-admin",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": CONTROLLER_SA, "namespace": NAMESPACE}],
+    }
+    _apply(
+        api,
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/argocd-application-controller",
+        binding,
+    )
+    token: str = rawapi.request(
+        api,
+        "POST",
+        f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{CONTROLLER_SA}/token",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 7200},
+        },
+    )["status"]["token"]
+    cm_data = {"timeout.reconciliation": "10s", **health_customizations()}
+    for name, data in (
+        ("argocd-cm", cm_data),
+        ("argocd-rbac-cm", {}),
+        ("argocd-cmd-params-cm", {}),
+    ):
+        _apply(
+            api,
+            f"/api/v1/namespaces/{NAMESPACE}/configmaps/{name}",
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": NAMESPACE, "labels": PART_OF},
+                "data": data,
+            },
+        )
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "argocd-secret", "namespace": NAMESPACE, "labels": PART_OF},
+        "stringData": {"server.secretkey": base64.b64encode(os.urandom(24)).decode()},
+    }
+    _apply(api, f"/api/v1/namespaces/{NAMESPACE}/secrets/argocd-secret", secret)
+    kubeconfig = json.loads(cp.kubeconfig.read_text())
+    ca = Path(kubeconfig["clusters"][0]["cluster"]["certificate-authority"]).read_bytes()
+    cluster = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "local-cluster",
+            "namespace": NAMESPACE,
+            "labels": {"argocd.argoproj.io/secret-type": "cluster"},
+        },
+        "stringData": {
+            "name": "local",
+            "server": cp.server,
+            "config": json.dumps(
+                {
+                    "bearerToken": token,
+                    "tlsClientConfig": {"caData": base64.b64encode(ca).decode()},
+                }
+            ),
+        },
+    }
+    _apply(api, f"/api/v1/namespaces/{NAMESPACE}/secrets/local-cluster", cluster)
+    return token
+
+
+def _established(api: ApiClient, name: str) -> bool:
+    crd = rawapi.request(
+        api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+    )
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
+def _wait(probe: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD:
+    """Install the objects and start redis, the plugin server, repo-server, controller."""
+    redis = shutil.which("redis-server")
+    if redis is None:
+        raise errors.ToolchainError(
+            "redis-server is not installed (hack/bootstrap.sh installs Debian's redis-server)"
+        )
+    with cp.api_client() as api:
+        install(api, cp)
+    argo = ArgoCD(workdir, cp.server)
+    argo.log_dir.mkdir(parents=True, exist_ok=True)
+    redis_port, repo_port, repo_metrics, ctl_metrics = controlplane._free_ports(4)
+    sockets = workdir / "plugins"
+    config = workdir / "cmp-config"
+    for d in (sockets, config, *(workdir / n for n in ("gnupg", "gpg", "tls", "ssh", "tmp"))):
+        d.mkdir(parents=True, exist_ok=True)
+    (workdir / "gnupg").chmod(0o700)
+    shutil.copy(DEPLOY / "cmp" / "plugin.yaml", config / "plugin.yaml")
+    env = {
+        **os.environ,
+        "ARGOCD_PLUGINSOCKFILEPATH": str(sockets),
+        "ARGOCD_GPG_ENABLED": "false",
+        "ARGOCD_GNUPGHOME": str(workdir / "gnupg"),
+        "ARGOCD_GPG_DATA_PATH": str(workdir / "gpg"),
+        "ARGOCD_TLS_DATA_PATH": str(workdir / "tls"),
+        "ARGOCD_SSH_DATA_PATH": str(workdir / "ssh"),
+        "TMPDIR": str(workdir / "tmp"),
+        # The plugin runs `cuctl` from this interpreter's environment, this checkout first.
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(binaries.repo_root()),
+    }
+    redis_bin = Path(redis)
+    argo.processes["redis"] = _spawn(
+        "redis",
+        redis_bin,
+        [
+            redis,
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        argo.log_dir,
+        env,
+    )
+    argo.processes["cmp-server"] = _spawn(
+        "cmp-server",
+        bin_dir / "argocd",
+        [
+            str(bin_dir / "argocd-cmp-server"),
+            "--config-dir-path",
+            str(config),
+            "--loglevel",
+            "info",
+        ],
+        argo.log_dir,
+        env,
+    )
+    _wait(lambda: any(sockets.glob("*.sock")), 60, "the plugin socket")
+    redis_addr = f"127.0.0.1:{redis_port}"
+    argo.processes["repo-server"] = _spawn(
+        "repo-server",
+        bin_dir / "argocd",
+        [
+            str(bin_dir / "argocd-repo-server"),
+            "--redis",
+            redis_addr,
+            "--port",
+            str(repo_port),
+            "--metrics-port",
+            str(repo_metrics),
+            "--disable-tls",
+            "--loglevel",
+            "info",
+        ],
+        argo.log_dir,
+        env,
+    )
+    argo.processes["application-controller"] = _spawn(
+        "application-controller",
+        bin_dir / "argocd",
+        [
+            str(bin_dir / "argocd-application-controller"),
+            "--kubeconfig",
+            str(cp.kubeconfig),
+            "--namespace",
+            NAMESPACE,
+            "--redis",
+            redis_addr,
+            "--repo-server",
+            f"127.0.0.1:{repo_port}",
+            "--repo-server-plaintext",
+            "--metrics-port",
+            str(ctl_metrics),
+            "--app-resync",
+            "10",
+            "--self-heal-timeout-seconds",
+            "2",
+            "--loglevel",
+            "info",
+        ],
+        argo.log_dir,
+        env,
+    )
+    return argo
+
+
+def _spawn(
+    name: str, binary: Path, argv: list[str], log_dir: Path, env: dict[str, str]
+) -> controlplane._Process:
+    log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            cwd=str(log_dir.parent),
+        )
+    finally:
+        log.close()
+    return controlplane._Process(name, popen.pid, binary, popen)
+
+
+def application(api: ApiClient, name: str) -> dict[str, Any]:
+    app: dict[str, Any] = rawapi.request(api, "GET", f"{APPS}/{name}")
+    return app
+
+
+def apply_manifest(api: ApiClient, doc: dict[str, Any]) -> None:
+    """Apply an Application or AppProject document."""
+    base = APPS if doc["kind"] == "Application" else PROJECTS
+    _apply(api, f"{base}/{doc['metadata']['name']}", doc)
+
+
+def refresh(api: ApiClient, name: str) -> None:
+    """Ask Argo CD to re-read Git now (the refresh annotation), instead of waiting for a poll."""
+    with contextlib.suppress(Exception):
+        rawapi.request(
+            api,
+            "PATCH",
+            f"{APPS}/{name}",
+            body={"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}},
+            content_type=rawapi.MERGE_PATCH,
+        )

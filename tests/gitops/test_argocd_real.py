@@ -1,0 +1,238 @@
+"""Mode 2 with a real Argo CD v3.3.9: Argo CD syncs what the cu-reconciler plugin renders.
+
+Argo CD (application controller, repo-server, plugin sidecar; built from Go modules by
+hack/build-argocd.sh, Redis from Debian) runs against the local control plane with the shipped
+plugin.yaml, the shipped AppProject and Application (deploy/argocd/mode2) and the shipped Lua
+health checks in argocd-cm. The desired state is the example repository in a bare Git remote;
+Argo CD syncs as its own ServiceAccount, which ClusterSettings.spec.admittedIdentities names.
+
+Proves: Synced and Healthy after a commit; nothing OutOfSync at rest (several resyncs later);
+the fence's admission policy is in force before the claims (it denies a tenant's toleration)
+and still admits Argo CD's identity; a claim change converges by replace (new uid); the
+ResourceClaim health check from argocd-cm reports; an invalid commit leaves every object as it
+was and puts the file and line into the Application's ComparisonError condition.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from ruamel.yaml import YAML
+
+from reconciler import devcluster
+from reconciler.devcluster import argocd, identity, rawapi, workloads
+from reconciler.devcluster import snapshot as devsnapshot
+from reconciler.model import ownership
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "gitrepo"
+APP = "cu-desired-state"
+NAMESPACES = (
+    "search-prod",
+    "search-canary",
+    "chat-prod",
+    "ads-prod",
+    "ads-batch",
+    "research",
+    "ml-dev",
+)
+
+
+def _wait(probe: Callable[[], Any], timeout: float, what: str, argo: argocd.ArgoCD) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}\n{argo.log_tail(30)}")
+
+
+@pytest.fixture(scope="module")
+def argo(
+    control_plane: devcluster.ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[argocd.ArgoCD]:
+    bins = argocd.build()
+    running = argocd.start(control_plane, tmp_path_factory.mktemp("argocd"), bins)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _owned(api: ApiClient) -> dict[tuple[str, str, str], dict[str, Any]]:
+    out = {}
+    selector = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
+    for path, kind in (
+        ("/apis/resource.k8s.io/v1/resourceslices", "ResourceSlice"),
+        ("/apis/resource.k8s.io/v1/deviceclasses", "DeviceClass"),
+        ("/apis/resource.k8s.io/v1/devicetaintrules", "DeviceTaintRule"),
+        ("/apis/resource.k8s.io/v1/resourceclaims", "ResourceClaim"),
+        ("/apis/resource.k8s.io/v1/resourceclaimtemplates", "ResourceClaimTemplate"),
+        (
+            "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+            "ValidatingAdmissionPolicy",
+        ),
+    ):
+        for item in rawapi.request(api, "GET", path, query={"labelSelector": selector})["items"]:
+            meta = item["metadata"]
+            out[(kind, meta.get("namespace", ""), meta["name"])] = item
+    return out
+
+
+def _commit(work: git.Repo, message: str) -> str:
+    work.git.add(A=True)
+    sha = work.index.commit(message).hexsha
+    work.remote("origin").push("main")
+    return sha
+
+
+def _edit(work: git.Repo, rel: str, old: str, new: str) -> None:
+    path = Path(work.working_dir, rel)
+    text = path.read_text()
+    assert old in text, (rel, old)
+    path.write_text(text.replace(old, new))
+
+
+def _synced_healthy(api: ApiClient, revision: str) -> dict[str, Any] | None:
+    app = argocd.application(api, APP)
+    status = app.get("status") or {}
+    op = status.get("operationState") or {}
+    if (
+        (status.get("sync") or {}).get("status") == "Synced"
+        and (status.get("sync") or {}).get("revision") == revision
+        and (status.get("health") or {}).get("status") == "Healthy"
+        and op.get("phase") == "Succeeded"
+        and (op.get("syncResult") or {}).get("revision") == revision
+    ):
+        return app
+    return None
+
+
+def test_argocd_syncs_the_rendered_objects(
+    control_plane: devcluster.ControlPlane, argo: argocd.ArgoCD, tmp_path: Path
+) -> None:
+    with control_plane.api_client() as api:
+        devsnapshot.load(api, EXAMPLE / "observed" / "snapshot.yaml")
+        for ns in NAMESPACES:
+            identity.ensure_namespace(api, ns)
+
+        # The desired state in a bare remote; Argo CD's identity admitted by the fence.
+        origin = tmp_path / "desired.git"
+        git.Repo.init(origin, bare=True, initial_branch="main")
+        work = git.Repo.clone_from(str(origin), tmp_path / "work")
+        shutil.copytree(EXAMPLE, work.working_dir, dirs_exist_ok=True)
+        with work.config_writer() as cfg:
+            cfg.set_value("user", "name", "Alice")
+            cfg.set_value("user", "email", "alice@example.invalid")
+        _edit(
+            work,
+            "cluster.yaml",
+            "  reconcilerNamespace: cu-system\n",
+            f"  reconcilerNamespace: cu-system\n  admittedIdentities:\n    - {argocd.USERNAME}\n",
+        )
+        work.git.checkout("-b", "main")
+        first = _commit(work, "desired state")
+
+        # The shipped AppProject and Application, pointed at this remote and this apiserver.
+        text = (ROOT / "deploy/argocd/mode2/application.yaml").read_text()
+        text = text.replace(
+            "https://git.example.com/platform/cu-desired-state.git", f"file://{origin}"
+        )
+        text = text.replace("https://kubernetes.default.svc", control_plane.server)
+        for doc in YAML(typ="safe").load_all(text):
+            argocd.apply_manifest(api, doc)
+
+        app = _wait(
+            lambda: _synced_healthy(api, first), 300, "Synced+Healthy at the first commit", argo
+        )
+        resources = app["status"]["resources"]
+        kinds = {r["kind"] for r in resources}
+        assert {
+            "ValidatingAdmissionPolicy",
+            "ResourceSlice",
+            "ResourceClaim",
+            "DeviceTaintRule",
+        } <= kinds
+        live = _owned(api)
+        assert len(live) >= 40
+
+        # The ResourceClaim health check from argocd-cm reports (Argo CD ships none).
+        claims = [r for r in resources if r["kind"] == "ResourceClaim"]
+        assert claims and all(
+            (r.get("health") or {}).get("status") == "Healthy"
+            and "allocated" in (r.get("health") or {}).get("message", "").lower()
+            for r in claims
+        ), claims
+
+        # At rest: several resyncs later, still Synced, and no single object OutOfSync.
+        time.sleep(25)
+        argocd.refresh(api, APP)
+        time.sleep(5)
+        app = _wait(lambda: _synced_healthy(api, first), 60, "still Synced", argo)
+        drift = [r for r in app["status"]["resources"] if r.get("status") != "Synced"]
+        assert drift == [], drift
+        assert _owned(api).keys() == live.keys()
+
+        # The fence is in force: a tenant's toleration of the fence taint is denied.
+        tolerating = workloads.resource_claim("sneaky", "cu-vendor-nvidia")
+        tolerating["metadata"]["namespace"] = "research"
+        tolerating["spec"]["devices"]["requests"][0]["exactly"]["tolerations"] = [
+            {"key": "cu-reconciler.io/managed", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+        with pytest.raises(ApiException) as denied:
+            rawapi.request(
+                api,
+                "POST",
+                "/apis/resource.k8s.io/v1/namespaces/research/resourceclaims",
+                body=tolerating,
+            )
+        assert denied.value.status in (403, 422)
+
+        # A claim change converges: the template is re-created (immutable spec), by Argo CD.
+        template_key = ("ResourceClaimTemplate", "ads-batch", "ads-backfill")
+        old_uid = live[template_key]["metadata"]["uid"]
+        _edit(work, "claims/ads-embedding/backfill.yaml", "minMemory: 32Gi", "minMemory: 48Gi")
+        second = _commit(work, "Backfill needs 48Gi devices")
+        argocd.refresh(api, APP)
+        _wait(lambda: _synced_healthy(api, second), 300, "Synced+Healthy at the claim change", argo)
+        now = _owned(api)
+        assert now[template_key]["metadata"]["uid"] != old_uid, "replaced, not patched"
+        assert "48Gi" in json.dumps(now[template_key]["spec"]) or "51539607552" in json.dumps(
+            now[template_key]["spec"]
+        )
+        assert now.keys() == live.keys()
+
+        # An invalid commit: nothing changes on the cluster; the Application says why, where.
+        before = {k: v["metadata"]["resourceVersion"] for k, v in _owned(api).items()}
+        _edit(work, "claims/ads-embedding/backfill.yaml", "cu: 80", "cu: -80")
+        bad = _commit(work, "Broken claim")
+        argocd.refresh(api, APP)
+
+        def comparison_error() -> str | None:
+            status = argocd.application(api, APP).get("status") or {}
+            for c in status.get("conditions") or ():
+                if c.get("type") == "ComparisonError" and "backfill.yaml" in c.get("message", ""):
+                    return str(c["message"])
+            return None
+
+        message = _wait(comparison_error, 180, "a ComparisonError naming the file", argo)
+        assert "claims/ads-embedding/backfill.yaml:" in message
+        time.sleep(10)
+        after = {k: v["metadata"]["resourceVersion"] for k, v in _owned(api).items()}
+        assert after == before, "an invalid commit changed the cluster"
+        status = argocd.application(api, APP)["status"]
+        assert status["operationState"]["syncResult"]["revision"] == second
+        assert bad != second
