@@ -27,13 +27,17 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from ruamel.yaml import YAML
+from typer.testing import CliRunner
 
-from reconciler import devcluster
+from reconciler import cli, devcluster
 from reconciler.devcluster import argocd, identity, rawapi, workloads
 from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.model import ownership
 
 pytestmark = pytest.mark.integration
+
+for _name in ("plan", "history"):
+    __import__(f"reconciler.cli.{_name}")
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitrepo"
@@ -210,10 +214,26 @@ def test_argocd_syncs_the_rendered_objects(
         _wait(lambda: _synced_healthy(api, second), 300, "Synced+Healthy at the claim change", argo)
         now = _owned(api)
         assert now[template_key]["metadata"]["uid"] != old_uid, "replaced, not patched"
-        assert "48Gi" in json.dumps(now[template_key]["spec"]) or "51539607552" in json.dumps(
-            now[template_key]["spec"]
-        )
+        assert "memoryMiB >= 49152" in json.dumps(now[template_key]["spec"])
         assert now.keys() == live.keys()
+
+        # Audit: the live template was produced by the claim-change commit (content hash).
+        result = CliRunner().invoke(
+            cli.app,
+            [
+                "history",
+                str(work.working_dir),
+                "--object",
+                "ResourceClaimTemplate/ads-batch/ads-backfill",
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+                "-o",
+                "json",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        produced = json.loads(result.stdout)
+        assert produced["revision"] == second and produced["author"] == "Alice"
 
         # An invalid commit: nothing changes on the cluster; the Application says why, where.
         before = {k: v["metadata"]["resourceVersion"] for k, v in _owned(api).items()}

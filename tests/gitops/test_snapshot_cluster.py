@@ -8,6 +8,7 @@ branch exactly as it was, and a second run makes no commit.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import git
@@ -16,11 +17,12 @@ from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from reconciler import cli, devcluster
+from reconciler.devcluster import rawapi
 from reconciler.devcluster import snapshot as devsnapshot
 
 pytestmark = pytest.mark.integration
 
-for _name in ("plan", "snapshot"):
+for _name in ("plan", "snapshot", "history"):
     __import__(f"reconciler.cli.{_name}")
 
 EXAMPLE_SNAPSHOT = Path(__file__).resolve().parents[2] / "examples/gitrepo/observed/snapshot.yaml"
@@ -76,3 +78,44 @@ def test_snapshot_is_deterministic_and_written_to_a_branch_without_a_checkout(
     finally:
         with control_plane.api_client() as api:
             devsnapshot.unload(api, loaded)
+
+
+def test_history_of_a_live_object_names_the_commit_and_its_author(
+    control_plane: devcluster.ControlPlane, example_repo: git.Repo
+) -> None:
+    """Reconciler mode: the object carries the revision that last changed it."""
+    root = str(example_repo.working_dir)
+    head = example_repo.head.commit.hexsha
+    code, out, err = _run("render", root, "--rev", head, "--plain")
+    assert code == 0, err
+    cls = next(o for o in YAML(typ="safe").load_all(out) if o and o["kind"] == "DeviceClass")
+    name = cls["metadata"]["name"]
+    with control_plane.api_client() as api:
+        path = f"/apis/resource.k8s.io/v1/deviceclasses/{name}"
+        rawapi.apply(api, path, cls, field_manager="cu-reconciler")
+        try:
+            code, out, err = _run(
+                "history",
+                root,
+                "--object",
+                f"DeviceClass/{name}",
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+                "-o",
+                "json",
+            )
+            assert code == 0, err
+            found = json.loads(out)
+            assert found["revision"] == head and found["author"] == "test"
+            assert "revision annotation" in found["how"]
+            code, _, err = _run(
+                "history",
+                root,
+                "--object",
+                "DeviceClass/not-there",
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+            )
+            assert code == 2 and "not-there" in err
+        finally:
+            rawapi.delete(api, path)
