@@ -256,3 +256,142 @@ def test_argocd_syncs_the_rendered_objects(
         status = argocd.application(api, APP)["status"]
         assert status["operationState"]["syncResult"]["revision"] == second
         assert bad != second
+
+
+CUSYNC_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "cusyncs.cu-reconciler.io"},
+    "spec": {
+        "group": "cu-reconciler.io",
+        "scope": "Cluster",
+        "names": {
+            "plural": "cusyncs",
+            "singular": "cusync",
+            "kind": "CUSync",
+            "listKind": "CUSyncList",
+        },
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_argocd_reports_cusync_health_from_the_lua_check(
+    control_plane: devcluster.ControlPlane, argo: argocd.ArgoCD, tmp_path: Path
+) -> None:
+    """Mode 1's health side: Argo CD watches a CUSync and reports the contract's states.
+
+    The CUSync status is written here the way the controller writes it (the contract in
+    docs/gitops.md); the CRD is a schemaless stand-in until the controller ships its own.
+    """
+    with control_plane.api_client() as api:
+        name = CUSYNC_CRD["metadata"]["name"]  # type: ignore[index]
+        rawapi.apply(
+            api,
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
+            CUSYNC_CRD,
+            field_manager="test",
+        )
+        time.sleep(3)
+        origin = tmp_path / "deploy.git"
+        git.Repo.init(origin, bare=True, initial_branch="main")
+        work = git.Repo.clone_from(str(origin), tmp_path / "deploy")
+        with work.config_writer() as cfg:
+            cfg.set_value("user", "name", "Platform")
+            cfg.set_value("user", "email", "platform@example.invalid")
+        target = Path(work.working_dir, "deploy/argocd/mode1/cusync")
+        target.mkdir(parents=True)
+        shutil.copy(ROOT / "deploy/argocd/mode1/cusync/cusync.yaml", target / "cusync.yaml")
+        work.git.checkout("-b", "main")
+        _commit(work, "cusync")
+        text = (ROOT / "deploy/argocd/mode1/application.yaml").read_text()
+        text = text.replace(
+            "https://github.com/cu-reconciler/cu-reconciler.git", f"file://{origin}"
+        )
+        text = text.replace("https://kubernetes.default.svc", control_plane.server)
+        for doc in YAML(typ="safe").load_all(text):
+            if doc["kind"] == "AppProject" or doc["metadata"]["name"] == "cu-sync":
+                argocd.apply_manifest(api, doc)
+
+        def health() -> tuple[str, str] | None:
+            app = argocd.application(api, "cu-sync")
+            for r in (app.get("status") or {}).get("resources") or ():
+                if r["kind"] == "CUSync" and r.get("health"):
+                    return (r["health"].get("status", ""), r["health"].get("message", ""))
+            return None
+
+        _wait(health, 180, "the CUSync to be synced and assessed", argo)
+        path = "/apis/cu-reconciler.io/v1alpha1/cusyncs/fleet"
+        generation = rawapi.request(api, "GET", path)["metadata"]["generation"]
+        rev_a, rev_b = "a" * 40, "b" * 40
+
+        def set_status(status: dict[str, Any]) -> None:
+            rawapi.request(
+                api,
+                "PATCH",
+                f"{path}/status",
+                body={"status": {"observedGeneration": generation, **status}},
+                content_type=rawapi.MERGE_PATCH,
+            )
+
+        def condition(kind: str, status: str, message: str) -> dict[str, str]:
+            return {
+                "type": kind,
+                "status": status,
+                "reason": kind,
+                "message": message,
+                "lastTransitionTime": "2026-12-02T04:00:00Z",
+            }
+
+        cases: list[tuple[dict[str, Any], tuple[str, str]]] = [
+            (
+                {
+                    "lastAppliedRevision": rev_a,
+                    "lastAttemptedRevision": rev_b,
+                    "conditions": [condition("Reconciling", "True", "Applying revision bbbb")],
+                },
+                ("Progressing", "Applying revision bbbb"),
+            ),
+            (
+                {
+                    "lastAppliedRevision": rev_a,
+                    "lastAttemptedRevision": rev_b,
+                    "lastError": {"message": "bad", "file": "claims/x.yaml", "line": 7},
+                    "conditions": [
+                        condition("Reconciling", "False", ""),
+                        condition("Stalled", "True", "revision bbbbbbbbbbbb is invalid"),
+                    ],
+                },
+                ("Degraded", "revision bbbbbbbbbbbb is invalid (claims/x.yaml:7)"),
+            ),
+            (
+                {
+                    "lastAppliedRevision": rev_b,
+                    "lastAttemptedRevision": rev_b,
+                    "lastError": None,
+                    "conditions": [
+                        condition("Stalled", "False", ""),
+                        condition("Reconciling", "False", ""),
+                        condition("Ready", "True", "ok"),
+                    ],
+                },
+                ("Healthy", f"Applied revision {rev_b[:12]}"),
+            ),
+        ]
+        for status, expected in cases:
+            set_status(status)
+            argocd.refresh(api, "cu-sync")
+            _wait(lambda e=expected: health() == e, 120, f"CUSync health {expected}", argo)  # type: ignore[misc]
