@@ -42,9 +42,10 @@ def exported() -> frozenset[str]:
         metrics = importlib.import_module("reconciler.controller.metrics")
     except ModuleNotFoundError:
         return CONTRACT
-    registry = getattr(metrics, "REGISTRY", None) or getattr(metrics, "registry", None)
+    # One registry per process: the controller's Metrics dataclass builds its own.
+    registry = metrics.Metrics().registry
     names: set[str] = set()
-    for family in registry.collect():  # type: ignore[union-attr]
+    for family in registry.collect():
         names.add(family.name)
         for sample in family.samples:
             names.add(sample.name)
