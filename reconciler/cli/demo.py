@@ -161,6 +161,27 @@ def _open_pull_request(repo: git.Repo) -> None:
     repo.index.commit(f"{doc['metadata']['name']}: +100 CU guaranteed in {quota['pool']}")
 
 
+def _audit_step(repo: git.Repo, kubeconfig: str) -> None:
+    """A reviewed change and its audit trail: who raised whose priority, and when."""
+    root = Path(repo.working_dir)
+    _say("12. A commit raises a tenant's priority: preview, converge, then ask Git who did it")
+    repo.git.checkout("main")
+    tenant = root / "tenants" / "research-batch.yaml"
+    text = tenant.read_text()
+    tenant.write_text(text.replace("priority: 300", "priority: 700"))
+    repo.git.add(A=True)
+    dana = git.Actor("Dana Research", "dana@example.invalid")
+    repo.index.commit("research-batch: priority 300 -> 700 for the eval deadline", author=dana)
+    _cuctl(
+        ["plan", ".", "--rev", "HEAD", "--base", "HEAD~1", "-o", "markdown"],
+        cwd=root,
+        expect=(0, 1),
+        limit=20,
+    )
+    _cuctl(["apply", ".", "--rev", "HEAD", "--kubeconfig", kubeconfig], cwd=root)
+    _cuctl(["history", ".", "--tenant", "research-batch"], cwd=root, limit=20)
+
+
 @_app.app.command("demo")
 def demo_command(
     workdir: Path | None = typer.Option(
@@ -266,6 +287,7 @@ def demo_command(
         _say("11. The audit trail is git log")
         typer.echo(repo.git.log("--oneline", "--all"), err=True)
         typer.echo(repo.git.log("-1", "--format=%B", "factors/learned").split("\n\n")[0], err=True)
+        _audit_step(repo, kubeconfig)
     finally:
         cp.stop()
         typer.echo(f"\ncontrol plane stopped; logs kept in {cp.log_dir}", err=True)
