@@ -28,6 +28,8 @@ from ruamel.yaml.error import YAMLError
 from reconciler import errors
 from reconciler.model import documents as docs
 
+_BLOB_HAS_SETTINGS: dict[str, bool] = {}
+
 MAX_CHAIN = 1000
 """First-parent commits walked back from the candidate (each verified once per process)."""
 
@@ -46,8 +48,11 @@ def signing_at(commit: git.Commit) -> docs.CommitSigning | None:
     for item in commit.tree.traverse():
         if not isinstance(item, git.Blob) or not str(item.path).endswith((".yaml", ".yml")):
             continue
+        if _BLOB_HAS_SETTINGS.get(item.hexsha) is False:
+            continue  # blobs are immutable: a blob without settings never has them
         data = item.data_stream.read()
-        if b"ClusterSettings" not in data:
+        _BLOB_HAS_SETTINGS[item.hexsha] = b"ClusterSettings" in data
+        if not _BLOB_HAS_SETTINGS[item.hexsha]:
             continue
         try:
             documents = list(YAML(typ="safe", pure=True).load_all(data.decode("utf-8")))
