@@ -322,6 +322,8 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD
             str(ctl_metrics),
             "--app-resync",
             "10",
+            "--app-resync-jitter",
+            "0",
             "--self-heal-timeout-seconds",
             "2",
             "--loglevel",
