@@ -2,10 +2,10 @@
 
 Trusted keys are listed in ``ClusterSettings.spec.signing`` (SSH allowed signers, or OpenPGP
 public keys). Taking the keys from the very revision being checked would let anyone with push
-access add their own key and sign with it, so trust is a chain: every commit on the first-parent
-path from the candidate back to the commit that introduced ``signing`` must be signed by a key
-that its *parent* trusts (the introducing commit by a key it lists itself: trust on first use,
-like an SSH known host). A key change therefore needs a signature by a key trusted before it.
+access add their own key and sign with it, so trust is a chain: the candidate must be signed by
+a key its *parent* trusts, and every commit that changed the signing settings (added or removed
+a key, or the whole section) by a key trusted before that change; the commit introducing them
+is trusted by its own list (trust on first use, like an SSH known host).
 Verification is Git's own (``git verify-commit``: ``ssh-keygen -Y verify`` or ``gpg``), with the
 keys written to a private temporary allowed-signers file or keyring; nothing global is touched.
 """
@@ -30,8 +30,9 @@ from reconciler.model import documents as docs
 
 _BLOB_HAS_SETTINGS: dict[str, bool] = {}
 
-MAX_CHAIN = 1000
-"""First-parent commits walked back from the candidate (each verified once per process)."""
+MAX_CHAIN = 10_000
+"""First-parent commits looked at behind the candidate; beyond it, the oldest commit's
+settings are the trust anchor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +136,18 @@ def _signer(report: str) -> str:
 
 
 def verify(repo_path: str, rev: str) -> Verified | None:
-    """Check ``rev`` and its chain of trust; None when no commit in reach requires signatures.
+    """Check ``rev`` and the chain of trust behind it; None when nothing requires signatures.
 
-    Walks the first-parent history from ``rev`` (at most :data:`MAX_CHAIN` commits): a commit
-    whose parent requires signatures must be signed by a key the parent trusts; a commit that
-    introduces ``signing`` (its parent has none) by a key it lists itself. Walking past the
-    candidate's own settings is what stops a commit that merely deletes ``signing``.
+    Within the first-parent history of ``rev`` (at most :data:`MAX_CHAIN` commits):
+    - ``rev`` must be signed by a key its parent's settings trust (or, if ``rev`` introduces
+      ``signing``, by one it lists itself);
+    - every commit that *changed* the signing settings (introduced, edited or removed them)
+      must be signed by a key trusted just before the change; the commit introducing them is
+      trusted by its own list (trust on first use).
+    Commits that leave the settings alone need no signature of their own: a trusted signature
+    on ``rev`` vouches for its whole tree, as Flux's ``verify`` of HEAD does. Only the
+    settings-changing commits are verified, so the walk costs one ``git log`` plus a few blob
+    reads, not a verification per commit.
     """
     try:
         repo = git.Repo(repo_path, search_parent_directories=True)
@@ -149,36 +156,84 @@ def verify(repo_path: str, rev: str) -> Verified | None:
         raise errors.SourceError(f"{repo_path}: not a Git repository") from exc
     except (git.BadName, ValueError) as exc:
         raise errors.SourceError(f"unknown revision {rev!r}") from exc
-
-    def settings(commit: git.Commit) -> docs.CommitSigning | None:
-        if commit.hexsha not in _SETTINGS:
-            _SETTINGS[commit.hexsha] = signing_at(commit)
-        return _SETTINGS[commit.hexsha]
-
-    signer: str | None = None
-    checked = 0
-    commit: git.Commit | None = candidate
-    while commit is not None and checked < MAX_CHAIN:
+    commits = list(repo.iter_commits(candidate, first_parent=True, max_count=MAX_CHAIN))
+    settings = _settings_along(repo, candidate.hexsha, commits)
+    for commit in reversed(commits):  # oldest first: a bad key change is reported first
         parent = commit.parents[0] if commit.parents else None
-        trusted = settings(parent) if parent is not None else None
-        got: str | None
-        if trusted is not None:
+        before = settings.get(parent.hexsha) if parent is not None else None
+        after = settings[commit.hexsha]
+        in_window = parent is None or parent.hexsha in settings
+        if not in_window or before == after:
+            continue
+        if before is not None:
             assert parent is not None
-            got = _check_cached(repo, commit, trusted, f"at its parent {parent.hexsha[:12]}")
-        else:
-            own = settings(commit)
-            got = (
-                _check_cached(repo, commit, own, f"at {commit.hexsha[:12]} (where signing starts)")
-                if own is not None
-                else None
-            )
-        if signer is None and commit is candidate:
-            signer = got
-        checked += 1
-        commit = parent
-    if signer is None:
+            _check_cached(repo, commit, before, f"at its parent {parent.hexsha[:12]}")
+        elif after is not None:
+            _check_cached(repo, commit, after, f"at {commit.hexsha[:12]} (where signing starts)")
+    parent = candidate.parents[0] if candidate.parents else None
+    trusted = settings.get(parent.hexsha) if parent is not None else None
+    if trusted is not None:
+        assert parent is not None
+        signer = _check_cached(repo, candidate, trusted, f"at its parent {parent.hexsha[:12]}")
+    elif settings[candidate.hexsha] is not None:
+        own = settings[candidate.hexsha]
+        assert own is not None
+        where = f"at {candidate.hexsha[:12]} (where signing starts)"
+        signer = _check_cached(repo, candidate, own, where)
+    else:
         return None
-    return Verified(candidate.hexsha, signer, checked)
+    return Verified(candidate.hexsha, signer, len(commits))
+
+
+def _settings_along(
+    repo: git.Repo, head: str, commits: list[git.Commit]
+) -> dict[str, docs.CommitSigning | None]:
+    """Signing settings of every commit in ``commits`` (newest first), reading a tree only
+    where a commit changed a YAML file that holds (or held) ClusterSettings."""
+    changed: dict[str, list[str]] = {}
+    current = ""
+    log = repo.git.log(
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "--no-renames",
+        "--format=%x01%H",
+        "--name-only",
+        f"--max-count={len(commits)}",
+        head,
+    )
+    for line in log.splitlines():
+        if line.startswith("\x01"):
+            current = line[1:]
+            changed[current] = []
+        elif line.strip() and current:
+            changed[current].append(line.strip())
+    out: dict[str, docs.CommitSigning | None] = {}
+    oldest = commits[-1]
+    out[oldest.hexsha] = _cached_signing_at(oldest)
+    for commit in reversed(commits[:-1]):
+        parent = commit.parents[0]
+        paths = [p for p in changed.get(commit.hexsha, ()) if p.endswith((".yaml", ".yml"))]
+        if any(_holds_settings(c, p) for p in paths for c in (commit, parent)):
+            out[commit.hexsha] = _cached_signing_at(commit)
+        else:
+            out[commit.hexsha] = out[parent.hexsha]
+    return out
+
+
+def _holds_settings(commit: git.Commit, path: str) -> bool:
+    try:
+        blob = commit.tree / path
+    except KeyError:
+        return False
+    if blob.hexsha not in _BLOB_HAS_SETTINGS:
+        _BLOB_HAS_SETTINGS[blob.hexsha] = b"ClusterSettings" in blob.data_stream.read()
+    return _BLOB_HAS_SETTINGS[blob.hexsha]
+
+
+def _cached_signing_at(commit: git.Commit) -> docs.CommitSigning | None:
+    if commit.hexsha not in _SETTINGS:
+        _SETTINGS[commit.hexsha] = signing_at(commit)
+    return _SETTINGS[commit.hexsha]
 
 
 _SETTINGS: dict[str, docs.CommitSigning | None] = {}
