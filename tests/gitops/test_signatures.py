@@ -114,6 +114,13 @@ def test_ssh_signed_revisions_and_the_chain_of_trust(
     verified = signature.verify(str(repo.working_dir), later)
     assert verified is not None and "mallory" in verified.signer
 
+    # An unsigned commit that leaves the keys alone is vouched for by a signed commit on top.
+    repo.git.reset("--hard", start)
+    _commit(repo, "unsigned, keys untouched", None)
+    on_top = _commit(repo, "signed on top", alice)
+    verified = signature.verify(str(repo.working_dir), on_top)
+    assert verified is not None and "alice" in verified.signer
+
     # Deleting the signing settings unsigned does not turn verification off.
     repo.git.reset("--hard", start)
     _signers(repo, None)
