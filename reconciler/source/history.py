@@ -188,6 +188,45 @@ def _changed(
     return out
 
 
+def _all_changes(repo: git.Repo, head: str) -> dict[str, list[tuple[str | None, str | None]]]:
+    """Every first-parent commit's changed YAML files, from one ``git log`` (renames paired)."""
+    log = repo.git.log(
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "-M",
+        "--name-status",
+        "-z",
+        "--format=%x01%H",
+        head,
+    )
+    out: dict[str, list[tuple[str | None, str | None]]] = {}
+    for chunk in log.split("\x01")[1:]:
+        fields = chunk.split("\x00")
+        sha, _, first = fields[0].partition("\n")
+        items = [first, *fields[1:]] if first else fields[1:]
+        items = [i.strip("\n") for i in items]
+        pairs: list[tuple[str | None, str | None]] = []
+        i = 0
+        while i < len(items):
+            status = items[i]
+            if not status:
+                i += 1
+                continue
+            pair: tuple[str | None, str | None]
+            if status[0] in "RC":
+                old, new = items[i + 1], items[i + 2]
+                pair = (old, new) if status[0] == "R" else (None, new)  # a copy is an add
+                i += 3
+            else:
+                path = items[i + 1]
+                pair = (None if status[0] == "A" else path, None if status[0] == "D" else path)
+                i += 2
+            if any(p and _is_yaml(p) for p in pair):
+                pairs.append(pair)
+        out[sha.strip()] = pairs
+    return out
+
+
 def _is_yaml(path: str) -> bool:
     return path.endswith(_YAML_SUFFIXES)
 
@@ -210,11 +249,13 @@ def history(
         raise errors.SourceError(f"unknown revision {rev!r}") from exc
     prefix = subdir.strip("/") + "/" if subdir.strip("/") else ""
     out: list[Entry] = []
+    changes = _all_changes(repo, head.hexsha)
     for commit in repo.iter_commits(head, first_parent=True, max_count=10_000):
         parent = commit.parents[0] if commit.parents else None
         before_path = after_path = None
         before = after = None
-        for old, new in _changed(repo, commit, parent):
+        pairs = changes.get(commit.hexsha) if parent is not None else None
+        for old, new in pairs if pairs is not None else _changed(repo, commit, parent):
             if prefix and not any(p and p.startswith(prefix) for p in (old, new)):
                 continue
             found_before = _find(parent, old, match)
