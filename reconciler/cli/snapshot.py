@@ -1,6 +1,7 @@
 """``cuctl snapshot``: write the committed snapshot of observed devices from a live cluster.
 
-``cuctl snapshot [PATH] --kubeconfig FILE [--context NAME] [--write [--branch NAME]]`` reads
+``cuctl snapshot [PATH] --kubeconfig FILE [--context NAME] [--write [--branch NAME]]
+[--cluster NAME]`` reads
 Nodes, ResourceSlices, ResourceClaims and the objects cu-reconciler owns, and prints the
 snapshot (deterministic: the same cluster state gives the same bytes). ``--write`` writes it
 to the repository's ``ClusterSettings.spec.layout.snapshot`` path in the working tree;
@@ -27,10 +28,10 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(_app.EXIT_ERROR)
 
 
-def _snapshot_path(path: str, rev: str | None) -> str:
+def _snapshot_path(path: str, rev: str | None, cluster: str | None) -> str:
     """The repository-relative snapshot path from the (validated) ClusterSettings."""
     try:
-        tree = source.read(path, rev)
+        tree = source.fleet.select(source.read(path, rev), cluster)
     except errors.SourceError as exc:
         raise _fail(str(exc)) from exc
     result = validate.validate_tree(tree)
@@ -61,6 +62,9 @@ def snapshot_command(
     branch: str | None = typer.Option(
         None, "--branch", help="With --write: commit to this branch (no checkout is touched)."
     ),
+    cluster: str | None = typer.Option(
+        None, "--cluster", help="Fleet repository: write this cluster's snapshot."
+    ),
     message: str = typer.Option(
         "Refresh the observed snapshot", "--message", "-m", help="Commit message (--branch)."
     ),
@@ -78,7 +82,7 @@ def snapshot_command(
         sys.stdout.write(text)
         raise typer.Exit(_app.EXIT_OK)
     if branch is not None:
-        rel = _snapshot_path(path, _branch_or_head(path, branch))
+        rel = _snapshot_path(path, _branch_or_head(path, branch), cluster)
         try:
             done = branches.commit_file(path, branch, rel, text.encode("utf-8"), message)
         except errors.SourceError as exc:
@@ -86,7 +90,7 @@ def snapshot_command(
         state = "committed" if done.changed else "unchanged on"
         typer.echo(f"cuctl snapshot: {rel} {state} {branch} at {done.revision[:12]}", err=True)
         raise typer.Exit(_app.EXIT_FINDINGS if done.changed else _app.EXIT_OK)
-    rel = _snapshot_path(path, None)
+    rel = _snapshot_path(path, None, cluster)
     target = Path(path) / rel
     old = target.read_text(encoding="utf-8") if target.exists() else None
     if old == text:
