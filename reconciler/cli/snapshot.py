@@ -19,7 +19,7 @@ import typer
 
 from reconciler import errors, source, validate
 from reconciler.cli import _app
-from reconciler.observe import cluster, record
+from reconciler.observe import record
 from reconciler.source import branch as branches
 
 
@@ -73,8 +73,8 @@ def snapshot_command(
     if branch is not None and not write:
         raise _fail("--branch needs --write")
     try:
-        api = cluster.connect(str(kubeconfig), context)
-        raw = cluster.Cluster(api).read()
+        api = live_cluster.connect(str(kubeconfig), context)
+        raw = live_cluster.Cluster(api).read()
     except errors.ObserveError as exc:
         raise _fail(str(exc)) from exc
     text = record.text(raw)
