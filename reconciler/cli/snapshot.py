@@ -19,6 +19,7 @@ import typer
 
 from reconciler import errors, source, validate
 from reconciler.cli import _app
+from reconciler.observe import cluster as live_cluster
 from reconciler.observe import record
 from reconciler.source import branch as branches
 
