@@ -12,7 +12,7 @@ import importlib
 from reconciler.cli._app import app
 
 # One line per command module; each registers itself on ``app`` when imported.
-_COMMAND_MODULES: tuple[str, ...] = ("validate", "plan", "apply", "demo", "factors")
+_COMMAND_MODULES: tuple[str, ...] = ("validate", "plan", "apply", "demo", "factors", "run")
 
 
 def main() -> None:
