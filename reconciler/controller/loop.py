@@ -69,6 +69,7 @@ class Controller:
     _last_sha: str = ""
     _reconciled_sha: str = ""
     ready: bool = False
+    _failed: bool = False
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -98,7 +99,7 @@ class Controller:
         while not self.stop.is_set():
             if not self.elector.leading:
                 self.ready = True  # a standby is ready: it serves health and metrics
-                self.elector.became_leader.wait(timeout=1.0)
+                self.stop.wait(0.5)
                 continue
             if not watching:
                 watches.start(self.api, lambda kind: self.request(f"watch:{kind}"), self.stop)
@@ -237,6 +238,7 @@ class Controller:
             self.metrics.factor_table_age.set(age)
             self.metrics.set_drift(alarms)
         self._events(outcome, written, new)
+        self._failed = not outcome.ok
         self.ready = True
 
     def _events(self, outcome: pipeline.Outcome, written: int, status: Mapping[str, Any]) -> None:
@@ -248,8 +250,8 @@ class Controller:
                     outcome.reason.value,
                     f"revision {outcome.revision[:12]}: {outcome.message}",
                 )
-            else:  # a recovery (or the first success) is news; a steady state is not
-                rec.emit("Normal", "InSync", f"revision {outcome.revision[:12]} in sync")
+            elif self._failed:  # a recovery is news; a steady state is not
+                rec.emit("Normal", "Recovered", f"revision {outcome.revision[:12]} in sync")
             if outcome.plan is not None:
                 preempted = [
                     d.claim for d in outcome.plan.report.decisions if d.status == "Preempted"

@@ -18,6 +18,7 @@ from kubernetes.client import ApiClient
 
 from reconciler import devcluster
 from reconciler.apply import lease as leases
+from reconciler.apply import writer as writers
 from reconciler.devcluster import identity, rawapi
 from reconciler.observe import cluster
 
@@ -83,3 +84,28 @@ def test_cuctl_apply_waits_then_fails_naming_the_holder(
         assert "held by 'controller-replica-0'" in run.stderr
         lease = rawapi.request(api, "GET", holder.path)
         assert lease["spec"]["holderIdentity"] == "", "released on exit"
+
+
+def test_in_a_pod_the_service_account_token_is_used(
+    control_plane: devcluster.ControlPlane, api: ApiClient, sa_kubeconfig: Path, tmp_path: Path
+) -> None:
+    """What a Pod sees: KUBERNETES_SERVICE_HOST/PORT and a mounted token and CA."""
+    sa_dir = tmp_path / "serviceaccount"
+    sa_dir.mkdir()
+    token = rawapi.request(
+        api,
+        "POST",
+        "/api/v1/namespaces/cu-system/serviceaccounts/cu-reconciler/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+    )["status"]["token"]
+    (sa_dir / "token").write_text(token)
+    (sa_dir / "ca.crt").write_bytes((control_plane.workdir / "pki" / "ca.crt").read_bytes())
+    pod_env = {
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(control_plane.ports.apiserver),
+        "HOME": str(tmp_path),
+    }
+    with cluster.connect(None, environ=pod_env, serviceaccount_dir=sa_dir) as in_pod:
+        assert writers.KubeWriter(in_pod).whoami() == identity.username(
+            "cu-system", "cu-reconciler"
+        )
