@@ -151,6 +151,8 @@ class Controller:
     # --- one reconcile -------------------------------------------------------------------
 
     def _fetch(self, why: set[str], rid: str) -> str | None:
+        if self._last_sha and all(w.startswith("watch:") for w in why):
+            return self._last_sha  # the cluster changed, not Git: reconcile what we have
         try:
             sha = self.mirror.fetch()
         except errors.SourceError as exc:
