@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import threading
 import time
 import uuid
@@ -80,7 +81,6 @@ class Controller:
         )
         self.recorder = events.Recorder(self.api, cfg.name, self.elector.lease.identity)
         self.writer = leader.LeaderWriter(writers.KubeWriter(self.api), self.elector)
-        self._backoff = kube.RetryPolicy(base=cfg.backoff_base, cap=cfg.backoff_cap)
 
     # --- requests ------------------------------------------------------------------------
 
@@ -145,8 +145,13 @@ class Controller:
             self.reconcile_once(why)
         except Exception as exc:  # the API unreachable beyond retries, and the like
             log.warning("reconcile failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-            self._retry_at = time.monotonic() + self._backoff.delay(min(self._failures, 10))
-            self._failures += 1
+            self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        """Exponential backoff with jitter in [d/2, d] (never an immediate hot loop)."""
+        d = min(self.config.backoff_cap, self.config.backoff_base * 2 ** min(self._failures, 20))
+        self._retry_at = time.monotonic() + d / 2 + random.random() * d / 2
+        self._failures += 1
 
     # --- one reconcile -------------------------------------------------------------------
 
@@ -216,8 +221,7 @@ class Controller:
             self._failures, self._retry_at = 0, 0.0
             self._reconciled_sha = outcome.revision
         else:
-            self._retry_at = time.monotonic() + self._backoff.delay(min(self._failures, 10))
-            self._failures += 1
+            self._schedule_retry()
         extra = {
             "reconcile": rid,
             "revision": outcome.revision,
