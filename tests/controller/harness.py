@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import git
 import pytest
+import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from ruamel.yaml import YAML
@@ -60,6 +61,8 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) ->
             last = exc
             if exc.status not in (404, 500, 503):
                 raise
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # the apiserver is restarting
+            last = exc
         if last:
             found: T = last
             return found
