@@ -20,6 +20,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "factors",
     "snapshot",
     "history",
+    "run",
 )
 
 

@@ -1,19 +1,28 @@
 """``cuctl apply``: one reconcile against a cluster, from the command line.
 
-``cuctl apply [PATH] [--rev REV] --kubeconfig FILE [--context NAME] [--dry-run] [--no-prune]``
-runs the controller's pipeline once (fetch, validate, observe, plan, diff, apply) and prints
-what happened to each object. Exit 0 when the cluster converged (or is already in sync),
-2 when any step failed; a failed step writes nothing.
+``cuctl apply [PATH] [--rev REV] [--kubeconfig FILE] [--context NAME] [--dry-run] [--no-prune]
+[--lease-wait SECONDS]`` runs the controller's pipeline once (fetch, validate, observe, plan,
+diff, apply) and prints what happened to each object. Without ``--kubeconfig`` the cluster
+comes from ``KUBECONFIG``, the Pod's ServiceAccount or ``~/.kube/config``. A real apply holds
+the Lease ``cu-system/cu-reconciler`` (the controller's) while it writes: a second writer
+waits up to ``--lease-wait`` seconds, then exits 2 naming the holder. Exit 0 when the cluster
+converged (or is already in sync), 2 when any step failed; a failed step writes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+from kubernetes.client import ApiClient
 
 from reconciler import errors
 from reconciler.apply import apply as applying
+from reconciler.apply import lease as leases
 from reconciler.apply import writer as writers
 from reconciler.cli import _app
 from reconciler.controller import pipeline
@@ -24,7 +33,9 @@ from reconciler.observe import cluster
 def apply_command(
     path: str = typer.Argument(".", help="Repository directory."),
     rev: str | None = typer.Option(None, "--rev", help="Apply this Git revision."),
-    kubeconfig: Path = typer.Option(..., "--kubeconfig", help="The cluster to converge."),
+    kubeconfig: Path | None = typer.Option(
+        None, "--kubeconfig", help="The cluster to converge (default: KUBECONFIG, in-cluster)."
+    ),
     context: str | None = typer.Option(None, "--context", help="Kubeconfig context."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Server-side dry run of every write; store nothing."
@@ -32,14 +43,18 @@ def apply_command(
     prune: bool = typer.Option(
         True, "--prune/--no-prune", help="Delete owned objects the target no longer holds."
     ),
+    lease_wait: float = typer.Option(
+        30.0, "--lease-wait", help="Seconds to wait for another writer to release the Lease."
+    ),
 ) -> None:
     """Converge the cluster on the desired state: exit 0 converged, 2 failed (nothing written)."""
     try:
-        api = cluster.connect(str(kubeconfig), context)
+        api = cluster.connect(str(kubeconfig) if kubeconfig else None, context)
     except errors.ObserveError as exc:
         typer.echo(f"cuctl apply: {exc}", err=True)
         raise typer.Exit(_app.EXIT_ERROR) from exc
-    with api:
+    identity = f"cuctl-apply@{socket.gethostname()}/{os.getpid()}"
+    with api, _one_writer(api, identity, lease_wait, dry_run=dry_run):
         outcome = pipeline.reconcile(
             pipeline.Request(path, rev),
             cluster.Cluster(api),
@@ -55,3 +70,17 @@ def apply_command(
     revision = outcome.revision[:12] or "?"
     typer.echo(f"cuctl apply: {outcome.reason} at {revision}: {outcome.message}", err=True)
     raise typer.Exit(_app.EXIT_OK if outcome.ok else _app.EXIT_ERROR)
+
+
+@contextlib.contextmanager
+def _one_writer(api: ApiClient, identity: str, wait: float, *, dry_run: bool) -> Iterator[None]:
+    """Hold the shared Lease around a real apply; a dry run writes nothing and needs none."""
+    if dry_run:
+        yield
+        return
+    try:
+        with leases.held(leases.Lease(api, identity), wait):
+            yield
+    except errors.ApplyError as exc:  # the pipeline reports its own; this is the Lease's
+        typer.echo(f"cuctl apply: {exc}", err=True)
+        raise typer.Exit(_app.EXIT_ERROR) from exc

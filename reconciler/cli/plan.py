@@ -102,7 +102,12 @@ def _source(
             return sources.InMemory(snapshot.parse(text, str(layout.snapshot)))
         except errors.ObserveError as exc:
             raise _fail(command, str(exc)) from exc
-    raise _fail(command, "needs the observed devices: --observed FILE or --kubeconfig FILE")
+    try:  # the ambient cluster, as kubectl finds it: KUBECONFIG, in-cluster, ~/.kube/config
+        return cluster.Cluster(cluster.connect(None, context))
+    except errors.ObserveError as exc:
+        raise _fail(
+            command, f"needs the observed devices: --observed FILE or --kubeconfig FILE ({exc})"
+        ) from exc
 
 
 def _plan(

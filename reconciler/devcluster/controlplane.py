@@ -101,6 +101,7 @@ class _Process:
     pid: int
     binary: Path
     popen: subprocess.Popen[bytes] | None = None
+    argv: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -150,6 +151,39 @@ class ControlPlane:
                 text = path.read_text(errors="replace").splitlines()[-lines:]
                 parts.append(f"----- {path} (last {len(text)} lines) -----\n" + "\n".join(text))
         return "\n".join(parts)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal one component (fault injection: ``kill -9`` the apiserver) and wait for it."""
+        proc = self._processes[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + 15
+        while _alive(proc) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=1)
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Start a killed component again with its original command line; wait until ready."""
+        proc = self._processes[name]
+        if _alive(proc):
+            raise RuntimeError(f"{name} is still running")
+        if not proc.argv:
+            raise RuntimeError(f"{name} was not started by this process")
+        self._processes[name] = _spawn(name, proc.binary, list(proc.argv), self.log_dir)
+        self.save_state()
+        port = {"kube-apiserver": self.ports.apiserver}.get(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(self._processes[name]):
+                raise StartError(f"{name} exited on restart\n{self.log_tail()}")
+            if port is None or port in listening_ports():
+                with contextlib.suppress(Exception), self.api_client() as api:
+                    if port is None or api.call_api("GET", f"{self.server}/readyz").status == 200:
+                        return
+            time.sleep(0.2)
+        raise StartError(f"{name} not ready after restart\n{self.log_tail()}")
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop every component (reverse start order) and check no port is still listened on."""
@@ -436,7 +470,7 @@ def _spawn(name: str, binary: Path, argv: list[str], log_dir: Path) -> _Process:
         )
     finally:
         log.close()
-    return _Process(name, popen.pid, binary, popen)
+    return _Process(name, popen.pid, binary, popen, tuple(argv))
 
 
 def _wait_ready(cp: ControlPlane, name: str, probe: Callable[[], bool], deadline: float) -> None:

@@ -7,12 +7,15 @@ are paged (``limit``/``continue``). Client and HTTP errors become ObserveError h
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from kubernetes.config import incluster_config
 from kubernetes.config.config_exception import ConfigException
 
 from reconciler import errors, kube
@@ -51,16 +54,67 @@ _LISTS: tuple[tuple[str, str, str, bool], ...] = (
 )
 
 
-def connect(kubeconfig: str, context: str | None = None) -> k8s_client.ApiClient:
-    """An ApiClient from a kubeconfig file; a bad file or context is an ObserveError."""
+SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def connect(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    serviceaccount_dir: Path = SERVICEACCOUNT_DIR,
+) -> k8s_client.ApiClient:
+    """An ApiClient, found the way controller-runtime finds one; problems are ObserveErrors.
+
+    In order: ``--kubeconfig`` (with ``--context``), the ``KUBECONFIG`` variable (a
+    ``:``-separated list, merged), the Pod's ServiceAccount when running in a cluster
+    (``KUBERNETES_SERVICE_HOST`` set and a token mounted; the token is re-read as the
+    kubelet rotates it), then ``~/.kube/config``.
+    """
+    env = os.environ if environ is None else environ
+    if kubeconfig:
+        return _from_file(kubeconfig, context, f"--kubeconfig {kubeconfig}")
+    if env.get("KUBECONFIG"):
+        return _from_file(env["KUBECONFIG"], context, f"KUBECONFIG={env['KUBECONFIG']}")
+    token = serviceaccount_dir / "token"
+    if env.get("KUBERNETES_SERVICE_HOST") and token.exists():
+        if context:
+            raise errors.ObserveError(f"--context {context}: no kubeconfig to pick it from")
+        return _in_cluster(env, serviceaccount_dir)
+    home = Path(env.get("HOME") or Path.home()) / ".kube" / "config"
+    if home.exists():
+        return _from_file(str(home), context, str(home))
+    raise errors.ObserveError(
+        "no cluster to talk to: pass --kubeconfig FILE, set KUBECONFIG, run in a Pod with a "
+        f"ServiceAccount, or create {home}"
+    )
+
+
+def _from_file(files: str, context: str | None, where: str) -> k8s_client.ApiClient:
     try:
+        # A ``:``-separated list is merged by the client, as kubectl merges it.
         api: k8s_client.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, context=context
+            config_file=files, context=context
         )
         return api
-    except (ConfigException, OSError, ValueError, TypeError) as exc:
-        where = f"--kubeconfig {kubeconfig}" + (f" --context {context}" if context else "")
-        raise errors.ObserveError(f"{where}: cannot load: {exc}") from exc
+    except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+        ctx = f" --context {context}" if context else ""
+        raise errors.ObserveError(f"{where}{ctx}: cannot load: {exc}") from exc
+
+
+def _in_cluster(env: Mapping[str, str], sa_dir: Path) -> k8s_client.ApiClient:
+    try:
+        config = k8s_client.Configuration()
+        loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+            token_filename=str(sa_dir / "token"),
+            cert_filename=str(sa_dir / "ca.crt"),
+            try_refresh_token=True,
+            environ=env,
+        )
+        loader.load_and_set(config)  # type: ignore[no-untyped-call]
+        return k8s_client.ApiClient(configuration=config)
+    except (ConfigException, OSError, ValueError) as exc:
+        raise errors.ObserveError(f"in-cluster ServiceAccount {sa_dir}: {exc}") from exc
 
 
 def get_json(api: k8s_client.ApiClient, path: str, query: Mapping[str, str]) -> Any:

@@ -1,0 +1,83 @@
+"""Leader election on the shared Lease, and a Writer that refuses to write without it.
+
+The elector renews every :data:`lease.RENEW_PERIOD`; it counts as leading only while its
+last successful renewal is younger than :data:`lease.RENEW_DEADLINE`, which is shorter than
+the lease duration, so a leader cut off from the apiserver stops writing before any other
+replica may take over (client-go's renewDeadline < leaseDuration argument). Every write
+goes through :class:`LeaderWriter`, which checks that just before the request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler import errors
+from reconciler.apply import lease as leases
+from reconciler.apply import writer as writers
+
+log = logging.getLogger("cu-reconciler.leader")
+
+
+@dataclass
+class Elector:
+    lease: leases.Lease
+    stop: threading.Event
+    _was_leading: bool = field(default=False, init=False)
+    became_leader: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def leading(self) -> bool:
+        return self.lease.valid() and self.lease.holder == self.lease.identity
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(errors.ApplyError):
+                self.lease.try_acquire()
+            now = self.leading
+            if now != self._was_leading:
+                log.info(
+                    "leadership changed",
+                    extra={"leading": now, "holder": self.lease.holder or "?"},
+                )
+                self._was_leading = now
+                if now:
+                    self.became_leader.set()
+            self.stop.wait(leases.RENEW_PERIOD)
+        self.lease.release()
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="leader", daemon=True)
+        thread.start()
+        return thread
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderWriter:
+    """A :class:`reconciler.apply.writer.Writer` that writes only while leading."""
+
+    inner: writers.Writer
+    elector: Elector
+
+    def whoami(self) -> str:
+        return self.inner.whoami()
+
+    def _check(self, obj: Mapping[str, Any]) -> None:
+        if not self.elector.leading:
+            raise errors.ApplyError(
+                "not the leader any more: write skipped", subject=writers.subject_of(obj)
+            )
+
+    def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        if not dry_run:
+            self._check(obj)
+        return self.inner.apply(obj, dry_run=dry_run)
+
+    def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
+        if not dry_run:
+            self._check(obj)
+        return self.inner.delete(obj, dry_run=dry_run)

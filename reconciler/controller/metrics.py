@@ -1,0 +1,155 @@
+"""Prometheus metrics of the controller, in a registry of its own, and the HTTP endpoints.
+
+Names are a contract (the Grafana dashboard and Argo CD health checks read them). One
+registry per process (not the global default) so tests and several controllers in one
+process do not collide, and so only our series are exported.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.reconcile_duration = Histogram(
+            "cu_reconcile_duration_seconds",
+            "Duration of one reconcile, by result.",
+            ["result"],
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+        )
+        self.reconcile_total = Counter(
+            "cu_reconcile_total", "Reconciles, by result (a Reason).", ["result"], registry=r
+        )
+        self.objects_applied = Counter(
+            "cu_objects_applied_total",
+            "Objects written, by kind and action (created, configured, replaced, deleted).",
+            ["kind", "action"],
+            registry=r,
+        )
+        self.pool_capacity = Gauge("cu_pool_capacity_cu", "CU published.", ["pool"], registry=r)
+        self.pool_guaranteed = Gauge(
+            "cu_pool_guaranteed_cu", "CU guaranteed to tenants.", ["pool"], registry=r
+        )
+        self.pool_admitted = Gauge("cu_pool_admitted_cu", "CU admitted.", ["pool"], registry=r)
+        self.tenant_guaranteed = Gauge(
+            "cu_tenant_guaranteed_cu", "A tenant's guaranteed CU.", ["tenant", "pool"], registry=r
+        )
+        self.tenant_admitted = Gauge(
+            "cu_tenant_admitted_cu", "A tenant's admitted CU.", ["tenant", "pool"], registry=r
+        )
+        self.pending_claims = Gauge(
+            "cu_pending_claims", "Claims not admitted.", ["pool"], registry=r
+        )
+        self.revision_info = Gauge(
+            "cu_revision_info",
+            "1 for the desired (newest fetched) and the applied revision.",
+            ["kind", "revision"],
+            registry=r,
+        )
+        self.git_fetch_errors = Counter(
+            "cu_git_fetch_errors_total", "Failed fetches of the Git source.", registry=r
+        )
+        self.factor_table_age = Gauge(
+            "cu_factor_table_age_seconds",
+            "Seconds since the last commit that changed a factor table.",
+            registry=r,
+        )
+        self.factor_drift_alarms = Gauge(
+            "cu_factor_drift_alarms",
+            "Drift alarms in the newest factor write-back commit, by device model.",
+            ["model"],
+            registry=r,
+        )
+
+    def set_revision(self, kind: str, revision: str) -> None:
+        """Exactly one series per kind: the old one is removed when the revision moves."""
+        for labels in list(self._series(self.revision_info)):
+            if labels.get("kind") == kind and labels.get("revision") != revision:
+                self.revision_info.remove(kind, labels["revision"])
+        self.revision_info.labels(kind=kind, revision=revision).set(1)
+
+    @staticmethod
+    def _series(metric: Any) -> list[dict[str, str]]:
+        return [
+            dict(sample.labels)
+            for fam in metric.collect()
+            for sample in fam.samples
+            if sample.labels
+        ]
+
+    def set_figures(self, status: Mapping[str, Any]) -> None:
+        """Gauges from the CUSync status figures (the same numbers users see there)."""
+        for gauge in (
+            self.pool_capacity,
+            self.pool_guaranteed,
+            self.pool_admitted,
+            self.pending_claims,
+            self.tenant_guaranteed,
+            self.tenant_admitted,
+        ):
+            gauge.clear()
+        for p in status.get("pools") or ():
+            self.pool_capacity.labels(p["name"]).set(p["capacityCU"])
+            self.pool_guaranteed.labels(p["name"]).set(p["guaranteedCU"])
+            self.pool_admitted.labels(p["name"]).set(p["admittedCU"])
+            self.pending_claims.labels(p["name"]).set(p["pendingClaims"])
+        for t in status.get("tenants") or ():
+            self.tenant_guaranteed.labels(t["name"], t["pool"]).set(t["guaranteedCU"])
+            self.tenant_admitted.labels(t["name"], t["pool"]).set(t["admittedCU"])
+
+    def set_drift(self, alarms: Mapping[str, int]) -> None:
+        self.factor_drift_alarms.clear()
+        for model, count in alarms.items():
+            self.factor_drift_alarms.labels(model).set(count)
+
+
+def serve(
+    metrics: Metrics,
+    port: int,
+    *,
+    ready: Callable[[], bool],
+    healthy: Callable[[], bool],
+    host: str = "0.0.0.0",
+) -> ThreadingHTTPServer:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on a daemon thread; return the server."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path.startswith("/healthz"):
+                ok = healthy()
+                self._send(200 if ok else 500, b"ok\n" if ok else b"unhealthy\n")
+            elif self.path.startswith("/readyz"):
+                ok = ready()
+                self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
+            else:
+                self._send(404, b"not found\n")
+
+        def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

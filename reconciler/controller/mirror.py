@@ -1,0 +1,101 @@
+"""The controller's clone of the desired-state repository, kept in a cache directory.
+
+A non-bare clone without a checkout: revisions are read from the object database by
+:mod:`reconciler.source.git` (never a worktree that a half-finished checkout could leave
+inconsistent). :meth:`Mirror.fetch` force-updates the remote-tracking ref of one branch and
+returns its SHA. Git errors become :class:`reconciler.errors.SourceError`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+from reconciler import errors
+
+_DRIFT_LINE = re.compile(r"^- ([^/\s]+)/\S+ (?:up|down|\S+) ")
+
+
+@dataclass
+class Mirror:
+    url: str
+    branch: str
+    cache: Path
+    subpath: str = "."
+    _repo: git.Repo | None = field(default=None, init=False)
+
+    @property
+    def root(self) -> Path:
+        return self.cache / "repo"
+
+    @property
+    def source_path(self) -> str:
+        """What :func:`reconciler.source.read` opens: the clone, or a directory inside it."""
+        path = (self.root / self.subpath).resolve()
+        path.mkdir(parents=True, exist_ok=True)  # no checkout: the directory must exist
+        return str(path)
+
+    def _open(self) -> git.Repo:
+        if self._repo is not None:
+            return self._repo
+        try:
+            if (self.root / ".git").exists():
+                self._repo = git.Repo(self.root)
+                self._repo.remote("origin").set_url(self.url)
+            else:
+                self.cache.mkdir(parents=True, exist_ok=True)
+                self._repo = git.Repo.clone_from(
+                    self.url, self.root, no_checkout=True, single_branch=True, branch=self.branch
+                )
+        except (git.GitCommandError, git.InvalidGitRepositoryError, ValueError) as exc:
+            raise errors.SourceError(f"clone {self.url}: {_short(exc)}") from exc
+        return self._repo
+
+    def fetch(self) -> str:
+        """Fetch the branch; return the SHA it points at."""
+        repo = self._open()
+        ref = f"refs/remotes/origin/{self.branch}"
+        try:
+            repo.git.fetch("origin", f"+refs/heads/{self.branch}:{ref}", "--prune", "--no-tags")
+            return str(repo.git.rev_parse(f"{ref}^{{commit}}"))
+        except git.GitCommandError as exc:
+            raise errors.SourceError(f"fetch {self.url} {self.branch}: {_short(exc)}") from exc
+
+    def factor_evidence(self, sha: str, directory: str = "factors") -> tuple[float, dict[str, int]]:
+        """Age in seconds of the last commit that touched the factor tables, and the drift
+        alarms per device model its message lists (``cuctl factors fit --write`` writes them)."""
+        repo = self._open()
+        where = directory if self.subpath in ("", ".") else f"{self.subpath}/{directory}"
+        try:
+            commit = next(repo.iter_commits(sha, paths=where, max_count=1), None)
+        except (git.GitCommandError, ValueError):
+            return 0.0, {}
+        if commit is None:
+            return 0.0, {}
+        alarms: dict[str, int] = {}
+        message = commit.message if isinstance(commit.message, str) else commit.message.decode()
+        in_alarms = False
+        for line in message.splitlines():
+            if line.startswith("Drift alarms:"):
+                in_alarms = True
+                continue
+            if in_alarms:
+                m = _DRIFT_LINE.match(line)
+                if not m:
+                    break
+                alarms[m.group(1)] = alarms.get(m.group(1), 0) + 1
+        return max(0.0, time.time() - commit.committed_date), alarms
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+
+def _short(exc: Exception) -> str:
+    text = str(getattr(exc, "stderr", "") or exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__

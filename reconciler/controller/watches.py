@@ -1,0 +1,166 @@
+"""Watches that wake the loop: what vendor drivers publish, Nodes, claims, and what we own.
+
+One thread per resource: list (one item, for a resourceVersion), then ``?watch=1`` with
+bookmarks, restarted on timeout and re-listed on ``410 Gone``. Each event whose relevant
+content changed calls ``notify(kind)``; the loop debounces. Relevant content is the object
+without ``resourceVersion``/``managedFields`` and, for Nodes, without the kubelet's heartbeat
+(only the Ready condition counts), so a quiet cluster does not wake the controller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from reconciler import kube
+from reconciler.model import ownership
+
+log = logging.getLogger("cu-reconciler.watch")
+OWNED = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
+WATCH_SECONDS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: str
+    path: str
+    selector: str | None = None
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("ResourceSlice", "/apis/resource.k8s.io/v1/resourceslices"),
+    Target("Node", "/api/v1/nodes"),
+    Target("ResourceClaim", "/apis/resource.k8s.io/v1/resourceclaims"),
+    Target("DeviceTaintRule", "/apis/resource.k8s.io/v1/devicetaintrules"),
+    Target("DeviceClass", "/apis/resource.k8s.io/v1/deviceclasses", OWNED),
+    Target("ResourceClaimTemplate", "/apis/resource.k8s.io/v1/resourceclaimtemplates", OWNED),
+    Target(
+        "ValidatingAdmissionPolicy",
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+        OWNED,
+    ),
+    Target(
+        "ValidatingAdmissionPolicyBinding",
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+        OWNED,
+    ),
+)
+
+
+def fingerprint(kind: str, obj: Mapping[str, Any]) -> str:
+    """A digest of what a reconcile could depend on."""
+    meta = {
+        k: v
+        for k, v in (obj.get("metadata") or {}).items()
+        if k not in ("resourceVersion", "managedFields")
+    }
+    body: dict[str, Any] = {**obj, "metadata": meta}
+    if kind == "Node":
+        conditions = (obj.get("status") or {}).get("conditions") or ()
+        ready = [c.get("status") for c in conditions if c.get("type") == "Ready"]
+        body["status"] = {"ready": ready}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Watch:
+    api: ApiClient
+    target: Target
+    notify: Callable[[str], None]
+    stop: threading.Event
+
+    def run(self) -> None:
+        seen: dict[str, str] = {}
+        backoff = kube.RetryPolicy(attempts=1, base=0.5, cap=10.0)
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                rv = self._list_rv()
+                failures = 0
+                while not self.stop.is_set() and rv:
+                    rv = self._watch(rv, seen)
+            except Exception as exc:  # any transport failure: back off, re-list
+                failures += 1
+                log.debug("watch %s: %s", self.target.kind, exc)
+                self.stop.wait(backoff.delay(min(failures, 6)))
+
+    def _query(self) -> dict[str, str]:
+        return {"labelSelector": self.target.selector} if self.target.selector else {}
+
+    def _list_rv(self) -> str:
+        resp = kube.call(self.api, "GET", self.target.path, query={**self._query(), "limit": "1"})
+        if not resp.ok or not isinstance(resp.data, dict):
+            raise RuntimeError(resp.reason())
+        return str((resp.data.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _watch(self, rv: str, seen: dict[str, str]) -> str:
+        """Follow one watch request; return the resourceVersion to resume at ("" = re-list)."""
+        query = {
+            **self._query(),
+            "watch": "1",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": rv,
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        method, url, headers, body, _ = self.api.param_serialize(
+            method="GET",
+            resource_path=self.target.path,
+            query_params=list(query.items()),
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        resp = self.api.call_api(
+            method, url, header_params=headers, body=body, _request_timeout=WATCH_SECONDS + 30
+        )
+        raw = resp.response
+        try:
+            if resp.status != 200:
+                return ""
+            for line in raw:
+                if self.stop.is_set():
+                    return ""
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                new_rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                kind = event.get("type")
+                if kind == "ERROR":
+                    return ""  # 410 Gone and friends: re-list
+                rv = str(new_rv)
+                if kind == "BOOKMARK":
+                    continue
+                uid = str((obj.get("metadata") or {}).get("uid") or "")
+                if kind == "DELETED":
+                    seen.pop(uid, None)
+                    self.notify(self.target.kind)
+                    continue
+                digest = fingerprint(self.target.kind, obj)
+                if seen.get(uid) != digest:  # from a list's resourceVersion: all news
+                    seen[uid] = digest
+                    self.notify(self.target.kind)
+            return rv
+        finally:
+            raw.release_conn()
+
+
+def start(
+    api: ApiClient,
+    notify: Callable[[str], None],
+    stop: threading.Event,
+    targets: tuple[Target, ...] = TARGETS,
+) -> list[threading.Thread]:
+    threads = []
+    for target in targets:
+        watch = Watch(api, target, notify, stop)
+        thread = threading.Thread(target=watch.run, name=f"watch-{target.kind}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads

@@ -1,0 +1,191 @@
+"""deploy/: the kustomize base builds, every object passes a strict server-side dry run on the
+real 1.37 apiserver, and the ServiceAccount can do its job and nothing more."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from harness import DEPLOY, install_crd
+from kubernetes.client import ApiClient
+from ruamel.yaml import YAML
+
+from reconciler import devcluster, source, validate
+from reconciler.devcluster import identity, rawapi
+from reconciler.plan import fence
+
+pytestmark = pytest.mark.integration
+ROOT = DEPLOY.parent
+SA = identity.username("cu-system", "cu-reconciler")
+
+_PATHS = {
+    "Namespace": "/api/v1/namespaces/{name}",
+    "CustomResourceDefinition": "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts/{name}",
+    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}",
+    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{name}",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/{name}",
+    "ValidatingAdmissionPolicy": (
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/{name}"
+    ),
+    "ValidatingAdmissionPolicyBinding": (
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/{name}"
+    ),
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    "Service": "/api/v1/namespaces/{ns}/services/{name}",
+    "CUSync": "/apis/cu-reconciler.io/v1alpha1/cusyncs/{name}",
+}
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    kubectl = devcluster.ensure_built().kubectl
+    out = subprocess.run(
+        [str(kubectl), "kustomize", str(DEPLOY)], capture_output=True, text=True, check=True
+    ).stdout
+    return [d for d in YAML(typ="safe").load_all(out) if d]
+
+
+def test_the_base_holds_what_the_issue_lists(rendered: list[dict[str, Any]]) -> None:
+    kinds = {d["kind"] for d in rendered}
+    assert kinds == set(_PATHS)
+    dep = next(d for d in rendered if d["kind"] == "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert {"livenessProbe", "readinessProbe", "resources"} <= set(c)
+    assert any(v.get("secret", {}).get("secretName") == "cu-reconciler-git" for v in pod["volumes"])
+    assert pod["serviceAccountName"] == "cu-reconciler"
+
+
+def test_every_object_passes_a_strict_server_side_dry_run(
+    rendered: list[dict[str, Any]], api: ApiClient
+) -> None:
+    install_crd(api)  # a CUSync can only be checked once its CRD is served
+    identity.ensure_namespace(api, "cu-system")
+    for doc in rendered:
+        meta = doc["metadata"]
+        path = _PATHS[doc["kind"]].format(name=meta["name"], ns=meta.get("namespace", ""))
+        stored = rawapi.request(
+            api,
+            "PATCH",
+            path,
+            body=doc,
+            query={
+                "fieldManager": "deploy-test",
+                "dryRun": "All",
+                "fieldValidation": "Strict",
+                "force": "true",
+            },
+            content_type=rawapi.APPLY_PATCH,
+        )
+        assert stored["metadata"]["name"] == meta["name"]
+
+
+def _allowed(api: ApiClient, attrs: dict[str, str]) -> bool:
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {"user": SA, "groups": ["system:serviceaccounts"], "resourceAttributes": attrs},
+    }
+    out = rawapi.request(
+        api, "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
+    )
+    return bool(out["status"].get("allowed"))
+
+
+@pytest.fixture
+def rbac(api: ApiClient) -> Iterator[None]:
+    identity.install_rbac(api)
+    yield
+
+
+CAN = [
+    {"group": "resource.k8s.io", "resource": "resourceslices", "verb": "create"},
+    {"group": "resource.k8s.io", "resource": "devicetaintrules", "verb": "patch"},
+    {"group": "resource.k8s.io", "resource": "resourceclaims", "verb": "delete", "namespace": "x"},
+    {
+        "group": "admissionregistration.k8s.io",
+        "resource": "validatingadmissionpolicybindings",
+        "verb": "patch",
+    },
+    {"group": "", "resource": "nodes", "verb": "watch"},
+    {"group": "cu-reconciler.io", "resource": "cusyncs", "verb": "get"},
+    {"group": "cu-reconciler.io", "resource": "cusyncs", "subresource": "status", "verb": "update"},
+    {
+        "group": "coordination.k8s.io",
+        "resource": "leases",
+        "verb": "update",
+        "namespace": "cu-system",
+        "name": "cu-reconciler",
+    },
+    {
+        "group": "coordination.k8s.io",
+        "resource": "leases",
+        "verb": "create",
+        "namespace": "cu-system",
+    },
+    {"group": "events.k8s.io", "resource": "events", "verb": "create", "namespace": "default"},
+]
+CANNOT = [
+    {"group": "", "resource": "secrets", "verb": "get", "namespace": "cu-system"},
+    {"group": "", "resource": "pods", "verb": "create", "namespace": "x"},
+    {"group": "", "resource": "nodes", "verb": "patch"},
+    {"group": "", "resource": "namespaces", "verb": "delete"},
+    {"group": "cu-reconciler.io", "resource": "cusyncs", "verb": "update"},
+    {"group": "cu-reconciler.io", "resource": "cusyncs", "verb": "delete"},
+    {
+        "group": "coordination.k8s.io",
+        "resource": "leases",
+        "verb": "update",
+        "namespace": "cu-system",
+        "name": "someone-else",
+    },
+    {
+        "group": "coordination.k8s.io",
+        "resource": "leases",
+        "verb": "update",
+        "namespace": "kube-system",
+        "name": "cu-reconciler",
+    },
+    {"group": "events.k8s.io", "resource": "events", "verb": "create", "namespace": "x"},
+    {"group": "rbac.authorization.k8s.io", "resource": "clusterroles", "verb": "escalate"},
+    {"group": "apps", "resource": "deployments", "verb": "patch", "namespace": "cu-system"},
+]
+
+
+@pytest.mark.parametrize("attrs", CAN, ids=lambda a: f"{a['verb']}-{a['resource']}")
+def test_the_service_account_can_do_its_job(
+    api: ApiClient, rbac: None, attrs: dict[str, str]
+) -> None:
+    assert _allowed(api, attrs)
+
+
+@pytest.mark.parametrize("attrs", CANNOT, ids=lambda a: f"{a['verb']}-{a['resource']}")
+def test_and_nothing_more(api: ApiClient, rbac: None, attrs: dict[str, str]) -> None:
+    assert not _allowed(api, attrs)
+
+
+def test_the_bootstrap_fence_is_the_controllers_toleration_rule() -> None:
+    docs = list(YAML(typ="safe").load_all((DEPLOY / "fence-policy.yaml").read_text()))
+    state = validate.validate_tree(source.read(str(ROOT / "examples" / "gitrepo"), None)).state
+    assert state is not None
+    policy, _ = fence.admission_policy(state.settings.spec, [], {}, {})
+    assert docs[0]["spec"]["validations"] == policy["spec"]["validations"][:1]
+    assert docs[0]["spec"]["matchConditions"] == policy["spec"]["matchConditions"]
+    assert docs[1]["spec"]["policyName"] == docs[0]["metadata"]["name"]
+
+
+def test_the_image_is_multi_stage_non_root_with_git() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.count("\nFROM ") + text.startswith("FROM ") >= 2
+    assert "COPY --from=build" in text
+    assert "USER 65532" in text
+    assert " git " in text

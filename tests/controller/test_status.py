@@ -1,0 +1,91 @@
+"""Pure parts of the controller: kstatus conditions, the CUSync status, webhook signatures."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from reconciler.controller import conditions as cond
+from reconciler.controller import pipeline, webhook
+from reconciler.controller import status as st
+from reconciler.controller.reasons import Reason
+from reconciler.model import diagnostics
+
+
+def test_transition_time_moves_only_when_status_reason_or_message_change() -> None:
+    ready = cond.Condition(cond.Type.READY, True, "ReconciliationSucceeded", "Applied revision a")
+    first = cond.merge([], [ready], 1, "T1")
+    assert first[0]["lastTransitionTime"] == "T1"
+    assert cond.merge(first, [ready], 2, "T2")[0]["lastTransitionTime"] == "T1"
+    moved = cond.Condition(cond.Type.READY, True, "ReconciliationSucceeded", "Applied revision b")
+    assert cond.merge(first, [moved], 2, "T3")[0]["lastTransitionTime"] == "T3"
+
+
+def test_reconciling_and_stalled_exclude_each_other() -> None:
+    with pytest.raises(ValueError, match="cannot both"):
+        cond.merge(
+            [],
+            [
+                cond.Condition(cond.Type.RECONCILING, True, "x", "y"),
+                cond.Condition(cond.Type.STALLED, True, "x", "y"),
+            ],
+            1,
+            "T",
+        )
+
+
+def test_an_unchanged_outcome_yields_an_identical_status() -> None:
+    ok = pipeline.Outcome(Reason.SUCCEEDED, "0 objects written", revision="abc")
+    one = st.compute({}, ok, 1, "T1")
+    assert st.compute(one, ok, 1, "T2") == one
+    assert one["lastAppliedRevision"] == "abc"
+    assert [c["type"] for c in one["conditions"]] == ["Ready"]
+
+
+def test_an_invalid_commit_stalls_with_its_location_and_keeps_the_applied_revision() -> None:
+    ok = st.compute({}, pipeline.Outcome(Reason.SUCCEEDED, "", revision="good"), 1, "T1")
+    d = diagnostics.Diagnostic("pools/batch.yaml", 18, 3, "E101", "unknown field")
+    bad = pipeline.Outcome(Reason.VALIDATION_FAILED, "1 errors", revision="bad", diagnostics=(d,))
+    status = st.compute(ok, bad, 1, "T2")
+    assert status["lastAppliedRevision"] == "good"
+    assert status["lastAttemptedRevision"] == "bad"
+    assert status["lastError"] == {
+        "message": "E101: unknown field",
+        "file": "pools/batch.yaml",
+        "line": 18,
+    }
+    types = {c["type"]: c["status"] for c in status["conditions"]}
+    assert types == {"Ready": "False", "Stalled": "True"}
+    assert st.compute(status, bad, 1, "T3") == status, "a stalled controller writes nothing"
+    assert not st.needs_progress(status, "bad", 1)
+    assert st.needs_progress(status, "next", 1)
+
+
+def test_a_transient_failure_is_reconciling_with_retry() -> None:
+    failed = pipeline.Outcome(Reason.APPLY_FAILED, "HTTP 503", revision="r")
+    status = st.compute({}, failed, 1, "T")
+    types = {c["type"]: c["reason"] for c in status["conditions"]}
+    assert types == {"Ready": "ApplyFailed", "Reconciling": st.RETRYING}
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("X-Hub-Signature-256", "sha256={digest}"),
+        ("X-Gitea-Signature", "{digest}"),
+        ("X-Gitlab-Token", "{secret}"),
+    ],
+)
+def test_webhook_signatures_of_each_forge(header: str, value: str) -> None:
+    secret, body = b"k3y", json.dumps({"ref": "refs/heads/main"}).encode()
+    digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    good = {header: value.format(digest=digest, secret=secret.decode())}
+    assert webhook.verified(secret, good, body)
+    assert not webhook.verified(b"other", good, body)
+    assert not webhook.verified(secret, good, body + b" ") or header == "X-Gitlab-Token"
+    assert not webhook.verified(secret, {}, body)
+    assert webhook.pushed_branch(body) == "main"
+    assert webhook.pushed_branch(b"not json") is None
