@@ -47,6 +47,8 @@ def exported() -> frozenset[str]:
     names: set[str] = set()
     for family in registry.collect():
         names.add(family.name)
+        if family.type == "counter":  # the family drops _total; the exposed series has it
+            names.add(f"{family.name}_total")
         for sample in family.samples:
             names.add(sample.name)
     return frozenset(names)
