@@ -326,6 +326,9 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD
             "0",
             "--self-heal-timeout-seconds",
             "2",
+            # Argo CD 3 keeps per-resource health out of the Application by default; the tests
+            # (and `kubectl get application -o yaml` users) read it there.
+            "--persist-resource-health",
             "--loglevel",
             "info",
         ],
