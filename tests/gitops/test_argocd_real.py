@@ -16,7 +16,11 @@ was and puts the file and line into the Application's ComparisonError condition.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -258,140 +262,144 @@ def test_argocd_syncs_the_rendered_objects(
         assert bad != second
 
 
-CUSYNC_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "cusyncs.cu-reconciler.io"},
-    "spec": {
-        "group": "cu-reconciler.io",
-        "scope": "Cluster",
-        "names": {
-            "plural": "cusyncs",
-            "singular": "cusync",
-            "kind": "CUSync",
-            "listKind": "CUSyncList",
-        },
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
-def test_argocd_reports_cusync_health_from_the_lua_check(
+def test_mode1_argocd_reports_the_controllers_cusync_health(
     control_plane: devcluster.ControlPlane, argo: argocd.ArgoCD, tmp_path: Path
 ) -> None:
-    """Mode 1's health side: Argo CD watches a CUSync and reports the contract's states.
+    """Mode 1: the controller (cuctl run) reconciles; Argo CD manages its CUSync and reports
+    its health through the Lua check in argocd-cm: Healthy at the applied revision, Degraded
+    (with file:line) when a commit stalls it.
 
-    The CUSync status is written here the way the controller writes it (the contract in
-    docs/gitops.md); the CRD is a schemaless stand-in until the controller ships its own.
+    The controller runs as a process with its own ServiceAccount (no kubelet runs Pods here);
+    Argo CD syncs the shipped mode-1 AppProject and the cu-sync Application.
     """
     with control_plane.api_client() as api:
-        name = CUSYNC_CRD["metadata"]["name"]  # type: ignore[index]
+        # Hand the DRA objects from mode 2 over to the controller: delete the Application
+        # without its resources (no resources finalizer), so nothing is pruned.
+        rawapi.delete(api, f"{argocd.APPS}/{APP}")
+        crd = YAML(typ="safe").load((ROOT / "deploy" / "crd.yaml").read_text())
         rawapi.apply(
             api,
-            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
-            CUSYNC_CRD,
-            field_manager="test",
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}",
+            crd,
+            field_manager="platform-team",
         )
+        account = identity.install_rbac(api)
+        kubeconfig = identity.service_account_kubeconfig(api, control_plane.kubeconfig, *account)
         time.sleep(3)
-        origin = tmp_path / "deploy.git"
-        git.Repo.init(origin, bare=True, initial_branch="main")
-        work = git.Repo.clone_from(str(origin), tmp_path / "deploy")
+
+        desired = tmp_path / "desired.git"
+        git.Repo.init(desired, bare=True, initial_branch="main")
+        work = git.Repo.clone_from(str(desired), tmp_path / "desired")
+        shutil.copytree(EXAMPLE, work.working_dir, dirs_exist_ok=True)
         with work.config_writer() as cfg:
+            cfg.set_value("user", "name", "Bob")
+            cfg.set_value("user", "email", "bob@example.invalid")
+        work.git.checkout("-b", "main")
+        good = _commit(work, "desired state")
+
+        deploy = tmp_path / "deploy.git"
+        git.Repo.init(deploy, bare=True, initial_branch="main")
+        dwork = git.Repo.clone_from(str(deploy), tmp_path / "deploy")
+        with dwork.config_writer() as cfg:
             cfg.set_value("user", "name", "Platform")
             cfg.set_value("user", "email", "platform@example.invalid")
-        target = Path(work.working_dir, "deploy/argocd/mode1/cusync")
+        target = Path(dwork.working_dir, "deploy/argocd/mode1/cusync")
         target.mkdir(parents=True)
-        shutil.copy(ROOT / "deploy/argocd/mode1/cusync/cusync.yaml", target / "cusync.yaml")
-        work.git.checkout("-b", "main")
-        _commit(work, "cusync")
-        text = (ROOT / "deploy/argocd/mode1/application.yaml").read_text()
-        text = text.replace(
-            "https://github.com/cu-reconciler/cu-reconciler.git", f"file://{origin}"
+        text = (ROOT / "deploy/argocd/mode1/cusync/cusync.yaml").read_text()
+        text = text.replace("https://git.example.com/platform/cu-desired-state.git", str(desired))
+        (target / "cusync.yaml").write_text(text)
+        dwork.git.checkout("-b", "main")
+        _commit(dwork, "cusync")
+        manifests = (ROOT / "deploy/argocd/mode1/application.yaml").read_text()
+        manifests = manifests.replace(
+            "https://github.com/cu-reconciler/cu-reconciler.git", f"file://{deploy}"
         )
-        text = text.replace("https://kubernetes.default.svc", control_plane.server)
-        for doc in YAML(typ="safe").load_all(text):
+        manifests = manifests.replace("https://kubernetes.default.svc", control_plane.server)
+        for doc in YAML(typ="safe").load_all(manifests):
             if doc["kind"] == "AppProject" or doc["metadata"]["name"] == "cu-sync":
                 argocd.apply_manifest(api, doc)
+        _wait(
+            lambda: rawapi.request(api, "GET", "/apis/cu-reconciler.io/v1alpha1/cusyncs")["items"],
+            180,
+            "Argo CD to create the CUSync",
+            argo,
+        )
 
-        def health() -> tuple[str, str] | None:
-            app = argocd.application(api, "cu-sync")
-            for r in (app.get("status") or {}).get("resources") or ():
-                if r["kind"] == "CUSync" and r.get("health"):
-                    return (r["health"].get("status", ""), r["health"].get("message", ""))
-            return None
-
-        _wait(health, 180, "the CUSync to be synced and assessed", argo)
-        path = "/apis/cu-reconciler.io/v1alpha1/cusyncs/fleet"
-        generation = rawapi.request(api, "GET", path)["metadata"]["generation"]
-        rev_a, rev_b = "a" * 40, "b" * 40
-
-        def set_status(status: dict[str, Any]) -> None:
-            rawapi.request(
-                api,
-                "PATCH",
-                f"{path}/status",
-                body={"status": {"observedGeneration": generation, **status}},
-                content_type=rawapi.MERGE_PATCH,
+        log = tmp_path / "controller.log"
+        with log.open("wb") as out:
+            controller = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "reconciler.cli",
+                    "run",
+                    "--repo",
+                    str(desired),
+                    "--name",
+                    "fleet",
+                    "--interval",
+                    "2s",
+                    "--resync",
+                    "5s",
+                    "--metrics-port",
+                    str(_free_port()),
+                    "--webhook-port",
+                    str(_free_port()),
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--cache-dir",
+                    str(tmp_path / "cache"),
+                    "--identity",
+                    "mode1-test",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
+        try:
 
-        def condition(kind: str, status: str, message: str) -> dict[str, str]:
-            return {
-                "type": kind,
-                "status": status,
-                "reason": kind,
-                "message": message,
-                "lastTransitionTime": "2026-12-02T04:00:00Z",
-            }
+            def health() -> tuple[str, str] | None:
+                app = argocd.application(api, "cu-sync")
+                for r in (app.get("status") or {}).get("resources") or ():
+                    if r["kind"] == "CUSync" and r.get("health"):
+                        return (r["health"].get("status", ""), r["health"].get("message", ""))
+                return None
 
-        cases: list[tuple[dict[str, Any], tuple[str, str]]] = [
-            (
-                {
-                    "lastAppliedRevision": rev_a,
-                    "lastAttemptedRevision": rev_b,
-                    "conditions": [condition("Reconciling", "True", "Applying revision bbbb")],
-                },
-                ("Progressing", "Applying revision bbbb"),
-            ),
-            (
-                {
-                    "lastAppliedRevision": rev_a,
-                    "lastAttemptedRevision": rev_b,
-                    "lastError": {"message": "bad", "file": "claims/x.yaml", "line": 7},
-                    "conditions": [
-                        condition("Reconciling", "False", ""),
-                        condition("Stalled", "True", "revision bbbbbbbbbbbb is invalid"),
-                    ],
-                },
-                ("Degraded", "revision bbbbbbbbbbbb is invalid (claims/x.yaml:7)"),
-            ),
-            (
-                {
-                    "lastAppliedRevision": rev_b,
-                    "lastAttemptedRevision": rev_b,
-                    "lastError": None,
-                    "conditions": [
-                        condition("Stalled", "False", ""),
-                        condition("Reconciling", "False", ""),
-                        condition("Ready", "True", "ok"),
-                    ],
-                },
-                ("Healthy", f"Applied revision {rev_b[:12]}"),
-            ),
-        ]
-        for status, expected in cases:
-            set_status(status)
-            argocd.refresh(api, "cu-sync")
-            _wait(lambda e=expected: health() == e, 120, f"CUSync health {expected}", argo)  # type: ignore[misc]
+            def reports(expected: tuple[str, str]) -> bool:
+                argocd.refresh(api, "cu-sync")
+                return health() == expected
+
+            _wait(
+                lambda: reports(("Healthy", f"Applied revision {good[:12]}")),
+                240,
+                "Argo CD to report the CUSync Healthy at the first commit",
+                argo,
+            )
+            _edit(work, "claims/ads-embedding/backfill.yaml", "cu: 80", "cu: -80")
+            bad = _commit(work, "Broken claim")
+
+            def degraded() -> bool:
+                argocd.refresh(api, "cu-sync")
+                found = health()
+                return bool(
+                    found
+                    and found[0] == "Degraded"
+                    and "claims/ads-embedding/backfill.yaml:" in found[1]
+                )
+
+            _wait(degraded, 240, "Argo CD to report the stalled CUSync Degraded", argo)
+            status = rawapi.request(api, "GET", "/apis/cu-reconciler.io/v1alpha1/cusyncs/fleet")[
+                "status"
+            ]
+            assert status["lastAppliedRevision"] == good
+            assert status["lastAttemptedRevision"] == bad
+        finally:
+            controller.terminate()
+            controller.wait(timeout=60)
+        assert controller.returncode == 0, log.read_text()[-3000:]
