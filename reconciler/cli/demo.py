@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -161,25 +162,101 @@ def _open_pull_request(repo: git.Repo) -> None:
     repo.index.commit(f"{doc['metadata']['name']}: +100 CU guaranteed in {quota['pool']}")
 
 
-def _audit_step(repo: git.Repo, kubeconfig: str) -> None:
-    """A reviewed change and its audit trail: who raised whose priority, and when."""
+def _controller_step(repo: git.Repo, api: Any, kubeconfig: str, base: Path) -> None:
+    """Controller mode: the cluster converges on its own after a reviewed commit, and Git
+    answers who changed it."""
     root = Path(repo.working_dir)
-    _say("12. A commit raises a tenant's priority: preview, converge, then ask Git who did it")
+    _say("12. Controller mode: cuctl run watches Git; a commit raises a tenant's priority")
     repo.git.checkout("main")
-    tenant = root / "tenants" / "research-batch.yaml"
-    text = tenant.read_text()
-    tenant.write_text(text.replace("priority: 300", "priority: 700"))
-    repo.git.add(A=True)
-    dana = git.Actor("Dana Research", "dana@example.invalid")
-    repo.index.commit("research-batch: priority 300 -> 700 for the eval deadline", author=dana)
-    _cuctl(
-        ["plan", ".", "--rev", "HEAD", "--base", "HEAD~1", "-o", "markdown"],
-        cwd=root,
-        expect=(0, 1),
-        limit=20,
+    crd = YAML(typ="safe").load((ROOT / "deploy" / "crd.yaml").read_text())
+    rawapi.apply(
+        api,
+        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}",
+        crd,
+        field_manager="platform-team",
     )
-    _cuctl(["apply", ".", "--rev", "HEAD", "--kubeconfig", kubeconfig], cwd=root)
-    _cuctl(["history", ".", "--tenant", "research-batch"], cwd=root, limit=20)
+    sync_path = "/apis/cu-reconciler.io/v1alpha1/cusyncs/default"
+
+    def ready_at(sha: str) -> bool:
+        try:
+            status = rawapi.request(api, "GET", sync_path).get("status") or {}
+        except Exception:
+            return False
+        ready = [c for c in status.get("conditions") or () if c.get("type") == "Ready"]
+        return (
+            status.get("lastAppliedRevision") == sha
+            and bool(ready)
+            and (ready[0].get("status") == "True")
+        )
+
+    args = ["run", "--repo", str(root), "--interval", "2s", "--resync", "10s"]
+    args += ["--kubeconfig", kubeconfig, "--cache-dir", str(base / "controller-cache")]
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(str(sock.getsockname()[1]))
+    args += ["--metrics-port", ports[0], "--webhook-port", ports[1]]
+    typer.secho(
+        f"$ cuctl {' '.join(shlex.quote(a) for a in args)} &", fg=typer.colors.GREEN, err=True
+    )
+    log = base / "controller.log"
+    with log.open("wb") as out:
+        controller = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli", *args], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        workloads.wait_for(
+            lambda: ready_at(repo.head.commit.hexsha) or None,
+            timeout=180,
+            what="the controller to report Ready at HEAD",
+        )
+        tenant = root / "tenants" / "research-batch.yaml"
+        tenant.write_text(tenant.read_text().replace("priority: 300", "priority: 700"))
+        repo.git.add(A=True)
+        dana = git.Actor("Dana Research", "dana@example.invalid")
+        sha = repo.index.commit(
+            "research-batch: priority 300 -> 700 for the eval deadline", author=dana
+        ).hexsha
+        _say("13. The preview a reviewer saw, then the cluster converging on its own")
+        _cuctl(
+            ["plan", ".", "--rev", "HEAD", "--base", "HEAD~1", "-o", "markdown"],
+            cwd=root,
+            expect=(0, 1),
+            limit=20,
+        )
+        t0 = time.monotonic()
+        workloads.wait_for(lambda: ready_at(sha) or None, timeout=180, what="convergence")
+        typer.echo(f"converged at {sha[:12]} in {time.monotonic() - t0:.1f}s", err=True)
+        kubectl = ROOT / "hack" / "build-k8s.sh"
+        dirs = subprocess.run(
+            [str(kubectl), "--print"], capture_output=True, text=True, check=False
+        )
+        kube_dir = next(
+            (x.split("=", 1)[1] for x in dirs.stdout.splitlines() if x.startswith("KUBE_BIN_DIR=")),
+            "",
+        )
+        typer.secho(
+            f"$ kubectl get cusync --kubeconfig {kubeconfig}", fg=typer.colors.GREEN, err=True
+        )
+        got = subprocess.run(
+            [
+                str(Path(kube_dir) / "kubectl"),
+                "get",
+                "cusync",
+                "--kubeconfig",
+                str(base / "cluster" / "kubeconfig"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        _show(got.stdout + got.stderr, 10)
+        _say("14. Who changed it? Git answers")
+        _cuctl(["history", ".", "--tenant", "research-batch"], cwd=root, limit=20)
+    finally:
+        controller.terminate()
+        controller.wait(timeout=60)
 
 
 @_app.app.command("demo")
@@ -287,7 +364,8 @@ def demo_command(
         _say("11. The audit trail is git log")
         typer.echo(repo.git.log("--oneline", "--all"), err=True)
         typer.echo(repo.git.log("-1", "--format=%B", "factors/learned").split("\n\n")[0], err=True)
-        _audit_step(repo, kubeconfig)
+        with cp.api_client() as api:
+            _controller_step(repo, api, kubeconfig, base)
     finally:
         cp.stop()
         typer.echo(f"\ncontrol plane stopped; logs kept in {cp.log_dir}", err=True)

@@ -38,6 +38,8 @@ def test_demo_runs_end_to_end(control_plane: devcluster.ControlPlane, tmp_path: 
     assert re.search(r"ResourceSlice/cu-\S+ deleted", out), "the lost node's slice is pruned"
     assert "factors(learned):" in out
     assert "spec.priority: 300 → 700" in out and "Dana Research <dana@example.invalid>" in out
+    assert re.search(r"converged at \w{12} in [\d.]+s", out), "controller mode converges"
+    assert re.search(r"^default\s+True\s+\w{40}", out, re.M), "kubectl get cusync: Ready"
     assert "control plane stopped" in out
     config = json.loads((tmp_path / "cluster" / "kubeconfig").read_text())
     port = int(config["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1])
