@@ -203,7 +203,10 @@ def _controller_step(repo: git.Repo, api: Any, kubeconfig: str, base: Path) -> N
     log = base / "controller.log"
     with log.open("wb") as out:
         controller = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli", *args], stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "reconciler.cli", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CU_WEBHOOK_SECRET": os.urandom(16).hex()},
         )
     try:
         workloads.wait_for(

@@ -360,7 +360,7 @@ def test_mode1_argocd_reports_the_controllers_cusync_health(
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                env={**os.environ, "PYTHONPATH": str(ROOT), "CU_WEBHOOK_SECRET": "mode1-test"},
             )
         try:
 
