@@ -1,14 +1,18 @@
 """``cuctl factors``: learn conversion factors from inference records and publish them via Git.
 
 ``fit`` reads records (CSV/Parquet), learns factors, prints every decision and, with
-``--write``, commits the learned rows to the repository (``--branch`` for a pull request,
-``--push`` to send it). ``show`` prints the merged factor view the planner uses, each row
-with the table it comes from, and each device's single CU value over the policy's workload
-mix. ``report`` writes a self-contained HTML report. Exit codes like ``kubectl diff``: 0
-nothing to change, 1 changes proposed (or written), 2 cannot run.
+``--write``, commits the learned rows on a bot branch for review (``--push`` to send it).
+It reads the policy and tables from ``--base`` (default HEAD) and builds the commit from
+that revision's tree plus the one learned file, with Git plumbing: the index, the working
+tree and the checked-out branch are never read or touched. ``show`` prints the merged
+factor view the planner uses, each row with the table it comes from, and each device's
+single CU value over the policy's workload mix. ``report`` writes a self-contained HTML
+report. Exit codes like ``kubectl diff``: 0 nothing to change, 1 changes proposed (or
+written), 2 cannot run.
 
 The repository is read through the front door like every other command: ``source.read``
-(the working tree, uncommitted edits included) and ``validate.validate_tree``. An invalid
+(``fit``: the ``--base`` revision; ``show``/``report``: the working tree) and
+``validate.validate_tree``. An invalid
 repository is exit 2 with its diagnostics on stderr; nothing is learned or written. The
 Policy, the reference model and the factor tables all come from the validated DesiredState.
 
@@ -46,6 +50,9 @@ factors_app = typer.Typer(
 )
 _app.app.add_typer(factors_app, name="factors")
 
+DEFAULT_BRANCH = "cu-factors/update"
+"""The bot branch ``fit --write`` commits to unless ``--branch`` names another."""
+
 _TABLE_HELP = (
     "The bot-owned FactorTable file (repo-relative) learned rows are written to; "
     f"default: the table named '{writeback.LEARNED_NAME}', else {writeback.LEARNED_PATH}."
@@ -69,7 +76,14 @@ class _Repository:
         return model_factors.merged_table(self.state.factor_tables, self.reference_model)
 
     def path_exists(self, rel: str) -> bool:
-        return (self.root / rel).exists()
+        if self.tree.revision == source_tree.WORKTREE:
+            return (self.root / rel).exists()
+        return rel in self.tree.files
+
+    def text_of(self, rel: str) -> str | None:
+        """The file as this revision holds it (not as the working tree may have it now)."""
+        data = self.tree.files.get(rel)
+        return data.decode("utf-8") if data is not None else None
 
     def file_of(self, table: str) -> str | None:
         loc = self.state.location("FactorTable", table)
@@ -104,10 +118,11 @@ def _now(value: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _read(command: str, repo: Path) -> _Repository:
-    """Read the working tree and validate it; invalid input is exit 2 with every error."""
+def _read(command: str, repo: Path, rev: str | None = None) -> _Repository:
+    """Read ``rev`` (None: the working tree) and validate it; invalid is exit 2 with every
+    error."""
     try:
-        tree = source.read(str(repo), None)
+        tree = source.read(str(repo), rev)
     except errors.SourceError as exc:
         raise _fail(command, str(exc)) from exc
     result = validate.validate_tree(tree)
@@ -192,9 +207,14 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 def _learn(
-    command: str, record_files: list[Path], repo_path: Path, table: Path | None, now: str | None
+    command: str,
+    record_files: list[Path],
+    repo_path: Path,
+    table: Path | None,
+    now: str | None,
+    rev: str | None = None,
 ) -> tuple[_Repository, _Target, adapter.Outcome]:
-    repo = _read(command, repo_path)
+    repo = _read(command, repo_path, rev)
     target = _target(command, repo, table)
     ref = repo.reference_model
     if ref not in specs.SPECS:
@@ -223,9 +243,7 @@ def _check_after_write(
     layout excludes or another learned table outranks would move no capacity while its
     message says it did. Both are refused here, and nothing is written.
     """
-    path = target.path(repo)
-    original = path.read_text(encoding="utf-8") if path.exists() else None
-    text = writeback.render_table(table, original, target.header)
+    text = _render(repo, target, table)
     after = dataclasses.replace(
         repo.tree, files={**repo.tree.files, target.rel: text.encode("utf-8")}
     )
@@ -254,21 +272,37 @@ def _check_after_write(
             )
 
 
+def _render(repo: _Repository, target: _Target, table: docs.FactorTable) -> str:
+    """The target file's new text, from the revision's copy (comments around it kept)."""
+    return writeback.render_table(table, repo.text_of(target.rel), target.header)
+
+
 @factors_app.command("fit")
 def fit_command(
     record_files: list[Path] = typer.Option(
         ..., "--records", help="CSV/Parquet file or directory; repeat for more."
     ),
     repo_path: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
-    write: bool = typer.Option(False, "--write", help="Commit the learned rows."),
-    branch: str | None = typer.Option(None, "--branch", help="Commit on this branch (for a PR)."),
-    push: bool = typer.Option(False, "--push", help="Push the branch to the remote 'origin'."),
+    base: str = typer.Option(
+        "HEAD",
+        "--base",
+        help="Revision whose policy and factor tables are used, and which the commit builds "
+        "on; the working tree and index are never read.",
+    ),
+    write: bool = typer.Option(
+        False, "--write", help="Commit the learned rows on --branch (the checkout is untouched)."
+    ),
+    branch: str = typer.Option(
+        DEFAULT_BRANCH, "--branch", help="Bot branch for review, (re)based on --base."
+    ),
+    push: bool = typer.Option(False, "--push", help="Push the branch to --remote."),
+    remote: str = typer.Option("origin", "--remote", help="Remote to push to."),
     table: Path | None = typer.Option(None, "--table", help=_TABLE_HELP),
     now: str | None = typer.Option(None, "--now", help="Evaluation time (ISO 8601); default now."),
 ) -> None:
     """Learn factors from records; print old → new with evidence; optionally commit."""
     try:
-        repo, target, outcome = _learn("fit", record_files, repo_path, table, now)
+        repo, target, outcome = _learn("fit", record_files, repo_path, table, now, base)
     except (errors.CUError, ValueError, OSError) as exc:
         raise _fail("fit", str(exc)) from exc
     message = writeback.commit_message(outcome, repo.state.policy.spec.factors)
@@ -278,20 +312,22 @@ def fit_command(
     if write and changed and learned is not None:
         _check_after_write("fit", repo, target, learned, outcome.proposal.changed)
         try:
-            res = writeback.write_commit(
+            res = writeback.publish(
                 repo.root,
-                target.path(repo),
-                learned,
+                target.rel,
+                _render(repo, target, learned),
                 message,
+                base=base,
                 branch=branch,
                 push=push,
-                header=target.header,
+                remote=remote,
             )
         except errors.CUError as exc:
             raise _fail("fit", str(exc)) from exc
+        state = "committed" if res.created else "unchanged (already on the branch)"
         typer.echo(
-            f"committed {res.sha[:12]} on {res.branch}: {res.path}"
-            + (" (pushed)" if res.pushed else ""),
+            f"{state} {res.sha[:12]} on {res.branch} (base {res.base[:12]}): {res.path}"
+            + (f" (pushed to {remote})" if res.pushed else ""),
             err=True,
         )
     elif write:
