@@ -40,6 +40,7 @@ from reconciler.cli import _app
 from reconciler.learn import adapter, combine, records, specs, update, writeback
 from reconciler.model import documents as docs
 from reconciler.model import factors as model_factors
+from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.source import tree as source_tree
 
@@ -385,12 +386,39 @@ def show_command(
         typer.echo(f"{model:<18} {v if v is not None else float('nan'):>36.4g}")
 
 
+def _observed(
+    command: str, repo: _Repository, observed: Path | None
+) -> tuple[obs.ObservedState | None, str]:
+    """The observed devices for pool membership: ``--observed FILE``, else the repository's
+    committed snapshot, else none (pools then fall back to their selector's model list)."""
+    from reconciler import observe
+    from reconciler.observe import snapshot, sources
+
+    if observed is not None:
+        src: sources.Source = snapshot.Snapshot(observed)
+        where = str(observed)
+    else:
+        rel = repo.state.settings.spec.layout.snapshot
+        data = repo.tree.files.get(rel) if rel else None
+        if data is None:
+            return None, "no observed devices: pool models from the selectors"
+        src = sources.InMemory(snapshot.parse(data.decode("utf-8"), str(rel)))
+        where = str(rel)
+    return observe.observe(src, repo.state), f"pool models from the devices in {where}"
+
+
 @factors_app.command("report")
 def report_command(
     record_files: list[Path] = typer.Option(..., "--records", help="CSV or Parquet files."),
     out: Path = typer.Option(..., "--out", help="Directory for report.html."),
     repo_path: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
     table: Path | None = typer.Option(None, "--table", help=_TABLE_HELP),
+    observed: Path | None = typer.Option(
+        None,
+        "--observed",
+        help="Snapshot of Nodes and ResourceSlices for pool membership "
+        "(default: the repository's snapshot).",
+    ),
     now: str | None = typer.Option(None, "--now", help="Evaluation time (ISO 8601); default now."),
 ) -> None:
     """Write a self-contained HTML report of a learning run (nothing is committed)."""
@@ -400,7 +428,9 @@ def report_command(
         repo, target, outcome = _learn("report", record_files, repo_path, table, now)
         mix = _mix(repo.state.policy.spec.factors)
         known = sorted({k[0] for k in outcome.posteriors})
-        pools = [report.pool_from_doc(p, mix, known) for p in repo.state.pools]
+        state, note = _observed("report", repo, observed)
+        typer.echo(f"cuctl factors report: {note}", err=True)
+        pools = [report.pool_from_doc(p, mix, known, state) for p in repo.state.pools]
         text = report.render(
             outcome,
             repo.merged(),
@@ -408,7 +438,7 @@ def report_command(
             pools=pools,
         )
         written = report.write(out, text)
-    except (errors.CUError, ValueError, OSError) as exc:
+    except (errors.CUError, ValueError, OSError, UnicodeDecodeError) as exc:
         raise _fail("report", str(exc)) from exc
     typer.echo(str(written))
     sys.stdout.flush()

@@ -33,6 +33,7 @@ class Outcome:
     slow_nodes: tuple[drift.SlowNode, ...]
     alarms: tuple[drift.Alarm, ...]
     series: tuple[drift.HourlySeries, ...]
+    coverage: tuple[drift.Coverage, ...]
     proposal: update.Proposal
     reject_report: records.RejectReport
     records_revision: str
@@ -62,7 +63,9 @@ def learn(
     slow = tuple(drift.slow_nodes(effects))
     slow_names = [s.node for s in slow]
     series = tuple(drift.hourly(frame, resid, effects, slow_names, scale=scale))
-    alarms = tuple(drift.detect_all(list(series), drift_config))
+    sparse = drift.record_series(frame, resid, effects, scale, slow_names)
+    found, coverage = drift.check_all(list(series), sparse, drift_config)
+    alarms = tuple(found)
     changes = drift.latest_changes(list(alarms))
     final = (
         fit.fit(frame, reference, exclude_nodes=slow_names, segments=changes, keep=keep)
@@ -90,6 +93,7 @@ def learn(
         slow_nodes=slow,
         alarms=alarms,
         series=series,
+        coverage=tuple(coverage),
         proposal=proposal,
         reject_report=recs.report,
         records_revision=recs.digest,

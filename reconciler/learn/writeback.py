@@ -172,6 +172,13 @@ def commit_message(outcome: adapter.Outcome, policy: docs.FactorPolicy) -> str:
         lines.append(f"Unchanged (published value inside the interval): {len(unchanged)}")
         lines += [f"- {c.render()}" for c in unchanged]
         lines.append("")
+    cov = outcome.coverage
+    tested = [c for c in cov if c.tested]
+    lines.append(
+        f"Drift checks: {len(tested)} of {len(cov)} series tested; "
+        f"{len(cov) - len(tested)} with not enough data"
+    )
+    lines += [f"- {c.render()}" for c in cov]
     lines.append(f"Drift alarms: {len(outcome.alarms) or 'none'}")
     for a in outcome.alarms:
         lines.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import git
@@ -240,6 +241,26 @@ def test_report_writes_html(repo: Path, record_file: Path, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     text = (out / "report.html").read_text()
     assert "data:image/png;base64," in text and "prod" in text
+    assert "pool models from the devices in observed/snapshot.yaml" in res.stderr
+    # each pool lists the models of the devices its selector takes, node labels included
+    table = text.split("<table class='pool-models'>")[1].split("</table>")[0]
+    rows = [re.findall(r"<td>(.*?)</td>", r) for r in table.split("<tr>")[2:]]
+    by_pool: dict[str, set[str]] = {}
+    for pool, model, *_ in rows:
+        by_pool.setdefault(pool, set()).add(model)
+    assert by_pool["batch"] == {"A100-SXM4-80GB", "BR104", "BI-V150", "K100"}
+    assert by_pool["dev"] == {"L40S", "BI-V100", "Z100"}
+    assert {"H100-SXM5-80GB", "BR100", "Ascend-910B2"} <= by_pool["inference-prod"]
+    # the value in force is the curated table's, not a spec prior computed elsewhere
+    from reconciler.learn import adapter, fidelity
+
+    curated = adapter.table_values(writeback.read_table(repo / "factors" / "default.yaml"))
+    for pool, model, in_force, *_ in rows:
+        if pool == "dev":  # no mix of its own: the policy's decode-heavy mix
+            value = fidelity.device_values(curated, [model], {"prefill": 0.3, "decode": 0.7})
+            assert in_force == f"{value[model]:.4g}", (model, in_force)
+    # every series says whether drift was tested
+    assert "<table class='coverage'>" in text and ("tested" in text)
 
 
 def test_unreadable_records_exit_2(repo: Path, tmp_path: Path) -> None:
