@@ -59,7 +59,7 @@ def oracle_z(rs: drift.RecordSeries) -> float:
     u, w = psi / rs.scale, 1.0 / rs.scale**2
     w1, wt = w[before].sum(), w.sum()
     score = u[before].sum() - w1 / wt * u.sum()
-    return float(-score / np.sqrt(np.var(psi) * w1 * (wt - w1) / wt))
+    return float(score / np.sqrt(np.var(psi) * w1 * (wt - w1) / wt))  # > 0 for a drop
 
 
 def delay_days(rs: drift.RecordSeries) -> float | None:

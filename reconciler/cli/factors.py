@@ -31,13 +31,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
 import typer
 
 from reconciler import errors, source, validate
 from reconciler.cli import _app
-from reconciler.learn import adapter, combine, records, specs, update, writeback
+from reconciler.learn import adapter, combine, specs, update, writeback
 from reconciler.model import documents as docs
 from reconciler.model import factors as model_factors
 from reconciler.model import observed as obs
@@ -194,17 +195,16 @@ def _target(command: str, repo: _Repository, table: Path | None) -> _Target:
     return _Target(rel, update.Target(chosen.metadata.name, chosen))
 
 
-def _expand(paths: list[Path]) -> list[Path]:
-    """Files as given; a directory stands for the CSV and Parquet files directly in it."""
-    out: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix in {".csv", ".parquet", ".pq"})
-        else:
-            out.append(p)
-    if not out:
-        raise errors.SourceError(f"no record files in {', '.join(map(str, paths))}")
-    return out
+class Engine(StrEnum):
+    LOCAL = "local"
+    DASK = "dask"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _EngineChoice:
+    engine: Engine = Engine.LOCAL
+    scheduler: str | None = None
+    workers: int = 2
 
 
 def _learn(
@@ -214,7 +214,11 @@ def _learn(
     table: Path | None,
     now: str | None,
     rev: str | None = None,
+    engine: _EngineChoice = _EngineChoice(),
 ) -> tuple[_Repository, _Target, adapter.Outcome]:
+    """Stream the records (bounded memory at any size) through the chosen engine."""
+    from reconciler.learn import stream
+
     repo = _read(command, repo_path, rev)
     target = _target(command, repo, table)
     ref = repo.reference_model
@@ -222,11 +226,23 @@ def _learn(
         raise errors.SourceError(f"reference model {ref} has no spec entry")
     published = repo.merged()
     when = _now(now)
-    extra = {f.device_model for f in published.spec.factors}
-    recs = records.load(_expand(record_files), when, extra_models=extra)
-    typer.echo(recs.report.render(), err=True)
-    outcome = adapter.learn(
-        recs, published, repo.state.policy.spec.factors, when, target=target.target
+    extra = sorted({f.device_model for f in published.spec.factors})
+    frags = stream.fragments(record_files)
+    if engine.engine is Engine.DASK:
+        from reconciler.learn import distributed
+
+        with distributed.client(engine.scheduler, engine.workers) as c:
+            aggs = stream.aggregate(frags, when, extra, mapper=distributed.mapper(c))
+    else:
+        aggs = stream.aggregate(frags, when, extra)
+    typer.echo(aggs.report.render(), err=True)
+    outcome = stream.learn(
+        aggs,
+        published,
+        repo.state.policy.spec.factors,
+        when,
+        records_revision=stream.digest(frags),
+        target=target.target,
     )
     return repo, target, outcome
 
@@ -281,7 +297,10 @@ def _render(repo: _Repository, target: _Target, table: docs.FactorTable) -> str:
 @factors_app.command("fit")
 def fit_command(
     record_files: list[Path] = typer.Option(
-        ..., "--records", help="CSV/Parquet file or directory; repeat for more."
+        ...,
+        "--records",
+        help="CSV/Parquet file, or a directory (a partitioned dataset, read recursively); "
+        "repeat for more.",
     ),
     repo_path: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
     base: str = typer.Option(
@@ -300,10 +319,20 @@ def fit_command(
     remote: str = typer.Option("origin", "--remote", help="Remote to push to."),
     table: Path | None = typer.Option(None, "--table", help=_TABLE_HELP),
     now: str | None = typer.Option(None, "--now", help="Evaluation time (ISO 8601); default now."),
+    engine: Engine = typer.Option(
+        Engine.LOCAL, "--engine", help="local: in this process; dask: on a Dask cluster."
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Dask scheduler address (tcp://host:8786); default: a local cluster.",
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="Local Dask cluster size."),
 ) -> None:
     """Learn factors from records; print old → new with evidence; optionally commit."""
+    choice = _EngineChoice(engine, scheduler, workers)
     try:
-        repo, target, outcome = _learn("fit", record_files, repo_path, table, now, base)
+        repo, target, outcome = _learn("fit", record_files, repo_path, table, now, base, choice)
     except (errors.CUError, ValueError, OSError) as exc:
         raise _fail("fit", str(exc)) from exc
     message = writeback.commit_message(outcome, repo.state.policy.spec.factors)

@@ -72,6 +72,39 @@ def learn(
         if slow or changes
         else first
     )
+    return finish(
+        final,
+        table,
+        policy,
+        now,
+        slow=slow,
+        alarms=alarms,
+        series=series,
+        coverage=tuple(coverage),
+        report=recs.report,
+        records_revision=recs.digest,
+        target=target,
+        device_specs=device_specs,
+    )
+
+
+def finish(
+    final: fit.FitResult,
+    table: docs.FactorTable | None,
+    policy: docs.FactorPolicy,
+    now: datetime,
+    *,
+    slow: tuple[drift.SlowNode, ...],
+    alarms: tuple[drift.Alarm, ...],
+    series: tuple[drift.HourlySeries, ...],
+    coverage: tuple[drift.Coverage, ...],
+    report: records.RejectReport,
+    records_revision: str,
+    target: update.Target | None = None,
+    device_specs: Mapping[str, specs.DeviceSpec] = specs.SPECS,
+) -> Outcome:
+    """The common tail of every engine: priors, their combination, the update rule."""
+    reference = final.reference_model
     prior_table = priors.spec_priors(reference, device_specs)
     posteriors = combine.combine(prior_table, final.estimates, policy.confidence)
     proposal = update.propose(
@@ -81,7 +114,7 @@ def learn(
         reference_model=reference,
         alarms=alarms,
         slow_nodes=slow,
-        records_revision=recs.digest,
+        records_revision=records_revision,
         target=target,
     )
     return Outcome(
@@ -93,10 +126,10 @@ def learn(
         slow_nodes=slow,
         alarms=alarms,
         series=series,
-        coverage=tuple(coverage),
+        coverage=coverage,
         proposal=proposal,
-        reject_report=recs.report,
-        records_revision=recs.digest,
+        reject_report=report,
+        records_revision=records_revision,
     )
 
 
@@ -150,4 +183,4 @@ def relative_errors(values: Mapping[Key, float], truth: Mapping[Key, float]) -> 
     return np.asarray([abs(values[k] / truth[k] - 1.0) for k in keys])
 
 
-__all__ = ["Outcome", "learn", "relative_errors", "spec_table", "table_values"]
+__all__ = ["Outcome", "finish", "learn", "relative_errors", "spec_table", "table_values"]

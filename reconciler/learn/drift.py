@@ -55,6 +55,7 @@ class DriftConfig:
     min_records: int = 100  # fewer records than this: not tested (reported, never silent)
     min_side: int = 40  # the record-level change point leaves this many records each side
     alpha: float = 0.01  # record-level test size per series (3 classes: ≤3% per model)
+    max_records: int = 20_000  # the record-level test holds a series' records in memory
     permutations: int = 499
 
 
@@ -85,6 +86,7 @@ class Coverage:
     have: int  # hourly bins (CUSUM) or records (change point, not tested)
     need: int
     p_value: float | None = None  # record change point only
+    unit: str = "records"  # what ``have`` and ``need`` count when not tested
 
     @property
     def tested(self) -> bool:
@@ -97,7 +99,7 @@ class Coverage:
         if self.method is Method.RECORD_CHANGE_POINT:
             p = f", p={self.p_value:.3f}" if self.p_value is not None else ""
             return f"{who}: tested ({self.method.value}, {self.have} records{p})"
-        return f"{who}: not enough data (have {self.have} records, need {self.need})"
+        return f"{who}: not enough data (have {self.have} {self.unit}, need {self.need})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,28 +539,40 @@ def check_all(
     hourly_series: list[HourlySeries],
     record_series_: list[RecordSeries],
     config: DriftConfig = DriftConfig(),
+    totals: Mapping[tuple[str, specs.WorkloadClass], tuple[int, int]] | None = None,
 ) -> tuple[list[Alarm], list[Coverage]]:
     """Every series tested by the method its data allow, and a coverage line for each.
 
     Enough hourly bins: the prewhitened hourly CUSUM (fast detection on dense traffic).
-    Fewer bins but ``min_records`` records: the record-level change point. Fewer still:
-    "not enough data (have n, need m)". Nothing is skipped without saying so.
+    Fewer bins but ``min_records`` records (and at most ``max_records``, which bounds the
+    memory of the streamed path): the record-level change point. Otherwise "not enough
+    data (have n, need m)". Nothing is skipped without saying so. ``totals``: (records,
+    hourly bins) per series when the caller holds the series only in part (streaming).
     """
     by_key = {(s.device_model, s.workload_class): s for s in record_series_}
+    hourly_by = {(s.device_model, s.workload_class): s for s in hourly_series}
+    if totals is None:
+        totals = {
+            k: (
+                len(by_key[k].z) if k in by_key else 0,
+                int(np.isfinite(hourly_by[k].values).sum()) if k in hourly_by else 0,
+            )
+            for k in set(by_key) | set(hourly_by)
+        }
     alarms: list[Alarm] = []
     coverage: list[Coverage] = []
-    keys = sorted({(s.device_model, s.workload_class) for s in hourly_series} | set(by_key))
-    hourly_by = {(s.device_model, s.workload_class): s for s in hourly_series}
-    for key in keys:
+    need = max(config.min_records, 2 * config.min_side + 1)
+    for key in sorted(totals):
+        count, bins = totals[key]
         hs = hourly_by.get(key)
-        bins = int(np.isfinite(hs.values).sum()) if hs is not None else 0
         if bins >= config.min_hours and hs is not None:
             alarms += detect(hs, config)
             coverage.append(Coverage(*key, Method.HOURLY_CUSUM, bins, config.min_hours))
             continue
+        if count > config.max_records:  # a short, busy window: wait for more hours
+            coverage.append(Coverage(*key, Method.NONE, bins, config.min_hours, unit="hourly bins"))
+            continue
         rs = by_key.get(key)
-        count = len(rs.z) if rs is not None else 0
-        need = max(config.min_records, 2 * config.min_side + 1)
         if rs is None or count < need:
             coverage.append(Coverage(*key, Method.NONE, count, need))
             continue
