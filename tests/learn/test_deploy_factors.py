@@ -108,15 +108,17 @@ def test_manifests_pass_the_apiserver(api, namespace: str) -> None:  # type: ign
     sa = rawapi.request(
         api,
         "POST",
-        f"/api/v1/namespaces/{namespace}/serviceaccounts?dryRun=All",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts",
         body=docs["ServiceAccount"],
+        query={"dryRun": "All"},
     )
     assert sa["metadata"]["name"] == "cu-factors"
     out = rawapi.request(
         api,
         "POST",
-        f"/apis/batch/v1/namespaces/{namespace}/cronjobs?dryRun=All",
+        f"/apis/batch/v1/namespaces/{namespace}/cronjobs",
         body=job,
+        query={"dryRun": "All"},
     )
     assert out["spec"]["schedule"] == "17 3 * * *"
     assert out["spec"]["concurrencyPolicy"] == "Forbid"
