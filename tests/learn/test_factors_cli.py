@@ -268,3 +268,10 @@ def test_unreadable_records_exit_2(repo: Path, tmp_path: Path) -> None:
     bad.write_text("x")
     res = runner.invoke(_app.app, ["factors", "fit", "--records", str(bad), "--repo", str(repo)])
     assert res.exit_code == _app.EXIT_ERROR
+
+
+def test_dask_engine_prints_the_same_decisions(repo: Path, record_file: Path) -> None:
+    local = _fit(repo, record_file, "--engine", "local")
+    dask = _fit(repo, record_file, "--engine", "dask", "--workers", "2")
+    assert local.exit_code == dask.exit_code == _app.EXIT_FINDINGS, dask.output
+    assert local.stdout == dask.stdout  # same numbers, same decisions, same message
