@@ -1,6 +1,13 @@
 """Write synthetic inference records (CSV or Parquet) with known true factors.
 
     .venv/bin/python bench/generate_records.py --records 1000000 --out /tmp/records.parquet
+    .venv/bin/python bench/generate_records.py --records 100000000 --parts 100 \
+        --out /tmp/records100m      # a partitioned Parquet dataset, one slice at a time
+
+With ``--parts K`` the window is generated as K time slices, each written as
+``<out>/part=NNN/data.parquet`` before the next is drawn, so memory stays that of one slice
+(``records / K`` rows) at any total; the fleet (node effects, hourly noise) is the seed's in
+every slice.
 
 Also writes ``<out>.truth.json``: the true factor per (device model, class) at the end of
 the window, the steps and the slow nodes, so any run of ``cuctl factors fit`` can be
@@ -25,7 +32,8 @@ def main() -> None:
     ap.add_argument("--bad-rows", type=int, default=0)
     ap.add_argument("--no-steps", action="store_true", help="Leave out the -3%% / +12%% steps.")
     ap.add_argument("--models", default=",".join(synthetic.CANONICAL_MODELS))
-    ap.add_argument("--out", type=Path, required=True, help=".csv or .parquet")
+    ap.add_argument("--out", type=Path, required=True, help=".csv or .parquet, or a directory")
+    ap.add_argument("--parts", type=int, default=0, help="Write a partitioned dataset.")
     args = ap.parse_args()
     base = synthetic.Scenario()
     sc = synthetic.Scenario(
@@ -36,8 +44,23 @@ def main() -> None:
         device_models=tuple(args.models.split(",")),
         steps=() if args.no_steps else synthetic.default_steps(base.start),
     )
-    frame, truth = synthetic.generate(sc, args.seed)
-    if args.out.suffix == ".csv":
+    if args.parts:
+        import time
+
+        t0 = time.perf_counter()
+        for i in range(args.parts):
+            frame, truth = synthetic.generate(sc, args.seed, part=(i, args.parts))
+            target = args.out / f"part={i:03d}"
+            target.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(target / "data.parquet", index=False)
+            print(f"part {i}: {len(frame)} rows, {time.perf_counter() - t0:.0f} s", flush=True)
+            del frame
+        args.out = args.out / "dataset"
+    else:
+        frame, truth = synthetic.generate(sc, args.seed)
+    if args.parts:
+        pass
+    elif args.out.suffix == ".csv":
         frame.to_csv(args.out, index=False)
     else:
         frame.to_parquet(args.out)
@@ -66,7 +89,7 @@ def main() -> None:
         "badRows": {r.value: n for r, n in truth.bad_rows.items()},
     }
     Path(str(args.out) + ".truth.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"{args.out}: {len(frame)} records, evaluate with --now {sc.end.isoformat()}")
+    print(f"{args.out}: {sc.records} records, evaluate with --now {sc.end.isoformat()}")
 
 
 if __name__ == "__main__":

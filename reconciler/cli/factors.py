@@ -1,14 +1,18 @@
 """``cuctl factors``: learn conversion factors from inference records and publish them via Git.
 
 ``fit`` reads records (CSV/Parquet), learns factors, prints every decision and, with
-``--write``, commits the learned rows to the repository (``--branch`` for a pull request,
-``--push`` to send it). ``show`` prints the merged factor view the planner uses, each row
-with the table it comes from, and each device's single CU value over the policy's workload
-mix. ``report`` writes a self-contained HTML report. Exit codes like ``kubectl diff``: 0
-nothing to change, 1 changes proposed (or written), 2 cannot run.
+``--write``, commits the learned rows on a bot branch for review (``--push`` to send it).
+It reads the policy and tables from ``--base`` (default HEAD) and builds the commit from
+that revision's tree plus the one learned file, with Git plumbing: the index, the working
+tree and the checked-out branch are never read or touched. ``show`` prints the merged
+factor view the planner uses, each row with the table it comes from, and each device's
+single CU value over the policy's workload mix. ``report`` writes a self-contained HTML
+report. Exit codes like ``kubectl diff``: 0 nothing to change, 1 changes proposed (or
+written), 2 cannot run.
 
 The repository is read through the front door like every other command: ``source.read``
-(the working tree, uncommitted edits included) and ``validate.validate_tree``. An invalid
+(``fit``: the ``--base`` revision; ``show``/``report``: the working tree) and
+``validate.validate_tree``. An invalid
 repository is exit 2 with its diagnostics on stderr; nothing is learned or written. The
 Policy, the reference model and the factor tables all come from the validated DesiredState.
 
@@ -27,15 +31,17 @@ from __future__ import annotations
 import dataclasses
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
 import typer
 
 from reconciler import errors, source, validate
 from reconciler.cli import _app
-from reconciler.learn import adapter, combine, records, specs, update, writeback
+from reconciler.learn import adapter, combine, specs, update, writeback
 from reconciler.model import documents as docs
 from reconciler.model import factors as model_factors
+from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.source import tree as source_tree
 
@@ -45,6 +51,9 @@ factors_app = typer.Typer(
     no_args_is_help=True,
 )
 _app.app.add_typer(factors_app, name="factors")
+
+DEFAULT_BRANCH = "cu-factors/update"
+"""The bot branch ``fit --write`` commits to unless ``--branch`` names another."""
 
 _TABLE_HELP = (
     "The bot-owned FactorTable file (repo-relative) learned rows are written to; "
@@ -69,7 +78,14 @@ class _Repository:
         return model_factors.merged_table(self.state.factor_tables, self.reference_model)
 
     def path_exists(self, rel: str) -> bool:
-        return (self.root / rel).exists()
+        if self.tree.revision == source_tree.WORKTREE:
+            return (self.root / rel).exists()
+        return rel in self.tree.files
+
+    def text_of(self, rel: str) -> str | None:
+        """The file as this revision holds it (not as the working tree may have it now)."""
+        data = self.tree.files.get(rel)
+        return data.decode("utf-8") if data is not None else None
 
     def file_of(self, table: str) -> str | None:
         loc = self.state.location("FactorTable", table)
@@ -104,10 +120,11 @@ def _now(value: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _read(command: str, repo: Path) -> _Repository:
-    """Read the working tree and validate it; invalid input is exit 2 with every error."""
+def _read(command: str, repo: Path, rev: str | None = None) -> _Repository:
+    """Read ``rev`` (None: the working tree) and validate it; invalid is exit 2 with every
+    error."""
     try:
-        tree = source.read(str(repo), None)
+        tree = source.read(str(repo), rev)
     except errors.SourceError as exc:
         raise _fail(command, str(exc)) from exc
     result = validate.validate_tree(tree)
@@ -178,34 +195,54 @@ def _target(command: str, repo: _Repository, table: Path | None) -> _Target:
     return _Target(rel, update.Target(chosen.metadata.name, chosen))
 
 
-def _expand(paths: list[Path]) -> list[Path]:
-    """Files as given; a directory stands for the CSV and Parquet files directly in it."""
-    out: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix in {".csv", ".parquet", ".pq"})
-        else:
-            out.append(p)
-    if not out:
-        raise errors.SourceError(f"no record files in {', '.join(map(str, paths))}")
-    return out
+class Engine(StrEnum):
+    LOCAL = "local"
+    DASK = "dask"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _EngineChoice:
+    engine: Engine = Engine.LOCAL
+    scheduler: str | None = None
+    workers: int = 2
 
 
 def _learn(
-    command: str, record_files: list[Path], repo_path: Path, table: Path | None, now: str | None
+    command: str,
+    record_files: list[Path],
+    repo_path: Path,
+    table: Path | None,
+    now: str | None,
+    rev: str | None = None,
+    engine: _EngineChoice = _EngineChoice(),
 ) -> tuple[_Repository, _Target, adapter.Outcome]:
-    repo = _read(command, repo_path)
+    """Stream the records (bounded memory at any size) through the chosen engine."""
+    from reconciler.learn import stream
+
+    repo = _read(command, repo_path, rev)
     target = _target(command, repo, table)
     ref = repo.reference_model
     if ref not in specs.SPECS:
         raise errors.SourceError(f"reference model {ref} has no spec entry")
     published = repo.merged()
     when = _now(now)
-    extra = {f.device_model for f in published.spec.factors}
-    recs = records.load(_expand(record_files), when, extra_models=extra)
-    typer.echo(recs.report.render(), err=True)
-    outcome = adapter.learn(
-        recs, published, repo.state.policy.spec.factors, when, target=target.target
+    extra = sorted({f.device_model for f in published.spec.factors})
+    frags = stream.fragments(record_files)
+    if engine.engine is Engine.DASK:
+        from reconciler.learn import distributed
+
+        with distributed.client(engine.scheduler, engine.workers) as c:
+            aggs = stream.aggregate(frags, when, extra, mapper=distributed.mapper(c))
+    else:
+        aggs = stream.aggregate(frags, when, extra)
+    typer.echo(aggs.report.render(), err=True)
+    outcome = stream.learn(
+        aggs,
+        published,
+        repo.state.policy.spec.factors,
+        when,
+        records_revision=stream.digest(frags),
+        target=target.target,
     )
     return repo, target, outcome
 
@@ -223,9 +260,7 @@ def _check_after_write(
     layout excludes or another learned table outranks would move no capacity while its
     message says it did. Both are refused here, and nothing is written.
     """
-    path = target.path(repo)
-    original = path.read_text(encoding="utf-8") if path.exists() else None
-    text = writeback.render_table(table, original, target.header)
+    text = _render(repo, target, table)
     after = dataclasses.replace(
         repo.tree, files={**repo.tree.files, target.rel: text.encode("utf-8")}
     )
@@ -254,21 +289,50 @@ def _check_after_write(
             )
 
 
+def _render(repo: _Repository, target: _Target, table: docs.FactorTable) -> str:
+    """The target file's new text, from the revision's copy (comments around it kept)."""
+    return writeback.render_table(table, repo.text_of(target.rel), target.header)
+
+
 @factors_app.command("fit")
 def fit_command(
     record_files: list[Path] = typer.Option(
-        ..., "--records", help="CSV/Parquet file or directory; repeat for more."
+        ...,
+        "--records",
+        help="CSV/Parquet file, or a directory (a partitioned dataset, read recursively); "
+        "repeat for more.",
     ),
     repo_path: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
-    write: bool = typer.Option(False, "--write", help="Commit the learned rows."),
-    branch: str | None = typer.Option(None, "--branch", help="Commit on this branch (for a PR)."),
-    push: bool = typer.Option(False, "--push", help="Push the branch to the remote 'origin'."),
+    base: str = typer.Option(
+        "HEAD",
+        "--base",
+        help="Revision whose policy and factor tables are used, and which the commit builds "
+        "on; the working tree and index are never read.",
+    ),
+    write: bool = typer.Option(
+        False, "--write", help="Commit the learned rows on --branch (the checkout is untouched)."
+    ),
+    branch: str = typer.Option(
+        DEFAULT_BRANCH, "--branch", help="Bot branch for review, (re)based on --base."
+    ),
+    push: bool = typer.Option(False, "--push", help="Push the branch to --remote."),
+    remote: str = typer.Option("origin", "--remote", help="Remote to push to."),
     table: Path | None = typer.Option(None, "--table", help=_TABLE_HELP),
     now: str | None = typer.Option(None, "--now", help="Evaluation time (ISO 8601); default now."),
+    engine: Engine = typer.Option(
+        Engine.LOCAL, "--engine", help="local: in this process; dask: on a Dask cluster."
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Dask scheduler address (tcp://host:8786); default: a local cluster.",
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="Local Dask cluster size."),
 ) -> None:
     """Learn factors from records; print old → new with evidence; optionally commit."""
+    choice = _EngineChoice(engine, scheduler, workers)
     try:
-        repo, target, outcome = _learn("fit", record_files, repo_path, table, now)
+        repo, target, outcome = _learn("fit", record_files, repo_path, table, now, base, choice)
     except (errors.CUError, ValueError, OSError) as exc:
         raise _fail("fit", str(exc)) from exc
     message = writeback.commit_message(outcome, repo.state.policy.spec.factors)
@@ -278,20 +342,22 @@ def fit_command(
     if write and changed and learned is not None:
         _check_after_write("fit", repo, target, learned, outcome.proposal.changed)
         try:
-            res = writeback.write_commit(
+            res = writeback.publish(
                 repo.root,
-                target.path(repo),
-                learned,
+                target.rel,
+                _render(repo, target, learned),
                 message,
+                base=base,
                 branch=branch,
                 push=push,
-                header=target.header,
+                remote=remote,
             )
         except errors.CUError as exc:
             raise _fail("fit", str(exc)) from exc
+        state = "committed" if res.created else "unchanged (already on the branch)"
         typer.echo(
-            f"committed {res.sha[:12]} on {res.branch}: {res.path}"
-            + (" (pushed)" if res.pushed else ""),
+            f"{state} {res.sha[:12]} on {res.branch} (base {res.base[:12]}): {res.path}"
+            + (f" (pushed to {remote})" if res.pushed else ""),
             err=True,
         )
     elif write:
@@ -349,12 +415,39 @@ def show_command(
         typer.echo(f"{model:<18} {v if v is not None else float('nan'):>36.4g}")
 
 
+def _observed(
+    command: str, repo: _Repository, observed: Path | None
+) -> tuple[obs.ObservedState | None, str]:
+    """The observed devices for pool membership: ``--observed FILE``, else the repository's
+    committed snapshot, else none (pools then fall back to their selector's model list)."""
+    from reconciler import observe
+    from reconciler.observe import snapshot, sources
+
+    if observed is not None:
+        src: sources.Source = snapshot.Snapshot(observed)
+        where = str(observed)
+    else:
+        rel = repo.state.settings.spec.layout.snapshot
+        data = repo.tree.files.get(rel) if rel else None
+        if data is None:
+            return None, "no observed devices: pool models from the selectors"
+        src = sources.InMemory(snapshot.parse(data.decode("utf-8"), str(rel)))
+        where = str(rel)
+    return observe.observe(src, repo.state), f"pool models from the devices in {where}"
+
+
 @factors_app.command("report")
 def report_command(
     record_files: list[Path] = typer.Option(..., "--records", help="CSV or Parquet files."),
     out: Path = typer.Option(..., "--out", help="Directory for report.html."),
     repo_path: Path = typer.Option(Path("."), "--repo", help="The desired-state Git repository."),
     table: Path | None = typer.Option(None, "--table", help=_TABLE_HELP),
+    observed: Path | None = typer.Option(
+        None,
+        "--observed",
+        help="Snapshot of Nodes and ResourceSlices for pool membership "
+        "(default: the repository's snapshot).",
+    ),
     now: str | None = typer.Option(None, "--now", help="Evaluation time (ISO 8601); default now."),
 ) -> None:
     """Write a self-contained HTML report of a learning run (nothing is committed)."""
@@ -364,7 +457,9 @@ def report_command(
         repo, target, outcome = _learn("report", record_files, repo_path, table, now)
         mix = _mix(repo.state.policy.spec.factors)
         known = sorted({k[0] for k in outcome.posteriors})
-        pools = [report.pool_from_doc(p, mix, known) for p in repo.state.pools]
+        state, note = _observed("report", repo, observed)
+        typer.echo(f"cuctl factors report: {note}", err=True)
+        pools = [report.pool_from_doc(p, mix, known, state) for p in repo.state.pools]
         text = report.render(
             outcome,
             repo.merged(),
@@ -372,7 +467,7 @@ def report_command(
             pools=pools,
         )
         written = report.write(out, text)
-    except (errors.CUError, ValueError, OSError) as exc:
+    except (errors.CUError, ValueError, OSError, UnicodeDecodeError) as exc:
         raise _fail("report", str(exc)) from exc
     typer.echo(str(written))
     sys.stdout.flush()

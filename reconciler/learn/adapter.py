@@ -33,6 +33,7 @@ class Outcome:
     slow_nodes: tuple[drift.SlowNode, ...]
     alarms: tuple[drift.Alarm, ...]
     series: tuple[drift.HourlySeries, ...]
+    coverage: tuple[drift.Coverage, ...]
     proposal: update.Proposal
     reject_report: records.RejectReport
     records_revision: str
@@ -62,13 +63,48 @@ def learn(
     slow = tuple(drift.slow_nodes(effects))
     slow_names = [s.node for s in slow]
     series = tuple(drift.hourly(frame, resid, effects, slow_names, scale=scale))
-    alarms = tuple(drift.detect_all(list(series), drift_config))
+    sparse = drift.record_series(frame, resid, effects, scale, slow_names)
+    found, coverage = drift.check_all(list(series), sparse, drift_config)
+    alarms = tuple(found)
     changes = drift.latest_changes(list(alarms))
     final = (
         fit.fit(frame, reference, exclude_nodes=slow_names, segments=changes, keep=keep)
         if slow or changes
         else first
     )
+    return finish(
+        final,
+        table,
+        policy,
+        now,
+        slow=slow,
+        alarms=alarms,
+        series=series,
+        coverage=tuple(coverage),
+        report=recs.report,
+        records_revision=recs.digest,
+        target=target,
+        device_specs=device_specs,
+    )
+
+
+def finish(
+    final: fit.FitResult,
+    table: docs.FactorTable | None,
+    policy: docs.FactorPolicy,
+    now: datetime,
+    *,
+    slow: tuple[drift.SlowNode, ...],
+    alarms: tuple[drift.Alarm, ...],
+    series: tuple[drift.HourlySeries, ...],
+    coverage: tuple[drift.Coverage, ...],
+    report: records.RejectReport,
+    records_revision: str,
+    target: update.Target | None = None,
+    device_specs: Mapping[str, specs.DeviceSpec] = specs.SPECS,
+) -> Outcome:
+    """The common tail of every engine: priors, their combination, the update rule."""
+    reference = final.reference_model
     prior_table = priors.spec_priors(reference, device_specs)
     posteriors = combine.combine(prior_table, final.estimates, policy.confidence)
     proposal = update.propose(
@@ -78,7 +114,7 @@ def learn(
         reference_model=reference,
         alarms=alarms,
         slow_nodes=slow,
-        records_revision=recs.digest,
+        records_revision=records_revision,
         target=target,
     )
     return Outcome(
@@ -90,9 +126,10 @@ def learn(
         slow_nodes=slow,
         alarms=alarms,
         series=series,
+        coverage=coverage,
         proposal=proposal,
-        reject_report=recs.report,
-        records_revision=recs.digest,
+        reject_report=report,
+        records_revision=records_revision,
     )
 
 
@@ -146,4 +183,4 @@ def relative_errors(values: Mapping[Key, float], truth: Mapping[Key, float]) -> 
     return np.asarray([abs(values[k] / truth[k] - 1.0) for k in keys])
 
 
-__all__ = ["Outcome", "learn", "relative_errors", "spec_table", "table_values"]
+__all__ = ["Outcome", "finish", "learn", "relative_errors", "spec_table", "table_values"]

@@ -13,12 +13,19 @@ Two questions, both answered from the residuals of :func:`reconciler.learn.fit.f
   they hold their in-control run length. A workload-mix shift is absorbed by the fixed
   effects and does not move the residuals.
 
+* **Sparse series.** When traffic is too thin for enough hourly bins (a model serving a
+  class a dozen times a day), a retrospective change-point test runs on the records
+  themselves (:func:`change_point`, permutation null). Every series gets a
+  :class:`Coverage` line: tested how and on how much, or "not enough data (have n, need
+  m)"; none is skipped silently.
+
 Pure: arrays and frames in, alarms out.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -44,7 +51,12 @@ class DriftConfig:
     threshold: float = 8.0  # h, in innovation sds
     min_k: float = 0.75  # floor on k: thin traffic targets larger shifts, not more alarms
     warmup_hours: int = 48  # hours used to set the baseline after the start or a change
-    min_hours: int = 96  # a series shorter than this is not tested
+    min_hours: int = 96  # fewer hourly bins than this: the record-level test is used instead
+    min_records: int = 100  # fewer records than this: not tested (reported, never silent)
+    min_side: int = 40  # the record-level change point leaves this many records each side
+    alpha: float = 0.01  # record-level test size per series (3 classes: ≤3% per model)
+    max_records: int = 20_000  # the record-level test holds a series' records in memory
+    permutations: int = 499
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,38 @@ class Alarm:
     alarm_hour: int  # the hour whose data raised the alarm
     relative_change: float  # estimated new level / old level − 1
     phi: float  # sum of the AR coefficients removed before the CUSUM
+
+
+class Method(StrEnum):
+    HOURLY_CUSUM = "hourly CUSUM"
+    RECORD_CHANGE_POINT = "record change point"
+    NONE = "not tested"
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Whether a series was tested for drift, how, and on how much data: never silent."""
+
+    device_model: str
+    workload_class: specs.WorkloadClass
+    method: Method
+    have: int  # hourly bins (CUSUM) or records (change point, not tested)
+    need: int
+    p_value: float | None = None  # record change point only
+    unit: str = "records"  # what ``have`` and ``need`` count when not tested
+
+    @property
+    def tested(self) -> bool:
+        return self.method is not Method.NONE
+
+    def render(self) -> str:
+        who = f"{self.device_model}/{self.workload_class.value}"
+        if self.method is Method.HOURLY_CUSUM:
+            return f"{who}: tested ({self.method.value}, {self.have} hourly bins)"
+        if self.method is Method.RECORD_CHANGE_POINT:
+            p = f", p={self.p_value:.3f}" if self.p_value is not None else ""
+            return f"{who}: tested ({self.method.value}, {self.have} records{p})"
+        return f"{who}: not enough data (have {self.have} {self.unit}, need {self.need})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +418,171 @@ def detect_all(series: list[HourlySeries], config: DriftConfig = DriftConfig()) 
     return [a for s in series for a in detect(s, config)]
 
 
+# -------------------------------------------------------------- sparse series: records
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSeries:
+    """One (device, class)'s screened records in time order: residual minus node effect,
+    divided by the record's noise scale, with its hour."""
+
+    device_model: str
+    workload_class: specs.WorkloadClass
+    hours: np.ndarray
+    z: np.ndarray
+    scale: np.ndarray
+
+
+def record_series(
+    frame: pd.DataFrame,
+    resid: np.ndarray,
+    effects: pd.DataFrame,
+    scale: np.ndarray,
+    exclude_nodes: Collection[str] = (),
+) -> list[RecordSeries]:
+    """Standardised residuals per (device model, class), ordered by time."""
+    node_cats = frame["node"].cat.categories
+    per_node = effects["effect"].reindex(node_cats).fillna(0.0).to_numpy()
+    codes = frame["node"].cat.codes.to_numpy()
+    r = resid - per_node[codes]
+    ok = np.isfinite(r)
+    if exclude_nodes:
+        excluded = {str(n) for n in exclude_nodes}
+        ok &= ~np.asarray([str(n) in excluded for n in node_cats], dtype=bool)[codes]
+    d = frame["device_model"].cat.codes.to_numpy().astype(np.int64)
+    c = frame["workload_class"].cat.codes.to_numpy().astype(np.int64)
+    nc = len(frame["workload_class"].cat.categories)
+    ts = frame["timestamp"].to_numpy()
+    devs = list(frame["device_model"].cat.categories)
+    classes = list(frame["workload_class"].cat.categories)
+    sid = np.where(ok, d * nc + c, -1)
+    out: list[RecordSeries] = []
+    for s_id in np.unique(sid[sid >= 0]):
+        idx = np.flatnonzero(sid == s_id)
+        idx = idx[np.argsort(ts[idx], kind="stable")]
+        di, ci = divmod(int(s_id), nc)
+        out.append(
+            RecordSeries(
+                str(devs[di]),
+                specs.WorkloadClass(str(classes[ci])),
+                frame["hour"].to_numpy()[idx],
+                r[idx] / scale[idx],
+                scale[idx],
+            )
+        )
+    return out
+
+
+def change_point(
+    series: RecordSeries, config: DriftConfig = DriftConfig()
+) -> tuple[Alarm | None, float]:
+    """At most one change in the mean of a sparse series, and the test's p-value.
+
+    A retrospective test on the records themselves, for series whose hourly bins are too
+    few for the CUSUM: Huber-clipped standardised residuals, the standardised difference of
+    means before and after each split (at least ``min_side`` records each side), its
+    maximum over splits as the statistic, and a permutation null (records in random order
+    are exchangeable when nothing changed). The permutations are seeded by the series name,
+    so the result is a pure function of the data.
+    """
+    n = len(series.z)
+    m = config.min_side
+    if n < max(config.min_records, 2 * m + 1):
+        return None, 1.0
+    # Efficient score of a common shift in log units: ψ(z)/scale, with the Fisher weights
+    # 1/scale² (large batches are less noisy, so their records weigh more). Huber ψ: an
+    # outlier cannot make a change on its own.
+    u = np.clip(series.z, -HUBER_C, HUBER_C) / series.scale
+    w = 1.0 / (series.scale * series.scale)
+    k = np.arange(m, n - m + 1)
+
+    def stat(x: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """|score before the split − its share of the total| over its null sd, per split."""
+        cu = np.cumsum(x, axis=-1)
+        cw = np.cumsum(wt, axis=-1)
+        total_u, total_w = cu[..., -1:], cw[..., -1:]
+        left_u, left_w = cu[..., k - 1], cw[..., k - 1]
+        centred = left_u - left_w / total_w * total_u
+        var_psi = np.var(x * np.sqrt(1.0 / wt), axis=-1, keepdims=True)  # var of ψ(z)
+        sd = np.sqrt(np.maximum(var_psi * left_w * (total_w - left_w) / total_w, 1e-300))
+        return np.asarray(np.abs(centred) / sd)
+
+    observed = stat(u, w)
+    best = int(np.argmax(observed))
+    seed = zlib.crc32(f"{series.device_model}/{series.workload_class.value}/{n}".encode())
+    rng = np.random.default_rng(seed)
+    perms = np.argsort(rng.random((config.permutations, n)), axis=1)
+    null = stat(u[perms], w[perms]).max(axis=1)
+    p = float((1 + np.sum(null >= observed[best])) / (config.permutations + 1))
+    if p > config.alpha:
+        return None, p
+    split = int(k[best])
+    raw = series.z * series.scale  # back in log units, precision-weighted
+    before = huber_locations(raw[:split], np.zeros(split, np.int64), 1, series.scale[:split])[0]
+    after = huber_locations(raw[split:], np.zeros(n - split, np.int64), 1, series.scale[split:])[0]
+    change = float(after - before)
+    return (
+        Alarm(
+            device_model=series.device_model,
+            workload_class=series.workload_class,
+            direction=Direction.DOWN if change < 0 else Direction.UP,
+            change_hour=int(series.hours[split]),
+            alarm_hour=int(series.hours[-1]),
+            relative_change=math.expm1(change),
+            phi=0.0,
+        ),
+        p,
+    )
+
+
+def check_all(
+    hourly_series: list[HourlySeries],
+    record_series_: list[RecordSeries],
+    config: DriftConfig = DriftConfig(),
+    totals: Mapping[tuple[str, specs.WorkloadClass], tuple[int, int]] | None = None,
+) -> tuple[list[Alarm], list[Coverage]]:
+    """Every series tested by the method its data allow, and a coverage line for each.
+
+    Enough hourly bins: the prewhitened hourly CUSUM (fast detection on dense traffic).
+    Fewer bins but ``min_records`` records (and at most ``max_records``, which bounds the
+    memory of the streamed path): the record-level change point. Otherwise "not enough
+    data (have n, need m)". Nothing is skipped without saying so. ``totals``: (records,
+    hourly bins) per series when the caller holds the series only in part (streaming).
+    """
+    by_key = {(s.device_model, s.workload_class): s for s in record_series_}
+    hourly_by = {(s.device_model, s.workload_class): s for s in hourly_series}
+    if totals is None:
+        totals = {
+            k: (
+                len(by_key[k].z) if k in by_key else 0,
+                int(np.isfinite(hourly_by[k].values).sum()) if k in hourly_by else 0,
+            )
+            for k in set(by_key) | set(hourly_by)
+        }
+    alarms: list[Alarm] = []
+    coverage: list[Coverage] = []
+    need = max(config.min_records, 2 * config.min_side + 1)
+    for key in sorted(totals):
+        count, bins = totals[key]
+        hs = hourly_by.get(key)
+        if bins >= config.min_hours and hs is not None:
+            alarms += detect(hs, config)
+            coverage.append(Coverage(*key, Method.HOURLY_CUSUM, bins, config.min_hours))
+            continue
+        if count > config.max_records:  # a short, busy window: wait for more hours
+            coverage.append(Coverage(*key, Method.NONE, bins, config.min_hours, unit="hourly bins"))
+            continue
+        rs = by_key.get(key)
+        if rs is None or count < need:
+            coverage.append(Coverage(*key, Method.NONE, count, need))
+            continue
+        alarm, p = change_point(rs, config)
+        if alarm is not None:
+            alarms.append(alarm)
+        coverage.append(Coverage(*key, Method.RECORD_CHANGE_POINT, count, need, p))
+    return alarms, coverage
+
+
 def latest_changes(alarms: list[Alarm]) -> Mapping[tuple[str, specs.WorkloadClass], int]:
     """The most recent change hour per (device, class): where the current level begins."""
     out: dict[tuple[str, specs.WorkloadClass], int] = {}
@@ -385,16 +594,22 @@ def latest_changes(alarms: list[Alarm]) -> Mapping[tuple[str, specs.WorkloadClas
 
 __all__ = [
     "Alarm",
+    "Coverage",
     "Direction",
     "DriftConfig",
     "HourlySeries",
+    "Method",
+    "RecordSeries",
     "SlowNode",
     "ar_coefficients",
+    "change_point",
+    "check_all",
     "detect",
     "detect_all",
     "hourly",
     "latest_changes",
     "node_effects",
     "prewhiten",
+    "record_series",
     "slow_nodes",
 ]

@@ -96,7 +96,6 @@ def fit(
     how badly they under-cover.
     """
     segments = segments or {}
-    notes: list[str] = []
     dev = frame["device_model"]
     devices = [str(d) for d in dev.cat.categories]
     if reference_model not in devices:
@@ -126,7 +125,7 @@ def fit(
         keep = keep & ~node_out[node]
 
     # Cells: the regression only needs counts and sums per unique covariate pattern.
-    nd, nc, ns, nb, nn = len(devices), len(classes), len(s_labels), len(b_values), node.max() + 1
+    nd, nc, ns, nb = len(devices), len(classes), len(s_labels), len(b_values)
     cell = ((((node * nd + d) * nc + c) * ns + s_codes) * nb + b_codes) * 2 + seg
     uniq, inv = _dense(cell[keep])
     counts = np.bincount(inv).astype(float)
@@ -136,8 +135,80 @@ def fit(
     rest, cs = np.divmod(rest, ns)
     rest, cc = np.divmod(rest, nc)
     cnode, cd = np.divmod(rest, nd)
-    del nn
+    cells = Cells(
+        devices=tuple(devices),
+        classes=tuple(classes),
+        served=tuple(s_labels),
+        batches=b_values,
+        node=cnode,
+        device=cd,
+        wclass=cc,
+        served_key=cs,
+        batch=cb,
+        segment=cseg,
+        count=counts,
+        mean=ymean,
+    )
+    return fit_cells(
+        cells,
+        reference_model,
+        segments=segments,
+        clustered=clustered,
+        screened=screened,
+        excluded_nodes=tuple(sorted(exclude_nodes)),
+    )
 
+
+@dataclass(frozen=True, slots=True)
+class Cells:
+    """Sufficient statistics of the regression: record count and mean log throughput per
+    (node, device, class, served key, batch size, segment). Codes index the label tuples.
+
+    The in-memory path builds them from a frame; :mod:`reconciler.learn.stream` adds them
+    up batch by batch (or on Dask workers), so the fit costs the same at any record count.
+    """
+
+    devices: tuple[str, ...]
+    classes: tuple[str, ...]
+    served: tuple[tuple[str, str, str], ...]
+    batches: np.ndarray  # log batch size per batch code
+    node: np.ndarray
+    device: np.ndarray
+    wclass: np.ndarray
+    served_key: np.ndarray
+    batch: np.ndarray
+    segment: np.ndarray  # 1 = before the (device, class)'s change point
+    count: np.ndarray
+    mean: np.ndarray
+
+
+def fit_cells(
+    cells: Cells,
+    reference_model: str = specs.REFERENCE_MODEL,
+    *,
+    segments: Mapping[Key, int] | None = None,
+    clustered: bool = True,
+    screened: int = 0,
+    excluded_nodes: tuple[str, ...] = (),
+) -> FitResult:
+    """WLS with node-clustered errors on cells (see the module docstring for the model)."""
+    segments = segments or {}
+    notes: list[str] = []
+    devices, classes = list(cells.devices), list(cells.classes)
+    if reference_model not in devices:
+        raise ValueError(f"no usable records for the reference model {reference_model}")
+    s_labels, b_values = list(cells.served), cells.batches
+    nd, nc, ns = len(devices), len(classes), len(s_labels)
+    counts, ymean = cells.count, cells.mean
+    cseg, cb, cs, cc, cnode, cd = (
+        cells.segment,
+        cells.batch,
+        cells.served_key,
+        cells.wclass,
+        cells.node,
+        cells.device,
+    )
+    uniq = counts
     # Columns: α per served key, a batch slope per class, β per non-reference device/class
     # (current segment) and per (device, class) old segment (the reference's too).
     ref = devices.index(reference_model)
@@ -232,10 +303,10 @@ def fit(
         served_effects=served_effects,
         slopes=slopes,
         device_effects=device_effects,
-        records=int(keep.sum()),
+        records=int(counts.sum()),
         screened=screened,
         cells=len(uniq),
-        excluded_nodes=tuple(sorted(exclude_nodes)),
+        excluded_nodes=excluded_nodes,
         warnings=tuple(notes),
     )
 
@@ -353,9 +424,11 @@ def _samples_per(
 
 __all__ = [
     "SCREEN_MADS",
+    "Cells",
     "Estimate",
     "FitResult",
     "fit",
+    "fit_cells",
     "residuals",
     "screen",
     "screen_frame",

@@ -60,6 +60,26 @@ class RejectReason(StrEnum):
     UNKNOWN_DEVICE = "unknown-device"
     VENDOR_MISMATCH = "vendor-mismatch"
     UNKNOWN_WORKLOAD_CLASS = "unknown-workload-class"
+    RAGGED_ROW = "ragged-row"  # a CSV row with too few or too many fields
+    BAD_ENCODING = "bad-encoding"  # a text field that is not UTF-8
+
+
+MAX_EXAMPLES = 20
+"""Rejected rows listed by location per reason (all are counted)."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RowProblem:
+    """Where a rejected row is: file and line (CSV) or row number (Parquet, 1-based)."""
+
+    file: str
+    line: int
+    reason: RejectReason
+    detail: str = ""
+
+    def render(self) -> str:
+        extra = f": {self.detail}" if self.detail else ""
+        return f"{self.file}:{self.line}:1: {self.reason.value}{extra}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +87,7 @@ class RejectReport:
     total: int
     accepted: int
     by_reason: Mapping[RejectReason, int] = field(default_factory=dict)
+    examples: tuple[RowProblem, ...] = ()  # the first MAX_EXAMPLES per reason, by location
 
     @property
     def rejected(self) -> int:
@@ -74,8 +95,23 @@ class RejectReport:
 
     def render(self) -> str:
         lines = [f"records: {self.total} read, {self.accepted} used, {self.rejected} rejected"]
-        lines += [f"  {reason.value}: {n}" for reason, n in self.by_reason.items() if n]
+        for reason, n in self.by_reason.items():
+            if not n:
+                continue
+            shown = [e for e in self.examples if e.reason is reason]
+            lines.append(f"  {reason.value}: {n}" + (" (first shown)" if n > len(shown) else ""))
+            lines += [f"    {e.render()}" for e in shown]
         return "\n".join(lines)
+
+    def merge(self, other: RejectReport) -> RejectReport:
+        """Both reports as one (files or batches read one after another)."""
+        by = {r: self.by_reason.get(r, 0) + other.by_reason.get(r, 0) for r in RejectReason}
+        kept: list[RowProblem] = []
+        for r in RejectReason:
+            kept += [e for e in (*self.examples, *other.examples) if e.reason is r][:MAX_EXAMPLES]
+        return RejectReport(
+            self.total + other.total, self.accepted + other.accepted, by, tuple(kept)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,28 +126,87 @@ class Records:
 # ------------------------------------------------------------------------------------ I/O
 
 
+@dataclass(frozen=True, slots=True)
+class RawFile:
+    """One file as read: its rows (with ``_line``, where each row is) and the rows that
+    could not even be parsed (ragged CSV rows), already located."""
+
+    frame: pd.DataFrame
+    unparsed: tuple[RowProblem, ...] = ()
+
+
 def read_frame(path: Path) -> pd.DataFrame:
-    """Read one CSV or Parquet file as-is; a missing required column is a file-level error."""
+    """Read one CSV or Parquet file as-is (rows that cannot be parsed left out)."""
+    return read_file(path).frame
+
+
+def read_file(path: Path) -> RawFile:
+    """Read one CSV or Parquet file; a missing required column is a file-level error.
+
+    Never fatal for a row: a ragged CSV row (too few or too many fields) is skipped and
+    reported with its line; text that is not UTF-8 is kept as bytes here and rejected row
+    by row in :func:`validate` (a whole file is not lost to one bad byte).
+    """
     suffix = path.suffix.lower()
+    unparsed: list[RowProblem] = []
     if suffix in {".parquet", ".pq"}:
         table = pq.read_table(path)
+        first_line = 1
     elif suffix in {".csv", ".gz"}:
-        dictionary = pa.dictionary(pa.int32(), pa.string())
-        table = pacsv.read_csv(
-            path,
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: dictionary for c in (*CATEGORICAL, "throughput_unit")},
-                strings_can_be_null=True,
-            ),
-        )
+
+        def skip(row: pacsv.InvalidRow) -> str:
+            unparsed.append(
+                RowProblem(
+                    str(path),
+                    int(row.number or 0),
+                    RejectReason.RAGGED_ROW,
+                    f"expected {row.expected_columns} fields, got {row.actual_columns}",
+                )
+            )
+            return "skip"
+
+        dictionary = pa.dictionary(pa.int32(), pa.binary())
+        try:
+            table = pacsv.read_csv(
+                path,
+                # single-threaded so the parser knows each row's line number
+                read_options=pacsv.ReadOptions(use_threads=False),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={
+                        **{c: dictionary for c in (*CATEGORICAL, "throughput_unit")},
+                        "timestamp": pa.binary(),
+                    },
+                    strings_can_be_null=True,
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError([_diag(path, "records.parse", str(exc))]) from exc
+        first_line = 2  # line 1 is the header
     else:
         raise InputError([_diag(path, "records.format", "records must be .csv or .parquet")])
-    # Strings become categoricals in Arrow: the validator then works on a few hundred names.
-    frame = table.to_pandas(strings_to_categorical=True)
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise InputError([_diag(path, "records.columns", f"missing columns: {missing}")])
-    return frame
+    # Strings become categoricals in Arrow: the validator then works on a few hundred names.
+    frame = table.to_pandas(strings_to_categorical=True)
+    # Row i's line: the i-th line from ``first_line`` that the parser did not skip (no
+    # multi-line quoted fields in telemetry exports).
+    skipped = np.asarray([u.line for u in unparsed], dtype=np.int64)
+    every = np.arange(first_line, first_line + len(frame) + len(skipped), dtype=np.int64)
+    lines = every[~np.isin(every, skipped)][: len(frame)]
+    frame["_line"] = lines
+    return RawFile(frame, tuple(unparsed))
+
+
+_UNDECODABLE = "\x00undecodable"
+
+
+def _decode(v: bytes) -> str:
+    try:
+        return v.decode("utf-8")
+    except UnicodeDecodeError:
+        return _UNDECODABLE
 
 
 def digest_files(paths: Sequence[Path]) -> str:
@@ -130,13 +225,46 @@ def load(
     extra_models: Iterable[str] = (),
 ) -> Records:
     """Read and validate record files; the only function here that touches the disk."""
-    frames = [read_frame(p) for p in paths]
+    raws = [read_file(p) for p in paths]
+    for i, raw in enumerate(raws):
+        raw.frame["_file"] = np.int32(i)
+    frames = [_with_str_categories(r.frame) for r in raws]
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    return validate(frame, now, device_specs, digest=digest_files(paths), extra_models=extra_models)
+    for c in (*CATEGORICAL, "throughput_unit"):
+        if c in frame.columns and not isinstance(frame[c].dtype, pd.CategoricalDtype):
+            frame[c] = frame[c].astype("category")
+    recs = validate(
+        frame,
+        now,
+        device_specs,
+        digest=digest_files(paths),
+        extra_models=extra_models,
+        files=[str(p) for p in paths],
+    )
+    unparsed = tuple(u for r in raws for u in r.unparsed)
+    if not unparsed:
+        return recs
+    ragged = RejectReport(
+        total=len(unparsed),
+        accepted=0,
+        by_reason={RejectReason.RAGGED_ROW: len(unparsed)},
+        examples=unparsed[:MAX_EXAMPLES],
+    )
+    return Records(recs.frame, recs.report.merge(ragged), recs.digest)
+
+
+def _with_str_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categories of bytes (CSV) decoded up front when several files are concatenated, so
+    pandas can unify them; undecodable values keep a sentinel the validator rejects."""
+    for c in (*CATEGORICAL, "throughput_unit"):
+        if c in frame.columns:
+            cat, _ = _text_category(frame[c])
+            frame[c] = cat
+    return frame
 
 
 def _diag(path: Path, code: str, message: str) -> diagnostics.Diagnostic:
-    return diagnostics.Diagnostic(str(path), 0, 0, code, message)
+    return diagnostics.Diagnostic(str(path), 1, 1, code, message)  # the header / file start
 
 
 # ----------------------------------------------------------------------------- validation
@@ -149,8 +277,12 @@ def validate(
     classes: Iterable[str] = specs.CLASS_NAMES,
     digest: str = "",
     extra_models: Iterable[str] = (),
+    files: Sequence[str] = (),
 ) -> Records:
     """Keep good rows, count bad ones by reason. Pure: ``now`` is passed, not read.
+
+    Rows are located by the ``_line`` and ``_file`` (an index into ``files``) columns that
+    :func:`read_file` adds; without them, by 1-based row number in the frame.
 
     ``extra_models`` are device models known from the published table but without specs:
     their rows are kept (no vendor check is possible) and learned without a prior.
@@ -165,8 +297,26 @@ def validate(
     def mark(mask: np.ndarray, r: RejectReason) -> None:
         reason[(reason < 0) & mask] = reasons.index(r)
 
-    cats = {c: _as_category(frame[c]) for c in CATEGORICAL}
-    ts = _to_utc(frame["timestamp"])
+    undecodable = np.zeros(n, dtype=bool)
+    cats: dict[str, pd.Series] = {}
+    for c in CATEGORICAL:
+        cats[c], bad = _text_category(frame[c])
+        undecodable |= bad
+    raw_ts = frame["timestamp"]
+    if isinstance(raw_ts.dtype, pd.CategoricalDtype):  # CSV text: parse each distinct value once
+        ts_cat, bad = _text_category(raw_ts)
+        undecodable |= bad
+        parsed = _to_utc(pd.Series(list(ts_cat.cat.categories), dtype=object))
+        codes = ts_cat.cat.codes.to_numpy()
+        ts = pd.Series(
+            parsed.to_numpy()[codes] if len(parsed) else np.full(n, np.datetime64("NaT")),
+            index=frame.index,
+        )
+        ts = ts.where(codes >= 0)
+        ts = _to_utc(ts) if not isinstance(ts.dtype, pd.DatetimeTZDtype) else ts
+    else:
+        ts = _to_utc(raw_ts)
+    mark(undecodable, RejectReason.BAD_ENCODING)
     missing = ts.isna().to_numpy() & frame["timestamp"].isna().to_numpy()
     for c in CATEGORICAL:
         codes = cats[c].cat.codes.to_numpy()
@@ -216,9 +366,10 @@ def validate(
         total=n,
         accepted=int(good.sum()),
         by_reason={r: int(counts[i]) for i, r in enumerate(reasons)},
+        examples=_examples(frame, reason, reasons, files),
     )
     if "throughput_unit" in frame.columns:
-        unit = _as_category(frame["throughput_unit"])
+        unit, _ = _text_category(frame["throughput_unit"])
         if unit.isna().any():
             unit = unit.cat.add_categories([OPTIONAL_COLUMNS["throughput_unit"]]).fillna(
                 OPTIONAL_COLUMNS["throughput_unit"]
@@ -249,6 +400,45 @@ def validate(
     ns = out["timestamp"].dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
     out["hour"] = ns // 3_600_000_000_000
     return Records(frame=out, report=report, digest=digest)
+
+
+def _examples(
+    frame: pd.DataFrame, reason: np.ndarray, reasons: Sequence[RejectReason], files: Sequence[str]
+) -> tuple[RowProblem, ...]:
+    """The first :data:`MAX_EXAMPLES` rejected rows per reason, with file and line."""
+    out: list[RowProblem] = []
+    lines = frame["_line"].to_numpy() if "_line" in frame.columns else None
+    file_idx = frame["_file"].to_numpy() if "_file" in frame.columns else None
+    for i, r in enumerate(reasons):
+        for row in np.flatnonzero(reason == i)[:MAX_EXAMPLES]:
+            line = int(lines[row]) if lines is not None else int(row) + 1
+            f = int(file_idx[row]) if file_idx is not None else 0
+            name = files[f] if f < len(files) else "records"
+            out.append(RowProblem(name, line, r))
+    return tuple(out)
+
+
+def _text_category(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """A categorical of str, and which rows held text that is not UTF-8 (as missing)."""
+    cat = _as_category(s)
+    values = list(cat.cat.categories)
+    if not any(isinstance(v, bytes) for v in values):  # text already (maybe decoded by load)
+        flagged = [isinstance(v, str) and v.startswith(_UNDECODABLE) for v in values]
+        if not any(flagged):
+            return cat, np.zeros(len(s), dtype=bool)
+        return cat, np.asarray([*flagged, False], dtype=bool)[cat.cat.codes.to_numpy()]
+    decoded: list[str] = []
+    bad = np.zeros(len(values) + 1, dtype=bool)
+    for i, v in enumerate(values):
+        text = _decode(v) if isinstance(v, bytes) else str(v)
+        if text == _UNDECODABLE:
+            bad[i] = True
+            text = f"{_UNDECODABLE}{i}"
+        decoded.append(text)
+    codes = cat.cat.codes.to_numpy()
+    # distinct bytes decode to distinct text, so the categories stay unique
+    out = pd.Series(pd.Categorical.from_codes(codes, decoded), index=s.index)
+    return out, bad[codes]
 
 
 def _compact(codes: np.ndarray, categories: pd.Index) -> pd.Categorical:
@@ -284,11 +474,14 @@ def _to_utc(s: pd.Series) -> pd.Series:
 __all__ = [
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
+    "RawFile",
     "Records",
     "RejectReason",
     "RejectReport",
+    "RowProblem",
     "digest_files",
     "load",
+    "read_file",
     "read_frame",
     "validate",
 ]

@@ -27,6 +27,8 @@ from matplotlib.ticker import NullFormatter
 
 from reconciler.learn import adapter, combine, fidelity, specs, update, writeback
 from reconciler.model import documents as docs
+from reconciler.model import observed as obs
+from reconciler.model import selection
 
 Key = tuple[str, specs.WorkloadClass]
 
@@ -36,6 +38,7 @@ class Pool:
     name: str
     models: tuple[str, ...]
     mix: Mapping[str, float]
+    observed: bool = False  # models from the devices the selector takes, not its model list
 
 
 def render(
@@ -58,6 +61,8 @@ def render(
         _img(_plot_prior_vs_learned(outcome)),
         "<h2>Factor history</h2>",
         _history_section(history),
+        "<h2>Drift checks</h2>",
+        _coverage_section(outcome),
         "<h2>Drift alarms</h2>",
         _drift_section(outcome),
         "<h2>Slow nodes</h2>",
@@ -165,6 +170,24 @@ def _drift_section(outcome: adapter.Outcome) -> str:
     )
 
 
+def _coverage_section(outcome: adapter.Outcome) -> str:
+    rows = [
+        [
+            c.device_model,
+            c.workload_class.value,
+            "tested" if c.tested else "not enough data",
+            c.method.value,
+            str(c.have),
+            str(c.need),
+            f"{c.p_value:.3f}" if c.p_value is not None else "—",
+        ]
+        for c in outcome.coverage
+    ]
+    return _table(
+        ["device model", "class", "status", "method", "have", "need", "p"], rows, cls="coverage"
+    )
+
+
 def _slow_section(outcome: adapter.Outcome) -> str:
     if not outcome.slow_nodes:
         return "<p>No node underperforms its model.</p>"
@@ -180,8 +203,11 @@ def _slow_section(outcome: adapter.Outcome) -> str:
 def _pool_section(
     outcome: adapter.Outcome, published: docs.FactorTable | None, pools: Sequence[Pool]
 ) -> str:
-    learned = {k: p.value for k, p in outcome.posteriors.items()}
-    models = sorted({k[0] for k in learned})
+    """Per pool: its device models, the factor in force for each (the published table the
+    planner reads), what the records say, and the quota gap. A model without records shows
+    its published value only: a spec prior is never passed off as a measurement."""
+    learned = {k: p.value for k, p in outcome.posteriors.items() if p.learned}
+    models = sorted({k[0] for k in outcome.posteriors})
     if not pools:
         pools = [
             Pool("all devices", tuple(models), {"prefill": 0.3, "decode": 0.6, "embedding": 0.1})
@@ -189,11 +215,24 @@ def _pool_section(
     pub = adapter.table_values(published) if published is not None else {}
     proposed = adapter.table_values(outcome.proposal.table)
     rows = []
+    members_rows = []
     figs = []
     for pool in pools:
-        members = [m for m in pool.models if m in models]
-        truth = fidelity.device_values(learned, members, pool.mix)
-        members = [m for m in members if m in truth]
+        in_force = fidelity.device_values(pub, list(pool.models), pool.mix)
+        measured = fidelity.device_values(learned, list(pool.models), pool.mix)
+        for m in pool.models:
+            members_rows.append(
+                [
+                    pool.name,
+                    m,
+                    f"{in_force[m]:.4g}" if m in in_force else "not in the table",
+                    f"{measured[m]:.4g}" if m in measured else "no records",
+                    "observed devices" if pool.observed else "selector",
+                ]
+            )
+        members = [m for m in pool.models if m in measured]
+        if members:
+            figs.append(_plot_pool(pool, list(pool.models), measured, in_force))
         if not members:
             continue
         # one device of each model, guarantees of half the pool: where the gap shows
@@ -205,7 +244,7 @@ def _pool_section(
             fid = fidelity.simulate(
                 members * 8,
                 values,
-                truth,
+                measured,
                 guarantee_devices=sum(values[m] for m in members) * 2,
                 trials=200,
                 seed=0,
@@ -214,16 +253,18 @@ def _pool_section(
             rows.append(
                 [pool.name, label, f"{fid.median:.1%}", f"{fid.p95:.1%}", f"{fid.worst:.1%}"]
             )
-        figs.append(
-            _plot_pool(pool, members, truth, fidelity.device_values(pub, members, pool.mix))
-        )
     return (
-        "".join(_img(f) for f in figs)
+        _table(
+            ["pool", "device model", "CU per device in force", "measured", "models from"],
+            members_rows,
+            cls="pool-models",
+        )
+        + "".join(_img(f) for f in figs)
         + _table(["pool", "factors", "median gap", "p95 gap", "worst gap"], rows, cls="pools")
         + (
             "<p>Gap = |throughput delivered / throughput promised − 1| for a tenant whose "
-            "guarantee is filled from a random order of the pool's devices; the learned factors "
-            "stand in for the delivered throughput.</p>"
+            "guarantee is filled from a random order of the pool's devices with records; the "
+            "learned factors stand in for the delivered throughput.</p>"
         )
     )
 
@@ -334,8 +375,8 @@ def _plot_pool(
 ) -> Figure:
     fig, ax = plt.subplots(figsize=(8, 3.2))
     x = np.arange(len(members))
-    ax.bar(x - 0.2, [published.get(m, math.nan) for m in members], 0.4, label="published CU")
-    ax.bar(x + 0.2, [delivered[m] for m in members], 0.4, label="delivered (learned)")
+    ax.bar(x - 0.2, [published.get(m, math.nan) for m in members], 0.4, label="CU in force")
+    ax.bar(x + 0.2, [delivered.get(m, math.nan) for m in members], 0.4, label="delivered (learned)")
     ax.set_xticks(x, members, fontsize=8, rotation=20)
     ax.set_ylabel("reference-device equivalents")
     ax.set_title(f"pool {pool.name}: value per device over its workload mix", fontsize=9)
@@ -370,11 +411,31 @@ def _hour(h: int) -> str:
 
 
 def pool_from_doc(
-    pool: docs.CUPool, default_mix: Mapping[str, float], known_models: Sequence[str]
+    pool: docs.CUPool,
+    default_mix: Mapping[str, float],
+    known_models: Sequence[str],
+    observed: obs.ObservedState | None = None,
 ) -> Pool:
-    """A report pool from a CUPool document: its named models (or all), its mix."""
+    """A report pool from a CUPool document and, when given, the observed devices.
+
+    With observed devices the pool's models are those of the devices its selector really
+    takes (vendors, models, node labels, attributes: :func:`selection.selects`, the
+    planner's own rule); without them, the selector's named models (or every model).
+    """
+    if observed is not None:
+        labels = {n.name: n.labels for n in observed.nodes}
+        models = tuple(
+            sorted(
+                {
+                    d.model
+                    for d in observed.devices
+                    if selection.selects(pool.spec.selector, d, labels.get(d.node, {}))
+                }
+            )
+        )
+        return Pool(pool.metadata.name, models, pool.spec.workload_mix or default_mix, True)
     models = tuple(pool.spec.selector.models) or tuple(known_models)
-    return Pool(pool.metadata.name, models, pool.spec.workload_mix or default_mix)
+    return Pool(pool.metadata.name, models, pool.spec.workload_mix or default_mix, False)
 
 
 def posterior_values(posteriors: Mapping[Key, combine.Posterior]) -> dict[Key, float]:

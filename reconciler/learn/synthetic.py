@@ -148,11 +148,20 @@ def node_names(model: str, count: int) -> list[str]:
     return [f"{model.lower()}-n{i:02d}" for i in range(count)]
 
 
-def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
-    """Records as a DataFrame in the documented columns, and the truth behind them."""
+def generate(
+    scenario: Scenario, seed: int, part: tuple[int, int] | None = None
+) -> tuple[pd.DataFrame, Truth]:
+    """Records as a DataFrame in the documented columns, and the truth behind them.
+
+    ``part=(i, k)``: only the records of the i-th of k equal time slices (``records / k``
+    of them), drawn from their own stream while the fleet (node effects, hourly noise)
+    stays the seed's: generating a huge window slice by slice gives one consistent fleet
+    in bounded memory.
+    """
     rng = np.random.default_rng(seed)
+    rec = rng if part is None else np.random.default_rng([seed, part[0], part[1]])
     sc = scenario
-    n = sc.records
+    n = sc.records if part is None else sc.records // part[1]
     models = list(sc.device_models)
     classes = list(WC)
 
@@ -173,7 +182,10 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
 
     # Time and the hourly AR(1) noise per device model.
     span = sc.days * 86400.0
-    t = np.sort(rng.uniform(0.0, span, n))
+    lo, hi = (
+        (0.0, span) if part is None else (span * part[0] / part[1], span * (part[0] + 1) / part[1])
+    )
+    t = np.sort(rec.uniform(lo, hi, n))
     hours = math.ceil(sc.days * 24) + 1
     ar = _ar1(rng, len(models), hours, sc.ar_phi, sc.ar_sd)
     hour_idx = (t // 3600).astype(np.int64)
@@ -182,17 +194,17 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
     )
 
     # Which device serves what: model uniform, node uniform within the model.
-    mi = rng.integers(0, len(models), n)
+    mi = rec.integers(0, len(models), n)
     nodes_of = [np.flatnonzero(node_model_arr == k) for k in range(len(models))]
     node_counts = np.array([len(x) for x in nodes_of])
-    node_pick = (rng.random(n) * node_counts[mi]).astype(np.int64)
+    node_pick = (rec.random(n) * node_counts[mi]).astype(np.int64)
     node_offsets = np.concatenate([[0], np.cumsum(node_counts)[:-1]])
     node = node_offsets[mi] + node_pick
-    dev_slot = rng.integers(0, sc.devices_per_node, n)
+    dev_slot = rec.integers(0, sc.devices_per_node, n)
 
     p_before = np.array([sc.class_mix.get(c, 0.0) for c in classes])
     p_after = np.array([sc.shifted_class_mix.get(c, 0.0) for c in classes])
-    u = rng.random(n)
+    u = rec.random(n)
     ci = np.where(
         shifted,
         np.searchsorted(np.cumsum(p_after / p_after.sum()), u, side="right"),
@@ -205,7 +217,7 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
     mem = np.array([specs.SPECS[m].memory_gb for m in models])
     served_idx = np.empty(n, dtype=np.int64)
     base = np.empty(n)
-    u2 = rng.random(n)
+    u2 = rec.random(n)
     for k, cls in enumerate(classes):
         cand = [j for j, s in enumerate(SERVED_MODELS) if cls in s.base]
         for dm in range(len(models)):
@@ -225,7 +237,7 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
         opts = np.asarray(BATCHES[cls], dtype=float)
         for mask, tilt in ((ci == k) & ~shifted, 0.0), ((ci == k) & shifted, 1.0):
             w = np.exp(tilt * np.linspace(0, 1.5, len(opts)))
-            batch[mask] = rng.choice(opts, int(mask.sum()), p=w / w.sum())
+            batch[mask] = rec.choice(opts, int(mask.sum()), p=w / w.sum())
     log_batch = np.log(batch)
 
     # True factor at each record's time, steps included.
@@ -244,7 +256,7 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
         log_f[sel] += math.log1p(st.relative)
 
     scale = sc.noise_sigma * np.clip(1.5 - 0.15 * log_batch, 0.5, None)
-    eps = scale * rng.standard_t(sc.t_df, n)
+    eps = scale * rec.standard_t(sc.t_df, n)
     log_tput = (
         np.log(base)
         + BATCH_SLOPE * log_batch
@@ -253,12 +265,12 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
         + ar[mi, np.minimum(hour_idx, hours - 1)]
         + eps
     )
-    out = rng.random(n) < sc.outlier_rate
-    log_tput[out] += np.where(rng.random(int(out.sum())) < 0.5, math.log(0.3), math.log(3.0))
+    out = rec.random(n) < sc.outlier_rate
+    log_tput[out] += np.where(rec.random(int(out.sum())) < 0.5, math.log(0.3), math.log(3.0))
     tput = np.exp(log_tput)
 
-    p50 = 1000.0 * batch / tput * np.exp(rng.normal(0.0, 0.05, n))
-    p99 = p50 * (1.3 + rng.exponential(0.4, n))
+    p50 = 1000.0 * batch / tput * np.exp(rec.normal(0.0, 0.05, n))
+    p99 = p50 * (1.3 + rec.exponential(0.4, n))
 
     device_uuid = np.char.add(
         np.char.add("GPU-", np.asarray(node_label, dtype=str)[node]),
@@ -290,7 +302,7 @@ def generate(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, Truth]:
             "latency_p99_ms": np.round(p99, 3),
         }
     )
-    bad = _corrupt(frame, rng, sc.bad_rows, sc.end) if sc.bad_rows else {}
+    bad = _corrupt(frame, rec, sc.bad_rows, sc.end) if sc.bad_rows else {}
 
     current = dict(TRUE_FACTORS)
     for st in sc.steps:

@@ -3,6 +3,8 @@
 Capacity is a promise to tenants, so it moves only on evidence and only so far at a time.
 The rule comes from the Policy in Git (``spec.factors``), applied per (device, class):
 
+0. the published value is a learned one from the same records window (``recordsRevision``)
+   → **unchanged**: the cap below applies once per evidence window, never compounds;
 1. no identified data, fewer than ``minSamples`` records or ``minNodes`` nodes, or an
    interval wider than ``maxIntervalWidth`` (relative) → **held**: keep the published value;
 2. the published value lies inside the learned interval at ``confidence`` → **unchanged**
@@ -127,7 +129,14 @@ def decide(
     old: docs.Factor | None,
     policy: docs.FactorPolicy,
     alarms: Sequence[drift.Alarm] = (),
+    evidence: str = "",
 ) -> FactorChange:
+    """The rule for one (device, class); ``evidence`` identifies the records window.
+
+    A published learned value that came from this very evidence is kept as it is: the
+    ``maxRelativeChange`` cap applies once per evidence window, relative to the last
+    published value, so re-running on the same records never walks a factor further.
+    """
     est = post.estimate
     samples = est.samples if est is not None else 0
     nodes = est.nodes if est is not None else 0
@@ -186,6 +195,25 @@ def decide(
             nodes,
             Decision.NEW,
             "learned",
+            tuple(alarms),
+        )
+    if (
+        evidence
+        and old is not None
+        and old.source is docs.FactorSource.LEARNED
+        and old.records_revision == evidence
+    ):
+        return FactorChange(
+            post.device_model,
+            post.workload_class,
+            old_value,
+            old_value,
+            post.value,
+            interval,
+            samples,
+            nodes,
+            Decision.UNCHANGED,
+            "already published from these records (same recordsRevision)",
             tuple(alarms),
         )
     if lo <= old_value <= hi:
@@ -273,7 +301,9 @@ def propose(
     for key, post in sorted(posteriors.items()):
         if key[0] == ref:
             continue  # the reference is 1 by definition
-        changes.append(decide(post, published(table, key), policy, by_key.get(key, ())))
+        changes.append(
+            decide(post, published(table, key), policy, by_key.get(key, ()), records_revision)
+        )
 
     new_entries: dict[Key, docs.Factor] = {}
     for ch in changes:

@@ -13,6 +13,8 @@ never passed here by the CLI, because a rewrite loses the comments inside ``spec
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,14 +52,6 @@ def learned_header(rel_path: str) -> str:
         f"# Audit trail: `git log {rel_path}`; each commit message lists old → new with the"
         " evidence.\n"
     )
-
-
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    sha: str
-    branch: str
-    path: str
-    pushed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +172,13 @@ def commit_message(outcome: adapter.Outcome, policy: docs.FactorPolicy) -> str:
         lines.append(f"Unchanged (published value inside the interval): {len(unchanged)}")
         lines += [f"- {c.render()}" for c in unchanged]
         lines.append("")
+    cov = outcome.coverage
+    tested = [c for c in cov if c.tested]
+    lines.append(
+        f"Drift checks: {len(tested)} of {len(cov)} series tested; "
+        f"{len(cov) - len(tested)} with not enough data"
+    )
+    lines += [f"- {c.render()}" for c in cov]
     lines.append(f"Drift alarms: {len(outcome.alarms) or 'none'}")
     for a in outcome.alarms:
         lines.append(
@@ -206,52 +207,182 @@ def _hour(h: int) -> str:
     return datetime.fromtimestamp(h * 3600, tz=UTC).strftime("%Y-%m-%dT%H:00Z")
 
 
-def write_commit(
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What :func:`publish` did. ``created`` is False when the branch already held exactly
+    this content (nothing committed: re-running on the same evidence moves nothing)."""
+
+    sha: str
+    branch: str
+    path: str
+    base: str
+    created: bool
+    pushed: bool
+
+
+def _repo(root: Path) -> tuple[git.Repo, str]:
+    """The repository holding ``root`` and ``root``'s path inside it (``""`` at the top)."""
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise SourceError(f"{root}: not a Git repository") from exc
+    prefix = ""
+    if repo.working_tree_dir is not None:
+        rel = os.path.relpath(os.path.realpath(root), os.path.realpath(repo.working_tree_dir))
+        prefix = "" if rel == "." else rel.replace(os.sep, "/")
+    return repo, prefix
+
+
+def _checked_out(repo: git.Repo) -> set[str]:
+    """Branches checked out in any worktree of ``repo``: moving one would desync its files."""
+    out: set[str] = set()
+    try:
+        listing = repo.git.worktree("list", "--porcelain")
+    except git.GitCommandError:
+        return out
+    for line in listing.splitlines():
+        if line.startswith("branch refs/heads/"):
+            out.add(line.removeprefix("branch refs/heads/"))
+    return out
+
+
+def publish(
     root: Path,
-    table_path: Path,
-    table: docs.FactorTable,
+    rel_path: str,
+    text: str,
     message: str,
     *,
-    branch: str | None = None,
+    base: str = "HEAD",
+    branch: str,
     push: bool = False,
     remote: str = "origin",
     author: tuple[str, str] = ("cu-reconciler factor learner", "factors@cu-reconciler.io"),
-    header: str | None = None,
-) -> CommitResult:
-    """Rewrite the table file and commit it (on ``branch`` if given), then push if asked.
+) -> PublishResult:
+    """Commit ``text`` as ``rel_path`` on top of ``base`` and point ``branch`` at it.
 
-    ``header``: the comment block a file created by this write starts with.
+    Plumbing only: the tree is ``base``'s tree with that one blob replaced (built in a
+    private index file), so the user's index, working tree and checked-out branch are
+    never read or touched, and unrelated staged files can never leak into the bot commit.
+    The branch is a bot branch for review: it is (re)created with ``base`` as the parent,
+    like a rebased dependency-update branch. If it already holds exactly this tree on top
+    of ``base``, nothing is committed (and a push only makes sure the remote has it).
+    ``rel_path`` is relative to ``root``, which may be a subdirectory of the repository.
+    """
+    if not branch or branch.startswith("-"):
+        raise SourceError(f"invalid branch name {branch!r}")
+    repo, prefix = _repo(root)
+    try:
+        if not _valid_ref(repo, branch):
+            raise SourceError(f"invalid branch name {branch!r}")
+        if branch in _checked_out(repo):
+            raise SourceError(
+                f"branch {branch} is checked out in a worktree; the learner commits to a "
+                "branch nobody has checked out (pass another --branch)"
+            )
+        try:
+            base_commit = repo.commit(base)
+        except (git.BadName, ValueError) as exc:
+            raise SourceError(f"unknown revision {base!r}") from exc
+        path = f"{prefix}/{rel_path}" if prefix else rel_path
+        blob = repo.git.hash_object("-w", "--stdin", "--path", path, istream=_stdin(text))
+        with tempfile.TemporaryDirectory(prefix="cu-factors-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            repo.git.read_tree(base_commit.hexsha, env=env)
+            repo.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = repo.git.write_tree(env=env)
+        ref = f"refs/heads/{branch}"
+        old = _rev(repo, ref)
+        if old is not None:
+            tip = repo.commit(old)
+            if tip.tree.hexsha == tree and [p.hexsha for p in tip.parents] == [base_commit.hexsha]:
+                pushed = _push(repo, remote, branch, old) if push else False
+                return PublishResult(old, branch, path, base_commit.hexsha, False, pushed)
+        if tree == base_commit.tree.hexsha:  # the base already says this: no empty commit
+            return PublishResult(base_commit.hexsha, branch, path, base_commit.hexsha, False, False)
+        name, email = author
+        env = {
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+        }
+        sha = repo.git.commit_tree(tree, "-p", base_commit.hexsha, istream=_stdin(message), env=env)
+        # Compare-and-swap: a concurrent writer of the same branch makes this fail loudly.
+        repo.git.update_ref(ref, sha, old or "0" * 40, "-m", "cuctl factors fit")
+        pushed = _push(repo, remote, branch, sha) if push else False
+        return PublishResult(sha, branch, path, base_commit.hexsha, True, pushed)
+    except git.GitCommandError as exc:
+        raise SourceError(f"{root}: cannot commit {rel_path}: {_stderr(exc)}") from exc
+    finally:
+        repo.close()
+
+
+def _stdin(text: str) -> Any:
+    """A file object for ``istream`` (gitpython passes it to the subprocess as stdin)."""
+    fh = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the subprocess hand-off's GC
+    fh.write(text.encode("utf-8"))
+    fh.seek(0)
+    return fh
+
+
+def _stderr(exc: git.GitCommandError) -> str:
+    err = exc.stderr
+    text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+    return text.strip() or str(exc)
+
+
+def _valid_ref(repo: git.Repo, branch: str) -> bool:
+    try:
+        repo.git.check_ref_format("--branch", branch)
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def _rev(repo: git.Repo, ref: str) -> str | None:
+    try:
+        return str(repo.git.rev_parse("--verify", "--quiet", ref))
+    except git.GitCommandError:
+        return None
+
+
+def _push(repo: git.Repo, remote: str, branch: str, sha: str) -> bool:
+    """Push ``sha`` to ``remote``'s ``branch``, leased on what the remote holds now.
+
+    The lease makes a concurrent push by someone else fail instead of being overwritten;
+    the bot branch itself is rewritten on purpose (its parent follows the base revision).
     """
     try:
-        repo = git.Repo(root)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise SourceError(f"{root}: not a Git repository") from exc
+        remote_url = repo.remote(remote)
+    except ValueError as exc:
+        raise SourceError(f"no remote {remote!r} to push to") from exc
+    listing = str(repo.git.ls_remote(remote_url.name, f"refs/heads/{branch}"))
+    current = listing.split()[0] if listing.strip() else ""
+    if current == sha:
+        return True
     try:
-        if branch:
-            if branch in repo.heads:
-                repo.heads[branch].checkout()
-            else:
-                repo.create_head(branch).checkout()
-        original = table_path.read_text(encoding="utf-8") if table_path.exists() else None
-        table_path.parent.mkdir(parents=True, exist_ok=True)
-        table_path.write_text(render_table(table, original, header), encoding="utf-8")
-        rel = str(table_path.resolve().relative_to(Path(repo.working_tree_dir or root).resolve()))
-        repo.index.add([rel])
-        actor = git.Actor(*author)
-        commit = repo.index.commit(message, author=actor, committer=actor)
-    except (git.GitCommandError, ValueError) as exc:
-        raise SourceError(f"{root}: cannot commit {table_path}: {exc}") from exc
-    current = repo.active_branch.name
-    pushed = False
-    if push:
+        repo.git.push(
+            remote_url.name,
+            f"--force-with-lease=refs/heads/{branch}:{current}",
+            f"{sha}:refs/heads/{branch}",
+        )
+    except git.GitCommandError as exc:
+        raise SourceError(f"push of {branch} to {remote} failed: {_stderr(exc)}") from exc
+    return True
+
+
+def read_text(root: Path, rel_path: str, rev: str = "HEAD") -> str | None:
+    """The text of ``rel_path`` (relative to ``root``) at ``rev``, None if absent there."""
+    repo, prefix = _repo(root)
+    try:
+        path = f"{prefix}/{rel_path}" if prefix else rel_path
         try:
-            repo.remote(remote).push(
-                refspec=f"{current}:{current}", set_upstream=True
-            ).raise_if_error()
-        except (ValueError, git.GitCommandError) as exc:
-            raise SourceError(f"push of {current} to {remote} failed: {exc}") from exc
-        pushed = True
-    return CommitResult(commit.hexsha, current, rel, pushed)
+            blob = repo.commit(rev).tree / path
+        except KeyError:
+            return None
+        return str(blob.data_stream.read().decode("utf-8"))
+    finally:
+        repo.close()
 
 
 def history(root: Path, table_path: Path, limit: int = 50) -> list[HistoryEntry]:
@@ -297,13 +428,14 @@ __all__ = [
     "DEFAULT_PATH",
     "LEARNED_NAME",
     "LEARNED_PATH",
-    "CommitResult",
     "HistoryEntry",
+    "PublishResult",
     "commit_message",
     "find_table",
     "history",
     "learned_header",
+    "publish",
     "read_table",
+    "read_text",
     "render_table",
-    "write_commit",
 ]

@@ -95,3 +95,55 @@ def test_slow_node_needs_both_margins() -> None:
     flagged = drift.slow_nodes(effects)
     assert [s.node for s in flagged] == ["n7"]
     assert flagged[0].relative == pytest.approx(np.expm1(-0.30 - 0.0), abs=0.02)
+
+
+def record_series(z: np.ndarray, scale: float = 0.1) -> drift.RecordSeries:
+    hours = np.arange(len(z)) * 2 + 500_000  # one record every two hours: sparse
+    return drift.RecordSeries("Z100", WC.PREFILL, hours, z, np.full(len(z), scale))
+
+
+def test_sparse_step_is_found_by_the_record_change_point() -> None:
+    rng = np.random.default_rng(7)
+    found = 0
+    for _ in range(20):
+        z = rng.standard_t(3, 400)
+        z[200:] += np.log1p(-0.08) / 0.1  # −8% in log units over a per-record sd of 0.1·√3
+        alarm, p = drift.change_point(record_series(z))
+        if alarm is not None:
+            found += 1
+            assert alarm.direction is drift.Direction.DOWN and p <= 0.01
+            assert abs((alarm.change_hour - 500_000) / 2 - 200) <= 80  # ±20% of the span
+            assert -0.15 < alarm.relative_change < -0.03
+    assert found >= 17
+
+
+def test_sparse_noise_alone_rarely_alarms() -> None:
+    rng = np.random.default_rng(8)
+    alarms = sum(
+        drift.change_point(record_series(rng.standard_t(3, 300)))[0] is not None for _ in range(200)
+    )
+    assert alarms <= 6  # size 1% per series; 3% is beyond three Monte-Carlo sds
+
+
+def test_gross_outliers_alone_do_not_make_a_change() -> None:
+    rng = np.random.default_rng(9)
+    z = rng.normal(0, 1, 400)
+    z[300:310] = -40.0  # a burst of throttled records
+    alarm, _ = drift.change_point(record_series(z))
+    assert alarm is None
+
+
+def test_every_series_reports_its_coverage() -> None:
+    rng = np.random.default_rng(3)
+    dense = series(rng.normal(0, 0.012, 200))  # 200 hourly bins: the CUSUM
+    sparse = record_series(rng.normal(0, 1, 150))
+    thin = drift.RecordSeries("K100", WC.DECODE, np.arange(50), rng.normal(0, 1, 50), np.ones(50))
+    alarms, cov = drift.check_all([dense], [sparse, thin])
+    assert alarms == []
+    text = {(c.device_model, c.workload_class): c.render() for c in cov}
+    assert text[("L40S", WC.DECODE)] == "L40S/decode: tested (hourly CUSUM, 200 hourly bins)"
+    assert text[("Z100", WC.PREFILL)].startswith(
+        "Z100/prefill: tested (record change point, 150 records, p="
+    )
+    assert text[("K100", WC.DECODE)] == "K100/decode: not enough data (have 50 records, need 100)"
+    assert [c.tested for c in cov].count(False) == 1

@@ -107,3 +107,54 @@ def test_models_only_in_the_table_are_kept_when_named() -> None:
     frame = pd.DataFrame([good_row(device_model="Ascend-910B3", vendor="huawei")])
     assert records.validate(frame, NOW).report.accepted == 0
     assert records.validate(frame, NOW, extra_models={"Ascend-910B3"}).report.accepted == 1
+
+
+def _csv_with_bad_rows(path: Path) -> list[bytes]:
+    header = ",".join(records.REQUIRED_COLUMNS).encode()
+    good = ",".join(str(v) for v in good_row().values()).encode()
+    lines = [
+        header,
+        good,  # line 2
+        b"2026-11-20T10:00:00Z,a100-n00,GPU-1,A100-SXM4-80GB,nvidia",  # 3: ragged (5 fields)
+        good,  # 4
+        good.replace(b"a100-n00", b"a100-\xff\xfe"),  # 5: not UTF-8
+        good + b",extra",  # 6: ragged (12 fields)
+        good.replace(b"120.0", b"-1"),  # 7: bad throughput
+        good,  # 8
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return lines
+
+
+def test_ragged_rows_and_bad_encodings_are_rejected_with_their_lines(tmp_path: Path) -> None:
+    path = tmp_path / "records.csv"
+    _csv_with_bad_rows(path)
+    got = records.load([path], NOW)
+    rep = got.report
+    assert (rep.total, rep.accepted) == (7, 3)
+    R = records.RejectReason
+    assert rep.by_reason[R.RAGGED_ROW] == 2
+    assert rep.by_reason[R.BAD_ENCODING] == 1
+    assert rep.by_reason[R.BAD_THROUGHPUT] == 1
+    where = {(e.reason, e.line) for e in rep.examples}
+    assert where == {
+        (R.RAGGED_ROW, 3),
+        (R.RAGGED_ROW, 6),
+        (R.BAD_ENCODING, 5),
+        (R.BAD_THROUGHPUT, 7),
+    }
+    text = rep.render()
+    assert f"{path}:3:1: ragged-row: expected 11 fields, got 5" in text
+    assert f"{path}:5:1: bad-encoding" in text and f"{path}:7:1: bad-throughput" in text
+    assert ":0:0" not in text
+    assert list(got.frame["node"].astype(str)) == ["a100-n00"] * 3
+
+
+def test_bad_rows_in_a_second_file_name_that_file(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    _csv_with_bad_rows(first)
+    lines = _csv_with_bad_rows(second)
+    second.write_bytes(b"\n".join(lines[:2] + lines[6:7]) + b"\n")  # bad throughput on line 3
+    rep = records.load([first, second], NOW).report
+    assert records.RowProblem(str(second), 3, records.RejectReason.BAD_THROUGHPUT) in rep.examples
+    assert rep.accepted == 4

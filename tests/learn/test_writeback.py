@@ -44,10 +44,12 @@ def test_commit_on_a_branch_is_pushed_with_the_evidence(clone: Path, small_recor
     policy = docs.FactorPolicy()
     outcome = adapter.learn(recs, published, policy, sc.end)
     message = writeback.commit_message(outcome, policy)
-    res = writeback.write_commit(
-        clone, path, outcome.proposal.table, message, branch="factors/update", push=True
+    original = writeback.read_text(clone, "factors/default.yaml")
+    text = writeback.render_table(outcome.proposal.table, original)
+    res = writeback.publish(
+        clone, "factors/default.yaml", text, message, branch="factors/update", push=True
     )
-    assert res.pushed and res.branch == "factors/update"
+    assert res.pushed and res.created and res.branch == "factors/update"
 
     remote = git.Repo(clone.parent / "remote.git")
     head = remote.commit("factors/update")
@@ -57,6 +59,7 @@ def test_commit_on_a_branch_is_pushed_with_the_evidence(clone: Path, small_recor
     assert f"{first.device_model}/{first.workload_class.value}:" in head.message
     assert "→" in head.message and "n=" in head.message and "Policy: minSamples=" in head.message
     assert remote.commit("main").hexsha != res.sha  # main is untouched: a PR, not a push to main
+    assert git.Repo(clone).active_branch.name == "main"
 
     text = (head.tree / "factors/default.yaml").data_stream.read().decode("utf-8")
     assert text.startswith(HEADER)  # the comment above the document survives
@@ -69,11 +72,31 @@ def test_commit_on_a_branch_is_pushed_with_the_evidence(clone: Path, small_recor
 
     hist = writeback.history(clone, path)
     assert hist[0].summary == "seed factors from specs"
-    assert hist[-1].sha == res.sha
+    git.Repo(clone).git.checkout("factors/update")
+    assert writeback.history(clone, path)[-1].sha == res.sha
+
+
+def test_publish_in_a_subdirectory_and_unchanged_content(tmp_path: Path) -> None:
+    """The desired state may live in a subdirectory; identical content commits nothing."""
+    repo = git.Repo.init(tmp_path / "mono", initial_branch="main")
+    sub = tmp_path / "mono" / "clusters" / "a"
+    sub.mkdir(parents=True)
+    (sub / "x.yaml").write_text("a: 1\n")
+    repo.index.add(["clusters/a/x.yaml"])
+    actor = git.Actor("t", "t@example.com")
+    base = repo.index.commit("base", author=actor, committer=actor)
+    res = writeback.publish(sub, "factors/learned.yaml", "b: 2\n", "msg\n", branch="bot")
+    assert res.created and res.path == "clusters/a/factors/learned.yaml"
+    c = repo.commit("bot")
+    assert (c.tree / "clusters/a/factors/learned.yaml").data_stream.read() == b"b: 2\n"
+    assert (c.tree / "clusters/a/x.yaml").data_stream.read() == b"a: 1\n"
+    same = writeback.publish(sub, "x.yaml", "a: 1\n", "msg\n", branch="other")
+    assert not same.created and "other" not in repo.heads  # no empty commit, no branch
+    assert repo.head.commit == base and not (sub / "factors").exists()
 
 
 def test_not_a_repository_is_a_source_error(tmp_path: Path) -> None:
     from reconciler import errors
 
     with pytest.raises(errors.SourceError):
-        writeback.write_commit(tmp_path, tmp_path / "f.yaml", adapter.spec_table(), "x")
+        writeback.publish(tmp_path, "f.yaml", "x", "x", branch="b")
