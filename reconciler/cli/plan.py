@@ -1,10 +1,12 @@
 """``cuctl plan`` and ``cuctl render``: the diff preview and the rendered target.
 
-``cuctl plan [PATH] [--rev REV] [--base REV] (--observed FILE | --kubeconfig FILE
-[--context NAME]) [-o text|markdown|json]`` prints what would change; exit 0 in sync, 1 with
-changes, 2 on error (like ``kubectl diff``). With ``--base`` it compares what two revisions
-would produce against the same observed devices, offline (a pull request's effect); the
-observed devices then default to the repository's committed snapshot.
+``cuctl plan [PATH] [--rev REV] [--base REV] [--observed FILE | --kubeconfig FILE
+[--context NAME]] [-o text|markdown|json] [--diffs/--no-diffs]`` prints what would change;
+exit 0 in sync, 1 with changes (objects, desired-state fields, or promises the devices
+cannot keep), 2 on error (like ``kubectl diff``). With ``--base`` it compares what two
+revisions would produce against the same observed devices, offline (a pull request's
+effect). The observed devices default to the repository's committed snapshot
+(``layout.snapshot``), as for ``render``.
 
 ``cuctl render`` prints the target objects as a YAML stream on stdout (an Argo CD config
 management plugin's ``generate``); logs go to stderr. A plan refused by the safety rule
@@ -30,6 +32,7 @@ from reconciler.diff import changeset, render, yamltext
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import cluster, snapshot, sources
+from reconciler.plan import meaning
 
 
 class Output(StrEnum):
@@ -96,7 +99,11 @@ def _source(
             return sources.InMemory(snapshot.parse(text, str(layout.snapshot)))
         except errors.ObserveError as exc:
             raise _fail(command, str(exc)) from exc
-    raise _fail(command, "needs the observed devices: --observed FILE or --kubeconfig FILE")
+    raise _fail(
+        command,
+        "needs the observed devices: --observed FILE, --kubeconfig FILE, or "
+        "ClusterSettings spec.layout.snapshot naming a committed snapshot",
+    )
 
 
 def _plan(
@@ -141,18 +148,28 @@ def plan_command(
     color: bool | None = typer.Option(
         None, "--color/--no-color", help="Colour the text diff (default: only on a terminal)."
     ),
+    diffs: bool = typer.Option(
+        True,
+        "--diffs/--no-diffs",
+        help="Per-object diffs after the summary (--no-diffs: the summary and a list).",
+    ),
 ) -> None:
-    """Preview what the reconciler would change: exit 0 in sync, 1 changes, 2 error."""
+    """Preview what the reconciler would change: exit 0 in sync, 1 changes (objects, the
+    desired state, or promises the devices cannot keep), 2 error."""
     loaded = _load("plan", path, rev, "--rev" if rev else "PATH")
-    src = _source(
-        "plan", loaded, observed, kubeconfig, context, allow_repository_snapshot=base is not None
-    )
+    src = _source("plan", loaded, observed, kubeconfig, context, allow_repository_snapshot=True)
     if base is not None:
         base_loaded = _load("plan", path, base, "--base")
         base_plan, _ = _plan("plan", base_loaded.state, src)
         result, _ = _plan("plan", loaded.state, src, base_plan.objects)
         changes = changeset.compute(result.objects, base_plan.objects)
-        preview = render.Preview(changes, result.report, result.refusal, base_plan.revision)
+        preview = render.Preview(
+            changes,
+            result.report,
+            result.refusal,
+            base_plan.revision,
+            meaning.compare(base_loaded.state, loaded.state),
+        )
     else:
         result, _ = _plan("plan", loaded.state, src)
         changes = changeset.compute(result.objects, result.live)
@@ -160,14 +177,16 @@ def plan_command(
     if output is Output.JSON:
         sys.stdout.write(render.json_text(preview))
     elif output is Output.MARKDOWN:
-        sys.stdout.write(render.markdown(preview))
+        sys.stdout.write(render.markdown(preview, diffs=diffs))
     else:
-        sys.stdout.write(render.text(preview, color=_color(color)))
+        sys.stdout.write(render.text(preview, color=_color(color), diffs=diffs))
     if result.refusal:
         typer.echo(f"cuctl plan: {result.refusal}", err=True)
+    for shortfall in result.report.shortfalls:
+        typer.echo(f"cuctl plan: promise not deliverable: {shortfall.render()}", err=True)
     for warning in result.warnings:
-        typer.echo(f"cuctl plan: warning: {warning}", err=True)
-    raise typer.Exit(_app.EXIT_OK if changes.in_sync else _app.EXIT_FINDINGS)
+        typer.echo(f"cuctl plan: warning: {render.escape(warning)}", err=True)
+    raise typer.Exit(preview.exit_code)
 
 
 @_app.app.command("render")

@@ -32,8 +32,17 @@ class PoolReport:
     admittable_milli: int
     headroom_percent: float
     admitted_milli: int
+    """CU charged to tenants: admitted claims and running replicas (Σ of the tenant rows)."""
     before_milli: int
     after_milli: int
+    unaccounted_milli: int = 0
+    """CU held by allocations no CUClaim accounts for."""
+    free_milli: int = 0
+    """Admittable − charged − unaccounted (negative: promises exceed what is left)."""
+
+    @property
+    def headroom_milli(self) -> int:
+        return self.total_milli - self.admittable_milli
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -96,6 +105,8 @@ class Report:
     decisions: tuple[admission.Decision, ...]
     findings: tuple[obs.Finding, ...]
     warnings: tuple[str, ...]
+    shortfalls: tuple[admission.Shortfall, ...] = ()
+    """Promises the devices cannot keep now (guarantees, pinned claims): exit 1."""
 
 
 def _milli(text: Any) -> int:
@@ -137,7 +148,8 @@ def _replicas(metadata: Mapping[str, Any]) -> int:
 def claimed_cu(
     objects: Iterable[Mapping[str, Any]], *, templates: bool = True
 ) -> dict[tuple[str, str], int]:
-    """CU requested by our claims and templates (× replicas), per (tenant, pool).
+    """CU charged to our claims and templates, per (tenant, pool): their charged annotation
+    (what admission charged), else the request (× replicas) for objects written without it.
 
     ``templates=False`` counts only ResourceClaims: on a live cluster a template holds
     nothing, the claims stamped from it do (:func:`held_cu`).
@@ -152,6 +164,10 @@ def claimed_cu(
         labels = metadata.get("labels") or {}
         tenant, pool = labels.get(ownership.TENANT_LABEL), labels.get(ownership.POOL_LABEL)
         if not tenant or not pool:
+            continue
+        charged = (metadata.get("annotations") or {}).get(claims.CHARGED_ANNOTATION)
+        if charged is not None:
+            out[(str(tenant), str(pool))] += _milli(charged)
             continue
         spec = obj.get("spec") or {}
         replicas = 1

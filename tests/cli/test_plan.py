@@ -89,9 +89,6 @@ def test_plan_against_rendered_objects_is_in_sync(runner: CliRunner, tmp_path: P
     ("args", "message"),
     [
         pytest.param(
-            ["plan", str(EXAMPLE)], "--observed FILE or --kubeconfig FILE", id="no-observed"
-        ),
-        pytest.param(
             ["plan", str(EXAMPLE), "--observed", "/nope.yaml"], "/nope.yaml", id="missing"
         ),
         pytest.param(["plan", "/nonexistent-repo", "--observed", str(SNAPSHOT)], "PATH", id="repo"),
@@ -168,10 +165,12 @@ def test_plan_base_shows_a_guarantee_change_and_replicas(runner: CliRunner, tmp_
     assert rows == [
         # Claimed: 3 → 2 replicas × 4 × 150 CU = 1800 → 1200 CU.
         "| chat-assistant | inference-prod | 900 | 2000 → **2400** | 3000 | 1800 → **1200** |",
+        # The base renders the template and a replica is in use: pinned, never preempted.
         "| chat-prod/chat-decode | chat-assistant | inference-prod | 2 (1 running) | 1200 "
-        "| Admitted | WithinGuarantee |",
+        "| Admitted | InUse |",
         "| chat-prod/chat-prefill | chat-assistant | inference-prod | 1 | 600 | Pending "
-        "| NoEligibleDevice |",
+        "| NoEligibleDevice: needs 300 CU per share; the largest eligible device in pool "
+        "inference-prod has 200.126 CU |",
     ]
     code, out, err = invoke(
         runner, "plan", str(repo), "--rev", "raise-guarantee", "--base", "main", "-o", "json"
@@ -191,7 +190,10 @@ def test_plan_base_shows_a_guarantee_change_and_replicas(runner: CliRunner, tmp_
             "update",
             "ResourceClaimTemplate",
             "chat-decode",
-            ["metadata.annotations.cu-reconciler.io/replicas"],
+            [
+                "metadata.annotations.cu-reconciler.io/charged-cu",
+                "metadata.annotations.cu-reconciler.io/replicas",
+            ],
         ),
     ]
     (chat,) = [t for t in doc["tenants"] if t["tenant"] == "chat-assistant"]

@@ -453,7 +453,8 @@ def test_claims_stamped_from_an_undeclared_template_hold_their_devices() -> None
     )
     (d,) = result.report.decisions
     # Two H100s are eligible and the pool has room in aggregate, but one H100 is held.
-    assert (str(d.status), str(d.reason)) == ("Pending", "Fragmented")
+    assert (str(d.status), str(d.reason)) == ("Pending", "NotEnoughFreeDevices")
+    assert "needs 2 free devices" in d.message and "1 of 2 eligible are free" in d.message
     assert result.warnings == (
         "1 claims stamped from ResourceClaimTemplate lab/gone, which no CUClaim declares, "
         "hold devices: lab/pod-a-cu; their CU is charged as unaccounted until their Pods end",
