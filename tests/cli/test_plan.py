@@ -40,7 +40,11 @@ def test_plan_json_lists_changes_and_exits_1(runner: CliRunner) -> None:
         "replace",
     }
     assert {p["pool"] for p in doc["pools"]} == {"batch", "dev", "inference-prod"}
-    assert any(c["status"] == "Pending" for c in doc["claims"])
+    assert {c["status"] for c in doc["claims"]} <= {"Admitted", "Pending", "Preempted"}
+    assert all(
+        c["message"] is None or c["status"] != "Admitted" or "promise" in c["message"]
+        for c in doc["claims"]
+    )
 
 
 def test_plan_text_has_no_colour_when_not_a_terminal(runner: CliRunner) -> None:
@@ -163,14 +167,14 @@ def test_plan_base_shows_a_guarantee_change_and_replicas(runner: CliRunner, tmp_
     assert code == 1, err
     rows = [line for line in out.splitlines() if line.startswith("| chat-")]
     assert rows == [
-        # Claimed: 3 → 2 replicas × 4 × 150 CU = 1800 → 1200 CU.
-        "| chat-assistant | inference-prod | 900 | 2000 → **2400** | 3000 | 1800 → **1200** |",
+        # Claimed: decode 3 → 2 replicas × 4 × 150 CU = 1800 → 1200 CU, + prefill 600.
+        "| chat-assistant | inference-prod | 900 | 2000 → **2400** | 3000 | 2400 → **1800** |",
         # The base renders the template and a replica is in use: pinned, never preempted.
         "| chat-prod/chat-decode | chat-assistant | inference-prod | 2 (1 running) | 1200 "
         "| Admitted | InUse |",
-        "| chat-prod/chat-prefill | chat-assistant | inference-prod | 1 | 600 | Pending "
-        "| NoEligibleDevice: needs 300 CU per share; the largest eligible device in pool "
-        "inference-prod has 200.126 CU |",
+        # chat-assistant is not preemptible: what the base renders stays admitted.
+        "| chat-prod/chat-prefill | chat-assistant | inference-prod | 1 | 600 | Admitted "
+        "| NotPreemptible |",
     ]
     code, out, err = invoke(
         runner, "plan", str(repo), "--rev", "raise-guarantee", "--base", "main", "-o", "json"

@@ -77,9 +77,7 @@ def fleets(draw: hs.DrawFn) -> tuple[st.DesiredState, list[frozenset[str]]]:
             max_size=4,
         )
     )
-    desired = ex.desired(
-        pools=pools, tenants=tuple(tenants), claims=tuple(claims)
-    )
+    desired = ex.desired(pools=pools, tenants=tuple(tenants), claims=tuple(claims))
     return desired, steps
 
 
@@ -175,9 +173,7 @@ def _shuffled(desired: st.DesiredState, seed: int) -> st.DesiredState:
     claims, tenants = list(desired.claims), list(desired.tenants)
     rng.shuffle(claims)
     rng.shuffle(tenants)
-    return ex.desired(
-        pools=desired.pools, tenants=tuple(tenants), claims=tuple(claims)
-    )
+    return ex.desired(pools=desired.pools, tenants=tuple(tenants), claims=tuple(claims))
 
 
 @settings(max_examples=40, deadline=None)

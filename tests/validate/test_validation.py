@@ -41,7 +41,9 @@ def test_given_observed_state_replaces_the_snapshot(example: source_tree.SourceT
     found = {(d.code, d.file) for d in result.diagnostics}
     assert (codes.Code.POOL_EMPTY, "pools/dev.yaml") in found
     assert (codes.Code.GUARANTEES_EXCEED_CAPACITY, "tenants/search-ranking.yaml") in found
-    assert result.state is None
+    # Every device gone is hardware loss, a state: warnings, and the state still renders.
+    assert result.state is not None
+    assert all(d.severity is diagnostics.Severity.WARNING for d in result.diagnostics)
 
 
 def test_without_snapshot_only_static_checks_run(example: source_tree.SourceTree) -> None:
