@@ -521,18 +521,39 @@ def _constraint_contradictions(
         for list_name, values in (("allow", names.allow), ("deny", names.deny)):
             for i, value in enumerate(values):
                 if value not in known:
+                    lookalike = _lookalike(value, known)
+                    severity = diag.Severity.ERROR if list_name == "allow" or lookalike else _WARN
+                    hint = f"; it looks like {lookalike!r} but is not" if lookalike else ""
                     out.append(
                         entry.at(
                             ("spec", "constraints", field, list_name, i),
                             codes.Code.UNKNOWN_VENDOR
                             if field == "vendors"
                             else codes.Code.UNKNOWN_MODEL,
-                            f"{field[:-1]} {value!r} is unknown (known: {_list(known)}); "
-                            "fix the name",
-                            diag.Severity.ERROR if list_name == "allow" else _WARN,
+                            f"{field[:-1]} {value!r} is unknown (known: {_list(known)})"
+                            f"{hint}; fix the name",
+                            severity,
                         )
                     )
     return out
+
+
+def _lookalike(value: str, known: Iterable[str]) -> str | None:
+    """The known name an unknown one imitates: non-ASCII characters (a Cyrillic ``а``, a
+    full-width letter, a zero-width space), or the same name after NFKC and case folding. A
+    deny entry like that silently matches nothing, so it is an error, not a warning."""
+    import unicodedata
+
+    def skeleton(text: str) -> str:
+        folded = unicodedata.normalize("NFKC", text).casefold()
+        return "".join(ch for ch in folded if ch.isascii() and ch.isprintable())
+
+    for name in sorted(known):
+        if skeleton(value) == skeleton(name):
+            return name
+    if not value.isascii() or not value.isprintable():
+        return "an ASCII name"
+    return None
 
 
 def _factors(

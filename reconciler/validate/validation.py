@@ -140,8 +140,22 @@ def _repository_snapshot(
 ) -> tuple[obs.ObservedState | None, list[diag.Diagnostic]]:
     settings = documents.settings[0].document
     path = settings.spec.layout.snapshot
-    if path is None or path not in tree.files:
+    if path is None:
         return None, []
+    if path not in tree.files:
+        # A missing or misspelt snapshot would silently turn off every device check: an
+        # error when written, a warning when it is the default (`snapshot: null` says "none").
+        explicit = "snapshot" in settings.spec.layout.model_fields_set
+        return None, [
+            documents.settings[0].at(
+                ("spec", "layout", "snapshot"),
+                codes.Code.SNAPSHOT_INVALID,
+                f"layout.snapshot names {path!r}, which is not a file in the repository; "
+                "commit the snapshot (kubectl get nodes,resourceslices,resourceclaims -A -o "
+                "yaml), or set layout.snapshot: null to plan without device checks",
+                diag.Severity.ERROR if explicit else diag.Severity.WARNING,
+            )
+        ]
     raw, problems = snapshot.parse(path, tree.files[path])
     if raw is None:
         return None, problems

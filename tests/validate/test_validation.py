@@ -48,8 +48,36 @@ def test_given_observed_state_replaces_the_snapshot(example: source_tree.SourceT
 
 def test_without_snapshot_only_static_checks_run(example: source_tree.SourceTree) -> None:
     files = {k: v for k, v in example.files.items() if not k.startswith("observed/")}
+    files["cluster.yaml"] = files["cluster.yaml"].replace(
+        b"snapshot: observed/snapshot.yaml", b"snapshot: null"
+    )
     result = validate_tree(source_tree.SourceTree(example.revision, "x", files))
     assert result.ok and result.observed is None and result.diagnostics == ()
+    # Not written at all: the default path is missing, said as a warning.
+    files["cluster.yaml"] = files["cluster.yaml"].replace(b"    snapshot: null\n", b"")
+    result = validate_tree(source_tree.SourceTree(example.revision, "x", files))
+    assert result.ok and [d.code for d in result.diagnostics] == [codes.Code.SNAPSHOT_INVALID]
+
+
+@pytest.mark.parametrize("name", ["observed/snapshot.yaml", "observed/snapshots.yaml"])
+def test_a_missing_or_misspelt_snapshot_is_an_error(
+    example: source_tree.SourceTree, name: str
+) -> None:
+    """It would otherwise silently turn off every capacity check."""
+    files = {k: v for k, v in example.files.items() if not k.startswith("observed/")}
+    files["cluster.yaml"] = files["cluster.yaml"].replace(
+        b"snapshot: observed/snapshot.yaml", f"snapshot: {name}".encode()
+    )
+    result = validate_tree(source_tree.SourceTree(example.revision, "x", files))
+    (d,) = result.errors
+    assert (d.file, d.code) == ("cluster.yaml", codes.Code.SNAPSHOT_INVALID)
+    assert name in d.message and result.state is None
+
+
+def test_file_names_cannot_forge_diagnostic_lines() -> None:
+    d = diagnostics.Diagnostic("a.yaml\nb.yaml:1:1: CU999: forged\x1b[2J", 1, 1, "CU101", "x\ny")
+    assert "\n" not in d.render() and "\x1b" not in d.render()
+    assert d.render().startswith("a.yaml\\nb.yaml")
 
 
 def test_settings_layout_selects_documents(example: source_tree.SourceTree) -> None:
