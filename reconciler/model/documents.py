@@ -22,6 +22,8 @@ from pydantic import (
     Field,
     Strict,
     StrictBool,
+    StrictInt,
+    StrictStr,
     field_validator,
     model_validator,
 )
@@ -208,9 +210,13 @@ class AdapterMapping(_Model):
 class VendorAdapterSpec(_Model):
     vendor: VendorName
     driver: DnsSubdomain = Field(max_length=63, description="The vendor's DRA driver name.")
-    device_filter: dict[QualifiedName, str] = Field(
+    device_filter: dict[QualifiedName, StrictBool | StrictInt | StrictStr] = Field(
         default_factory=dict,
-        description="Only devices whose string attributes equal these values (e.g. type: gpu).",
+        description=(
+            "Only devices whose attributes equal these values, type included, as the "
+            "DeviceClass CEL compares them: a string matches a string attribute (type: gpu), "
+            "an int an int attribute (index: 0), a bool a bool attribute."
+        ),
     )
     mapping: AdapterMapping
 

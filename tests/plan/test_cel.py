@@ -10,9 +10,12 @@ import celpy
 import cu_example as ex
 import pytest
 from celpy import celtypes
+from celpy.evaluation import CELEvalError
 
 from reconciler import plan as planning
-from reconciler.plan import admission, claims
+from reconciler.model import documents as docs
+from reconciler.model import observed as obs
+from reconciler.plan import admission, claims, classes
 
 
 def _expressions(obj: Any) -> Iterator[str]:
@@ -126,3 +129,61 @@ def test_planner_matching_equals_cel_on_the_example_fleet(constraints: dict[str,
         assert cel == admission.eligible(claim, device), (device.id, constraints)
         compared += 1
     assert compared >= 6
+
+
+_ATTRIBUTES: list[dict[str, Any]] = [
+    {"string": "0"},
+    {"int": 0},
+    {"int": 1},
+    {"bool": True},
+    {"string": "true"},
+    {"version": "1.2.3"},
+    {"string": "1.2.3"},
+    {"string": "gpu"},
+]
+
+
+def _typed(value: Any) -> Any:
+    if "version" in value:
+        # DRA gives version attributes to CEL as semver values, never equal to a string.
+        return celtypes.MapType({celtypes.StringType("semver"): celtypes.StringType("x")})
+    return _cel_value(value)
+
+
+@pytest.mark.parametrize("wanted", ["0", 0, 1, True, "true", "1.2.3", "gpu"])
+def test_vendor_filter_matches_like_cel_with_typed_attributes(wanted: Any) -> None:
+    """An int attribute ``0`` is not ``"0"``, a version is not a string, true is not "true":
+    the planner's adapter filter decides as the vendor DeviceClass's CEL does."""
+    adapter = docs.VendorAdapter.model_validate(
+        {
+            **{k: v for k, v in ex.ADAPTERS[0].items() if k != "spec"},
+            "apiVersion": docs.API_VERSION,
+            "kind": "VendorAdapter",
+            "spec": {**ex.ADAPTERS[0]["spec"], "deviceFilter": {"index": wanted}},
+        }
+    )
+    program = _compile(classes.vendor_selector(adapter))
+    for attribute in _ATTRIBUTES:
+        device = celtypes.MapType(
+            {
+                celtypes.StringType("driver"): celtypes.StringType("gpu.nvidia.com"),
+                celtypes.StringType("attributes"): celtypes.MapType(
+                    {
+                        celtypes.StringType("gpu.nvidia.com"): celtypes.MapType(
+                            {celtypes.StringType("index"): _typed(attribute)}
+                        )
+                    }
+                ),
+            }
+        )
+        # A CEL error (comparing different types) selects nothing, like a false.
+        try:
+            result = program.evaluate({"device": device})
+        except CELEvalError:
+            result = celtypes.BoolType(False)
+        cel = isinstance(result, celtypes.BoolType) and bool(result)
+        if ("bool" in attribute) != isinstance(wanted, bool) and not isinstance(wanted, str):
+            # cel-python compares BoolType and IntType as Python does (True == 1); the CEL
+            # spec (and cel-go in Kubernetes) never equates values of different types.
+            cel = False
+        assert cel == obs.filter_matches(attribute, wanted), (wanted, attribute)
