@@ -97,3 +97,24 @@ def test_source_diagnostics_are_kept_and_sorted(example: source_tree.SourceTree)
     assert result.diagnostics[0] == escape
     assert [d.file for d in result.diagnostics] == sorted(d.file for d in result.diagnostics)
     assert result.state is None
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        pytest.param((b"sharing:", b"sharing: [unclosed"), id="syntax"),
+        pytest.param((b"headroomPercent:", b"headroomPercnt:"), id="schema"),
+    ],
+)
+def test_one_broken_pool_file_is_one_root_cause_not_a_cascade(
+    example: source_tree.SourceTree, breakage: tuple[bytes, bytes]
+) -> None:
+    files = dict(example.files)
+    old, new = breakage
+    assert old in files["pools/dev.yaml"]
+    files["pools/dev.yaml"] = files["pools/dev.yaml"].replace(old, new, 1)
+    result = validate_tree(source_tree.SourceTree(example.revision, "x", files))
+    errors = [d for d in result.errors]
+    assert {d.file for d in errors} == {"pools/dev.yaml"}, [d.render() for d in errors]
+    (note,) = [d for d in result.diagnostics if d.code == codes.Code.UNKNOWN_POOL]
+    assert note.file == "pools/dev.yaml" and "reference(s) to CUPool 'dev'" in note.message
