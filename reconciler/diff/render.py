@@ -186,9 +186,12 @@ def summary_lines(preview: Preview) -> list[str]:
         out += [f"  ~ {escape(c.render())}" for c in preview.meaning]
     out.append("Capacity (CU): capacity = tenants + unaccounted + free + headroom")
     for pool in report.pools:
+        published = rpt.milli_text(pool.after_milli)
+        if pool.before_milli != pool.after_milli:
+            published = f"{rpt.milli_text(pool.before_milli)} → {published}"
+        mark = "~" if pool.before_milli != pool.after_milli else " "
         out.append(
-            f"  {pool.name} ({pool.sharing}): published {rpt.milli_text(pool.before_milli)} → "
-            f"{rpt.milli_text(pool.after_milli)}; {accounting(pool)}"
+            f"{mark} {pool.name} ({pool.sharing}): published {published}; {accounting(pool)}"
         )
         for line in pool.lines:
             out.append(f"    {line.render(pool.cu_per_device)}")
