@@ -9,6 +9,7 @@ import pytest
 
 from reconciler import plan as planning
 from reconciler.diff import changeset, render, yamltext
+from reconciler.model import observed as obs
 
 
 def _preview() -> render.Preview:
@@ -220,3 +221,26 @@ def test_live_before_is_what_the_live_claims_hold() -> None:
     ]
     (infer,) = [d for d in result.report.decisions if d.claim == "ads-infer"]
     assert (infer.replicas, infer.running, infer.charged_milli) == (3, 1, 15_000)
+
+
+def test_a_large_fleet_preview_fits_a_comment_and_points_to_the_full_plan() -> None:
+    """200 nodes, 1,600 devices: the markdown stays under 60,000 characters, summary first,
+    the diffs past the budget collapse to counts per kind, with a pointer to the full plan."""
+    raw = ex.raw()
+    nodes = tuple(ex.node(f"big-{i:03d}") for i in range(200))
+    slices = tuple(ex.vendor_slice(f"big-{i:03d}", "nvidia", "A100", 8) for i in range(200))
+    observed = obs.build(
+        obs.RawObjects(nodes=raw.nodes + nodes, slices=raw.slices + slices),
+        ex.adapters(),
+        ex.DRIVER,
+    )
+    result = planning.plan(ex.desired(), observed)
+    preview = render.Preview(changeset.compute(result.objects, result.live), result.report)
+    text = render.markdown(preview)
+    assert len(text) <= render.MARKDOWN_LIMIT < 65_536
+    assert text.index("#### CU capacity per pool") < text.index("#### Changes")
+    assert render.FULL_PLAN_HINT in text
+    assert "× ResourceSlice" in text
+    # Without diffs: only the summary and the counts.
+    short = render.markdown(preview, diffs=False)
+    assert "```diff" not in short and "× DeviceTaintRule" in short
