@@ -375,8 +375,9 @@ def _pending_reason(
     need = charge_each(pool, requested_each)
     # Fractional replicas may share devices; Whole replicas each need their own.
     devices = claim.spec.count if pool.fractional else claim.spec.count * replicas
-    eligible_sizes: list[int] = []
-    free_sizes: list[int] = []
+    # Counts per device size, not lists of devices: this runs for every pending claim.
+    eligible_counts: dict[int, int] = defaultdict(int)
+    free_counts: dict[int, int] = defaultdict(int)
     largest = 0
     for group in ledger.groups:
         if not eligible(claim, group.device):
@@ -384,17 +385,17 @@ def _pending_reason(
         largest = max(largest, group.milli_cu)
         if group.milli_cu < need:
             continue
-        eligible_sizes += [group.milli_cu] * group.size
-        for left, _ in group.slots:
-            if (pool.fractional and left >= need) or (
-                not pool.fractional and left == group.milli_cu
-            ):
-                free_sizes.append(group.milli_cu)
+        eligible_counts[group.milli_cu] += group.size
+        # Slots are sorted by what is left: the free ones are at the end.
+        floor = need if pool.fractional else group.milli_cu
+        free_counts[group.milli_cu] += len(group.slots) - bisect.bisect_left(group.slots, (floor,))
+    n_eligible = sum(eligible_counts.values())
+    n_free = sum(free_counts.values())
     headroom = pool.total_milli - pool.admittable_milli
     free = ledger.free_aggregate
     unit = "share" if pool.fractional else "device"
-    if len(eligible_sizes) < devices:
-        if not eligible_sizes:
+    if n_eligible < devices:
+        if not n_eligible:
             return Reason.NO_ELIGIBLE_DEVICE, (
                 f"needs {units.display_cu(need)} CU per {unit}; the largest eligible device "
                 f"in pool {pool.name} has {units.display_cu(largest)} CU"
@@ -403,19 +404,27 @@ def _pending_reason(
             )
         return Reason.NO_ELIGIBLE_DEVICE, (
             f"needs {devices} devices of ≥ {units.display_cu(need)} CU; pool {pool.name} "
-            f"has {len(eligible_sizes)} eligible"
+            f"has {n_eligible} eligible"
         )
-    cheapest = sorted(eligible_sizes)[:devices]
-    needed = need * claim.spec.count * replicas if pool.fractional else sum(cheapest)
+    needed = need * claim.spec.count * replicas if pool.fractional else 0
+    if not pool.fractional:
+        # The cheapest devices that could hold it: the smallest eligible sizes first.
+        left = devices
+        for size in sorted(eligible_counts):
+            take = min(left, eligible_counts[size])
+            needed += take * size
+            left -= take
+            if not left:
+                break
     if needed > free:
         return Reason.POOL_FULL, (
             f"needs {units.display_cu(needed)} CU; {units.display_cu(max(free, 0))} CU free "
             f"in pool {pool.name} after {units.display_cu(headroom)} CU headroom"
         )
-    if len(free_sizes) < devices:
+    if n_free < devices:
         return Reason.NO_FREE_DEVICES, (
             f"needs {devices} free {unit}s of ≥ {units.display_cu(need)} CU; "
-            f"{len(free_sizes)} of {len(eligible_sizes)} eligible are free "
+            f"{n_free} of {n_eligible} eligible are free "
             f"({units.display_cu(max(free, 0))} CU free in pool {pool.name})"
         )
     return Reason.FRAGMENTED, (
