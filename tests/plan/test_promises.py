@@ -81,14 +81,47 @@ def fleets(draw: hs.DrawFn) -> tuple[st.DesiredState, list[frozenset[str]]]:
     return desired, steps
 
 
-def _observed(nodes: frozenset[str], owned: Any) -> obs.ObservedState:
-    raw = ex.raw()
+def _observed(
+    nodes: frozenset[str], owned: Any, claims: tuple[dict[str, Any], ...] = ()
+) -> obs.ObservedState:
+    raw = ex.raw(claims=claims)
     kept = tuple(s for s in raw.slices if s["spec"]["nodeName"] in nodes)
     present = tuple(n for n in raw.nodes if n["metadata"]["name"] in nodes)
-    built = obs.build(obs.RawObjects(nodes=present, slices=kept), ex.adapters(), ex.DRIVER)
-    return obs.ObservedState(
-        nodes=built.nodes, devices=built.devices, claims=(), owned=owned, findings=built.findings
+    built = obs.build(
+        obs.RawObjects(nodes=present, slices=kept, claims=raw.claims), ex.adapters(), ex.DRIVER
     )
+    return obs.ObservedState(
+        nodes=built.nodes,
+        devices=built.devices,
+        claims=built.claims,
+        owned=owned,
+        findings=built.findings,
+    )
+
+
+def _in_use(decision: admission.Decision) -> dict[str, Any]:
+    """The claim as the cluster shows it once a Pod runs on what admission chose."""
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": decision.claim, "namespace": decision.namespace},
+        "status": {
+            "allocation": {
+                "devices": {
+                    "results": [
+                        {
+                            "request": f"gpu-{i}/vendor",
+                            "driver": d.driver,
+                            "pool": d.pool,
+                            "device": d.device,
+                        }
+                        for i, d in enumerate(decision.devices)
+                    ]
+                }
+            },
+            "reservedFor": [{"resource": "pods", "name": f"{decision.claim}-pod", "uid": "u"}],
+        },
+    }
 
 
 def _check_accounting(result: planning.Plan) -> None:
@@ -129,11 +162,12 @@ def _pinned_live(result: planning.Plan, desired: st.DesiredState) -> set[str]:
 
 
 def _without(desired: st.DesiredState, drop: set[str]) -> st.DesiredState:
-    return ex.desired(
+    reduced: st.DesiredState = ex.desired(
         pools=desired.pools,
         tenants=desired.tenants,
         claims=tuple(c for c in desired.claims if c.metadata.name not in drop),
     )
+    return reduced
 
 
 def _check_priority(
@@ -173,21 +207,30 @@ def _shuffled(desired: st.DesiredState, seed: int) -> st.DesiredState:
     claims, tenants = list(desired.claims), list(desired.tenants)
     rng.shuffle(claims)
     rng.shuffle(tenants)
-    return ex.desired(pools=desired.pools, tenants=tuple(tenants), claims=tuple(claims))
+    shuffled: st.DesiredState = ex.desired(
+        pools=desired.pools, tenants=tuple(tenants), claims=tuple(claims)
+    )
+    return shuffled
 
 
 @settings(max_examples=40, deadline=None)
-@given(fleets())
+@given(fleets(), hs.data())
 def test_promises_hold_through_node_losses_and_returns(
-    scenario: tuple[st.DesiredState, list[frozenset[str]]],
+    scenario: tuple[st.DesiredState, list[frozenset[str]]], data: hs.DataObject
 ) -> None:
     desired, steps = scenario
     live: tuple[Any, ...] = ()
     previous: planning.Plan | None = None
+    used: tuple[dict[str, Any], ...] = ()
+    in_use: set[str] = set()
+    allocations: dict[str, dict[str, Any]] = {}
     for nodes in (frozenset(_NODES), *steps):
-        observed = _observed(nodes, live)
+        observed = _observed(nodes, live, used)
         result = planning.plan(desired, observed)
         decisions = {d.claim: d for d in result.report.decisions}
+        for name in in_use:
+            # In use and allowInUse is false (the default): never preempted.
+            assert decisions[name].status is admission.Status.ADMITTED, (name, decisions[name])
         if previous is not None:
             for name in _pinned_live(previous, desired):
                 assert decisions[name].status is admission.Status.ADMITTED, (
@@ -201,6 +244,26 @@ def test_promises_hold_through_node_losses_and_returns(
         assert again.objects == result.objects and again.report == result.report
         live = result.objects
         previous = result
+        # Pods start on some admitted ResourceClaims (Whole pools: vendor devices); their
+        # allocation stays in the claim's status, even when its node is later lost.
+        forms = {c.metadata.name: c.spec.form for c in desired.claims}
+        fractional = any(
+            p.spec.sharing.mode == "Fractional" for p in desired.pools if p.metadata.name == "train"
+        )
+        candidates = sorted(
+            d.claim
+            for d in result.report.decisions
+            if d.status is admission.Status.ADMITTED
+            and d.devices
+            and d.pool == "train"
+            and forms[d.claim] == "ResourceClaim"
+            and d.claim not in in_use
+        )
+        if candidates and not fractional:
+            for name in data.draw(hs.lists(hs.sampled_from(candidates), unique=True)):
+                in_use.add(name)
+                allocations[name] = _in_use(decisions[name])
+            used = tuple(allocations[n] for n in sorted(allocations))
 
 
 def test_a_non_preemptible_template_survives_a_node_loss_and_is_reported_short() -> None:
