@@ -110,15 +110,26 @@ class Report:
 
 
 def _milli(text: Any) -> int:
-    value = str(text)
-    if value.isdigit():
-        return int(value) * units.MILLI
-    if value.endswith("m") and value[:-1].isdigit():
-        return int(value[:-1])
+    """A quantity the apiserver validated (capacities, requests) in milli-CU, rounded down.
+
+    Never a silent 0: the full quantity grammar is accepted (``1e3``, ``5n``), and anything
+    else raises, naming the value."""
     try:
-        return int(quantity.parse_quantity(str(text)) * units.MILLI)
+        return int(
+            quantity.parse_quantity(text if isinstance(text, int) else str(text)) * units.MILLI
+        )
+    except ValueError as exc:
+        raise ValueError(f"unreadable CU quantity {text!r}: {exc}") from exc
+
+
+def _recorded_milli(text: Any) -> int | None:
+    """A figure from one of our annotations, which anyone with write access may edit:
+    None when unreadable, so the caller falls back to what the object itself says."""
+    try:
+        value = _milli(text)
     except ValueError:
-        return 0
+        return None
+    return value if value >= 0 else None
 
 
 def published_cu(objects: Iterable[Mapping[str, Any]], driver: str) -> dict[str, int]:
@@ -165,9 +176,11 @@ def claimed_cu(
         tenant, pool = labels.get(ownership.TENANT_LABEL), labels.get(ownership.POOL_LABEL)
         if not tenant or not pool:
             continue
-        charged = (metadata.get("annotations") or {}).get(claims.CHARGED_ANNOTATION)
+        charged = _recorded_milli(
+            (metadata.get("annotations") or {}).get(claims.CHARGED_ANNOTATION)
+        )
         if charged is not None:
-            out[(str(tenant), str(pool))] += _milli(charged)
+            out[(str(tenant), str(pool))] += charged
             continue
         spec = obj.get("spec") or {}
         replicas = 1
@@ -216,7 +229,11 @@ def _quota_figures(text: str) -> QuotaFigures | None:
     if "guaranteed" not in parts:
         return None
     limit = parts.get("limit")
-    return QuotaFigures(_milli(parts["guaranteed"]), None if limit is None else _milli(limit))
+    guaranteed = _recorded_milli(parts["guaranteed"])
+    limit_milli = None if limit is None else _recorded_milli(limit)
+    if guaranteed is None or (limit is not None and limit_milli is None):
+        return None  # edited by hand into something unreadable: shown as not recorded
+    return QuotaFigures(guaranteed, limit_milli)
 
 
 def recorded_quotas(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], QuotaFigures]:
