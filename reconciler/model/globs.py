@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 
 
 @functools.lru_cache(maxsize=256)
-def compile_globs(patterns: tuple[str, ...]) -> pathspec.PathSpec:  # type: ignore[type-arg]
+def compile_globs(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
     """One compiled spec for a list of patterns (later ``!`` patterns re-include)."""
     import pathspec  # imported where used: start-up time matters for the CLI
 
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 def matches_any(path: str, patterns: Iterable[str]) -> bool:
