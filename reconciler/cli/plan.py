@@ -1,10 +1,12 @@
 """``cuctl plan`` and ``cuctl render``: the diff preview and the rendered target.
 
-``cuctl plan [PATH] [--rev REV] [--base REV] (--observed FILE | --kubeconfig FILE
-[--context NAME]) [-o text|markdown|json]`` prints what would change; exit 0 in sync, 1 with
-changes, 2 on error (like ``kubectl diff``). With ``--base`` it compares what two revisions
-would produce against the same observed devices, offline (a pull request's effect); the
-observed devices then default to the repository's committed snapshot.
+``cuctl plan [PATH] [--rev REV] [--base REV] [--observed FILE | --kubeconfig FILE
+[--context NAME]] [-o text|markdown|json] [--diffs/--no-diffs]`` prints what would change;
+exit 0 in sync, 1 with changes (objects, desired-state fields, or promises the devices
+cannot keep), 2 on error (like ``kubectl diff``). With ``--base`` it compares what two
+revisions would produce against the same observed devices, offline (a pull request's
+effect). The observed devices default to the repository's committed snapshot
+(``layout.snapshot``), as for ``render``.
 
 ``cuctl render`` prints the target objects as a YAML stream on stdout (an Argo CD config
 management plugin's ``generate``); logs go to stderr. A plan refused by the safety rule
@@ -31,6 +33,7 @@ from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import cluster, snapshot, sources
 from reconciler.plan import gitops
+from reconciler.plan import meaning
 
 
 class Output(StrEnum):
@@ -106,7 +109,10 @@ def _source(
         return cluster.Cluster(cluster.connect(None, context))
     except errors.ObserveError as exc:
         raise _fail(
-            command, f"needs the observed devices: --observed FILE or --kubeconfig FILE ({exc})"
+            command,
+            "needs the observed devices: --observed FILE, --kubeconfig FILE, "
+            "ClusterSettings spec.layout.snapshot naming a committed snapshot, or a cluster "
+            f"found through KUBECONFIG / ~/.kube/config ({exc})",
         ) from exc
 
 
@@ -155,23 +161,33 @@ def plan_command(
     cluster: str | None = typer.Option(
         None, "--cluster", help="Fleet repository: plan this cluster (default with --base: all)."
     ),
+    diffs: bool = typer.Option(
+        True,
+        "--diffs/--no-diffs",
+        help="Per-object diffs after the summary (--no-diffs: the summary and a list).",
+    ),
 ) -> None:
-    """Preview what the reconciler would change: exit 0 in sync, 1 changes, 2 error."""
+    """Preview what the reconciler would change: exit 0 in sync, 1 changes (objects, the
+    desired state, or promises the devices cannot keep), 2 error."""
     if base is not None and cluster is None and observed is None and kubeconfig is None:
         clusters = _fleet_clusters(path, rev, base)
         if clusters:
-            _plan_fleet(path, rev, base, clusters, output, color)
+            _plan_fleet(path, rev, base, clusters, output, color, diffs)
             return
     loaded = _load("plan", path, rev, "--rev" if rev else "PATH", cluster)
-    src = _source(
-        "plan", loaded, observed, kubeconfig, context, allow_repository_snapshot=base is not None
-    )
+    src = _source("plan", loaded, observed, kubeconfig, context, allow_repository_snapshot=True)
     if base is not None:
         base_loaded = _load("plan", path, base, "--base", cluster)
         base_plan, _ = _plan("plan", base_loaded.state, src)
         result, _ = _plan("plan", loaded.state, src, base_plan.objects)
         changes = changeset.compute(result.objects, base_plan.objects)
-        preview = render.Preview(changes, result.report, result.refusal, base_plan.revision)
+        preview = render.Preview(
+            changes,
+            result.report,
+            result.refusal,
+            base_plan.revision,
+            meaning.compare(base_loaded.state, loaded.state),
+        )
     else:
         result, _ = _plan("plan", loaded.state, src)
         changes = changeset.compute(result.objects, result.live)
@@ -179,14 +195,16 @@ def plan_command(
     if output is Output.JSON:
         sys.stdout.write(render.json_text(preview))
     elif output is Output.MARKDOWN:
-        sys.stdout.write(render.markdown(preview))
+        sys.stdout.write(render.markdown(preview, diffs=diffs))
     else:
-        sys.stdout.write(render.text(preview, color=_color(color)))
+        sys.stdout.write(render.text(preview, color=_color(color), diffs=diffs))
     if result.refusal:
         typer.echo(f"cuctl plan: {result.refusal}", err=True)
+    for shortfall in result.report.shortfalls:
+        typer.echo(f"cuctl plan: promise not deliverable: {shortfall.render()}", err=True)
     for warning in result.warnings:
-        typer.echo(f"cuctl plan: warning: {warning}", err=True)
-    raise typer.Exit(_app.EXIT_OK if changes.in_sync else _app.EXIT_FINDINGS)
+        typer.echo(f"cuctl plan: warning: {render.escape(warning)}", err=True)
+    raise typer.Exit(preview.exit_code)
 
 
 @_app.app.command("render")
@@ -258,6 +276,7 @@ def _plan_fleet(
     clusters: tuple[str, ...],
     output: Output,
     color: bool | None,
+    diffs: bool,
 ) -> None:
     """``plan --base`` over a fleet repository: one preview per affected cluster."""
     previews: dict[str, render.Preview] = {}
@@ -273,8 +292,15 @@ def _plan_fleet(
         base_plan, _ = _plan("plan", base_loaded.state, src)
         result, _ = _plan("plan", loaded.state, src, base_plan.objects)
         changes = changeset.compute(result.objects, base_plan.objects)
-        previews[name] = render.Preview(changes, result.report, result.refusal, base_plan.revision)
-        changed = changed or not changes.in_sync
+        preview = render.Preview(
+            changes,
+            result.report,
+            result.refusal,
+            base_plan.revision,
+            meaning.compare(base_loaded.state, loaded.state),
+        )
+        previews[name] = preview
+        changed = changed or preview.exit_code != _app.EXIT_OK
         if result.refusal:
             typer.echo(f"cuctl plan: cluster {name}: {result.refusal}", err=True)
     if output is Output.JSON:
@@ -288,10 +314,13 @@ def _plan_fleet(
     else:
         for name, preview in previews.items():
             if output is Output.MARKDOWN:
-                sys.stdout.write(f"## Cluster `{name}`\n\n" + render.markdown(preview) + "\n")
+                sys.stdout.write(
+                    f"## Cluster `{name}`\n\n" + render.markdown(preview, diffs=diffs) + "\n"
+                )
             else:
                 sys.stdout.write(
-                    f"=== cluster {name} ===\n" + render.text(preview, color=_color(color))
+                    f"=== cluster {name} ===\n"
+                    + render.text(preview, color=_color(color), diffs=diffs)
                 )
         if unchanged:
             note = ", ".join(unchanged)

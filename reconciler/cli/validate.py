@@ -44,6 +44,12 @@ def validate_command(
     cluster: str | None = typer.Option(
         None, "--cluster", help="Fleet repository: validate only this cluster (default: all)."
     ),
+    max_warnings: int = typer.Option(
+        100,
+        "--max-warnings",
+        min=0,
+        help="Text output: print at most this many warnings, then their count (0: all).",
+    ),
 ) -> None:
     """Validate desired state: YAML safety, schemas, references, capacity."""
     try:
@@ -64,9 +70,22 @@ def validate_command(
     if output is Output.JSON:
         typer.echo(json.dumps([d.to_json() for d in findings], indent=2))
     else:
+        shown = 0
         for d in findings:
-            prefix = "" if d.severity is diag.Severity.ERROR else "warning: "
-            typer.echo(f"{d.file}:{d.line}:{d.column}: {d.code}: {prefix}{d.message}")
+            warning = d.severity is not diag.Severity.ERROR
+            if warning:
+                shown += 1
+                if max_warnings and shown > max_warnings:
+                    continue
+            # Escaped: a file name with a newline must not forge a diagnostic line.
+            file, message = diag.printable(d.file), diag.printable(d.message)
+            prefix = "warning: " if warning else ""
+            typer.echo(f"{file}:{d.line}:{d.column}: {d.code}: {prefix}{message}")
+        if max_warnings and shown > max_warnings:
+            typer.echo(
+                f"… {shown - max_warnings} more warnings not shown (--max-warnings 0 or -o json "
+                "for all)"
+            )
     failed = bool(result.errors) or (strict and bool(result.warnings))
     short = result.revision[:12] if rev is not None else result.revision
     summary = (
@@ -108,8 +127,9 @@ def _validate_fleet(
     else:
         for d, clusters in found.items():
             prefix = "" if d.severity is diag.Severity.ERROR else "warning: "
+            file, message = diag.printable(d.file), diag.printable(d.message)
             typer.echo(
-                f"{d.file}:{d.line}:{d.column}: {d.code}: {prefix}{d.message} "
+                f"{file}:{d.line}:{d.column}: {d.code}: {prefix}{message} "
                 f"[cluster {', '.join(clusters)}]"
             )
     raise typer.Exit(_app.EXIT_FINDINGS if failed_clusters else _app.EXIT_OK)

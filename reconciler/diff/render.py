@@ -15,10 +15,13 @@ from typing import Any
 
 from reconciler.diff import changeset as cs
 from reconciler.diff import yamltext
-from reconciler.plan import admission
+from reconciler.model import observed as obs
+from reconciler.plan import admission, meaning
 from reconciler.plan import report as rpt
 
-MARKDOWN_LIMIT = 65_000
+MARKDOWN_LIMIT = 60_000
+"""GitHub caps a comment at 65,536 characters; a preview stays well below."""
+FULL_PLAN_HINT = "the full plan: `cuctl plan -o text` (or `-o json`)"
 _RESET = "\033[0m"
 _COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m", "=": "\033[1m", "!": "\033[1;33m"}
 
@@ -32,6 +35,41 @@ class Preview:
     refusal: str | None = None
     base: str | None = None
     """The base revision for ``plan --base`` (None: compared with the live cluster)."""
+    meaning: tuple[meaning.FieldChange, ...] = ()
+    """Desired-state fields that changed (``plan --base``), whether or not objects did."""
+
+    @property
+    def exit_code(self) -> int:
+        """0 in sync; 1 when objects change, the desired state changed, or a promise
+        (guarantee, pinned claim) cannot be kept with the devices there are."""
+        if self.changes.in_sync and not self.meaning and not self.report.shortfalls:
+            return 0
+        return 1
+
+
+_UNMANAGED = (obs.FindingCode.NO_ADAPTER, obs.FindingCode.UNKNOWN_MODEL)
+
+
+def unmanaged(report: rpt.Report) -> list[obs.Finding]:
+    """Devices no adapter or value map covers: shown first, they are CU nobody can use."""
+    return [f for f in report.findings if f.code in _UNMANAGED]
+
+
+def escape(text: str) -> str:
+    """One line of output from untrusted text: control characters (newlines, ANSI escapes)
+    shown as escapes, so a file or object name cannot forge lines or annotations."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def accounting(p: rpt.PoolReport) -> str:
+    """``capacity = Σ tenants + unaccounted + free + headroom``, with the figures."""
+    return (
+        f"{rpt.milli_text(p.total_milli)} = tenants {rpt.milli_text(p.admitted_milli)} + "
+        f"unaccounted {rpt.milli_text(p.unaccounted_milli)} + free "
+        f"{rpt.milli_text(p.free_milli)} + headroom {rpt.milli_text(p.headroom_milli)}"
+    )
 
 
 def _short(revision: str) -> str:
@@ -131,30 +169,35 @@ def _replicas_cell(d: admission.Decision) -> str:
     return f"{d.replicas} ({d.running} running)" if d.running else str(d.replicas)
 
 
-def text(preview: Preview, *, color: bool = False) -> str:
-    out = [_paint(f"=== cu-reconciler plan {_title(preview)}", color)]
-    if preview.refusal:
-        out.append(_paint(f"!!! {preview.refusal}", color))
-    for warning in preview.report.warnings:
-        out.append(_paint(f"!!! {warning}", color))
-    for entry in preview.changes.changes:
-        out.append("")
-        out.append(_paint(f"=== {entry.action} {entry.subject}", color))
-        out.extend(_paint(line, color) for line in unified(entry))
-    out.append("")
-    out.append("Capacity (CU):")
-    for pool in preview.report.pools:
+def summary_lines(preview: Preview) -> list[str]:
+    """The plain-text summary: promises, unmanaged devices, meaning changes, capacity,
+    tenants, claims; everything a reader needs before any object diff."""
+    report = preview.report
+    out: list[str] = []
+    if report.shortfalls:
+        out.append("Promises the devices cannot keep now:")
+        out += [f"  ! {s.render()}" for s in report.shortfalls]
+    lost = unmanaged(report)
+    if lost:
+        out.append("Devices not managed (no adapter or unknown model):")
+        out += [f"  ! {escape(f.render())}" for f in lost]
+    if preview.meaning:
+        out.append("Desired-state changes:")
+        out += [f"  ~ {escape(c.render())}" for c in preview.meaning]
+    out.append("Capacity (CU): capacity = tenants + unaccounted + free + headroom")
+    for pool in report.pools:
+        published = rpt.milli_text(pool.after_milli)
+        if pool.before_milli != pool.after_milli:
+            published = f"{rpt.milli_text(pool.before_milli)} → {published}"
+        mark = "~" if pool.before_milli != pool.after_milli else " "
         out.append(
-            f"  {pool.name} ({pool.sharing}): {rpt.milli_text(pool.before_milli)} → "
-            f"{rpt.milli_text(pool.after_milli)}; "
-            f"admittable {rpt.milli_text(pool.admittable_milli)}, "
-            f"admitted {rpt.milli_text(pool.admitted_milli)}"
+            f"{mark} {pool.name} ({pool.sharing}): published {published}; {accounting(pool)}"
         )
         for line in pool.lines:
             out.append(f"    {line.render(pool.cu_per_device)}")
-    if preview.report.tenants:
-        out.append("Tenants (CU; ~ marks a change):")
-        for t in preview.report.tenants:
+    if report.tenants:
+        out.append("Tenants (CU charged; ~ marks a change):")
+        for t in report.tenants:
             guaranteed, limit, claimed = _tenant_cells(t, bold=False)
             out.append(
                 f"  {'~' if t.changed else ' '} {t.tenant} in {t.pool} (priority {t.priority}): "
@@ -162,20 +205,41 @@ def text(preview: Preview, *, color: bool = False) -> str:
             )
     shown = [
         d
-        for d in preview.report.decisions
-        if d.status is not admission.Status.ADMITTED or status_changed(d)
+        for d in report.decisions
+        if d.status is not admission.Status.ADMITTED or status_changed(d) or d.message
     ]
     if shown:
-        out.append("Claims changed or not admitted:")
+        out.append("Claims changed, not admitted, or with a note:")
         for d in shown:
             replicas = f", {_replicas_cell(d)} replicas" if d.replicas > 1 else ""
+            note = f" ({d.message})" if d.message else ""
             out.append(
                 f"  {_status_cell(d, bold=False)} {d.namespace}/{d.claim} "
-                f"({d.tenant}, {d.pool}{replicas}): {d.reason}"
+                f"({d.tenant}, {d.pool}{replicas}): {d.reason}{note}"
             )
-    for finding in preview.report.findings:
-        out.append(f"  note: {finding.render()}")
+    for finding in report.findings:
+        if finding.code not in _UNMANAGED:
+            out.append(f"  note: {escape(finding.render())}")
+    return out
+
+
+def text(preview: Preview, *, color: bool = False, diffs: bool = True) -> str:
+    """Summary first, then (``diffs``) the per-object unified diffs, then the counts."""
+    out = [_paint(f"=== cu-reconciler plan {_title(preview)}", color)]
+    if preview.refusal:
+        out.append(_paint(f"!!! {preview.refusal}", color))
+    for warning in preview.report.warnings:
+        out.append(_paint(f"!!! {escape(warning)}", color))
+    out += summary_lines(preview)
     out.append(f"Plan: {_counts(preview.changes)}.")
+    if diffs:
+        for entry in preview.changes.changes:
+            out.append("")
+            out.append(_paint(f"=== {entry.action} {escape(entry.subject)}", color))
+            out.extend(_paint(escape(line), color) for line in unified(entry))
+    elif preview.changes.changes:
+        out.append("Object diffs left out (--diffs to show them):")
+        out += [f"  {e.action} {escape(e.subject)}" for e in preview.changes.changes]
     return "\n".join(out) + "\n"
 
 
@@ -207,26 +271,79 @@ def _budgeted(lines: list[str], budget: int, more: str) -> list[str]:
     return out
 
 
-def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT) -> str:
+def _md(text: str) -> str:
+    """Untrusted text in a markdown table cell or line: escaped, pipes and tags neutral."""
+    return escape(text).replace("|", "\\|").replace("<", "&lt;")
+
+
+def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = True) -> str:
+    """The pull-request comment: summary tables first, per-object diffs while they fit in
+    ``limit`` characters, then counts per kind, and a pointer to the full plan."""
     report = preview.report
     changes = preview.changes.changes
     head = [f"### cu-reconciler plan `{_title(preview)}`", ""]
     if preview.refusal:
-        head += [f"> [!CAUTION]\n> **{preview.refusal}**", ""]
-    for warning in report.warnings:
-        head += [f"> [!WARNING]\n> {warning}", ""]
+        head += [f"> [!CAUTION]\n> **{_md(preview.refusal)}**", ""]
+    if report.shortfalls:
+        head += ["> [!CAUTION]", "> **Promises the devices cannot keep now:**"]
+        head += [f"> - {_md(x.render())}" for x in report.shortfalls[:50]]
+        if len(report.shortfalls) > 50:
+            head.append(f"> - … {len(report.shortfalls) - 50} more")
+        head.append("")
+    lost = unmanaged(report)
+    if lost:
+        head += ["> [!WARNING]", "> **Devices not managed** (no adapter or unknown model):"]
+        head += [f"> - `{f.code}` {_md(f.subject)}: {_md(f.message)}" for f in lost[:20]]
+        if len(lost) > 20:
+            head.append(f"> - … {len(lost) - 20} more")
+        head.append("")
+    for warning in report.warnings[:20]:
+        head += [f"> [!WARNING]\n> {_md(warning)}", ""]
+    if len(report.warnings) > 20:
+        head += [f"… {len(report.warnings) - 20} more warnings (see `-o json`).", ""]
     head += [f"**{len(changes)} changes**: {_counts(preview.changes)}.", ""]
+    if preview.meaning:
+        head += [f"#### Desired-state changes ({len(preview.meaning)})", ""]
+        rows = _table(
+            ("Document", "Field", "Before", "After"),
+            (
+                (
+                    _md(f"{c.kind}/{c.name}"),
+                    f"`{_md(c.path)}`" if c.path else "",
+                    _md(c.before or "—"),
+                    _md(c.after or "—"),
+                )
+                for c in preview.meaning
+            ),
+        )
+        head += _budgeted(rows, limit // 8, "| … {n} more (see `-o json`) | | | |")
+        head.append("")
     head += ["#### CU capacity per pool", ""]
+    head.append("Capacity = tenants + unaccounted + free + headroom (docs/plan.md).")
+    head.append("")
     head += _table(
-        ("Pool", "Sharing", "Devices", "Published CU", "Admittable", "Admitted"),
+        (
+            "Pool",
+            "Sharing",
+            "Devices",
+            "Published CU",
+            "Capacity",
+            "Tenants",
+            "Unaccounted",
+            "Free",
+            "Headroom",
+        ),
         (
             (
                 p.name,
                 p.sharing,
                 str(p.devices),
                 _arrow(p.before_milli, p.after_milli),
-                rpt.milli_text(p.admittable_milli),
+                rpt.milli_text(p.total_milli),
                 rpt.milli_text(p.admitted_milli),
+                rpt.milli_text(p.unaccounted_milli),
+                rpt.milli_text(p.free_milli),
+                rpt.milli_text(p.headroom_milli),
             )
             for p in report.pools
         ),
@@ -250,7 +367,7 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT) -> str:
     shown = [
         d
         for d in report.decisions
-        if d.status is not admission.Status.ADMITTED or status_changed(d)
+        if d.status is not admission.Status.ADMITTED or status_changed(d) or d.message
     ]
     if len(report.decisions) <= 50:
         shown = list(report.decisions)
@@ -265,7 +382,7 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT) -> str:
                     _replicas_cell(d),
                     rpt.milli_text(d.charged_milli or d.requested_milli),
                     _status_cell(d, bold=True),
-                    d.reason,
+                    f"{d.reason}: {_md(d.message)}" if d.message else str(d.reason),
                 )
                 for d in shown
             ),
@@ -283,47 +400,55 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT) -> str:
                 f"  - headroom {p.headroom_percent:g}% → admittable "
                 f"{rpt.milli_text(p.admittable_milli)} CU"
             )
-    if report.findings:
+    others = [f for f in report.findings if f.code not in _UNMANAGED]
+    if others:
         arithmetic.append("")
         arithmetic.append("Findings:")
-        arithmetic += [f"- `{f.code}` {f.subject}: {f.message}" for f in report.findings[:50]]
-        if len(report.findings) > 50:
-            arithmetic.append(f"- … {len(report.findings) - 50} more")
+        arithmetic += [f"- `{f.code}` {_md(f.subject)}: {_md(f.message)}" for f in others[:50]]
+        if len(others) > 50:
+            arithmetic.append(f"- … {len(others) - 50} more")
     arithmetic += ["", "</details>", ""]
     if sum(len(x) + 1 for x in head + arithmetic) < limit // 2:
         head += arithmetic
-    body = ["#### Changes", ""] if changes else []
-    footer_reserve = 200
-    used = sum(len(x) + 1 for x in head + body)
-    rest_index = len(changes)
-    for i, entry in enumerate(changes):
-        block = [
-            f"<details><summary><code>{entry.action}</code> {entry.subject}</summary>",
-            "",
-            "```diff",
-            *unified(entry),
-            "```",
-            "</details>",
-            "",
-        ]
-        size = sum(len(x) + 1 for x in block)
-        if used + size + footer_reserve > limit:
-            rest_index = i
-            break
-        body += block
-        used += size
-    if rest_index < len(changes):
-        body.append("Not shown in detail:")
-        for j, entry in enumerate(changes[rest_index:]):
-            line = f"- `{entry.action}` {entry.subject}"
-            if used + len(line) + 1 + footer_reserve > limit:
-                body.append(
-                    f"- … and {len(changes) - rest_index - j} more (see `cuctl plan -o json`)"
-                )
+    body: list[str] = []
+    footer_reserve = 400
+    used = sum(len(x) + 1 for x in head)
+    rest_index = len(changes) if diffs else 0
+    if diffs and changes:
+        body = ["#### Changes", ""]
+        used += 14
+        for i, entry in enumerate(changes):
+            block = [
+                f"<details><summary><code>{entry.action}</code> {_md(entry.subject)}</summary>",
+                "",
+                "```diff",
+                *(line.replace("```", "` ` `") for line in unified(entry)),
+                "```",
+                "</details>",
+                "",
+            ]
+            size = sum(len(x) + 1 for x in block)
+            if used + size + footer_reserve > limit:
+                rest_index = i
                 break
-            body.append(line)
-            used += len(line) + 1
-    return "\n".join(head + body).rstrip() + "\n"
+            body += block
+            used += size
+    if rest_index < len(changes):
+        counts: dict[tuple[str, str], int] = {}
+        for entry in changes[rest_index:]:
+            kind = str((entry.after or entry.before or {}).get("kind", "object"))
+            counts[(str(entry.action), kind)] = counts.get((str(entry.action), kind), 0) + 1
+        title = "Not shown in detail" if rest_index else "Changes"
+        body.append(f"{title} ({len(changes) - rest_index} objects; {FULL_PLAN_HINT}):")
+        body.append("")
+        for (action, kind), n in sorted(counts.items()):
+            body.append(f"- `{action}` {n} × {kind}")
+    out = "\n".join(head + body).rstrip() + "\n"
+    if len(out) > limit:
+        # The summary itself is over budget (tens of thousands of rows): cut and point on.
+        cut = out[: limit - 200]
+        out = cut[: cut.rfind("\n") + 1] + f"\n… cut at {limit:,} characters; {FULL_PLAN_HINT}\n"
+    return out
 
 
 # ---------------------------------------------------------------------------------- json
@@ -370,7 +495,7 @@ def json_document(preview: Preview) -> dict[str, Any]:
     return {
         "revision": report.revision,
         "base": preview.base,
-        "inSync": preview.changes.in_sync,
+        "inSync": preview.changes.in_sync and not preview.meaning,
         "refusal": preview.refusal,
         "summary": {str(a): preview.changes.count(a) for a in cs.Action},
         "changes": [e.to_json() for e in preview.changes.changes],
@@ -384,6 +509,10 @@ def json_document(preview: Preview) -> dict[str, Any]:
                 "totalCU": rpt.milli_text(p.total_milli),
                 "admittableCU": rpt.milli_text(p.admittable_milli),
                 "admittedCU": rpt.milli_text(p.admitted_milli),
+                "tenantsCU": rpt.milli_text(p.admitted_milli),
+                "unaccountedCU": rpt.milli_text(p.unaccounted_milli),
+                "freeCU": rpt.milli_text(p.free_milli),
+                "headroomCU": rpt.milli_text(p.headroom_milli),
                 "headroomPercent": p.headroom_percent,
                 "arithmetic": [
                     {
@@ -416,6 +545,21 @@ def json_document(preview: Preview) -> dict[str, Any]:
             for f in report.findings
         ],
         "warnings": list(report.warnings),
+        "shortfalls": [
+            {
+                "tenant": x.tenant,
+                "pool": x.pool,
+                "subject": x.subject,
+                "promisedCU": rpt.milli_text(x.promised_milli),
+                "deliverableCU": rpt.milli_text(x.deliverable_milli),
+            }
+            for x in report.shortfalls
+        ],
+        "desiredChanges": [
+            {"kind": c.kind, "name": c.name, "path": c.path, "before": c.before, "after": c.after}
+            for c in preview.meaning
+        ],
+        "exitCode": preview.exit_code,
     }
 
 

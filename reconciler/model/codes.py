@@ -69,6 +69,7 @@ class Code(StrEnum):
     REFERENCE_MISMATCH = "CU321"
     MISSING_FACTOR = "CU322"
     UNKNOWN_WORKLOAD_CLASS = "CU323"
+    CLAIM_NEVER_FITS = "CU324"
     # -- CU4xx: observed snapshot --------------------------------------------------------
     SNAPSHOT_INVALID = "CU401"
     POOLS_OVERLAP = "CU402"
@@ -76,6 +77,7 @@ class Code(StrEnum):
     POOL_EMPTY = "CU404"
     CLAIM_UNSATISFIABLE = "CU405"
     DEVICE_UNMAPPED = "CU406"
+    NO_ADAPTER = "CU407"
 
     @property
     def family(self) -> str:

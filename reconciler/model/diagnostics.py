@@ -27,7 +27,12 @@ class Diagnostic:
     severity: Severity = Severity.ERROR
 
     def render(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: {self.code}: {self.message}"
+        """One line, always: a file name or message with a newline or an escape sequence
+        cannot forge further diagnostics (or CI annotations) in text output."""
+        return (
+            f"{printable(self.file)}:{self.line}:{self.column}: {self.code}: "
+            f"{printable(self.message)}"
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -38,3 +43,10 @@ class Diagnostic:
             "severity": self.severity.value,
             "message": self.message,
         }
+
+
+def printable(text: str) -> str:
+    """Control and other non-printable characters as Python escapes (``\\n``, ``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

@@ -16,7 +16,17 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from reconciler.model.quantity import QUANTITY_PATTERN, parse_quantity
@@ -44,7 +54,7 @@ WorkloadClass = Annotated[
     str, Field(pattern=DNS_LABEL, max_length=63, examples=["prefill", "decode", "embedding"])
 ]
 # CU amounts are decimals with at most three fractional digits (Kubernetes milli-units).
-CUAmount = Annotated[float, Field(ge=0, le=1e9, multiple_of=0.001)]
+CUAmount = Annotated[float, Strict(), Field(ge=0, le=1e9, multiple_of=0.001)]
 
 
 class _Model(BaseModel):
@@ -57,6 +67,9 @@ class _Model(BaseModel):
         frozen=True,
         str_strip_whitespace=False,
         validate_default=True,
+        # No coercion: `cu: "50"`, `priority: "5"`, `mayBorrow: "yes"` and NaN are errors,
+        # not silently converted (a typo must not become a number).
+        allow_inf_nan=False,
     )
 
 
@@ -76,7 +89,7 @@ class ReferenceUnit(_Model):
     workload_class: WorkloadClass = Field(
         default="decode", description="The workload the reference throughput is measured on."
     )
-    cu_per_device: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+    cu_per_device: Annotated[int, Strict(), Field(ge=1, le=1_000_000)] = Field(
         default=100, description="CU published for one reference device (100 = percent)."
     )
 
@@ -221,9 +234,13 @@ class AdapterMapping(_Model):
 class VendorAdapterSpec(_Model):
     vendor: VendorName
     driver: DnsSubdomain = Field(max_length=63, description="The vendor's DRA driver name.")
-    device_filter: dict[QualifiedName, str] = Field(
+    device_filter: dict[QualifiedName, StrictBool | StrictInt | StrictStr] = Field(
         default_factory=dict,
-        description="Only devices whose string attributes equal these values (e.g. type: gpu).",
+        description=(
+            "Only devices whose attributes equal these values, type included, as the "
+            "DeviceClass CEL compares them: a string matches a string attribute (type: gpu), "
+            "an int an int attribute (index: 0), a bool a bool attribute."
+        ),
     )
     mapping: AdapterMapping
 
@@ -296,10 +313,10 @@ class Sharing(_Model):
 class CUPoolSpec(_Model):
     selector: DeviceSelector
     sharing: Sharing = Field(default_factory=Sharing)
-    headroom_percent: Annotated[float, Field(ge=0, le=90)] = Field(
+    headroom_percent: Annotated[float, Strict(), Field(ge=0, le=90)] = Field(
         default=0, description="Share of the pool's CU kept free: never admitted to claims."
     )
-    workload_mix: dict[WorkloadClass, Annotated[float, Field(gt=0, le=1)]] = Field(
+    workload_mix: dict[WorkloadClass, Annotated[float, Strict(), Field(gt=0, le=1)]] = Field(
         default_factory=dict,
         description="Workload-class weights for a device's single CU value (geometric mean).",
     )
@@ -340,12 +357,14 @@ class Quota(_Model):
 
 class TenantSpec(_Model):
     namespaces: list[DnsLabel] = Field(min_length=1)
-    priority: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+    priority: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] = Field(
         description="Higher wins when capacity is short."
     )
     quotas: list[Quota] = Field(default_factory=list)
-    may_borrow: bool = Field(default=False, description="May use idle CU beyond the guarantee.")
-    preemptible: bool = Field(
+    may_borrow: StrictBool = Field(
+        default=False, description="May use idle CU beyond the guarantee."
+    )
+    preemptible: StrictBool = Field(
         default=True, description="May this tenant's claims be preempted when supply shrinks."
     )
 
@@ -384,13 +403,15 @@ class CUClaimSpec(_Model):
     namespace: DnsLabel | None = Field(
         default=None, description="Target namespace; defaults to the tenant's first namespace."
     )
-    cu: Annotated[float, Field(gt=0, le=1e9, multiple_of=0.001)] = Field(
+    cu: Annotated[float, Strict(), Field(gt=0, le=1e9, multiple_of=0.001)] = Field(
         description="CU per device."
     )
-    count: Annotated[int, Field(ge=1, le=32)] = Field(default=1, description="Devices requested.")
+    count: Annotated[int, Strict(), Field(ge=1, le=32)] = Field(
+        default=1, description="Devices requested."
+    )
     workload_class: WorkloadClass | None = None
     form: ClaimForm = ClaimForm.CLAIM
-    replicas: Annotated[int, Field(ge=1, le=10_000)] = Field(
+    replicas: Annotated[int, Strict(), Field(ge=1, le=10_000)] = Field(
         default=1,
         description=(
             "Pods expected to use the template; each gets its own claim. "
@@ -424,8 +445,10 @@ class CUClaim(_Model):
 
 
 class PreemptionPolicy(_Model):
-    enabled: bool = Field(default=True, description="Reclaim borrowed/lower-priority CU at all.")
-    allow_in_use: bool = Field(
+    enabled: StrictBool = Field(
+        default=True, description="Reclaim borrowed/lower-priority CU at all."
+    )
+    allow_in_use: StrictBool = Field(
         default=False,
         description="Allow replacing or deleting a claim that a Pod uses (reservedFor non-empty).",
     )
@@ -440,22 +463,22 @@ class FairnessPolicy(_Model):
 class FactorPolicy(_Model):
     """When a learned factor may replace the published one (hysteresis against noise)."""
 
-    min_samples: Annotated[int, Field(ge=1)] = 300
-    min_nodes: Annotated[int, Field(ge=1)] = 4
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
-    max_relative_change: Annotated[float, Field(gt=0, le=1)] = 0.10
-    max_interval_width: Annotated[float, Field(gt=0, le=10)] = 0.15
-    workload_mix: dict[WorkloadClass, Annotated[float, Field(gt=0, le=1)]] = Field(
+    min_samples: Annotated[int, Strict(), Field(ge=1)] = 300
+    min_nodes: Annotated[int, Strict(), Field(ge=1)] = 4
+    confidence: Annotated[float, Strict(), Field(gt=0.5, lt=1)] = 0.95
+    max_relative_change: Annotated[float, Strict(), Field(gt=0, le=1)] = 0.10
+    max_interval_width: Annotated[float, Strict(), Field(gt=0, le=10)] = 0.15
+    workload_mix: dict[WorkloadClass, Annotated[float, Strict(), Field(gt=0, le=1)]] = Field(
         default_factory=dict, description="Default workload mix when a pool names none."
     )
 
 
 class SafetyPolicy(_Model):
-    max_delete_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+    max_delete_fraction: Annotated[float, Strict(), Field(ge=0, le=1)] = Field(
         default=0.3,
         description="Largest share of owned objects one reconcile may delete; more stalls.",
     )
-    allow_empty: bool = Field(
+    allow_empty: StrictBool = Field(
         default=False, description="Allow a plan that deletes every owned object."
     )
 
@@ -489,9 +512,9 @@ class Factor(_Model):
     workload_class: WorkloadClass | None = Field(
         default=None, description="Omitted = applies to every workload class."
     )
-    value: Annotated[float, Field(gt=0, le=1000)]
+    value: Annotated[float, Strict(), Field(gt=0, le=1000)]
     source: FactorSource = FactorSource.SPEC
-    samples: Annotated[int, Field(ge=0)] = 0
+    samples: Annotated[int, Strict(), Field(ge=0)] = 0
     interval: tuple[float, float] | None = Field(
         default=None, description="Confidence interval [low, high] for the value."
     )

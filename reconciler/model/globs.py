@@ -1,58 +1,33 @@
-"""Repository path globs, as used by ``ClusterSettings.spec.layout``.
+"""Repository path globs, as used by ``ClusterSettings.spec.layout``: exactly ``.gitignore``.
 
-The syntax is the one people know from ``.gitignore`` and pre-commit: ``*`` matches within one
-path segment, ``**`` matches any number of whole segments (including none), ``?`` one
-character, ``[abc]`` a class. Paths are repository-relative POSIX paths without a leading
-``/``. Python's :mod:`fnmatch` lets ``*`` cross ``/``, which would make ``pools/*.yaml`` match
-``pools/old/x.yaml``; hence this small translator.
+People know these patterns from ``.gitignore`` and pre-commit, so they mean exactly what git
+means (matched by ``pathspec``'s gitignore implementation, not a home-made translator): a
+pattern without a ``/`` (``*.yaml``) matches a name at any depth, one with a ``/`` is
+anchored at the repository root, ``*`` stays within a segment, ``**`` spans segments, a
+trailing ``/`` matches a directory's contents, ``!`` re-includes. Any string is a valid
+pattern (``x[]]y`` included): nothing here can raise on user input.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pathspec
 
 
 @functools.lru_cache(maxsize=256)
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """Translate one glob into an anchored regular expression."""
-    out: list[str] = []
-    i, n = 0, len(pattern.lstrip("/"))
-    text = pattern.lstrip("/")
-    while i < n:
-        c = text[i]
-        if text.startswith("**/", i):
-            out.append("(?:[^/]*/)*")
-            i += 3
-        elif text.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[":
-            end = text.find("]", i + 1)
-            if end == -1:
-                out.append(re.escape(c))
-                i += 1
-            else:
-                body = text[i + 1 : end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
+def compile_globs(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
+    """One compiled spec for a list of patterns (later ``!`` patterns re-include)."""
+    import pathspec  # imported where used: start-up time matters for the CLI
+
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 def matches_any(path: str, patterns: Iterable[str]) -> bool:
-    return any(compile_glob(p).match(path) for p in patterns)
+    return compile_globs(tuple(patterns)).match_file(path)
 
 
 def selected(path: str, include: Iterable[str], exclude: Iterable[str]) -> bool:

@@ -207,6 +207,24 @@ def _lookup(table: Mapping[str, Any], name: str, driver: str) -> Any:
     return None
 
 
+def filter_matches(attr: Any, wanted: str | int | bool) -> bool:
+    """Does a DRA attribute equal a filter value, as CEL's ``==`` decides it?
+
+    CEL compares typed values: an int attribute ``0`` is not the string ``"0"`` (comparing
+    them is a type error, so the device is not selected), a version attribute is not a
+    string, ``true`` is not ``"true"``. The planner must agree with the DeviceClass it
+    writes, or it would count devices the scheduler never gives out.
+    """
+    if not isinstance(attr, Mapping):
+        return False
+    if isinstance(wanted, bool):
+        return "bool" in attr and attr["bool"] is wanted
+    if isinstance(wanted, int):
+        value = attr.get("int")
+        return "int" in attr and not isinstance(value, bool) and value == wanted
+    return "string" in attr and attr["string"] == wanted
+
+
 def _attribute_value(attr: Any) -> Any:
     if not isinstance(attr, Mapping):
         return None
@@ -280,7 +298,7 @@ def normalize_device(
     did = DeviceId(driver, pool, name)
     attributes = device.get("attributes") or {}
     for key, wanted in sorted(spec.device_filter.items()):
-        if str(_attribute_value(_lookup(attributes, key, driver))) != wanted:
+        if not filter_matches(_lookup(attributes, key, driver), wanted):
             return None
     mapping = spec.mapping
     raw_model, _ = _field(mapping.model, device, driver)

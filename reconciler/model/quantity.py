@@ -1,8 +1,20 @@
-"""Kubernetes resource quantities, parsed exactly.
+"""Kubernetes resource quantities: the complete upstream grammar, parsed exactly.
 
-Memory sizes in our documents use the Kubernetes quantity syntax (``80Gi``, ``32768Mi``,
-``64G``) so users write what they already write in Pod specs. Parsing is exact
-(``fractions.Fraction``) because CU arithmetic must be reproducible to the byte.
+Memory sizes and CU amounts use the Kubernetes quantity syntax so users write what they
+already write in Pod specs. The grammar is apimachinery's ``resource.Quantity``
+(k8s.io/apimachinery/pkg/api/resource/quantity.go)::
+
+    <quantity>        ::= <signedNumber><suffix>
+    <signedNumber>    ::= <number> | +<number> | -<number>
+    <number>          ::= <digits> | <digits>.<digits> | <digits>. | .<digits>
+    <suffix>          ::= <binarySI> | <decimalExponent> | <decimalSI>
+    <binarySI>        ::= Ki | Mi | Gi | Ti | Pi | Ei
+    <decimalSI>       ::= m | "" | k | M | G | T | P | E      (and n, u: nano, micro)
+    <decimalExponent> ::= "e" <signedNumber> | "E" <signedNumber>   (an integer exponent)
+
+Parsing is exact (``fractions.Fraction``) because CU arithmetic must be reproducible to the
+byte. Where a value must not be negative (memory, CU) the caller checks the sign: the
+grammar allows ``-1``.
 """
 
 from __future__ import annotations
@@ -12,6 +24,8 @@ from fractions import Fraction
 
 _SUFFIXES: dict[str, Fraction] = {
     "": Fraction(1),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
     "m": Fraction(1, 1000),
     "k": Fraction(10**3),
     "M": Fraction(10**6),
@@ -27,23 +41,45 @@ _SUFFIXES: dict[str, Fraction] = {
     "Ei": Fraction(2**60),
 }
 
-QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$"
-_QUANTITY_RE = re.compile(QUANTITY_PATTERN)
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+QUANTITY_PATTERN = rf"^{_NUMBER}(?:Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+"""The whole grammar as one regular expression (also used by the JSON schemas)."""
+_QUANTITY_RE = re.compile(
+    rf"^(?P<number>{_NUMBER})(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)|"
+    r"[eE](?P<exponent>[+-]?[0-9]+))?$"
+)
+_MAX_EXPONENT = 100
+"""Exponents beyond this are refused: ``1e999999999`` would be a huge exact integer."""
 
 
 def parse_quantity(text: str | int | float) -> Fraction:
-    """Parse a quantity; raises ValueError with the accepted syntax on bad input."""
+    """Parse a quantity; raises ValueError with the accepted syntax on bad input.
+
+    Only strings and integers are quantities: a float (YAML ``1.5``) is accepted as its
+    decimal text; booleans and NaN/infinity are not quantities.
+    """
     if isinstance(text, bool):
         raise ValueError(f"not a quantity: {text!r}")
     if isinstance(text, int):
         return Fraction(text)
     if isinstance(text, float):
-        return Fraction(str(text))
-    match = _QUANTITY_RE.match(text.strip())
+        if text != text or text in (float("inf"), float("-inf")):
+            raise ValueError(f"not a quantity: {text!r}")
+        return Fraction(repr(text))
+    if not isinstance(text, str):
+        raise ValueError(f"not a quantity: {text!r}")
+    match = _QUANTITY_RE.match(text)
     if not match:
-        raise ValueError(f"not a Kubernetes quantity: {text!r} (expected e.g. 80Gi, 64G, 1500m)")
-    number, _, suffix = match.groups()
-    return Fraction(number) * _SUFFIXES[suffix or ""]
+        raise ValueError(
+            f"not a Kubernetes quantity: {text!r} (expected e.g. 80Gi, 64G, 1500m, 1e3)"
+        )
+    number = Fraction(match["number"])
+    if match["exponent"] is not None:
+        exponent = int(match["exponent"])
+        if abs(exponent) > _MAX_EXPONENT:
+            raise ValueError(f"quantity exponent out of range: {text!r}")
+        return number * Fraction(10) ** exponent
+    return number * _SUFFIXES[match["suffix"] or ""]
 
 
 def format_bytes(value: Fraction | int) -> str:

@@ -76,6 +76,7 @@ class Reason(StrEnum):
     NO_ELIGIBLE_DEVICE = "NoEligibleDevice"
     FRAGMENTED = "Fragmented"
     TOO_LARGE = "TooLargeForOneClaim"
+    NO_FREE_DEVICES = "NotEnoughFreeDevices"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,8 @@ class _Ledger:
     groups: list[_Group] = field(default_factory=list)
     group_of: dict[obs.DeviceId, _Group] = field(default_factory=dict)
     total_used: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    unaccounted: int = 0
+    """CU held by allocations no CUClaim accounts for (charged before admission)."""
 
     @classmethod
     def of(
@@ -361,22 +364,73 @@ def _place_replicas(
 
 def _pending_reason(
     ledger: _Ledger, claim: docs.CUClaim, requested_each: int, replicas: int = 1
-) -> Reason:
+) -> tuple[Reason, str]:
+    """The true cause of a claim not fitting, with the numbers that show it.
+
+    Checked from the hardest cause to the softest: no device could ever hold it (eligible
+    devices in the pool, whatever is in use), too few eligible devices are free now, the
+    CU they would cost exceeds what is free after headroom, else fragmentation.
+    """
     pool = ledger.pool
     need = charge_each(pool, requested_each)
     # Fractional replicas may share devices; Whole replicas each need their own.
     devices = claim.spec.count if pool.fractional else claim.spec.count * replicas
-    sizes: list[int] = []
+    # Counts per device size, not lists of devices: this runs for every pending claim.
+    eligible_counts: dict[int, int] = defaultdict(int)
+    free_counts: dict[int, int] = defaultdict(int)
+    largest = 0
     for group in ledger.groups:
-        if group.milli_cu >= need and eligible(claim, group.device):
-            sizes += [group.milli_cu] * min(group.size, devices)
-    if len(sizes) < devices:
-        return Reason.NO_ELIGIBLE_DEVICE
-    smallest = sorted(sizes)[:devices]
-    needed = need * claim.spec.count * replicas if pool.fractional else sum(smallest)
-    if needed > ledger.free_aggregate:
-        return Reason.POOL_FULL
-    return Reason.FRAGMENTED
+        if not eligible(claim, group.device):
+            continue
+        largest = max(largest, group.milli_cu)
+        if group.milli_cu < need:
+            continue
+        eligible_counts[group.milli_cu] += group.size
+        # Slots are sorted by what is left: the free ones are at the end.
+        floor = need if pool.fractional else group.milli_cu
+        free_counts[group.milli_cu] += len(group.slots) - bisect.bisect_left(group.slots, (floor,))
+    n_eligible = sum(eligible_counts.values())
+    n_free = sum(free_counts.values())
+    headroom = pool.total_milli - pool.admittable_milli
+    free = ledger.free_aggregate
+    unit = "share" if pool.fractional else "device"
+    if n_eligible < devices:
+        if not n_eligible:
+            return Reason.NO_ELIGIBLE_DEVICE, (
+                f"needs {units.display_cu(need)} CU per {unit}; the largest eligible device "
+                f"in pool {pool.name} has {units.display_cu(largest)} CU"
+                if largest
+                else f"no device in pool {pool.name} meets the claim's constraints"
+            )
+        return Reason.NO_ELIGIBLE_DEVICE, (
+            f"needs {devices} devices of ≥ {units.display_cu(need)} CU; pool {pool.name} "
+            f"has {n_eligible} eligible"
+        )
+    needed = need * claim.spec.count * replicas if pool.fractional else 0
+    if not pool.fractional:
+        # The cheapest devices that could hold it: the smallest eligible sizes first.
+        left = devices
+        for size in sorted(eligible_counts):
+            take = min(left, eligible_counts[size])
+            needed += take * size
+            left -= take
+            if not left:
+                break
+    if needed > free:
+        return Reason.POOL_FULL, (
+            f"needs {units.display_cu(needed)} CU; {units.display_cu(max(free, 0))} CU free "
+            f"in pool {pool.name} after {units.display_cu(headroom)} CU headroom"
+        )
+    if n_free < devices:
+        return Reason.NO_FREE_DEVICES, (
+            f"needs {devices} free {unit}s of ≥ {units.display_cu(need)} CU; "
+            f"{n_free} of {n_eligible} eligible are free "
+            f"({units.display_cu(max(free, 0))} CU free in pool {pool.name})"
+        )
+    return Reason.FRAGMENTED, (
+        f"needs {devices} {unit}s of {units.display_cu(need)} CU; "
+        f"{units.display_cu(free)} CU free but not on devices that meet the constraints together"
+    )
 
 
 def _quota(tenant: docs.Tenant, pool: str) -> docs.Quota | None:
@@ -392,6 +446,54 @@ def namespace_of(claim: docs.CUClaim, tenant: docs.Tenant | None) -> str:
     return tenant.spec.namespaces[0] if tenant else ""
 
 
+@dataclass(frozen=True, slots=True)
+class PoolAccount:
+    """One pool's CU, every milli-CU accounted for once (docs/plan.md, "One accounting").
+
+    ``total = Σ tenants + unaccounted + free + headroom``; ``free`` is negative when
+    promises (pinned claims, running replicas) hold more than the pool can give.
+    """
+
+    pool: str
+    total_milli: int
+    headroom_milli: int
+    tenants: tuple[tuple[str, int], ...]
+    """CU charged per tenant: admitted claims, running replicas, sorted by tenant."""
+    unaccounted_milli: int
+    free_milli: int
+
+    @property
+    def charged_milli(self) -> int:
+        return sum(m for _, m in self.tenants)
+
+
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """A promise the devices can no longer keep: a guarantee or a pinned claim."""
+
+    tenant: str
+    pool: str
+    promised_milli: int
+    deliverable_milli: int
+    subject: str
+    """``guarantee`` or ``claim <namespace>/<name>``."""
+
+    def render(self) -> str:
+        what = "guaranteed" if self.subject == "guarantee" else f"{self.subject} needs"
+        return (
+            f"tenant {self.tenant} in pool {self.pool}: {what} "
+            f"{units.display_cu(self.promised_milli)} CU, deliverable "
+            f"{units.display_cu(self.deliverable_milli)} CU"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    decisions: tuple[Decision, ...]
+    accounts: tuple[PoolAccount, ...]
+    shortfalls: tuple[Shortfall, ...]
+
+
 def admit(
     claims: Iterable[docs.CUClaim],
     tenants: Iterable[docs.Tenant],
@@ -403,21 +505,40 @@ def admit(
     external: Sequence[obs.ObservedClaim] = (),
     running: Mapping[tuple[str, str], Sequence[LiveClaim]] | None = None,
 ) -> tuple[Decision, ...]:
+    """The decisions of :func:`run` (kept for callers that need only those)."""
+    return run(
+        claims, tenants, pools, policy, managed_namespaces, live, cu_names, external, running
+    ).decisions
+
+
+def run(
+    claims: Iterable[docs.CUClaim],
+    tenants: Iterable[docs.Tenant],
+    pools: Mapping[str, capacity.PoolCapacity],
+    policy: docs.Policy,
+    managed_namespaces: Iterable[str],
+    live: Mapping[tuple[str, str], LiveClaim],
+    cu_names: Mapping[tuple[str, str], obs.DeviceId],
+    external: Sequence[obs.ObservedClaim] = (),
+    running: Mapping[tuple[str, str], Sequence[LiveClaim]] | None = None,
+) -> Admission:
     """Decide every claim. ``live`` maps (namespace, name) of existing claims to their use;
     ``cu_names`` maps (node, CU device name) to the vendor device behind it; ``external``
     are allocated claims on our devices that no CUClaim accounts for (their CU is taken
     before anything is admitted); ``running`` maps (namespace, template name) to the claims
     stamped from that template that count as its replicas (at most ``replicas``)."""
-    tenant_by_name = {t.metadata.name: t for t in tenants}
+    tenant_list = list(tenants)
+    tenant_by_name = {t.metadata.name: t for t in tenant_list}
     managed = set(managed_namespaces)
     preemption = policy.spec.preemption
     ordered = sorted(claims, key=lambda c: order_key(c, tenant_by_name))
     ledgers = {name: _Ledger.of(pool, cu_names) for name, pool in pools.items()}
     decided: dict[str, Decision] = {}
     per_pool: dict[str, list[docs.CUClaim]] = defaultdict(list)
+    shortfalls: list[Shortfall] = []
     for other in external:
         for ledger in ledgers.values():
-            _take_external(ledger, other)
+            ledger.unaccounted += _take_held(ledger, other.allocated)
     stamped = running or {}
 
     def replicas_running(claim: docs.CUClaim, tenant: docs.Tenant | None) -> list[LiveClaim]:
@@ -430,6 +551,8 @@ def admit(
     def base(claim: docs.CUClaim, tenant: docs.Tenant | None, **kw: object) -> Decision:
         ns = namespace_of(claim, tenant)
         state = live.get((ns, claim.metadata.name))
+        in_use = state.in_use if state else False
+        in_use = in_use or any(r.in_use for r in replicas_running(claim, tenant))
         return Decision(
             claim=claim.metadata.name,
             tenant=claim.spec.tenant,
@@ -440,11 +563,23 @@ def admit(
                 units.cu_to_milli(claim.spec.cu) * claim.spec.count * claim.spec.replicas
             ),
             live=state is not None,
-            in_use=state.in_use if state else False,
+            in_use=in_use,
             replicas=claim.spec.replicas,
             running=len(replicas_running(claim, tenant)),
             **kw,  # type: ignore[arg-type]
         )
+
+    def untouchable(claim: docs.CUClaim, tenant: docs.Tenant) -> Reason | None:
+        """Why an existing claim or template may not be preempted (None: it may)."""
+        state = live.get((namespace_of(claim, tenant), claim.metadata.name))
+        if state is None:
+            return None
+        in_use = state.in_use or any(r.in_use for r in replicas_running(claim, tenant))
+        if in_use and not preemption.allow_in_use:
+            return Reason.IN_USE
+        if not preemption.enabled or not tenant.spec.preemptible:
+            return Reason.NOT_PREEMPTIBLE
+        return None
 
     for claim in ordered:
         tenant = tenant_by_name.get(claim.spec.tenant)
@@ -469,62 +604,109 @@ def admit(
         for replica in replicas_running(claim, tenant):
             for pool_name, ledger in ledgers.items():
                 if name in decided or pool_name != claim.spec.pool:
-                    _take_held(ledger, replica.allocated)
-
-    pinned_replicas: dict[str, list[_Placement]] = {}
+                    ledger.total_used[claim.spec.tenant] += _take_held(ledger, replica.allocated)
 
     for pool_name in sorted(per_pool):
         ledger = ledgers[pool_name]
         pool = ledger.pool
         queue = per_pool[pool_name]
-        # Pass 1: pinned claims keep their devices; running template replicas come first.
+        # Pass 1a: what is held stays held. Running template replicas and pinned claims are
+        # charged on the devices they hold (a device that vanished holds nothing), all of
+        # them before anything is placed, so nothing is placed onto a held device.
+        held: dict[str, list[_Placement]] = {}
+        pins: dict[str, Reason] = {}
         for claim in queue:
             tenant = tenant_by_name[claim.spec.tenant]
-            ns = namespace_of(claim, tenant)
+            pin = untouchable(claim, tenant)
+            if pin is not None:
+                pins[claim.metadata.name] = pin
             if claim.spec.form is docs.ClaimForm.TEMPLATE:
-                _pin_replicas(
-                    ledger, claim, tenant, replicas_running(claim, tenant), pinned_replicas
-                )
-                runs = pinned_replicas.get(claim.metadata.name, [])
-                if runs and len(runs) == claim.spec.replicas:
-                    decided[claim.metadata.name] = base(
-                        claim,
-                        tenant,
-                        status=Status.ADMITTED,
-                        reason=Reason.IN_USE,
-                        charged_milli=sum(p.charge for p in runs),
-                        phase=Phase.PINNED,
-                        devices=tuple(sorted(d for p in runs for d in p.devices)),
-                    )
-                continue
-            state = live.get((ns, claim.metadata.name))
-            if state is None or state.template:
-                continue
-            untouchable = (
-                (state.in_use and not preemption.allow_in_use)
-                or not preemption.enabled
-                or not tenant.spec.preemptible
-            )
-            if not untouchable:
-                continue
-            devices = tuple(d for d in _resolve(ledger, state.allocated) if d is not None)
-            each = charge_each(pool, units.cu_to_milli(claim.spec.cu))
-            if pool.fractional:
-                charge = each * len(devices)
+                sources = [r.allocated for r in replicas_running(claim, tenant)]
+            elif pin is not None:
+                existing = live[(namespace_of(claim, tenant), claim.metadata.name)]
+                sources = [existing.allocated] if existing.allocated else []
             else:
-                charge = sum(ledger.members[d].milli_cu for d in devices)
-            _commit(ledger, tenant.metadata.name, devices, charge)
-            reason = Reason.IN_USE if state.in_use else Reason.NOT_PREEMPTIBLE
+                sources = []
+            for allocated in sources:
+                placement = _hold(ledger, claim, tenant.metadata.name, allocated)
+                if placement is not None:
+                    held.setdefault(claim.metadata.name, []).append(placement)
+        # Pass 1b: promises without (all their) devices: a pinned claim whose device is gone,
+        # the replicas of a pinned template not yet running. Placed best fit in priority
+        # order, replica by replica, before any new claim; what does not fit is reported.
+        for claim in queue:
+            tenant = tenant_by_name[claim.spec.tenant]
+            requested_each = units.cu_to_milli(claim.spec.cu)
+            runs = held.get(claim.metadata.name)
+            if runs:
+                held[claim.metadata.name] = [
+                    _complete(ledger, claim, tenant.metadata.name, requested_each, run)
+                    for run in runs
+                ]
+            pin = pins.get(claim.metadata.name)
+            if pin is None:
+                continue
+            placements: list[_Placement] = list(held.get(claim.metadata.name, []))
+            if claim.spec.form is docs.ClaimForm.TEMPLATE:
+                wanted = claim.spec.replicas - len(placements)
+            else:
+                wanted = 0 if placements else 1
+            missing = 0
+            for _ in range(wanted):
+                placed = _place(ledger, claim, requested_each)
+                if placed is None:
+                    missing += 1
+                    continue
+                placements.append(_take(ledger, tenant.metadata.name, *placed))
+            charge = sum(p.charge for p in placements)
+            message = ""
+            if missing:
+                reason_text = _pending_reason(ledger, claim, requested_each, missing)[1]
+                promised = charge_each(pool, requested_each) * claim.spec.count
+                promised *= claim.spec.replicas
+                what = (
+                    f"{missing} of {claim.spec.replicas} replicas do not fit"
+                    if claim.spec.form is docs.ClaimForm.TEMPLATE
+                    else "its devices are gone and it does not fit elsewhere"
+                )
+                message = f"promise not deliverable: {what} ({reason_text}); kept, not preempted"
+                shortfalls.append(
+                    Shortfall(
+                        tenant.metadata.name,
+                        pool_name,
+                        max(promised, charge),
+                        charge,
+                        f"claim {namespace_of(claim, tenant)}/{claim.metadata.name}",
+                    )
+                )
             decided[claim.metadata.name] = base(
                 claim,
                 tenant,
                 status=Status.ADMITTED,
-                reason=reason,
+                reason=pin,
                 charged_milli=charge,
                 phase=Phase.PINNED,
-                devices=devices,
-                message="" if devices or not state.allocated else "allocated device is gone",
+                devices=tuple(sorted(d for p in placements for d in p.devices)),
+                message=message,
             )
+        # A template whose every replica runs is admitted as it is.
+        for claim in queue:
+            runs = held.get(claim.metadata.name, [])
+            if (
+                claim.metadata.name not in decided
+                and claim.spec.form is docs.ClaimForm.TEMPLATE
+                and runs
+                and len(runs) == claim.spec.replicas
+            ):
+                decided[claim.metadata.name] = base(
+                    claim,
+                    tenant_by_name[claim.spec.tenant],
+                    status=Status.ADMITTED,
+                    reason=Reason.IN_USE,
+                    charged_milli=sum(p.charge for p in runs),
+                    phase=Phase.PINNED,
+                    devices=tuple(sorted(d for p in runs for d in p.devices)),
+                )
         # Passes 2 and 3.
         for phase in (Phase.GUARANTEED, Phase.BORROWED):
             for claim in queue:
@@ -539,8 +721,8 @@ def admit(
                 state = live.get((ns, claim.metadata.name))
                 prefer = tuple(d for d in _resolve(ledger, state.allocated) if d) if state else ()
                 requested_each = units.cu_to_milli(claim.spec.cu)
-                pinned = pinned_replicas.get(claim.metadata.name, [])
-                placements = _place_replicas(
+                pinned = held.get(claim.metadata.name, [])
+                fresh = _place_replicas(
                     ledger,
                     tenant.metadata.name,
                     claim,
@@ -548,9 +730,9 @@ def admit(
                     claim.spec.replicas - len(pinned),
                     prefer,
                 )
-                if placements is None:
+                if fresh is None:
                     continue
-                charge = sum(p.charge for p in placements)
+                charge = sum(p.charge for p in fresh)
                 # Usage already includes the running replicas (pass 1) and these ones.
                 used = ledger.total_used[tenant.metadata.name] - charge
                 if phase is Phase.GUARANTEED:
@@ -562,11 +744,11 @@ def admit(
                         else None
                     )
                 if ceiling is not None and used + charge > ceiling:
-                    _undo(ledger, tenant.metadata.name, placements)
+                    _undo(ledger, tenant.metadata.name, fresh)
                     continue
-                placements = [*pinned, *placements]
-                charge = sum(p.charge for p in placements)
-                devices = tuple(sorted(d for p in placements for d in p.devices))
+                everything = [*pinned, *fresh]
+                charge = sum(p.charge for p in everything)
+                devices = tuple(sorted(d for p in everything for d in p.devices))
                 decided[claim.metadata.name] = base(
                     claim,
                     tenant,
@@ -588,9 +770,9 @@ def admit(
             quota = _quota(tenant, pool_name)
             guaranteed = units.cu_to_milli(quota.guaranteed) if quota else 0
             requested_each = units.cu_to_milli(claim.spec.cu)
-            pinned = pinned_replicas.get(claim.metadata.name, [])
+            pinned = held.get(claim.metadata.name, [])
             replicas = claim.spec.replicas - len(pinned)
-            reason = _pending_reason(ledger, claim, requested_each, replicas)
+            reason, detail = _pending_reason(ledger, claim, requested_each, replicas)
             if reason is not Reason.NO_ELIGIBLE_DEVICE:
                 # The least this claim could be charged: what it asks for, step-rounded.
                 least = charge_each(pool, requested_each) * claim.spec.count * replicas
@@ -602,67 +784,136 @@ def admit(
                 )
                 if not tenant.spec.may_borrow and guaranteed == 0:
                     reason = Reason.NO_QUOTA
-                elif (not tenant.spec.may_borrow and used + least > guaranteed) or (
-                    limit is not None and used + least > limit
-                ):
+                    detail = f"tenant {tenant.metadata.name} has no guarantee in {pool_name} "
+                    detail += "and may not borrow"
+                elif not tenant.spec.may_borrow and used + least > guaranteed:
                     reason = Reason.OVER_LIMIT
+                    detail = (
+                        f"needs {units.display_cu(least)} CU; tenant uses "
+                        f"{units.display_cu(used)} of its {units.display_cu(guaranteed)} CU "
+                        "guarantee and may not borrow"
+                    )
+                elif limit is not None and used + least > limit:
+                    reason = Reason.OVER_LIMIT
+                    detail = (
+                        f"needs {units.display_cu(least)} CU; tenant uses "
+                        f"{units.display_cu(used)} of its {units.display_cu(limit)} CU limit"
+                    )
             ns = namespace_of(claim, tenant)
             state = live.get((ns, claim.metadata.name))
-            held = sum(p.charge for p in pinned)
+            charge = sum(p.charge for p in pinned)
+            if pinned:
+                detail += (
+                    f"; {len(pinned)} running replicas keep {units.display_cu(charge)} CU "
+                    "until their Pods end"
+                )
             decided[claim.metadata.name] = base(
                 claim,
                 tenant,
                 status=Status.PREEMPTED if state is not None else Status.PENDING,
                 reason=reason,
-                message=(
-                    f"{len(pinned)} running replicas keep {units.display_cu(held)} CU until "
-                    "their Pods end"
-                    if pinned
-                    else ""
-                ),
+                charged_milli=charge,
+                devices=tuple(sorted(d for p in pinned for d in p.devices)),
+                message=detail,
             )
-    return tuple(sorted(decided.values(), key=lambda d: (-d.priority, d.tenant, d.claim)))
+    decisions = tuple(sorted(decided.values(), key=lambda d: (-d.priority, d.tenant, d.claim)))
+    accounts = []
+    for pool_name in sorted(ledgers):
+        ledger = ledgers[pool_name]
+        pool = ledger.pool
+        accounts.append(
+            PoolAccount(
+                pool=pool_name,
+                total_milli=pool.total_milli,
+                headroom_milli=pool.total_milli - pool.admittable_milli,
+                tenants=tuple(sorted((t, m) for t, m in ledger.total_used.items() if m)),
+                unaccounted_milli=ledger.unaccounted,
+                free_milli=ledger.free_aggregate,
+            )
+        )
+        shortfalls += _guarantee_shortfalls(ledger, tenant_list)
+    return Admission(
+        decisions,
+        tuple(accounts),
+        tuple(sorted(shortfalls, key=lambda s: (s.pool, s.tenant, s.subject))),
+    )
 
 
-def _pin_replicas(
-    ledger: _Ledger,
-    claim: docs.CUClaim,
-    tenant: docs.Tenant,
-    replicas: Sequence[LiveClaim],
-    out: dict[str, list[_Placement]],
-) -> None:
-    """Place the template's running replicas first, each on the devices it holds.
+def _guarantee_shortfalls(ledger: _Ledger, tenants: Sequence[docs.Tenant]) -> list[Shortfall]:
+    """Guarantees the pool can no longer deliver, given out in priority order.
 
-    A running replica is charged like any replica (count × cu, placed on its own devices
-    first, then best fit for any it lacks); when even that does not fit (its devices are
-    gone or taken), it is charged what it holds, like a pinned claim: it runs regardless.
+    What a pool can promise is its CU after headroom, less what unaccounted allocations
+    hold; guarantees are served by priority (then tenant name), so the lowest-priority
+    guarantees are the ones reported short.
     """
-    placements: list[_Placement] = []
-    requested_each = units.cu_to_milli(claim.spec.cu)
-    each = charge_each(ledger.pool, requested_each)
-    for replica in replicas:
-        held = tuple(sorted({d for d in _resolve(ledger, replica.allocated) if d is not None}))
-        placed = _place(ledger, claim, requested_each, held)
-        if placed is None:
-            if ledger.pool.fractional:
-                placed = (held, each * len(held))
-            else:
-                placed = (held, sum(ledger.members[d].milli_cu for d in held))
-        placements.append(_take(ledger, tenant.metadata.name, *placed))
-    if placements:
-        out[claim.metadata.name] = placements
+    pool = ledger.pool
+    left = pool.admittable_milli - ledger.unaccounted
+    out = []
+    for tenant in sorted(tenants, key=lambda t: (-t.spec.priority, t.metadata.name)):
+        quota = _quota(tenant, pool.name)
+        if quota is None or quota.guaranteed <= 0:
+            continue
+        promised = units.cu_to_milli(quota.guaranteed)
+        deliverable = max(0, min(promised, left))
+        left -= promised
+        if deliverable < promised:
+            out.append(
+                Shortfall(tenant.metadata.name, pool.name, promised, deliverable, "guarantee")
+            )
+    return out
 
 
-def _take_external(ledger: _Ledger, claim: obs.ObservedClaim) -> None:
-    """Charge an unaccounted allocation on our devices to the pool that holds them."""
-    _take_held(ledger, claim.allocated)
+def _complete(
+    ledger: _Ledger, claim: docs.CUClaim, tenant: str, requested_each: int, held: _Placement
+) -> _Placement:
+    """A held allocation missing devices (some are gone, or it holds fewer than ``count``)
+    is completed: its own devices first, best fit for the rest; kept as it is if that does
+    not fit (it runs regardless)."""
+    if len(held.devices) >= claim.spec.count:
+        return held
+    _undo(ledger, tenant, [held])
+    placed = _place(ledger, claim, requested_each, held.devices)
+    if placed is None:
+        return _take(ledger, tenant, held.devices, held.charge)
+    return _take(ledger, tenant, *placed)
 
 
-def _take_held(ledger: _Ledger, allocated: Sequence[obs.AllocatedDevice]) -> None:
-    """Charge an allocation on our devices to this pool, where its devices belong to it."""
+def _hold(
+    ledger: _Ledger, claim: docs.CUClaim, tenant: str, allocated: Sequence[obs.AllocatedDevice]
+) -> _Placement | None:
+    """Charge an existing allocation where it is: the devices it holds that still exist.
+
+    A Fractional share is charged the claim's step-rounded request (what the scheduler
+    consumed); a Whole device its CU. None when none of its devices is left (a lost node):
+    what held nothing is placed again like any replica.
+    """
+    devices = tuple(
+        sorted(
+            {
+                d
+                for d in _resolve(ledger, allocated)
+                if d is not None and ledger.members[d].device.usable
+            }
+        )
+    )
+    if not devices:
+        return None
+    pool = ledger.pool
+    if pool.fractional:
+        each = charge_each(pool, units.cu_to_milli(claim.spec.cu))
+        charge = each * len(devices)
+    else:
+        charge = sum(ledger.members[d].milli_cu for d in devices)
+    return _take(ledger, tenant, devices, charge)
+
+
+def _take_held(ledger: _Ledger, allocated: Sequence[obs.AllocatedDevice]) -> int:
+    """Charge an allocation on our devices to this pool, where its devices belong to it;
+    returns the CU charged."""
+    total = 0
     for a in allocated:
         did = ledger.cu_names.get((a.pool, a.device))
-        if did is None or did not in ledger.members:
+        if did is None or did not in ledger.members or not ledger.members[did].device.usable:
             continue
         member = ledger.members[did]
         if ledger.pool.fractional and a.consumed_cu is not None:
@@ -672,6 +923,8 @@ def _take_held(ledger: _Ledger, allocated: Sequence[obs.AllocatedDevice]) -> Non
         charge = min(charge, ledger.remaining[did])
         ledger.consume(did, charge)
         ledger.free_aggregate -= charge
+        total += charge
+    return total
 
 
 def _resolve(

@@ -31,6 +31,12 @@ CU a template held in the base revision or on the cluster (absent = 1).
 """
 
 
+CHARGED_ANNOTATION = f"{ownership.PREFIX}/charged-cu"
+"""On every claim and template: the CU admission charges it (whole devices in Whole pools,
+the step-rounded request in Fractional ones; × replicas for a template). "Before" in the
+report reads it back, so both sides of a preview use one accounting (docs/plan.md)."""
+
+
 def _in(expr: str, values: Sequence[str]) -> str:
     return f"{expr} in [{', '.join(classes.cel_string(v) for v in values)}]"
 
@@ -136,6 +142,7 @@ def build(
     meta_annotations = dict(annotations)
     if claim.spec.workload_class:
         meta_annotations[ownership.WORKLOAD_CLASS_ANNOTATION] = claim.spec.workload_class
+    meta_annotations[CHARGED_ANNOTATION] = units.format_cu(decision.charged_milli)
     if claim.spec.form is docs.ClaimForm.TEMPLATE and claim.spec.replicas > 1:
         meta_annotations[REPLICAS_ANNOTATION] = str(claim.spec.replicas)
     metadata = {

@@ -37,6 +37,15 @@ def cel_string(text: str) -> str:
     return json.dumps(text)
 
 
+def cel_literal(value: str | int | bool) -> str:
+    """A typed CEL literal: ``"gpu"``, ``0``, ``true`` (``0 == "0"`` is a CEL type error)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return cel_string(value)
+
+
 def attribute_ref(qualified: str) -> str:
     """``device.attributes["domain"].name`` for a fully qualified attribute name."""
     domain, _, name = qualified.rpartition("/")
@@ -58,7 +67,7 @@ def vendor_selector(adapter: docs.VendorAdapter) -> str:
         domain, _, name = qualified.rpartition("/")
         parts.append(
             f"{cel_string(name)} in device.attributes[{cel_string(domain)}] && "
-            f"{attribute_ref(qualified)} == {cel_string(value)}"
+            f"{attribute_ref(qualified)} == {cel_literal(value)}"
         )
     return " && ".join(parts)
 

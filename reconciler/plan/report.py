@@ -32,8 +32,17 @@ class PoolReport:
     admittable_milli: int
     headroom_percent: float
     admitted_milli: int
+    """CU charged to tenants: admitted claims and running replicas (Σ of the tenant rows)."""
     before_milli: int
     after_milli: int
+    unaccounted_milli: int = 0
+    """CU held by allocations no CUClaim accounts for."""
+    free_milli: int = 0
+    """Admittable − charged − unaccounted (negative: promises exceed what is left)."""
+
+    @property
+    def headroom_milli(self) -> int:
+        return self.total_milli - self.admittable_milli
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -96,18 +105,31 @@ class Report:
     decisions: tuple[admission.Decision, ...]
     findings: tuple[obs.Finding, ...]
     warnings: tuple[str, ...]
+    shortfalls: tuple[admission.Shortfall, ...] = ()
+    """Promises the devices cannot keep now (guarantees, pinned claims): exit 1."""
 
 
 def _milli(text: Any) -> int:
-    value = str(text)
-    if value.isdigit():
-        return int(value) * units.MILLI
-    if value.endswith("m") and value[:-1].isdigit():
-        return int(value[:-1])
+    """A quantity the apiserver validated (capacities, requests) in milli-CU, rounded down.
+
+    Never a silent 0: the full quantity grammar is accepted (``1e3``, ``5n``), and anything
+    else raises, naming the value."""
     try:
-        return int(quantity.parse_quantity(str(text)) * units.MILLI)
+        return int(
+            quantity.parse_quantity(text if isinstance(text, int) else str(text)) * units.MILLI
+        )
+    except ValueError as exc:
+        raise ValueError(f"unreadable CU quantity {text!r}: {exc}") from exc
+
+
+def _recorded_milli(text: Any) -> int | None:
+    """A figure from one of our annotations, which anyone with write access may edit:
+    None when unreadable, so the caller falls back to what the object itself says."""
+    try:
+        value = _milli(text)
     except ValueError:
-        return 0
+        return None
+    return value if value >= 0 else None
 
 
 def published_cu(objects: Iterable[Mapping[str, Any]], driver: str) -> dict[str, int]:
@@ -137,7 +159,8 @@ def _replicas(metadata: Mapping[str, Any]) -> int:
 def claimed_cu(
     objects: Iterable[Mapping[str, Any]], *, templates: bool = True
 ) -> dict[tuple[str, str], int]:
-    """CU requested by our claims and templates (× replicas), per (tenant, pool).
+    """CU charged to our claims and templates, per (tenant, pool): their charged annotation
+    (what admission charged), else the request (× replicas) for objects written without it.
 
     ``templates=False`` counts only ResourceClaims: on a live cluster a template holds
     nothing, the claims stamped from it do (:func:`held_cu`).
@@ -152,6 +175,12 @@ def claimed_cu(
         labels = metadata.get("labels") or {}
         tenant, pool = labels.get(ownership.TENANT_LABEL), labels.get(ownership.POOL_LABEL)
         if not tenant or not pool:
+            continue
+        charged = _recorded_milli(
+            (metadata.get("annotations") or {}).get(claims.CHARGED_ANNOTATION)
+        )
+        if charged is not None:
+            out[(str(tenant), str(pool))] += charged
             continue
         spec = obj.get("spec") or {}
         replicas = 1
@@ -200,7 +229,11 @@ def _quota_figures(text: str) -> QuotaFigures | None:
     if "guaranteed" not in parts:
         return None
     limit = parts.get("limit")
-    return QuotaFigures(_milli(parts["guaranteed"]), None if limit is None else _milli(limit))
+    guaranteed = _recorded_milli(parts["guaranteed"])
+    limit_milli = None if limit is None else _recorded_milli(limit)
+    if guaranteed is None or (limit is not None and limit_milli is None):
+        return None  # edited by hand into something unreadable: shown as not recorded
+    return QuotaFigures(guaranteed, limit_milli)
 
 
 def recorded_quotas(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], QuotaFigures]:

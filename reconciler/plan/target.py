@@ -376,7 +376,7 @@ def _plan(
     running, unaccounted, stamp_warnings = _stamped(desired, observed)
     external = (*_external_claims(desired, observed, live_objs), *unaccounted)
     cu_names = slices.names_by_node(pools.values())
-    decisions = admission.admit(
+    admitted_run = admission.run(
         desired.claims,
         desired.tenants,
         pools,
@@ -387,6 +387,8 @@ def _plan(
         external,
         running,
     )
+    decisions = admitted_run.decisions
+    accounts = {a.pool: a for a in admitted_run.accounts}
     labels = dict(ownership.MANAGED_BY)
     annotations = {ownership.REVISION_ANNOTATION: str(desired.revision)}
     pool_names = sorted(pools)
@@ -417,10 +419,6 @@ def _plan(
 
     before_cu = report.published_cu(live_objs, driver)
     after_cu = report.published_cu(objects, driver)
-    admitted: dict[str, int] = defaultdict(int)
-    for d in decisions:
-        if d.status is admission.Status.ADMITTED:
-            admitted[d.pool] += d.charged_milli
     pool_reports = tuple(
         report.PoolReport(
             name=p.name,
@@ -431,40 +429,35 @@ def _plan(
             total_milli=p.total_milli,
             admittable_milli=p.admittable_milli,
             headroom_percent=p.headroom_percent,
-            admitted_milli=admitted.get(p.name, 0),
+            admitted_milli=accounts[p.name].charged_milli,
             before_milli=before_cu.get(p.name, 0),
             after_milli=after_cu.get(p.name, 0),
+            unaccounted_milli=accounts[p.name].unaccounted_milli,
+            free_milli=accounts[p.name].free_milli,
         )
         for p in (pools[n] for n in pool_names)
     )
     refusal = safety.check(live_objs, objects, desired.policy)
     all_findings = tuple(sorted({*observed.findings, *findings}))
-    if live is None:
-        # Live: what the claims on the cluster hold; a template holds nothing, the claims
-        # its Pods stamped do (whether or not they count as its replicas).
-        stamped = [c for c in observed.claims if ownership.TEMPLATE_LABEL in c.labels]
-        claimed_before: dict[tuple[str, str], int] = defaultdict(int)
-        for held in (
-            report.claimed_cu(live_objs, templates=False),
-            report.held_cu(stamped, pools.values(), cu_names, driver),
-        ):
-            for key, milli in held.items():
-                claimed_before[key] += milli
-    else:
-        # The base revision's target: what it admitted, templates × their replicas.
-        claimed_before = defaultdict(int, report.claimed_cu(live_objs))
+    # One accounting on both sides: what admission charged (the charged annotation our
+    # claims and templates carry), live or the base revision's target.
+    claimed_before = report.claimed_cu(live_objs)
+    claimed_after: dict[tuple[str, str], int] = {
+        (tenant, a.pool): milli for a in accounts.values() for tenant, milli in a.tenants
+    }
     the_report = report.Report(
         revision=str(desired.revision),
         pools=pool_reports,
         tenants=_tenant_rows(
             desired,
             claimed_before,
-            report.claimed_cu(objects),
+            claimed_after,
             report.recorded_quotas(live_objs),
         ),
         decisions=decisions,
         findings=all_findings,
         warnings=tuple(warnings),
+        shortfalls=admitted_run.shortfalls,
     )
     return Plan(
         revision=str(desired.revision),

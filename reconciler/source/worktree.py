@@ -9,6 +9,7 @@ files inside the root are reachable by their real path anyway, and this rules ou
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from reconciler import errors
@@ -72,12 +73,18 @@ def _inside(target: Path, root: Path) -> bool:
 
 
 def _read(full: Path, rel: str, found: list[diag.Diagnostic]) -> bytes | None:
+    """Only regular files: opened non-blocking and checked on the open descriptor, so a
+    FIFO (or a device) named *.yaml can neither hang validate nor be swapped in between."""
     try:
-        size = full.stat().st_size
-        if size > tree.MAX_FILE_BYTES:
-            found.append(_too_large(rel, size))
-            return None
-        with full.open("rb") as fh:
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                found.append(_unreadable(rel, "not a regular file (FIFO, socket or device)"))
+                return None
+            if info.st_size > tree.MAX_FILE_BYTES:
+                found.append(_too_large(rel, info.st_size))
+                return None
             return fh.read(tree.MAX_FILE_BYTES + 1)
     except OSError as exc:
         found.append(_unreadable(rel, exc.strerror or str(exc)))

@@ -116,6 +116,8 @@ def check(found: Documents, observed: obs.ObservedState | None) -> list[diag.Dia
                     _WARN,
                 )
             )
+    if settings is not None:
+        out += _never_fits(found, settings)
     if observed is None:
         out += _static_overlaps(found.pools)
     elif settings is not None:
@@ -519,18 +521,39 @@ def _constraint_contradictions(
         for list_name, values in (("allow", names.allow), ("deny", names.deny)):
             for i, value in enumerate(values):
                 if value not in known:
+                    lookalike = _lookalike(value, known)
+                    severity = diag.Severity.ERROR if list_name == "allow" or lookalike else _WARN
+                    hint = f"; it looks like {lookalike!r} but is not" if lookalike else ""
                     out.append(
                         entry.at(
                             ("spec", "constraints", field, list_name, i),
                             codes.Code.UNKNOWN_VENDOR
                             if field == "vendors"
                             else codes.Code.UNKNOWN_MODEL,
-                            f"{field[:-1]} {value!r} is unknown (known: {_list(known)}); "
-                            "fix the name",
-                            diag.Severity.ERROR if list_name == "allow" else _WARN,
+                            f"{field[:-1]} {value!r} is unknown (known: {_list(known)})"
+                            f"{hint}; fix the name",
+                            severity,
                         )
                     )
     return out
+
+
+def _lookalike(value: str, known: Iterable[str]) -> str | None:
+    """The known name an unknown one imitates: non-ASCII characters (a Cyrillic ``а``, a
+    full-width letter, a zero-width space), or the same name after NFKC and case folding. A
+    deny entry like that silently matches nothing, so it is an error, not a warning."""
+    import unicodedata
+
+    def skeleton(text: str) -> str:
+        folded = unicodedata.normalize("NFKC", text).casefold()
+        return "".join(ch for ch in folded if ch.isascii() and ch.isprintable())
+
+    for name in sorted(known):
+        if skeleton(value) == skeleton(name):
+            return name
+    if not value.isascii() or not value.isprintable():
+        return "an ASCII name"
+    return None
 
 
 def _factors(
@@ -706,13 +729,109 @@ def _device_checks(
                     ("spec", "quotas", i, "guaranteed"),
                     codes.Code.GUARANTEES_EXCEED_CAPACITY,
                     f"guarantees in pool {pool.name!r} add up to {units.display_cu(total)} CU but "
-                    f"it can hold {units.display_cu(capacity[pool.name])} CU after headroom "
-                    f"({shares}); lower "
-                    "guarantees or add devices",
+                    f"the observed devices give {units.display_cu(capacity[pool.name])} CU after "
+                    f"headroom ({shares}); `cuctl plan` reports which guarantees are short. "
+                    "Lower guarantees or add devices",
+                    _WARN,
                 )
             )
-    out += _claims_on_devices(found, members)
+    out += _claims_on_devices(found, members, index, reference, policy_mix)
     out += _unmapped(found, observed)
+    out += _no_adapter(found, observed)
+    return out
+
+
+def _no_adapter(found: Documents, observed: obs.ObservedState) -> list[diag.Diagnostic]:
+    """Devices of a driver no VendorAdapter covers: CU nobody can use, said up front."""
+    if not found.settings:
+        return []
+    by_driver: dict[str, list[obs.ObservedDevice]] = defaultdict(list)
+    for device in observed.devices:
+        by_driver[device.id.driver].append(device)
+    out = []
+    for finding in observed.findings:
+        if finding.code is not obs.FindingCode.NO_ADAPTER:
+            continue
+        out.append(
+            found.settings[0].at(
+                _NAME,
+                codes.Code.NO_ADAPTER,
+                f"driver {finding.subject} publishes devices no VendorAdapter covers "
+                f"({finding.message}); add a VendorAdapter for it to manage them",
+                _WARN,
+            )
+        )
+    return out
+
+
+def _largest_cu(
+    found: Documents,
+    settings: docs.ClusterSettings,
+    pool: docs.CUPool,
+    claim: docs.CUClaim,
+) -> tuple[int, str] | None:
+    """The most CU one device this claim may use could ever have: every model the adapters
+    and factor tables know, filtered by the pool's and the claim's model and vendor lists.
+    None when nothing is known (no value maps and no factors)."""
+    reference = settings.spec.reference
+    index = factors.index_factors([t.document for t in found.factor_tables], reference.device_model)
+    policy_mix = found.policies[0].document.spec.factors.workload_mix if found.policies else {}
+    mix = pool.spec.workload_mix or policy_mix
+    vendor_of: dict[str, set[str]] = defaultdict(set)
+    for adapter in found.adapters:
+        model_map = adapter.document.spec.mapping.model
+        for model in (model_map.values or {}).values():
+            vendor_of[model].add(adapter.document.spec.vendor)
+    models = {k[0] for k in index.values} | {reference.device_model}
+    sel, c = pool.spec.selector, claim.spec.constraints
+    best: tuple[int, str] | None = None
+    for model in sorted(models):
+        vendors = vendor_of.get(model)
+        if sel.models and model not in sel.models:
+            continue
+        if (c.models.allow and model not in c.models.allow) or model in c.models.deny:
+            continue
+        if vendors is not None and (
+            (sel.vendors and not vendors & set(sel.vendors))
+            or (c.vendors.allow and not vendors & set(c.vendors.allow))
+            or vendors <= set(c.vendors.deny)
+        ):
+            continue
+        factor = factors.blended_factor(index, model, mix, reference.workload_class)
+        if factor is None:
+            continue
+        milli = units.to_milli(factor, reference.cu_per_device)
+        if best is None or milli > best[0]:
+            best = (milli, model)
+    return best
+
+
+def _never_fits(found: Documents, settings: docs.ClusterSettings) -> list[diag.Diagnostic]:
+    """Claims no device could ever hold, whatever the cluster looks like: more CU per device
+    than the largest model they may use is worth. Hardware that is missing today is a state
+    (`cuctl plan` reports it); this is a declaration that can never be met."""
+    pools = {p.name: p.document for p in found.pools}
+    out = []
+    for entry in found.claims:
+        spec = entry.document.spec
+        pool = pools.get(spec.pool)
+        if pool is None:
+            continue
+        largest = _largest_cu(found, settings, pool, entry.document)
+        if largest is None:
+            continue
+        milli, model = largest
+        if units.cu_to_milli(spec.cu) > milli:
+            out.append(
+                entry.at(
+                    ("spec", "cu"),
+                    codes.Code.CLAIM_NEVER_FITS,
+                    f"{units.display_cu(units.cu_to_milli(spec.cu))} CU per device, but the "
+                    f"largest device this claim may use in pool {spec.pool!r} ({model}) is "
+                    f"{units.display_cu(milli)} CU; lower cu (and raise count) or allow larger "
+                    "models",
+                )
+            )
     return out
 
 
@@ -749,13 +868,32 @@ def _unmapped(found: Documents, observed: obs.ObservedState) -> list[diag.Diagno
 
 
 def _claims_on_devices(
-    found: Documents, members: Mapping[str, Sequence[obs.ObservedDevice]]
+    found: Documents,
+    members: Mapping[str, Sequence[obs.ObservedDevice]],
+    index: factors.FactorIndex,
+    reference: docs.ReferenceUnit,
+    policy_mix: Mapping[str, float],
 ) -> list[diag.Diagnostic]:
+    """Claims the *observed* devices cannot hold now: warnings, since devices come and go
+    (a lost node must not make the repository unrenderable); `cuctl plan` says why, with
+    numbers."""
+    pools = {p.name: p.document for p in found.pools}
     out = []
     for entry in found.claims:
         spec = entry.document.spec
         devices = members.get(spec.pool)
+        if spec.pool not in pools:
+            continue
         if not devices:
+            out.append(
+                entry.at(
+                    ("spec", "pool"),
+                    codes.Code.CLAIM_UNSATISFIABLE,
+                    f"pool {spec.pool!r} has no device in the observed snapshot; this claim "
+                    "stays pending until devices appear",
+                    _WARN,
+                )
+            )
             continue
         c = spec.constraints
         floor = quantity.parse_quantity(c.min_memory) if c.min_memory else None
@@ -768,14 +906,33 @@ def _claims_on_devices(
             and (not c.models.allow or d.model in c.models.allow)
             and d.model not in c.models.deny
         ]
+        mix = pools[spec.pool].spec.workload_mix or policy_mix
+        sizes = []
+        for d in fit:
+            factor = factors.blended_factor(index, d.model, mix, reference.workload_class)
+            if factor is not None:
+                sizes.append(units.to_milli(factor, reference.cu_per_device))
+        want = units.cu_to_milli(spec.cu)
         if not fit:
             out.append(
                 entry.at(
                     ("spec", "constraints"),
                     codes.Code.CLAIM_UNSATISFIABLE,
-                    f"no device in pool {spec.pool!r} meets these constraints (minimum memory, "
-                    "vendor and model lists); relax them or use another pool",
+                    f"no observed device in pool {spec.pool!r} meets these constraints "
+                    f"({len(devices)} devices, models {_list({d.model for d in devices})}); "
+                    "relax them or use another pool",
+                    _WARN,
                     key=True,
+                )
+            )
+        elif sizes and max(sizes) < want:
+            out.append(
+                entry.at(
+                    ("spec", "cu"),
+                    codes.Code.CLAIM_UNSATISFIABLE,
+                    f"{units.display_cu(want)} CU per device, but the largest eligible observed "
+                    f"device in pool {spec.pool!r} has {units.display_cu(max(sizes))} CU",
+                    _WARN,
                 )
             )
         elif len(fit) < spec.count and spec.form is docs.ClaimForm.CLAIM:
@@ -783,8 +940,9 @@ def _claims_on_devices(
                 entry.at(
                     ("spec", "count"),
                     codes.Code.CLAIM_UNSATISFIABLE,
-                    f"count {spec.count} but only {len(fit)} device(s) in pool {spec.pool!r} "
-                    "meet the constraints; lower count or relax the constraints",
+                    f"count {spec.count} but only {len(fit)} observed device(s) in pool "
+                    f"{spec.pool!r} meet the constraints; lower count or relax the constraints",
+                    _WARN,
                 )
             )
     return out

@@ -18,6 +18,8 @@ from reconciler.model import observed as obs
 from reconciler.validate import syntax
 
 _KINDS = {"Node": "nodes", "ResourceSlice": "slices", "ResourceClaim": "claims"}
+MAX_WARNINGS = 20
+"""Warnings per snapshot before the rest are counted in one line."""
 
 
 def parse(file: str, content: bytes) -> tuple[obs.RawObjects | None, list[diag.Diagnostic]]:
@@ -43,10 +45,14 @@ def parse(file: str, content: bytes) -> tuple[obs.RawObjects | None, list[diag.D
         ]
     buckets: dict[str, list[Mapping[str, Any]]] = {"nodes": [], "slices": [], "claims": []}
     found: list[diag.Diagnostic] = []
+    skipped = 0
     for i, item in enumerate(data["items"]):
         kind = item.get("kind") if isinstance(item, Mapping) else None
         bucket = _KINDS.get(kind) if isinstance(kind, str) else None
         if bucket is None:
+            skipped += 1
+            if skipped > MAX_WARNINGS:
+                continue
             pos = document.locate(("items", i, "kind"))
             found.append(
                 diag.Diagnostic(
@@ -61,6 +67,19 @@ def parse(file: str, content: bytes) -> tuple[obs.RawObjects | None, list[diag.D
             )
             continue
         buckets[bucket].append(item)
+    if skipped > MAX_WARNINGS:
+        # One line for the rest: a 6 MB snapshot must not print a million warnings.
+        found.append(
+            diag.Diagnostic(
+                file,
+                1,
+                1,
+                codes.Code.SNAPSHOT_INVALID,
+                f"… and {skipped - MAX_WARNINGS} more items of other kinds ({skipped} in "
+                "all); only Node, ResourceSlice and ResourceClaim are read",
+                diag.Severity.WARNING,
+            )
+        )
     raw = obs.RawObjects(
         nodes=tuple(buckets["nodes"]),
         slices=tuple(buckets["slices"]),

@@ -8,6 +8,8 @@ error (warnings do not block).
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,9 +72,12 @@ def _validate(tree: source_tree.SourceTree, observed: obs.ObservedState | None) 
     if layout.snapshot is not None:
         selected.pop(layout.snapshot, None)
     loaded: list[syntax.LoadedDocument] = []
+    broken: dict[tuple[str, str], str] = {}
     for path, content in selected.items():
         in_file, problems = syntax.load(path, content)
         found += problems
+        if any(p.severity is diag.Severity.ERROR for p in problems):
+            broken.update(_declared(path, content))
         if not in_file and not problems:
             found.append(
                 diag.Diagnostic(
@@ -89,6 +94,12 @@ def _validate(tree: source_tree.SourceTree, observed: obs.ObservedState | None) 
     for document in loaded:
         typed, problems = schema.check(document)
         found += problems
+        if typed is None:
+            data = document.data
+            meta = data.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            if isinstance(data.get("kind"), str) and isinstance(name, str):
+                broken[(str(data["kind"]), name)] = document.file
         if typed is not None:
             buckets[typed.kind].append(semantics.Entry(typed, document))
     documents = semantics.Documents(
@@ -103,11 +114,59 @@ def _validate(tree: source_tree.SourceTree, observed: obs.ObservedState | None) 
     if observed is None and documents.settings:
         observed, problems = _repository_snapshot(tree, documents)
         found += problems
-    found += semantics.check(documents, observed)
+    found += _collapse(semantics.check(documents, observed), broken)
     ordered = tuple(sorted(set(found), key=_order))
     has_error = any(d.severity is diag.Severity.ERROR for d in ordered)
     state = None if has_error else _desired_state(tree.revision, documents)
     return Validation(tree.revision, state, ordered, observed, tuple(selected))
+
+
+_KIND_LINE = re.compile(rb"^kind:\s*['\"]?(\w+)", re.MULTILINE)
+_NAME_LINE = re.compile(rb"^\s+name:\s*['\"]?([A-Za-z0-9][A-Za-z0-9.-]*)", re.MULTILINE)
+_REFERENCE = re.compile(r"^unknown (pool|tenant) '([^']*)'")
+_REFERENCED_KIND = {"pool": "CUPool", "tenant": "Tenant"}
+
+
+def _declared(path: str, content: bytes) -> dict[tuple[str, str], str]:
+    """What a file that does not load meant to declare, read as plain text (best effort)."""
+    out = {}
+    for part in re.split(rb"(?m)^---", content):
+        kind, name = _KIND_LINE.search(part), _NAME_LINE.search(part)
+        if kind and name:
+            out[(kind[1].decode(), name[1].decode())] = path
+    return out
+
+
+def _collapse(
+    found: list[diag.Diagnostic], broken: dict[tuple[str, str], str]
+) -> list[diag.Diagnostic]:
+    """Drop "unknown pool/tenant" errors whose target is declared in a file that failed to
+    load: the root cause is reported there, once, with a count of what it hid."""
+    out: list[diag.Diagnostic] = []
+    hidden: dict[tuple[str, str], int] = defaultdict(int)
+    for d in found:
+        match = _REFERENCE.match(d.message) if d.code in _CASCADING else None
+        key = (_REFERENCED_KIND[match[1]], match[2]) if match else None
+        if key is not None and key in broken:
+            hidden[key] += 1
+            continue
+        out.append(d)
+    for (kind, name), count in sorted(hidden.items()):
+        out.append(
+            diag.Diagnostic(
+                broken[(kind, name)],
+                1,
+                1,
+                codes.Code.UNKNOWN_POOL if kind == "CUPool" else codes.Code.UNKNOWN_TENANT,
+                f"{count} reference(s) to {kind} {name!r} in other files fail because this file "
+                "does not load; fix the error(s) here first",
+                diag.Severity.WARNING,
+            )
+        )
+    return out
+
+
+_CASCADING = {codes.Code.UNKNOWN_POOL, codes.Code.UNKNOWN_TENANT}
 
 
 def _order(d: diag.Diagnostic) -> tuple[str, int, int, str, str]:
@@ -140,8 +199,22 @@ def _repository_snapshot(
 ) -> tuple[obs.ObservedState | None, list[diag.Diagnostic]]:
     settings = documents.settings[0].document
     path = settings.spec.layout.snapshot
-    if path is None or path not in tree.files:
+    if path is None:
         return None, []
+    if path not in tree.files:
+        # A missing or misspelt snapshot would silently turn off every device check: an
+        # error when written, a warning when it is the default (`snapshot: null` says "none").
+        explicit = "snapshot" in settings.spec.layout.model_fields_set
+        return None, [
+            documents.settings[0].at(
+                ("spec", "layout", "snapshot"),
+                codes.Code.SNAPSHOT_INVALID,
+                f"layout.snapshot names {path!r}, which is not a file in the repository; "
+                "commit the snapshot (kubectl get nodes,resourceslices,resourceclaims -A -o "
+                "yaml), or set layout.snapshot: null to plan without device checks",
+                diag.Severity.ERROR if explicit else diag.Severity.WARNING,
+            )
+        ]
     raw, problems = snapshot.parse(path, tree.files[path])
     if raw is None:
         return None, problems

@@ -40,7 +40,11 @@ def test_plan_json_lists_changes_and_exits_1(runner: CliRunner) -> None:
         "replace",
     }
     assert {p["pool"] for p in doc["pools"]} == {"batch", "dev", "inference-prod"}
-    assert any(c["status"] == "Pending" for c in doc["claims"])
+    assert {c["status"] for c in doc["claims"]} <= {"Admitted", "Pending", "Preempted"}
+    assert all(
+        c["message"] is None or c["status"] != "Admitted" or "promise" in c["message"]
+        for c in doc["claims"]
+    )
 
 
 def test_plan_text_has_no_colour_when_not_a_terminal(runner: CliRunner) -> None:
@@ -88,9 +92,6 @@ def test_plan_against_rendered_objects_is_in_sync(runner: CliRunner, tmp_path: P
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(
-            ["plan", str(EXAMPLE)], "--observed FILE or --kubeconfig FILE", id="no-observed"
-        ),
         pytest.param(
             ["plan", str(EXAMPLE), "--observed", "/nope.yaml"], "/nope.yaml", id="missing"
         ),
@@ -166,12 +167,14 @@ def test_plan_base_shows_a_guarantee_change_and_replicas(runner: CliRunner, tmp_
     assert code == 1, err
     rows = [line for line in out.splitlines() if line.startswith("| chat-")]
     assert rows == [
-        # Claimed: 3 → 2 replicas × 4 × 150 CU = 1800 → 1200 CU.
-        "| chat-assistant | inference-prod | 900 | 2000 → **2400** | 3000 | 1800 → **1200** |",
+        # Claimed: decode 3 → 2 replicas × 4 × 150 CU = 1800 → 1200 CU, + prefill 600.
+        "| chat-assistant | inference-prod | 900 | 2000 → **2400** | 3000 | 2400 → **1800** |",
+        # The base renders the template and a replica is in use: pinned, never preempted.
         "| chat-prod/chat-decode | chat-assistant | inference-prod | 2 (1 running) | 1200 "
-        "| Admitted | WithinGuarantee |",
-        "| chat-prod/chat-prefill | chat-assistant | inference-prod | 1 | 600 | Pending "
-        "| NoEligibleDevice |",
+        "| Admitted | InUse |",
+        # chat-assistant is not preemptible: what the base renders stays admitted.
+        "| chat-prod/chat-prefill | chat-assistant | inference-prod | 1 | 600 | Admitted "
+        "| NotPreemptible |",
     ]
     code, out, err = invoke(
         runner, "plan", str(repo), "--rev", "raise-guarantee", "--base", "main", "-o", "json"
@@ -191,7 +194,10 @@ def test_plan_base_shows_a_guarantee_change_and_replicas(runner: CliRunner, tmp_
             "update",
             "ResourceClaimTemplate",
             "chat-decode",
-            ["metadata.annotations.cu-reconciler.io/replicas"],
+            [
+                "metadata.annotations.cu-reconciler.io/charged-cu",
+                "metadata.annotations.cu-reconciler.io/replicas",
+            ],
         ),
     ]
     (chat,) = [t for t in doc["tenants"] if t["tenant"] == "chat-assistant"]
@@ -200,3 +206,89 @@ def test_plan_base_shows_a_guarantee_change_and_replicas(runner: CliRunner, tmp_
         "2400",
         ["guaranteed", "claimed"],
     )
+
+
+def _repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "base")
+    return repo
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        pytest.param("priority: 300", "priority: 950", "spec.priority", id="priority"),
+        pytest.param("mayBorrow: true", "mayBorrow: false", "spec.mayBorrow", id="mayBorrow"),
+    ],
+)
+def test_plan_base_lists_changes_of_meaning_even_without_object_changes(
+    runner: CliRunner, tmp_path: Path, old: str, new: str, path: str
+) -> None:
+    repo = _repo(tmp_path)
+    tenant = repo / "tenants" / "research-batch.yaml"
+    assert old in tenant.read_text()
+    tenant.write_text(tenant.read_text().replace(old, new))
+    _git(repo, "checkout", "-q", "-b", "edit")
+    _git(repo, "commit", "-q", "-am", "edit research-batch")
+    code, out, err = invoke(runner, "plan", str(repo), "--rev", "edit", "--base", "main")
+    assert code == 1, out + err
+    before, after = old.split(": ")[1], new.split(": ")[1]
+    assert f"  ~ Tenant/research-batch {path}: {before} → {after}" in out.splitlines()
+    code, out, err = invoke(
+        runner, "plan", str(repo), "--rev", "edit", "--base", "main", "-o", "json"
+    )
+    doc = json.loads(out)
+    assert doc["desiredChanges"] == [
+        {"kind": "Tenant", "name": "research-batch", "path": path, "before": before, "after": after}
+    ]
+    assert doc["exitCode"] == 1 and doc["inSync"] is False
+    # The same revision on both sides: no change of meaning, exit 0.
+    code, out, err = invoke(runner, "plan", str(repo), "--rev", "main", "--base", "main")
+    assert code == 0, out + err
+
+
+def test_plan_without_observed_uses_the_committed_snapshot(runner: CliRunner) -> None:
+    code, out, err = invoke(runner, "plan", str(EXAMPLE), "--no-diffs")
+    assert code == 1, err
+    assert "observed devices from observed/snapshot.yaml" in err
+    with_flag = invoke(runner, "plan", str(EXAMPLE), "--observed", str(SNAPSHOT), "--no-diffs")
+    assert with_flag[1] == out
+
+
+def test_plan_text_puts_the_summary_before_the_diffs(runner: CliRunner) -> None:
+    code, out, _ = invoke(runner, "plan", str(EXAMPLE))
+    assert code == 1
+    assert out.index("Capacity (CU)") < out.index("Plan: ") < out.index("\n=== create ")
+    _, short, _ = invoke(runner, "plan", str(EXAMPLE), "--no-diffs")
+    assert "\n=== create " not in short and "Object diffs left out" in short
+
+
+def test_hardware_loss_is_reported_by_plan_and_does_not_break_render(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """Every H100 node dies and the refreshed snapshot is committed: validate warns, render
+    still renders, plan reports the guarantees that no longer fit with numbers, exit 1."""
+    repo = _repo(tmp_path)
+    snapshot = repo / "observed" / "snapshot.yaml"
+    yaml = YAML(typ="safe")
+    doc = yaml.load(snapshot.read_text())
+    doc["items"] = [
+        item
+        for item in doc["items"]
+        if "h100" not in str(item.get("metadata", {}).get("name", ""))
+        and "h100" not in str((item.get("spec") or {}).get("nodeName", ""))
+    ]
+    with snapshot.open("w") as f:
+        yaml.dump(doc, f)
+    code, out, err = invoke(runner, "validate", str(repo))
+    assert code != 2, out + err
+    assert "CU403" in out + err
+    code, out, err = invoke(runner, "render", str(repo))
+    assert code == 0, err
+    code, out, err = invoke(runner, "plan", str(repo), "--no-diffs")
+    assert code == 1, err
+    assert "Promises the devices cannot keep now:" in out
+    assert "tenant chat-assistant in pool inference-prod: guaranteed 2000 CU, deliverable" in out

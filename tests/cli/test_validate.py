@@ -150,3 +150,34 @@ def test_pre_commit_hook_definition() -> None:
     hook = next(h for h in hooks if h["id"] == "cuctl-validate")
     assert hook["entry"].split()[:2] == ["cuctl", "validate"]
     assert hook["pass_filenames"] is False
+
+
+def test_warnings_are_capped_with_a_count(runner: CliRunner, repo: git.Repo) -> None:
+    root = Path(str(repo.working_tree_dir))
+    for i in range(7):
+        (root / f"empty-{i}.yaml").write_text("# nothing yet\n")
+    code, out, _ = invoke(runner, "validate", str(root), "--max-warnings", "3")
+    assert code == 0
+    assert out.count("CU116: warning:") == 3
+    assert "… 4 more warnings not shown" in out
+    code, out, _ = invoke(runner, "validate", str(root), "--max-warnings", "0")
+    assert out.count("CU116: warning:") == 7
+
+
+def test_file_names_cannot_forge_lines_in_text_output(runner: CliRunner, repo: git.Repo) -> None:
+    root = Path(str(repo.working_tree_dir))
+    (root / "x.yaml\n::error file=cluster.yaml::forged.yaml").write_text("# nothing yet\n")
+    code, out, _ = invoke(runner, "validate", str(root))
+    assert code == 0
+    assert not any(line.startswith("::error") for line in out.splitlines())
+    assert "x.yaml\\n::error" in out
+
+
+def test_a_fifo_does_not_hang_validate(runner: CliRunner, repo: git.Repo) -> None:
+    import os
+
+    root = Path(str(repo.working_tree_dir))
+    os.mkfifo(root / "pipe.yaml")
+    code, out, err = invoke(runner, "validate", str(root))
+    assert code == 1, out + err
+    assert "pipe.yaml:1:1: CU114: cannot read file: not a regular file" in out

@@ -9,6 +9,7 @@ import pytest
 
 from reconciler import plan as planning
 from reconciler.diff import changeset, render, yamltext
+from reconciler.model import observed as obs
 
 
 def _preview() -> render.Preview:
@@ -37,7 +38,9 @@ def test_markdown_stays_under_budget_by_summarising(limit: int) -> None:
     assert len(text) <= limit
     assert "#### CU capacity per pool" in text
     if limit < 20000:
-        assert "Not shown in detail:" in text
+        # Past the budget: counts per kind and a pointer to the full plan.
+        assert render.FULL_PLAN_HINT in text
+        assert "- `create` 4 × ResourceSlice" in text
 
 
 def test_yaml_round_trips_through_a_yaml_parser() -> None:
@@ -90,11 +93,12 @@ def test_markdown_tenant_and_claim_tables_show_before_and_after() -> None:
         "",
         "| Tenant | Pool | Priority | Guaranteed | Limit | Claimed CU |",
         "|---|---|---|---|---|---|",
-        "| search | train | 100 | 300 | 400 | 250 |",
-        # 3 replicas × 1 × 5 CU = 15 CU claimed (the base: 1 × 7 CU).
-        "| ads | infer | 50 | 10 | ∞ | 7 → **15** |",
+        # Charged, not requested: whole devices (155 + 100) in the Whole pool train.
+        "| search | train | 100 | 300 | 400 | 255 |",
+        # 3 replicas × 1 × 5 CU = 15 CU (the base: 1 × 7 CU rounded up to minStep 5 = 10).
+        "| ads | infer | 50 | 10 | ∞ | 10 → **15** |",
         "| ads | train | 50 | 200 → **250** | ∞ → **300** | 180 |",
-        "| lab | train | 10 | — | — | 100 → **0** |",
+        "| lab | train | 10 | — | — | 155 → **0** |",
         "",
     ]
     claims = text[text.index("#### Claims") : text.index("<details>")]
@@ -112,24 +116,30 @@ def test_markdown_tenant_and_claim_tables_show_before_and_after() -> None:
         # 3 × 5 = 15 CU is over ads' guarantee of 10: the template (all replicas or none)
         # is admitted in the borrowing pass.
         "| ads/ads-infer | ads | infer | 3 | 15 | Admitted | BorrowedIdle |",
-        "| lab/lab-a | lab | train | 1 | 100 | Admitted → **Preempted** | NoQuota |",
-        "| lab/lab-b | lab | train | 1 | 50 | Pending | NoQuota |",
+        "| lab/lab-a | lab | train | 1 | 100 | Admitted → **Preempted** | NoQuota: tenant lab "
+        "has no guarantee in train and may not borrow |",
+        "| lab/lab-b | lab | train | 1 | 50 | Pending | NoQuota: tenant lab has no guarantee "
+        "in train and may not borrow |",
         "",
     ]
 
 
 def test_text_lists_tenants_before_and_after_and_changed_claims() -> None:
     text = render.text(_pull_request())
-    assert text[text.index("Tenants") : text.index("  note:")].splitlines() == [
-        "Tenants (CU; ~ marks a change):",
-        "    search in train (priority 100): guaranteed 300, limit 400, claimed 250",
-        "  ~ ads in infer (priority 50): guaranteed 10, limit ∞, claimed 7 → 15",
+    assert text[text.index("Tenants") : text.index("Plan:")].splitlines() == [
+        "Tenants (CU charged; ~ marks a change):",
+        "    search in train (priority 100): guaranteed 300, limit 400, claimed 255",
+        "  ~ ads in infer (priority 50): guaranteed 10, limit ∞, claimed 10 → 15",
         "  ~ ads in train (priority 50): guaranteed 200 → 250, limit ∞ → 300, claimed 180",
-        "  ~ lab in train (priority 10): guaranteed —, limit —, claimed 100 → 0",
-        "Claims changed or not admitted:",
-        "  Admitted → Preempted lab/lab-a (lab, train): NoQuota",
-        "  Pending lab/lab-b (lab, train): NoQuota",
+        "  ~ lab in train (priority 10): guaranteed —, limit —, claimed 155 → 0",
+        "Claims changed, not admitted, or with a note:",
+        "  Admitted → Preempted lab/lab-a (lab, train): NoQuota (tenant lab has no guarantee "
+        "in train and may not borrow)",
+        "  Pending lab/lab-b (lab, train): NoQuota (tenant lab has no guarantee in train and "
+        "may not borrow)",
     ]
+    # The summary comes before any object diff.
+    assert text.index("Capacity (CU)") < text.index("Plan:") < text.index("=== update")
 
 
 def test_json_tenants_and_claims_carry_before_and_after() -> None:
@@ -147,7 +157,7 @@ def test_json_tenants_and_claims_carry_before_and_after() -> None:
         "quota": False,
         "guaranteedCU": None,
         "limitCU": None,
-        "claimedCU": "100",
+        "claimedCU": "155",
     }
     claims = {c["claim"]: c for c in doc["claims"]}
     assert [
@@ -191,8 +201,9 @@ def _stamped_share(name: str, template: str, cu: str) -> dict[str, object]:
 
 def test_live_before_is_what_the_live_claims_hold() -> None:
     # Applied: the example (ads-infer, 1 × 7 CU). Git now says 3 replicas × 5 CU; one Pod
-    # runs on a claim stamped from the template, holding 5 CU. A template holds nothing
-    # itself, so "before" is the 5 CU the stamped claim holds, "after" the 15 admitted.
+    # runs on a claim stamped from the template, holding 5 CU. "Before" is what the applied
+    # template was charged (its charged annotation: 7 CU rounded up to minStep 5 = 10),
+    # "after" the 15 admitted: one accounting on both sides.
     applied = planning.plan(ex.desired(), ex.observed())
     desired = ex.desired(
         claims=tuple(_ADS_INFER_3 if c.metadata.name == "ads-infer" else c for c in ex.CLAIMS)
@@ -205,8 +216,31 @@ def test_live_before_is_what_the_live_claims_hold() -> None:
     text = render.markdown(preview)
     rows = [line for line in text.splitlines() if line.startswith("| ads | ")]
     assert rows == [
-        "| ads | infer | 50 | 10 | ∞ | 5 → **15** |",
+        "| ads | infer | 50 | 10 | ∞ | 10 → **15** |",
         "| ads | train | 50 | 200 | ∞ | 180 |",
     ]
     (infer,) = [d for d in result.report.decisions if d.claim == "ads-infer"]
     assert (infer.replicas, infer.running, infer.charged_milli) == (3, 1, 15_000)
+
+
+def test_a_large_fleet_preview_fits_a_comment_and_points_to_the_full_plan() -> None:
+    """200 nodes, 1,600 devices: the markdown stays under 60,000 characters, summary first,
+    the diffs past the budget collapse to counts per kind, with a pointer to the full plan."""
+    raw = ex.raw()
+    nodes = tuple(ex.node(f"big-{i:03d}") for i in range(200))
+    slices = tuple(ex.vendor_slice(f"big-{i:03d}", "nvidia", "A100", 8) for i in range(200))
+    observed = obs.build(
+        obs.RawObjects(nodes=raw.nodes + nodes, slices=raw.slices + slices),
+        ex.adapters(),
+        ex.DRIVER,
+    )
+    result = planning.plan(ex.desired(), observed)
+    preview = render.Preview(changeset.compute(result.objects, result.live), result.report)
+    text = render.markdown(preview)
+    assert len(text) <= render.MARKDOWN_LIMIT < 65_536
+    assert text.index("#### CU capacity per pool") < text.index("#### Changes")
+    assert render.FULL_PLAN_HINT in text
+    assert "× ResourceSlice" in text
+    # Without diffs: only the summary and the counts.
+    short = render.markdown(preview, diffs=False)
+    assert "```diff" not in short and "× DeviceTaintRule" in short

@@ -453,8 +453,38 @@ def test_claims_stamped_from_an_undeclared_template_hold_their_devices() -> None
     )
     (d,) = result.report.decisions
     # Two H100s are eligible and the pool has room in aggregate, but one H100 is held.
-    assert (str(d.status), str(d.reason)) == ("Pending", "Fragmented")
+    assert (str(d.status), str(d.reason)) == ("Pending", "NotEnoughFreeDevices")
+    assert "needs 2 free devices" in d.message and "1 of 2 eligible are free" in d.message
     assert result.warnings == (
         "1 claims stamped from ResourceClaimTemplate lab/gone, which no CUClaim declares, "
         "hold devices: lab/pod-a-cu; their CU is charged as unaccounted until their Pods end",
     )
+
+
+def test_running_replicas_of_a_pending_template_are_charged_in_every_table() -> None:
+    """Item 2 of the issue: replicas that hold devices count in the pool's "Tenants" figure
+    and the tenant's claimed CU, not only inside a message, while their template waits."""
+    template = ex.claim(
+        "lab-t",
+        {
+            "tenant": "lab",
+            "pool": "train",
+            "cu": 150,
+            "form": "ResourceClaimTemplate",
+            "replicas": 3,
+        },
+    )
+    # One replica runs on an H100 (155 CU); only one more H100 exists: the template waits.
+    result = planning.plan(
+        ex.desired(tenants=LAB_ONLY, claims=(template,)),
+        ex.observed(claims=[_stamped("pod-a-cu", "lab-t", "gpu-0", "n1")]),
+    )
+    (d,) = result.report.decisions
+    assert d.status is admission.Status.PENDING and d.running == 1
+    assert d.charged_milli == 155_000
+    assert "1 running replicas keep 155 CU until their Pods end" in d.message
+    (row,) = [t for t in result.report.tenants if t.tenant == "lab" and t.pool == "train"]
+    assert row.after_milli == 155_000
+    (train,) = [p for p in result.report.pools if p.name == "train"]
+    assert train.admitted_milli == 155_000
+    assert train.free_milli == train.admittable_milli - 155_000
