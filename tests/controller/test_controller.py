@@ -31,8 +31,10 @@ def _drop_claim(root: Path) -> None:
 
 
 def _has_claim(env: Env, name: str) -> bool:
+    """A claim or template generated for the CUClaim ``name`` exists."""
     return any(
-        o["kind"] == "ResourceClaim" and o["metadata"]["name"] == name for o in owned(env.admin)
+        o["kind"] in ("ResourceClaim", "ResourceClaimTemplate") and name in o["metadata"]["name"]
+        for o in owned(env.admin)
     )
 
 
