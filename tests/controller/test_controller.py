@@ -125,7 +125,7 @@ def test_a_new_vendor_node_gets_cu_and_fence_without_a_commit_and_loses_them_whe
     nodes.create_node(env.admin, node, labels)
     try:
         t0 = time.monotonic()
-        drivers.publish_node(env.admin, node, drivers.Vendor.NVIDIA, "H100-SXM5-80GB", 8)
+        drivers.publish_node(env.admin, node, drivers.Vendor.NVIDIA, "H100", 8)
 
         def published() -> bool:
             names = {(o["kind"], o["metadata"]["name"]) for o in owned(env.admin)}
@@ -196,11 +196,13 @@ def test_an_invalid_commit_stalls_with_file_and_line_and_changes_nothing(env: En
     env.ready_at(good)
     before = versions(env.admin)
 
-    def break_pool(root: Path) -> None:
-        path = root / "pools" / "batch.yaml"
-        path.write_text(path.read_text().replace("headroomPercent:", "headroomPercentt:", 1))
+    target = "claims/ads-embedding/backfill.yaml"
+    original = (Path(env.clone.working_dir) / target).read_text()
 
-    bad = env.commit("typo", break_pool)
+    def break_claim(root: Path) -> None:
+        (root / target).write_text(original + "extra: [unclosed\n")
+
+    bad = env.commit("typo", break_claim)
 
     def stalled() -> dict[str, Any] | None:
         cond = env.condition("Stalled")
@@ -208,10 +210,10 @@ def test_an_invalid_commit_stalls_with_file_and_line_and_changes_nothing(env: En
 
     cond = wait_for("Stalled", stalled, 60)
     status = env.sync()["status"]
-    assert cond["reason"] == "ValidationFailed"
+    assert cond["reason"] == "ValidationFailed", cond
     assert status["lastAttemptedRevision"] == bad
     assert status["lastAppliedRevision"] == good, "the previous state stays"
-    assert status["lastError"]["file"].endswith("pools/batch.yaml")
+    assert status["lastError"]["file"] == target
     assert status["lastError"]["line"] > 0
     ready = env.condition("Ready")
     assert ready is not None and ready["status"] == "False"
@@ -221,11 +223,10 @@ def test_an_invalid_commit_stalls_with_file_and_line_and_changes_nothing(env: En
     time.sleep(5)
     assert env.sync()["metadata"]["resourceVersion"] == rv, "a stalled controller is quiet"
 
-    def fix_pool(root: Path) -> None:
-        path = root / "pools" / "batch.yaml"
-        path.write_text(path.read_text().replace("headroomPercentt:", "headroomPercent:", 1))
+    def fix_claim(root: Path) -> None:
+        (root / target).write_text(original)
 
-    fixed = env.commit("fix", fix_pool)
+    fixed = env.commit("fix", fix_claim)
     env.ready_at(fixed)
     assert env.condition("Stalled") is None
 
