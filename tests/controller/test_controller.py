@@ -249,7 +249,8 @@ def test_two_replicas_one_leader_and_a_takeover_after_kill_9(env: Env) -> None:
     assert not [line for line in standby.lines() if line.get("msg") == "reconcile"], (
         "standby never reconciles"
     )
-    assert "cu_reconcile_total" in standby.metrics(), "standby serves metrics"
+    served = wait_for("the standby's metrics", lambda: standby.metrics(), 30)
+    assert "cu_reconcile_duration_seconds" in served, "standby serves metrics"
 
     leader.proc.send_signal(signal.SIGKILL)
     leader.proc.wait()
