@@ -29,7 +29,7 @@ from reconciler.cli import _app
 from reconciler.diff import changeset, render, yamltext
 from reconciler.model import observed as obs
 from reconciler.model import state as st
-from reconciler.observe import cluster, snapshot, sources
+from reconciler.observe import snapshot, sources
 
 
 class Output(StrEnum):
@@ -81,6 +81,8 @@ def _source(
     if observed is not None:
         return snapshot.Snapshot(observed)
     if kubeconfig is not None:
+        from reconciler.observe import cluster  # the Kubernetes client: only for a live cluster
+
         try:
             return cluster.Cluster(cluster.connect(str(kubeconfig), context))
         except errors.ObserveError as exc:
