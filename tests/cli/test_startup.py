@@ -262,3 +262,111 @@ def test_bootstrap_and_hook_install_what_they_need() -> None:
     assert "-e '.[dev]'" in bootstrap
     hook = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert "entry: cuctl validate" in hook and "additional_dependencies" not in hook
+
+
+# -- a real core-only install ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with the project's wheel and its core dependencies only.
+
+    The wheel is built from a copy of the sources (setuptools writes build/ next to them);
+    pip resolves the core dependencies as the pre-commit hook's ``pip install .`` does.
+    """
+    base = tmp_path_factory.mktemp("core-venv")
+    src = base / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(
+        ROOT / "reconciler", src / "reconciler", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "-w", str(base / "dist"), str(src)], check=True, timeout=600
+    )
+    venv = base / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300
+    )
+    wheel = next((base / "dist").glob("cu_reconciler-*.whl"))
+    subprocess.run(
+        [*pip, "--python", str(venv / "bin" / "python"), "install", str(wheel)],
+        check=True,
+        timeout=900,
+    )
+    return venv
+
+
+def core(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [str(venv / "bin" / "cuctl"), *args],
+        capture_output=True,
+        text=True,
+        cwd=venv,
+        env={**env, "NO_COLOR": "1"},
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_core_install_holds_no_extra(core_venv: Path) -> None:
+    listed = subprocess.run(
+        [
+            str(core_venv / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; "
+            "print('\\n'.join(d.metadata['Name'].lower() for d in m.distributions()))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "cu-reconciler" in listed
+    for module in _extras.EXTRA_OF:
+        assert module.replace("_", "-") not in listed
+    assert "jsonschema" not in listed
+
+
+@pytest.mark.slow
+def test_core_install_validates_plans_and_renders(core_venv: Path) -> None:
+    assert core(core_venv, "--version").stdout.strip() == f"cuctl {reconciler.__version__}"
+    proc = core(core_venv, "validate", str(EXAMPLE))
+    assert proc.returncode == 0, proc.stderr
+    proc = core(core_venv, "plan", str(EXAMPLE), "--observed", str(SNAPSHOT), "-o", "json")
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)
+    proc = core(core_venv, "render", str(EXAMPLE))
+    assert proc.returncode == 0, proc.stderr
+    assert "kind: ResourceClaimTemplate" in proc.stdout or "kind: DeviceClass" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (["plan", str(EXAMPLE), "--kubeconfig", "kubeconfig"], "kube"),
+        (["render", str(EXAMPLE), "--kubeconfig", "kubeconfig"], "kube"),
+        (["apply", str(EXAMPLE), "--kubeconfig", "kubeconfig"], "kube"),
+        (["factors", "show", "--repo", str(EXAMPLE)], "learn"),
+        (["factors", "--help"], "learn"),
+    ],
+    ids=lambda v: " ".join(v[:2]) if isinstance(v, list) else v,
+)
+def test_core_install_names_the_missing_extra(core_venv: Path, args: list[str], extra: str) -> None:
+    proc = core(core_venv, *args)
+    assert proc.returncode == 2, proc.stderr
+    assert f"pip install 'cu-reconciler[{extra}]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"cuctl {args[0]}: needs the '{extra}' extra")
+
+
+@pytest.mark.slow
+def test_core_install_demo_says_it_needs_a_checkout(core_venv: Path) -> None:
+    proc = core(core_venv, "demo")
+    assert proc.returncode == 2
+    assert "source checkout" in proc.stderr and "hack/bootstrap.sh" in proc.stderr
+    assert "hack/build-k8s.sh" in proc.stderr and "Traceback" not in proc.stderr
