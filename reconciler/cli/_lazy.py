@@ -86,7 +86,9 @@ class LazyGroup(typer.core.TyperGroup):
             return super().shell_complete(ctx, incomplete)
 
     def _stub(self, name: str, entry: Entry) -> typer.core.TyperCommand:
-        return typer.core.TyperCommand(name=name, help=entry.help, hidden=entry.hidden)
+        return typer.core.TyperCommand(
+            name=name, help=entry.help, short_help=entry.help, hidden=entry.hidden
+        )
 
     # -- resolving: import the module, build the click command --------------------------
 
