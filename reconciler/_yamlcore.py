@@ -97,10 +97,15 @@ def tag_name(node: ruamel.yaml.nodes.Node) -> str:
 NESTING_LIMIT = 1000
 """Far above any real document (validation allows 64 levels), far below the crash."""
 _FLOW_BRACKETS = re.compile(r"[\[\]{}]")
-_BLOCK_PREFIX = re.compile(r"^(?:[ \t]|[-?](?=[ \t]))+", re.MULTILINE)
-"""Indentation plus compact ``- `` / ``? `` indicators: each nesting level in block style
-costs at least one column of it (two levels at most per column, with indentless
-sequences), so its length bounds the block nesting of everything on that line."""
+
+
+@functools.lru_cache(maxsize=4)
+def _deep_block(limit: int) -> re.Pattern[str]:
+    """A line whose indentation plus compact ``- `` / ``? `` indicators is longer than
+    ``limit / 2``: each block nesting level costs at least one column of that prefix (two
+    levels at most per column, with indentless sequences), so shorter prefixes are safe.
+    Only long prefixes match, so a normal file costs one cheap scan and no match objects."""
+    return re.compile(rf"^(?:[ \t]|[-?](?=[ \t])){{{limit // 2 + 1},}}", re.MULTILINE)
 
 
 def too_deep(text: str, limit: int = NESTING_LIMIT) -> tuple[int, int] | None:
@@ -114,10 +119,8 @@ def too_deep(text: str, limit: int = NESTING_LIMIT) -> tuple[int, int] | None:
             depth += 1 if match.group() in "[{" else -1
             if depth > limit:
                 return _position(text, match.start())
-    for match in _BLOCK_PREFIX.finditer(text):
-        if 2 * len(match.group()) > limit:
-            return _position(text, match.start())
-    return None
+    deep = _deep_block(limit).search(text)
+    return _position(text, deep.start()) if deep is not None else None
 
 
 def _position(text: str, offset: int) -> tuple[int, int]:
