@@ -112,7 +112,8 @@ def measure(args: argparse.Namespace) -> None:
     series.append(Series("python -c pass (same interpreter)", [sys.executable, "-c", "pass"], env))
     with tempfile.TemporaryDirectory(prefix="cu-bench-cli-") as tmp:
         big = _big_repo(Path(tmp))
-        for label, argv in _commands(cuctl, big):
+        commands = _commands(cuctl, big)
+        for label, argv in commands[: 3 if args.quick else len(commands)]:
             series.append(Series(label, argv, env))
             if args.baseline:
                 old_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
@@ -187,6 +188,7 @@ def main() -> None:
     parser.add_argument("--cuctl", help="the cuctl to measure (default: next to this python)")
     parser.add_argument("--baseline", help="another cuctl, measured in the same rounds")
     parser.add_argument("--install-size", action="store_true", help="measure installs instead")
+    parser.add_argument("--quick", action="store_true", help="only --version, --help, validate examples")
     args = parser.parse_args()
     if args.install_size:
         install_size()

@@ -106,7 +106,9 @@ class LazyGroup(typer.core.TyperGroup):
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         name = args[0] if args else ""
-        if name and not name.startswith("-") and name not in self.list_commands(ctx):
+        registry, _ = _registry()
+        known = name in registry or name in self.commands or name.startswith("-")
+        if name and not known and name not in self.list_commands(ctx):
             # TyperGroup would suggest only from the commands built so far.
             matches = get_close_matches(name, self.list_commands(ctx))
             hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""

@@ -16,9 +16,11 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import types
 from pathlib import Path
 
 import pytest
+import typer
 import typer.main
 
 import reconciler
@@ -370,3 +372,28 @@ def test_core_install_demo_says_it_needs_a_checkout(core_venv: Path) -> None:
     assert proc.returncode == 2
     assert "source checkout" in proc.stderr and "hack/bootstrap.sh" in proc.stderr
     assert "hack/build-k8s.sh" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_module_without_registry_lines_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another helper's module named only in _COMMAND_MODULES: listed and runnable, not lazy."""
+    from typer.testing import CliRunner
+
+    monkeypatch.setattr(cli.app, "registered_commands", list(cli.app.registered_commands))
+    monkeypatch.setattr(cli, "_COMMAND_MODULES", (*cli._COMMAND_MODULES, "_probe"))
+    probe = types.ModuleType("reconciler.cli._probe")
+
+    def probe_command() -> None:
+        """Answer the probe."""
+        typer.echo("probed")
+
+    probe_command.__module__ = probe.__name__
+    cli.app.command("probe")(probe_command)
+    monkeypatch.setitem(sys.modules, probe.__name__, probe)
+    runner = CliRunner()
+    listing = runner.invoke(cli.app, ["--help"])
+    assert listing.exit_code == 0 and re.search(
+        r"^\s+probe\s+Answer the probe", listing.stdout, re.M
+    )
+    ran = runner.invoke(cli.app, ["probe"])
+    assert (ran.exit_code, ran.stdout) == (0, "probed\n")
+    assert runner.invoke(cli.app, ["validate", "--help"]).exit_code == 0
