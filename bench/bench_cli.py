@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+_TIME = "/usr/bin/time"  # GNU time (Debian package "time")
 EXAMPLE = ROOT / "examples" / "gitrepo"
 SNAPSHOT = EXAMPLE / "observed" / "snapshot.yaml"
 
@@ -46,16 +47,22 @@ class Series:
     codes: set[int] = field(default_factory=set)
 
     def run_once(self) -> None:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        self.wall.append(time.perf_counter() - start)
-        self.cpu.append(usage.ru_utime + usage.ru_stime)
-        self.rss_mb.append(usage.ru_maxrss / 1024)
-        self.codes.add(os.waitstatus_to_exitcode(status))
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        """One run. Peak RSS comes from GNU time: a child's ``ru_maxrss`` from ``wait4``
+        starts at this (large) parent's RSS at fork, which would hide small processes."""
+        with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+            start = time.perf_counter()
+            proc = subprocess.Popen(
+                [_TIME, "-f", "%M", "-o", rss.name, *self.argv],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=self.env,
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            self.wall.append(time.perf_counter() - start)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            self.cpu.append(usage.ru_utime + usage.ru_stime)
+            self.rss_mb.append(int(rss.read().split()[-1]) / 1024)
+        self.codes.add(proc.returncode)
 
     def row(self) -> str:
         return (
@@ -65,7 +72,9 @@ class Series:
         )
 
 
-def _kubectl() -> Path | None:
+def _kubectl(given: str | None) -> Path | None:
+    if given:
+        return Path(given)
     from reconciler.devcluster import binaries
 
     found = binaries.cached()
@@ -102,7 +111,7 @@ def measure(args: argparse.Namespace) -> None:
     env = {**os.environ, "NO_COLOR": "1"}
     cuctl = [args.cuctl or str(Path(sys.executable).parent / "cuctl")]
     series: list[Series] = []
-    kubectl = _kubectl()
+    kubectl = _kubectl(args.kubectl)
     if kubectl is not None:
         series.append(
             Series("kubectl version --client", [str(kubectl), "version", "--client"], env)
@@ -187,8 +196,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--cuctl", help="the cuctl to measure (default: next to this python)")
     parser.add_argument("--baseline", help="another cuctl, measured in the same rounds")
+    parser.add_argument("--kubectl", help="kubectl to compare with (default: the built one)")
     parser.add_argument("--install-size", action="store_true", help="measure installs instead")
-    parser.add_argument("--quick", action="store_true", help="only --version, --help, validate examples")
+    parser.add_argument(
+        "--quick", action="store_true", help="only --version, --help, validate examples"
+    )
     args = parser.parse_args()
     if args.install_size:
         install_size()
