@@ -1,33 +1,94 @@
 """``cuctl``: the command-line front end.
 
 Each sub-command lives in its own module and registers itself on :data:`app`; this
-module only assembles them. Commands print results on stdout and logs on stderr, and
-exit like ``kubectl diff``: 0 = fine / in sync, 1 = findings / changes, 2 = cannot run.
+module only names them. Commands print results on stdout and logs on stderr, and exit
+like ``kubectl diff``: 0 = fine / in sync, 1 = findings / changes, 2 = cannot run.
+
+Start-up is paid on every pre-commit hook and CI run, so modules load lazily
+(:mod:`reconciler.cli._lazy`): ``cuctl --help`` and completion read the registry below,
+and only the module of the command being run is imported.
+
+Adding a command ``cuctl NAME`` in a new module ``reconciler/cli/MODULE.py``:
+
+1. register it on the app in that module: ``@_app.app.command("NAME")`` (or
+   ``_app.app.add_typer(sub_app, name="NAME")`` for a group);
+2. add ``"MODULE"`` to :data:`_COMMAND_MODULES`;
+3. add ``"NAME": Entry("MODULE", "<first paragraph of its docstring>")`` to
+   :data:`_COMMANDS` (``hidden=True`` for hidden commands; ``extra="learn"`` when the
+   command needs an extra, so a core install is told what to ``pip install``). Without
+   this line the command still works, but its module is imported for every ``--help``;
+   ``tests/cli/test_startup.py`` fails until the line is there and matches the docstring.
+
+Import heavy libraries inside the functions that use them, not at module top: the same
+test fails when ``--help``, ``validate``, offline ``plan`` or ``render`` load one.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from reconciler.cli._app import app
+from reconciler.cli._lazy import Entry
 
-# One line per command module; each registers itself on ``app`` when imported.
+#: Every module that registers commands (imported only when one of its commands runs).
 _COMMAND_MODULES: tuple[str, ...] = (
     "validate",
     "plan",
     "apply",
     "demo",
     "factors",
+    "completion",
     "snapshot",
     "history",
     "run",
 )
 
+#: Command name → (module, one-line help): what ``--help`` and completion show, no imports.
+_COMMANDS: dict[str, Entry] = {
+    "validate": Entry(
+        "validate", "Validate desired state: YAML safety, schemas, references, capacity."
+    ),
+    "plan": Entry(
+        "plan",
+        "Preview what the reconciler would change: exit 0 in sync, 1 changes (objects, the "
+        "desired state, or promises the devices cannot keep), 2 error.",
+    ),
+    "render": Entry("plan", "Print the target objects as a YAML stream (stdout); logs on stderr."),
+    "apply": Entry(
+        "apply",
+        "Converge the cluster on the desired state: exit 0 converged, 2 failed (nothing written).",
+        extra="kube",
+    ),
+    "factors": Entry(
+        "factors", "Learn device conversion factors from inference records.", extra="learn"
+    ),
+    "demo": Entry(
+        "demo",
+        "Run the end-to-end demo on a local control plane built from Kubernetes' Go modules.",
+    ),
+    "snapshot": Entry(
+        "snapshot",
+        "Print (or write) the snapshot of observed devices, deterministically.",
+        extra="kube",
+    ),
+    "history": Entry(
+        "history",
+        "Show the commits that changed a pool, tenant, claim or factor rows (or a live object).",
+    ),
+    "run": Entry(
+        "run",
+        "Run the controller until SIGTERM: exit 0 on a clean stop, 2 when it cannot start.",
+        extra="controller",
+    ),
+    "completion": Entry(
+        "completion", "Print the shell completion script for bash, zsh, fish or PowerShell."
+    ),
+    "schemas": Entry(
+        "validate", "Write the JSON Schemas generated from reconciler.model.documents.", hidden=True
+    ),
+}
+
 
 def main() -> None:
-    for name in _COMMAND_MODULES:
-        importlib.import_module(f"reconciler.cli.{name}")
     app()
 
 
-__all__ = ["app", "main"]
+__all__ = ["Entry", "app", "main"]

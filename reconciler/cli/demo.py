@@ -21,20 +21,42 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import git
 import typer
 from ruamel.yaml import YAML
 
 from reconciler.cli import _app
-from reconciler.devcluster import controlplane, drivers, identity, nodes, rawapi, workloads
-from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.errors import ToolchainError
-from reconciler.learn import synthetic
+
+if TYPE_CHECKING:
+    import git
+
+# The local control plane, the Kubernetes client and the learner are imported inside the
+# functions that use them: this module is imported before any check can run, and the first
+# thing `cuctl demo` must say on an installed package is that it needs a source checkout.
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitrepo"
+#: What the demo reads from a source checkout, and why.
+CHECKOUT_FILES = {
+    Path("hack/build-k8s.sh"): "builds the local control plane from Kubernetes' Go modules",
+    Path("examples/gitrepo"): "the desired-state repository the demo publishes",
+    Path("deploy/rbac.yaml"): "the reconciler's least-privilege RBAC",
+}
+
+
+def checkout_problem(root: Path = ROOT) -> str | None:
+    """Why the demo cannot run from ``root`` (an installed package), or None in a checkout."""
+    missing = [f"{rel} ({why})" for rel, why in CHECKOUT_FILES.items() if not (root / rel).exists()]
+    if not missing:
+        return None
+    return (
+        f"runs from a cu-reconciler source checkout, and this cuctl is installed in {root}, "
+        f"which lacks {'; '.join(missing)}. In a clone of the repository run "
+        "`hack/bootstrap.sh && .venv/bin/cuctl demo` (needs git and Go 1.26+ to build "
+        "the control plane)"
+    )
 
 
 def _say(text: str) -> None:
@@ -69,6 +91,8 @@ def _cuctl(args: Sequence[str], *, cwd: Path, expect: Sequence[int] = (0,), limi
 
 
 def _make_repo(root: Path) -> git.Repo:
+    import git
+
     shutil.copytree(EXAMPLE, root)
     repo = git.Repo.init(root, initial_branch="main")
     with repo.config_writer() as cfg:
@@ -80,6 +104,8 @@ def _make_repo(root: Path) -> git.Repo:
 
 
 def _namespaces(api: Any, repo_root: Path) -> list[str]:
+    from reconciler.devcluster import identity
+
     settings = YAML(typ="safe").load((repo_root / "cluster.yaml").read_text())
     names: list[str] = sorted(settings["spec"]["managedNamespaces"])
     for name in names:
@@ -88,6 +114,8 @@ def _namespaces(api: Any, repo_root: Path) -> list[str]:
 
 
 def _owned_claims(api: Any) -> list[Mapping[str, Any]]:
+    from reconciler.devcluster import rawapi
+
     body = rawapi.request(
         api,
         "GET",
@@ -102,6 +130,7 @@ def _owned_claims(api: Any) -> list[Mapping[str, Any]]:
 
 def _schedule_one(api: Any) -> None:
     """Run a Pod on the first unused generated claim and show what the scheduler allocated."""
+    from reconciler.devcluster import workloads
 
     def pairs_a_vendor_device(claim: Mapping[str, Any]) -> bool:
         requests = claim["spec"]["devices"]["requests"]
@@ -131,6 +160,8 @@ def _schedule_one(api: Any) -> None:
 
 def _lose_node(api: Any, snapshot: Path) -> str:
     """Withdraw every vendor slice of the busiest node: what a node loss looks like to DRA."""
+    from reconciler.devcluster import drivers, nodes
+
     items = YAML(typ="safe").load(snapshot.read_text())["items"]
     per_node: dict[str, int] = {}
     for obj in items:
@@ -269,6 +300,14 @@ def demo_command(
     ),
 ) -> None:
     """Run the end-to-end demo on a local control plane built from Kubernetes' Go modules."""
+    problem = checkout_problem()
+    if problem is not None:
+        typer.echo(f"cuctl demo: {problem}", err=True)
+        raise typer.Exit(_app.EXIT_ERROR)
+    from reconciler.devcluster import controlplane, identity
+    from reconciler.devcluster import snapshot as devsnapshot
+    from reconciler.learn import synthetic
+
     base = workdir or Path(tempfile.mkdtemp(prefix="cu-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()

@@ -31,9 +31,8 @@ from reconciler.cli import _app
 from reconciler.diff import changeset, render, yamltext
 from reconciler.model import observed as obs
 from reconciler.model import state as st
-from reconciler.observe import cluster, snapshot, sources
-from reconciler.plan import gitops
-from reconciler.plan import meaning
+from reconciler.observe import snapshot, sources
+from reconciler.plan import gitops, meaning
 
 
 class Output(StrEnum):
@@ -90,6 +89,8 @@ def _source(
     if observed is not None:
         return snapshot.Snapshot(observed)
     if kubeconfig is not None:
+        from reconciler.observe import cluster  # the Kubernetes client: only for a live cluster
+
         try:
             return cluster.Cluster(cluster.connect(str(kubeconfig), context))
         except errors.ObserveError as exc:
@@ -106,8 +107,10 @@ def _source(
         except errors.ObserveError as exc:
             raise _fail(command, str(exc)) from exc
     try:  # the ambient cluster, as kubectl finds it: KUBECONFIG, in-cluster, ~/.kube/config
+        from reconciler.observe import cluster
+
         return cluster.Cluster(cluster.connect(None, context))
-    except errors.ObserveError as exc:
+    except (errors.ObserveError, ModuleNotFoundError) as exc:
         raise _fail(
             command,
             "needs the observed devices: --observed FILE, --kubeconfig FILE, "

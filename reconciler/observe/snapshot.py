@@ -12,28 +12,85 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+import ruamel.yaml.error
+import ruamel.yaml.nodes
 
-from reconciler import errors
+from reconciler import _gc, _yamlcore, errors
 from reconciler.model import observed as obs
 from reconciler.observe import sources
 
+MAX_BYTES = 64 * 2**20
+"""A snapshot larger than this is refused before it is read (validation's snapshot limit)."""
+MAX_DEPTH = 64
+"""kubectl output nests about a dozen levels; deeper is not a Kubernetes object."""
 
-def _plain(value: Any) -> Any:
-    """ruamel's containers → dict/list/str/int/bool (deterministic, JSON-shaped)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+
+class _Refused(Exception):
+    def __init__(self, node: ruamel.yaml.nodes.Node, message: str) -> None:
+        super().__init__(message)
+        self.line = node.start_mark.line + 1
+        self.column = node.start_mark.column + 1
+
+
+def _plain(node: ruamel.yaml.nodes.Node, depth: int, seen: set[int]) -> Any:
+    """Composed nodes → dict/list/str/int/float/bool/None, in linear time and memory.
+
+    A collection reached twice is an alias (``&a``/``*a``): kubectl never writes one, and
+    expanding them is how a small file becomes a huge structure, so it is refused.
+    """
+    tag = _yamlcore.tag_name(node)
+    if type(node) is ruamel.yaml.nodes.ScalarNode and tag in _yamlcore.ALLOWED_TAGS:
+        return _yamlcore.scalar_of(node.value, tag)
+    if tag not in _yamlcore.ALLOWED_TAGS:
+        raise _Refused(node, f"tag {tag} is not allowed in a snapshot")
+    if id(node) in seen:
+        raise _Refused(node, "YAML aliases are not allowed in a snapshot (kubectl writes none)")
+    seen.add(id(node))
+    if depth > MAX_DEPTH:
+        raise _Refused(node, f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(node, ruamel.yaml.nodes.SequenceNode):
+        return [_plain(child, depth + 1, seen) for child in node.value]
+    out: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, ruamel.yaml.nodes.ScalarNode):
+            raise _Refused(key_node, "a mapping key must be a plain scalar")
+        key = str(_plain(key_node, depth + 1, seen))
+        if key in out:
+            raise _Refused(key_node, f"duplicate key {key!r}")
+        out[key] = _plain(value_node, depth + 1, seen)
+    return out
+
+
+def _load(text: str, name: str) -> list[Any]:
+    """Every non-empty document of ``text``, as plain data (C parser, bounded, no constructors)."""
+    if len(text) > MAX_BYTES:
+        raise errors.ObserveError(f"{name}: snapshot is over {MAX_BYTES} bytes; split it")
+    where = _yamlcore.too_deep(text)
+    if where is not None:
+        raise errors.ObserveError(
+            f"{name}:{where[0]}:{where[1]}: nested too deeply to be a snapshot"
+        )
+    try:
+        # Node graphs are large and acyclic: the collector would walk them and find nothing.
+        with _gc.paused():
+            return [
+                _plain(node, 0, set())
+                for node in _yamlcore.yaml().compose_all(text)
+                if node is not None and not _empty(node)
+            ]
+    except _Refused as exc:
+        raise errors.ObserveError(f"{name}:{exc.line}:{exc.column}: {exc}") from exc
+    except ruamel.yaml.error.YAMLError as exc:
+        raise errors.ObserveError(f"{name}: not valid YAML: {exc}") from exc
+
+
+def _empty(node: ruamel.yaml.nodes.Node) -> bool:
+    """An empty document (a stray or trailing ``---``)."""
+    return type(node) is ruamel.yaml.nodes.ScalarNode and _yamlcore.tag_name(node) == _yamlcore.NULL
 
 
 def parse(text: str, name: str) -> tuple[Mapping[str, Any], ...]:
-    try:
-        documents = [d for d in YAML(typ="safe", pure=True).load_all(text) if d is not None]
-    except YAMLError as exc:
-        raise errors.ObserveError(f"{name}: not valid YAML: {exc}") from exc
+    documents = _load(text, name)
     items: list[Any] = []
     for doc in documents:
         if isinstance(doc, Mapping) and str(doc.get("kind", "")).endswith("List"):
@@ -44,7 +101,7 @@ def parse(text: str, name: str) -> tuple[Mapping[str, Any], ...]:
     for i, item in enumerate(items):
         if not isinstance(item, Mapping) or not item.get("kind"):
             raise errors.ObserveError(f"{name}: item {i} is not a Kubernetes object (no kind)")
-        out.append(_plain(item))
+        out.append(item)
     return tuple(out)
 
 
@@ -54,6 +111,10 @@ class Snapshot:
 
     def read(self) -> obs.RawObjects:
         try:
+            if self.path.stat().st_size > MAX_BYTES:
+                raise errors.ObserveError(
+                    f"{self.path}: snapshot is over {MAX_BYTES} bytes; split it"
+                )
             text = self.path.read_text(encoding="utf-8")
         except OSError as exc:
             raise errors.ObserveError(f"{self.path}: cannot read snapshot: {exc.strerror}") from exc

@@ -16,14 +16,30 @@ Modules: :mod:`~reconciler.source.tree` (the value and the bootstrap rules),
 
 from __future__ import annotations
 
-from reconciler.source import fleet, git, tree, worktree
+from typing import TYPE_CHECKING, Any
+
+from reconciler.source import fleet, tree, worktree
+
+if TYPE_CHECKING:
+    from reconciler.source import git
 
 
 def read(path: str, rev: str | None) -> tree.SourceTree:
     """Read ``path`` at ``rev``; ``rev=None`` reads the working tree as it is on disk."""
     if rev is None:
         return worktree.read_worktree(path)
+    from reconciler.source import git  # gitpython: loaded only to read a revision
+
     return git.read_revision(path, rev)
+
+
+def __getattr__(name: str) -> Any:
+    """``source.git`` on first use: a pre-commit ``validate`` of the working tree skips it."""
+    if name == "git":
+        import importlib
+
+        return importlib.import_module("reconciler.source.git")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["fleet", "git", "read", "tree", "worktree"]

@@ -26,9 +26,7 @@ pure-Python parser otherwise. Both produce the same nodes and marks.
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -38,15 +36,27 @@ import ruamel.yaml.nodes
 import ruamel.yaml.resolver
 import ruamel.yaml.tag
 
+from reconciler import _yamlcore
 from reconciler.model import codes
 from reconciler.model import diagnostics as diag
 
 Path = tuple[str | int, ...]
 
-_CORE = "tag:yaml.org,2002:"
-_STR, _INT, _FLOAT, _BOOL, _NULL = (f"{_CORE}{t}" for t in ("str", "int", "float", "bool", "null"))
-_MAP, _SEQ, _TIMESTAMP, _MERGE = (f"{_CORE}{t}" for t in ("map", "seq", "timestamp", "merge"))
-_ALLOWED_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _MAP, _SEQ, _TIMESTAMP})
+# The YAML 1.2 core schema, the cached resolver and the nesting pre-check are shared with
+# reconciler.observe.snapshot (reconciler/_yamlcore.py).
+_CORE, _STR, _NULL, _MAP, _SEQ, _MERGE = (
+    _yamlcore.CORE,
+    _yamlcore.STR,
+    _yamlcore.NULL,
+    _yamlcore.MAP,
+    _yamlcore.SEQ,
+    _yamlcore.MERGE,
+)
+_ALLOWED_TAGS = _yamlcore.ALLOWED_TAGS
+_yaml = _yamlcore.yaml
+_tag_name = _yamlcore.tag_name
+_scalar_of = _yamlcore.scalar_of
+_TAG_NAMES = _yamlcore.TAG_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,83 +195,18 @@ def _decode(file: str, content: bytes, limits: Limits) -> str:
         ) from exc
 
 
-def _core_resolvers() -> dict[str | None, list[tuple[str, Any]]]:
-    """ruamel's YAML 1.2 implicit resolvers, by first character (None = any)."""
-    table: dict[str | None, list[tuple[str, Any]]] = {}  # patterns are ruamel LazyEvals
-    for versions, tag, regexp, first in ruamel.yaml.resolver.implicit_resolvers:
-        if (1, 2) not in versions:
-            continue
-        for ch in first if first is not None else [None]:
-            table.setdefault(ch, []).append((tag, regexp))
-    return table
-
-
-_RESOLVERS = _core_resolvers()
-_TAGS: dict[str, ruamel.yaml.tag.Tag] = {}
-
-
-def _tag(name: str) -> ruamel.yaml.tag.Tag:
-    if name not in _TAGS:
-        _TAGS[name] = ruamel.yaml.tag.Tag(suffix=name)
-        _TAG_NAMES[id(_TAGS[name])] = name
-    return _TAGS[name]
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _plain_tag(value: str) -> ruamel.yaml.tag.Tag:
-    """The YAML 1.2 core-schema tag of a plain scalar; same answers as ruamel, cached."""
-    first = value[0] if value else ""
-    for tag, regexp in (*_RESOLVERS.get(first, ()), *_RESOLVERS.get(None, ())):
-        if regexp.match(value):
-            return _tag(tag)
-    return _tag(_STR)
-
-
-class _CoreResolver(ruamel.yaml.resolver.VersionedResolver):
-    """ruamel's resolver answers each scalar by re-deriving the YAML version (about half of
-    the C parser's load time); documents here are always YAML 1.2, so answer from a cache."""
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is ruamel.yaml.nodes.ScalarNode:
-            return _plain_tag(value) if implicit[0] else _tag(_STR)
-        if kind is ruamel.yaml.nodes.SequenceNode:
-            return _tag(_SEQ)
-        return _tag(_MAP)
-
-
-def _yaml() -> ruamel.yaml.YAML:
-    yaml = ruamel.yaml.YAML(typ="safe", pure=False)
-    yaml.Resolver = _CoreResolver
-    yaml.allow_duplicate_keys = True  # we report duplicates ourselves, with both positions
-    return yaml
-
-
-_FLOW_BRACKETS = re.compile(r"[\[\]{}]")
-_FLOW_SCAN_DEPTH = 1000
-"""Flow nesting beyond this is refused before parsing: the C parser recurses without a guard
-and crashes the process (segmentation fault) somewhere past 20,000 levels."""
-
-
 def _check_flow_depth(file: str, text: str) -> None:
-    """A cheap pre-scan of bracket nesting (strings included, so it can only over-count)."""
-    if text.count("[") + text.count("{") < _FLOW_SCAN_DEPTH:
-        return
-    depth = 0
-    for match in _FLOW_BRACKETS.finditer(text):
-        depth += 1 if match.group() in "[{" else -1
-        if depth > _FLOW_SCAN_DEPTH:
-            before = text[: match.start()]
-            line = before.count("\n") + 1
-            column = match.start() - (before.rfind("\n") + 1) + 1
-            raise _Abort(
-                diag.Diagnostic(
-                    file,
-                    line,
-                    column,
-                    codes.Code.TOO_DEEP,
-                    f"brackets nested more than {_FLOW_SCAN_DEPTH} levels; flatten the structure",
-                )
+    """Refuse nesting the C parser cannot survive, before parsing (flow or block style)."""
+    where = _yamlcore.too_deep(text)
+    if where is not None:
+        raise _Abort(
+            diag.Diagnostic(
+                file,
+                *where,
+                codes.Code.TOO_DEEP,
+                f"nested more than {_yamlcore.NESTING_LIMIT} levels; flatten the structure",
             )
+        )
 
 
 def _compose(file: str, text: str, limits: Limits) -> list[LoadedDocument]:
@@ -529,69 +474,9 @@ class _Builder:
         return self.build(node, stack, depth)
 
 
-_TAG_NAMES: dict[int, str] = {}
-
-
-def _tag_name(node: ruamel.yaml.nodes.Node) -> str:
-    """The node's tag as a string; resolved tags are our cached objects, looked up by id."""
-    ctag = node.ctag
-    name = _TAG_NAMES.get(id(ctag))
-    return name if name is not None else str(node.tag)
-
-
 def _short_tag(tag: str) -> str:
     return "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
 
 
-_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-
-
 def _scalar(node: ruamel.yaml.nodes.Node) -> Any:
     return _scalar_of(node.value, _tag_name(node))
-
-
-def _scalar_of(value: str, tag: str) -> Any:
-    """Construct a core-schema scalar (YAML 1.2). Timestamps stay strings."""
-    if tag in (_STR, _TIMESTAMP):
-        return value
-    if tag == _NULL:
-        return None
-    if tag == _BOOL:
-        if value in _BOOLS:
-            return _BOOLS[value]
-        return value.lower() in ("yes", "on", "y")
-    if tag == _INT:
-        return _int(value)
-    if tag == _FLOAT:
-        return _float(value)
-    return value
-
-
-def _int(value: str) -> int | str:
-    text = value.replace("_", "")
-    sign = -1 if text.startswith("-") else 1
-    text = text.lstrip("+-")
-    try:
-        if text.startswith(("0x", "0X")):
-            return sign * int(text[2:], 16)
-        if text.startswith(("0o", "0O")):
-            return sign * int(text[2:], 8)
-        if text.startswith(("0b", "0B")):
-            return sign * int(text[2:], 2)
-        return sign * int(text)
-    except ValueError:
-        return value
-
-
-def _float(value: str) -> float | str:
-    text = value.replace("_", "").lower()
-    if text in (".inf", "+.inf"):
-        return math.inf
-    if text == "-.inf":
-        return -math.inf
-    if text == ".nan":
-        return math.nan
-    try:
-        return float(text)
-    except ValueError:
-        return value
