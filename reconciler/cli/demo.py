@@ -196,6 +196,8 @@ def _open_pull_request(repo: git.Repo) -> None:
 def _controller_step(repo: git.Repo, api: Any, kubeconfig: str, base: Path) -> None:
     """Controller mode: the cluster converges on its own after a reviewed commit, and Git
     answers who changed it."""
+    from reconciler.devcluster import rawapi, workloads
+
     root = Path(repo.working_dir)
     _say("12. Controller mode: cuctl run watches Git; a commit raises a tenant's priority")
     repo.git.checkout("main")
