@@ -107,6 +107,14 @@ class KubeletNode:
     def cdi_specs(self) -> list[str]:
         return sorted(p.name for p in self.cdi_dir.glob("*.json"))
 
+    def add_plugin(self, driver: str, binary: Path, kubeconfig: Path) -> str:
+        """Start a plugin for ``driver`` on this node (late, e.g. after a missing-plugin test)."""
+        key = f"plugin:{driver}"
+        self.argv[key] = plugin_argv(binary, self.root, self.name, driver, kubeconfig)
+        self.binaries[key] = binary
+        self.start(key)
+        return key
+
     def components(self) -> tuple[str, ...]:
         return tuple(self.argv)
 
@@ -339,3 +347,44 @@ def _kill(proc: controlplane._Process) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     if proc.popen is not None:
         proc.popen.wait(timeout=10)
+
+
+# --- state for ``python -m reconciler.devcluster up --kubelets N`` / ``down`` ----------------
+
+STATE_FILE = "kubelets.json"
+
+
+def save_state(workdir: Path, nodes: Sequence[KubeletNode]) -> None:
+    """Record every node's processes so ``down`` (another process) can stop them."""
+    state = {
+        n.name: {
+            "root": str(n.root),
+            "processes": {
+                c: {"pid": p.pid, "binary": str(p.binary)} for c, p in n.processes.items()
+            },
+        }
+        for n in nodes
+    }
+    (workdir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def load_state(workdir: Path, log_dir: Path) -> list[KubeletNode]:
+    path = workdir / STATE_FILE
+    if not path.exists():
+        return []
+    out = []
+    for name, entry in json.loads(path.read_text()).items():
+        node = KubeletNode(name, Path(entry["root"]), log_dir, {}, {})
+        for comp, p in entry["processes"].items():
+            node.processes[comp] = controlplane._Process(comp, int(p["pid"]), Path(p["binary"]))
+        out.append(node)
+    return out
+
+
+def stop_all(workdir: Path, log_dir: Path) -> int:
+    """Stop the kubelet nodes recorded under ``workdir``; returns how many."""
+    nodes = load_state(workdir, log_dir)
+    for node in nodes:
+        node.stop()
+    (workdir / STATE_FILE).unlink(missing_ok=True)
+    return len(nodes)

@@ -171,6 +171,8 @@ class ObservedState:
     claims: tuple[ObservedClaim, ...] = ()
     owned: tuple[JsonObject, ...] = ()
     findings: tuple[Finding, ...] = ()
+    skip_node_operations: bool = False
+    """Our slices may ask the kubelet to skip node operations (model/presence.py)."""
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -70,7 +70,9 @@ def _needs_plugin(node: Mapping[str, Any]) -> bool:
 
 def apply(state: obs.ObservedState, raw: obs.RawObjects, namespace: str) -> obs.ObservedState:
     """Taint the devices of nodes that need our plugin and have none; add one finding each."""
-    if raw.read_at is None or raw.skip_node_operations:
+    if raw.skip_node_operations:
+        return dataclasses.replace(state, skip_node_operations=True)
+    if raw.read_at is None:
         return state
     live = live_nodes(raw.plugin_leases, namespace, raw.read_at)
     needs = {str((n.get("metadata") or {}).get("name", "")) for n in raw.nodes if _needs_plugin(n)}
