@@ -18,6 +18,7 @@ stand-in plugin, 4× H100 in a Fractional pool). Then:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -77,13 +78,16 @@ def main() -> int:
             kf.apply_plan(api, result, run, ns)
 
             def pod(name: str, with_claim: bool) -> dict[str, Any]:
-                body = kf.pod(name, None)
+                body: dict[str, Any] = kf.pod(name, None)
                 if with_claim:
                     body["spec"]["resourceClaims"] = [
                         {"name": "cu", "resourceClaimTemplateName": "share"}
                     ]
                     body["spec"]["containers"][0]["resources"] = {"claims": [{"name": "cu"}]}
                 return body
+
+            def all_running(names: list[str]) -> bool:
+                return all(kf.phase(api, ns, n) == "Running" for n in names)
 
             def start(name: str, with_claim: bool) -> float:
                 t0 = time.perf_counter()
@@ -117,9 +121,7 @@ def main() -> int:
                 batch = [f"cyc-{done + j}" for j in range(min(10, args.cycles - done))]
                 for n in batch:
                     workloads.create(api, ns, pod(n, True))
-                workloads.wait_for(
-                    lambda: all(kf.phase(api, ns, n) == "Running" for n in batch), timeout=180
-                )
+                workloads.wait_for(functools.partial(all_running, batch), timeout=180)
                 stop(batch)
                 done += len(batch)
             cycles_s = time.perf_counter() - t0
