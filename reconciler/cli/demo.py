@@ -26,7 +26,7 @@ import git
 import typer
 from ruamel.yaml import YAML
 
-from reconciler.cli import _app
+from reconciler.cli import _app, demo_kubelets
 from reconciler.devcluster import controlplane, drivers, identity, nodes, rawapi, workloads
 from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.errors import ToolchainError
@@ -214,6 +214,9 @@ def demo_command(
 
             _say("7. kube-scheduler allocates a generated claim: CU and its exact vendor device")
             _schedule_one(api)
+
+            _say("7b. Pods run on real kubelet nodes: the CU plugin hands them their CU")
+            demo_kubelets.run(cp, api, repo_root, kubeconfig, _cuctl)
 
             _say(
                 "8. A node is lost: its CU leaves the pool, admission is redone, its slices pruned"
