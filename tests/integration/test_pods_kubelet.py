@@ -34,13 +34,13 @@ PLUGIN = f"plugin:{kubelets.CU_DRIVER}"
 def two_nodes(
     control_plane: devcluster.ControlPlane, api: ApiClient, namespace: str
 ) -> Iterator[tuple[str, kubelets.KubeletNode, kubelets.KubeletNode, list[str]]]:
-    """Kubelet node W (2× H100, Whole pool) and F (2× L40S, Fractional pool), each with our
+    """Kubelet node W (2× H100, Whole pool) and F (2× A100, Fractional pool), each with our
     plugin and the NVIDIA stand-in plugin."""
     run = uuid.uuid4().hex[:6]
     started: list[kubelets.KubeletNode] = []
     made: list[str] = []
     try:
-        for role, model in (("w", "H100"), ("f", "L40S")):
+        for role, model in (("w", "H100"), ("f", "A100")):
             node = kubelets.start_node(
                 control_plane,
                 api,
@@ -155,6 +155,7 @@ def test_whole_and_fractional_pods_run_and_unprepare_across_restarts(
     fnode.kill(PLUGIN)
     kf.delete_pod(api, namespace, "frac")
     time.sleep(5)
+    assert kf.phase(api, namespace, "frac") is not None, "the Pod waits for its unprepare"
     assert len(fnode.checkpoint()["claims"]) == 1, "nothing unprepared without the plugin"
     fnode.start(PLUGIN)
     kf.wait_gone(api, namespace, "frac", timeout=180)
