@@ -208,6 +208,8 @@ def start_node(
         for driver in drivers_wanted:
             node.start(f"plugin:{driver}")
         wait_ready(api, node, timeout)
+        if cu_plugin:
+            wait_lease(api, name, timeout)
     except BaseException:
         node.stop()
         raise
@@ -261,6 +263,28 @@ def wait_ready(api: ApiClient, node: KubeletNode, timeout: float = 90.0) -> dict
         content_type=rawapi.MERGE_PATCH,
     )
     return obj
+
+
+def wait_lease(api: ApiClient, node: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait for the CU plugin's presence Lease of ``node`` (it is registered with the kubelet)."""
+
+    def lease() -> dict[str, Any] | None:
+        try:
+            return dict(
+                rawapi.request(
+                    api,
+                    "GET",
+                    f"/apis/coordination.k8s.io/v1/namespaces/{PLUGIN_NAMESPACE}"
+                    f"/leases/cu-kubelet-plugin-{node}",
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    found: dict[str, Any] = _wait(lease, timeout, f"{node}: plugin presence Lease")
+    return found
 
 
 def ensure_namespace(api: ApiClient, name: str) -> None:

@@ -41,21 +41,28 @@ func LeaseName(node string) string {
 	return name
 }
 
-// Run renews the Lease every Duration/4 until ctx ends.
+// Run renews the Lease every Duration/4 until ctx ends; until the first renewal (the kubelet
+// has not accepted the registration yet) it checks every half second, so a new node is sold
+// as soon as it can prepare.
 func (p Presence) Run(ctx context.Context) {
 	logger := klog.FromContext(ctx)
-	tick := time.NewTicker(p.Duration / 4)
-	defer tick.Stop()
+	renewed := false
 	for {
 		if p.Registered == nil || p.Registered() {
 			if err := p.renew(ctx); err != nil && ctx.Err() == nil {
 				logger.Error(err, "renewing presence Lease", "namespace", p.Namespace, "name", LeaseName(p.Node))
+			} else if err == nil {
+				renewed = true
 			}
+		}
+		wait := p.Duration / 4
+		if !renewed {
+			wait = 500 * time.Millisecond
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(wait):
 		}
 	}
 }
