@@ -3,11 +3,12 @@
 One local control plane and one real kubelet node (fake CRI runtime, our plugin, the NVIDIA
 stand-in plugin, 4× H100 in a Fractional pool). Then:
 
-1. latency: ``--pods`` rounds, each creating one Pod *without* a claim and one Pod with a
-   CU claim from a generated ResourceClaimTemplate (alternating, one at a time), timing
-   create → ``Running`` as seen by a client polling every 20 ms; the claim Pod pays for the
-   claim's creation by kube-controller-manager, scheduling with DRA, and NodePrepareResources
-   on both plugins. Medians and the ratio are printed.
+1. latency: ``--pods`` rounds, each creating (one at a time) a Pod *without* a claim, a Pod
+   with a CU claim from a generated ResourceClaimTemplate, and a Pod using a generated
+   ResourceClaim (reused round after round once released), timing create → ``Running`` as
+   seen by a client polling every 20 ms. The template Pod also pays for kube-controller-
+   manager creating its claim; both claim Pods pay for DRA scheduling and
+   NodePrepareResources on our plugin. Medians and ratios to the plain Pod are printed.
 2. RSS of the plugin process (``/proc/<pid>/status``): VmRSS at idle, then ``--cycles``
    prepare/unprepare cycles (batches of 10 Pods created, Running, deleted, gone), VmHWM
    (peak) over the cycles and VmRSS after.
@@ -73,13 +74,16 @@ def main() -> int:
                     "form": "ResourceClaimTemplate",
                 },
             )
-            desired = kf.desired_state(run, ns, f"{run}-none", run, [claim])
+            direct = ex.claim("direct", {"tenant": "t", "pool": f"infer-{run}", "cu": 5})
+            desired = kf.desired_state(run, ns, f"{run}-none", run, [claim, direct])
             result = kf.plan(api, desired, run, ns)
             kf.apply_plan(api, result, run, ns)
 
-            def pod(name: str, with_claim: bool) -> dict[str, Any]:
+            def pod(name: str, with_claim: bool | str) -> dict[str, Any]:
                 body: dict[str, Any] = kf.pod(name, None)
-                if with_claim:
+                if with_claim == "direct":
+                    body = kf.pod(name, "direct")
+                elif with_claim:
                     body["spec"]["resourceClaims"] = [
                         {"name": "cu", "resourceClaimTemplateName": "share"}
                     ]
@@ -89,7 +93,11 @@ def main() -> int:
             def all_running(names: list[str]) -> bool:
                 return all(kf.phase(api, ns, n) == "Running" for n in names)
 
-            def start(name: str, with_claim: bool) -> float:
+            def released() -> bool:
+                status = workloads.get(api, ns, "ResourceClaim", "direct").get("status", {})
+                return not status.get("reservedFor")
+
+            def start(name: str, with_claim: bool | str) -> float:
                 t0 = time.perf_counter()
                 workloads.create(api, ns, pod(name, with_claim))
                 workloads.wait_for(
@@ -107,11 +115,13 @@ def main() -> int:
             start("warm-plain", False)
             start("warm-claim", True)
             stop(["warm-plain", "warm-claim"])
-            plain, claimed = [], []
+            plain, claimed, direct_s = [], [], []
             for i in range(args.pods):
                 plain.append(start(f"plain-{i}", False))
                 claimed.append(start(f"claim-{i}", True))
-                stop([f"plain-{i}", f"claim-{i}"])
+                direct_s.append(start(f"direct-{i}", "direct"))
+                stop([f"plain-{i}", f"claim-{i}", f"direct-{i}"])
+                workloads.wait_for(released, timeout=60, what="claim direct released")
             pid = node.processes[f"plugin:{kubelets.CU_DRIVER}"].pid
             time.sleep(2)
             idle = _status_kib(pid, "VmRSS")
@@ -131,6 +141,8 @@ def main() -> int:
                 "plain_median_s": round(statistics.median(plain), 3),
                 "claim_median_s": round(statistics.median(claimed), 3),
                 "ratio": round(statistics.median(claimed) / statistics.median(plain), 2),
+                "direct_median_s": round(statistics.median(direct_s), 3),
+                "direct_ratio": round(statistics.median(direct_s) / statistics.median(plain), 2),
                 "plain_all_s": [round(x, 3) for x in plain],
                 "claim_all_s": [round(x, 3) for x in claimed],
                 "cycles": done,

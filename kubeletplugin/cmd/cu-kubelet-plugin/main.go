@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
@@ -65,15 +67,26 @@ func run() error {
 			return err
 		}
 	}
-	d, err := driver.New(driver.Config{
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dcfg := driver.Config{
 		DriverName: *driverName, Mode: driver.Mode(*mode), NodeName: *node,
 		CDIDir: *cdiDir, StateDir: *pluginDir, Client: client,
-	})
+	}
+	if dcfg.Mode == driver.ModeCU {
+		// This node's slices of our driver, kept in memory (field selectors on driver and node).
+		factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = "spec.driver=" + *driverName + ",spec.nodeName=" + *node
+			}))
+		inf := factory.Resource().V1().ResourceSlices().Informer()
+		factory.Start(ctx.Done())
+		dcfg.Slices = inf.GetStore()
+	}
+	d, err := driver.New(dcfg)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	ctx = klog.NewContext(ctx, klog.Background().WithValues("driver", *driverName, "node", *node))
 	helper, err := kubeletplugin.Start(ctx, d,
 		kubeletplugin.DriverName(*driverName),
