@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./hack/bootstrap.sh
 ./hack/build-k8s.sh >/dev/null
+./hack/build-plugin.sh >/dev/null
 exec .venv/bin/cuctl demo "$@"

@@ -306,6 +306,7 @@ def demo_command(
     if problem is not None:
         typer.echo(f"cuctl demo: {problem}", err=True)
         raise typer.Exit(_app.EXIT_ERROR)
+    from reconciler.cli import demo_kubelets
     from reconciler.devcluster import controlplane, identity
     from reconciler.devcluster import snapshot as devsnapshot
     from reconciler.learn import synthetic
@@ -356,6 +357,9 @@ def demo_command(
 
             _say("7. kube-scheduler allocates a generated claim: CU and its exact vendor device")
             _schedule_one(api)
+
+            _say("7b. Pods run on real kubelet nodes: the CU plugin hands them their CU")
+            demo_kubelets.run(cp, api, repo_root, kubeconfig, _cuctl)
 
             _say(
                 "8. A node is lost: its CU leaves the pool, admission is redone, its slices pruned"

@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from reconciler.devcluster import controlplane, drivers, nodes
+from reconciler.devcluster import controlplane, drivers, kubelets, nodes
 from reconciler.errors import ToolchainError
 
 #: Nodes and pools that ``up --seed`` creates: one node per vendor.
@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--dir", type=Path, default=default_dir(), help="state directory")
     parser.add_argument("--seed", action="store_true", help="up: add one fake node per vendor")
+    parser.add_argument(
+        "--kubelets",
+        type=int,
+        default=0,
+        metavar="N",
+        help="up: also start N real kubelets (fake CRI runtime, CU and NVIDIA plugins, 4× H100)",
+    )
     args = parser.parse_args(argv)
     workdir: Path = args.dir.resolve()
     current = controlplane.ControlPlane.from_state(workdir)
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if current is None:
             print(f"not running (no state in {workdir})")
             return 1
+        kubelets.stop_all(workdir, current.log_dir)
         current.stop()
         print(f"stopped; logs kept in {current.log_dir}")
         return 0
@@ -64,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"already running: {current.server}\nexport KUBECONFIG={current.kubeconfig}")
         return 0
     if current is not None:
+        kubelets.stop_all(workdir, current.log_dir)
         current.stop()  # half-dead leftovers: clear them before reusing the directory
     shutil.rmtree(workdir, ignore_errors=True)
     try:
@@ -79,9 +88,37 @@ def main(argv: list[str] | None = None) -> int:
             for node, vendor, model, count in SEED:
                 nodes.create_node(api, node, {"cu-reconciler.io/vendor": vendor.value})
                 drivers.publish_node(api, node, vendor, model, count)
+    if args.kubelets > 0:
+        try:
+            started = start_kubelets(cp, workdir, args.kubelets)
+        except (kubelets.PluginBuildError, controlplane.StartError) as exc:
+            print(f"cannot start kubelets: {exc}", file=sys.stderr)
+            return 2
+        print(f"kubelet nodes: {', '.join(n.name for n in started)}")
     print(f"ready in {cp.startup_seconds:.1f}s: {cp.server} (logs in {cp.log_dir})")
     print(f"export KUBECONFIG={cp.kubeconfig}")
     return 0
+
+
+def start_kubelets(
+    cp: controlplane.ControlPlane, workdir: Path, count: int
+) -> list[kubelets.KubeletNode]:
+    """Start ``count`` kubelet nodes ``kubelet-<i>`` with NVIDIA H100s and both plugins."""
+    started: list[kubelets.KubeletNode] = []
+    nvidia = drivers.vendor_driver(drivers.Vendor.NVIDIA).driver
+    with cp.api_client() as api:
+        for i in range(count):
+            node = kubelets.start_node(
+                cp,
+                api,
+                f"kubelet-{i}",
+                vendor_drivers=[nvidia],
+                labels={"cu-reconciler.io/vendor": "nvidia"},
+            )
+            started.append(node)
+            kubelets.save_state(workdir, started)
+            drivers.publish_node(api, node.name, drivers.Vendor.NVIDIA, "H100", 4)
+    return started
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ class FindingCode(StrEnum):
     NO_FACTOR = "NoFactor"
     AMBIGUOUS_POOL = "AmbiguousPool"
     BELOW_MIN_STEP = "BelowMinStep"
+    NO_KUBELET_PLUGIN = "NoKubeletPlugin"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -167,6 +168,12 @@ class RawObjects:
     claims: tuple[JsonObject, ...] = ()
     owned: tuple[JsonObject, ...] = ()
     """Objects carrying our managed-by label, of every kind we render (the diff's live side)."""
+    plugin_leases: tuple[JsonObject, ...] = ()
+    """The kubelet plugin's presence Leases (model/presence.py)."""
+    read_at: float | None = None
+    """When a live cluster was read (epoch seconds); None for snapshots (presence unknown)."""
+    skip_node_operations: bool = False
+    """The cluster keeps ``skipNodeOperations`` on slices (DRAOptionalNodeOperations on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +183,8 @@ class ObservedState:
     claims: tuple[ObservedClaim, ...] = ()
     owned: tuple[JsonObject, ...] = ()
     findings: tuple[Finding, ...] = ()
+    skip_node_operations: bool = False
+    """Our slices may ask the kubelet to skip node operations (model/presence.py)."""
 
 
 # ------------------------------------------------------------------------------ helpers

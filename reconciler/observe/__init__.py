@@ -12,13 +12,16 @@ Never: writes to the cluster, or decides anything that planning decides.
 from __future__ import annotations
 
 from reconciler.model import observed as obs
+from reconciler.model import presence
 from reconciler.model import state as st
 from reconciler.observe import sources
 
 
 def observe(source: sources.Source, desired: st.DesiredState) -> obs.ObservedState:
     """Read once from ``source`` and normalise with the desired adapters and driver name."""
-    return obs.build(source.read(), desired.adapters, desired.settings.spec.driver_name)
+    raw = source.read()
+    state = obs.build(raw, desired.adapters, desired.settings.spec.driver_name)
+    return presence.apply(state, raw, desired.settings.spec.reconciler_namespace)
 
 
 __all__ = ["observe"]

@@ -7,7 +7,9 @@ are paged (``limit``/``continue``). Client and HTTP errors become ObserveError h
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,8 @@ from kubernetes.config.config_exception import ConfigException
 
 from reconciler import errors, kube
 from reconciler.model import observed as obs
-from reconciler.model import ownership
-from reconciler.observe import sources
+from reconciler.model import ownership, presence
+from reconciler.observe import capabilities, sources
 
 PAGE = 500
 OWNER_SELECTOR = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
@@ -145,6 +147,11 @@ def list_all(
             return
 
 
+LEASES_PATH = "/apis/coordination.k8s.io/v1/leases"
+PROBE_DRIVER = "cu.cu-reconciler.io"
+"""Driver named by the capability probe (any valid name would do; nothing is stored)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Cluster:
     api: k8s_client.ApiClient
@@ -155,4 +162,19 @@ class Cluster:
             items.extend(
                 list_all(self.api, path, api_version, kind, OWNER_SELECTOR if ours else None)
             )
-        return sources.classify(items)
+        # The kubelet plugin's presence Leases (model/presence.py decides which count).
+        items.extend(
+            list_all(
+                self.api,
+                LEASES_PATH,
+                "coordination.k8s.io/v1",
+                "Lease",
+                f"{presence.PRESENCE_LABEL}=true",
+            )
+        )
+        raw = sources.classify(items)
+        return dataclasses.replace(
+            raw,
+            read_at=time.time(),
+            skip_node_operations=capabilities.skip_node_operations(self.api, PROBE_DRIVER),
+        )

@@ -29,10 +29,12 @@ class Source(Protocol):
 
 def classify(items: Iterable[Mapping[str, Any]]) -> obs.RawObjects:
     """Sort a flat list of objects into the RawObjects buckets."""
-    nodes, slices, claims, owned = [], [], [], []
+    nodes, slices, claims, owned, leases = [], [], [], [], []
     for item in items:
         kind = item.get("kind")
-        if kind == "Node":
+        if kind == "Lease":
+            leases.append(item)
+        elif kind == "Node":
             nodes.append(item)
         elif kind == "ResourceSlice":
             slices.append(item)
@@ -41,7 +43,11 @@ def classify(items: Iterable[Mapping[str, Any]]) -> obs.RawObjects:
         if kind in OUR_KINDS and ownership.is_owned(item):
             owned.append(item)
     return obs.RawObjects(
-        nodes=tuple(nodes), slices=tuple(slices), claims=tuple(claims), owned=tuple(owned)
+        nodes=tuple(nodes),
+        slices=tuple(slices),
+        claims=tuple(claims),
+        owned=tuple(owned),
+        plugin_leases=tuple(leases),
     )
 
 

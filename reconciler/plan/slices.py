@@ -184,8 +184,14 @@ def build(
     labels_for: Mapping[str, str],
     annotations: Mapping[str, str],
     live: Iterable[JsonObject],
+    *,
+    skip_node_operations: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every slice of our driver, node by node; ``live`` supplies current generations."""
+    """Every slice of our driver, node by node; ``live`` supplies current generations.
+
+    ``skip_node_operations``: the cluster keeps ``skipNodeOperations`` (detected by
+    observe/capabilities.py), so the kubelet need not call a plugin for our devices.
+    """
     by_node: dict[str, list[tuple[capacity.Member, capacity.PoolCapacity]]] = defaultdict(list)
     for pool in pools:
         for member in pool.members:
@@ -218,6 +224,8 @@ def build(
                 "pool": {"name": node, "resourceSliceCount": len(chunks)},
                 "devices": chunk,
             }
+            if skip_node_operations:
+                spec["skipNodeOperations"] = ["*"]
             specs.append((slice_name(node, index), spec))
         generation = decide_generation(specs, live_by_pool.get(node, ()))
         for name, spec in specs:

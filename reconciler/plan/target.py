@@ -406,7 +406,14 @@ def _plan(
     objects += classes.build(
         pool_names, adapters.values(), driver, labels, annotations, desired.tenants
     )
-    objects += slices.build(pools.values(), driver, labels, annotations, live_objs)
+    objects += slices.build(
+        pools.values(),
+        driver,
+        labels,
+        annotations,
+        live_objs,
+        skip_node_operations=observed.skip_node_operations,
+    )
     claim_objects, warnings = _claim_objects(
         desired, observed, decisions, pools, live_objs, labels, annotations
     )

@@ -1,0 +1,161 @@
+"""Kubelet plugin benchmark: Pod start latency with a CU claim vs without, and plugin RSS.
+
+One local control plane and one real kubelet node (fake CRI runtime, our plugin, the NVIDIA
+stand-in plugin, 4× H100 in a Fractional pool). Then:
+
+1. latency: ``--pods`` rounds, each creating (one at a time) a Pod *without* a claim, a Pod
+   with a CU claim from a generated ResourceClaimTemplate, and a Pod using a generated
+   ResourceClaim (reused round after round once released), timing create → ``Running`` as
+   seen by a client polling every 20 ms. The template Pod also pays for kube-controller-
+   manager creating its claim; both claim Pods pay for DRA scheduling and
+   NodePrepareResources on our plugin. Medians and ratios to the plain Pod are printed.
+2. RSS of the plugin process (``/proc/<pid>/status``): VmRSS at idle, then ``--cycles``
+   prepare/unprepare cycles (batches of 10 Pods created, Running, deleted, gone), VmHWM
+   (peak) over the cycles and VmRSS after.
+
+    .venv/bin/python bench/bench_kubelet.py --pods 10 --cycles 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pods", type=int, default=10)
+    parser.add_argument("--cycles", type=int, default=100)
+    args = parser.parse_args()
+
+    import cu_example as ex
+    import kubelet_fleet as kf
+
+    from reconciler import devcluster
+    from reconciler.devcluster import kubelets, workloads
+
+    run = uuid.uuid4().hex[:6]
+    with (
+        tempfile.TemporaryDirectory(prefix="cubench-") as tmp,
+        devcluster.running(Path(tmp)) as cp,
+        cp.api_client() as api,
+    ):
+        ns = f"bench-{run}"
+        kubelets.ensure_namespace(api, ns)
+        node = kubelets.start_node(
+            cp, api, f"kl-{run}", vendor_drivers=["gpu.nvidia.com"], labels={"cu-it": run}
+        )
+        try:
+            devcluster.publish_node(api, node.name, "nvidia", "H100", 4)
+            claim = ex.claim(
+                "share",
+                {
+                    "tenant": "t",
+                    "pool": f"infer-{run}",
+                    "cu": 5,
+                    "form": "ResourceClaimTemplate",
+                },
+            )
+            direct = ex.claim("direct", {"tenant": "t", "pool": f"infer-{run}", "cu": 5})
+            desired = kf.desired_state(run, ns, f"{run}-none", run, [claim, direct])
+            result = kf.plan(api, desired, run, ns)
+            kf.apply_plan(api, result, run, ns)
+
+            def pod(name: str, with_claim: bool | str) -> dict[str, Any]:
+                body: dict[str, Any] = kf.pod(name, None)
+                if with_claim == "direct":
+                    body = kf.pod(name, "direct")
+                elif with_claim:
+                    body["spec"]["resourceClaims"] = [
+                        {"name": "cu", "resourceClaimTemplateName": "share"}
+                    ]
+                    body["spec"]["containers"][0]["resources"] = {"claims": [{"name": "cu"}]}
+                return body
+
+            def all_running(names: list[str]) -> bool:
+                return all(kf.phase(api, ns, n) == "Running" for n in names)
+
+            def released() -> bool:
+                status = workloads.get(api, ns, "ResourceClaim", "direct").get("status", {})
+                return not status.get("reservedFor")
+
+            def start(name: str, with_claim: bool | str) -> float:
+                t0 = time.perf_counter()
+                workloads.create(api, ns, pod(name, with_claim))
+                workloads.wait_for(
+                    lambda: kf.phase(api, ns, name) == "Running", timeout=120, interval=0.02
+                )
+                return time.perf_counter() - t0
+
+            def stop(names: list[str]) -> None:
+                for n in names:
+                    kf.delete_pod(api, ns, n)
+                for n in names:
+                    kf.wait_gone(api, ns, n)
+
+            # Warm-up: one of each (first image "pull", first plugin connection).
+            start("warm-plain", False)
+            start("warm-claim", True)
+            stop(["warm-plain", "warm-claim"])
+            plain, claimed, direct_s = [], [], []
+            for i in range(args.pods):
+                plain.append(start(f"plain-{i}", False))
+                claimed.append(start(f"claim-{i}", True))
+                direct_s.append(start(f"direct-{i}", "direct"))
+                stop([f"plain-{i}", f"claim-{i}", f"direct-{i}"])
+                workloads.wait_for(released, timeout=60, what="claim direct released")
+            pid = node.processes[f"plugin:{kubelets.CU_DRIVER}"].pid
+            time.sleep(2)
+            idle = _status_kib(pid, "VmRSS")
+            done = 0
+            t0 = time.perf_counter()
+            while done < args.cycles:
+                batch = [f"cyc-{done + j}" for j in range(min(10, args.cycles - done))]
+                for n in batch:
+                    workloads.create(api, ns, pod(n, True))
+                workloads.wait_for(functools.partial(all_running, batch), timeout=180)
+                stop(batch)
+                done += len(batch)
+            cycles_s = time.perf_counter() - t0
+            assert not node.checkpoint()["claims"], "every cycle was unprepared"
+            out = {
+                "pods": args.pods,
+                "plain_median_s": round(statistics.median(plain), 3),
+                "claim_median_s": round(statistics.median(claimed), 3),
+                "ratio": round(statistics.median(claimed) / statistics.median(plain), 2),
+                "direct_median_s": round(statistics.median(direct_s), 3),
+                "direct_ratio": round(statistics.median(direct_s) / statistics.median(plain), 2),
+                "plain_all_s": [round(x, 3) for x in plain],
+                "claim_all_s": [round(x, 3) for x in claimed],
+                "cycles": done,
+                "cycles_s": round(cycles_s, 1),
+                "plugin_rss_idle_mib": round(idle / 1024, 1),
+                "plugin_rss_peak_mib": round(_status_kib(pid, "VmHWM") / 1024, 1),
+                "plugin_rss_after_mib": round(_status_kib(pid, "VmRSS") / 1024, 1),
+            }
+            print(json.dumps(out))
+        finally:
+            node.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Which nodes can prepare our CU devices: the kubelet plugin's presence Leases.
+
+Why: on a real node the kubelet calls ``NodePrepareResources`` on the plugin of every driver
+in an allocation. Without our plugin a Pod whose claim holds a CU device never starts
+(``FailedPrepareDynamicResources: DRA driver cu.cu-reconciler.io is not registered``). So a
+node's CU is only sellable while our plugin runs there.
+
+How it is observed: the plugin (kubeletplugin/internal/driver/lease.go) renews a Lease
+``cu-kubelet-plugin-<node>`` labelled :data:`PRESENCE_LABEL` in the reconciler's namespace
+while the kubelet has accepted its registration. A node with managed devices and no live
+Lease gets a finding and its devices the :data:`TAINT_KEY` ``NoSchedule`` taint: they are
+not counted as capacity and the CU devices published for them carry the taint, so nothing
+new is scheduled there. Running Pods are untouched.
+
+Exempt: nodes without a kubelet (kwok's ``kwok.x-k8s.io/node: fake`` annotation, as the
+devcluster's API-only nodes carry), clusters whose CU slices skip node operations
+(``skipNodeOperations``: no plugin is called), and observations without a read time
+(snapshots, which cannot say what runs). Only Leases in the reconciler's namespace count:
+anyone who can write a Lease elsewhere could otherwise fake a plugin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler.model import observed as obs
+from reconciler.model import ownership
+
+PRESENCE_LABEL = f"{ownership.PREFIX}/kubelet-plugin"
+NODE_LABEL = ownership.NODE_LABEL
+TAINT_KEY = f"{ownership.PREFIX}/no-kubelet-plugin"
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+DEFAULT_LEASE_SECONDS = 40
+
+
+def _time(text: Any) -> float | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def live_nodes(leases: Sequence[Mapping[str, Any]], namespace: str, now: float) -> set[str]:
+    """Nodes whose presence Lease in ``namespace`` was renewed within its duration."""
+    out: set[str] = set()
+    for lease in leases:
+        meta = lease.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if meta.get("namespace") != namespace or labels.get(PRESENCE_LABEL) != "true":
+            continue
+        spec = lease.get("spec") or {}
+        renewed = _time(spec.get("renewTime"))
+        duration = spec.get("leaseDurationSeconds") or DEFAULT_LEASE_SECONDS
+        node = str(labels.get(NODE_LABEL, ""))
+        if node and renewed is not None and renewed + float(duration) >= now:
+            out.add(node)
+    return out
+
+
+def _needs_plugin(node: Mapping[str, Any]) -> bool:
+    annotations = (node.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(KWOK_ANNOTATION) != "fake"
+
+
+def apply(state: obs.ObservedState, raw: obs.RawObjects, namespace: str) -> obs.ObservedState:
+    """Taint the devices of nodes that need our plugin and have none; add one finding each."""
+    if raw.skip_node_operations:
+        return dataclasses.replace(state, skip_node_operations=True)
+    if raw.read_at is None:
+        return state
+    live = live_nodes(raw.plugin_leases, namespace, raw.read_at)
+    needs = {str((n.get("metadata") or {}).get("name", "")) for n in raw.nodes if _needs_plugin(n)}
+    missing: dict[str, int] = defaultdict(int)
+    devices = []
+    taint = obs.DeviceTaint(TAINT_KEY, "", "NoSchedule")
+    for d in state.devices:
+        if d.node in needs and d.node not in live:
+            missing[d.node] += 1
+            d = dataclasses.replace(d, taints=tuple(sorted({*d.taints, taint})))
+        devices.append(d)
+    if not missing:
+        return state
+    findings = [
+        obs.Finding(
+            obs.FindingCode.NO_KUBELET_PLUGIN,
+            node,
+            f"no live kubelet plugin (Lease {namespace}/cu-kubelet-plugin-{node}): "
+            f"{count} device(s) not sold and tainted {TAINT_KEY}; deploy "
+            "deploy/kubeletplugin or fix the plugin on this node",
+        )
+        for node, count in sorted(missing.items())
+    ]
+    return dataclasses.replace(
+        state, devices=tuple(devices), findings=tuple(sorted((*state.findings, *findings)))
+    )
