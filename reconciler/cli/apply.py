@@ -1,9 +1,16 @@
 """``cuctl apply``: one reconcile against a cluster, from the command line.
 
-``cuctl apply [PATH] [--rev REV] --kubeconfig FILE [--context NAME] [--dry-run] [--no-prune]``
-runs the controller's pipeline once (fetch, validate, observe, plan, diff, apply) and prints
-what happened to each object. Exit 0 when the cluster converged (or is already in sync),
-2 when any step failed; a failed step writes nothing.
+``cuctl apply [PATH] [--rev REV] --kubeconfig FILE [--context NAME] [--dry-run] [--no-prune]
+[--concurrency N]`` runs the controller's pipeline once (fetch, validate, observe, plan, diff,
+apply) and prints what happened to each object (stdout: ``subject outcome``, one line each;
+objects not converged also name the reason). Exit codes:
+
+* 0: converged (or already in sync); ``N objects written`` counts objects whose
+  resourceVersion changed.
+* 2: a step failed before any write (invalid revision, refused plan, wrong identity, a field
+  the apiserver would drop): nothing was written.
+* 3: degraded: some objects failed, conflicted (not ours) or were skipped because an object
+  they depend on failed; every other object converged, and the objects written are listed.
 """
 
 from __future__ import annotations
@@ -17,7 +24,11 @@ from reconciler.apply import apply as applying
 from reconciler.apply import writer as writers
 from reconciler.cli import _app
 from reconciler.controller import pipeline
+from reconciler.controller.reasons import Reason
 from reconciler.observe import cluster
+
+EXIT_DEGRADED = 3
+"""Some objects did not converge; everything else did (``ReconciliationDegraded``)."""
 
 
 @_app.app.command("apply")
@@ -32,8 +43,11 @@ def apply_command(
     prune: bool = typer.Option(
         True, "--prune/--no-prune", help="Delete owned objects the target no longer holds."
     ),
+    concurrency: int = typer.Option(
+        8, "--concurrency", min=1, help="Parallel writes within one ordering wave."
+    ),
 ) -> None:
-    """Converge the cluster on the desired state: exit 0 converged, 2 failed (nothing written)."""
+    """Converge the cluster: exit 0 converged, 2 failed (nothing written), 3 degraded."""
     try:
         api = cluster.connect(str(kubeconfig), context)
     except errors.ObserveError as exc:
@@ -44,14 +58,17 @@ def apply_command(
             pipeline.Request(path, rev),
             cluster.Cluster(api),
             writers.KubeWriter(api),
-            applying.ApplyOptions(dry_run=dry_run, prune=prune),
+            applying.ApplyOptions(dry_run=dry_run, prune=prune, concurrency=concurrency),
         )
     for diagnostic in outcome.diagnostics:
         typer.echo(diagnostic.render(), err=True)
     if outcome.applied is not None:
         for entry in outcome.applied.entries:
             if entry.outcome is not applying.Outcome.UNCHANGED:
-                typer.echo(f"{entry.subject} {entry.outcome}")
+                why = f": {entry.reason}" if entry.reason else ""
+                typer.echo(f"{entry.subject} {entry.outcome}{why}")
     revision = outcome.revision[:12] or "?"
     typer.echo(f"cuctl apply: {outcome.reason} at {revision}: {outcome.message}", err=True)
-    raise typer.Exit(_app.EXIT_OK if outcome.ok else _app.EXIT_ERROR)
+    if outcome.ok:
+        raise typer.Exit(_app.EXIT_OK)
+    raise typer.Exit(EXIT_DEGRADED if outcome.reason is Reason.DEGRADED else _app.EXIT_ERROR)

@@ -122,13 +122,27 @@ def _identity(run: _Run) -> None:
 
 
 def _apply(run: _Run) -> None:
-    assert run.plan is not None and run.changes is not None
+    assert run.plan is not None and run.changes is not None and run.desired is not None
     try:
         run.applied = applying.apply_all(
-            run.writer, run.changes, run.plan.objects, run.plan.live, run.options
+            run.writer,
+            run.changes,
+            run.plan.objects,
+            run.plan.live,
+            run.options,
+            source=run.desired.settings.metadata.name,
+            driver=run.desired.settings.spec.driver_name,
         )
     except errors.ApplyError as exc:
-        raise _Stop(Reason.APPLY_FAILED, str(exc)) from exc
+        raise _Stop(Reason.APPLY_FAILED, f"{exc}; nothing was written") from exc
+    problems = run.applied.problems
+    if problems:
+        first = problems[0]
+        raise _Stop(
+            Reason.DEGRADED,
+            f"{len(problems)} objects not converged (first: {first.subject} {first.outcome}: "
+            f"{first.reason}); {run.applied.writes} objects written",
+        )
 
 
 STEPS: Sequence[Callable[[_Run], None]] = (

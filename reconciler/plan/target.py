@@ -388,7 +388,10 @@ def _plan(
         running,
     )
     labels = dict(ownership.MANAGED_BY)
-    annotations = {ownership.REVISION_ANNOTATION: str(desired.revision)}
+    annotations = {
+        ownership.REVISION_ANNOTATION: str(desired.revision),
+        ownership.SOURCE_ANNOTATION: desired.settings.metadata.name,
+    }
     pool_names = sorted(pools)
     objects: list[dict[str, Any]] = []
     objects += fence.admission_policy(

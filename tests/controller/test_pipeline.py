@@ -79,16 +79,26 @@ def test_an_unknown_revision_is_a_source_failure(repo: git.Repo) -> None:
     assert writer.writes == 0
 
 
-def test_a_rejected_object_fails_the_apply_step_with_nothing_written(repo: git.Repo) -> None:
+def test_a_rejected_object_degrades_the_reconcile_and_only_it_and_its_claims_fail(
+    repo: git.Repo,
+) -> None:
     writer = fake.MemoryWriter()
     first = pipeline.reconcile(pipeline.Request(repo.working_dir, "HEAD"), _Cluster(writer), writer)
     assert first.plan is not None
     victim = next(o for o in first.plan.objects if o["kind"] == "DeviceClass")
-    fresh = fake.MemoryWriter(reject={f"DeviceClass/{victim['metadata']['name']}"})
+    name = victim["metadata"]["name"]
+    fresh = fake.MemoryWriter(reject={f"DeviceClass/{name}"})
     outcome = pipeline.reconcile(pipeline.Request(repo.working_dir, "HEAD"), _Cluster(fresh), fresh)
-    assert outcome.reason is Reason.APPLY_FAILED
-    assert victim["metadata"]["name"] in outcome.message
-    assert fresh.writes == 0
+    assert outcome.reason is Reason.DEGRADED
+    assert name in outcome.message
+    assert outcome.applied is not None
+    for entry in outcome.applied.problems:
+        assert entry.subject == f"DeviceClass/{name}" or entry.outcome == "skipped"
+    assert (
+        fresh.writes
+        == outcome.applied.writes
+        == len(first.plan.objects) - len(outcome.applied.problems)
+    )
 
 
 def test_a_writer_the_fence_does_not_exempt_is_refused_before_any_write(repo: git.Repo) -> None:
