@@ -20,7 +20,7 @@ from reconciler.model import diagnostics
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import sources
-from reconciler.plan import fence
+from reconciler.plan import fence, safety
 from reconciler.source import tree as source_tree
 
 
@@ -110,6 +110,25 @@ def _diff(run: _Run) -> None:
     run.changes = cs.compute(run.plan.objects, run.plan.live)
 
 
+def _guards(run: _Run) -> None:
+    """The delete guard again, as the stricter of the live revision's policy and the new one."""
+    assert run.plan is not None and run.changes is not None and run.desired is not None
+    if not run.changes.count(cs.Action.DELETE):
+        return
+    rev = safety.live_revision(run.plan.live)
+    live_policy = None
+    if rev and rev != str(run.desired.revision):
+        try:
+            old = validate.validate_tree(source.read(run.request.repo, rev)).state
+        except errors.SourceError:
+            old = None  # the live revision is not in this repository (any more)
+        live_policy = old.policy if old is not None else None
+    policy = safety.stricter(live_policy, run.desired.policy)
+    refusal = safety.check(run.plan.live, run.plan.objects, policy)
+    if refusal:
+        raise _Stop(Reason.PLAN_REFUSED, f"{refusal} (live revision {rev[:12] if rev else '?'})")
+
+
 def _identity(run: _Run) -> None:
     assert run.plan is not None and run.desired is not None
     try:
@@ -151,6 +170,7 @@ STEPS: Sequence[Callable[[_Run], None]] = (
     _observe,
     _plan,
     _diff,
+    _guards,
     _identity,
     _apply,
 )

@@ -111,3 +111,31 @@ def test_a_writer_the_fence_does_not_exempt_is_refused_before_any_write(repo: gi
     assert "'kubernetes-admin'" in outcome.message
     assert "system:serviceaccount:cu-system:cu-reconciler" in outcome.message
     assert writer.writes == 0
+
+
+def test_the_delete_guard_cannot_be_lifted_by_the_commit_that_deletes(repo: git.Repo) -> None:
+    root = Path(repo.working_dir)
+    policy = root / "policy.yaml"
+    policy.write_text(
+        policy.read_text().replace("maxDeleteFraction: 0.3", "maxDeleteFraction: 0.1")
+    )
+    repo.git.add(A=True)
+    repo.index.commit("a strict guard")
+    writer = fake.MemoryWriter()
+    first = pipeline.reconcile(pipeline.Request(repo.working_dir, "HEAD"), _Cluster(writer), writer)
+    assert first.reason is Reason.SUCCEEDED, first.message
+    policy.write_text(
+        policy.read_text().replace("maxDeleteFraction: 0.1", "maxDeleteFraction: 1.0")
+    )
+    for claim in (root / "claims").rglob("*.yaml"):
+        claim.unlink()
+    repo.git.add(A=True)
+    repo.index.commit("delete every claim and lift the guard in the same commit")
+    written = writer.writes
+    second = pipeline.reconcile(
+        pipeline.Request(repo.working_dir, "HEAD"), _Cluster(writer), writer
+    )
+    assert second.reason is Reason.PLAN_REFUSED, second.message
+    assert "maxDeleteFraction (10%)" in second.message
+    assert first.revision[:12] in second.message
+    assert writer.writes == written
