@@ -25,6 +25,7 @@ from reconciler.apply import writer as writers
 from reconciler.cli import _app
 from reconciler.controller import pipeline
 from reconciler.controller.reasons import Reason
+from reconciler.model import observed as obs
 from reconciler.observe import cluster
 
 EXIT_DEGRADED = 3
@@ -62,6 +63,10 @@ def apply_command(
         )
     for diagnostic in outcome.diagnostics:
         typer.echo(diagnostic.render(), err=True)
+    if outcome.plan is not None:
+        for finding in outcome.plan.report.findings:
+            if finding.code is obs.FindingCode.FENCE_BYPASS:
+                typer.echo(f"cuctl apply: finding: {finding.render()}", err=True)
     if outcome.applied is not None:
         for entry in outcome.applied.entries:
             if entry.outcome is not applying.Outcome.UNCHANGED:

@@ -167,7 +167,8 @@ def plan_command(
         typer.echo(f"cuctl plan: {result.refusal}", err=True)
     for warning in result.warnings:
         typer.echo(f"cuctl plan: warning: {warning}", err=True)
-    raise typer.Exit(_app.EXIT_OK if changes.in_sync else _app.EXIT_FINDINGS)
+    bypass = any(f.code is obs.FindingCode.FENCE_BYPASS for f in result.report.findings)
+    raise typer.Exit(_app.EXIT_OK if changes.in_sync and not bypass else _app.EXIT_FINDINGS)
 
 
 @_app.app.command("render")

@@ -20,6 +20,7 @@ from reconciler.model import ownership, units
 from reconciler.model import state as st
 from reconciler.plan import (
     admission,
+    audit,
     capacity,
     claims,
     classes,
@@ -374,8 +375,16 @@ def _plan(
     )
     pools, findings = capacity.compute(desired, observed)
     running, unaccounted, stamp_warnings = _stamped(desired, observed)
-    external = (*_external_claims(desired, observed, live_objs), *unaccounted)
     cu_names = slices.names_by_node(pools.values())
+    bypass, bypass_holders = audit.audit(
+        observed.claims,
+        settings.fence.taint_key,
+        {m.device.id for p in pools.values() for m in p.members},
+        _claim_keys(desired),
+        cu_names,
+        driver,
+    )
+    external = (*_external_claims(desired, observed, live_objs), *unaccounted, *bypass_holders)
     decisions = admission.admit(
         desired.claims,
         desired.tenants,
@@ -441,7 +450,7 @@ def _plan(
         for p in (pools[n] for n in pool_names)
     )
     refusal = safety.check(live_objs, objects, desired.policy)
-    all_findings = tuple(sorted({*observed.findings, *findings}))
+    all_findings = tuple(sorted({*observed.findings, *findings, *bypass}))
     if live is None:
         # Live: what the claims on the cluster hold; a template holds nothing, the claims
         # its Pods stamped do (whether or not they count as its replicas).
