@@ -359,3 +359,20 @@ def stamp_of(live: Mapping[str, Any]) -> str | None:
         annotations.get(ownership.APPLIED_ANNOTATION) if isinstance(annotations, Mapping) else None
     )
     return str(value) if value is not None else None
+
+
+def covers(owned_fs: FieldSet, wanted: FieldSet) -> bool:
+    """Every field of ``wanted`` is in ``owned_fs`` (a field someone removed is not)."""
+    for key, sub in wanted.items():
+        if key == ".":
+            continue
+        have = owned_fs.get(key)
+        if have is None:
+            return False
+        if (
+            isinstance(sub, Mapping)
+            and sub
+            and not covers(have if isinstance(have, Mapping) else {}, sub)
+        ):
+            return False
+    return True
