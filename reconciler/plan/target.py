@@ -26,6 +26,7 @@ from reconciler.plan import (
     classes,
     defaults,
     fence,
+    quota,
     report,
     safety,
     slices,
@@ -39,6 +40,7 @@ KIND_ORDER: tuple[str, ...] = (
     "DeviceTaintRule",
     "DeviceClass",
     "ResourceSlice",
+    "ResourceQuota",
     "ResourceClaimTemplate",
     "ResourceClaim",
 )
@@ -423,6 +425,13 @@ def _plan(
     objects += claim_objects
     kept, orphan_warnings = _orphans(desired, observed, live_objs, objects)
     objects += kept
+    objects += quota.build(
+        objects,
+        settings.managed_namespaces,
+        [classes.pool_class_name(p) for p in pool_names],
+        labels,
+        annotations,
+    )
     warnings += orphan_warnings
     warnings += stamp_warnings
     objects.sort(key=sort_key)
