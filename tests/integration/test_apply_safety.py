@@ -229,3 +229,61 @@ def test_fields_other_managers_set_on_owned_objects_are_removed(fleet: Fleet) ->
     assert again.reason is Reason.SUCCEEDED
     assert again.applied is not None and again.applied.writes == 0
     assert again.changes is not None and again.changes.in_sync
+
+
+def test_pods_beyond_a_templates_replicas_get_no_claim_kubernetes_quota_refuses(
+    fleet: Fleet,
+) -> None:
+    outcome = fleet.reconcile()
+    assert outcome.reason is Reason.SUCCEEDED, outcome.message
+    assert outcome.plan is not None
+    template = next(
+        o
+        for o in outcome.plan.objects
+        if o["kind"] == "ResourceClaimTemplate" and o["metadata"]["name"] == "chat-decode"
+    )
+    replicas = int(template["metadata"]["annotations"]["cu-reconciler.io/replicas"])
+    ns = template["metadata"]["namespace"]
+    quota_path = f"/api/v1/namespaces/{ns}/resourcequotas/cu-reconciler-limits"
+    workloads.wait_for(
+        lambda: (
+            rawapi.request(fleet.admin, "GET", quota_path).get("status", {}).get("hard") or None
+        ),
+        timeout=60,
+        what="the quota controller to fill in the quota's status",
+    )
+    pods = 4 * replicas + 2
+    for i in range(pods):
+        workloads.create(
+            fleet.admin, ns, workloads.pod(f"decode-{i}", templates={"cu": "chat-decode"})
+        )
+
+    def stamped() -> list[dict[str, Any]]:
+        path = f"/apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaims"
+        return [
+            c
+            for c in rawapi.request(fleet.admin, "GET", path)["items"]
+            if c["metadata"].get("annotations", {}).get("resource.kubernetes.io/pod-claim-name")
+        ]
+
+    workloads.wait_for(lambda: len(stamped()) >= replicas, timeout=60, what="claims")
+    events = workloads.wait_for(
+        lambda: (
+            [
+                e
+                for e in rawapi.request(fleet.admin, "GET", f"/api/v1/namespaces/{ns}/events")[
+                    "items"
+                ]
+                if "exceeded quota" in e.get("message", "")
+            ]
+            or None
+        ),
+        timeout=60,
+        what="a quota refusal",
+    )
+    assert "cu-inference-prod.deviceclass.resource.k8s.io/devices" in events[0]["message"]
+    assert len(stamped()) == replicas, "no Pod beyond the replicas got a claim"
+    used = rawapi.request(fleet.admin, "GET", quota_path)["status"]["used"]
+    hard = rawapi.request(fleet.admin, "GET", quota_path)["status"]["hard"]
+    for key, value in used.items():
+        assert int(value) <= int(hard[key]), key
