@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,17 @@ def versions(api: ApiClient) -> dict[str, tuple[str, str]]:
     }
 
 
+def settled(api: ApiClient) -> dict[str, dict[str, Any]]:
+    """Every object, once controllers (taint-rule status, …) stopped writing for 2 s."""
+    last = versions(api)
+    while True:
+        time.sleep(2)
+        now = versions(api)
+        if now == last:
+            return every_object(api)
+        last = now
+
+
 def _commit(fleet: Fleet, path: str, old: str, new: str) -> None:
     file = Path(str(fleet.repo.working_dir)) / path
     text = file.read_text(encoding="utf-8")
@@ -76,7 +88,7 @@ def test_a_dry_run_writes_nothing_for_any_verb(fleet: Fleet) -> None:
         "spec": {"selectors": [{"cel": {"expression": "true"}}]},
     }
     rawapi.apply(fleet.admin, writers.path_of(foreign), foreign, field_manager="team-b")
-    before = every_object(fleet.admin)
+    before = settled(fleet.admin)
     assert any(o["metadata"]["name"].startswith("cu-fence") for o in before.values())
     assert any(s.startswith("ResourceClaim/") for s in before), "claims are covered"
     assert len([o for o in before.values() if not ownership.is_owned(o)]) > 5, "foreign too"
@@ -84,8 +96,8 @@ def test_a_dry_run_writes_nothing_for_any_verb(fleet: Fleet) -> None:
     admin = writers.KubeWriter(fleet.admin)
     for obj in before.values():
         assert admin.delete(obj, dry_run=True), obj["metadata"]["name"]
-        edited = {**obj, "metadata": {**obj["metadata"], "labels": {"x": "y"}}}
-        edited["metadata"].pop("managedFields")
+        meta = {k: obj["metadata"][k] for k in ("name", "namespace") if k in obj["metadata"]}
+        edited = {**obj, "metadata": {**meta, "labels": {"x": "y"}}}
         admin.apply(edited, dry_run=True)
         if ownership.is_owned(obj):
             admin.set_managed_fields(obj, managed.take_over(obj), dry_run=True)
@@ -103,6 +115,7 @@ def test_a_dry_run_writes_nothing_for_any_verb(fleet: Fleet) -> None:
         "metadata": {"name": cls["metadata"]["name"], "labels": {"edited": "by-hand"}},
     }
     rawapi.apply(fleet.admin, writers.path_of(cls), hand_edit, field_manager="kubectl-edit")
+    settled(fleet.admin)
     snapshot = versions(fleet.admin)
     outcome = fleet.reconcile(options=applying.ApplyOptions(dry_run=True))
     assert outcome.reason is Reason.SUCCEEDED, outcome.message
@@ -139,6 +152,7 @@ def test_foreign_objects_are_conflicts_and_everyone_else_converges(fleet: Fleet)
     rawapi.apply(
         fleet.admin, writers.path_of(disguise), disguise, field_manager=ownership.FIELD_MANAGER
     )
+    settled(fleet.admin)
     before = versions(fleet.admin)
 
     outcome = fleet.reconcile()
@@ -178,10 +192,12 @@ def test_foreign_objects_are_conflicts_and_everyone_else_converges(fleet: Fleet)
     assert outcome.applied.writes == len(changed) > 0
     assert f"{len(changed)} objects written" in outcome.message
 
+    settled(fleet.admin)
+    mid = versions(fleet.admin)
     second = fleet.reconcile()
     assert second.reason is Reason.DEGRADED
     assert second.applied is not None and second.applied.writes == 0
-    assert versions(fleet.admin) == after
+    assert versions(fleet.admin) == mid
 
 
 def test_fields_other_managers_set_on_owned_objects_are_removed(fleet: Fleet) -> None:
@@ -208,6 +224,7 @@ def test_fields_other_managers_set_on_owned_objects_are_removed(fleet: Fleet) ->
         },
     }
     rawapi.apply(fleet.admin, writers.path_of(argo), argo, field_manager="argocd-controller")
+    settled(fleet.admin)
     before = versions(fleet.admin)
 
     outcome = fleet.reconcile()
