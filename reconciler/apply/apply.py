@@ -232,6 +232,21 @@ class _Run:
         return None
 
 
+def _name_taken(run: _Run, entry: cs.ChangeSetEntry) -> bool:
+    """Record a conflict when something already holds the name a create wants."""
+    holder = run.writer.get(run.wanted[entry.key])
+    if holder is None:
+        return False
+    run.fail(
+        entry.subject,
+        Outcome.CONFLICT,
+        "the name is taken by an object we do not own "
+        f"(field managers: {', '.join(_managers(holder)) or 'none'}); rename ours in Git or "
+        "have its owner remove it",
+    )
+    return True
+
+
 def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
     """Dry-run one change; record a conflict or failure; raise DroppedFieldsError."""
     if entry.action in (cs.Action.DELETE, cs.Action.REPLACE):
@@ -242,15 +257,14 @@ def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
     if entry.foreign:
         live = run.current[entry.key]
         run.writer.set_managed_fields(live, managed.take_over(live), dry_run=True)
-    stored = run.writer.apply(obj, dry_run=True)
+    try:
+        stored = run.writer.apply(obj, dry_run=True)
+    except errors.ApplyError:
+        if entry.action is not cs.Action.CREATE or not _name_taken(run, entry):
+            raise
+        return
     if entry.action is cs.Action.CREATE and _version(stored):
-        others = [m for m in _managers(stored) if m != ownership.FIELD_MANAGER]
-        run.fail(
-            entry.subject,
-            Outcome.CONFLICT,
-            "the name is taken by an object we do not own"
-            + (f" (field managers: {', '.join(others)})" if others else ""),
-        )
+        _name_taken(run, entry)
         return
     dropped = dropped_paths({"spec": obj.get("spec", {})}, {"spec": stored.get("spec", {})})
     if dropped:

@@ -96,6 +96,10 @@ class MemoryWriter:
         self.writes += 1
         return copy.deepcopy(stored)
 
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        stored = self.objects.get(writers.path_of(obj))
+        return copy.deepcopy(stored) if stored is not None else None
+
 
 def _content(obj: Mapping[str, Any]) -> Any:
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SERVER_META}

@@ -45,6 +45,10 @@ class Writer(Protocol):
         """Replace ``metadata.managedFields`` if ``live``'s resourceVersion still holds."""
         ...
 
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The stored object of that name (None = NotFound): who holds a name we want."""
+        ...
+
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     meta = obj.get("metadata")
@@ -164,3 +168,12 @@ class KubeWriter:
         if not resp.ok:
             raise errors.ApplyError(resp.reason(), subject=subject)
         return resp.data if isinstance(resp.data, dict) else {}
+
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        subject = subject_of(obj)
+        resp = self._call("GET", path_of(obj), subject=subject, query=[])
+        if resp.status == 404:
+            return None
+        if not resp.ok:
+            raise errors.ApplyError(resp.reason(), subject=subject)
+        return resp.data if isinstance(resp.data, dict) else None

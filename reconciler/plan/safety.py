@@ -17,6 +17,7 @@ from typing import Any
 
 from reconciler.model import documents as docs
 from reconciler.model import ownership
+from reconciler.plan import managed
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -30,11 +31,23 @@ def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
+def _counts(obj: Mapping[str, Any]) -> bool:
+    """Owned for the guard: our label and, on a live object, our applied fields.
+
+    A foreign object wearing our label is never deleted (apply reports it as a conflict),
+    so it must not count as a loss either. Offline objects have no managedFields at all.
+    """
+    meta = obj.get("metadata") or {}
+    if not ownership.is_owned(obj):
+        return False
+    return "managedFields" not in meta or managed.owned(obj) is not None
+
+
 def check(
     live: Iterable[Mapping[str, Any]], target: Iterable[Mapping[str, Any]], policy: docs.Policy
 ) -> str | None:
     """None when safe, else the refusal message."""
-    owned = {object_key(o) for o in live if ownership.is_owned(o)}
+    owned = {object_key(o) for o in live if _counts(o)}
     wanted = {object_key(o) for o in target}
     deletes = owned - wanted
     if not owned or not deletes:

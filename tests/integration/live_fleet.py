@@ -51,6 +51,7 @@ def owned(api: ApiClient) -> list[dict[str, Any]]:
         "DeviceTaintRule",
         "ResourceClaim",
         "ResourceClaimTemplate",
+        "ResourceQuota",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     ):

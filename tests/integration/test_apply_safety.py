@@ -36,6 +36,7 @@ KINDS = (
     "DeviceTaintRule",
     "ResourceClaim",
     "ResourceClaimTemplate",
+    "ResourceQuota",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
 )
@@ -149,55 +150,66 @@ def test_foreign_objects_are_conflicts_and_everyone_else_converges(fleet: Fleet)
             "annotations": {ownership.SOURCE_ANNOTATION: "cn-north-1"},
         },
     }
-    rawapi.apply(
-        fleet.admin, writers.path_of(disguise), disguise, field_manager=ownership.FIELD_MANAGER
-    )
-    settled(fleet.admin)
-    before = versions(fleet.admin)
+    # (Even applied under our field manager name it would not be deleted: the driver is not
+    # ours; tests/apply/test_apply.py proves that rule on the in-memory writer.)
+    rawapi.apply(fleet.admin, writers.path_of(disguise), disguise, field_manager="someone")
+    try:
+        settled(fleet.admin)
+        before = versions(fleet.admin)
 
-    outcome = fleet.reconcile()
-    assert outcome.reason is Reason.DEGRADED, outcome.message
-    assert outcome.applied is not None and outcome.plan is not None
-    result = {e.subject: e for e in outcome.applied.entries}
-    assert result["DeviceClass/cu-dev"].outcome == "conflict"
-    assert "field managers: t" in result["DeviceClass/cu-dev"].reason
-    assert result["ResourceClaim/research/distill-a100"].outcome == "conflict"
-    assert result[f"ResourceSlice/{fleet.loaded.slices[0]}"].outcome == "conflict"
-    dependents = [
-        o
-        for o in outcome.plan.objects
-        if o["kind"].startswith("ResourceClaim") and "cu-dev" in str(o["spec"])
-    ]
-    assert dependents, "the dev pool has claims"
-    for obj in dependents:
-        assert result[writers.subject_of(obj)].outcome == "skipped"
+        outcome = fleet.reconcile()
+        assert outcome.reason is Reason.DEGRADED, outcome.message
+        assert outcome.applied is not None and outcome.plan is not None
+        result = {e.subject: e for e in outcome.applied.entries}
+        assert result["DeviceClass/cu-dev"].outcome == "conflict"
+        assert "field managers: t)" in result["DeviceClass/cu-dev"].reason
+        assert result["ResourceClaim/research/distill-a100"].outcome == "conflict"
+        assert result[f"ResourceSlice/{fleet.loaded.slices[0]}"].outcome == "conflict"
+        dependents = [
+            o
+            for o in outcome.plan.objects
+            if o["kind"].startswith("ResourceClaim") and "cu-dev" in str(o["spec"])
+        ]
+        assert dependents, "the dev pool has claims"
+        for obj in dependents:
+            assert result[writers.subject_of(obj)].outcome == "skipped"
 
-    after = versions(fleet.admin)
-    for subject in ("DeviceClass/cu-dev", "ResourceClaim/research/distill-a100"):
-        assert after[subject] == before[subject], f"{subject} was not touched"
-    assert (
-        after[f"ResourceSlice/{fleet.loaded.slices[0]}"]
-        == before[f"ResourceSlice/{fleet.loaded.slices[0]}"]
-    )
-    # Everyone else converged: the fence, the other classes, slices and claims.
-    live = {writers.subject_of(o) for o in owned(fleet.admin)}
-    blocked = {s for s, e in result.items() if e.outcome in applying.PROBLEMS}
-    for obj in outcome.plan.objects:
-        subject = writers.subject_of(obj)
-        if subject not in blocked:
-            assert subject in live, subject
-    # Honest outcome: exactly the objects whose resourceVersion changed are counted.
-    changed = {s for s in after if before.get(s) != after[s]}
-    assert {e.subject for e in outcome.applied.changed} == changed
-    assert outcome.applied.writes == len(changed) > 0
-    assert f"{len(changed)} objects written" in outcome.message
+        after = versions(fleet.admin)
+        for subject in ("DeviceClass/cu-dev", "ResourceClaim/research/distill-a100"):
+            assert after[subject] == before[subject], f"{subject} was not touched"
+        assert (
+            after[f"ResourceSlice/{fleet.loaded.slices[0]}"]
+            == before[f"ResourceSlice/{fleet.loaded.slices[0]}"]
+        )
+        # Everyone else converged: the fence, the other classes, slices and claims.
+        live = {writers.subject_of(o) for o in owned(fleet.admin)}
+        blocked = {s for s, e in result.items() if e.outcome in applying.PROBLEMS}
+        for obj in outcome.plan.objects:
+            subject = writers.subject_of(obj)
+            if subject not in blocked:
+                assert subject in live, subject
+        # Honest outcome: exactly the objects whose resourceVersion changed are counted.
+        changed = {s for s in after if before.get(s) != after[s]}
+        assert {e.subject for e in outcome.applied.changed} == changed
+        assert outcome.applied.writes == len(changed) > 0
+        assert f"{len(changed)} objects written" in outcome.message
 
-    settled(fleet.admin)
-    mid = versions(fleet.admin)
-    second = fleet.reconcile()
-    assert second.reason is Reason.DEGRADED
-    assert second.applied is not None and second.applied.writes == 0
-    assert versions(fleet.admin) == mid
+        settled(fleet.admin)
+        mid = versions(fleet.admin)
+        second = fleet.reconcile()
+        assert second.reason is Reason.DEGRADED
+        assert second.applied is not None and second.applied.writes == 0
+        assert versions(fleet.admin) == mid
+    finally:
+        undisguise = {k: disguise[k] for k in ("apiVersion", "kind")}
+        undisguise["metadata"] = {"name": disguise["metadata"]["name"]}
+        rawapi.apply(fleet.admin, writers.path_of(disguise), undisguise, field_manager="someone")
+        rawapi.delete(fleet.admin, writers.path_of(squatted_class))
+        rawapi.delete(
+            fleet.admin, "/apis/resource.k8s.io/v1/namespaces/research/resourceclaims/distill-a100"
+        )
+    converged = fleet.reconcile()
+    assert converged.reason is Reason.SUCCEEDED, converged.message
 
 
 def test_fields_other_managers_set_on_owned_objects_are_removed(fleet: Fleet) -> None:

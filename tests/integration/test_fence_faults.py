@@ -61,6 +61,9 @@ class StopAfter:
         self._tick(dry_run)
         return self.inner.delete(obj, dry_run=dry_run)
 
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        return self.inner.get(obj)
+
     def set_managed_fields(
         self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
     ) -> dict[str, Any]:
