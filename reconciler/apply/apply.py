@@ -1,21 +1,31 @@
-"""``apply_all``: converge the cluster on a ChangeSet, all-or-nothing up to the first write.
+"""``apply_all``: converge the cluster on a ChangeSet, object by object, fence first.
 
 The sequence is fixed and stated here because its order is the safety argument:
 
 1. Refuse a plan the safety rule refused (mass deletion): nothing is written.
-2. Server-side dry-run every write and every prune. Any rejection, or any field the
-   apiserver would silently drop (a feature gate off), stops here: nothing is written.
-3. Applies in kind order (fence before CU devices, classes before slices, claims last);
-   a replace is delete-then-create.
-4. Prunes in reverse kind order, owned objects only, with uid/resourceVersion
-   preconditions; NotFound counts as deleted.
+2. Ownership: an update, replace or delete touches only objects that are *ours*
+   (:func:`reconciler.model.ownership.is_ours`: our field manager applied it, it carries our
+   label and names our source repository); ResourceSlices of other drivers never. Anything
+   else is a ``conflict`` for that object, never a takeover.
+3. Pre-flight: a true server-side dry run of every write and every delete (dryRun in the
+   DeleteOptions body). A create whose name is already taken is a conflict. A field the
+   apiserver would silently drop (a feature gate off) stops everything: nothing is written.
+4. Waves (:mod:`reconciler.apply.order`): fence, classes, slices, templates, claims; then
+   deletes in reverse. Within a wave, up to ``concurrency`` writes run in parallel.
+   Fields other managers set on an owned object are first handed to our manager, so the
+   apply removes them (drift correction for all fields).
 
-Unchanged objects are skipped, so a second run with no change writes nothing.
+Isolation: a failed or conflicting object fails alone, plus what depends on it (a fence
+object → every CU slice write; a DeviceClass → the claims and templates naming it; a slice
+delete → the fence deletes); everyone else converges and the result is ``partial``.
+A write counts only when the object's resourceVersion changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -26,6 +36,7 @@ from reconciler.apply import writer as writers
 from reconciler.diff import changeset as cs
 from reconciler.diff import pair
 from reconciler.model import ownership
+from reconciler.plan import managed
 
 JsonObject = Mapping[str, Any]
 
@@ -37,14 +48,25 @@ class Outcome(StrEnum):
     DELETED = "deleted"
     UNCHANGED = "unchanged"
     DRY_RUN = "dry-run"
+    CONFLICT = "conflict"
+    """The object is not ours (a foreign object holds the name, or it lacks our marks)."""
+    FAILED = "failed"
+    """The apiserver refused the write (an immutable field, a validation error, …)."""
+    SKIPPED = "skipped"
+    """Not attempted: an object it depends on failed."""
+
+
+PROBLEMS = frozenset({Outcome.CONFLICT, Outcome.FAILED, Outcome.SKIPPED})
 
 
 @dataclass(frozen=True, slots=True)
 class ApplyOptions:
     dry_run: bool = False
-    """Stop after step 2: validate everything with the apiserver, write nothing."""
+    """Stop after the pre-flight: validate everything with the apiserver, write nothing."""
     prune: bool = True
     """Delete owned objects that the target no longer holds."""
+    concurrency: int = 8
+    """Parallel writes within one wave (the apiserver's priority and fairness queues them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +74,9 @@ class AppliedEntry:
     subject: str
     action: cs.Action
     outcome: Outcome
+    reason: str = ""
+    changed: bool = False
+    """The object's resourceVersion changed (created, deleted or modified) by this run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +85,21 @@ class ApplyResult:
 
     @property
     def writes(self) -> int:
-        """Objects created, configured, replaced or deleted: 0 for a no-op reconcile."""
-        counted = {Outcome.CREATED, Outcome.CONFIGURED, Outcome.REPLACED, Outcome.DELETED}
-        return sum(1 for e in self.entries if e.outcome in counted)
+        """Objects whose resourceVersion this run changed: 0 for a no-op reconcile."""
+        return sum(1 for e in self.entries if e.changed)
+
+    @property
+    def problems(self) -> tuple[AppliedEntry, ...]:
+        return tuple(e for e in self.entries if e.outcome in PROBLEMS)
+
+    @property
+    def partial(self) -> bool:
+        """Some objects failed or were skipped; everything else converged."""
+        return bool(self.problems)
+
+    @property
+    def changed(self) -> tuple[AppliedEntry, ...]:
+        return tuple(e for e in self.entries if e.changed)
 
 
 class DroppedFieldsError(errors.ApplyError):
@@ -102,6 +139,184 @@ def _by_key(objects: Iterable[JsonObject]) -> dict[pair.ObjectKey, JsonObject]:
     return {pair.ObjectKey.of(o): o for o in objects}
 
 
+def _meta(obj: JsonObject) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _version(obj: JsonObject) -> str:
+    return str(_meta(obj).get("resourceVersion") or "")
+
+
+def _managers(obj: JsonObject) -> list[str]:
+    fields = _meta(obj).get("managedFields")
+    entries = fields if isinstance(fields, list) else []
+    return sorted({str(e.get("manager", "")) for e in entries if isinstance(e, Mapping)})
+
+
+def _class_names(obj: Any) -> set[str]:
+    """Every ``deviceClassName`` a claim or template spec names."""
+    if isinstance(obj, Mapping):
+        out = {str(v) for k, v in obj.items() if k == "deviceClassName"}
+        for v in obj.values():
+            out |= _class_names(v)
+        return out
+    if isinstance(obj, list):
+        return set().union(*(_class_names(v) for v in obj)) if obj else set()
+    return set()
+
+
+@dataclass
+class _Run:
+    writer: writers.Writer
+    wanted: dict[pair.ObjectKey, JsonObject]
+    current: dict[pair.ObjectKey, JsonObject]
+    source: str | None
+    driver: str | None
+    problems: dict[str, tuple[Outcome, str]] = field(default_factory=dict)
+    """subject → (conflict/failed/skipped, reason)."""
+    kinds: dict[str, cs.ChangeSetEntry] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(self, subject: str, outcome: Outcome, reason: str) -> None:
+        with self.lock:
+            self.problems[subject] = (outcome, reason)
+
+    def problem(self, subject: str) -> tuple[Outcome, str] | None:
+        with self.lock:
+            return self.problems.get(subject)
+
+    def ours(self, obj: JsonObject) -> bool:
+        if self.source is None:
+            return ownership.is_owned(obj) and "cu-reconciler" in _managers(obj)
+        return ownership.is_ours(obj, self.source)
+
+    def ownership_problem(self, entry: cs.ChangeSetEntry) -> str | None:
+        if entry.action is cs.Action.CREATE:
+            return None
+        live = self.current[entry.key]
+        if not self.ours(live):
+            return (
+                "not ours: a live object needs our field manager, the "
+                f"{ownership.MANAGED_BY_KEY} label and the {ownership.SOURCE_ANNOTATION} "
+                f"annotation naming this repository (managers: {', '.join(_managers(live))})"
+            )
+        spec = live.get("spec")
+        driver = spec.get("driver") if isinstance(spec, Mapping) else None
+        if entry.key.kind == "ResourceSlice" and self.driver and driver != self.driver:
+            return f"a ResourceSlice of driver {driver}, not ours ({self.driver})"
+        return None
+
+    def blocked(self, entry: cs.ChangeSetEntry) -> str | None:
+        """Why ``entry`` must not be written, given the problems so far (isolation)."""
+        kind = entry.key.kind
+        with self.lock:
+            failed = [self.kinds[s] for s in self.problems if s in self.kinds]
+        if kind == "ResourceSlice" and entry.action is not cs.Action.DELETE:
+            fence = [e.subject for e in failed if e.key.kind in order.FENCE_KINDS]
+            if fence:
+                return f"the fence is not in place ({fence[0]} failed)"
+        if kind in order.FENCE_KINDS and entry.action is cs.Action.DELETE:
+            slices = [e.subject for e in failed if e.key.kind == "ResourceSlice"]
+            if slices:
+                return f"CU slices may still be published ({slices[0]} failed)"
+        if kind in ("ResourceClaim", "ResourceClaimTemplate") and entry.after is not None:
+            classes = {
+                e.key.name
+                for e in failed
+                if e.key.kind == "DeviceClass" and e.action is not cs.Action.DELETE
+            }
+            named = _class_names(entry.after.get("spec")) & classes
+            if named:
+                return f"DeviceClass {sorted(named)[0]} failed"
+        return None
+
+
+def _name_taken(run: _Run, entry: cs.ChangeSetEntry) -> bool:
+    """Record a conflict when something already holds the name a create wants."""
+    holder = run.writer.get(run.wanted[entry.key])
+    if holder is None:
+        return False
+    run.fail(
+        entry.subject,
+        Outcome.CONFLICT,
+        "the name is taken by an object we do not own "
+        f"(field managers: {', '.join(_managers(holder)) or 'none'}); rename ours in Git or "
+        "have its owner remove it",
+    )
+    return True
+
+
+def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
+    """Dry-run one change; record a conflict or failure; raise DroppedFieldsError."""
+    if entry.action in (cs.Action.DELETE, cs.Action.REPLACE):
+        # A replace's create is not dry-run: the object still exists, so it would conflict.
+        run.writer.delete(run.current[entry.key], dry_run=True)
+        return
+    obj = run.wanted[entry.key]
+    if entry.foreign:
+        live = run.current[entry.key]
+        run.writer.set_managed_fields(live, managed.take_over(live), dry_run=True)
+    try:
+        stored = run.writer.apply(obj, dry_run=True)
+    except errors.ApplyError:
+        if entry.action is not cs.Action.CREATE or not _name_taken(run, entry):
+            raise
+        return
+    if entry.action is cs.Action.CREATE and _version(stored):
+        _name_taken(run, entry)
+        return
+    dropped = dropped_paths({"spec": obj.get("spec", {})}, {"spec": stored.get("spec", {})})
+    if dropped:
+        raise DroppedFieldsError(entry.subject, dropped)
+
+
+def _write(run: _Run, entry: cs.ChangeSetEntry) -> AppliedEntry:
+    """One real write; the outcome says whether the resourceVersion changed."""
+    live = run.current.get(entry.key)
+    if entry.action is cs.Action.DELETE:
+        assert live is not None
+        gone = run.writer.delete(live, dry_run=False)
+        return AppliedEntry(entry.subject, entry.action, Outcome.DELETED, changed=gone)
+    obj = run.wanted[entry.key]
+    if entry.action is cs.Action.REPLACE:
+        assert live is not None
+        gone = run.writer.delete(live, dry_run=False)
+        try:
+            run.writer.apply(obj, dry_run=False)
+        except errors.ApplyError as exc:
+            reason = f"deleted, but the re-create failed: {exc}"
+            run.fail(entry.subject, Outcome.FAILED, reason)
+            return AppliedEntry(entry.subject, entry.action, Outcome.FAILED, reason, gone)
+        return AppliedEntry(entry.subject, entry.action, Outcome.REPLACED, changed=True)
+    if entry.foreign and live is not None:
+        run.writer.set_managed_fields(live, managed.take_over(live), dry_run=False)
+        try:
+            run.writer.apply(obj, dry_run=False)
+        except errors.ApplyError as exc:
+            reason = f"foreign fields taken over, but the apply failed: {exc}"
+            run.fail(entry.subject, Outcome.FAILED, reason)
+            return AppliedEntry(entry.subject, entry.action, Outcome.FAILED, reason, True)
+        return AppliedEntry(entry.subject, entry.action, Outcome.CONFIGURED, changed=True)
+    stored = run.writer.apply(obj, dry_run=False)
+    if entry.action is cs.Action.CREATE:
+        return AppliedEntry(entry.subject, entry.action, Outcome.CREATED, changed=True)
+    before = _version(run.current[entry.key])
+    changed = _version(stored) != before
+    outcome = Outcome.CONFIGURED if changed else Outcome.UNCHANGED
+    return AppliedEntry(entry.subject, entry.action, outcome, changed=changed)
+
+
+def _each(
+    concurrency: int, wave: list[cs.ChangeSetEntry], fn: Callable[[cs.ChangeSetEntry], Any]
+) -> list[Any]:
+    """``fn`` over a wave, ``concurrency`` at a time; results in wave order."""
+    if concurrency <= 1 or len(wave) <= 1:
+        return [fn(e) for e in wave]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(wave))) as pool:
+        return list(pool.map(fn, wave))
+
+
 def apply_all(
     writer: writers.Writer,
     changes: cs.ChangeSet,
@@ -110,52 +325,67 @@ def apply_all(
     options: ApplyOptions = ApplyOptions(),
     *,
     refusal: str | None = None,
+    source: str | None = None,
+    driver: str | None = None,
 ) -> ApplyResult:
-    """Run the four steps in the module docstring; raise ApplyError before any write on trouble."""
+    """Run the steps in the module docstring.
+
+    ``source`` is the repository's name in the source annotation (None: label and field
+    manager only); ``driver`` the CU driver, the only one whose slices we ever touch.
+    Raises ApplyError, before any write, for a refused plan or a dropped field; per-object
+    trouble is in the result instead.
+    """
     if refusal:
         raise errors.ApplyError(f"the plan was refused, nothing applied: {refusal}")
-    wanted, current = _by_key(target), _by_key(live)
-    writes = order.writes(changes.entries)
-    prunes = order.prunes(changes.entries) if options.prune else []
-    for entry in prunes:  # defence in depth: the diff already only prunes owned objects
-        if not ownership.is_owned(current.get(entry.key, {})):
-            raise errors.ApplyError(
-                "refusing to delete an object we do not own", subject=entry.subject
-            )
+    run = _Run(writer, _by_key(managed.stamped(o) for o in target), _by_key(live), source, driver)
+    entries = [
+        e
+        for e in changes.entries
+        if e.action is not cs.Action.UNCHANGED
+        and (options.prune or e.action is not cs.Action.DELETE)
+    ]
+    run.kinds = {e.subject: e for e in entries}
+    waves = order.waves(entries)
+    for entry in entries:
+        problem = run.ownership_problem(entry)
+        if problem:
+            run.fail(entry.subject, Outcome.CONFLICT, problem)
 
-    for entry in writes:
-        obj = wanted[entry.key]
-        if entry.action is cs.Action.REPLACE:
-            writer.delete(current[entry.key], dry_run=True)
-            continue  # the object still exists, so a dry-run create would conflict
-        stored = writer.apply(obj, dry_run=True)
-        dropped = dropped_paths({"spec": obj.get("spec", {})}, {"spec": stored.get("spec", {})})
-        if dropped:
-            raise DroppedFieldsError(entry.subject, dropped)
-    for entry in prunes:
-        writer.delete(current[entry.key], dry_run=True)
+    def preflight(entry: cs.ChangeSetEntry) -> None:
+        if run.problem(entry.subject):
+            return
+        try:
+            _preflight(run, entry)
+        except DroppedFieldsError:
+            raise
+        except errors.ApplyError as exc:
+            run.fail(entry.subject, Outcome.FAILED, str(exc))
 
+    for wave in waves:
+        _each(options.concurrency, wave, preflight)
+
+    def attempt(entry: cs.ChangeSetEntry) -> AppliedEntry:
+        known = run.problem(entry.subject)
+        if known:
+            return AppliedEntry(entry.subject, entry.action, known[0], known[1])
+        why = run.blocked(entry)
+        if why:
+            run.fail(entry.subject, Outcome.SKIPPED, why)
+            return AppliedEntry(entry.subject, entry.action, Outcome.SKIPPED, why)
+        if options.dry_run:
+            return AppliedEntry(entry.subject, entry.action, Outcome.DRY_RUN)
+        try:
+            return _write(run, entry)
+        except errors.ApplyError as exc:
+            run.fail(entry.subject, Outcome.FAILED, str(exc))
+            return AppliedEntry(entry.subject, entry.action, Outcome.FAILED, str(exc))
+
+    done: list[AppliedEntry] = []
+    for wave in waves:
+        done += _each(options.concurrency, wave, attempt)
     unchanged = [
         AppliedEntry(e.subject, e.action, Outcome.UNCHANGED)
         for e in changes.entries
         if e.action is cs.Action.UNCHANGED
     ]
-    if options.dry_run:
-        done = [AppliedEntry(e.subject, e.action, Outcome.DRY_RUN) for e in writes + prunes]
-        return ApplyResult(tuple(done + unchanged))
-
-    done = []
-    for entry in writes:
-        obj = wanted[entry.key]
-        if entry.action is cs.Action.REPLACE:
-            writer.delete(current[entry.key], dry_run=False)
-            writer.apply(obj, dry_run=False)
-            done.append(AppliedEntry(entry.subject, entry.action, Outcome.REPLACED))
-            continue
-        writer.apply(obj, dry_run=False)
-        outcome = Outcome.CREATED if entry.action is cs.Action.CREATE else Outcome.CONFIGURED
-        done.append(AppliedEntry(entry.subject, entry.action, outcome))
-    for entry in prunes:
-        writer.delete(current[entry.key], dry_run=False)
-        done.append(AppliedEntry(entry.subject, entry.action, Outcome.DELETED))
     return ApplyResult(tuple(done + unchanged))

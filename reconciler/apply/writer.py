@@ -2,6 +2,9 @@
 
 Server-side apply sends the target as a plain dict with ``application/apply-patch+yaml``, a
 field manager and ``force`` (controllers own their fields, per the SSA documentation).
+A dry run goes in the query for patches and in the DeleteOptions *body* for deletes: when a
+DELETE carries a body, the apiserver reads its options from the body only, and a
+``?dryRun=All`` beside a body without ``dryRun`` deletes for real.
 Transport and HTTP errors are translated once, here, into
 :class:`reconciler.errors.ApplyError` naming the object.
 """
@@ -15,9 +18,10 @@ from typing import Any, Protocol
 from kubernetes import client as k8s_client
 
 from reconciler import errors, kube
-from reconciler.model import kinds
+from reconciler.model import kinds, ownership
 
-FIELD_MANAGER = "cu-reconciler"
+FIELD_MANAGER = ownership.FIELD_MANAGER
+JSON_PATCH = "application/json-patch+json"
 
 
 class Writer(Protocol):
@@ -27,10 +31,22 @@ class Writer(Protocol):
         """The username the API server authenticates this writer as."""
         ...
 
-    def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]: ...
+    def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        """Server-side apply; returns the object as stored (or as it would be, dry run)."""
+        ...
 
     def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
         """Delete with the object's uid/resourceVersion as preconditions; False = NotFound."""
+        ...
+
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        """Replace ``metadata.managedFields`` if ``live``'s resourceVersion still holds."""
+        ...
+
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The stored object of that name (None = NotFound): who holds a name we want."""
         ...
 
 
@@ -118,10 +134,46 @@ class KubeWriter:
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
         if preconditions:
             body["preconditions"] = preconditions
-        query = [("dryRun", "All")] if dry_run else []
+        query: list[tuple[str, str]] = []
+        if dry_run:  # in the body: with a body present, the query's dryRun is ignored
+            body["dryRun"] = ["All"]
+            query.append(("dryRun", "All"))
         resp = self._call("DELETE", path_of(obj), subject=subject, query=query, body=body)
         if resp.status == 404:
             return False
         if not resp.ok:
             raise errors.ApplyError(resp.reason(), subject=subject)
         return True
+
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        subject = subject_of(live)
+        version = str(_meta(live).get("resourceVersion", ""))
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            {"op": "replace", "path": "/metadata/managedFields", "value": fields},
+        ]
+        query = [("fieldManager", self.field_manager)]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        resp = self._call(
+            "PATCH",
+            path_of(live),
+            subject=subject,
+            query=query,
+            body=patch,
+            content_type=JSON_PATCH,
+        )
+        if not resp.ok:
+            raise errors.ApplyError(resp.reason(), subject=subject)
+        return resp.data if isinstance(resp.data, dict) else {}
+
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        subject = subject_of(obj)
+        resp = self._call("GET", path_of(obj), subject=subject, query=[])
+        if resp.status == 404:
+            return None
+        if not resp.ok:
+            raise errors.ApplyError(resp.reason(), subject=subject)
+        return resp.data if isinstance(resp.data, dict) else None

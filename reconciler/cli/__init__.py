@@ -54,7 +54,7 @@ _COMMANDS: dict[str, Entry] = {
     "render": Entry("plan", "Print the target objects as a YAML stream (stdout); logs on stderr."),
     "apply": Entry(
         "apply",
-        "Converge the cluster on the desired state: exit 0 converged, 2 failed (nothing written).",
+        "Converge the cluster: exit 0 converged, 2 failed (nothing written), 3 degraded.",
         extra="kube",
     ),
     "factors": Entry(

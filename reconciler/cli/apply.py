@@ -1,12 +1,20 @@
 """``cuctl apply``: one reconcile against a cluster, from the command line.
 
 ``cuctl apply [PATH] [--rev REV] [--kubeconfig FILE] [--context NAME] [--dry-run] [--no-prune]
-[--lease-wait SECONDS]`` runs the controller's pipeline once (fetch, validate, observe, plan,
-diff, apply) and prints what happened to each object. Without ``--kubeconfig`` the cluster
-comes from ``KUBECONFIG``, the Pod's ServiceAccount or ``~/.kube/config``. A real apply holds
-the Lease ``cu-system/cu-reconciler`` (the controller's) while it writes: a second writer
-waits up to ``--lease-wait`` seconds, then exits 2 naming the holder. Exit 0 when the cluster
-converged (or is already in sync), 2 when any step failed; a failed step writes nothing.
+[--lease-wait SECONDS] [--concurrency N]`` runs the controller's pipeline once (fetch, validate,
+observe, plan, diff, apply) and prints what happened to each object (stdout: ``subject
+outcome``, one line each; objects not converged also name the reason). Without
+``--kubeconfig`` the cluster comes from ``KUBECONFIG``, the Pod's ServiceAccount or
+``~/.kube/config``. A real apply holds the Lease ``cu-system/cu-reconciler`` (the
+controller's) while it writes: a second writer waits up to ``--lease-wait`` seconds, then
+exits 2 naming the holder. Exit codes:
+
+* 0: converged (or already in sync); ``N objects written`` counts objects whose
+  resourceVersion changed.
+* 2: a step failed before any write (invalid revision, refused plan, wrong identity, a field
+  the apiserver would drop, the Lease held by another writer): nothing was written.
+* 3: degraded: some objects failed, conflicted (not ours) or were skipped because an object
+  they depend on failed; every other object converged, and the objects written are listed.
 """
 
 from __future__ import annotations
@@ -26,7 +34,12 @@ from reconciler.apply import lease as leases
 from reconciler.apply import writer as writers
 from reconciler.cli import _app
 from reconciler.controller import pipeline
+from reconciler.controller.reasons import Reason
+from reconciler.model import observed as obs
 from reconciler.observe import cluster
+
+EXIT_DEGRADED = 3
+"""Some objects did not converge; everything else did (``ReconciliationDegraded``)."""
 
 
 @_app.app.command("apply")
@@ -46,8 +59,11 @@ def apply_command(
     lease_wait: float = typer.Option(
         30.0, "--lease-wait", help="Seconds to wait for another writer to release the Lease."
     ),
+    concurrency: int = typer.Option(
+        8, "--concurrency", min=1, help="Parallel writes within one ordering wave."
+    ),
 ) -> None:
-    """Converge the cluster on the desired state: exit 0 converged, 2 failed (nothing written)."""
+    """Converge the cluster: exit 0 converged, 2 failed (nothing written), 3 degraded."""
     try:
         api = cluster.connect(str(kubeconfig) if kubeconfig else None, context)
     except errors.ObserveError as exc:
@@ -59,17 +75,24 @@ def apply_command(
             pipeline.Request(path, rev),
             cluster.Cluster(api),
             writers.KubeWriter(api),
-            applying.ApplyOptions(dry_run=dry_run, prune=prune),
+            applying.ApplyOptions(dry_run=dry_run, prune=prune, concurrency=concurrency),
         )
     for diagnostic in outcome.diagnostics:
         typer.echo(diagnostic.render(), err=True)
+    if outcome.plan is not None:
+        for finding in outcome.plan.report.findings:
+            if finding.code is obs.FindingCode.FENCE_BYPASS:
+                typer.echo(f"cuctl apply: finding: {finding.render()}", err=True)
     if outcome.applied is not None:
         for entry in outcome.applied.entries:
             if entry.outcome is not applying.Outcome.UNCHANGED:
-                typer.echo(f"{entry.subject} {entry.outcome}")
+                why = f": {entry.reason}" if entry.reason else ""
+                typer.echo(f"{entry.subject} {entry.outcome}{why}")
     revision = outcome.revision[:12] or "?"
     typer.echo(f"cuctl apply: {outcome.reason} at {revision}: {outcome.message}", err=True)
-    raise typer.Exit(_app.EXIT_OK if outcome.ok else _app.EXIT_ERROR)
+    if outcome.ok:
+        raise typer.Exit(_app.EXIT_OK)
+    raise typer.Exit(EXIT_DEGRADED if outcome.reason is Reason.DEGRADED else _app.EXIT_ERROR)
 
 
 @contextlib.contextmanager

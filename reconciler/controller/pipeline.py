@@ -20,7 +20,7 @@ from reconciler.model import diagnostics
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import sources
-from reconciler.plan import fence
+from reconciler.plan import fence, safety
 from reconciler.source import signature
 from reconciler.source import tree as source_tree
 
@@ -130,6 +130,25 @@ def _diff(run: _Run) -> None:
     run.changes = cs.compute(run.plan.objects, run.plan.live)
 
 
+def _guards(run: _Run) -> None:
+    """The delete guard again, as the stricter of the live revision's policy and the new one."""
+    assert run.plan is not None and run.changes is not None and run.desired is not None
+    if not run.changes.count(cs.Action.DELETE):
+        return
+    rev = safety.live_revision(run.plan.live)
+    live_policy = None
+    if rev and rev != str(run.desired.revision):
+        try:
+            old = validate.validate_tree(source.read(run.request.repo, rev)).state
+        except errors.SourceError:
+            old = None  # the live revision is not in this repository (any more)
+        live_policy = old.policy if old is not None else None
+    policy = safety.stricter(live_policy, run.desired.policy)
+    refusal = safety.check(run.plan.live, run.plan.objects, policy)
+    if refusal:
+        raise _Stop(Reason.PLAN_REFUSED, f"{refusal} (live revision {rev[:12] if rev else '?'})")
+
+
 def _identity(run: _Run) -> None:
     assert run.plan is not None and run.desired is not None
     try:
@@ -142,13 +161,27 @@ def _identity(run: _Run) -> None:
 
 
 def _apply(run: _Run) -> None:
-    assert run.plan is not None and run.changes is not None
+    assert run.plan is not None and run.changes is not None and run.desired is not None
     try:
         run.applied = applying.apply_all(
-            run.writer, run.changes, run.plan.objects, run.plan.live, run.options
+            run.writer,
+            run.changes,
+            run.plan.objects,
+            run.plan.live,
+            run.options,
+            source=run.desired.settings.metadata.name,
+            driver=run.desired.settings.spec.driver_name,
         )
     except errors.ApplyError as exc:
-        raise _Stop(Reason.APPLY_FAILED, str(exc)) from exc
+        raise _Stop(Reason.APPLY_FAILED, f"{exc}; nothing was written") from exc
+    problems = run.applied.problems
+    if problems:
+        first = problems[0]
+        raise _Stop(
+            Reason.DEGRADED,
+            f"{len(problems)} objects not converged (first: {first.subject} {first.outcome}: "
+            f"{first.reason}); {run.applied.writes} objects written",
+        )
 
 
 STEPS: Sequence[Callable[[_Run], None]] = (
@@ -158,6 +191,7 @@ STEPS: Sequence[Callable[[_Run], None]] = (
     _observe,
     _plan,
     _diff,
+    _guards,
     _identity,
     _apply,
 )

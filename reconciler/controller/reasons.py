@@ -15,6 +15,8 @@ class Reason(StrEnum):
     PLAN_REFUSED = "PlanRefused"
     IDENTITY_REFUSED = "IdentityRefused"
     APPLY_FAILED = "ApplyFailed"
+    DEGRADED = "ReconciliationDegraded"
+    """Some objects failed or conflicted; every other object converged."""
 
     @property
     def stalled(self) -> bool:

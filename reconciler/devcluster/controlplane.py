@@ -63,6 +63,7 @@ CONTROLLERS: Sequence[str] = (
     "device-taint-eviction-controller",
     "namespace-controller",
     "garbage-collector-controller",
+    "resourcequota-controller",
 )
 
 SERVICE_CIDR = "10.0.0.0/24"

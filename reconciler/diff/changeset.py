@@ -5,6 +5,10 @@ field-level diff of the normalised objects. A changed immutable object is a ``re
 (delete + create): ResourceClaim and ResourceClaimTemplate specs, and a ResourceSlice's
 driver, pool name or node. A live object without a target becomes ``delete`` only when it
 carries our owner label; anything else is left alone, whatever the caller passed.
+
+Live objects are compared by the fields our manager applied (``OwnedFields``); fields that
+*other* managers set on an owned object are drift too: the entry is an ``update`` listing
+them as removals (``foreign``), and apply takes them over and removes them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from reconciler import _gc
 from reconciler.diff import normalize as norm
 from reconciler.diff import pair as pairing
 from reconciler.model import ownership
+from reconciler.plan import managed
 
 JsonObject = Mapping[str, Any]
 
@@ -68,6 +73,8 @@ class ChangeSetEntry:
     after: JsonObject | None = None
     """The normalised target object (None for a delete)."""
     api_version: str = ""
+    foreign: tuple[str, ...] = ()
+    """``manager (operation): path`` for each field another manager set on the live object."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -170,6 +177,19 @@ def _action(kind: str, before: JsonObject, after: JsonObject) -> Action:
     return Action.UPDATE
 
 
+def _stamped_in_sync(target: JsonObject, live: JsonObject) -> bool:
+    """Live carries our digest of ``target``, we still own all of it, nobody else set a field."""
+    stamp = managed.stamp_of(live)
+    if stamp is None or stamp != managed.applied_digest(target):
+        return False
+    ours = managed.owned(live)
+    return (
+        ours is not None
+        and managed.covers(ours, managed.fieldset_of(target))
+        and not managed.foreign(live)
+    )
+
+
 def compute(
     target: Iterable[JsonObject],
     live: Iterable[JsonObject],
@@ -202,8 +222,15 @@ def _compute(
                 )
             )
             continue
-        after = norm.normalize(p.target, p.live, normalizers)
         api_version = str(p.target.get("apiVersion", ""))
+        if p.live is not None and _stamped_in_sync(p.target, p.live):
+            # The live object holds exactly what we last applied and nobody else set a field:
+            # in sync, without normalising either side (the no-op reconcile's hot path).
+            entries.append(
+                ChangeSetEntry(p.key, p.key.subject, Action.UNCHANGED, api_version=api_version)
+            )
+            continue
+        after = norm.normalize(p.target, p.live, normalizers)
         if p.live is None:
             entries.append(
                 ChangeSetEntry(
@@ -218,15 +245,38 @@ def _compute(
             continue
         before = norm.normalize(p.live, p.target, normalizers)
         action = _action(p.key.kind, before, after)
+        diff = field_diff(before, after) if action is not Action.UNCHANGED else []
+        foreign = [
+            (who, managed.render_path(path))
+            for who, paths in managed.foreign(p.live).items()
+            for path in paths
+        ]
+        if foreign and action is Action.UNCHANGED:
+            action = Action.UPDATE
+        stamp = managed.stamp_of(p.live)
+        if action is Action.UNCHANGED and stamp is not None:
+            digest = managed.applied_digest(p.target)
+            if stamp != digest:
+                action = Action.UPDATE
+                diff.append(
+                    FieldChange(
+                        f"metadata.annotations[{ownership.APPLIED_ANNOTATION}]",
+                        Op.CHANGE,
+                        stamp,
+                        digest,
+                    )
+                )
+        diff += [FieldChange(path, Op.REMOVE, old=f"set by {who}") for who, path in foreign]
         entries.append(
             ChangeSetEntry(
                 key=p.key,
                 subject=p.key.subject,
                 action=action,
-                diff=tuple(field_diff(before, after)) if action is not Action.UNCHANGED else (),
+                diff=tuple(diff),
                 before=before,
                 after=after,
                 api_version=api_version,
+                foreign=tuple(f"{who}: {path}" for who, path in foreign),
             )
         )
     return ChangeSet(tuple(entries))

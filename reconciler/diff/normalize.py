@@ -51,11 +51,13 @@ class Status:
 
 
 class IgnoredAnnotations:
-    """The Git revision (changes every commit), kubectl's last-applied copy, and what a GitOps
-    engine's render adds (:mod:`reconciler.plan.gitops`) or the engine stamps (tracking id)."""
+    """The Git revision (changes every commit), apply's digest of what it last sent, kubectl's
+    last-applied copy, and what a GitOps engine's render adds (:mod:`reconciler.plan.gitops`)
+    or the engine stamps (tracking id)."""
 
     KEYS = (
         ownership.REVISION_ANNOTATION,
+        ownership.APPLIED_ANNOTATION,
         "kubectl.kubernetes.io/last-applied-configuration",
         "argocd.argoproj.io/tracking-id",
         *gitops.ENGINE_ANNOTATIONS,
@@ -79,15 +81,16 @@ class ControllerFinalizers:
             meta["finalizers"] = [f for f in meta["finalizers"] if f not in self.KEYS]
 
 
-class ServerDefaults:
-    """Known apiserver defaults (reconciler.plan.defaults) that the target leaves unset.
+class OwnedFields:
+    """A live object counts only for the fields our field manager applied.
 
-    Only meaningful with a counterpart: an object without one is shown as it is.
+    Apiserver defaults, admission mutations and fields other controllers add are not ours
+    and never a difference (issue: live diff noise); fields *another manager* set on an
+    object we own are drift, found separately by :func:`reconciler.plan.managed.foreign`.
+    Runs first: it needs ``managedFields``, which :class:`ServerMetadata` removes.
     """
 
     def normalize(self, obj: dict[str, Any], counterpart: JsonObject | None) -> None:
-        if counterpart is None:
-            return
         stripped = defaults.strip(obj, counterpart)
         obj.clear()
         obj.update(stripped)
@@ -105,11 +108,11 @@ class EmptyMetadataMaps:
 
 
 DEFAULT_NORMALIZERS: tuple[Normalizer, ...] = (
+    OwnedFields(),
     ServerMetadata(),
     Status(),
     IgnoredAnnotations(),
     ControllerFinalizers(),
-    ServerDefaults(),
     EmptyMetadataMaps(),
 )
 
@@ -120,7 +123,7 @@ def normalize(
     normalizers: Sequence[Normalizer] = DEFAULT_NORMALIZERS,
 ) -> dict[str, Any]:
     # Copy on write: the rules only edit metadata's top-level maps and ``status`` in place;
-    # ServerDefaults replaces what it strips with its own deep copy. A full deep copy of
+    # OwnedFields replaces ``spec`` and metadata maps with projected copies. A full deep copy of
     # every object doubled the cost of a 10,000-device diff.
     out: dict[str, Any] = dict(obj)
     meta = out.get("metadata")

@@ -38,6 +38,7 @@ KINDS: dict[str, Kind] = {
     for k in (
         Kind("v1", "Node", "nodes", namespaced=False),
         Kind("v1", "Namespace", "namespaces", namespaced=False),
+        Kind("v1", "ResourceQuota", "resourcequotas", namespaced=True),
         Kind(RESOURCE, "ResourceSlice", "resourceslices", namespaced=False),
         Kind(RESOURCE, "DeviceClass", "deviceclasses", namespaced=False),
         Kind(RESOURCE, "DeviceTaintRule", "devicetaintrules", namespaced=False),

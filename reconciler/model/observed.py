@@ -52,6 +52,8 @@ class FindingCode(StrEnum):
     AMBIGUOUS_POOL = "AmbiguousPool"
     BELOW_MIN_STEP = "BelowMinStep"
     NO_KUBELET_PLUGIN = "NoKubeletPlugin"
+    FENCE_BYPASS = "FenceBypass"
+    """A claim we did not generate tolerates the fence or holds a CU-managed vendor device."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -153,6 +155,8 @@ class ObservedClaim:
     labels: Mapping[str, str]
     allocated: tuple[AllocatedDevice, ...] = ()
     reserved_for: tuple[str, ...] = ()
+    tolerated: tuple[str, ...] = ()
+    """Taint keys its requests tolerate; ``*`` for a toleration of every key."""
 
     @property
     def in_use(self) -> bool:
@@ -446,7 +450,24 @@ def _claim(obj: JsonObject) -> ObservedClaim:
         labels=dict(sorted((meta.get("labels") or {}).items())),
         allocated=tuple(sorted(allocated)),
         reserved_for=tuple(reserved),
+        tolerated=_tolerated(obj.get("spec") or {}),
     )
+
+
+def _tolerated(spec: JsonObject) -> tuple[str, ...]:
+    """Every taint key a claim's requests tolerate (``*``: an empty key with Exists)."""
+    keys: set[str] = set()
+    for request in (spec.get("devices") or {}).get("requests") or ():
+        if not isinstance(request, Mapping):
+            continue
+        subs = [request.get("exactly") or {}, *(request.get("firstAvailable") or ())]
+        for sub in subs:
+            for t in (sub.get("tolerations") or ()) if isinstance(sub, Mapping) else ():
+                if isinstance(t, Mapping):
+                    key = str(t.get("key") or "")
+                    keys.add(key if key else ("*" if t.get("operator") == "Exists" else ""))
+    keys.discard("")
+    return tuple(sorted(keys))
 
 
 def _pick_adapters(adapters: Iterable[docs.VendorAdapter]) -> dict[str, docs.VendorAdapter]:

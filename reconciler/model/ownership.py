@@ -22,6 +22,12 @@ TENANT_LABEL = f"{PREFIX}/tenant"
 COMPONENT_LABEL = f"{PREFIX}/component"
 TEMPLATE_LABEL = f"{PREFIX}/template"
 REVISION_ANNOTATION = f"{PREFIX}/revision"
+SOURCE_ANNOTATION = f"{PREFIX}/source"
+"""Names the repository (its ClusterSettings) whose revisions render the object."""
+APPLIED_ANNOTATION = f"{PREFIX}/applied"
+"""Digest of the configuration we last applied: equal digest, nothing to write."""
+FIELD_MANAGER = "cu-reconciler"
+"""The server-side apply field manager every write of ours uses."""
 WORKLOAD_CLASS_ANNOTATION = f"{PREFIX}/workload-class"
 
 
@@ -32,3 +38,27 @@ def is_owned(obj: Mapping[str, object]) -> bool:
         return False
     labels = metadata.get("labels")
     return isinstance(labels, Mapping) and labels.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE
+
+
+def is_ours(obj: Mapping[str, object], source: str) -> bool:
+    """The licence to update or delete: label, source annotation *and* our applied fields.
+
+    The label alone can be put on anything by anyone; an object is ours only when our field
+    manager applied it (``managedFields`` holds our ``Apply`` entry), it carries our label,
+    and its source annotation names ``source``, the repository this run reconciles.
+    """
+    if not is_owned(obj):
+        return False
+    metadata = obj.get("metadata")
+    assert isinstance(metadata, Mapping)
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, Mapping) or annotations.get(SOURCE_ANNOTATION) != source:
+        return False
+    entries = metadata.get("managedFields")
+    return isinstance(entries, list) and any(
+        isinstance(e, Mapping)
+        and e.get("manager") == FIELD_MANAGER
+        and e.get("operation") == "Apply"
+        and not e.get("subresource")
+        for e in entries
+    )

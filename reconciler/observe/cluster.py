@@ -34,6 +34,7 @@ _LISTS: tuple[tuple[str, str, str, bool], ...] = (
     ("/apis/resource.k8s.io/v1/resourceslices", "resource.k8s.io/v1", "ResourceSlice", False),
     ("/apis/resource.k8s.io/v1/resourceclaims", "resource.k8s.io/v1", "ResourceClaim", False),
     ("/apis/resource.k8s.io/v1/deviceclasses", "resource.k8s.io/v1", "DeviceClass", True),
+    ("/api/v1/resourcequotas", "v1", "ResourceQuota", True),
     ("/apis/resource.k8s.io/v1/devicetaintrules", "resource.k8s.io/v1", "DeviceTaintRule", True),
     (
         "/apis/resource.k8s.io/v1/resourceclaimtemplates",

@@ -12,6 +12,7 @@ from reconciler.model import ownership
 OUR_KINDS = frozenset(
     {
         "DeviceClass",
+        "ResourceQuota",
         "DeviceTaintRule",
         "ResourceSlice",
         "ResourceClaim",

@@ -4,6 +4,10 @@
 a plan that deletes every owned object is refused unless ``allowEmpty``. Replacements
 (delete + create of an immutable claim) are not losses and do not count. The rule lives in
 the pure core so the preview shows the refusal and apply can rely on it.
+
+A guard cannot be lifted by the commit that needs it lifted: the pipeline checks again with
+:func:`stricter` of the live revision's policy (the one that last applied) and the new one,
+so raising ``maxDeleteFraction`` to 1.0 takes effect one reconcile *after* it is applied.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from reconciler.model import documents as docs
 from reconciler.model import ownership
+from reconciler.plan import managed
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -26,11 +31,23 @@ def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
+def _counts(obj: Mapping[str, Any]) -> bool:
+    """Owned for the guard: our label and, on a live object, our applied fields.
+
+    A foreign object wearing our label is never deleted (apply reports it as a conflict),
+    so it must not count as a loss either. Offline objects have no managedFields at all.
+    """
+    meta = obj.get("metadata") or {}
+    if not ownership.is_owned(obj):
+        return False
+    return "managedFields" not in meta or managed.owned(obj) is not None
+
+
 def check(
     live: Iterable[Mapping[str, Any]], target: Iterable[Mapping[str, Any]], policy: docs.Policy
 ) -> str | None:
     """None when safe, else the refusal message."""
-    owned = {object_key(o) for o in live if ownership.is_owned(o)}
+    owned = {object_key(o) for o in live if _counts(o)}
     wanted = {object_key(o) for o in target}
     deletes = owned - wanted
     if not owned or not deletes:
@@ -49,3 +66,30 @@ def check(
             f"({safety.max_delete_fraction:.0%})"
         )
     return None
+
+
+def stricter(live: docs.Policy | None, new: docs.Policy) -> docs.Policy:
+    """``new`` with safety limits no looser than ``live``'s (None: no live revision)."""
+    if live is None:
+        return new
+    a, b = live.spec.safety, new.spec.safety
+    safety = b.model_copy(
+        update={
+            "max_delete_fraction": min(a.max_delete_fraction, b.max_delete_fraction),
+            "allow_empty": a.allow_empty and b.allow_empty,
+        }
+    )
+    return new.model_copy(update={"spec": new.spec.model_copy(update={"safety": safety})})
+
+
+def live_revision(live: Iterable[Mapping[str, Any]]) -> str | None:
+    """The revision most owned objects were last applied from (None when nothing is owned)."""
+    counts: dict[str, int] = {}
+    for obj in live:
+        if not ownership.is_owned(obj):
+            continue
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        rev = annotations.get(ownership.REVISION_ANNOTATION)
+        if isinstance(rev, str) and rev:
+            counts[rev] = counts.get(rev, 0) + 1
+    return max(sorted(counts), key=lambda r: counts[r]) if counts else None

@@ -20,11 +20,13 @@ from reconciler.model import ownership, units
 from reconciler.model import state as st
 from reconciler.plan import (
     admission,
+    audit,
     capacity,
     claims,
     classes,
     defaults,
     fence,
+    quota,
     report,
     safety,
     slices,
@@ -38,6 +40,7 @@ KIND_ORDER: tuple[str, ...] = (
     "DeviceTaintRule",
     "DeviceClass",
     "ResourceSlice",
+    "ResourceQuota",
     "ResourceClaimTemplate",
     "ResourceClaim",
 )
@@ -374,8 +377,16 @@ def _plan(
     )
     pools, findings = capacity.compute(desired, observed)
     running, unaccounted, stamp_warnings = _stamped(desired, observed)
-    external = (*_external_claims(desired, observed, live_objs), *unaccounted)
     cu_names = slices.names_by_node(pools.values())
+    bypass, bypass_holders = audit.audit(
+        observed.claims,
+        settings.fence.taint_key,
+        {m.device.id for p in pools.values() for m in p.members},
+        _claim_keys(desired),
+        cu_names,
+        driver,
+    )
+    external = (*_external_claims(desired, observed, live_objs), *unaccounted, *bypass_holders)
     admitted_run = admission.run(
         desired.claims,
         desired.tenants,
@@ -390,7 +401,10 @@ def _plan(
     decisions = admitted_run.decisions
     accounts = {a.pool: a for a in admitted_run.accounts}
     labels = dict(ownership.MANAGED_BY)
-    annotations = {ownership.REVISION_ANNOTATION: str(desired.revision)}
+    annotations = {
+        ownership.REVISION_ANNOTATION: str(desired.revision),
+        ownership.SOURCE_ANNOTATION: desired.settings.metadata.name,
+    }
     pool_names = sorted(pools)
     objects: list[dict[str, Any]] = []
     objects += fence.admission_policy(
@@ -420,6 +434,13 @@ def _plan(
     objects += claim_objects
     kept, orphan_warnings = _orphans(desired, observed, live_objs, objects)
     objects += kept
+    objects += quota.build(
+        objects,
+        settings.managed_namespaces,
+        [classes.pool_class_name(p) for p in pool_names],
+        labels,
+        annotations,
+    )
     warnings += orphan_warnings
     warnings += stamp_warnings
     objects.sort(key=sort_key)
@@ -445,7 +466,7 @@ def _plan(
         for p in (pools[n] for n in pool_names)
     )
     refusal = safety.check(live_objs, objects, desired.policy)
-    all_findings = tuple(sorted({*observed.findings, *findings}))
+    all_findings = tuple(sorted({*observed.findings, *findings, *bypass}))
     # One accounting on both sides: what admission charged (the charged annotation our
     # claims and templates carry), live or the base revision's target.
     claimed_before = report.claimed_cu(live_objs)

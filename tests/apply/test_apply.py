@@ -1,4 +1,8 @@
-"""apply_all on the in-memory writer: order, all-or-nothing dry run, no-op second run, ownership."""
+"""apply_all on the in-memory writer: order, isolation, no-op second run, ownership.
+
+Every path here is also proven against the real apiserver (tests/integration/test_apply_*.py);
+these pin the logic cheaply.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,23 @@ import pytest
 from reconciler import errors
 from reconciler.apply import apply as applying
 from reconciler.apply import fake, order
+from reconciler.apply import writer as writers
 from reconciler.diff import changeset as cs
 from reconciler.model import ownership
 
 OWNED = dict(ownership.MANAGED_BY)
+SOURCE = "cn-test"
 
 
 def _obj(kind: str, name: str, *, ns: str = "", owned: bool = True, **spec: Any) -> dict[str, Any]:
     api = "resource.k8s.io/v1"
     if kind.startswith("ValidatingAdmission"):
         api = "admissionregistration.k8s.io/v1"
-    meta: dict[str, Any] = {"name": name, "labels": OWNED if owned else {}}
+    meta: dict[str, Any] = {
+        "name": name,
+        "labels": OWNED if owned else {},
+        "annotations": {ownership.SOURCE_ANNOTATION: SOURCE} if owned else {},
+    }
     if ns:
         meta["namespace"] = ns
     return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": dict(spec)}
@@ -44,22 +54,42 @@ def test_writes_follow_kind_order_and_prunes_come_last_in_reverse() -> None:
 
 def test_apply_then_second_run_writes_nothing() -> None:
     writer = fake.MemoryWriter()
-    first = applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [])
+    first = applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [], source=SOURCE)
     assert first.writes == 4
     assert writer.writes == 4
     live = list(writer.objects.values())
-    second = applying.apply_all(writer, cs.compute(TARGET, live), TARGET, live)
+    second = applying.apply_all(writer, cs.compute(TARGET, live), TARGET, live, source=SOURCE)
     assert second.writes == 0
     assert writer.writes == 4
     assert {e.outcome for e in second.entries} == {applying.Outcome.UNCHANGED}
 
 
-def test_a_rejected_dry_run_writes_nothing_at_all() -> None:
+def test_a_rejected_object_fails_alone_and_everyone_else_converges() -> None:
     writer = fake.MemoryWriter(reject={"ResourceClaim/team-a/c1"})
-    with pytest.raises(errors.ApplyError, match="ResourceClaim/team-a/c1"):
-        applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [])
-    assert writer.writes == 0
-    assert writer.objects == {}
+    result = applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [], source=SOURCE)
+    assert result.partial
+    [problem] = result.problems
+    assert (problem.subject, problem.outcome) == ("ResourceClaim/team-a/c1", "failed")
+    assert "HTTP 422" in problem.reason
+    assert writer.writes == result.writes == 3
+
+
+def test_a_failed_fence_blocks_every_slice_write_and_a_failed_class_its_claims() -> None:
+    claim = _obj(
+        "ResourceClaim", "c2", ns="team-a", devices={"requests": [{"deviceClassName": "cu-prod"}]}
+    )
+    target = [*TARGET, claim]
+    writer = fake.MemoryWriter(reject={"DeviceTaintRule/fence-nvidia", "DeviceClass/cu-prod"})
+    result = applying.apply_all(writer, cs.compute(target, []), target, [], source=SOURCE)
+    outcomes = {e.subject: e.outcome for e in result.entries}
+    assert outcomes == {
+        "DeviceTaintRule/fence-nvidia": "failed",
+        "DeviceClass/cu-prod": "failed",
+        "ResourceSlice/node-a-cu-0": "skipped",
+        "ResourceClaim/team-a/c1": "created",
+        "ResourceClaim/team-a/c2": "skipped",
+    }
+    assert not any("resourceslices" in p for p in writer.objects)
 
 
 def test_a_refused_plan_writes_nothing() -> None:
@@ -80,12 +110,12 @@ def test_dry_run_option_validates_everything_and_stores_nothing() -> None:
 
 def test_prune_deletes_owned_objects_and_never_foreign_ones() -> None:
     writer = fake.MemoryWriter()
-    applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [])
+    applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [], source=SOURCE)
     foreign = _obj("DeviceClass", "gpu.nvidia.com", owned=False)
     writer.apply(foreign, dry_run=False)
     live = list(writer.objects.values())
     smaller = TARGET[1:]  # the claim leaves the target
-    result = applying.apply_all(writer, cs.compute(smaller, live), smaller, live)
+    result = applying.apply_all(writer, cs.compute(smaller, live), smaller, live, source=SOURCE)
     assert [(e.subject, e.outcome) for e in result.entries if e.outcome != "unchanged"] == [
         ("ResourceClaim/team-a/c1", applying.Outcome.DELETED)
     ]
@@ -94,14 +124,55 @@ def test_prune_deletes_owned_objects_and_never_foreign_ones() -> None:
 
 def test_changed_claim_spec_is_replaced_by_delete_then_create() -> None:
     writer = fake.MemoryWriter()
-    applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [])
+    applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [], source=SOURCE)
     live = list(writer.objects.values())
     changed = [*TARGET[1:], _obj("ResourceClaim", "c1", ns="team-a", devices={"requests": [1]})]
-    result = applying.apply_all(writer, cs.compute(changed, live), changed, live)
+    result = applying.apply_all(writer, cs.compute(changed, live), changed, live, source=SOURCE)
     replaced = [e for e in result.entries if e.outcome is applying.Outcome.REPLACED]
     assert [e.subject for e in replaced] == ["ResourceClaim/team-a/c1"]
     stored = writer.objects["/apis/resource.k8s.io/v1/namespaces/team-a/resourceclaims/c1"]
     assert stored["spec"]["devices"]["requests"] == [1]
+
+
+def test_label_alone_is_not_ownership_and_another_driver_slice_is_never_deleted() -> None:
+    writer = fake.MemoryWriter()
+    applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [], source=SOURCE)
+    vendor = _obj("ResourceSlice", "gpu-node-a", driver="gpu.nvidia.com")
+    labelled = _obj("DeviceClass", "labelled-by-hand")
+    labelled["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Apply"}]
+    writer.objects[writers.path_of(labelled)] = labelled
+    writer.apply(vendor, dry_run=False)  # applied by our manager, even: the driver decides
+    live = list(writer.objects.values())
+    result = applying.apply_all(
+        writer, cs.compute(TARGET, live), TARGET, live, source=SOURCE, driver="cu.example.com"
+    )
+    problems = {e.subject: (e.outcome, e.reason) for e in result.problems}
+    assert problems["DeviceClass/labelled-by-hand"][0] == "conflict"
+    assert "kubectl" in problems["DeviceClass/labelled-by-hand"][1]
+    assert problems["ResourceSlice/gpu-node-a"][0] == "conflict"
+    assert writers.path_of(vendor) in writer.objects
+    assert writers.path_of(labelled) in writer.objects
+    other_repo = applying.apply_all(
+        writer, cs.compute([], live), [], live, source="another-repo", driver="cu.example.com"
+    )
+    assert {e.outcome for e in other_repo.entries} == {applying.Outcome.CONFLICT}
+
+
+def test_waves_put_fence_first_and_a_narrowed_rule_after_the_slice_prunes() -> None:
+    old_rule = _obj("DeviceTaintRule", "fence-a", deviceSelector={"driver": "d", "pool": "p"})
+    new_rule = _obj(
+        "DeviceTaintRule", "fence-a", deviceSelector={"driver": "d", "pool": "p", "device": "x"}
+    )
+    live = [old_rule, _obj("ResourceSlice", "old-slice"), _obj("DeviceTaintRule", "fence-b")]
+    target = [new_rule, _obj("ResourceSlice", "new-slice"), _obj("DeviceClass", "c")]
+    waves = order.waves(cs.compute(target, live).entries)
+    assert [[(e.key.kind, e.action.value) for e in w] for w in waves] == [
+        [("DeviceClass", "create")],
+        [("ResourceSlice", "create")],
+        [("ResourceSlice", "delete")],
+        [("DeviceTaintRule", "update")],
+        [("DeviceTaintRule", "delete")],
+    ]
 
 
 @pytest.mark.parametrize(

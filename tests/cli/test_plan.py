@@ -190,6 +190,12 @@ def test_plan_base_shows_a_guarantee_change_and_replicas(runner: CliRunner, tmp_
             "cu-inference-prod",
             ["metadata.annotations.quota.cu-reconciler.io/chat-assistant"],
         ),
+        (  # one replica fewer: Kubernetes' own quota allows its devices no more
+            "update",
+            "ResourceQuota",
+            "cu-reconciler-limits",
+            ["spec.hard.cu-inference-prod.deviceclass.resource.k8s.io/devices"],
+        ),
         (
             "update",
             "ResourceClaimTemplate",

@@ -79,16 +79,26 @@ def test_an_unknown_revision_is_a_source_failure(repo: git.Repo) -> None:
     assert writer.writes == 0
 
 
-def test_a_rejected_object_fails_the_apply_step_with_nothing_written(repo: git.Repo) -> None:
+def test_a_rejected_object_degrades_the_reconcile_and_only_it_and_its_claims_fail(
+    repo: git.Repo,
+) -> None:
     writer = fake.MemoryWriter()
     first = pipeline.reconcile(pipeline.Request(repo.working_dir, "HEAD"), _Cluster(writer), writer)
     assert first.plan is not None
     victim = next(o for o in first.plan.objects if o["kind"] == "DeviceClass")
-    fresh = fake.MemoryWriter(reject={f"DeviceClass/{victim['metadata']['name']}"})
+    name = victim["metadata"]["name"]
+    fresh = fake.MemoryWriter(reject={f"DeviceClass/{name}"})
     outcome = pipeline.reconcile(pipeline.Request(repo.working_dir, "HEAD"), _Cluster(fresh), fresh)
-    assert outcome.reason is Reason.APPLY_FAILED
-    assert victim["metadata"]["name"] in outcome.message
-    assert fresh.writes == 0
+    assert outcome.reason is Reason.DEGRADED
+    assert name in outcome.message
+    assert outcome.applied is not None
+    for entry in outcome.applied.problems:
+        assert entry.subject == f"DeviceClass/{name}" or entry.outcome == "skipped"
+    assert (
+        fresh.writes
+        == outcome.applied.writes
+        == len(first.plan.objects) - len(outcome.applied.problems)
+    )
 
 
 def test_a_writer_the_fence_does_not_exempt_is_refused_before_any_write(repo: git.Repo) -> None:
@@ -101,3 +111,31 @@ def test_a_writer_the_fence_does_not_exempt_is_refused_before_any_write(repo: gi
     assert "'kubernetes-admin'" in outcome.message
     assert "system:serviceaccount:cu-system:cu-reconciler" in outcome.message
     assert writer.writes == 0
+
+
+def test_the_delete_guard_cannot_be_lifted_by_the_commit_that_deletes(repo: git.Repo) -> None:
+    root = Path(repo.working_dir)
+    policy = root / "policy.yaml"
+    policy.write_text(
+        policy.read_text().replace("maxDeleteFraction: 0.3", "maxDeleteFraction: 0.1")
+    )
+    repo.git.add(A=True)
+    repo.index.commit("a strict guard")
+    writer = fake.MemoryWriter()
+    first = pipeline.reconcile(pipeline.Request(repo.working_dir, "HEAD"), _Cluster(writer), writer)
+    assert first.reason is Reason.SUCCEEDED, first.message
+    policy.write_text(
+        policy.read_text().replace("maxDeleteFraction: 0.1", "maxDeleteFraction: 1.0")
+    )
+    for claim in (root / "claims").rglob("*.yaml"):
+        claim.unlink()
+    repo.git.add(A=True)
+    repo.index.commit("delete every claim and lift the guard in the same commit")
+    written = writer.writes
+    second = pipeline.reconcile(
+        pipeline.Request(repo.working_dir, "HEAD"), _Cluster(writer), writer
+    )
+    assert second.reason is Reason.PLAN_REFUSED, second.message
+    assert "maxDeleteFraction (10%)" in second.message
+    assert first.revision[:12] in second.message
+    assert writer.writes == written

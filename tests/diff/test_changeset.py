@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from reconciler.diff import changeset, normalize, pair
+from reconciler.plan import managed
 
 OWNED = {"app.kubernetes.io/managed-by": "cu-reconciler"}
 
@@ -45,11 +46,12 @@ def device_class(selector: str = "true", labels: Any = OWNED) -> dict[str, Any]:
 def served(obj: dict[str, Any]) -> dict[str, Any]:
     """What the apiserver hands back: identity, managedFields, status, defaults."""
     out = copy.deepcopy(obj)
+    ours = {"manager": "cu-reconciler", "operation": "Apply", "fieldsV1": managed.fieldset_of(obj)}
     out["metadata"].update(
         uid="u",
         resourceVersion="7",
         creationTimestamp="2026-11-27T00:00:00Z",
-        managedFields=[{"manager": "x"}],
+        managedFields=[ours, {"manager": "x"}],
         annotations={"cu-reconciler.io/revision": "old"},
         finalizers=["resource.kubernetes.io/delete-protection"],
     )
@@ -113,3 +115,55 @@ def test_each_normalizer_is_a_one_method_plugin(rule: normalize.Normalizer) -> N
     obj = served(claim())
     rule.normalize(obj, claim())
     assert isinstance(obj, dict)
+
+
+def test_fields_another_manager_set_are_drift_except_the_allow_list() -> None:
+    live = served(device_class())
+    live["metadata"]["labels"] = {**OWNED, "app.kubernetes.io/instance": "argo-app"}
+    live["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] = "app:x/y"
+    argo = {
+        "manager": "argocd-controller",
+        "operation": "Update",
+        "fieldsV1": {
+            "f:metadata": {
+                "f:labels": {"f:app.kubernetes.io/instance": {}},
+                "f:annotations": {"f:argocd.argoproj.io/tracking-id": {}},
+            }
+        },
+    }
+    live["metadata"]["managedFields"].append(argo)
+    [entry] = changeset.compute([device_class()], [live]).entries
+    assert entry.action == "unchanged", entry.diff
+
+    live["spec"]["selectors"].append({"cel": {"expression": "false"}})
+    live["metadata"]["managedFields"].append(
+        {
+            "manager": "kubectl-edit",
+            "operation": "Update",
+            "fieldsV1": {"f:spec": {"f:selectors": {}}},
+        }
+    )
+    [entry] = changeset.compute([device_class()], [live]).entries
+    assert entry.action == "update"
+    assert entry.foreign == ("kubectl-edit (Update): spec.selectors",)
+
+
+def test_take_over_moves_foreign_fields_to_us_and_keeps_the_allow_list() -> None:
+    live = served(device_class())
+    live["metadata"]["managedFields"] = [
+        {"manager": "cu-reconciler", "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+        {
+            "manager": "argocd-controller",
+            "operation": "Update",
+            "fieldsV1": {
+                "f:metadata": {"f:labels": {"f:app.kubernetes.io/instance": {}, "f:x": {}}},
+                "f:spec": {"f:config": {}},
+            },
+        },
+        {"manager": "kube-scheduler", "operation": "Update", "subresource": "status"},
+    ]
+    ours, argo, status = managed.take_over(live)
+    assert ours["manager"] == "cu-reconciler" and ours["operation"] == "Apply"
+    assert ours["fieldsV1"] == {"f:spec": {"f:config": {}}, "f:metadata": {"f:labels": {"f:x": {}}}}
+    assert argo["fieldsV1"] == {"f:metadata": {"f:labels": {"f:app.kubernetes.io/instance": {}}}}
+    assert status["subresource"] == "status"
