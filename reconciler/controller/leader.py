@@ -81,3 +81,13 @@ class LeaderWriter:
         if not dry_run:
             self._check(obj)
         return self.inner.delete(obj, dry_run=dry_run)
+
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        if not dry_run:
+            self._check(live)
+        return self.inner.set_managed_fields(live, fields, dry_run=dry_run)
+
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        return self.inner.get(obj)
