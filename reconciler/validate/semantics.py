@@ -771,12 +771,10 @@ def _largest_cu(
     claim: docs.CUClaim,
 ) -> tuple[int, str] | None:
     """The most CU one device this claim may use could ever have: every model the adapters
-    and factor tables know, filtered by the pool's and the claim's model and vendor lists.
-    None when nothing is known (no value maps and no factors)."""
+    and factor tables know, filtered by the pool's and the claim's model and vendor lists,
+    at its largest factor over all workload classes. None when nothing is known."""
     reference = settings.spec.reference
     index = factors.index_factors([t.document for t in found.factor_tables], reference.device_model)
-    policy_mix = found.policies[0].document.spec.factors.workload_mix if found.policies else {}
-    mix = pool.spec.workload_mix or policy_mix
     vendor_of: dict[str, set[str]] = defaultdict(set)
     for adapter in found.adapters:
         model_map = adapter.document.spec.mapping.model
@@ -797,10 +795,15 @@ def _largest_cu(
             or vendors <= set(c.vendors.deny)
         ):
             continue
-        factor = factors.blended_factor(index, model, mix, reference.workload_class)
-        if factor is None:
+        # The largest factor of any workload class: whatever the pool's mix (or a learned
+        # table) becomes, the device is never worth more. Only beyond that is a claim a
+        # declaration that can never be met; below it, `cuctl plan` says what fits today.
+        values = [v for (m, _), v in index.values.items() if m == model]
+        if model == reference.device_model:
+            values.append(1.0)
+        if not values:
             continue
-        milli = units.to_milli(factor, reference.cu_per_device)
+        milli = units.to_milli(max(values), reference.cu_per_device)
         if best is None or milli > best[0]:
             best = (milli, model)
     return best
@@ -827,9 +830,9 @@ def _never_fits(found: Documents, settings: docs.ClusterSettings) -> list[diag.D
                     ("spec", "cu"),
                     codes.Code.CLAIM_NEVER_FITS,
                     f"{units.display_cu(units.cu_to_milli(spec.cu))} CU per device, but the "
-                    f"largest device this claim may use in pool {spec.pool!r} ({model}) is "
-                    f"{units.display_cu(milli)} CU; lower cu (and raise count) or allow larger "
-                    "models",
+                    f"largest device this claim may use in pool {spec.pool!r} ({model}) is worth "
+                    f"at most {units.display_cu(milli)} CU (its largest factor, any workload "
+                    "class); lower cu (and raise count) or allow larger models",
                 )
             )
     return out
