@@ -382,6 +382,8 @@ def demo_command(
         repo.git.checkout("main")
         _say("10. Learn conversion factors from inference records; publish them as a PR")
         records = base / "records.csv"
+        from reconciler.learn import synthetic  # pandas/statsmodels: only when used
+
         frame, _ = synthetic.generate(synthetic.Scenario(records=30_000, bad_rows=100), seed=7)
         frame.to_csv(records, index=False)
         typer.echo(
