@@ -37,6 +37,10 @@ def test_demo_runs_end_to_end(control_plane: devcluster.ControlPlane, tmp_path: 
     assert pairs and sorted(pairs) == sorted(gpus)
     assert re.search(r"ResourceSlice/cu-\S+ deleted", out), "the lost node's slice is pruned"
     assert "factors(learned):" in out
+    # Pods ran on real kubelet nodes, and their containers got CU facts from our plugin.
+    assert re.search(r"Pod \S+ Running on kubelet-batch-0", out), "Whole pool on a kubelet"
+    assert re.search(r"Pod \S+ Running on kubelet-prod-0", out), "Fractional pool on a kubelet"
+    assert "CU_POOL=batch CU_MODE=whole" in out and "CU_MODE=fractional" in out
     assert "control plane stopped" in out
     config = json.loads((tmp_path / "cluster" / "kubeconfig").read_text())
     port = int(config["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1])
