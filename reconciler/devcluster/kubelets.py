@@ -144,6 +144,7 @@ class KubeletNode:
             proc = self.processes.pop(name, None)
             if proc is not None:
                 controlplane._terminate(proc, timeout)
+        unmount_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -364,6 +365,24 @@ def _wait(probe: Any, timeout: float, what: str) -> Any:
             raise controlplane.StartError(f"{what}: not reached in {timeout:.0f}s")
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
+
+
+def unmount_under(root: Path) -> None:
+    """Unmount what the kubelet mounted under ``root`` (it bind-mounts its root dir onto
+    itself to make it shared), deepest first, so no mount outlives the node."""
+    prefix = str(root.resolve())
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return
+    points = [
+        line.split()[1].replace("\\040", " ")
+        for line in lines
+        if len(line.split()) > 1
+        and (line.split()[1] == prefix or line.split()[1].startswith(prefix + "/"))
+    ]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 def _kill(proc: controlplane._Process) -> None:

@@ -40,6 +40,10 @@ def test_demo_runs_end_to_end(control_plane: devcluster.ControlPlane, tmp_path: 
     assert "spec.priority: 300 → 700" in out and "Dana Research <dana@example.invalid>" in out
     assert re.search(r"converged at \w{12} in [\d.]+s", out), "controller mode converges"
     assert re.search(r"^default\s+True\s+\w{40}", out, re.M), "kubectl get cusync: Ready"
+    # Pods ran on real kubelet nodes, and their containers got CU facts from our plugin.
+    assert re.search(r"Pod \S+ Running on kubelet-batch-0", out), "Whole pool on a kubelet"
+    assert re.search(r"Pod \S+ Running on kubelet-prod-0", out), "Fractional pool on a kubelet"
+    assert "CU_POOL=batch CU_MODE=whole" in out and "CU_MODE=fractional" in out
     assert "control plane stopped" in out
     config = json.loads((tmp_path / "cluster" / "kubeconfig").read_text())
     port = int(config["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1])
