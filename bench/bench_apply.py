@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 KINDS = (
     "ResourceClaim",
     "ResourceClaimTemplate",
+    "ResourceQuota",
     "ResourceSlice",
     "DeviceClass",
     "DeviceTaintRule",

@@ -24,28 +24,18 @@ from reconciler import devcluster, observe
 from reconciler import plan as planning
 from reconciler.devcluster import rawapi, workloads
 from reconciler.diff import changeset
+from reconciler.model import kinds
 from reconciler.model import state as st
 from reconciler.observe import cluster, sources
 
 pytestmark = pytest.mark.integration
 
-FIELD_MANAGER = "cu-reconciler-test"
-_PLURALS = {
-    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
-    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
-    "DeviceTaintRule": "devicetaintrules",
-    "DeviceClass": "deviceclasses",
-    "ResourceSlice": "resourceslices",
-    "ResourceClaim": "resourceclaims",
-    "ResourceClaimTemplate": "resourceclaimtemplates",
-}
+FIELD_MANAGER = "cu-reconciler"  # the live diff compares what our field manager applied
 
 
 def object_path(obj: Mapping[str, Any]) -> str:
-    api_version = obj["apiVersion"]
     meta = obj["metadata"]
-    ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
-    return f"/apis/{api_version}{ns}/{_PLURALS[obj['kind']]}/{meta['name']}"
+    return kinds.of(obj["kind"]).object_path(meta["name"], meta.get("namespace") or "")
 
 
 def apply(api: ApiClient, obj: Mapping[str, Any], *, dry_run: bool = False) -> Any:
