@@ -7,8 +7,13 @@ delivered; propose a new FactorTable only when the policy's evidence rules are m
 Inputs: validated inference records (:mod:`records`), the published FactorTable and the
 Policy's ``spec.factors`` (from :mod:`reconciler.model`), and ``now``.
 Outputs: an :class:`adapter.Outcome`: per-(device, class) estimates with intervals, spec
-priors and their precision-weighted combination, drift alarms, slow nodes, and an
-:class:`update.Proposal` (the new table and every old → new decision with its evidence).
+priors and their precision-weighted combination, drift alarms and the drift coverage of
+every series, slow nodes, and an :class:`update.Proposal` (the new table and every old → new
+decision with its evidence).
+
+At scale, ``stream`` folds record files and partitioned Parquet datasets into additive
+aggregates a batch at a time (bounded memory), in process or on Dask (``distributed``),
+and runs the same story on them.
 
 Pipeline: ``records`` (ingest, RejectReport) → ``fit`` (WLS on aggregated cells, node-
 clustered SEs) → ``drift`` (slow nodes, prewhitened CUSUM on hourly residuals) → ``fit``
@@ -32,6 +37,7 @@ from reconciler.learn import (
     priors,
     records,
     specs,
+    stream,
     synthetic,
     update,
 )
@@ -45,6 +51,7 @@ __all__ = [
     "priors",
     "records",
     "specs",
+    "stream",
     "synthetic",
     "update",
 ]

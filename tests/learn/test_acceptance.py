@@ -36,7 +36,10 @@ def errors_and_coverage(
             if key[0] == specs.REFERENCE_MODEL or key not in truth.factors:
                 continue
             assert post.learned and post.estimate is not None
-            assert post.estimate.samples >= 300 and post.estimate.nodes >= 7
+            # ≥ 300 records, unless a (false) drift alarm split the series: then the factor
+            # is refitted on the records after the change (≤ 3% of models per window)
+            assert post.estimate.nodes >= 7
+            assert post.estimate.samples >= 300 or post.estimate.since_hour is not None
             true = truth.factors[key]
             errs.append(abs(post.value / true - 1.0))
             lo, hi = post.interval()
@@ -68,6 +71,11 @@ def test_the_slow_node_is_found_and_left_out(runs) -> None:  # type: ignore[no-u
 def test_no_false_drift_alarms_at_minimum_traffic(runs) -> None:  # type: ignore[no-untyped-def]
     alarmed = [bool(outcome.alarms) for outcome, _ in runs]
     assert np.mean(alarmed) <= 0.25  # thin traffic: the detector stays quiet, not jumpy
+    for outcome, _ in runs:  # and quiet because it tested, not because it skipped
+        assert outcome.coverage and all(c.tested for c in outcome.coverage)
+    # false alarms per model per window: target 5%; 4 of 72 model-windows here (MCSE 2.7%)
+    alarmed_models = sum(len({a.device_model for a in o.alarms}) for o, _ in runs)
+    assert alarmed_models / (len(runs) * 9) <= 0.10
 
 
 def test_factors_after_a_step_describe_the_device_as_it_runs_now(drift_records) -> None:  # type: ignore[no-untyped-def]

@@ -37,6 +37,15 @@ def test_fit_dry_run_changes_nothing(repo: Path, record_file: Path) -> None:
     )
     assert res.exit_code == _app.EXIT_FINDINGS, res.output
     assert "→" in res.stdout and "missing-field" in res.output
+    # every series says whether drift was tested, in the message the commit would carry
+    checks = res.stdout.split("Drift checks: ")[1].split("Drift alarms:")[0]
+    lines = [line for line in checks.splitlines()[1:] if line.startswith("- ")]
+    assert lines and all(
+        ": tested (" in line or ": not enough data (have " in line for line in lines
+    )
+    assert checks.startswith(
+        f"{sum(': tested (' in line for line in lines)} of {len(lines)} series"
+    )
     assert git.Repo(repo).head.commit.message == "example"
 
 
