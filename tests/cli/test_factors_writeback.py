@@ -55,13 +55,16 @@ def test_written_factors_validate_and_plan_the_new_capacity(
     monkeypatch.chdir(repo)
     old = git.Repo(repo).head.commit.hexsha
     fit = runner.invoke(
-        cli.app, ["factors", "fit", "--records", str(records), "--write", "--now", NOW]
+        cli.app,
+        ["factors", "fit", "--records", str(records), "--write", "--branch", "bot", "--now", NOW],
     )
     assert fit.exit_code == 1, fit.output  # factors moved and were committed
-    new = git.Repo(repo).head.commit.hexsha
-    assert new != old
+    # Committed on the bot branch with Git plumbing: the checkout stays where it was.
+    assert git.Repo(repo).head.commit.hexsha == old
+    new = git.Repo(repo).commit("bot").hexsha
+    assert new != old and git.Repo(repo).commit("bot").parents[0].hexsha == old
 
-    checked = runner.invoke(cli.app, ["validate", "."])
+    checked = runner.invoke(cli.app, ["validate", ".", "--rev", new])
     assert checked.exit_code == 0, checked.output
 
     # what moved, read back through the front door at the new revision
