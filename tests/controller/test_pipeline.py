@@ -139,3 +139,22 @@ def test_the_delete_guard_cannot_be_lifted_by_the_commit_that_deletes(repo: git.
     assert "maxDeleteFraction (10%)" in second.message
     assert first.revision[:12] in second.message
     assert writer.writes == written
+
+
+def test_a_broken_pool_file_is_reported_once_as_the_cause_not_as_a_cascade(
+    repo: git.Repo,
+) -> None:
+    """Issue 9: apply's summary named "unknown pool" errors in the claims instead of the one
+    file that failed to load."""
+    pool = Path(repo.working_dir) / "pools" / "dev.yaml"
+    pool.write_text(pool.read_text().replace("sharing:", "sharing: [unclosed", 1))
+    repo.git.commit("-am", "a broken pool file")
+    writer = fake.MemoryWriter()
+    outcome = pipeline.reconcile(
+        pipeline.Request(repo.working_dir, "HEAD"), _Cluster(writer), writer
+    )
+    assert outcome.reason is Reason.VALIDATION_FAILED
+    assert writer.writes == 0
+    assert "pools/dev.yaml" in outcome.message and "unknown pool" not in outcome.message
+    errors = [d for d in outcome.diagnostics if d.severity.name == "ERROR"]
+    assert errors and {d.file for d in errors} == {"pools/dev.yaml"}, [d.render() for d in errors]
