@@ -148,7 +148,10 @@ def list_all(
             return
 
 
-LEASES_PATH = "/apis/coordination.k8s.io/v1/leases"
+PRESENCE_NAMESPACE = "cu-system"
+"""Where kubelet plugins keep their presence Leases: ClusterSettings.reconcilerNamespace's
+default. Listed there only, so the reconciler needs no cluster-wide read of Leases; a Lease
+elsewhere could not count anyway (:mod:`reconciler.model.presence` checks the namespace)."""
 PROBE_DRIVER = "cu.cu-reconciler.io"
 """Driver named by the capability probe (any valid name would do; nothing is stored)."""
 
@@ -156,6 +159,7 @@ PROBE_DRIVER = "cu.cu-reconciler.io"
 @dataclass(frozen=True, slots=True)
 class Cluster:
     api: k8s_client.ApiClient
+    presence_namespace: str = PRESENCE_NAMESPACE
 
     def read(self) -> obs.RawObjects:
         items: list[dict[str, Any]] = []
@@ -167,7 +171,7 @@ class Cluster:
         items.extend(
             list_all(
                 self.api,
-                LEASES_PATH,
+                f"/apis/coordination.k8s.io/v1/namespaces/{self.presence_namespace}/leases",
                 "coordination.k8s.io/v1",
                 "Lease",
                 f"{presence.PRESENCE_LABEL}=true",

@@ -133,8 +133,16 @@ CAN = [
         "namespace": "cu-system",
     },
     {"group": "events.k8s.io", "resource": "events", "verb": "create", "namespace": "default"},
+    {
+        "group": "coordination.k8s.io",
+        "resource": "leases",
+        "verb": "list",
+        "namespace": "cu-system",
+    },
 ]
 CANNOT = [
+    {"group": "coordination.k8s.io", "resource": "leases", "verb": "list"},
+    {"group": "coordination.k8s.io", "resource": "leases", "verb": "list", "namespace": "x"},
     {"group": "", "resource": "secrets", "verb": "get", "namespace": "cu-system"},
     {"group": "", "resource": "pods", "verb": "create", "namespace": "x"},
     {"group": "", "resource": "nodes", "verb": "patch"},
