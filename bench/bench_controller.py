@@ -125,6 +125,7 @@ def main() -> None:
             replica = env.start("bench-poll", interval="1s", resync="10m")
             env.ready_at(env.head(), timeout=120)
             polling = _commits(env, replica, max(5, args.commits // 2), webhook=False)
+            print(json.dumps({"webhook": webhook, "polling": polling}), file=sys.stderr)
 
             node = "h100-99"
             nodes.create_node(
@@ -134,12 +135,13 @@ def main() -> None:
                     "accelerator.example.com/vendor": "nvidia",
                     "platform.example.com/tier": "production",
                     "topology.kubernetes.io/zone": "cn-north-1a",
+                    "node.kubernetes.io/instance-type": "hgx-h100-8",
                 },
             )
             appear = []
             for _ in range(5):
                 t0 = time.monotonic()
-                drivers.publish_node(api, node, drivers.Vendor.NVIDIA, "H100-SXM5-80GB", 8)
+                drivers.publish_node(api, node, drivers.Vendor.NVIDIA, "H100", 8)
                 harness.wait_for(
                     "cu slice",
                     lambda: any(

@@ -31,7 +31,6 @@ from reconciler.cli import _app
 from reconciler.devcluster import controlplane, drivers, identity, nodes, rawapi, workloads
 from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.errors import ToolchainError
-from reconciler.learn import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitrepo"
@@ -337,6 +336,8 @@ def demo_command(
         repo.git.checkout("main")
         _say("10. Learn conversion factors from inference records; publish them as a PR")
         records = base / "records.csv"
+        from reconciler.learn import synthetic  # pandas/statsmodels: only when used
+
         frame, _ = synthetic.generate(synthetic.Scenario(records=30_000, bad_rows=100), seed=7)
         frame.to_csv(records, index=False)
         typer.echo(

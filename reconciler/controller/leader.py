@@ -27,7 +27,7 @@ log = logging.getLogger("cu-reconciler.leader")
 class Elector:
     lease: leases.Lease
     stop: threading.Event
-    _was_leading: bool = field(default=False, init=False)
+    _was_leading: bool | None = field(default=None, init=False)
     became_leader: threading.Event = field(default_factory=threading.Event)
 
     @property

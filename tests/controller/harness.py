@@ -56,16 +56,16 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) ->
     last: Any = None
     while time.monotonic() < deadline:
         try:
-            last = probe()
+            value = probe()
         except ApiException as exc:
-            last = exc
             if exc.status not in (404, 500, 503):
                 raise
+            value, last = None, exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:  # the apiserver is restarting
-            last = exc
-        if last:
-            found: T = last
-            return found
+            value, last = None, exc
+        if value:
+            return value
+        last = value if value is not None else last
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 

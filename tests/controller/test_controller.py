@@ -31,8 +31,10 @@ def _drop_claim(root: Path) -> None:
 
 
 def _has_claim(env: Env, name: str) -> bool:
+    """A claim or template generated for the CUClaim ``name`` exists."""
     return any(
-        o["kind"] == "ResourceClaim" and o["metadata"]["name"] == name for o in owned(env.admin)
+        o["kind"] in ("ResourceClaim", "ResourceClaimTemplate") and name in o["metadata"]["name"]
+        for o in owned(env.admin)
     )
 
 
@@ -123,7 +125,7 @@ def test_a_new_vendor_node_gets_cu_and_fence_without_a_commit_and_loses_them_whe
     nodes.create_node(env.admin, node, labels)
     try:
         t0 = time.monotonic()
-        drivers.publish_node(env.admin, node, drivers.Vendor.NVIDIA, "H100-SXM5-80GB", 8)
+        drivers.publish_node(env.admin, node, drivers.Vendor.NVIDIA, "H100", 8)
 
         def published() -> bool:
             names = {(o["kind"], o["metadata"]["name"]) for o in owned(env.admin)}
@@ -194,11 +196,13 @@ def test_an_invalid_commit_stalls_with_file_and_line_and_changes_nothing(env: En
     env.ready_at(good)
     before = versions(env.admin)
 
-    def break_pool(root: Path) -> None:
-        path = root / "pools" / "batch.yaml"
-        path.write_text(path.read_text().replace("headroomPercent:", "headroomPercentt:", 1))
+    target = "claims/ads-embedding/backfill.yaml"
+    original = (Path(env.clone.working_dir) / target).read_text()
 
-    bad = env.commit("typo", break_pool)
+    def break_claim(root: Path) -> None:
+        (root / target).write_text(original + "extra: [unclosed\n")
+
+    bad = env.commit("typo", break_claim)
 
     def stalled() -> dict[str, Any] | None:
         cond = env.condition("Stalled")
@@ -206,10 +210,10 @@ def test_an_invalid_commit_stalls_with_file_and_line_and_changes_nothing(env: En
 
     cond = wait_for("Stalled", stalled, 60)
     status = env.sync()["status"]
-    assert cond["reason"] == "ValidationFailed"
+    assert cond["reason"] == "ValidationFailed", cond
     assert status["lastAttemptedRevision"] == bad
     assert status["lastAppliedRevision"] == good, "the previous state stays"
-    assert status["lastError"]["file"].endswith("pools/batch.yaml")
+    assert status["lastError"]["file"] == target
     assert status["lastError"]["line"] > 0
     ready = env.condition("Ready")
     assert ready is not None and ready["status"] == "False"
@@ -219,11 +223,10 @@ def test_an_invalid_commit_stalls_with_file_and_line_and_changes_nothing(env: En
     time.sleep(5)
     assert env.sync()["metadata"]["resourceVersion"] == rv, "a stalled controller is quiet"
 
-    def fix_pool(root: Path) -> None:
-        path = root / "pools" / "batch.yaml"
-        path.write_text(path.read_text().replace("headroomPercentt:", "headroomPercent:", 1))
+    def fix_claim(root: Path) -> None:
+        (root / target).write_text(original)
 
-    fixed = env.commit("fix", fix_pool)
+    fixed = env.commit("fix", fix_claim)
     env.ready_at(fixed)
     assert env.condition("Stalled") is None
 
@@ -246,7 +249,8 @@ def test_two_replicas_one_leader_and_a_takeover_after_kill_9(env: Env) -> None:
     assert not [line for line in standby.lines() if line.get("msg") == "reconcile"], (
         "standby never reconciles"
     )
-    assert "cu_reconcile_total" in standby.metrics(), "standby serves metrics"
+    served = wait_for("the standby's metrics", lambda: standby.metrics(), 30)
+    assert "cu_reconcile_duration_seconds" in served, "standby serves metrics"
 
     leader.proc.send_signal(signal.SIGKILL)
     leader.proc.wait()

@@ -89,3 +89,56 @@ def test_webhook_signatures_of_each_forge(header: str, value: str) -> None:
     assert not webhook.verified(secret, {}, body)
     assert webhook.pushed_branch(body) == "main"
     assert webhook.pushed_branch(b"not json") is None
+
+
+def test_the_metric_names_are_the_published_contract() -> None:
+    from prometheus_client.exposition import generate_latest
+
+    from reconciler.controller import metrics
+
+    m = metrics.Metrics()
+    m.set_revision("desired", "a")
+    m.set_revision("desired", "b")
+    m.set_figures(
+        {
+            "pools": [
+                {
+                    "name": "p",
+                    "capacityCU": 8,
+                    "guaranteedCU": 4,
+                    "admittedCU": 2,
+                    "pendingClaims": 1,
+                }
+            ],
+            "tenants": [{"name": "t", "pool": "p", "guaranteedCU": 4, "admittedCU": 2}],
+        }
+    )
+    m.set_drift({"H100": 2})
+    m.reconcile_total.labels("ReconciliationSucceeded").inc()
+    m.reconcile_duration.labels("ReconciliationSucceeded").observe(0.3)
+    m.objects_applied.labels("ResourceSlice", "created").inc()
+    m.git_fetch_errors.inc()
+    m.factor_table_age.set(5)
+    text = generate_latest(m.registry).decode()
+    names = {
+        line.split("{")[0].split(" ")[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert {
+        "cu_reconcile_duration_seconds_bucket",
+        "cu_reconcile_total",
+        "cu_objects_applied_total",
+        "cu_pool_capacity_cu",
+        "cu_pool_guaranteed_cu",
+        "cu_pool_admitted_cu",
+        "cu_tenant_guaranteed_cu",
+        "cu_tenant_admitted_cu",
+        "cu_pending_claims",
+        "cu_revision_info",
+        "cu_git_fetch_errors_total",
+        "cu_factor_table_age_seconds",
+        "cu_factor_drift_alarms",
+    } <= names
+    assert 'cu_revision_info{kind="desired",revision="b"} 1.0' in text
+    assert 'revision="a"' not in text, "one series per kind"
