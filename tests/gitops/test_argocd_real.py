@@ -376,7 +376,7 @@ def test_mode1_argocd_reports_the_controllers_cusync_health(
                 return health() == expected
 
             _wait(
-                lambda: reports(("Healthy", f"Applied revision {good[:12]}")),
+                lambda: reports(("Healthy", f"Applied revision {good}")),
                 240,
                 "Argo CD to report the CUSync Healthy at the first commit",
                 argo,

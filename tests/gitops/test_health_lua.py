@@ -27,9 +27,18 @@ def _lua_value(lua: lua51.LuaRuntime, value: Any) -> Any:
     return value
 
 
+SANDBOX_REMOVED = ("string", "io", "debug", "math", "coroutine")
+"""Libraries Argo CD does not open for health checks (util/lua/lua.go: package, base, table
+and a safe os only); removed here so a script that needs them fails here too."""
+
+
 def health(check: Path, obj: dict[str, Any]) -> dict[str, str]:
     """Run one health.lua the way Argo CD does: ``obj`` global, the script returns a table."""
     lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.execute(
+        "local s = ''; getmetatable(s).__index = nil; "
+        + " ".join(f"{name} = nil;" for name in SANDBOX_REMOVED)
+    )
     lua.globals().obj = _lua_value(lua, obj)
     script = (check / "health.lua").read_text()
     result = lua.execute(script)
@@ -43,6 +52,16 @@ def _cases() -> list[Any]:
         for case in spec["tests"]:
             out.append(pytest.param(check, case, id=f"{check.name}-{Path(case['inputPath']).stem}"))
     return out
+
+
+def test_the_sandbox_has_no_string_library() -> None:
+    """string.sub failed in the real Argo CD ("attempt to index a non-table object(nil)")."""
+    lua = lua51.LuaRuntime()
+    lua.execute("local s = ''; getmetatable(s).__index = nil; string = nil")
+    with pytest.raises(lua51.LuaError):
+        lua.execute("return string.sub('abc', 1, 2)")
+    with pytest.raises(lua51.LuaError):
+        lua.execute("return ('abc'):sub(1, 2)")
 
 
 def test_both_checks_exist() -> None:

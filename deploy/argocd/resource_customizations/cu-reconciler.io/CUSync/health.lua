@@ -16,11 +16,13 @@ local function condition(kind)
   return nil
 end
 
-local function short(rev)
-  if rev == nil then
+-- Argo CD runs health checks without the string library (only base, table, package and a
+-- safe os), so revisions are shown whole.
+local function rev(value)
+  if value == nil then
     return "none"
   end
-  return string.sub(rev, 1, 12)
+  return value
 end
 
 local generation = obj.metadata.generation or 0
@@ -50,7 +52,7 @@ end
 local reconciling = condition("Reconciling")
 if reconciling ~= nil and reconciling.status == "True" then
   hs.status = "Progressing"
-  hs.message = reconciling.message or "Reconciling revision " .. short(obj.status.lastAttemptedRevision)
+  hs.message = reconciling.message or "Reconciling revision " .. rev(obj.status.lastAttemptedRevision)
   return hs
 end
 
@@ -59,12 +61,12 @@ if ready ~= nil and ready.status == "True" then
   if obj.status.lastAppliedRevision ~= nil
       and obj.status.lastAppliedRevision == obj.status.lastAttemptedRevision then
     hs.status = "Healthy"
-    hs.message = "Applied revision " .. short(obj.status.lastAppliedRevision)
+    hs.message = "Applied revision " .. rev(obj.status.lastAppliedRevision)
     return hs
   end
   hs.status = "Progressing"
-  hs.message = "Applied " .. short(obj.status.lastAppliedRevision) .. ", desired "
-      .. short(obj.status.lastAttemptedRevision)
+  hs.message = "Applied " .. rev(obj.status.lastAppliedRevision) .. ", desired "
+      .. rev(obj.status.lastAttemptedRevision)
   return hs
 end
 
