@@ -49,6 +49,11 @@ def run_command(
         None, "--metrics-port", help="Serve /metrics, /healthz and /readyz here."
     ),
     name: str = typer.Option("default", "--name", help="The CUSync status resource."),
+    fleet_cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        help="Fleet repository: this cluster's overlay (default: the CUSync's spec.cluster).",
+    ),
     kubeconfig: Path | None = typer.Option(
         None, "--kubeconfig", help="Default: KUBECONFIG, in-cluster ServiceAccount, ~/.kube/config."
     ),
@@ -82,6 +87,7 @@ def run_command(
         name=name,
         cache=cache,
         identity=who,
+        cluster=fleet_cluster,
     )
     controller = loop.Controller(api, cfg)
     servers = []

@@ -52,6 +52,8 @@ class Config:
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     identity: str = ""
+    cluster: str | None = None
+    """A fleet repository's cluster (``clusters/<name>/``); None: the CUSync's spec.cluster."""
 
 
 @dataclass
@@ -191,7 +193,9 @@ class Controller:
             sync = self._get_sync()
         log.info("reconcile", extra={"reconcile": rid, "revision": sha, "why": sorted(why)})
         outcome = pipeline.reconcile(
-            pipeline.Request(self.mirror.source_path, sha),
+            pipeline.Request(
+                self.mirror.source_path, sha, self.config.cluster or spec.get("cluster") or None
+            ),
             cluster.Cluster(self.api),
             self.writer,
             applying.ApplyOptions(),
@@ -298,6 +302,7 @@ class Controller:
                     },
                     "interval": f"{int(self.config.interval)}s",
                     "suspend": False,
+                    **({"cluster": self.config.cluster} if self.config.cluster else {}),
                 },
             }
             resp = kube.call(self.api, "POST", st.COLLECTION, body=body)

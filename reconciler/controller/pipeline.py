@@ -27,10 +27,12 @@ from reconciler.source import tree as source_tree
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What to reconcile: a repository and a revision (None = its working tree)."""
+    """What to reconcile: a repository, a revision (None = its working tree) and, in a fleet
+    repository (shared documents plus ``clusters/<name>/``), which cluster's overlay."""
 
     repo: str
     rev: str | None = None
+    cluster: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,9 @@ class _Run:
 
 def _fetch(run: _Run) -> None:
     try:
-        run.tree = source.read(run.request.repo, run.request.rev)
+        run.tree = source.fleet.select(
+            source.read(run.request.repo, run.request.rev), run.request.cluster
+        )
     except errors.SourceError as exc:
         raise _Stop(Reason.SOURCE_FAILED, str(exc)) from exc
 

@@ -158,3 +158,43 @@ def test_a_broken_pool_file_is_reported_once_as_the_cause_not_as_a_cascade(
     assert "pools/dev.yaml" in outcome.message and "unknown pool" not in outcome.message
     errors = [d for d in outcome.diagnostics if d.severity.name == "ERROR"]
     assert errors and {d.file for d in errors} == {"pools/dev.yaml"}, [d.render() for d in errors]
+
+
+FLEET = Path(__file__).resolve().parents[2] / "examples" / "fleet"
+
+
+def test_a_fleet_repository_reconciles_the_named_clusters_overlay(tmp_path: Path) -> None:
+    """A CUSync's spec.cluster (or ``cuctl run --cluster``) picks clusters/<name>/; a fleet
+    repository with no cluster named is refused before anything is written."""
+    import shutil
+
+    root = tmp_path / "fleet"
+    shutil.copytree(FLEET, root)
+    repo = git.Repo.init(root, initial_branch="main")
+    repo.git.add(A=True)
+    repo.git.commit("-m", "fleet", "--author", "t <t@example.invalid>")
+    text = (root / "clusters" / "dc-east" / "observed" / "snapshot.yaml").read_text()
+    devices = tuple(o for o in snapshot.parse(text, "s.yaml") if o["kind"] != "ResourceClaim")
+
+    class _East:
+        def __init__(self, writer: fake.MemoryWriter) -> None:
+            self.writer = writer
+
+        def read(self) -> Any:
+            return sources.InMemory(devices + tuple(self.writer.objects.values())).read()
+
+    writer = fake.MemoryWriter()
+    refused = pipeline.reconcile(pipeline.Request(str(root), "HEAD"), _East(writer), writer)
+    assert refused.reason is Reason.SOURCE_FAILED and "--cluster" in refused.message
+    assert writer.writes == 0
+
+    first = pipeline.reconcile(
+        pipeline.Request(str(root), "HEAD", "dc-east"), _East(writer), writer
+    )
+    assert first.reason is Reason.SUCCEEDED, first.message
+    assert first.applied is not None and first.applied.writes > 0
+    again = pipeline.reconcile(
+        pipeline.Request(str(root), "HEAD", "dc-east"), _East(writer), writer
+    )
+    assert again.reason is Reason.SUCCEEDED and again.applied is not None
+    assert again.applied.writes == 0
