@@ -73,7 +73,10 @@ class Limits:
 
 
 DOCUMENT_LIMITS = Limits()
-SNAPSHOT_LIMITS = Limits(max_file_bytes=64 * 2**20, max_documents=1, max_nodes=20_000_000)
+SNAPSHOT_LIMITS = Limits(max_file_bytes=24 * 2**20, max_documents=1, max_nodes=20_000_000)
+"""The committed snapshot: 24 MiB holds about 50,000 devices (200 nodes / 1,520 devices are
+0.7 MiB). Validation keeps every node's position for its messages, about 30 MB of memory per
+MiB of YAML, so the largest accepted snapshot stays under 1 GB (BENCHMARKS.md, Validation)."""
 
 
 class Position(NamedTuple):

@@ -118,3 +118,17 @@ def test_one_broken_pool_file_is_one_root_cause_not_a_cascade(
     assert {d.file for d in errors} == {"pools/dev.yaml"}, [d.render() for d in errors]
     (note,) = [d for d in result.diagnostics if d.code == codes.Code.UNKNOWN_POOL]
     assert note.file == "pools/dev.yaml" and "reference(s) to CUPool 'dev'" in note.message
+
+
+def test_a_snapshot_over_the_memory_bound_is_refused_with_its_limit(
+    example: source_tree.SourceTree,
+) -> None:
+    """Issue 9: validation holds about 30 MB per MiB of snapshot, so the committed snapshot is
+    capped at 24 MiB (752 MB RSS measured at 23.4 MiB; 1.9 GB at 62 MiB under the old cap)."""
+    files = dict(example.files)
+    snapshot = files["observed/snapshot.yaml"]
+    padding = b"#" * 1023 + b"\n"
+    files["observed/snapshot.yaml"] = snapshot + padding * (24 * 1024 + 1 - len(snapshot) // 1024)
+    result = validate_tree(source_tree.SourceTree(example.revision, "x", files))
+    (big,) = [d for d in result.diagnostics if d.code == codes.Code.FILE_TOO_LARGE]
+    assert big.file == "observed/snapshot.yaml" and f"{24 * 2**20}-byte limit" in big.message
