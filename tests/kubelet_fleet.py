@@ -19,24 +19,17 @@ from kubernetes.client.exceptions import ApiException
 from reconciler import observe
 from reconciler import plan as planning
 from reconciler.devcluster import rawapi, workloads
+from reconciler.model import kinds
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import cluster
 
 FIELD_MANAGER = "cu-reconciler-test"
-_PLURALS = {
-    "DeviceTaintRule": "devicetaintrules",
-    "DeviceClass": "deviceclasses",
-    "ResourceSlice": "resourceslices",
-    "ResourceClaim": "resourceclaims",
-    "ResourceClaimTemplate": "resourceclaimtemplates",
-}
 
 
 def object_path(obj: Mapping[str, Any]) -> str:
     meta = obj["metadata"]
-    ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
-    return f"/apis/{obj['apiVersion']}{ns}/{_PLURALS[obj['kind']]}/{meta['name']}"
+    return kinds.of(obj["kind"]).object_path(meta["name"], meta.get("namespace") or "")
 
 
 def desired_state(

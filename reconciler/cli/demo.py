@@ -250,6 +250,8 @@ def _controller_step(repo: git.Repo, api: Any, kubeconfig: str, base: Path) -> N
         tenant = root / "tenants" / "research-batch.yaml"
         tenant.write_text(tenant.read_text().replace("priority: 300", "priority: 700"))
         repo.git.add(A=True)
+        import git
+
         dana = git.Actor("Dana Research", "dana@example.invalid")
         sha = repo.index.commit(
             "research-batch: priority 300 -> 700 for the eval deadline", author=dana
