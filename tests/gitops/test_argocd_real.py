@@ -89,6 +89,7 @@ def _owned(api: ApiClient) -> dict[tuple[str, str, str], dict[str, Any]]:
         ("/apis/resource.k8s.io/v1/devicetaintrules", "DeviceTaintRule"),
         ("/apis/resource.k8s.io/v1/resourceclaims", "ResourceClaim"),
         ("/apis/resource.k8s.io/v1/resourceclaimtemplates", "ResourceClaimTemplate"),
+        ("/api/v1/resourcequotas", "ResourceQuota"),
         (
             "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
             "ValidatingAdmissionPolicy",
