@@ -283,6 +283,11 @@ def test_mode1_argocd_reports_the_controllers_cusync_health(
         # Hand the DRA objects from mode 2 over to the controller: delete the Application
         # without its resources (no resources finalizer), so nothing is pruned.
         rawapi.delete(api, f"{argocd.APPS}/{APP}")
+        # The tenants' namespaces exist in a real cluster (mode 2 made them; this test may
+        # also run alone): the controller writes their claims and quotas there.
+        devsnapshot.load(api, EXAMPLE / "observed" / "snapshot.yaml")
+        for ns in NAMESPACES:
+            identity.ensure_namespace(api, ns)
         crd = YAML(typ="safe").load((ROOT / "deploy" / "crd.yaml").read_text())
         rawapi.apply(
             api,
