@@ -135,6 +135,22 @@ def _plan(
     return result, observed
 
 
+def _against_base(
+    path: str, base: str, cluster: str | None, loaded: Loaded, src: sources.Source
+) -> tuple[planning.Plan, render.Preview]:
+    """A pull request's preview: what ``loaded`` changes relative to what ``base`` produces
+    from the same observed devices, objects and desired-state fields alike."""
+    base_loaded = _load("plan", path, base, "--base", cluster)
+    base_plan, _ = _plan("plan", base_loaded.state, src)
+    result, _ = _plan("plan", loaded.state, src, base_plan.objects)
+    changes = changeset.compute(result.objects, base_plan.objects)
+    meaning_changes = meaning.compare(base_loaded.state, loaded.state)
+    preview = render.Preview(
+        changes, result.report, result.refusal, base_plan.revision, meaning_changes
+    )
+    return result, preview
+
+
 def _color(force: bool | None) -> bool:
     if force is not None:
         return force
@@ -180,17 +196,7 @@ def plan_command(
     loaded = _load("plan", path, rev, "--rev" if rev else "PATH", cluster)
     src = _source("plan", loaded, observed, kubeconfig, context, allow_repository_snapshot=True)
     if base is not None:
-        base_loaded = _load("plan", path, base, "--base", cluster)
-        base_plan, _ = _plan("plan", base_loaded.state, src)
-        result, _ = _plan("plan", loaded.state, src, base_plan.objects)
-        changes = changeset.compute(result.objects, base_plan.objects)
-        preview = render.Preview(
-            changes,
-            result.report,
-            result.refusal,
-            base_plan.revision,
-            meaning.compare(base_loaded.state, loaded.state),
-        )
+        result, preview = _against_base(path, base, cluster, loaded, src)
     else:
         result, _ = _plan("plan", loaded.state, src)
         changes = changeset.compute(result.objects, result.live)
@@ -290,18 +296,8 @@ def _plan_fleet(
             unchanged.append(name)
             continue
         loaded = _load("plan", path, rev, "--rev" if rev else "PATH", name)
-        base_loaded = _load("plan", path, base, "--base", name)
         src = _source("plan", loaded, None, None, None, allow_repository_snapshot=True)
-        base_plan, _ = _plan("plan", base_loaded.state, src)
-        result, _ = _plan("plan", loaded.state, src, base_plan.objects)
-        changes = changeset.compute(result.objects, base_plan.objects)
-        preview = render.Preview(
-            changes,
-            result.report,
-            result.refusal,
-            base_plan.revision,
-            meaning.compare(base_loaded.state, loaded.state),
-        )
+        result, preview = _against_base(path, base, name, loaded, src)
         previews[name] = preview
         changed = changed or preview.exit_code != _app.EXIT_OK
         if result.refusal:
