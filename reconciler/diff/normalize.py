@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from reconciler.model import ownership
-from reconciler.plan import defaults, gitops
+from reconciler.plan import gitops, managed
 
 JsonObject = Mapping[str, Any]
 
@@ -91,7 +91,7 @@ class OwnedFields:
     """
 
     def normalize(self, obj: dict[str, Any], counterpart: JsonObject | None) -> None:
-        stripped = defaults.strip(obj, counterpart)
+        stripped = managed.owned_view(obj, counterpart)
         obj.clear()
         obj.update(stripped)
 

@@ -150,6 +150,10 @@ def owned_view(
 ) -> dict[str, Any]:
     """``live`` with ``spec`` and metadata maps cut down to what ``manager`` applied.
 
+    The planner (is a live claim's immutable spec really different?) and the diff's
+    normalizer both use it, so they can never disagree; apiserver defaults and fields set by
+    admission are never drift, with no hand-kept table of defaults to age.
+
     An object without an Apply entry for ``manager`` (an offline snapshot, a test fixture)
     is returned unchanged: there is nothing to cut by, and a foreign object is never ours.
     """

@@ -24,8 +24,8 @@ from reconciler.plan import (
     capacity,
     claims,
     classes,
-    defaults,
     fence,
+    managed,
     quota,
     report,
     safety,
@@ -288,7 +288,7 @@ def _claim_objects(
         )
         current = live_by_key.get(safety.object_key(obj))
         if current is not None and obj["kind"] == "ResourceClaim":
-            live_spec = defaults.strip(current, obj).get("spec")
+            live_spec = managed.owned_view(current, obj).get("spec")
             if live_spec != obj["spec"] and decision.in_use:
                 used_by = ", ".join(users.get((decision.namespace, decision.claim), ()))
                 subject = f"ResourceClaim {decision.namespace}/{decision.claim}"
