@@ -251,11 +251,16 @@ def test_admitted_never_exceed_capacity_and_priority_is_never_inverted(desired: 
             t.metadata.name: units.cu_to_milli(t.spec.quotas[0].guaranteed) for t in desired.tenants
         }
         borrowed = sum(d.charged_milli for d in admitted if d.phase is admission.Phase.BORROWED)
+        claims_by_name = {c.metadata.name: c for c in desired.claims}
         for d in result.report.decisions:
             if d.reason is not admission.Reason.POOL_FULL:
                 continue
             got = sum(a.charged_milli for a in admitted if a.tenant == d.tenant)
-            need = admission.charge_each(pool, d.requested_milli // 1)
+            # What the claim is charged: each device's share rounded to the pool's step, for
+            # every device and replica (requested_milli is the total, not one device's share).
+            claim = claims_by_name[d.claim]
+            each = admission.charge_each(pool, units.cu_to_milli(claim.spec.cu))
+            need = each * claim.spec.count * claim.spec.replicas
             if got + need <= guarantees[d.tenant]:
                 assert free + borrowed < need
 
