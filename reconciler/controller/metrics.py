@@ -7,14 +7,15 @@ process do not collide, and so only our series are exported.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from reconciler.controller import httpserver
 
 
 @dataclass
@@ -126,7 +127,7 @@ def serve(
 ) -> ThreadingHTTPServer:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on a daemon thread; return the server."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(httpserver.QuietHandler):
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
                 self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
@@ -139,17 +140,4 @@ def serve(
             else:
                 self._send(404, b"not found\n")
 
-        def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    return server
+    return httpserver.start(Handler, host, port, "metrics")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from reconciler.controller import httpserver
 
 MAX_BODY = 5 * 1024 * 1024
 
@@ -57,7 +58,7 @@ def serve(
 ) -> ThreadingHTTPServer:
     """Serve ``POST /hook`` (any path) on a daemon thread; return the server."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(httpserver.QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
@@ -82,17 +83,4 @@ def serve(
             on_push()
             self._send(202, b"reconcile requested\n")
 
-        def _send(self, code: int, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="webhook", daemon=True).start()
-    return server
+    return httpserver.start(Handler, host, port, "webhook")
