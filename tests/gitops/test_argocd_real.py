@@ -36,7 +36,7 @@ from typer.testing import CliRunner
 from reconciler import cli, devcluster
 from reconciler.devcluster import argocd, identity, rawapi, workloads
 from reconciler.devcluster import snapshot as devsnapshot
-from reconciler.model import ownership
+from reconciler.model import kinds, ownership
 
 pytestmark = pytest.mark.integration
 
@@ -280,9 +280,16 @@ def test_mode1_argocd_reports_the_controllers_cusync_health(
     Argo CD syncs the shipped mode-1 AppProject and the cu-sync Application.
     """
     with control_plane.api_client() as api:
-        # Hand the DRA objects from mode 2 over to the controller: delete the Application
-        # without its resources (no resources finalizer), so nothing is pruned.
+        # Switch from mode 2: delete the Application, then what Argo CD created. The
+        # controller never adopts objects another field manager created (issue 8: ownership
+        # cannot be faked), so a switch of modes starts from a clean slate.
         rawapi.delete(api, f"{argocd.APPS}/{APP}")
+        for kind, ns, name in _owned(api):
+            rawapi.delete(api, kinds.of(kind).object_path(name, ns))
+        binding = f"/apis/admissionregistration.k8s.io/v1/{kinds.VAP_BINDINGS}"
+        selector = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
+        for item in rawapi.request(api, "GET", binding, query={"labelSelector": selector})["items"]:
+            rawapi.delete(api, f"{binding}/{item['metadata']['name']}")
         # The tenants' namespaces exist in a real cluster (mode 2 made them; this test may
         # also run alone): the controller writes their claims and quotas there.
         devsnapshot.load(api, EXAMPLE / "observed" / "snapshot.yaml")
