@@ -101,6 +101,16 @@ def _owned(api: ApiClient) -> dict[tuple[str, str, str], dict[str, Any]]:
     return out
 
 
+def _delete_owned(api: ApiClient) -> None:
+    """Delete every object carrying our label, the fence's binding included."""
+    for kind, ns, name in _owned(api):
+        rawapi.delete(api, kinds.of(kind).object_path(name, ns))
+    binding = f"/apis/admissionregistration.k8s.io/v1/{kinds.VAP_BINDINGS}"
+    selector = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
+    for item in rawapi.request(api, "GET", binding, query={"labelSelector": selector})["items"]:
+        rawapi.delete(api, f"{binding}/{item['metadata']['name']}")
+
+
 def _commit(work: git.Repo, message: str) -> str:
     work.git.add(A=True)
     sha = work.index.commit(message).hexsha
@@ -284,12 +294,7 @@ def test_mode1_argocd_reports_the_controllers_cusync_health(
         # controller never adopts objects another field manager created (issue 8: ownership
         # cannot be faked), so a switch of modes starts from a clean slate.
         rawapi.delete(api, f"{argocd.APPS}/{APP}")
-        for kind, ns, name in _owned(api):
-            rawapi.delete(api, kinds.of(kind).object_path(name, ns))
-        binding = f"/apis/admissionregistration.k8s.io/v1/{kinds.VAP_BINDINGS}"
-        selector = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
-        for item in rawapi.request(api, "GET", binding, query={"labelSelector": selector})["items"]:
-            rawapi.delete(api, f"{binding}/{item['metadata']['name']}")
+        _delete_owned(api)
         # The tenants' namespaces exist in a real cluster (mode 2 made them; this test may
         # also run alone): the controller writes their claims and quotas there.
         devsnapshot.load(api, EXAMPLE / "observed" / "snapshot.yaml")
@@ -415,4 +420,5 @@ def test_mode1_argocd_reports_the_controllers_cusync_health(
         finally:
             controller.terminate()
             controller.wait(timeout=60)
+            _delete_owned(api)  # the session's cluster is shared with later tests
         assert controller.returncode == 0, log.read_text()[-3000:]
