@@ -19,6 +19,7 @@ from typing import Any
 import cu_example as ex
 import pytest
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
 from reconciler import devcluster, observe
 from reconciler import plan as planning
@@ -36,6 +37,17 @@ FIELD_MANAGER = "cu-reconciler"  # the live diff compares what our field manager
 def object_path(obj: Mapping[str, Any]) -> str:
     meta = obj["metadata"]
     return kinds.of(obj["kind"]).object_path(meta["name"], meta.get("namespace") or "")
+
+
+def _apply_unless_fenced(api: ApiClient, obj: Mapping[str, Any]) -> bool:
+    """Apply; False while a deleted fence policy is still enforced (403 naming it)."""
+    try:
+        apply(api, obj)
+    except ApiException as exc:
+        if exc.status == 403 and "cu-reconciler-fence" in str(exc.body):
+            return False
+        raise
+    return True
 
 
 def apply(api: ApiClient, obj: Mapping[str, Any], *, dry_run: bool = False) -> Any:
@@ -189,8 +201,12 @@ def test_rendered_objects_are_accepted_and_a_pod_gets_cu_and_its_vendor_device(
         apply(api, obj, dry_run=True)
 
     # 2. Apply all but the admission policy (it would deny this admin's claims), in order.
+    # The session's cluster is shared: a fence an earlier test deleted may still be enforced
+    # until the apiserver's policy cache refreshes, so wait that out instead of racing it.
     for obj in ours:
-        apply(api, obj)
+        workloads.wait_for(
+            lambda obj=obj: _apply_unless_fenced(api, obj), timeout=30, what="the fence cache"
+        )
         made.append(object_path(obj))
 
     # 3. A Pod with the Whole-pool claim lands on the H100 node with the paired vendor device.
