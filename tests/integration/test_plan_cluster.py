@@ -11,6 +11,7 @@ sync (the normalisers match the apiserver's defaults).
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterator, Mapping
@@ -39,10 +40,10 @@ def object_path(obj: Mapping[str, Any]) -> str:
     return kinds.of(obj["kind"]).object_path(meta["name"], meta.get("namespace") or "")
 
 
-def _apply_unless_fenced(api: ApiClient, obj: Mapping[str, Any]) -> bool:
+def _apply_unless_fenced(api: ApiClient, obj: Mapping[str, Any], *, dry_run: bool = False) -> bool:
     """Apply; False while a deleted fence policy is still enforced (403 naming it)."""
     try:
-        apply(api, obj)
+        apply(api, obj, dry_run=dry_run)
     except ApiException as exc:
         if exc.status == 403 and "cu-reconciler-fence" in str(exc.body):
             return False
@@ -197,16 +198,17 @@ def test_rendered_objects_are_accepted_and_a_pod_gets_cu_and_its_vendor_device(
     policy = [o for o in result.objects if o["kind"].startswith("ValidatingAdmissionPolicy")]
 
     # 1. Every rendered object passes the apiserver's validation (dry run), policy included.
+    # The session's cluster is shared: the fence an earlier test deleted just before (its
+    # teardown) stays enforced until the apiserver's policy informer sees the delete, so an
+    # admin's claim is refused for a moment; wait that out instead of racing it.
     for obj in [*policy, *ours]:
-        apply(api, obj, dry_run=True)
+        probe = functools.partial(_apply_unless_fenced, api, obj, dry_run=True)
+        workloads.wait_for(probe, timeout=30, what="the fence cache")
 
     # 2. Apply all but the admission policy (it would deny this admin's claims), in order.
-    # The session's cluster is shared: a fence an earlier test deleted may still be enforced
-    # until the apiserver's policy cache refreshes, so wait that out instead of racing it.
     for obj in ours:
-        workloads.wait_for(
-            lambda obj=obj: _apply_unless_fenced(api, obj), timeout=30, what="the fence cache"
-        )
+        probe = functools.partial(_apply_unless_fenced, api, obj)
+        workloads.wait_for(probe, timeout=30, what="the fence cache")
         made.append(object_path(obj))
 
     # 3. A Pod with the Whole-pool claim lands on the H100 node with the paired vendor device.
