@@ -89,8 +89,9 @@ class ApplyResult:
 
     @property
     def writes(self) -> int:
-        """Objects whose resourceVersion this run changed: 0 for a no-op reconcile."""
-        return sum(1 for e in self.entries if e.changed)
+        """Objects whose resourceVersion this run changed: 0 for a no-op reconcile (an
+        object written twice, widened then narrowed, counts once)."""
+        return len({order.object_subject(e.subject) for e in self.entries if e.changed})
 
     @property
     def problems(self) -> tuple[AppliedEntry, ...]:

@@ -29,6 +29,7 @@ from reconciler.diff import changeset as cs
 from reconciler.plan import target
 
 _WRITES = (cs.Action.CREATE, cs.Action.UPDATE, cs.Action.REPLACE)
+WIDENED = " (widened)"
 FENCE_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "DeviceTaintRule")
 
 
@@ -82,7 +83,12 @@ def widened(entry: cs.ChangeSetEntry) -> cs.ChangeSetEntry:
     kept = _validations(entry.after)
     spec = dict(entry.after.get("spec") or {})
     spec["validations"] = [*kept, *(v for v in _validations(entry.before) if v not in kept)]
-    return replace(entry, subject=f"{entry.subject} (widened)", after={**entry.after, "spec": spec})
+    return replace(entry, subject=f"{entry.subject}{WIDENED}", after={**entry.after, "spec": spec})
+
+
+def object_subject(subject: str) -> str:
+    """The object an entry's subject names (a widened first write names its object)."""
+    return subject.removesuffix(WIDENED)
 
 
 def narrows(entry: cs.ChangeSetEntry) -> bool:
