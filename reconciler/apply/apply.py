@@ -11,13 +11,17 @@ The sequence is fixed and stated here because its order is the safety argument:
    DeleteOptions body). A create whose name is already taken is a conflict. A field the
    apiserver would silently drop (a feature gate off) stops everything: nothing is written.
 4. Waves (:mod:`reconciler.apply.order`): fence, classes, slices, templates, claims; then
-   deletes in reverse. Within a wave, up to ``concurrency`` writes run in parallel.
-   Fields other managers set on an owned object are first handed to our manager, so the
-   apply removes them (drift correction for all fields).
+   deletes in reverse; a fence update that narrows goes with the fence deletes (an
+   admission policy dropping a validation is first written widened). Within a wave, up to
+   ``concurrency`` writes run in parallel. Fields other managers set on an owned object
+   are first handed to our manager, so the apply removes them (drift correction for all
+   fields). A replace is delete-then-create; the create waits up to ``quota_wait`` for a
+   ResourceQuota that still counts the object just deleted.
 
 Isolation: a failed or conflicting object fails alone, plus what depends on it (a fence
 object → every CU slice write; a DeviceClass → the claims and templates naming it; a slice
-delete → the fence deletes); everyone else converges and the result is ``partial``.
+write or delete → the fence deletes and narrowing fence updates); everyone else converges
+and the result is ``partial``.
 A write counts only when the object's resourceVersion changed.
 """
 
