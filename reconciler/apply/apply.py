@@ -11,19 +11,24 @@ The sequence is fixed and stated here because its order is the safety argument:
    DeleteOptions body). A create whose name is already taken is a conflict. A field the
    apiserver would silently drop (a feature gate off) stops everything: nothing is written.
 4. Waves (:mod:`reconciler.apply.order`): fence, classes, slices, templates, claims; then
-   deletes in reverse. Within a wave, up to ``concurrency`` writes run in parallel.
-   Fields other managers set on an owned object are first handed to our manager, so the
-   apply removes them (drift correction for all fields).
+   deletes in reverse; a fence update that narrows goes with the fence deletes (an
+   admission policy dropping a validation is first written widened). Within a wave, up to
+   ``concurrency`` writes run in parallel. Fields other managers set on an owned object
+   are first handed to our manager, so the apply removes them (drift correction for all
+   fields). A replace is delete-then-create; the create waits up to ``quota_wait`` for a
+   ResourceQuota that still counts the object just deleted.
 
 Isolation: a failed or conflicting object fails alone, plus what depends on it (a fence
 object → every CU slice write; a DeviceClass → the claims and templates naming it; a slice
-delete → the fence deletes); everyone else converges and the result is ``partial``.
+write or delete → the fence deletes and narrowing fence updates); everyone else converges
+and the result is ``partial``.
 A write counts only when the object's resourceVersion changed.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +72,9 @@ class ApplyOptions:
     """Delete owned objects that the target no longer holds."""
     concurrency: int = 8
     """Parallel writes within one wave (the apiserver's priority and fairness queues them)."""
+    quota_wait: float = 30.0
+    """Seconds a replace's re-create retries while a ResourceQuota still counts the object
+    it just deleted (the quota controller releases usage asynchronously)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +93,9 @@ class ApplyResult:
 
     @property
     def writes(self) -> int:
-        """Objects whose resourceVersion this run changed: 0 for a no-op reconcile."""
-        return sum(1 for e in self.entries if e.changed)
+        """Objects whose resourceVersion this run changed: 0 for a no-op reconcile (an
+        object written twice, widened then narrowed, counts once)."""
+        return len({order.object_subject(e.subject) for e in self.entries if e.changed})
 
     @property
     def problems(self) -> tuple[AppliedEntry, ...]:
@@ -173,10 +182,17 @@ class _Run:
     current: dict[pair.ObjectKey, JsonObject]
     source: str | None
     driver: str | None
+    quota_wait: float = 0.0
     problems: dict[str, tuple[Outcome, str]] = field(default_factory=dict)
     """subject → (conflict/failed/skipped, reason)."""
     kinds: dict[str, cs.ChangeSetEntry] = field(default_factory=dict)
+    staged: dict[str, JsonObject] = field(default_factory=dict)
+    """subject → object, for the extra first write of a narrowing update (order.widened)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def object(self, entry: cs.ChangeSetEntry) -> JsonObject:
+        """What ``entry`` writes: the target object, or its widened first step."""
+        return self.staged.get(entry.subject) or self.wanted[entry.key]
 
     def fail(self, subject: str, outcome: Outcome, reason: str) -> None:
         with self.lock:
@@ -216,7 +232,7 @@ class _Run:
             fence = [e.subject for e in failed if e.key.kind in order.FENCE_KINDS]
             if fence:
                 return f"the fence is not in place ({fence[0]} failed)"
-        if kind in order.FENCE_KINDS and entry.action is cs.Action.DELETE:
+        if kind in order.FENCE_KINDS and (entry.action is cs.Action.DELETE or order.narrows(entry)):
             slices = [e.subject for e in failed if e.key.kind == "ResourceSlice"]
             if slices:
                 return f"CU slices may still be published ({slices[0]} failed)"
@@ -234,7 +250,7 @@ class _Run:
 
 def _name_taken(run: _Run, entry: cs.ChangeSetEntry) -> bool:
     """Record a conflict when something already holds the name a create wants."""
-    holder = run.writer.get(run.wanted[entry.key])
+    holder = run.writer.get(run.object(entry))
     if holder is None:
         return False
     run.fail(
@@ -253,7 +269,7 @@ def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
         # A replace's create is not dry-run: the object still exists, so it would conflict.
         run.writer.delete(run.current[entry.key], dry_run=True)
         return
-    obj = run.wanted[entry.key]
+    obj = run.object(entry)
     if entry.foreign:
         live = run.current[entry.key]
         run.writer.set_managed_fields(live, managed.take_over(live), dry_run=True)
@@ -271,6 +287,27 @@ def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
         raise DroppedFieldsError(entry.subject, dropped)
 
 
+def _recreate(run: _Run, obj: JsonObject) -> None:
+    """Create ``obj`` after its old self was deleted, waiting out a stale quota.
+
+    The delete frees the quota only when the quota controller has seen it (usually well
+    under a second, longer on a busy control plane); until then the apiserver refuses the
+    create with "exceeded quota". Found by the fault-injection test, where a replaced claim
+    was the namespace's whole device allowance.
+    """
+    deadline = time.monotonic() + run.quota_wait
+    pause = 0.1
+    while True:
+        try:
+            run.writer.apply(obj, dry_run=False)
+            return
+        except writers.QuotaExceededError:
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
 def _write(run: _Run, entry: cs.ChangeSetEntry) -> AppliedEntry:
     """One real write; the outcome says whether the resourceVersion changed."""
     live = run.current.get(entry.key)
@@ -278,12 +315,12 @@ def _write(run: _Run, entry: cs.ChangeSetEntry) -> AppliedEntry:
         assert live is not None
         gone = run.writer.delete(live, dry_run=False)
         return AppliedEntry(entry.subject, entry.action, Outcome.DELETED, changed=gone)
-    obj = run.wanted[entry.key]
+    obj = run.object(entry)
     if entry.action is cs.Action.REPLACE:
         assert live is not None
         gone = run.writer.delete(live, dry_run=False)
         try:
-            run.writer.apply(obj, dry_run=False)
+            _recreate(run, obj)
         except errors.ApplyError as exc:
             reason = f"deleted, but the re-create failed: {exc}"
             run.fail(entry.subject, Outcome.FAILED, reason)
@@ -337,16 +374,30 @@ def apply_all(
     """
     if refusal:
         raise errors.ApplyError(f"the plan was refused, nothing applied: {refusal}")
-    run = _Run(writer, _by_key(managed.stamped(o) for o in target), _by_key(live), source, driver)
+    run = _Run(
+        writer,
+        _by_key(managed.stamped(o) for o in target),
+        _by_key(live),
+        source,
+        driver,
+        options.quota_wait,
+    )
     entries = [
         e
         for e in changes.entries
         if e.action is not cs.Action.UNCHANGED
         and (options.prune or e.action is not cs.Action.DELETE)
     ]
-    run.kinds = {e.subject: e for e in entries}
     waves = order.waves(entries)
-    for entry in entries:
+    planned = [e for wave in waves for e in wave]
+    run.kinds = {e.subject: e for e in planned}
+    subjects = {e.subject for e in entries}
+    run.staged = {
+        e.subject: managed.stamped(e.after)
+        for e in planned
+        if e.subject not in subjects and e.after is not None
+    }
+    for entry in planned:
         problem = run.ownership_problem(entry)
         if problem:
             run.fail(entry.subject, Outcome.CONFLICT, problem)

@@ -50,6 +50,14 @@ class Writer(Protocol):
         ...
 
 
+class QuotaExceededError(errors.ApplyError):
+    """A ResourceQuota refused a create (HTTP 403 "exceeded quota").
+
+    After a delete, the quota's usage drops only once kube-controller-manager's quota
+    controller has seen the deletion, so a replace's re-create may be refused for a moment.
+    """
+
+
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     meta = obj.get("metadata")
     return meta if isinstance(meta, Mapping) else {}
@@ -121,6 +129,8 @@ class KubeWriter:
             body=body,
             content_type=kube.APPLY_PATCH,
         )
+        if resp.status == 403 and "exceeded quota" in resp.reason():
+            raise QuotaExceededError(resp.reason(), subject=subject)
         if not resp.ok:
             raise errors.ApplyError(resp.reason(), subject=subject)
         return resp.data if isinstance(resp.data, dict) else {}

@@ -6,6 +6,8 @@ these pin the logic cheaply.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -134,6 +136,43 @@ def test_changed_claim_spec_is_replaced_by_delete_then_create() -> None:
     assert stored["spec"]["devices"]["requests"] == [1]
 
 
+@dataclass
+class StaleQuota(fake.MemoryWriter):
+    """A quota that still counts a deleted claim for the next ``stale`` creates."""
+
+    stale: int = 0
+
+    def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        if not dry_run and self.stale and writers.path_of(obj) not in self.objects:
+            self.stale -= 1
+            raise writers.QuotaExceededError("HTTP 403 Forbidden: exceeded quota: q")
+        return super().apply(obj, dry_run=dry_run)
+
+
+@pytest.mark.parametrize(("stale", "wait", "outcome"), [(2, 30.0, "replaced"), (99, 0.2, "failed")])
+def test_a_replace_waits_a_bounded_time_for_the_quota_its_delete_released(
+    stale: int, wait: float, outcome: str
+) -> None:
+    writer = StaleQuota()
+    applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [], source=SOURCE)
+    live = list(writer.objects.values())
+    changed = [*TARGET[1:], _obj("ResourceClaim", "c1", ns="team-a", devices={"requests": [1]})]
+    writer.stale = stale
+    result = applying.apply_all(
+        writer,
+        cs.compute(changed, live),
+        changed,
+        live,
+        applying.ApplyOptions(quota_wait=wait),
+        source=SOURCE,
+    )
+    [entry] = [e for e in result.entries if e.subject == "ResourceClaim/team-a/c1"]
+    assert entry.outcome == outcome, entry
+    assert entry.changed, "the delete happened either way"
+    if outcome == "failed":
+        assert "exceeded quota" in entry.reason
+
+
 def test_label_alone_is_not_ownership_and_another_driver_slice_is_never_deleted() -> None:
     writer = fake.MemoryWriter()
     applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [], source=SOURCE)
@@ -173,6 +212,45 @@ def test_waves_put_fence_first_and_a_narrowed_rule_after_the_slice_prunes() -> N
         [("DeviceTaintRule", "update")],
         [("DeviceTaintRule", "delete")],
     ]
+
+
+def test_a_narrowing_admission_policy_is_widened_first_and_narrowed_last() -> None:
+    old = {"expression": "!(c in ['cu-a', 'cu-old'])"}
+    new = {"expression": "!(c in ['cu-a', 'cu-new'])"}
+    live = [
+        _obj("ValidatingAdmissionPolicy", "fence", validations=[old]),
+        _obj("DeviceClass", "cu-old"),
+        _obj("ResourceSlice", "s", driver="cu.example.com", pool="old"),
+    ]
+    target = [
+        _obj("ValidatingAdmissionPolicy", "fence", validations=[new]),
+        _obj("DeviceClass", "cu-new"),
+        _obj("ResourceSlice", "s", driver="cu.example.com", pool="new"),
+    ]
+    changes = cs.compute(target, live)
+    waves = order.waves(changes.entries)
+    steps = [[(e.subject, e.action.value) for e in w] for w in waves]
+    assert steps == [
+        [("ValidatingAdmissionPolicy/fence (widened)", "update")],
+        [("DeviceClass/cu-new", "create")],
+        [("ResourceSlice/s", "update")],
+        [("DeviceClass/cu-old", "delete")],
+        [("ValidatingAdmissionPolicy/fence", "update")],
+    ]
+    assert waves[0][0].after is not None
+    assert waves[0][0].after["spec"]["validations"] == [new, old], "denies old and new classes"
+
+    writer = fake.MemoryWriter()
+    for obj in live:
+        writer.apply(obj, dry_run=False)
+    stored = list(writer.objects.values())
+    result = applying.apply_all(writer, cs.compute(target, stored), target, stored, source=SOURCE)
+    assert not result.problems, result.problems
+    assert result.writes == 4, "the policy, written twice, is one object"
+    [policy] = [o for o in writer.objects.values() if o["kind"] == "ValidatingAdmissionPolicy"]
+    assert policy["spec"]["validations"] == [new]
+    again = list(writer.objects.values())
+    assert cs.compute(target, again).in_sync
 
 
 @pytest.mark.parametrize(

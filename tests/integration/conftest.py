@@ -3,7 +3,8 @@
 ``fleet`` loads the example repository's device snapshot into the real control plane,
 creates the managed namespaces and the reconciler's ServiceAccount with the RBAC of
 deploy/rbac.yaml, and yields clients for the admin and for the reconciler; everything it
-made (and every owned object) is removed afterwards.
+made (and every owned object) is removed afterwards, and teardown waits until the apiserver
+no longer enforces the deleted fence (the session's other tests share the cluster).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import git
 import pytest
 from kubernetes.client import ApiClient
-from live_fleet import Fleet, delete_owned
+from live_fleet import Fleet, delete_owned, wait_unfenced
 from ruamel.yaml import YAML
 
 from reconciler import devcluster
@@ -46,3 +47,4 @@ def fleet(
             workloads.force_delete_pods(api, ns)
         delete_owned(api)
         devsnapshot.unload(api, loaded)
+        wait_unfenced(api, namespaces[0])

@@ -8,14 +8,17 @@ from typing import Any
 import git
 from kubernetes.client import ApiClient
 
+from reconciler import kube
 from reconciler.apply import apply as applying
 from reconciler.apply import writer as writers
 from reconciler.controller import pipeline
-from reconciler.devcluster import rawapi
+from reconciler.devcluster import rawapi, workloads
 from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.model import kinds, ownership
 from reconciler.observe import cluster
+from reconciler.plan import fence
 
+FENCE_KEY = "cu-reconciler.io/managed"
 OWNED = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
 
 
@@ -64,3 +67,76 @@ def owned(api: ApiClient) -> list[dict[str, Any]]:
 def delete_owned(api: ApiClient) -> None:
     for obj in owned(api):
         rawapi.delete(api, writers.path_of(obj))
+
+
+FENCE_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "DeviceTaintRule")
+
+
+def exists(api: ApiClient, path: str) -> bool:
+    resp = kube.call(api, "GET", path)
+    if resp.status == 404:
+        return False
+    if not resp.ok:
+        raise AssertionError(f"GET {path}: {resp.reason()}")
+    return True
+
+
+def _fence_left(api: ApiClient) -> list[str]:
+    left = []
+    for kind in FENCE_KINDS:
+        k = kinds.of(kind)
+        body = rawapi.request(api, "GET", k.collection_path())
+        for obj in body["items"]:
+            name = obj["metadata"]["name"]
+            if (
+                name == fence.POLICY_NAME
+                or (obj["metadata"].get("labels") or {}).get(ownership.MANAGED_BY_KEY)
+                == ownership.MANAGED_BY_VALUE
+            ):
+                left.append(f"{kind}/{name}")
+    return left
+
+
+def _tolerating_claim_admitted(api: ApiClient, namespace: str) -> bool:
+    """An admin's dry-run create of a claim tolerating the fence key is admitted."""
+    claim = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "fence-probe"},
+        "spec": {
+            "devices": {
+                "requests": [
+                    {
+                        "name": "gpu",
+                        "exactly": {
+                            "deviceClassName": "fence-probe",
+                            "tolerations": [{"key": FENCE_KEY, "operator": "Exists"}],
+                        },
+                    }
+                ]
+            }
+        },
+    }
+    path = f"/apis/resource.k8s.io/v1/namespaces/{namespace}/resourceclaims"
+    resp = kube.call(api, "POST", path, body=claim, query=[("dryRun", "All")])
+    if resp.status == 403:
+        return False
+    if not resp.ok:
+        raise AssertionError(f"dry-run create in {namespace}: {resp.reason()}")
+    return True
+
+
+def wait_unfenced(api: ApiClient, namespace: str, timeout: float = 90.0) -> None:
+    """Wait until no fence object is left and the apiserver no longer enforces the policy.
+
+    The cluster is shared by the test session: a deleted policy stays enforced until the
+    apiserver's policy cache catches up, and would deny the next test's claims (403).
+    """
+    workloads.wait_for(
+        lambda: not _fence_left(api), timeout=timeout, what=f"fence objects {_fence_left(api)}"
+    )
+    workloads.wait_for(
+        lambda: _tolerating_claim_admitted(api, namespace),
+        timeout=timeout,
+        what="the apiserver to stop enforcing the deleted fence policy",
+    )

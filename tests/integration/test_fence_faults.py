@@ -1,10 +1,23 @@
 """No fence gap at any instant: stop the apply after write k, for every k, on the real cluster.
 
-The change from revision A to B is representative: factors change for every H100 and domestic
-slice (slice updates), a Whole-pool claim changes size (an immutable claim is replaced), and a
-tenant's claim leaves Git (a prune). After each stop the cluster must be fenced: every device
-published under the CU driver stands for a vendor device that a live DeviceTaintRule taints
-with the fence key, and the admission policy and its binding exist; and a re-run converges.
+One combined change from revision A to B exercises every ordering rule at once (one loop over
+k keeps the file's runtime bounded; the way back from B to A is fault-injected too):
+
+* factors change for every slice (slice updates on every node);
+* a vendor is renamed (``biren`` → ``birentech``): its fence rules, vendor DeviceClass and
+  CU device names change, so new rules are created and the old ones deleted;
+* a pool is re-partitioned: ``batch`` is split by vendor into ``batch`` and a new
+  ``batch-domestic`` pool (new class, the admission policy widened) that also takes a node
+  that was unmanaged (its CU slice and fence rule are created), while ``dev`` gives up a node
+  that no pool takes any more (its CU slice and fence rule are deleted); devices move
+  between pools on the other nodes;
+* a Whole-pool claim changes size and a template changes pool (immutable: replaced), and a
+  tenant's claim leaves Git (a prune).
+
+After each stop the cluster must be fenced: every device published under the CU driver stands
+for a vendor device that a live DeviceTaintRule taints with the fence key, the admission
+policy and its binding exist, and the policy names every live CU pool DeviceClass; and a
+re-run converges (a further run writes nothing).
 """
 
 from __future__ import annotations
@@ -115,13 +128,69 @@ def unfenced(api: ApiClient) -> list[str]:
             ):
                 problems.append(f"{s['metadata']['name']}/{d['name']} → {driver}/{pool}/{device}")
     if published:
-        policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
-        bindings = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
-        for path in (policies, bindings):
-            names = {o["metadata"]["name"] for o in _items(api, path)}
-            if fence.POLICY_NAME not in names:
-                problems.append(f"{path}/{fence.POLICY_NAME} missing while CU is published")
+        problems += _admission_gaps(api)
     return problems
+
+
+def _admission_gaps(api: ApiClient) -> list[str]:
+    """The policy and binding exist, and the policy denies tenants every live CU pool class."""
+    problems = []
+    policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
+    bindings = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+    live = {}
+    for path in (policies, bindings):
+        live[path] = {o["metadata"]["name"]: o for o in _items(api, path)}
+        if fence.POLICY_NAME not in live[path]:
+            problems.append(f"{path}/{fence.POLICY_NAME} missing while CU is published")
+    policy = live[policies].get(fence.POLICY_NAME)
+    if policy is None:
+        return problems
+    checks = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    for cls in _items(api, "/apis/resource.k8s.io/v1/deviceclasses"):
+        labels = cls["metadata"].get("labels") or {}
+        name = cls["metadata"]["name"]
+        if labels.get("cu-reconciler.io/component") == "pool-class" and f"'{name}'" not in checks:
+            problems.append(f"DeviceClass {name} selects CU devices but the policy allows it")
+    return problems
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{path}: {old!r}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def _revision_a(root: Path) -> None:
+    """The example, with the dev-tier Hygon node (z100-01) left out of every pool.
+
+    The repository drops its committed snapshot: the devices are live (the fixture loaded
+    them) and parsing 90 KB of YAML twice per reconcile would dominate this file's runtime.
+    """
+    _replace(root / "cluster.yaml", "snapshot: observed/snapshot.yaml", "snapshot: null")
+    _replace(
+        root / "pools" / "dev.yaml",
+        "  selector:\n",
+        "  selector:\n    vendors: [nvidia, iluvatar]\n",
+    )
+
+
+BATCH_DOMESTIC = """\
+apiVersion: cu-reconciler.io/v1alpha1
+kind: CUPool
+metadata:
+  name: batch-domestic
+spec:
+  selector:
+    vendors: [birentech, iluvatar, hygon]
+    models: [BR104, BI-V150, K100, Z100]
+    nodeSelector:
+      matchExpressions:
+        - key: platform.example.com/tier
+          operator: In
+          values: [batch, dev]
+  sharing:
+    mode: Whole
+"""
 
 
 def _revision_b(root: Path) -> None:
@@ -133,46 +202,102 @@ def _revision_b(root: Path) -> None:
         text,
     )
     factors.write_text(text, encoding="utf-8")
-    claims = root / "claims" / "research-batch" / "eval-sweep.yaml"
-    text = claims.read_text(encoding="utf-8")
-    assert "cu: 100\n" in text
-    claims.write_text(text.replace("cu: 100\n", "cu: 50\n", 1), encoding="utf-8")
+    research = root / "claims" / "research-batch" / "eval-sweep.yaml"
+    _replace(research, "cu: 100\n", "cu: 50\n")
     (root / "claims" / "ads-embedding" / "backfill.yaml").unlink()
+    # The vendor rename: the adapter and every selector that names the vendor.
+    _replace(root / "adapters" / "biren.yaml", "  vendor: biren\n", "  vendor: birentech\n")
+    _replace(
+        root / "pools" / "inference-prod.yaml",
+        "vendors: [nvidia, biren, huawei]",
+        "vendors: [nvidia, birentech, huawei]",
+    )
+    _replace(research, "allow: [biren, iluvatar, hygon]", "allow: [birentech, iluvatar, hygon]")
+    # The re-partition: batch split by vendor; dev keeps NVIDIA only (biv100-01 leaves CU,
+    # z100-01 joins batch-domestic).
+    _replace(root / "pools" / "dev.yaml", "vendors: [nvidia, iluvatar]", "vendors: [nvidia]")
+    _replace(root / "pools" / "batch.yaml", "  selector:\n", "  selector:\n    vendors: [nvidia]\n")
+    (root / "pools" / "batch-domestic.yaml").write_text(BATCH_DOMESTIC, encoding="utf-8")
+    _replace(research, "  pool: batch\n  cu: 15", "  pool: batch-domestic\n  cu: 15")
+    _replace(
+        root / "tenants" / "research-batch.yaml",
+        "    - pool: batch\n      guaranteed: 1600\n",
+        "    - pool: batch\n      guaranteed: 1000\n"
+        "    - pool: batch-domestic\n      guaranteed: 600\n",
+    )
+
+
+def _commit(fleet: Fleet, message: str) -> str:
+    fleet.repo.git.add(A=True)
+    return fleet.repo.index.commit(message).hexsha
+
+
+def _kinds(changes: Any, action: str) -> set[str]:
+    return {e.key.kind for e in changes.changes if e.action.value == action}
+
+
+def _count_writes(fleet: Fleet, rev: str) -> tuple[int, Any]:
+    """Converge on ``rev`` serially, counting the real writes."""
+    counting = StopAfter(writers.KubeWriter(fleet.reconciler), limit=10**6)
+    outcome = fleet.reconcile(writer=counting, options=SERIAL, rev=rev)
+    assert outcome.reason is Reason.SUCCEEDED, outcome.message
+    assert outcome.changes is not None
+    return counting.count, outcome.changes
+
+
+def _stop_then_rerun(fleet: Fleet, rev: str, k: int, what: str) -> None:
+    """Stop the apply towards ``rev`` after write k; fenced; a re-run converges for good."""
+    with pytest.raises(Killed):
+        fleet.reconcile(
+            writer=StopAfter(writers.KubeWriter(fleet.reconciler), limit=k),
+            options=SERIAL,
+            rev=rev,
+        )
+    assert unfenced(fleet.admin) == [], f"fence gap after write {k} {what}"
+    _converge(fleet, rev, f"the re-run after write {k} {what}")
+
+
+def _converge(fleet: Fleet, rev: str, what: str) -> None:
+    rerun = fleet.reconcile(rev=rev)
+    assert rerun.reason is Reason.SUCCEEDED, (what, rerun.message)
+    assert unfenced(fleet.admin) == [], f"fence gap after {what}"
+    again = fleet.reconcile(rev=rev)
+    assert again.applied is not None and again.applied.writes == 0, (what, again.message)
+
+
+SERIAL = applying.ApplyOptions(concurrency=1)
 
 
 def test_a_stop_after_any_write_leaves_the_fence_closed_and_a_rerun_converges(
     fleet: Fleet,
 ) -> None:
     root = Path(fleet.repo.working_dir)
-    assert fleet.reconcile().reason is Reason.SUCCEEDED
-    rev_a = fleet.repo.head.commit.hexsha
+    _revision_a(root)
+    rev_a = _commit(fleet, "A: the dev-tier Hygon node outside CU")
+    first = fleet.reconcile(rev=rev_a)
+    assert first.reason is Reason.SUCCEEDED, first.message
+    assert unfenced(fleet.admin) == []
     _revision_b(root)
-    fleet.repo.git.add(A=True)
-    rev_b = fleet.repo.index.commit("B: factors, a resized claim, a removed claim").hexsha
+    rev_b = _commit(fleet, "B: factors, a vendor renamed, a pool re-partitioned, claims")
 
-    serial = applying.ApplyOptions(concurrency=1)
-    counting = StopAfter(writers.KubeWriter(fleet.reconciler), limit=10**6)
-    full = fleet.reconcile(writer=counting, options=serial, rev=rev_b)
-    assert full.reason is Reason.SUCCEEDED, full.message
-    assert full.changes is not None
-    actions = {e.action.value for e in full.changes.changes}
-    assert {"update", "replace", "delete"} <= actions, actions
-    total = counting.count
-    assert total >= 5, total
+    forward, changes = _count_writes(fleet, rev_b)
+    # The change is as representative as the docstring says.
+    assert {"DeviceTaintRule", "DeviceClass", "ResourceSlice"} <= _kinds(changes, "create")
+    assert {"DeviceTaintRule", "DeviceClass", "ResourceSlice"} <= _kinds(changes, "delete")
+    assert {"ResourceSlice", "ValidatingAdmissionPolicy"} <= _kinds(changes, "update")
+    assert {"ResourceClaim", "ResourceClaimTemplate"} <= _kinds(changes, "replace")
+    slices = [e for e in changes.changes if e.key.kind == "ResourceSlice"]
+    assert len(slices) == 22, [e.subject for e in slices]  # every node's slice is touched
+    assert forward >= 40, forward
+    backward, _ = _count_writes(fleet, rev_a)  # the same change undone: B → A
+    assert backward >= 40, backward
 
-    for k in range(total):
-        back = fleet.reconcile(options=serial, rev=rev_a)
-        assert back.reason is Reason.SUCCEEDED, (k, back.message)
-        assert unfenced(fleet.admin) == []
-        with pytest.raises(Killed):
-            fleet.reconcile(
-                writer=StopAfter(writers.KubeWriter(fleet.reconciler), limit=k),
-                options=serial,
-                rev=rev_b,
-            )
-        assert unfenced(fleet.admin) == [], f"fence gap after write {k} of {total}"
-        rerun = fleet.reconcile(rev=rev_b)
-        assert rerun.reason is Reason.SUCCEEDED, (k, rerun.message)
-        assert unfenced(fleet.admin) == []
-        again = fleet.reconcile(rev=rev_b)
-        assert again.applied is not None and again.applied.writes == 0, k
+    # Each step stops one apply A → B after write k and one B → A after write k: getting
+    # back to A for the next k is itself a fault-injected run, so both directions are
+    # covered for every k at the cost of one.
+    for k in range(max(forward, backward)):
+        for rev, total, what in ((rev_b, forward, "A → B"), (rev_a, backward, "B → A")):
+            if k < total:
+                _stop_then_rerun(fleet, rev, k, f"of {total} ({what})")
+            else:
+                _converge(fleet, rev, what)
