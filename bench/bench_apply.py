@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -125,6 +126,7 @@ def main() -> None:
         rows = []
         for run in range(args.runs):
             row: dict[str, Any] = {"run": run, "objects": len(objects)}
+            row["load1_start"] = round(os.getloadavg()[0], 1)  # the machine is shared
             _delete_owned(admin, namespaces)
             row["kubectl_apply_scratch_s"] = _timed(k_apply)
             row["kubectl_apply_noop_s"] = _timed(k_apply)
@@ -136,6 +138,7 @@ def main() -> None:
             row["cuctl_apply_noop_s"] = time.perf_counter() - t0
             assert noop.returncode == 0, noop.stderr[-2000:]
             row["cuctl_noop_message"] = noop.stderr.strip().splitlines()[-1]
+            row["load1_end"] = round(os.getloadavg()[0], 1)
             print(json.dumps(row), flush=True)
             rows.append(row)
         medians = {

@@ -354,13 +354,19 @@ def apply_all(
     """
     if refusal:
         raise errors.ApplyError(f"the plan was refused, nothing applied: {refusal}")
-    run = _Run(writer, _by_key(managed.stamped(o) for o in target), _by_key(live), source, driver)
     entries = [
         e
         for e in changes.entries
         if e.action is not cs.Action.UNCHANGED
         and (options.prune or e.action is not cs.Action.DELETE)
     ]
+    # Only what will be written is stamped (the digest is a hash of the whole object): an
+    # in-sync reconcile of thousands of objects stamps none.
+    writing = {e.key for e in entries}
+    wanted: dict[pair.ObjectKey, JsonObject] = {
+        k: managed.stamped(o) for k, o in _by_key(target).items() if k in writing
+    }
+    run = _Run(writer, wanted, _by_key(live), source, driver)
     run.kinds = {e.subject: e for e in entries}
     waves = order.waves(entries)
     for entry in entries:
