@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -42,9 +43,9 @@ KINDS = (
 )
 
 
-def _timed(cmd: list[str], ok: tuple[int, ...] = (0,)) -> float:
+def _timed(cmd: list[str], ok: tuple[int, ...] = (0,), env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     elapsed = time.perf_counter() - t0
     if done.returncode not in ok:
         raise SystemExit(f"{cmd[:3]} exit {done.returncode}: {done.stderr[-2000:]}")
@@ -73,6 +74,11 @@ def main() -> None:
     parser.add_argument("--pools", type=int, default=50)
     parser.add_argument("--claims", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also time cuctl apply from this source tree (e.g. `git archive` of main)",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(HERE))
@@ -125,6 +131,7 @@ def main() -> None:
         rows = []
         for run in range(args.runs):
             row: dict[str, Any] = {"run": run, "objects": len(objects)}
+            row["load1_start"] = round(os.getloadavg()[0], 1)  # the machine is shared
             _delete_owned(admin, namespaces)
             row["kubectl_apply_scratch_s"] = _timed(k_apply)
             row["kubectl_apply_noop_s"] = _timed(k_apply)
@@ -136,7 +143,14 @@ def main() -> None:
             row["cuctl_apply_noop_s"] = time.perf_counter() - t0
             assert noop.returncode == 0, noop.stderr[-2000:]
             row["cuctl_noop_message"] = noop.stderr.strip().splitlines()[-1]
+            row["load1_end"] = round(os.getloadavg()[0], 1)
             print(json.dumps(row), flush=True)
+            if args.baseline:  # the same two runs with the baseline's code, same cluster
+                env = {**os.environ, "PYTHONPATH": str(args.baseline)}
+                _delete_owned(admin, namespaces)
+                row["baseline_apply_scratch_s"] = _timed(cuctl, env=env)
+                row["baseline_apply_noop_s"] = _timed(cuctl, env=env)
+                print(json.dumps(row), flush=True)
             rows.append(row)
         medians = {
             k: round(statistics.median(r[k] for r in rows), 2) for k in rows[0] if k.endswith("_s")

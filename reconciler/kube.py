@@ -1,10 +1,15 @@
 """The one way cu-reconciler talks HTTP to a kube-apiserver: plain JSON over the client.
 
-Bodies go out as dicts and come back as dicts through the ``kubernetes`` client's transport
-(TLS, credentials and host from the kubeconfig), not through its generated models: the
-diff must see exactly what the apiserver stored, server-side apply needs
-``application/apply-patch+yaml``, and a model round-trip can drop or add fields.
-This module only sends and decodes; each stage translates failures into its own error type.
+Bodies go out as dicts and come back as dicts over the ``kubernetes`` client's connection
+pool (TLS, credentials and host from the kubeconfig, its bearer-token refresh), not through
+its generated models: the diff must see exactly what the apiserver stored, server-side apply
+needs ``application/apply-patch+yaml``, and a model round-trip can drop or add fields.
+A body is encoded once, by ``json.dumps``, and a response decoded once from bytes: the
+client's own ``param_serialize``/``sanitize_for_serialization`` walk every body again, which
+for thousands of writes was a noticeable share of apply's CPU (BENCHMARKS.md, issue 8).
+:func:`ensure_pool` keeps one TLS connection per concurrent request, so parallel writes do
+not open and discard connections. This module only sends and decodes; each stage translates
+failures into its own error type.
 
 Transient failures are retried here, once for every caller (observe, plan, apply, the
 controller): connection refused or reset, timeouts, HTTP 429 and 5xx, with a bounded number
@@ -18,15 +23,21 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import urllib3
 from kubernetes.client import ApiClient
 
 APPLY_PATCH = "application/apply-patch+yaml"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"
+"""An ``Accept`` that asks for the object's metadata only (the apiserver transforms any
+response, writes included): for a write whose caller needs just the new resourceVersion."""
 Query = Mapping[str, str] | Sequence[tuple[str, str]] | None
 
 
@@ -122,6 +133,49 @@ def call(
         attempt += 1
 
 
+AUTH_TTL = 1.0
+"""Seconds one answer of the client's authentication step is reused. The step runs the
+kubeconfig loader's refresh hook, which re-resolves proxies from the whole environment on
+every call (about half of apply's client CPU per request); tokens live for minutes and the
+in-cluster loader re-reads its file once a minute, so a second-old answer is as fresh."""
+
+_auth_cache: weakref.WeakKeyDictionary[ApiClient, tuple[float, dict[str, str], list[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_auth_lock = threading.Lock()
+
+
+def _auth(api: ApiClient) -> tuple[dict[str, str], list[Any]]:
+    """The headers and query parameters the client's authentication step adds (a bearer
+    token, refreshed by its hook), computed at most once per :data:`AUTH_TTL` per client."""
+    now = time.monotonic()
+    with _auth_lock:
+        cached = _auth_cache.get(api)
+    if cached is not None and now - cached[0] < AUTH_TTL:
+        return cached[1], cached[2]
+    headers: dict[str, str] = {}
+    query: list[Any] = []
+    api.update_params_for_auth(headers, query, ["BearerToken"], "", "GET", None)
+    with _auth_lock:
+        _auth_cache[api] = (now, headers, query)
+    return headers, query
+
+
+def ensure_pool(api: ApiClient, size: int) -> None:
+    """Keep at least ``size`` connections per host in ``api``'s pool.
+
+    urllib3 opens a new connection when every pooled one is busy and discards it afterwards
+    when the pool is full: with more parallel requests than the pool holds (the client's
+    default is 5 per CPU), every surplus request pays a TLS handshake. Pools already made
+    are dropped so the next request builds one of the new size.
+    """
+    manager = api.rest_client.pool_manager
+    if int(manager.connection_pool_kw.get("maxsize") or 1) >= size:
+        return
+    manager.connection_pool_kw["maxsize"] = size
+    manager.clear()
+
+
 def _send(
     api: ApiClient,
     method: str,
@@ -133,23 +187,26 @@ def _send(
     timeout: float,
 ) -> tuple[Response, Mapping[str, str]]:
     params = list(query.items()) if isinstance(query, Mapping) else list(query or [])
-    all_headers = {"Accept": "application/json", **(headers or {})}
+    all_headers = {**api.default_headers, "Accept": "application/json", **(headers or {})}
+    payload: bytes | None = None
     if body is not None:
         all_headers["Content-Type"] = content_type
-    method_, url, headers_, body_, _ = api.param_serialize(
-        method=method,
-        resource_path=path,
-        query_params=params,
-        header_params=all_headers,
-        body=body,
-        auth_settings=["BearerToken"],
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+    auth_headers, auth_query = _auth(api)
+    all_headers.update(auth_headers)
+    params.extend(auth_query)
+    url = api.configuration.host + path + (f"?{urlencode(params)}" if params else "")
+    resp = api.rest_client.pool_manager.request(
+        method,
+        url,
+        body=payload,
+        headers=all_headers,
+        timeout=urllib3.Timeout(total=timeout),
+        preload_content=True,
     )
-    resp = api.call_api(method_, url, header_params=headers_, body=body_, _request_timeout=timeout)
-    raw: bytes = resp.read()  # type: ignore[no-untyped-call]
-    text = raw.decode("utf-8") if raw else ""
+    raw: bytes = resp.data
     try:
-        data: Any = json.loads(text) if text else None
-    except json.JSONDecodeError:
-        data = text
-    got = resp.getheaders() or {}  # type: ignore[no-untyped-call]
-    return Response(int(resp.status), data), dict(got)
+        data: Any = json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = raw.decode("utf-8", "replace")
+    return Response(int(resp.status), data), dict(resp.headers)

@@ -10,6 +10,8 @@ The sequence is fixed and stated here because its order is the safety argument:
 3. Pre-flight: a true server-side dry run of every write and every delete (dryRun in the
    DeleteOptions body). A create whose name is already taken is a conflict. A field the
    apiserver would silently drop (a feature gate off) stops everything: nothing is written.
+   An update whose dry run returns the live object unchanged (the diff saw a difference the
+   apiserver's defaulting erases) is not written at all: the write would change nothing.
 4. Waves (:mod:`reconciler.apply.order`): fence, classes, slices, templates, claims; then
    deletes in reverse; a fence update that narrows goes with the fence deletes (an
    admission policy dropping a validation is first written widened). Within a wave, up to
@@ -29,8 +31,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -188,6 +191,8 @@ class _Run:
     kinds: dict[str, cs.ChangeSetEntry] = field(default_factory=dict)
     staged: dict[str, JsonObject] = field(default_factory=dict)
     """subject → object, for the extra first write of a narrowing update (order.widened)."""
+    settled: set[str] = field(default_factory=set)
+    """Updates whose dry run returned the live object as it is: nothing to write."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def object(self, entry: cs.ChangeSetEntry) -> JsonObject:
@@ -285,6 +290,9 @@ def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
     dropped = dropped_paths({"spec": obj.get("spec", {})}, {"spec": stored.get("spec", {})})
     if dropped:
         raise DroppedFieldsError(entry.subject, dropped)
+    if entry.action is cs.Action.UPDATE and not entry.foreign and stored == run.current[entry.key]:
+        with run.lock:
+            run.settled.add(entry.subject)
 
 
 def _recreate(run: _Run, obj: JsonObject) -> None:
@@ -344,14 +352,23 @@ def _write(run: _Run, entry: cs.ChangeSetEntry) -> AppliedEntry:
     return AppliedEntry(entry.subject, entry.action, outcome, changed=changed)
 
 
+@contextmanager
+def _workers(concurrency: int) -> Iterator[Executor | None]:
+    """One pool of threads for the whole run (pre-flight and every wave), None = serial."""
+    if concurrency <= 1:
+        yield None
+        return
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply") as pool:
+        yield pool
+
+
 def _each(
-    concurrency: int, wave: list[cs.ChangeSetEntry], fn: Callable[[cs.ChangeSetEntry], Any]
+    pool: Executor | None, wave: list[cs.ChangeSetEntry], fn: Callable[[cs.ChangeSetEntry], Any]
 ) -> list[Any]:
-    """``fn`` over a wave, ``concurrency`` at a time; results in wave order."""
-    if concurrency <= 1 or len(wave) <= 1:
+    """``fn`` over a wave on ``pool``; results in wave order, the whole wave done on return."""
+    if pool is None or len(wave) <= 1:
         return [fn(e) for e in wave]
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(wave))) as pool:
-        return list(pool.map(fn, wave))
+    return list(pool.map(fn, wave))
 
 
 def apply_all(
@@ -374,20 +391,19 @@ def apply_all(
     """
     if refusal:
         raise errors.ApplyError(f"the plan was refused, nothing applied: {refusal}")
-    run = _Run(
-        writer,
-        _by_key(managed.stamped(o) for o in target),
-        _by_key(live),
-        source,
-        driver,
-        options.quota_wait,
-    )
     entries = [
         e
         for e in changes.entries
         if e.action is not cs.Action.UNCHANGED
         and (options.prune or e.action is not cs.Action.DELETE)
     ]
+    # Only what will be written is stamped (the digest is a hash of the whole object): an
+    # in-sync reconcile of thousands of objects stamps none.
+    writing = {e.key for e in entries}
+    wanted: dict[pair.ObjectKey, JsonObject] = {
+        k: managed.stamped(o) for k, o in _by_key(target).items() if k in writing
+    }
+    run = _Run(writer, wanted, _by_key(live), source, driver, options.quota_wait)
     waves = order.waves(entries)
     planned = [e for wave in waves for e in wave]
     run.kinds = {e.subject: e for e in planned}
@@ -412,8 +428,20 @@ def apply_all(
         except errors.ApplyError as exc:
             run.fail(entry.subject, Outcome.FAILED, str(exc))
 
-    for wave in waves:
-        _each(options.concurrency, wave, preflight)
+    with _workers(options.concurrency) as pool:
+        for wave in waves:
+            _each(pool, wave, preflight)
+        return _write_waves(run, waves, pool, changes, options)
+
+
+def _write_waves(
+    run: _Run,
+    waves: list[list[cs.ChangeSetEntry]],
+    pool: Executor | None,
+    changes: cs.ChangeSet,
+    options: ApplyOptions,
+) -> ApplyResult:
+    """Write wave after wave; the pre-flight has recorded every known problem."""
 
     def attempt(entry: cs.ChangeSetEntry) -> AppliedEntry:
         known = run.problem(entry.subject)
@@ -425,6 +453,8 @@ def apply_all(
             return AppliedEntry(entry.subject, entry.action, Outcome.SKIPPED, why)
         if options.dry_run:
             return AppliedEntry(entry.subject, entry.action, Outcome.DRY_RUN)
+        if entry.subject in run.settled:
+            return AppliedEntry(entry.subject, entry.action, Outcome.UNCHANGED)
         try:
             return _write(run, entry)
         except errors.ApplyError as exc:
@@ -433,7 +463,7 @@ def apply_all(
 
     done: list[AppliedEntry] = []
     for wave in waves:
-        done += _each(options.concurrency, wave, attempt)
+        done += _each(pool, wave, attempt)
     unchanged = [
         AppliedEntry(e.subject, e.action, Outcome.UNCHANGED)
         for e in changes.entries

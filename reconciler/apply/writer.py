@@ -32,7 +32,8 @@ class Writer(Protocol):
         ...
 
     def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
-        """Server-side apply; returns the object as stored (or as it would be, dry run)."""
+        """Server-side apply; returns the object as it would be stored (dry run), or, for a
+        real write, at least its new ``metadata`` (the resourceVersion that counts it)."""
         ...
 
     def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
@@ -93,6 +94,7 @@ class KubeWriter:
         query: list[tuple[str, str]],
         body: Any = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> kube.Response:
         try:
             return kube.call(
@@ -102,6 +104,7 @@ class KubeWriter:
                 body=body,
                 query=query,
                 content_type=content_type,
+                headers={"Accept": accept},
                 timeout=self.timeout,
             )
         except Exception as exc:  # urllib3, ssl, socket: translate once, at the boundary
@@ -128,6 +131,9 @@ class KubeWriter:
             query=query,
             body=body,
             content_type=kube.APPLY_PATCH,
+            # A real write needs only the new resourceVersion back: the dry run already
+            # showed the stored object, and encoding it again costs the apiserver CPU.
+            accept="application/json" if dry_run else kube.METADATA_ONLY,
         )
         if resp.status == 403 and "exceeded quota" in resp.reason():
             raise QuotaExceededError(resp.reason(), subject=subject)

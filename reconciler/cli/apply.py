@@ -28,7 +28,7 @@ from pathlib import Path
 import typer
 from kubernetes.client import ApiClient
 
-from reconciler import errors
+from reconciler import errors, kube
 from reconciler.apply import apply as applying
 from reconciler.apply import lease as leases
 from reconciler.apply import writer as writers
@@ -69,6 +69,7 @@ def apply_command(
     except errors.ObserveError as exc:
         typer.echo(f"cuctl apply: {exc}", err=True)
         raise typer.Exit(_app.EXIT_ERROR) from exc
+    kube.ensure_pool(api, concurrency + 2)  # the writers, the Lease renewal, the main thread
     identity = f"cuctl-apply@{socket.gethostname()}/{os.getpid()}"
     with api, _one_writer(api, identity, lease_wait, dry_run=dry_run):
         outcome = pipeline.reconcile(

@@ -76,6 +76,8 @@ class Controller:
 
     def __post_init__(self) -> None:
         cfg = self.config
+        # One pooled connection per long-lived watch, per parallel write, and the Lease's.
+        kube.ensure_pool(self.api, len(watches.TARGETS) + applying.ApplyOptions().concurrency + 2)
         self.mirror = mirror.Mirror(cfg.repo, cfg.branch, cfg.cache, cfg.path)
         self.elector = leader.Elector(
             leases.Lease(self.api, cfg.identity or f"cu-reconciler-{uuid.uuid4().hex[:8]}"),

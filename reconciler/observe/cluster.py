@@ -11,6 +11,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from reconciler.model import ownership, presence
 from reconciler.observe import capabilities, sources
 
 PAGE = 500
+READERS = 4
+"""Lists read in parallel by :meth:`Cluster.read`."""
 OWNER_SELECTOR = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
 
 # (path, apiVersion, kind, only ours?)
@@ -162,24 +165,25 @@ class Cluster:
     presence_namespace: str = PRESENCE_NAMESPACE
 
     def read(self) -> obs.RawObjects:
-        items: list[dict[str, Any]] = []
-        for path, api_version, kind, ours in _LISTS:
-            items.extend(
-                list_all(self.api, path, api_version, kind, OWNER_SELECTOR if ours else None)
-            )
+        lists = [
+            (path, api_version, kind, OWNER_SELECTOR if ours else None)
+            for path, api_version, kind, ours in _LISTS
+        ]
         # The kubelet plugin's presence Leases (model/presence.py decides which count).
-        items.extend(
-            list_all(
-                self.api,
+        lists.append(
+            (
                 f"/apis/coordination.k8s.io/v1/namespaces/{self.presence_namespace}/leases",
                 "coordination.k8s.io/v1",
                 "Lease",
                 f"{presence.PRESENCE_LABEL}=true",
             )
         )
+        # The lists are independent: a few at a time, so the apiserver encodes one while
+        # this process decodes another; results keep the order above.
+        with ThreadPoolExecutor(max_workers=READERS) as pool:
+            probe = pool.submit(capabilities.skip_node_operations, self.api, PROBE_DRIVER)
+            pages = [pool.submit(lambda a: list(list_all(self.api, *a)), a) for a in lists]
+            items = [item for page in pages for item in page.result()]
+            skip = probe.result()
         raw = sources.classify(items)
-        return dataclasses.replace(
-            raw,
-            read_at=time.time(),
-            skip_node_operations=capabilities.skip_node_operations(self.api, PROBE_DRIVER),
-        )
+        return dataclasses.replace(raw, read_at=time.time(), skip_node_operations=skip)

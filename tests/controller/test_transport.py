@@ -8,7 +8,9 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
@@ -141,3 +143,72 @@ def test_connect_prefers_the_flag_then_kubeconfig_then_in_cluster_then_home(
         cluster.connect(None, environ={"HOME": str(tmp_path / "nobody")})
     with pytest.raises(errors.ObserveError, match="--context nope"):
         cluster.connect(str(flag), "nope")
+
+
+class _KeepAlive(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive: records each request's client port and its Authorization."""
+
+    protocol_version = "HTTP/1.1"
+    ports: ClassVar[set[int]] = set()
+    tokens: ClassVar[list[str]] = []
+
+    def do_PATCH(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).ports.add(self.client_address[1])
+        type(self).tokens.append(self.headers.get("Authorization", ""))
+        time.sleep(0.02)  # long enough that the requests of one round overlap
+        body = b'{"metadata":{"resourceVersion":"1"}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PATCH
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def keepalive() -> Iterator[tuple[k8s_client.Configuration, type[_KeepAlive]]]:
+    handler = type("K", (_KeepAlive,), {"ports": set(), "tokens": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield k8s_client.Configuration(host=f"http://127.0.0.1:{server.server_port}"), handler
+    server.shutdown()
+
+
+def test_a_pool_sized_to_the_concurrency_reuses_its_connections(
+    keepalive: tuple[k8s_client.Configuration, type[_KeepAlive]],
+) -> None:
+    config, handler = keepalive
+    config.connection_pool_maxsize = 1  # a pool smaller than the parallel writes
+
+    def rounds(api: k8s_client.ApiClient) -> int:
+        handler.ports.clear()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for _ in range(5):
+                list(pool.map(lambda i: kube.call(api, "PATCH", f"/o/{i}", body={}), range(8)))
+        return len(handler.ports)
+
+    with k8s_client.ApiClient(config) as api:
+        assert rounds(api) > 8, "a pool of 1 opens and discards a connection per surplus write"
+        kube.ensure_pool(api, 8)
+        assert rounds(api) <= 8, "one connection per parallel write, reused every round"
+        kube.ensure_pool(api, 4)  # never shrinks
+        assert api.rest_client.pool_manager.connection_pool_kw["maxsize"] == 8
+
+
+def test_the_bearer_token_is_refreshed_within_a_second(
+    keepalive: tuple[k8s_client.Configuration, type[_KeepAlive]],
+) -> None:
+    config, handler = keepalive
+    config.api_key = {"BearerToken": "Bearer one"}
+    with k8s_client.ApiClient(config) as api:
+        kube.call(api, "GET", "/x")
+        config.api_key = {"BearerToken": "Bearer two"}  # what a refresh hook does
+        time.sleep(kube.AUTH_TTL + 0.1)
+        kube.call(api, "GET", "/x")
+    assert handler.tokens == ["Bearer one", "Bearer two"]
