@@ -64,6 +64,23 @@ def test_the_newest_revisions_are_kept(example_repo: Any) -> None:
     assert loaded.tree.revision == loaded.desired.revision
 
 
+def test_an_invalid_revision_is_not_kept_and_is_checked_every_time(example_repo: Any) -> None:
+    repo = example_repo.working_dir
+    settings = Path(repo) / "cluster.yaml"
+    settings.write_text(settings.read_text().replace("driverName:", "driverNam:"))
+    example_repo.git.add(A=True)
+    example_repo.index.commit("typo")
+    sha = example_repo.head.commit.hexsha
+    cache = revs.Revisions()
+    for attempt in (1, 2):
+        outcome = pipeline.reconcile(
+            pipeline.Request(repo, sha), _NoCluster(), _Null(), revisions=cache
+        )
+        assert outcome.reason is Reason.VALIDATION_FAILED and not outcome.cached
+        assert "cluster.yaml" in outcome.message
+        assert cache.misses == attempt and len(cache) == 0
+
+
 class _NoCluster:
     """Observation fails: the run stops after the desired state is cached."""
 
