@@ -6,8 +6,8 @@ content changed calls ``notify`` with a :class:`Change`; the loop debounces, and
 changes that turn out to be its own writes (:mod:`reconciler.controller.echoes`: the
 write's response may arrive after its event, so this is decided later). Relevant content is
 the object without ``resourceVersion``/``managedFields`` and, for Nodes, without the
-kubelet's heartbeat (only the Ready condition counts), so a quiet cluster does not wake the
-controller.
+kubelet's heartbeat (only the Ready condition counts) and, for DeviceTaintRules, without
+the status, so a quiet cluster does not wake the controller.
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ TARGETS: tuple[Target, ...] = (
 )
 
 
+STATUS_IGNORED = frozenset({"DeviceTaintRule"})
+"""Kinds whose status no reconcile reads: the kube-controller-manager's device-taint
+eviction controller writes a DeviceTaintRule's conditions after we create it, which would
+otherwise wake a full reconcile that writes nothing (observed on the generated repository)."""
+
+
 def fingerprint(kind: str, obj: Mapping[str, Any]) -> str:
     """A digest of what a reconcile could depend on."""
     meta = {
@@ -76,6 +82,8 @@ def fingerprint(kind: str, obj: Mapping[str, Any]) -> str:
         if k not in ("resourceVersion", "managedFields")
     }
     body: dict[str, Any] = {**obj, "metadata": meta}
+    if kind in STATUS_IGNORED:
+        body.pop("status", None)
     if kind == "Node":
         conditions = (obj.get("status") or {}).get("conditions") or ()
         ready = [c.get("status") for c in conditions if c.get("type") == "Ready"]
