@@ -253,7 +253,10 @@ class Controller:
             "result": result,
             "written": written,
             "cached": outcome.cached,
+            "seconds": dict(outcome.seconds),
         }
+        if t0 is not None:
+            extra["duration"] = round(time.monotonic() - t0, 3)
         (log.info if outcome.ok else log.warning)(outcome.message or result, extra=extra)
         if sync is None:
             sync = self._get_sync()

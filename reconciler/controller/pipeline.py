@@ -9,6 +9,7 @@ verified is taken from it: the first three steps then do nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +50,8 @@ class Outcome:
     applied: applying.ApplyResult | None = None
     cached: bool = False
     """The desired state was reused from an earlier reconcile of this revision."""
+    seconds: tuple[tuple[str, float], ...] = ()
+    """Wall time of each step that ran, in order (for the logs: where a slow reconcile went)."""
 
     @property
     def ok(self) -> bool:
@@ -236,9 +239,14 @@ def reconcile(
     nothing. ``revisions``: where a commit's loaded desired state is kept between runs."""
     run = _Run(request, observed_source, writer, options, revisions=revisions)
     reason, message = Reason.SUCCEEDED, ""
+    seconds: list[tuple[str, float]] = []
     try:
         for step in STEPS:
-            step(run)
+            t0 = time.perf_counter()
+            try:
+                step(run)
+            finally:
+                seconds.append((step.__name__.lstrip("_"), round(time.perf_counter() - t0, 3)))
     except _Stop as stop:
         reason, message = stop.reason, stop.message
     if reason is Reason.SUCCEEDED and run.applied is not None:
@@ -252,4 +260,5 @@ def reconcile(
         changes=run.changes,
         applied=run.applied,
         cached=run.cached,
+        seconds=tuple(seconds),
     )
