@@ -5,8 +5,9 @@ same answer; only the cluster changes between two reconciles of one revision (a 
 a hand edit). Re-doing it cost a watch-triggered reconcile most of its time (issue 10's
 node-appears latency). Only full commit SHAs are cached (a branch name or ``HEAD`` moves),
 keyed with the repository path and the fleet cluster; only a revision that passed all three
-steps is kept, so a failing one is re-checked and reported every time. The newest few entries
-are kept (the live revision for the delete guard, and the one being applied).
+steps is kept, so a failing one is re-checked and reported every time. The controller keeps
+only the newest (``size=1``): a 5,000-claim desired state is tens of MB, and an older
+revision is never reconciled again unless Git goes back to it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Loaded:
 class Revisions:
     """A small LRU of :class:`Loaded` by :class:`Key` (thread-safe)."""
 
-    size: int = 2
+    size: int = 1
     hits: int = 0
     misses: int = 0
     _entries: OrderedDict[Key, Loaded] = field(default_factory=OrderedDict)
