@@ -6,7 +6,12 @@ node appears → its CU slice published; an idle controller's CPU and RSS over a
 the apiserver requests it adds per idle minute (``apiserver_request_total`` delta with the
 controller vs the same period without it).
 
-    .venv/bin/python bench/bench_controller.py --commits 20 --idle-seconds 120
+    .venv/bin/python bench/bench_controller.py --commits 20 --idle-seconds 600
+
+``--big`` measures commit→converged (webhook) on ``bench/generate_repo.py``'s 200-tenant /
+5,000-claim repository instead (its 200-node snapshot loaded), after the first convergence:
+
+    .venv/bin/python bench/bench_controller.py --big --commits 10
 """
 
 from __future__ import annotations
@@ -42,9 +47,9 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _bump(i: int) -> Callable[[Path], None]:
+def _bump(i: int, rel: str = "claims/search-ranking/query-rewrite.yaml") -> Callable[[Path], None]:
     def edit(root: Path) -> None:
-        path = root / "claims" / "search-ranking" / "query-rewrite.yaml"
+        path = root / rel
         text = path.read_text()
         text = re.sub(r"\n# bench \d+\n", "\n", text) + f"\n# bench {i}\n"
         # A comment-only change still is a new revision: the full reconcile runs and the
@@ -54,15 +59,27 @@ def _bump(i: int) -> Callable[[Path], None]:
     return edit
 
 
-def _commits(env: harness.Env, replica: harness.Replica, n: int, webhook: bool) -> list[float]:
+def _commits(
+    env: harness.Env,
+    replica: harness.Replica,
+    n: int,
+    webhook: bool,
+    rel: str = "claims/search-ranking/query-rewrite.yaml",
+    cpu: list[float] | None = None,
+) -> list[float]:
+    """Seconds from push to ``CUSync`` Ready at it, per commit; the controller's CPU seconds
+    per commit into ``cpu`` (less sensitive to a loaded machine than wall time)."""
+    cpu = [] if cpu is None else cpu
     out = []
     for i in range(n):
-        sha = env.commit(f"bench {i}", _bump(i + (1000 if webhook else 0)))
+        sha = env.commit(f"bench {i}", _bump(i + (1000 if webhook else 0), rel))
         t0 = time.monotonic()
+        cpu0 = _proc_stats(replica.proc.pid)[0]
         if webhook:
             env.webhook(replica, {"ref": "refs/heads/main", "after": sha})
-        env.ready_at(sha, timeout=120)
+        env.ready_at(sha, timeout=300)
         out.append(time.monotonic() - t0)
+        cpu.append(_proc_stats(replica.proc.pid)[0] - cpu0)
     return out
 
 
@@ -83,17 +100,33 @@ def _proc_stats(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _reconciles(replica: harness.Replica) -> int:
+    return sum(1 for line in replica.lines() if line.get("msg") == "reconcile")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--commits", type=int, default=20)
     ap.add_argument("--idle-seconds", type=float, default=600)
+    ap.add_argument("--node-samples", type=int, default=10)
+    ap.add_argument("--big", action="store_true", help="the 200-tenant generated repository")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-controller-"))
     cp = devcluster.start(work / "cluster")
     try:
         with cp.api_client() as api:
             repo_dir = work / "repo"
-            shutil.copytree(ROOT / "examples" / "gitrepo", repo_dir)
+            if args.big:
+                sys.path.insert(0, str(HERE))
+                import generate_repo
+
+                generate_repo.write_synthetic(repo_dir, 200, 50, 5000)
+            else:
+                shutil.copytree(ROOT / "examples" / "gitrepo", repo_dir)
             repo = git.Repo.init(repo_dir, initial_branch="main")
             with repo.config_writer() as cfg:
                 cfg.set_value("user", "name", "bench")
@@ -112,15 +145,20 @@ def main() -> None:
             repo.create_remote("origin", str(remote))
             repo.git.push("origin", "main")
             env = harness.Env(api, cp, kubeconfig, work, remote, repo)
+            if args.big:
+                _big(env, repo_dir, args.commits)
+                return
 
             # Baseline request rate with no controller.
             r0, t0 = _requests(api), time.monotonic()
             time.sleep(min(60.0, args.idle_seconds))
             base_rate = (_requests(api) - r0) / (time.monotonic() - t0) * 60
 
+            load_start = _load()
             replica = env.start("bench", interval="10m", resync="10m")
             env.ready_at(env.head(), timeout=120)
-            webhook = _commits(env, replica, args.commits, webhook=True)
+            webhook_cpu: list[float] = []
+            webhook = _commits(env, replica, args.commits, webhook=True, cpu=webhook_cpu)
             replica.stop()
             replica = env.start("bench-poll", interval="1s", resync="10m")
             env.ready_at(env.head(), timeout=120)
@@ -139,7 +177,7 @@ def main() -> None:
                 },
             )
             appear = []
-            for _ in range(5):
+            for _ in range(args.node_samples):
                 t0 = time.monotonic()
                 drivers.publish_node(api, node, drivers.Vendor.NVIDIA, "H100", 8)
                 harness.wait_for(
@@ -159,9 +197,11 @@ def main() -> None:
                     60,
                 )
             time.sleep(3)
+            node_reconciles = _reconciles(replica)
 
             # Idle: polling every 1 s (worst case) and resync 10 min.
             cpu0, _ = _proc_stats(replica.proc.pid)
+            idle_reconciles = _reconciles(replica)
             r0, t0 = _requests(api), time.monotonic()
             rss_max = 0
             while time.monotonic() - t0 < args.idle_seconds:
@@ -170,18 +210,28 @@ def main() -> None:
             elapsed = time.monotonic() - t0
             cpu1, _ = _proc_stats(replica.proc.pid)
             idle_rate = (_requests(api) - r0) / elapsed * 60
+            idle_reconciles = _reconciles(replica) - idle_reconciles
+            rss_end = _proc_stats(replica.proc.pid)[1]
             replica.stop()
         result = {
             "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
-            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
             "webhook_p50_s": statistics.median(webhook),
             "webhook_p95_s": _pct(webhook, 0.95),
+            "webhook_controller_cpu_p50_s": statistics.median(webhook_cpu),
             "polling_p50_s": statistics.median(polling),
             "polling_p95_s": _pct(polling, 0.95),
             "node_appears_p50_s": statistics.median(appear),
+            "node_appears_p95_s": _pct(appear, 0.95),
+            "node_appears_s": appear,
+            "reconciles_for_node_events": node_reconciles,
             "idle_seconds": elapsed,
             "idle_cpu_percent_of_core": 100 * (cpu1 - cpu0) / elapsed,
             "idle_rss_max_mb": rss_max / 2**20,
+            "idle_rss_end_mb": rss_end / 2**20,
+            "idle_reconciles": idle_reconciles,
+            "load_average_start": load_start,
+            "load_average_end": _load(),
             "apiserver_requests_per_min_without": base_rate,
             "apiserver_requests_per_min_with_idle_controller": idle_rate,
             "commits_webhook": len(webhook),
@@ -191,6 +241,36 @@ def main() -> None:
     finally:
         cp.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _big(env: harness.Env, root: Path, commits: int) -> None:
+    """Commit→converged on the generated repository, webhook; one claim file per commit."""
+    rel = str(sorted((root / "claims").rglob("*.yaml"))[0].relative_to(root))
+    load_start = _load()
+    t0 = time.monotonic()
+    replica = env.start("bench-big", interval="10m", resync="10m")
+    env.ready_at(env.head(), timeout=1800)
+    first = time.monotonic() - t0
+    cpu: list[float] = []
+    latencies = _commits(env, replica, commits, webhook=True, rel=rel, cpu=cpu)
+    rss = _proc_stats(replica.proc.pid)[1]
+    replica.stop()
+    result = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "repository": "generate_repo 200 tenants / 50 pools / 5,000 claims",
+        "first_convergence_s": first,
+        "commits": len(latencies),
+        "webhook_p50_s": statistics.median(latencies),
+        "webhook_p95_s": _pct(latencies, 0.95),
+        "latencies_s": latencies,
+        "controller_cpu_per_commit_p50_s": statistics.median(cpu),
+        "controller_cpu_per_commit_s": cpu,
+        "rss_mb": rss / 2**20,
+        "load_average_start": load_start,
+        "load_average_end": _load(),
+    }
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

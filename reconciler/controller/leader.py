@@ -19,6 +19,7 @@ from typing import Any
 from reconciler import errors
 from reconciler.apply import lease as leases
 from reconciler.apply import writer as writers
+from reconciler.controller import echoes as echo
 
 log = logging.getLogger("cu-reconciler.leader")
 
@@ -58,10 +59,12 @@ class Elector:
 
 @dataclass(frozen=True, slots=True)
 class LeaderWriter:
-    """A :class:`reconciler.apply.writer.Writer` that writes only while leading."""
+    """A :class:`reconciler.apply.writer.Writer` that writes only while leading, and
+    remembers what it wrote in ``echoes`` (so the watches can tell our writes from news)."""
 
     inner: writers.Writer
     elector: Elector
+    echoes: echo.Echoes | None = None
 
     def whoami(self) -> str:
         return self.inner.whoami()
@@ -75,11 +78,16 @@ class LeaderWriter:
     def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         if not dry_run:
             self._check(obj)
-        return self.inner.apply(obj, dry_run=dry_run)
+        stored = self.inner.apply(obj, dry_run=dry_run)
+        if not dry_run and self.echoes is not None:
+            self.echoes.wrote(stored)
+        return stored
 
     def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
         if not dry_run:
             self._check(obj)
+            if self.echoes is not None:  # before: the DELETED event may outrun the response
+                self.echoes.deleted(obj)
         return self.inner.delete(obj, dry_run=dry_run)
 
     def set_managed_fields(
@@ -87,7 +95,10 @@ class LeaderWriter:
     ) -> dict[str, Any]:
         if not dry_run:
             self._check(live)
-        return self.inner.set_managed_fields(live, fields, dry_run=dry_run)
+        stored = self.inner.set_managed_fields(live, fields, dry_run=dry_run)
+        if not dry_run and self.echoes is not None:
+            self.echoes.wrote(stored)
+        return stored
 
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.inner.get(obj)

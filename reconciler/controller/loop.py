@@ -3,9 +3,12 @@
 Level-based (controller-runtime's shape): there is one key, the ``CUSync``; watch events,
 the Git poll, a push webhook and the periodic resync only mark it dirty, and the loop runs
 one full reconcile (:func:`reconciler.controller.pipeline.reconcile`) for any number of
-marks, after a short debounce. A failed reconcile is retried with exponential backoff and
-full jitter; one the user must fix (invalid commit, refused plan) is ``Stalled`` and waits
-for a new revision. Only the Lease holder reconciles; writes are re-checked per object.
+marks, after a short debounce. A commit's loaded desired state is kept
+(:mod:`reconciler.controller.revisions`), so a cluster event re-reads only the cluster, and
+the watch events of our own writes are not news (:mod:`reconciler.controller.echoes`).
+A failed reconcile is retried with exponential backoff and full jitter; one the user must
+fix (invalid commit, refused plan) is ``Stalled`` and waits for a new revision. Only the
+Lease holder reconciles; writes are re-checked per object.
 The status, events and metrics are written only when they change, so an idle controller
 writes nothing.
 """
@@ -29,7 +32,8 @@ from reconciler import errors, kube
 from reconciler.apply import apply as applying
 from reconciler.apply import lease as leases
 from reconciler.apply import writer as writers
-from reconciler.controller import events, leader, metrics, mirror, pipeline, watches
+from reconciler.controller import echoes, events, leader, metrics, mirror, pipeline, watches
+from reconciler.controller import revisions as revs
 from reconciler.controller import status as st
 from reconciler.controller.reasons import Reason
 from reconciler.observe import cluster
@@ -48,7 +52,8 @@ class Config:
     """Full reconcile period even with no news, seconds."""
     name: str = "default"
     cache: Path = Path("/tmp/cu-reconciler")
-    debounce: float = 0.5
+    debounce: float = 0.1
+    """Wait after the first mark for more of a burst (what comes later marks again)."""
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     identity: str = ""
@@ -64,6 +69,7 @@ class Controller:
     stop: threading.Event = field(default_factory=threading.Event)
     _dirty: threading.Event = field(default_factory=threading.Event)
     _why: set[str] = field(default_factory=set)
+    _changes: dict[watches.Change, None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _failures: int = 0
     _retry_at: float = 0.0
@@ -84,7 +90,9 @@ class Controller:
             self.stop,
         )
         self.recorder = events.Recorder(self.api, cfg.name, self.elector.lease.identity)
-        self.writer = leader.LeaderWriter(writers.KubeWriter(self.api), self.elector)
+        self.echoes = echoes.Echoes()
+        self.writer = leader.LeaderWriter(writers.KubeWriter(self.api), self.elector, self.echoes)
+        self.revisions = revs.Revisions()
 
     # --- requests ------------------------------------------------------------------------
 
@@ -92,6 +100,12 @@ class Controller:
         """Mark the key dirty (thread-safe); the loop reconciles once for many marks."""
         with self._lock:
             self._why.add(why)
+        self._dirty.set()
+
+    def changed(self, change: watches.Change) -> None:
+        """A watch event; whether it is our own write's echo is decided before reconciling."""
+        with self._lock:
+            self._changes[change] = None
         self._dirty.set()
 
     # --- the loop ------------------------------------------------------------------------
@@ -106,7 +120,7 @@ class Controller:
                 self.stop.wait(0.5)
                 continue
             if not watching:
-                watches.start(self.api, lambda kind: self.request(f"watch:{kind}"), self.stop)
+                watches.start(self.api, self.changed, self.stop)
                 watching = True
                 self.request("leader")
             self._tick()
@@ -144,7 +158,13 @@ class Controller:
             return
         with self._lock:
             why, self._why = self._why, set()
+            changes, self._changes = list(self._changes), {}
             self._dirty.clear()
+        news = self.echoes.news(changes)
+        why |= {f"watch:{c.kind}" for c in news}
+        if not why:
+            log.debug("only our own writes changed", extra={"echoes": len(changes)})
+            return
         try:
             self.reconcile_once(why)
         except Exception as exc:  # the API unreachable beyond retries, and the like
@@ -201,6 +221,7 @@ class Controller:
             cluster.Cluster(self.api),
             self.writer,
             applying.ApplyOptions(),
+            self.revisions,
         )
         self._synced_at = time.monotonic()
         self._finish(outcome, rid, generation, sync, t0)
@@ -233,7 +254,11 @@ class Controller:
             "revision": outcome.revision,
             "result": result,
             "written": written,
+            "cached": outcome.cached,
+            "seconds": dict(outcome.seconds),
         }
+        if t0 is not None:
+            extra["duration"] = round(time.monotonic() - t0, 3)
         (log.info if outcome.ok else log.warning)(outcome.message or result, extra=extra)
         if sync is None:
             sync = self._get_sync()

@@ -27,6 +27,9 @@ class Mirror:
     cache: Path
     subpath: str = "."
     _repo: git.Repo | None = field(default=None, init=False)
+    _evidence: dict[str, tuple[float | None, dict[str, int]]] = field(
+        default_factory=dict, init=False
+    )
 
     @property
     def root(self) -> Path:
@@ -67,15 +70,28 @@ class Mirror:
 
     def factor_evidence(self, sha: str, directory: str = "factors") -> tuple[float, dict[str, int]]:
         """Age in seconds of the last commit that touched the factor tables, and the drift
-        alarms per device model its message lists (``cuctl factors fit --write`` writes them)."""
+        alarms per device model its message lists (``cuctl factors fit --write`` writes them).
+        Looked up once per revision (a ``git log``), so a cluster event does not repeat it."""
+        found = self._evidence.get(sha) or self._evidence_of(sha, directory)
+        if found is None:  # a Git error: not remembered, asked again next time
+            return 0.0, {}
+        if len(self._evidence) > 16:
+            self._evidence.clear()
+        self._evidence[sha] = found
+        committed, alarms = found
+        if committed is None:
+            return 0.0, {}
+        return max(0.0, time.time() - committed), dict(alarms)
+
+    def _evidence_of(self, sha: str, directory: str) -> tuple[float | None, dict[str, int]] | None:
         repo = self._open()
         where = directory if self.subpath in ("", ".") else f"{self.subpath}/{directory}"
         try:
             commit = next(repo.iter_commits(sha, paths=where, max_count=1), None)
         except (git.GitCommandError, ValueError):
-            return 0.0, {}
+            return None
         if commit is None:
-            return 0.0, {}
+            return None, {}
         alarms: dict[str, int] = {}
         message = commit.message if isinstance(commit.message, str) else commit.message.decode()
         in_alarms = False
@@ -88,7 +104,7 @@ class Mirror:
                 if not m:
                     break
                 alarms[m.group(1)] = alarms.get(m.group(1), 0) + 1
-        return max(0.0, time.time() - commit.committed_date), alarms
+        return float(commit.committed_date), alarms
 
     def close(self) -> None:
         if self._repo is not None:

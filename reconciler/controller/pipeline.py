@@ -2,11 +2,14 @@
 
 Each step has the same signature (it reads and extends a :class:`_Run`), and the first
 failure ends the run with that step's Reason and message; nothing after it runs, so an
-invalid revision or a refused plan writes nothing (Flux's sub-reconciler list).
+invalid revision or a refused plan writes nothing (Flux's sub-reconciler list). With a
+:class:`reconciler.controller.revisions.Revisions` cache, a commit already read, validated and
+verified is taken from it: the first three steps then do nothing.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -14,6 +17,7 @@ from reconciler import errors, observe, source, validate
 from reconciler import plan as planning
 from reconciler.apply import apply as applying
 from reconciler.apply import writer as writers
+from reconciler.controller import revisions as revs
 from reconciler.controller.reasons import Reason
 from reconciler.diff import changeset as cs
 from reconciler.model import diagnostics
@@ -44,6 +48,10 @@ class Outcome:
     plan: planning.Plan | None = None
     changes: cs.ChangeSet | None = None
     applied: applying.ApplyResult | None = None
+    cached: bool = False
+    """The desired state was reused from an earlier reconcile of this revision."""
+    seconds: tuple[tuple[str, float], ...] = ()
+    """Wall time of each step that ran, in order (for the logs: where a slow reconcile went)."""
 
     @property
     def ok(self) -> bool:
@@ -71,9 +79,22 @@ class _Run:
     changes: cs.ChangeSet | None = None
     applied: applying.ApplyResult | None = None
     log: list[str] = field(default_factory=list)
+    revisions: revs.Revisions | None = None
+    cached: bool = False
+    """The desired state came from :attr:`revisions`: fetch, validate, verify are done."""
+
+    @property
+    def key(self) -> revs.Key | None:
+        r = self.request
+        return revs.Revisions.key(r.repo, r.rev, r.cluster)
 
 
 def _fetch(run: _Run) -> None:
+    loaded = run.revisions.get(run.key) if run.revisions is not None else None
+    if loaded is not None:
+        run.tree, run.desired, run.diagnostics = loaded.tree, loaded.desired, loaded.diagnostics
+        run.cached = True
+        return
     try:
         run.tree = source.fleet.select(
             source.read(run.request.repo, run.request.rev), run.request.cluster
@@ -83,6 +104,8 @@ def _fetch(run: _Run) -> None:
 
 
 def _validate(run: _Run) -> None:
+    if run.cached:
+        return
     assert run.tree is not None
     result = validate.validate_tree(run.tree)
     run.diagnostics = tuple(result.diagnostics)
@@ -94,7 +117,9 @@ def _validate(run: _Run) -> None:
 
 def _verify(run: _Run) -> None:
     """Refuse a revision not signed by a trusted key (ClusterSettings.spec.signing)."""
-    assert run.desired is not None
+    if run.cached:
+        return
+    assert run.desired is not None and run.tree is not None
     if run.request.rev is None:
         if run.desired.settings.spec.signing is not None:
             raise _Stop(
@@ -109,6 +134,8 @@ def _verify(run: _Run) -> None:
         raise _Stop(Reason.UNTRUSTED_REVISION, str(exc)) from exc
     except errors.SourceError as exc:
         raise _Stop(Reason.SOURCE_FAILED, str(exc)) from exc
+    if run.revisions is not None:
+        run.revisions.put(run.key, revs.Loaded(run.tree, run.desired, run.diagnostics))
 
 
 def _observe(run: _Run) -> None:
@@ -206,13 +233,20 @@ def reconcile(
     observed_source: sources.Source,
     writer: writers.Writer,
     options: applying.ApplyOptions = applying.ApplyOptions(),
+    revisions: revs.Revisions | None = None,
 ) -> Outcome:
-    """Run every step; state is re-read each time, so a second run with no change writes nothing."""
-    run = _Run(request, observed_source, writer, options)
+    """Run every step; the cluster is re-read each time, so a second run with no change writes
+    nothing. ``revisions``: where a commit's loaded desired state is kept between runs."""
+    run = _Run(request, observed_source, writer, options, revisions=revisions)
     reason, message = Reason.SUCCEEDED, ""
+    seconds: list[tuple[str, float]] = []
     try:
         for step in STEPS:
-            step(run)
+            t0 = time.perf_counter()
+            try:
+                step(run)
+            finally:
+                seconds.append((step.__name__.lstrip("_"), round(time.perf_counter() - t0, 3)))
     except _Stop as stop:
         reason, message = stop.reason, stop.message
     if reason is Reason.SUCCEEDED and run.applied is not None:
@@ -225,4 +259,6 @@ def reconcile(
         plan=run.plan,
         changes=run.changes,
         applied=run.applied,
+        cached=run.cached,
+        seconds=tuple(seconds),
     )

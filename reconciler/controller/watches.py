@@ -2,9 +2,12 @@
 
 One thread per resource: list (one item, for a resourceVersion), then ``?watch=1`` with
 bookmarks, restarted on timeout and re-listed on ``410 Gone``. Each event whose relevant
-content changed calls ``notify(kind)``; the loop debounces. Relevant content is the object
-without ``resourceVersion``/``managedFields`` and, for Nodes, without the kubelet's heartbeat
-(only the Ready condition counts), so a quiet cluster does not wake the controller.
+content changed calls ``notify`` with a :class:`Change`; the loop debounces, and drops the
+changes that turn out to be its own writes (:mod:`reconciler.controller.echoes`: the
+write's response may arrive after its event, so this is decided later). Relevant content is
+the object without ``resourceVersion``/``managedFields`` and, for Nodes, without the
+kubelet's heartbeat (only the Ready condition counts) and, for DeviceTaintRules, without
+the status, so a quiet cluster does not wake the controller.
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ from reconciler.model import ownership
 log = logging.getLogger("cu-reconciler.watch")
 OWNED = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
 WATCH_SECONDS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One watch event that may matter: which object, at which resourceVersion."""
+
+    kind: str
+    event: str
+    """``ADDED``, ``MODIFIED`` or ``DELETED``."""
+    uid: str
+    resource_version: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +68,12 @@ TARGETS: tuple[Target, ...] = (
 )
 
 
+STATUS_IGNORED = frozenset({"DeviceTaintRule"})
+"""Kinds whose status no reconcile reads: the kube-controller-manager's device-taint
+eviction controller writes a DeviceTaintRule's conditions after we create it, which would
+otherwise wake a full reconcile that writes nothing (observed on the generated repository)."""
+
+
 def fingerprint(kind: str, obj: Mapping[str, Any]) -> str:
     """A digest of what a reconcile could depend on."""
     meta = {
@@ -62,6 +82,8 @@ def fingerprint(kind: str, obj: Mapping[str, Any]) -> str:
         if k not in ("resourceVersion", "managedFields")
     }
     body: dict[str, Any] = {**obj, "metadata": meta}
+    if kind in STATUS_IGNORED:
+        body.pop("status", None)
     if kind == "Node":
         conditions = (obj.get("status") or {}).get("conditions") or ()
         ready = [c.get("status") for c in conditions if c.get("type") == "Ready"]
@@ -73,7 +95,7 @@ def fingerprint(kind: str, obj: Mapping[str, Any]) -> str:
 class Watch:
     api: ApiClient
     target: Target
-    notify: Callable[[str], None]
+    notify: Callable[[Change], None]
     stop: threading.Event
 
     def run(self) -> None:
@@ -138,14 +160,15 @@ class Watch:
                 if kind == "BOOKMARK":
                     continue
                 uid = str((obj.get("metadata") or {}).get("uid") or "")
+                change = Change(self.target.kind, str(kind), uid, rv)
                 if kind == "DELETED":
                     seen.pop(uid, None)
-                    self.notify(self.target.kind)
+                    self.notify(change)
                     continue
                 digest = fingerprint(self.target.kind, obj)
                 if seen.get(uid) != digest:  # from a list's resourceVersion: all news
                     seen[uid] = digest
-                    self.notify(self.target.kind)
+                    self.notify(change)
             return rv
         finally:
             raw.release_conn()
@@ -153,7 +176,7 @@ class Watch:
 
 def start(
     api: ApiClient,
-    notify: Callable[[str], None],
+    notify: Callable[[Change], None],
     stop: threading.Event,
     targets: tuple[Target, ...] = TARGETS,
 ) -> list[threading.Thread]:

@@ -113,7 +113,7 @@ def test_an_idle_controller_writes_nothing_over_several_resyncs(env: Env) -> Non
 def test_a_new_vendor_node_gets_cu_and_fence_without_a_commit_and_loses_them_when_withdrawn(
     env: Env,
 ) -> None:
-    env.start(interval="10m", resync="10m")
+    replica = env.start(interval="10m", resync="10m")
     env.ready_at(env.head())
     labels = {
         "accelerator.example.com/vendor": "nvidia",
@@ -137,6 +137,11 @@ def test_a_new_vendor_node_gets_cu_and_fence_without_a_commit_and_loses_them_whe
 
         wait_for("the new node's CU slice and fence", published, 30)
         assert time.monotonic() - t0 < 15
+        # The revision was not re-read: the node event reused its loaded desired state.
+        assert any(
+            line.get("cached") and line.get("result") == "ReconciliationSucceeded"
+            for line in replica.lines()
+        ), "a watch-triggered reconcile reused the revision's desired state"
         pools = {p["name"]: p for p in env.sync()["status"]["pools"]}
         capacity = pools["inference-prod"]["capacityCU"]
 
