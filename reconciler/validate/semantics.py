@@ -764,15 +764,19 @@ def _no_adapter(found: Documents, observed: obs.ObservedState) -> list[diag.Diag
     return out
 
 
-def _largest_cu(
-    found: Documents,
-    settings: docs.ClusterSettings,
-    pool: docs.CUPool,
-    claim: docs.CUClaim,
-) -> tuple[int, str] | None:
-    """The most CU one device this claim may use could ever have: every model the adapters
-    and factor tables know, filtered by the pool's and the claim's model and vendor lists,
-    at its largest factor over all workload classes. None when nothing is known."""
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A model a device could be, with the vendors adapters map to it and its largest CU."""
+
+    model: str
+    vendors: frozenset[str] | None
+    milli: int
+
+
+def _candidates(found: Documents, settings: docs.ClusterSettings) -> list[_Candidate]:
+    """Every model the adapters and factor tables know, in name order, at its largest factor
+    over all workload classes: whatever the pool's mix (or a learned table) becomes, the
+    device is never worth more. Computed once per validation, not once per claim."""
     reference = settings.spec.reference
     index = factors.index_factors([t.document for t in found.factor_tables], reference.device_model)
     vendor_of: dict[str, set[str]] = defaultdict(set)
@@ -780,11 +784,32 @@ def _largest_cu(
         model_map = adapter.document.spec.mapping.model
         for model in (model_map.values or {}).values():
             vendor_of[model].add(adapter.document.spec.vendor)
-    models = {k[0] for k in index.values} | {reference.device_model}
+    values: dict[str, list[float]] = defaultdict(list)
+    for (m, _), v in index.values.items():
+        values[m].append(v)
+    values[reference.device_model].append(1.0)  # the reference is worth 1 unless a table says more
+    out = []
+    for model in sorted({k[0] for k in index.values} | {reference.device_model}):
+        vendors = vendor_of.get(model)
+        out.append(
+            _Candidate(
+                model,
+                None if vendors is None else frozenset(vendors),
+                units.to_milli(max(values[model]), reference.cu_per_device),
+            )
+        )
+    return out
+
+
+def _largest_cu(
+    candidates: Sequence[_Candidate], pool: docs.CUPool, claim: docs.CUClaim
+) -> tuple[int, str] | None:
+    """The most CU one device this claim may use could ever have: the candidates filtered by
+    the pool's and the claim's model and vendor lists. None when nothing is known."""
     sel, c = pool.spec.selector, claim.spec.constraints
     best: tuple[int, str] | None = None
-    for model in sorted(models):
-        vendors = vendor_of.get(model)
+    for candidate in candidates:
+        model, vendors = candidate.model, candidate.vendors
         if sel.models and model not in sel.models:
             continue
         if (c.models.allow and model not in c.models.allow) or model in c.models.deny:
@@ -795,32 +820,25 @@ def _largest_cu(
             or vendors <= set(c.vendors.deny)
         ):
             continue
-        # The largest factor of any workload class: whatever the pool's mix (or a learned
-        # table) becomes, the device is never worth more. Only beyond that is a claim a
-        # declaration that can never be met; below it, `cuctl plan` says what fits today.
-        values = [v for (m, _), v in index.values.items() if m == model]
-        if model == reference.device_model:
-            values.append(1.0)
-        if not values:
-            continue
-        milli = units.to_milli(max(values), reference.cu_per_device)
-        if best is None or milli > best[0]:
-            best = (milli, model)
+        if best is None or candidate.milli > best[0]:
+            best = (candidate.milli, model)
     return best
 
 
 def _never_fits(found: Documents, settings: docs.ClusterSettings) -> list[diag.Diagnostic]:
     """Claims no device could ever hold, whatever the cluster looks like: more CU per device
     than the largest model they may use is worth. Hardware that is missing today is a state
-    (`cuctl plan` reports it); this is a declaration that can never be met."""
+    (`cuctl plan` reports it); this is a declaration that can never be met. Only beyond the
+    largest factor of any class is a claim invalid; below it, `cuctl plan` says what fits."""
     pools = {p.name: p.document for p in found.pools}
+    candidates = _candidates(found, settings)
     out = []
     for entry in found.claims:
         spec = entry.document.spec
         pool = pools.get(spec.pool)
         if pool is None:
             continue
-        largest = _largest_cu(found, settings, pool, entry.document)
+        largest = _largest_cu(candidates, pool, entry.document)
         if largest is None:
             continue
         milli, model = largest
@@ -881,6 +899,7 @@ def _claims_on_devices(
     (a lost node must not make the repository unrenderable); `cuctl plan` says why, with
     numbers."""
     pools = {p.name: p.document for p in found.pools}
+    size_of: dict[tuple[str, str], int | None] = {}
     out = []
     for entry in found.claims:
         spec = entry.document.spec
@@ -911,10 +930,16 @@ def _claims_on_devices(
         ]
         mix = pools[spec.pool].spec.workload_mix or policy_mix
         sizes = []
-        for d in fit:
-            factor = factors.blended_factor(index, d.model, mix, reference.workload_class)
-            if factor is not None:
-                sizes.append(units.to_milli(factor, reference.cu_per_device))
+        for model in {d.model for d in fit}:  # a device's CU depends on its pool and model only
+            key = (spec.pool, model)
+            if key not in size_of:
+                factor = factors.blended_factor(index, model, mix, reference.workload_class)
+                size_of[key] = (
+                    None if factor is None else units.to_milli(factor, reference.cu_per_device)
+                )
+            size = size_of[key]
+            if size is not None:
+                sizes.append(size)
         want = units.cu_to_milli(spec.cu)
         if not fit:
             out.append(
