@@ -648,11 +648,9 @@ def _device_checks(
     pools = list(_first_by_name(found.pools).values())
     members: dict[str, list[obs.ObservedDevice]] = defaultdict(list)
     shared: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for device in observed.devices:
-        node_labels = labels.get(device.node, {})
-        matching = [
-            p for p in pools if selection.selects(p.document.spec.selector, device, node_labels)
-        ]
+    selectors = [p.document.spec.selector for p in pools]
+    for device, indexes in selection.matching(selectors, observed.devices, labels):
+        matching = [pools[i] for i in indexes]
         for p in matching:
             members[p.name].append(device)
         for i, a in enumerate(matching):
