@@ -25,7 +25,7 @@ from typing import Any
 
 import typer
 
-from reconciler import errors, observe, source, validate
+from reconciler import _gc, errors, observe, source, validate
 from reconciler import plan as planning
 from reconciler.cli import _app
 from reconciler.diff import changeset, render, yamltext
@@ -158,6 +158,7 @@ def _color(force: bool | None) -> bool:
 
 
 @_app.app.command("plan")
+@_gc.one_shot
 def plan_command(
     path: str = typer.Argument(".", help="Repository directory."),
     rev: str | None = typer.Option(
@@ -217,6 +218,7 @@ def plan_command(
 
 
 @_app.app.command("render")
+@_gc.one_shot
 def render_command(
     path: str = typer.Argument(".", help="Repository directory."),
     rev: str | None = typer.Option(None, "--rev", help="Render this Git revision."),
