@@ -472,7 +472,10 @@ class _Builder:
         if type(node) is ruamel.yaml.nodes.ScalarNode:
             tag = _TAG_NAMES.get(id(node.ctag))
             if tag is not None:
-                self.count(node)
+                if self.expanding or self.nodes >= self.limits.max_nodes:
+                    self.count(node)  # the limits' bookkeeping and messages
+                else:
+                    self.nodes += 1  # what count() does below every limit, inlined
                 return _scalar_of(node.value, tag)
         return self.build(node, stack, depth)
 
