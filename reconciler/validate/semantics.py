@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Generic, TypeVar
@@ -762,6 +762,19 @@ def _no_adapter(found: Documents, observed: obs.ObservedState) -> list[diag.Diag
     return out
 
 
+def _constraints_key(pool: str, c: docs.ClaimConstraints) -> tuple[object, ...]:
+    """Everything the per-claim device checks read: claims sharing it get one answer
+    (thousands of claims use a handful of constraint sets)."""
+    return (
+        pool,
+        c.min_memory,
+        tuple(c.vendors.allow),
+        tuple(c.vendors.deny),
+        tuple(c.models.allow),
+        tuple(c.models.deny),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Candidate:
     """A model a device could be, with the vendors adapters map to it and its largest CU."""
@@ -830,13 +843,17 @@ def _never_fits(found: Documents, settings: docs.ClusterSettings) -> list[diag.D
     largest factor of any class is a claim invalid; below it, `cuctl plan` says what fits."""
     pools = {p.name: p.document for p in found.pools}
     candidates = _candidates(found, settings)
+    answers: dict[tuple[object, ...], tuple[int, str] | None] = {}
     out = []
     for entry in found.claims:
         spec = entry.document.spec
         pool = pools.get(spec.pool)
         if pool is None:
             continue
-        largest = _largest_cu(candidates, pool, entry.document)
+        key = _constraints_key(spec.pool, spec.constraints)
+        if key not in answers:
+            answers[key] = _largest_cu(candidates, pool, entry.document)
+        largest = answers[key]
         if largest is None:
             continue
         milli, model = largest
@@ -886,6 +903,27 @@ def _unmapped(found: Documents, observed: obs.ObservedState) -> list[diag.Diagno
     return out
 
 
+def _eligible(
+    devices: Sequence[obs.ObservedDevice],
+    c: docs.ClaimConstraints,
+    pool: str,
+    size: Callable[[str, str], int | None],
+) -> tuple[int, list[int]]:
+    """How many of the pool's devices meet the constraints, and their CU per model."""
+    floor = quantity.parse_quantity(c.min_memory) if c.min_memory else None
+    fit = [
+        d
+        for d in devices
+        if (floor is None or d.memory_bytes >= floor)
+        and (not c.vendors.allow or d.vendor in c.vendors.allow)
+        and d.vendor not in c.vendors.deny
+        and (not c.models.allow or d.model in c.models.allow)
+        and d.model not in c.models.deny
+    ]
+    sizes = [s for s in (size(pool, m) for m in {d.model for d in fit}) if s is not None]
+    return len(fit), sizes
+
+
 def _claims_on_devices(
     found: Documents,
     members: Mapping[str, Sequence[obs.ObservedDevice]],
@@ -898,6 +936,18 @@ def _claims_on_devices(
     numbers."""
     pools = {p.name: p.document for p in found.pools}
     size_of: dict[tuple[str, str], int | None] = {}
+
+    def sizes_of(pool: str, model: str) -> int | None:
+        """A device's CU depends on its pool (the workload mix) and its model only."""
+        if (pool, model) not in size_of:
+            mix = pools[pool].spec.workload_mix or policy_mix
+            factor = factors.blended_factor(index, model, mix, reference.workload_class)
+            size_of[(pool, model)] = (
+                None if factor is None else units.to_milli(factor, reference.cu_per_device)
+            )
+        return size_of[(pool, model)]
+
+    eligible: dict[tuple[object, ...], tuple[int, list[int]]] = {}
     out = []
     for entry in found.claims:
         spec = entry.document.spec
@@ -916,28 +966,10 @@ def _claims_on_devices(
             )
             continue
         c = spec.constraints
-        floor = quantity.parse_quantity(c.min_memory) if c.min_memory else None
-        fit = [
-            d
-            for d in devices
-            if (floor is None or d.memory_bytes >= floor)
-            and (not c.vendors.allow or d.vendor in c.vendors.allow)
-            and d.vendor not in c.vendors.deny
-            and (not c.models.allow or d.model in c.models.allow)
-            and d.model not in c.models.deny
-        ]
-        mix = pools[spec.pool].spec.workload_mix or policy_mix
-        sizes = []
-        for model in {d.model for d in fit}:  # a device's CU depends on its pool and model only
-            key = (spec.pool, model)
-            if key not in size_of:
-                factor = factors.blended_factor(index, model, mix, reference.workload_class)
-                size_of[key] = (
-                    None if factor is None else units.to_milli(factor, reference.cu_per_device)
-                )
-            size = size_of[key]
-            if size is not None:
-                sizes.append(size)
+        key = _constraints_key(spec.pool, c)
+        if key not in eligible:
+            eligible[key] = _eligible(devices, c, spec.pool, sizes_of)
+        fit, sizes = eligible[key]
         want = units.cu_to_milli(spec.cu)
         if not fit:
             out.append(
@@ -961,12 +993,12 @@ def _claims_on_devices(
                     _WARN,
                 )
             )
-        elif len(fit) < spec.count and spec.form is docs.ClaimForm.CLAIM:
+        elif fit < spec.count and spec.form is docs.ClaimForm.CLAIM:
             out.append(
                 entry.at(
                     ("spec", "count"),
                     codes.Code.CLAIM_UNSATISFIABLE,
-                    f"count {spec.count} but only {len(fit)} observed device(s) in pool "
+                    f"count {spec.count} but only {fit} observed device(s) in pool "
                     f"{spec.pool!r} meet the constraints; lower count or relax the constraints",
                     _WARN,
                 )
