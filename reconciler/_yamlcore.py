@@ -67,15 +67,24 @@ def plain_tag(value: str) -> ruamel.yaml.tag.Tag:
     return tag(STR)
 
 
+_STR_TAG, _SEQ_TAG, _MAP_TAG = tag(STR), tag(SEQ), tag(MAP)
+
+
 class CoreResolver(ruamel.yaml.resolver.VersionedResolver):
     """Documents here are always YAML 1.2: answer from a cache (see the module docstring)."""
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         if kind is ruamel.yaml.nodes.ScalarNode:
-            return plain_tag(value) if implicit[0] else tag(STR)
-        if kind is ruamel.yaml.nodes.SequenceNode:
-            return tag(SEQ)
-        return tag(MAP)
+            return plain_tag(value) if implicit[0] else _STR_TAG
+        return _SEQ_TAG if kind is ruamel.yaml.nodes.SequenceNode else _MAP_TAG
+
+    # Path resolvers (``add_path_resolver``) are never registered here: the composer's two
+    # calls per node need not look for them.
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
 
 
 def yaml() -> ruamel.yaml.YAML:

@@ -16,6 +16,7 @@ renders nothing and exits 2, so a plugin never hands a mass deletion to the GitO
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 
 import typer
 
-from reconciler import errors, observe, source, validate
+from reconciler import _gc, errors, observe, source, validate
 from reconciler import plan as planning
 from reconciler.cli import _app
 from reconciler.diff import changeset, render, yamltext
@@ -33,6 +34,7 @@ from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import snapshot, sources
 from reconciler.plan import gitops, meaning
+from reconciler.validate import syntax
 
 
 class Output(StrEnum):
@@ -46,6 +48,8 @@ class Loaded:
     state: st.DesiredState
     tree_root: str
     snapshot_bytes: bytes | None
+    snapshot_document: syntax.LoadedDocument | None = None
+    """The snapshot as validation composed it (see :func:`_shared_snapshot`)."""
 
 
 def _fail(command: str, message: str) -> typer.Exit:
@@ -72,7 +76,38 @@ def _load(
         raise _fail(command, f"{where}: the desired state is invalid ({len(result.errors)} errors)")
     layout = result.state.settings.spec.layout
     snap = tree.files.get(layout.snapshot) if layout.snapshot else None
-    return Loaded(result.state, tree.root, snap)
+    return Loaded(result.state, tree.root, snap, result.snapshot_document)
+
+
+def _shared_snapshot(loaded: Loaded, content: bytes, name: str) -> snapshot.Composed | None:
+    """The observed devices from the nodes validation composed, when ``content`` is the
+    repository snapshot it read (``--observed`` naming the committed file, or no flag):
+    the same text through the same composer, so only observe's conversion and checks run
+    again, not the parsing of the whole file. None when it cannot be shared: text that
+    reading the file would change (a BOM, CR line ends) is parsed from the file as before."""
+    document = loaded.snapshot_document
+    if (
+        document is None
+        or content != loaded.snapshot_bytes
+        or content.startswith(b"\xef\xbb\xbf")
+        or b"\r" in content
+    ):
+        return None
+    return snapshot.Composed(document.root, name)
+
+
+def _same_as_repository_snapshot(loaded: Loaded, path: Path) -> bytes:
+    """``path``'s bytes when it may be the repository snapshot (a regular file of the same
+    size), else nothing: never read a device, a FIFO or a huge file here."""
+    if loaded.snapshot_document is None or loaded.snapshot_bytes is None:
+        return b""
+    try:
+        info = path.stat()
+        if stat.S_ISREG(info.st_mode) and info.st_size == len(loaded.snapshot_bytes):
+            return path.read_bytes()
+    except OSError:
+        pass  # the Snapshot source reports it when it reads, as before
+    return b""
 
 
 def _source(
@@ -87,7 +122,9 @@ def _source(
     if observed is not None and kubeconfig is not None:
         raise _fail(command, "give either --observed FILE or --kubeconfig FILE, not both")
     if observed is not None:
-        return snapshot.Snapshot(observed)
+        content = _same_as_repository_snapshot(loaded, observed)
+        shared = _shared_snapshot(loaded, content, str(observed))
+        return shared if shared is not None else snapshot.Snapshot(observed)
     if kubeconfig is not None:
         from reconciler.observe import cluster  # the Kubernetes client: only for a live cluster
 
@@ -98,6 +135,12 @@ def _source(
     if allow_repository_snapshot and loaded.snapshot_bytes is not None:
         layout = loaded.state.settings.spec.layout
         typer.echo(f"cuctl {command}: observed devices from {layout.snapshot}", err=True)
+        shared = _shared_snapshot(loaded, loaded.snapshot_bytes, str(layout.snapshot))
+        if shared is not None:
+            try:
+                return sources.InMemory(snapshot.parse_composed([shared.root], shared.name))
+            except errors.ObserveError as exc:
+                raise _fail(command, str(exc)) from exc
         try:
             text = loaded.snapshot_bytes.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -158,6 +201,7 @@ def _color(force: bool | None) -> bool:
 
 
 @_app.app.command("plan")
+@_gc.one_shot
 def plan_command(
     path: str = typer.Argument(".", help="Repository directory."),
     rev: str | None = typer.Option(
@@ -217,6 +261,7 @@ def plan_command(
 
 
 @_app.app.command("render")
+@_gc.one_shot
 def render_command(
     path: str = typer.Argument(".", help="Repository directory."),
     rev: str | None = typer.Option(None, "--rev", help="Render this Git revision."),

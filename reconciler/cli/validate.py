@@ -18,7 +18,7 @@ from pathlib import Path
 
 import typer
 
-from reconciler import errors, source, validate
+from reconciler import _gc, errors, source, validate
 from reconciler.cli import _app
 from reconciler.model import diagnostics as diag
 from reconciler.model import schemas
@@ -31,6 +31,7 @@ class Output(StrEnum):
 
 
 @_app.app.command("validate")
+@_gc.one_shot
 def validate_command(
     path: str = typer.Argument(".", help="Repository directory (or a subdirectory of one)."),
     rev: str | None = typer.Option(

@@ -97,6 +97,8 @@ def unified(entry: cs.ChangeSetEntry) -> list[str]:
     """The unified diff of one entry (``diff -u -N`` style headers)."""
     before = yamltext.dump(entry.before, sort_keys=True) if entry.before is not None else ""
     after = yamltext.dump(entry.after, sort_keys=True) if entry.after is not None else ""
+    if not before or not after:
+        return _one_sided(entry, before, after)
     return [
         line.rstrip("\n")
         for line in difflib.unified_diff(
@@ -107,6 +109,34 @@ def unified(entry: cs.ChangeSetEntry) -> list[str]:
             n=3,
         )
     ]
+
+
+def _one_sided(entry: cs.ChangeSetEntry, before: str, after: str) -> list[str]:
+    """A creation or deletion: what :func:`difflib.unified_diff` prints for it (one hunk of
+    every line), written directly; a preview of thousands of new objects spent most of its
+    time in the diff algorithm finding that nothing matches."""
+    # Split as difflib is fed (keepends, then only "\n" stripped): a value holding U+2028
+    # or "\r" must keep it, so the output stays byte-identical to the general path.
+    old = [line.rstrip("\n") for line in before.splitlines(keepends=True)]
+    new = [line.rstrip("\n") for line in after.splitlines(keepends=True)]
+    if not old and not new:
+        return []
+    source = f"live/{entry.subject}" if entry.before is not None else "/dev/null"
+    target = f"target/{entry.subject}" if entry.after is not None else "/dev/null"
+    return [
+        f"--- {source}".rstrip("\n"),
+        f"+++ {target}".rstrip("\n"),
+        f"@@ -{_hunk_range(len(old))} +{_hunk_range(len(new))} @@",
+        *(f"-{line}" for line in old),
+        *(f"+{line}" for line in new),
+    ]
+
+
+def _hunk_range(length: int) -> str:
+    """One side of a hunk header for a side that starts at line 1 (``diff -u``'s format)."""
+    if length == 1:
+        return "1"
+    return "0,0" if length == 0 else f"1,{length}"
 
 
 def _paint(line: str, color: bool) -> str:
@@ -238,7 +268,8 @@ def text(preview: Preview, *, color: bool = False, diffs: bool = True) -> str:
         for entry in preview.changes.changes:
             out.append("")
             out.append(_paint(f"=== {entry.action} {escape(entry.subject)}", color))
-            out.extend(_paint(escape(line), color) for line in unified(entry))
+            lines = map(escape, unified(entry))
+            out.extend((_paint(line, color) for line in lines) if color else lines)
     elif preview.changes.changes:
         out.append("Object diffs left out (--diffs to show them):")
         out += [f"  {e.action} {escape(e.subject)}" for e in preview.changes.changes]

@@ -7,7 +7,7 @@ names the file (and the item index), never a stack trace.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,15 +73,16 @@ def _load(text: str, name: str) -> list[Any]:
     try:
         # Node graphs are large and acyclic: the collector would walk them and find nothing.
         with _gc.paused():
-            return [
-                _plain(node, 0, set())
-                for node in _yamlcore.yaml().compose_all(text)
-                if node is not None and not _empty(node)
-            ]
-    except _Refused as exc:
-        raise errors.ObserveError(f"{name}:{exc.line}:{exc.column}: {exc}") from exc
+            return _documents(_yamlcore.yaml().compose_all(text), name)
     except ruamel.yaml.error.YAMLError as exc:
         raise errors.ObserveError(f"{name}: not valid YAML: {exc}") from exc
+
+
+def _documents(nodes: Iterable[ruamel.yaml.nodes.Node | None], name: str) -> list[Any]:
+    try:
+        return [_plain(node, 0, set()) for node in nodes if node is not None and not _empty(node)]
+    except _Refused as exc:
+        raise errors.ObserveError(f"{name}:{exc.line}:{exc.column}: {exc}") from exc
 
 
 def _empty(node: ruamel.yaml.nodes.Node) -> bool:
@@ -90,7 +91,20 @@ def _empty(node: ruamel.yaml.nodes.Node) -> bool:
 
 
 def parse(text: str, name: str) -> tuple[Mapping[str, Any], ...]:
-    documents = _load(text, name)
+    return _items(_load(text, name), name)
+
+
+def parse_composed(
+    nodes: Iterable[ruamel.yaml.nodes.Node], name: str
+) -> tuple[Mapping[str, Any], ...]:
+    """:func:`parse` for text already composed by :func:`reconciler._yamlcore.yaml` (as
+    validation composes the repository's snapshot): every check but the text-level ones
+    (size, nesting), which the composing caller ran with the same limits or stricter."""
+    with _gc.paused():
+        return _items(_documents(nodes, name), name)
+
+
+def _items(documents: list[Any], name: str) -> tuple[Mapping[str, Any], ...]:
     items: list[Any] = []
     for doc in documents:
         if isinstance(doc, Mapping) and str(doc.get("kind", "")).endswith("List"):
@@ -121,3 +135,15 @@ class Snapshot:
         except UnicodeDecodeError as exc:
             raise errors.ObserveError(f"{self.path}: snapshot is not UTF-8 text") from exc
         return sources.classify(parse(text, str(self.path)))
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """A snapshot file's text already composed (by validation): read as :class:`Snapshot`
+    reads the file, errors included, without parsing the text a second time."""
+
+    root: ruamel.yaml.nodes.Node
+    name: str
+
+    def read(self) -> obs.RawObjects:
+        return sources.classify(parse_composed([self.root], self.name))

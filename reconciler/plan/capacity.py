@@ -89,9 +89,9 @@ def compute(
     pools = sorted(desired.pools, key=lambda p: p.metadata.name)
     findings: list[obs.Finding] = []
     members: dict[str, list[Member]] = defaultdict(list)
-    for device in observed.devices:
-        node_labels = labels.get(device.node, {})
-        matching = [p for p in pools if selection.selects(p.spec.selector, device, node_labels)]
+    selectors = [p.spec.selector for p in pools]
+    for device, indexes in selection.matching(selectors, observed.devices, labels):
+        matching = [pools[i] for i in indexes]
         if not matching:
             continue
         pool = matching[0]

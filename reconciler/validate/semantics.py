@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Generic, TypeVar
@@ -648,11 +648,9 @@ def _device_checks(
     pools = list(_first_by_name(found.pools).values())
     members: dict[str, list[obs.ObservedDevice]] = defaultdict(list)
     shared: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for device in observed.devices:
-        node_labels = labels.get(device.node, {})
-        matching = [
-            p for p in pools if selection.selects(p.document.spec.selector, device, node_labels)
-        ]
+    selectors = [p.document.spec.selector for p in pools]
+    for device, indexes in selection.matching(selectors, observed.devices, labels):
+        matching = [pools[i] for i in indexes]
         for p in matching:
             members[p.name].append(device)
         for i, a in enumerate(matching):
@@ -764,32 +762,65 @@ def _no_adapter(found: Documents, observed: obs.ObservedState) -> list[diag.Diag
     return out
 
 
-def _vendors_of_models(found: Documents) -> dict[str, set[str]]:
-    """Which vendors' adapters map to each model name."""
+def _constraints_key(pool: str, c: docs.ClaimConstraints) -> tuple[object, ...]:
+    """Everything the per-claim device checks read: claims sharing it get one answer
+    (thousands of claims use a handful of constraint sets)."""
+    return (
+        pool,
+        c.min_memory,
+        tuple(c.vendors.allow),
+        tuple(c.vendors.deny),
+        tuple(c.models.allow),
+        tuple(c.models.deny),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A model a device could be, with the vendors adapters map to it and its largest CU."""
+
+    model: str
+    vendors: frozenset[str] | None
+    milli: int
+
+
+def _candidates(found: Documents, settings: docs.ClusterSettings) -> list[_Candidate]:
+    """Every model the adapters and factor tables know, in name order, at its largest factor
+    over all workload classes: whatever the pool's mix (or a learned table) becomes, the
+    device is never worth more. Computed once per validation, not once per claim."""
+    reference = settings.spec.reference
+    index = factors.index_factors([t.document for t in found.factor_tables], reference.device_model)
     vendor_of: dict[str, set[str]] = defaultdict(set)
     for adapter in found.adapters:
         model_map = adapter.document.spec.mapping.model
         for model in (model_map.values or {}).values():
             vendor_of[model].add(adapter.document.spec.vendor)
-    return vendor_of
+    values: dict[str, list[float]] = defaultdict(list)
+    for (m, _), v in index.values.items():
+        values[m].append(v)
+    values[reference.device_model].append(1.0)  # the reference is worth 1 unless a table says more
+    out = []
+    for model in sorted({k[0] for k in index.values} | {reference.device_model}):
+        vendors = vendor_of.get(model)
+        out.append(
+            _Candidate(
+                model,
+                None if vendors is None else frozenset(vendors),
+                units.to_milli(max(values[model]), reference.cu_per_device),
+            )
+        )
+    return out
 
 
 def _largest_cu(
-    index: factors.FactorIndex,
-    vendor_of: Mapping[str, set[str]],
-    settings: docs.ClusterSettings,
-    pool: docs.CUPool,
-    claim: docs.CUClaim,
+    candidates: Sequence[_Candidate], pool: docs.CUPool, claim: docs.CUClaim
 ) -> tuple[int, str] | None:
-    """The most CU one device this claim may use could ever have: every model the adapters
-    and factor tables know, filtered by the pool's and the claim's model and vendor lists,
-    at its largest factor over all workload classes. None when nothing is known."""
-    reference = settings.spec.reference
-    models = {k[0] for k in index.values} | {reference.device_model}
+    """The most CU one device this claim may use could ever have: the candidates filtered by
+    the pool's and the claim's model and vendor lists. None when nothing is known."""
     sel, c = pool.spec.selector, claim.spec.constraints
     best: tuple[int, str] | None = None
-    for model in sorted(models):
-        vendors = vendor_of.get(model)
+    for candidate in candidates:
+        model, vendors = candidate.model, candidate.vendors
         if sel.models and model not in sel.models:
             continue
         if (c.models.allow and model not in c.models.allow) or model in c.models.deny:
@@ -800,36 +831,29 @@ def _largest_cu(
             or vendors <= set(c.vendors.deny)
         ):
             continue
-        # The largest factor of any workload class: whatever the pool's mix (or a learned
-        # table) becomes, the device is never worth more. Only beyond that is a claim a
-        # declaration that can never be met; below it, `cuctl plan` says what fits today.
-        values = [v for (m, _), v in index.values.items() if m == model]
-        if model == reference.device_model:
-            values.append(1.0)
-        if not values:
-            continue
-        milli = units.to_milli(max(values), reference.cu_per_device)
-        if best is None or milli > best[0]:
-            best = (milli, model)
+        if best is None or candidate.milli > best[0]:
+            best = (candidate.milli, model)
     return best
 
 
 def _never_fits(found: Documents, settings: docs.ClusterSettings) -> list[diag.Diagnostic]:
     """Claims no device could ever hold, whatever the cluster looks like: more CU per device
     than the largest model they may use is worth. Hardware that is missing today is a state
-    (`cuctl plan` reports it); this is a declaration that can never be met."""
+    (`cuctl plan` reports it); this is a declaration that can never be met. Only beyond the
+    largest factor of any class is a claim invalid; below it, `cuctl plan` says what fits."""
     pools = {p.name: p.document for p in found.pools}
-    # The same for every claim: computed once (once per claim cost minutes on 5,000 claims).
-    tables = [t.document for t in found.factor_tables]
-    index = factors.index_factors(tables, settings.spec.reference.device_model)
-    vendor_of = _vendors_of_models(found)
+    candidates = _candidates(found, settings)
+    answers: dict[tuple[object, ...], tuple[int, str] | None] = {}
     out = []
     for entry in found.claims:
         spec = entry.document.spec
         pool = pools.get(spec.pool)
         if pool is None:
             continue
-        largest = _largest_cu(index, vendor_of, settings, pool, entry.document)
+        key = _constraints_key(spec.pool, spec.constraints)
+        if key not in answers:
+            answers[key] = _largest_cu(candidates, pool, entry.document)
+        largest = answers[key]
         if largest is None:
             continue
         milli, model = largest
@@ -879,6 +903,27 @@ def _unmapped(found: Documents, observed: obs.ObservedState) -> list[diag.Diagno
     return out
 
 
+def _eligible(
+    devices: Sequence[obs.ObservedDevice],
+    c: docs.ClaimConstraints,
+    pool: str,
+    size: Callable[[str, str], int | None],
+) -> tuple[int, list[int]]:
+    """How many of the pool's devices meet the constraints, and their CU per model."""
+    floor = quantity.parse_quantity(c.min_memory) if c.min_memory else None
+    fit = [
+        d
+        for d in devices
+        if (floor is None or d.memory_bytes >= floor)
+        and (not c.vendors.allow or d.vendor in c.vendors.allow)
+        and d.vendor not in c.vendors.deny
+        and (not c.models.allow or d.model in c.models.allow)
+        and d.model not in c.models.deny
+    ]
+    sizes = [s for s in (size(pool, m) for m in {d.model for d in fit}) if s is not None]
+    return len(fit), sizes
+
+
 def _claims_on_devices(
     found: Documents,
     members: Mapping[str, Sequence[obs.ObservedDevice]],
@@ -890,8 +935,19 @@ def _claims_on_devices(
     (a lost node must not make the repository unrenderable); `cuctl plan` says why, with
     numbers."""
     pools = {p.name: p.document for p in found.pools}
-    # milli-CU of one device of a model under a mix: the same for many claims and devices.
-    size_of: dict[tuple[str, tuple[tuple[str, float], ...]], int | None] = {}
+    size_of: dict[tuple[str, str], int | None] = {}
+
+    def sizes_of(pool: str, model: str) -> int | None:
+        """A device's CU depends on its pool (the workload mix) and its model only."""
+        if (pool, model) not in size_of:
+            mix = pools[pool].spec.workload_mix or policy_mix
+            factor = factors.blended_factor(index, model, mix, reference.workload_class)
+            size_of[(pool, model)] = (
+                None if factor is None else units.to_milli(factor, reference.cu_per_device)
+            )
+        return size_of[(pool, model)]
+
+    eligible: dict[tuple[object, ...], tuple[int, list[int]]] = {}
     out = []
     for entry in found.claims:
         spec = entry.document.spec
@@ -910,28 +966,10 @@ def _claims_on_devices(
             )
             continue
         c = spec.constraints
-        floor = quantity.parse_quantity(c.min_memory) if c.min_memory else None
-        fit = [
-            d
-            for d in devices
-            if (floor is None or d.memory_bytes >= floor)
-            and (not c.vendors.allow or d.vendor in c.vendors.allow)
-            and d.vendor not in c.vendors.deny
-            and (not c.models.allow or d.model in c.models.allow)
-            and d.model not in c.models.deny
-        ]
-        mix = pools[spec.pool].spec.workload_mix or policy_mix
-        mix_key = tuple(sorted(mix.items()))
-        sizes = []
-        for d in fit:
-            if (d.model, mix_key) not in size_of:
-                factor = factors.blended_factor(index, d.model, mix, reference.workload_class)
-                size_of[(d.model, mix_key)] = (
-                    None if factor is None else units.to_milli(factor, reference.cu_per_device)
-                )
-            size = size_of[(d.model, mix_key)]
-            if size is not None:
-                sizes.append(size)
+        key = _constraints_key(spec.pool, c)
+        if key not in eligible:
+            eligible[key] = _eligible(devices, c, spec.pool, sizes_of)
+        fit, sizes = eligible[key]
         want = units.cu_to_milli(spec.cu)
         if not fit:
             out.append(
@@ -955,12 +993,12 @@ def _claims_on_devices(
                     _WARN,
                 )
             )
-        elif len(fit) < spec.count and spec.form is docs.ClaimForm.CLAIM:
+        elif fit < spec.count and spec.form is docs.ClaimForm.CLAIM:
             out.append(
                 entry.at(
                     ("spec", "count"),
                     codes.Code.CLAIM_UNSATISFIABLE,
-                    f"count {spec.count} but only {len(fit)} observed device(s) in pool "
+                    f"count {spec.count} but only {fit} observed device(s) in pool "
                     f"{spec.pool!r} meet the constraints; lower count or relax the constraints",
                     _WARN,
                 )

@@ -24,12 +24,27 @@ MAX_WARNINGS = 20
 
 def parse(file: str, content: bytes) -> tuple[obs.RawObjects | None, list[diag.Diagnostic]]:
     """Parse a snapshot file; None with diagnostics when it cannot be used at all."""
+    raw, problems, _ = parse_document(file, content)
+    return raw, problems
+
+
+def parse_document(
+    file: str, content: bytes
+) -> tuple[obs.RawObjects | None, list[diag.Diagnostic], syntax.LoadedDocument | None]:
+    """:func:`parse`, and the loaded document (its composed nodes) when there is one."""
     loaded, problems = syntax.load(file, content, syntax.SNAPSHOT_LIMITS)
     if problems:
-        return None, problems
+        return None, problems, None
     if not loaded:
-        return obs.RawObjects(), []
+        return obs.RawObjects(), [], None
     document = loaded[0]
+    raw, found = _objects(file, document)
+    return raw, found, document
+
+
+def _objects(
+    file: str, document: syntax.LoadedDocument
+) -> tuple[obs.RawObjects | None, list[diag.Diagnostic]]:
     data: Mapping[str, Any] = document.data
     if data.get("kind") != "List" or not isinstance(data.get("items"), list):
         pos = document.locate(("kind",))

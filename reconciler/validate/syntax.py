@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import ruamel.yaml
 import ruamel.yaml.error
@@ -421,6 +421,16 @@ class _Builder:
             return [self.child(child, inner, depth) for child in node.value]
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            if (
+                type(key_node) is ruamel.yaml.nodes.ScalarNode
+                and _TAG_NAMES.get(id(key_node.ctag)) == _STR
+            ):
+                # The common key, a plain string: what the checks below conclude for it.
+                key = key_node.value
+                if key in result:
+                    self.duplicate(node, key_node, key)
+                result[key] = self.child(value_node, inner, depth)
+                continue
             key_tag = _tag_name(key_node)
             if key_tag == _MERGE:
                 raise _Abort(
@@ -452,16 +462,21 @@ class _Builder:
             if isinstance(key, float) and math.isnan(key):
                 key = "nan"
             if key in result:
-                earlier = next(k for k, _ in node.value if _scalar(k) == key)
-                raise _Abort(
-                    self.diag(
-                        key_node,
-                        codes.Code.DUPLICATE_KEY,
-                        f"duplicate key {key!r} (first at line {_line(earlier)}); keep one of them",
-                    )
-                )
+                self.duplicate(node, key_node, key)
             result[key] = self.child(value_node, inner, depth)
         return result
+
+    def duplicate(
+        self, node: ruamel.yaml.nodes.Node, key_node: ruamel.yaml.nodes.Node, key: Any
+    ) -> NoReturn:
+        earlier = next(k for k, _ in node.value if _scalar(k) == key)
+        raise _Abort(
+            self.diag(
+                key_node,
+                codes.Code.DUPLICATE_KEY,
+                f"duplicate key {key!r} (first at line {_line(earlier)}); keep one of them",
+            )
+        )
 
     def child(self, node: ruamel.yaml.nodes.Node, stack: tuple[int, ...], depth: int) -> Any:
         """Fast path for the common case, a plain scalar: no alias or depth bookkeeping.
@@ -472,7 +487,10 @@ class _Builder:
         if type(node) is ruamel.yaml.nodes.ScalarNode:
             tag = _TAG_NAMES.get(id(node.ctag))
             if tag is not None:
-                self.count(node)
+                if self.expanding or self.nodes >= self.limits.max_nodes:
+                    self.count(node)  # the limits' bookkeeping and messages
+                else:
+                    self.nodes += 1  # what count() does below every limit, inlined
                 return _scalar_of(node.value, tag)
         return self.build(node, stack, depth)
 

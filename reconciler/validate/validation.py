@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler import _gc
@@ -37,6 +37,9 @@ class Validation:
     """The observed state the device checks ran against (the snapshot's, or the given one)."""
     files: tuple[str, ...] = ()
     """The files loaded as documents."""
+    snapshot_document: syntax.LoadedDocument | None = field(default=None, repr=False)
+    """The repository's snapshot as composed for the device checks: a caller planning with
+    the same file converts these nodes instead of parsing 1 MB of YAML again."""
 
     @property
     def ok(self) -> bool:
@@ -111,14 +114,15 @@ def _validate(tree: source_tree.SourceTree, observed: obs.ObservedState | None) 
         claims=buckets["CUClaim"],
         factor_tables=buckets["FactorTable"],
     )
+    snapshot_document = None
     if observed is None and documents.settings:
-        observed, problems = _repository_snapshot(tree, documents)
+        observed, problems, snapshot_document = _repository_snapshot(tree, documents)
         found += problems
     found += _collapse(semantics.check(documents, observed), broken)
     ordered = tuple(sorted(set(found), key=_order))
     has_error = any(d.severity is diag.Severity.ERROR for d in ordered)
     state = None if has_error else _desired_state(tree.revision, documents)
-    return Validation(tree.revision, state, ordered, observed, tuple(selected))
+    return Validation(tree.revision, state, ordered, observed, tuple(selected), snapshot_document)
 
 
 _KIND_LINE = re.compile(rb"^kind:\s*['\"]?(\w+)", re.MULTILINE)
@@ -196,30 +200,34 @@ def _bootstrap_settings(tree: source_tree.SourceTree) -> docs.ClusterSettings | 
 
 def _repository_snapshot(
     tree: source_tree.SourceTree, documents: semantics.Documents
-) -> tuple[obs.ObservedState | None, list[diag.Diagnostic]]:
+) -> tuple[obs.ObservedState | None, list[diag.Diagnostic], syntax.LoadedDocument | None]:
     settings = documents.settings[0].document
     path = settings.spec.layout.snapshot
     if path is None:
-        return None, []
+        return None, [], None
     if path not in tree.files:
         # A missing or misspelt snapshot would silently turn off every device check: an
         # error when written, a warning when it is the default (`snapshot: null` says "none").
         explicit = "snapshot" in settings.spec.layout.model_fields_set
-        return None, [
-            documents.settings[0].at(
-                ("spec", "layout", "snapshot"),
-                codes.Code.SNAPSHOT_INVALID,
-                f"layout.snapshot names {path!r}, which is not a file in the repository; "
-                "commit the snapshot (kubectl get nodes,resourceslices,resourceclaims -A -o "
-                "yaml), or set layout.snapshot: null to plan without device checks",
-                diag.Severity.ERROR if explicit else diag.Severity.WARNING,
-            )
-        ]
-    raw, problems = snapshot.parse(path, tree.files[path])
+        return (
+            None,
+            [
+                documents.settings[0].at(
+                    ("spec", "layout", "snapshot"),
+                    codes.Code.SNAPSHOT_INVALID,
+                    f"layout.snapshot names {path!r}, which is not a file in the repository; "
+                    "commit the snapshot (kubectl get nodes,resourceslices,resourceclaims -A -o "
+                    "yaml), or set layout.snapshot: null to plan without device checks",
+                    diag.Severity.ERROR if explicit else diag.Severity.WARNING,
+                )
+            ],
+            None,
+        )
+    raw, problems, document = snapshot.parse_document(path, tree.files[path])
     if raw is None:
-        return None, problems
+        return None, problems, None
     adapters = [e.document for e in documents.adapters]
-    return obs.build(raw, adapters, settings.spec.driver_name), problems
+    return obs.build(raw, adapters, settings.spec.driver_name), problems, document
 
 
 def _sorted(entries: Sequence[semantics.Entry[Any]]) -> tuple[Any, ...]:

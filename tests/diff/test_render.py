@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 
 import cu_example as ex
 import pytest
 
 from reconciler import plan as planning
-from reconciler.diff import changeset, render, yamltext
+from reconciler.diff import changeset, pair, render, yamltext
 from reconciler.model import observed as obs
 
 
@@ -244,3 +245,40 @@ def test_a_large_fleet_preview_fits_a_comment_and_points_to_the_full_plan() -> N
     # Without diffs: only the summary and the counts.
     short = render.markdown(preview, diffs=False)
     assert "```diff" not in short and "× DeviceTaintRule" in short
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        (None, {"kind": "ConfigMap", "data": {"a": "1", "b": [1, {"c": None}], "e": {}}}),
+        ({"kind": "ConfigMap", "data": {"x": "line\u2028sep", "y": "cr\rhere"}}, None),
+        (None, {"k": "single"}),
+        ({}, None),
+        (None, {}),
+    ],
+)
+def test_created_and_deleted_objects_diff_exactly_as_difflib(
+    before: dict[str, object] | None, after: dict[str, object] | None
+) -> None:
+    """The direct rendering of a one-sided diff is byte-identical to difflib's."""
+    entry = changeset.ChangeSetEntry(
+        key=pair.ObjectKey("", "ConfigMap", "ns", "name"),
+        subject="ConfigMap ns/name\nforged",
+        action=changeset.Action.CREATE if before is None else changeset.Action.DELETE,
+        before=before,
+        after=after,
+    )
+    old = yamltext.dump(before, sort_keys=True) if before is not None else ""
+    new = yamltext.dump(after, sort_keys=True) if after is not None else ""
+    expected = [
+        line.rstrip("\n")
+        for line in difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"live/{entry.subject}" if before is not None else "/dev/null",
+            tofile=f"target/{entry.subject}" if after is not None else "/dev/null",
+            n=3,
+        )
+    ]
+    assert render.unified(entry) == expected
+    assert expected  # every case shows at least its header and one line

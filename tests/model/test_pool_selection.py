@@ -108,3 +108,40 @@ def test_selects(selector: dict[str, Any], labels: dict[str, str], expected: boo
 def test_may_overlap(a: dict[str, Any], b: dict[str, Any], overlap: bool) -> None:
     assert selection.may_overlap(sel(**a), sel(**b)) is overlap
     assert selection.may_overlap(sel(**b), sel(**a)) is overlap
+
+
+def test_matching_answers_selects_for_every_device_and_selector() -> None:
+    """The per-node shortcut used by validation and planning is exactly ``selects``."""
+    selectors = [
+        sel(),
+        sel(vendors=["nvidia"], nodeSelector={"matchLabels": {"tier": "dev"}}),
+        sel(models=["H100"], minMemory="64Gi"),
+        sel(nodeSelector={"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}),
+        sel(attributes={"node": "n2"}),
+    ]
+    labels = {"n1": {"tier": "dev"}, "n2": {"tier": "prod"}}  # n3 has no Node object
+    devices = [
+        obs.ObservedDevice(
+            id=obs.DeviceId("gpu.nvidia.com", node, f"gpu-{i}"),
+            node=node,
+            vendor=vendor,
+            model=model,
+            memory_bytes=memory,
+            uuid=f"u-{node}-{i}",
+            uuid_attribute="gpu.nvidia.com/uuid",
+            uuid_raw=(),
+            driver_version="550.1",
+        )
+        for node in ("n1", "n2", "n3")
+        for i, (vendor, model, memory) in enumerate(
+            [("nvidia", "H100", 80 * 2**30), ("nvidia", "L40S", 48 * 2**30), ("biren", "H100", 0)]
+        )
+    ]
+    found = list(selection.matching(selectors, devices, labels))
+    assert [d for d, _ in found] == devices
+    expected = [
+        [i for i, s in enumerate(selectors) if selection.selects(s, d, labels.get(d.node, {}))]
+        for d in devices
+    ]
+    assert [indexes for _, indexes in found] == expected
+    assert len({len(i) for i in expected}) > 2  # the cases differ: none, one, several
