@@ -33,7 +33,8 @@ class Writer(Protocol):
 
     def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         """Server-side apply; returns the object as it would be stored (dry run), or, for a
-        real write, at least its new ``metadata`` (the resourceVersion that counts it)."""
+        real write, its apiVersion, kind and new ``metadata`` (the resourceVersion that
+        counts it)."""
         ...
 
     def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
@@ -139,7 +140,17 @@ class KubeWriter:
             raise QuotaExceededError(resp.reason(), subject=subject)
         if not resp.ok:
             raise errors.ApplyError(resp.reason(), subject=subject)
-        return resp.data if isinstance(resp.data, dict) else {}
+        data = resp.data if isinstance(resp.data, dict) else {}
+        if dry_run:
+            return data
+        # PartialObjectMetadata names no kind of ours: keep the object's own identity, so
+        # what a write returns can be deleted or compared like any object we hold.
+        meta = data.get("metadata")
+        return {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "metadata": meta or {},
+        }
 
     def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
         subject = subject_of(obj)
