@@ -63,7 +63,7 @@ def learn(
     slow = tuple(drift.slow_nodes(effects))
     slow_names = [s.node for s in slow]
     series = tuple(drift.hourly(frame, resid, effects, slow_names, scale=scale))
-    sparse = drift.record_series(frame, resid, effects, scale, slow_names)
+    sparse = drift.record_series(frame, resid, effects, slow_names)
     found, coverage = drift.check_all(list(series), sparse, drift_config)
     alarms = tuple(found)
     changes = drift.latest_changes(list(alarms))

@@ -55,6 +55,12 @@ class DriftConfig:
     min_records: int = 100  # fewer records than this: not tested (reported, never silent)
     min_side: int = 40  # the record-level change point leaves this many records each side
     alpha: float = 0.01  # record-level test size per series (3 classes: ≤3% per model)
+    # The record-level statistic divides the score at split fraction t by (t(1−t))^q: q=½
+    # standardises every split (the Gaussian likelihood ratio; most power for changes near
+    # the window's ends, i.e. recent ones), q=0 is the plain CUSUM (most for mid-window
+    # changes), q=¼ a usual compromise (Csörgő & Horváth 1997). bench/drift_power.py
+    # measures the trade-off; see BENCHMARKS.md.
+    split_weight: float = 0.5
     max_records: int = 20_000  # the record-level test holds a series' records in memory
     permutations: int = 499
 
@@ -282,9 +288,25 @@ def huber_locations(r: np.ndarray, group: np.ndarray, groups: int, scale: np.nda
 
 def _record_scales(frame: pd.DataFrame, ok: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Robust sd of residuals per (class, batch size): the noise shrinks with batch."""
-    c = frame["workload_class"].cat.codes.to_numpy()[ok].astype(np.int64)
-    bsz = np.unique(frame["log_batch"].to_numpy()[ok], return_inverse=True)[1]
-    key = c * (int(bsz.max()) + 1) + bsz
+    return pooled_scales(
+        frame["workload_class"].cat.codes.to_numpy()[ok], frame["log_batch"].to_numpy()[ok], r
+    )
+
+
+def pooled_scales(group: np.ndarray, log_batch: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Each record's noise scale: 1.4826·MAD of the residuals of its (group, batch size).
+
+    The record-level change point weighs records by 1/scale². The outlier screen's scale
+    comes from one (device × class × served model × batch) group, twenty-odd records on a
+    sparse series, and is so noisy that those weights cost about a tenth of the test's z at
+    a known change time (``bench/drift_power.py``). Pooled over served models within a
+    series (``group``), the batch dependence stays (the noise shrinks with batch) and the
+    estimate is several times more precise; the in-memory and streamed paths hold the same
+    records per series, so both compute the same scales.
+    """
+    g = np.asarray(group).astype(np.int64)
+    bsz = np.unique(np.asarray(log_batch), return_inverse=True)[1].reshape(-1)
+    key = g * (int(bsz.max(initial=0)) + 1) + bsz
     dev = pd.Series(np.abs(r - pd.Series(r).groupby(key).transform("median").to_numpy()))
     mad = dev.groupby(key).transform("median").to_numpy()
     return np.asarray(np.maximum(1.4826 * mad, 1e-4))
@@ -437,10 +459,10 @@ def record_series(
     frame: pd.DataFrame,
     resid: np.ndarray,
     effects: pd.DataFrame,
-    scale: np.ndarray,
     exclude_nodes: Collection[str] = (),
 ) -> list[RecordSeries]:
-    """Standardised residuals per (device model, class), ordered by time."""
+    """Standardised residuals per (device model, class), ordered by time; each record's
+    scale is :func:`pooled_scales` over its series' records of the same batch size."""
     node_cats = frame["node"].cat.categories
     per_node = effects["effect"].reindex(node_cats).fillna(0.0).to_numpy()
     codes = frame["node"].cat.codes.to_numpy()
@@ -456,6 +478,9 @@ def record_series(
     devs = list(frame["device_model"].cat.categories)
     classes = list(frame["workload_class"].cat.categories)
     sid = np.where(ok, d * nc + c, -1)
+    scale = np.full(len(r), np.nan)
+    if ok.any():
+        scale[ok] = pooled_scales(sid[ok], frame["log_batch"].to_numpy()[ok], r[ok])
     out: list[RecordSeries] = []
     for s_id in np.unique(sid[sid >= 0]):
         idx = np.flatnonzero(sid == s_id)
@@ -479,11 +504,11 @@ def change_point(
     """At most one change in the mean of a sparse series, and the test's p-value.
 
     A retrospective test on the records themselves, for series whose hourly bins are too
-    few for the CUSUM: Huber-clipped standardised residuals, the standardised difference of
-    means before and after each split (at least ``min_side`` records each side), its
-    maximum over splits as the statistic, and a permutation null (records in random order
-    are exchangeable when nothing changed). The permutations are seeded by the series name,
-    so the result is a pure function of the data.
+    few for the CUSUM: Huber-clipped standardised residuals, the weighted CUSUM of their
+    scores at each split (at least ``min_side`` records each side; weighting
+    ``split_weight``), its maximum over splits as the statistic, and a permutation null
+    (records in random order are exchangeable when nothing changed). The permutations are
+    seeded by the series name, so the result is a pure function of the data.
     """
     n = len(series.z)
     m = config.min_side
@@ -496,24 +521,29 @@ def change_point(
     w = 1.0 / (series.scale * series.scale)
     k = np.arange(m, n - m + 1)
 
-    def stat(x: np.ndarray, wt: np.ndarray) -> np.ndarray:
-        """|score before the split − its share of the total| over its null sd, per split."""
+    def stat(x: np.ndarray, wt: np.ndarray, q: float) -> np.ndarray:
+        """|score before the split − its share of the total| / (null sd at t=½ · (t(1−t))^q)
+        per split, t the split's share of the weight: q=½ standardises every split."""
         cu = np.cumsum(x, axis=-1)
         cw = np.cumsum(wt, axis=-1)
         total_u, total_w = cu[..., -1:], cw[..., -1:]
         left_u, left_w = cu[..., k - 1], cw[..., k - 1]
         centred = left_u - left_w / total_w * total_u
         var_psi = np.var(x * np.sqrt(1.0 / wt), axis=-1, keepdims=True)  # var of ψ(z)
-        sd = np.sqrt(np.maximum(var_psi * left_w * (total_w - left_w) / total_w, 1e-300))
+        frac = np.clip(left_w / total_w, 1e-12, 1.0 - 1e-12)
+        sd = np.sqrt(np.maximum(var_psi * total_w, 1e-300)) * (frac * (1.0 - frac)) ** q
         return np.asarray(np.abs(centred) / sd)
 
-    observed = stat(u, w)
-    best = int(np.argmax(observed))
+    q = config.split_weight
+    observed = float(stat(u, w, q).max())
+    # Where: the split that best separates two levels (the fully standardised statistic,
+    # i.e. the Gaussian likelihood's change point), whatever weighting the test uses.
+    best = int(np.argmax(stat(u, w, 0.5)))
     seed = zlib.crc32(f"{series.device_model}/{series.workload_class.value}/{n}".encode())
     rng = np.random.default_rng(seed)
     perms = np.argsort(rng.random((config.permutations, n)), axis=1)
-    null = stat(u[perms], w[perms]).max(axis=1)
-    p = float((1 + np.sum(null >= observed[best])) / (config.permutations + 1))
+    null = stat(u[perms], w[perms], q).max(axis=1)
+    p = float((1 + np.sum(null >= observed)) / (config.permutations + 1))
     if p > config.alpha:
         return None, p
     split = int(k[best])
@@ -609,6 +639,7 @@ __all__ = [
     "hourly",
     "latest_changes",
     "node_effects",
+    "pooled_scales",
     "prewhiten",
     "record_series",
     "slow_nodes",

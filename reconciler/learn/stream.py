@@ -270,7 +270,7 @@ def pass2(
             sel = keep & is_sparse
             if sel.any():
                 rows = _as_text(f.loc[sel, [*CELL_KEYS, "log_batch", "hour", "timestamp"]])
-                part.sparse = [rows.assign(y=y[sel], scale=scale[sel]).reset_index(drop=True)]
+                part.sparse = [rows.assign(y=y[sel]).reset_index(drop=True)]
         out.add(part)
     return out
 
@@ -332,7 +332,7 @@ def aggregate(
     sparse_rows = (
         _concat(second.sparse)
         if second.sparse
-        else pd.DataFrame(columns=[*CELL_KEYS, "log_batch", "hour", "y", "scale", "timestamp"])
+        else pd.DataFrame(columns=[*CELL_KEYS, "log_batch", "hour", "y", "timestamp"])
     )
     return Aggregates(first.report, screen, cells, sparse_rows, second.screened)
 
@@ -609,10 +609,14 @@ def _record_series(
     frame = frame.sort_values(["device_model", "workload_class", "timestamp"], kind="stable")
     r = frame["y"].to_numpy() - _predict(frame, result)
     r = r - frame["node"].map(effects["effect"]).fillna(0.0).to_numpy()
-    scale = frame["scale"].to_numpy()
     out: list[drift.RecordSeries] = []
     keys = list(zip(frame["device_model"], frame["workload_class"], strict=True))
     arr = np.asarray([f"{d}\x00{c}" for d, c in keys])
+    ok = np.isfinite(r)
+    scale = np.full(len(r), np.nan)
+    if ok.any():  # the in-memory path's scales: per series and batch size
+        series_code = pd.factorize(arr)[0]
+        scale[ok] = drift.pooled_scales(series_code[ok], frame["log_batch"].to_numpy()[ok], r[ok])
     for key in sorted(set(keys)):
         sel = (arr == f"{key[0]}\x00{key[1]}") & np.isfinite(r)
         out.append(

@@ -117,10 +117,13 @@ def test_sparse_step_is_found_by_the_record_change_point() -> None:
     assert found >= 17
 
 
-def test_sparse_noise_alone_rarely_alarms() -> None:
+@pytest.mark.parametrize("split_weight", [0.5, 0.25])
+def test_sparse_noise_alone_rarely_alarms(split_weight: float) -> None:
     rng = np.random.default_rng(8)
+    config = drift.DriftConfig(split_weight=split_weight)
     alarms = sum(
-        drift.change_point(record_series(rng.standard_t(3, 300)))[0] is not None for _ in range(200)
+        drift.change_point(record_series(rng.standard_t(3, 300)), config)[0] is not None
+        for _ in range(200)
     )
     assert alarms <= 6  # size 1% per series; 3% is beyond three Monte-Carlo sds
 
@@ -147,3 +150,19 @@ def test_every_series_reports_its_coverage() -> None:
     )
     assert text[("K100", WC.DECODE)] == "K100/decode: not enough data (have 50 records, need 100)"
     assert [c.tested for c in cov].count(False) == 1
+
+
+def test_record_scales_are_pooled_per_series_and_batch() -> None:
+    """One MAD per (series, batch size), over all its served models: precise weights."""
+    rng = np.random.default_rng(12)
+    n = 600
+    series = np.repeat([0, 1], n // 2)
+    log_batch = np.log(rng.choice([1.0, 64.0], n))
+    true_sd = np.where(log_batch == 0.0, 0.15, 0.06) * np.where(series == 1, 2.0, 1.0)
+    r = rng.normal(0.0, true_sd)
+    scale = drift.pooled_scales(series, log_batch, r)
+    for s_id in (0, 1):
+        for b in (0.0, np.log(64.0)):
+            sel = (series == s_id) & (log_batch == b)
+            assert np.ptp(scale[sel]) == 0.0  # one scale per (series, batch)
+            assert scale[sel][0] == pytest.approx(true_sd[sel][0], rel=0.2)
