@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build Argo CD (application controller, repo-server, config-management-plugin server) from Go
-# modules through the wrapper module hack/argocdbin, pinned by hack/versions.env, cached per user
-# like hack/build-k8s.sh. One binary; the three component names are symlinks to it.
+# Build Argo CD (application controller, repo-server, config-management-plugin server, ApplicationSet
+# controller) from Go modules through the wrapper module hack/argocdbin, pinned by hack/versions.env,
+# cached per user like hack/build-k8s.sh. One binary; the four component names are symlinks to it.
+# Next to it, the kustomize binary the repo-server runs for Kustomize sources (the Argo CD image
+# ships one; the ApplicationSet's per-cluster CUSync is a Kustomize source), pinned likewise.
 #
 # Why a wrapper: argo-cd v3.3.9 replaces github.com/argoproj/gitops-engine with ./gitops-engine,
 # which a dependent module ignores; hack/argocdbin requires the published gitops-engine pseudo-
@@ -19,9 +21,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/hack/versions.env"
 MODDIR=$ROOT/hack/argocdbin
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/cu-reconciler/bin
-RECIPE=1
+RECIPE=2
 LDFLAGS="-s -w -X github.com/argoproj/argo-cd/v3/common.version=$ARGOCD_VERSION"
-NAMES=(argocd-application-controller argocd-repo-server argocd-cmp-server)
+NAMES=(argocd-application-controller argocd-repo-server argocd-cmp-server argocd-applicationset-controller)
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOWORK=off
 
@@ -34,7 +36,7 @@ die() {
 }
 
 KEY=$({
-  echo "recipe=$RECIPE version=$ARGOCD_VERSION ldflags=$LDFLAGS os=$(uname -s) arch=$(uname -m)"
+  echo "recipe=$RECIPE version=$ARGOCD_VERSION kustomize=$KUSTOMIZE_VERSION ldflags=$LDFLAGS os=$(uname -s) arch=$(uname -m)"
   cat "$MODDIR"/go.mod "$MODDIR"/go.sum "$MODDIR"/*.go
 } | sha256sum | cut -c1-12)
 DIR=$CACHE/argocd-v$ARGOCD_VERSION-$KEY
@@ -56,7 +58,12 @@ build() {
     die 5 "go build failed; full log: $tmp.log"
   fi
   for n in "${NAMES[@]}"; do ln -sf argocd "$tmp/$n"; done
-  printf '%s\n' "argocd=v$ARGOCD_VERSION" "go=$(go env GOVERSION)" "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$tmp/BUILDINFO"
+  if ! (cd "$tmp" && GOBIN=$tmp go install -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/kustomize/kustomize/v5@v$KUSTOMIZE_VERSION") >"$tmp.log" 2>&1; then
+    tail -n 30 "$tmp.log" >&2
+    die 5 "go install of kustomize v$KUSTOMIZE_VERSION failed; full log: $tmp.log"
+  fi
+  printf '%s\n' "argocd=v$ARGOCD_VERSION" "kustomize=v$KUSTOMIZE_VERSION" "go=$(go env GOVERSION)" "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$tmp/BUILDINFO"
   rm -rf "$DIR"
   mv -T "$tmp" "$DIR"
   rm -f "$tmp.log"

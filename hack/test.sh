@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 ./hack/bootstrap.sh
 ./hack/build-k8s.sh
 ./hack/build-argocd.sh
+./hack/build-flux.sh
 ./hack/build-plugin.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

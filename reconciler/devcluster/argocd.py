@@ -1,4 +1,4 @@
-"""A real Argo CD (application controller, repo-server, plugin sidecar) on the local control plane.
+"""A real Argo CD (application controller, repo-server, plugin sidecar, ApplicationSet controller).
 
 Built from Go modules by ``hack/build-argocd.sh`` (pinned in ``hack/versions.env``, cached like
 the control plane), run as plain processes against the local kube-apiserver, with Debian's
@@ -7,7 +7,9 @@ the control plane), run as plain processes against the local kube-apiserver, wit
 registered as a cluster Secret (outside a Pod the in-cluster address does not resolve), with
 the bearer token of a ServiceAccount ``argocd:argocd-application-controller`` so Argo CD syncs
 under the identity ClusterSettings.spec.admittedIdentities names; the config management plugin
-from ``deploy/argocd/cmp/plugin.yaml`` served by ``argocd-cmp-server`` over a Unix socket.
+from ``deploy/argocd/cmp/plugin.yaml`` served by ``argocd-cmp-server`` over a Unix socket; the
+``kustomize`` Argo CD's image ships on the repo-server's PATH; other control planes registered as
+labelled cluster Secrets for the ApplicationSet's cluster generator.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ DEPLOY = binaries.repo_root() / "deploy" / "argocd"
 PART_OF = {"app.kubernetes.io/part-of": "argocd"}
 APPS = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/applications"
 PROJECTS = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/appprojects"
+APPSETS = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/applicationsets"
+SECRETS = f"/api/v1/namespaces/{NAMESPACE}/secrets"
 _MANAGER = "argocd-harness"
 
 
 def build() -> Path:
-    """The directory holding the three Argo CD binaries (building them when not cached)."""
+    """The directory holding the Argo CD binaries and kustomize (building them when not cached)."""
     script = binaries.repo_root() / "hack" / "build-argocd.sh"
     proc = subprocess.run([str(script)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -84,6 +88,8 @@ def health_customizations() -> dict[str, str]:
 class ArgoCD:
     workdir: Path
     cluster_url: str
+    repo_server: str = ""
+    env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, controlplane._Process] = field(default_factory=dict)
 
     @property
@@ -96,6 +102,18 @@ class ArgoCD:
             text = path.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"----- {path} -----\n" + "\n".join(text))
         return "\n".join(parts)
+
+    def wait_for(self, probe: Any, timeout: float, what: str) -> Any:
+        """Poll ``probe`` each second until truthy; on timeout fail with every component's log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = probe()
+            if value:
+                return value
+            time.sleep(1)
+        raise AssertionError(
+            f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tail(30)}"
+        )
 
     def stop(self) -> None:
         for name in reversed(list(self.processes)):
@@ -116,7 +134,11 @@ def install(api: ApiClient, cp: controlplane.ControlPlane) -> str:
             f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}",
             crd,
         )
-    for name in ("applications.argoproj.io", "appprojects.argoproj.io"):
+    for name in (
+        "applications.argoproj.io",
+        "appprojects.argoproj.io",
+        "applicationsets.argoproj.io",
+    ):
         _wait(
             lambda n=name: _established(api, n),
             60,
@@ -177,7 +199,7 @@ def install(api: ApiClient, cp: controlplane.ControlPlane) -> str:
         "metadata": {"name": "argocd-secret", "namespace": NAMESPACE, "labels": PART_OF},
         "stringData": {"server.secretkey": base64.b64encode(os.urandom(24)).decode()},
     }
-    _apply(api, f"/api/v1/namespaces/{NAMESPACE}/secrets/argocd-secret", secret)
+    _apply(api, f"{SECRETS}/argocd-secret", secret)
     kubeconfig = json.loads(cp.kubeconfig.read_text())
     ca = Path(kubeconfig["clusters"][0]["cluster"]["certificate-authority"]).read_bytes()
     cluster = {
@@ -199,7 +221,7 @@ def install(api: ApiClient, cp: controlplane.ControlPlane) -> str:
             ),
         },
     }
-    _apply(api, f"/api/v1/namespaces/{NAMESPACE}/secrets/local-cluster", cluster)
+    _apply(api, f"{SECRETS}/local-cluster", cluster)
     return token
 
 
@@ -249,8 +271,9 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD
         "ARGOCD_TLS_DATA_PATH": str(workdir / "tls"),
         "ARGOCD_SSH_DATA_PATH": str(workdir / "ssh"),
         "TMPDIR": str(workdir / "tmp"),
-        # The plugin runs `cuctl` from this interpreter's environment, this checkout first.
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        # The plugin runs `cuctl` from this interpreter's environment, this checkout first; the
+        # repo-server runs kustomize from the build directory.
+        "PATH": f"{Path(sys.executable).parent}:{bin_dir}:{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(binaries.repo_root()),
     }
     redis_bin = Path(redis)
@@ -286,6 +309,8 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD
     )
     _wait(lambda: any(sockets.glob("*.sock")), 60, "the plugin socket")
     redis_addr = f"127.0.0.1:{redis_port}"
+    argo.repo_server = f"127.0.0.1:{repo_port}"
+    argo.env = env
     argo.processes["repo-server"] = _spawn(
         "repo-server",
         bin_dir / "argocd",
@@ -338,6 +363,77 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD
     return argo
 
 
+def start_applicationset_controller(
+    argo: ArgoCD, cp: controlplane.ControlPlane, bin_dir: Path
+) -> None:
+    """Start the ApplicationSet controller next to a running Argo CD (same namespace, repo-server).
+
+    SCM providers are off: the cluster generator needs none, and the controller refuses to start
+    with them on and no allow-list when it watches more than its own namespace.
+    """
+    metrics, probe, webhook = controlplane._free_ports(3)
+    argo.processes["applicationset-controller"] = _spawn(
+        "applicationset-controller",
+        bin_dir / "argocd",
+        [
+            str(bin_dir / "argocd-applicationset-controller"),
+            "--kubeconfig",
+            str(cp.kubeconfig),
+            "--namespace",
+            NAMESPACE,
+            "--argocd-repo-server",
+            argo.repo_server,
+            "--repo-server-plaintext",
+            "--metrics-addr",
+            f"127.0.0.1:{metrics}",
+            "--probe-addr",
+            f"127.0.0.1:{probe}",
+            "--webhook-addr",
+            f"127.0.0.1:{webhook}",
+            "--enable-scm-providers=false",
+            "--logformat",
+            "text",
+            "--loglevel",
+            "info",
+        ],
+        argo.log_dir,
+        # Its manager reads the kubeconfig the controller-runtime way (not the flag).
+        {**argo.env, "KUBECONFIG": str(cp.kubeconfig)},
+    )
+
+
+def register_cluster(
+    api: ApiClient, name: str, cluster: controlplane.ControlPlane, labels: dict[str, str]
+) -> None:
+    """Register another control plane as an Argo CD cluster (its admin client certificate).
+
+    ``labels`` go on the Secret, where the ApplicationSet cluster generator selects them.
+    """
+    kubeconfig = json.loads(cluster.kubeconfig.read_text())
+    ca = Path(kubeconfig["clusters"][0]["cluster"]["certificate-authority"]).read_bytes()
+    user = kubeconfig["users"][0]["user"]
+    tls = {
+        "caData": base64.b64encode(ca).decode(),
+        "certData": base64.b64encode(Path(user["client-certificate"]).read_bytes()).decode(),
+        "keyData": base64.b64encode(Path(user["client-key"]).read_bytes()).decode(),
+    }
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"cluster-{name}",
+            "namespace": NAMESPACE,
+            "labels": {"argocd.argoproj.io/secret-type": "cluster", **labels},
+        },
+        "stringData": {
+            "name": name,
+            "server": cluster.server,
+            "config": json.dumps({"tlsClientConfig": tls}),
+        },
+    }
+    _apply(api, f"{SECRETS}/cluster-{name}", secret)
+
+
 def _spawn(
     name: str, binary: Path, argv: list[str], log_dir: Path, env: dict[str, str]
 ) -> controlplane._Process:
@@ -364,8 +460,8 @@ def application(api: ApiClient, name: str) -> dict[str, Any]:
 
 
 def apply_manifest(api: ApiClient, doc: dict[str, Any]) -> None:
-    """Apply an Application or AppProject document."""
-    base = APPS if doc["kind"] == "Application" else PROJECTS
+    """Apply an Application, AppProject or ApplicationSet document."""
+    base = {"Application": APPS, "AppProject": PROJECTS, "ApplicationSet": APPSETS}[doc["kind"]]
     _apply(api, f"{base}/{doc['metadata']['name']}", doc)
 
 

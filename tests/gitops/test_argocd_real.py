@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,18 +66,6 @@ def _wait(probe: Callable[[], Any], timeout: float, what: str, argo: argocd.Argo
             return last
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}\n{argo.log_tail(30)}")
-
-
-@pytest.fixture(scope="module")
-def argo(
-    control_plane: devcluster.ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[argocd.ArgoCD]:
-    bins = argocd.build()
-    running = argocd.start(control_plane, tmp_path_factory.mktemp("argocd"), bins)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _owned(api: ApiClient) -> dict[tuple[str, str, str], dict[str, Any]]:
