@@ -9,6 +9,9 @@ does not. (The real Argo CD test also applies the mode-2 pair to a live apiserve
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
+from reconciler import devcluster
 from reconciler.devcluster import argocd
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
@@ -57,3 +61,102 @@ def test_the_schema_check_can_fail() -> None:
 
 def test_every_kind_is_shipped() -> None:
     assert {d.values[0]["kind"] for d in _documents()} == set(CRDS)
+
+
+# --- What the Kustomize Applications deploy is what their AppProject admits -----------------
+
+ROOT = DEPLOY.parents[1]
+CLUSTER_SCOPED = {
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "CUSync",
+}
+
+
+def _docs(rel: str) -> list[dict[str, Any]]:
+    return [d for d in YAML(typ="safe").load_all((DEPLOY / rel).read_text()) if d]
+
+
+def _build(source: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
+    """Build a Kustomize source as Argo CD does: its path plus the Application's patches."""
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        # kustomize takes a base only by a relative path
+        "resources": [os.path.relpath(ROOT / source["path"], tmp)],
+        "patches": (source.get("kustomize") or {}).get("patches", []),
+    }
+    (tmp / "kustomization.yaml").write_text(json.dumps(kustomization))
+    kubectl = devcluster.ensure_built().kubectl
+    out = subprocess.run(
+        [str(kubectl), "kustomize", str(tmp)], capture_output=True, text=True, check=True
+    ).stdout
+    return [d for d in YAML(typ="safe").load_all(out) if d]
+
+
+def _refusals(project: dict[str, Any], objs: list[dict[str, Any]], default_ns: str) -> list[str]:
+    """Objects the AppProject would refuse to sync: kind not whitelisted, namespace not a
+    destination (Argo CD checks both before it applies anything)."""
+    spec = project["spec"]
+    namespaces = {d["namespace"] for d in spec["destinations"]}
+    out = []
+    for obj in objs:
+        group = obj["apiVersion"].rpartition("/")[0]
+        kind = obj["kind"]
+        scoped = kind in CLUSTER_SCOPED
+        allowed = spec["clusterResourceWhitelist" if scoped else "namespaceResourceWhitelist"]
+        name = f"{kind}/{obj['metadata']['name']}"
+        if not any(a["group"] in (group, "*") and a["kind"] in (kind, "*") for a in allowed):
+            out.append(f"{name}: kind not whitelisted")
+        ns = obj["metadata"].get("namespace") or default_ns
+        if not scoped and ns not in namespaces and "*" not in namespaces:
+            out.append(f"{name}: namespace {ns} is not a destination")
+    return out
+
+
+def _controller_name(objs: list[dict[str, Any]]) -> str:
+    dep = next(d for d in objs if d["kind"] == "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    return next(a.split("=", 1)[1] for a in args if a.startswith("--name="))
+
+
+def test_mode1_deploys_what_its_project_admits_and_one_cusync_the_controller_writes(
+    tmp_path: Path,
+) -> None:
+    docs = _docs("mode1/application.yaml")
+    project = next(d for d in docs if d["kind"] == "AppProject")
+    app = next(
+        d for d in docs if d["kind"] == "Application" and d["metadata"]["name"] == "cu-reconciler"
+    )
+    assert "directory" not in app["spec"]["source"], "a directory source applies every file"
+    objs = _build(app["spec"]["source"], tmp_path)
+    assert {"Deployment", "ValidatingAdmissionPolicy", "CustomResourceDefinition"} <= {
+        o["kind"] for o in objs
+    }
+    assert _refusals(project, objs, app["spec"]["destination"]["namespace"]) == []
+    assert [o for o in objs if o["kind"] == "CUSync"] == [], "cu-sync owns the CUSync"
+    (cusync,) = _docs("mode1/cusync/cusync.yaml")
+    assert cusync["metadata"]["name"] == _controller_name(objs)
+    # The check can fail: without the patch deploy/ ships its own CUSync too, and the events
+    # Role in `default` is refused by a project that names only cu-system.
+    plain = _build({"path": app["spec"]["source"]["path"]}, tmp_path)
+    assert [o["kind"] for o in plain].count("CUSync") == 1
+    narrow = json.loads(json.dumps(project))
+    narrow["spec"]["destinations"] = narrow["spec"]["destinations"][:1]
+    assert any("namespace default" in r for r in _refusals(narrow, plain, "cu-system"))
+
+
+def test_the_fleet_template_deploys_what_its_project_admits(tmp_path: Path) -> None:
+    docs = _docs("fleet/applicationset.yaml")
+    project = next(d for d in docs if d["kind"] == "AppProject")
+    template = next(d for d in docs if d["kind"] == "ApplicationSet")["spec"]["template"]
+    source = json.loads(json.dumps(template["spec"]["source"]).replace("{{.name}}", "dc-east"))
+    objs = _build(source, tmp_path)
+    assert _refusals(project, objs, template["spec"]["destination"]["namespace"]) == []
+    (cusync,) = [o for o in objs if o["kind"] == "CUSync"]
+    assert cusync["metadata"]["name"] == _controller_name(objs)
+    assert cusync["spec"]["cluster"] == "dc-east"

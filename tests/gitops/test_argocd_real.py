@@ -348,7 +348,7 @@ def test_mode1_argocd_reports_the_controllers_cusync_health(
                     "--repo",
                     str(desired),
                     "--name",
-                    "fleet",
+                    "default",  # deploy/deployment.yaml's, and the shipped CUSync's name
                     "--interval",
                     "2s",
                     "--resync",
@@ -400,7 +400,7 @@ def test_mode1_argocd_reports_the_controllers_cusync_health(
                 )
 
             _wait(degraded, 240, "Argo CD to report the stalled CUSync Degraded", argo)
-            status = rawapi.request(api, "GET", "/apis/cu-reconciler.io/v1alpha1/cusyncs/fleet")[
+            status = rawapi.request(api, "GET", "/apis/cu-reconciler.io/v1alpha1/cusyncs/default")[
                 "status"
             ]
             assert status["lastAppliedRevision"] == good
@@ -408,5 +408,9 @@ def test_mode1_argocd_reports_the_controllers_cusync_health(
         finally:
             controller.terminate()
             controller.wait(timeout=60)
-            _delete_owned(api)  # the session's cluster is shared with later tests
+            # The session's cluster is shared with later tests: the Application first (its
+            # automated sync would re-create the CUSync), then what it and the controller made.
+            rawapi.delete(api, f"{argocd.APPS}/cu-sync")
+            rawapi.delete(api, "/apis/cu-reconciler.io/v1alpha1/cusyncs/default")
+            _delete_owned(api)
         assert controller.returncode == 0, log.read_text()[-3000:]
