@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from kubernetes.client import ApiClient
 from ruamel.yaml import YAML
 
 from reconciler import errors
-from reconciler.devcluster import binaries, controlplane, identity, rawapi
+from reconciler.devcluster import binaries, controlplane, identity, rawapi, supervised, workloads
 
 NAMESPACE = "argocd"
 CONTROLLER_SA = "argocd-application-controller"
@@ -85,40 +85,10 @@ def health_customizations() -> dict[str, str]:
 
 
 @dataclass(slots=True)
-class ArgoCD:
-    workdir: Path
+class ArgoCD(supervised.Supervised):
     cluster_url: str
     repo_server: str = ""
     env: dict[str, str] = field(default_factory=dict)
-    processes: dict[str, controlplane._Process] = field(default_factory=dict)
-
-    @property
-    def log_dir(self) -> Path:
-        return self.workdir / "logs"
-
-    def log_tail(self, lines: int = 40) -> str:
-        parts = []
-        for path in sorted(self.log_dir.glob("*.log")):
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            parts.append(f"----- {path} -----\n" + "\n".join(text))
-        return "\n".join(parts)
-
-    def wait_for(self, probe: Any, timeout: float, what: str) -> Any:
-        """Poll ``probe`` each second until truthy; on timeout fail with every component's log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = probe()
-            if value:
-                return value
-            time.sleep(1)
-        raise AssertionError(
-            f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tail(30)}"
-        )
-
-    def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            controlplane._terminate(self.processes[name], 10.0)
-        self.processes.clear()
 
 
 def _apply(api: ApiClient, path: str, body: dict[str, Any]) -> Any:
@@ -139,11 +109,8 @@ def install(api: ApiClient, cp: controlplane.ControlPlane) -> str:
         "appprojects.argoproj.io",
         "applicationsets.argoproj.io",
     ):
-        _wait(
-            lambda n=name: _established(api, n),
-            60,
-            f"CRD {name} to be established",
-        )
+        established = functools.partial(supervised.crd_established, api, name)
+        workloads.wait_for(established, timeout=60, what=f"CRD {name} to be established")
     identity.ensure_namespace(api, NAMESPACE)
     sa = {
         "apiVersion": "v1",
@@ -225,25 +192,6 @@ def install(api: ApiClient, cp: controlplane.ControlPlane) -> str:
     return token
 
 
-def _established(api: ApiClient, name: str) -> bool:
-    crd = rawapi.request(
-        api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
-    )
-    conditions = (crd.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
-def _wait(probe: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
-
-
 def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD:
     """Install the objects and start redis, the plugin server, repo-server, controller."""
     redis = shutil.which("redis-server")
@@ -277,9 +225,8 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD
         "PYTHONPATH": str(binaries.repo_root()),
     }
     redis_bin = Path(redis)
-    argo.processes["redis"] = _spawn(
+    argo.spawn(
         "redis",
-        redis_bin,
         [
             redis,
             "--port",
@@ -291,12 +238,11 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD
             "--appendonly",
             "no",
         ],
-        argo.log_dir,
         env,
+        binary=redis_bin,
     )
-    argo.processes["cmp-server"] = _spawn(
+    argo.spawn(
         "cmp-server",
-        bin_dir / "argocd",
         [
             str(bin_dir / "argocd-cmp-server"),
             "--config-dir-path",
@@ -304,16 +250,15 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD
             "--loglevel",
             "info",
         ],
-        argo.log_dir,
         env,
+        binary=bin_dir / "argocd",
     )
-    _wait(lambda: any(sockets.glob("*.sock")), 60, "the plugin socket")
+    workloads.wait_for(lambda: any(sockets.glob("*.sock")), timeout=60, what="the plugin socket")
     redis_addr = f"127.0.0.1:{redis_port}"
     argo.repo_server = f"127.0.0.1:{repo_port}"
     argo.env = env
-    argo.processes["repo-server"] = _spawn(
+    argo.spawn(
         "repo-server",
-        bin_dir / "argocd",
         [
             str(bin_dir / "argocd-repo-server"),
             "--redis",
@@ -326,12 +271,11 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD
             "--loglevel",
             "info",
         ],
-        argo.log_dir,
         env,
+        binary=bin_dir / "argocd",
     )
-    argo.processes["application-controller"] = _spawn(
+    argo.spawn(
         "application-controller",
-        bin_dir / "argocd",
         [
             str(bin_dir / "argocd-application-controller"),
             "--kubeconfig",
@@ -357,8 +301,8 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> ArgoCD
             "--loglevel",
             "info",
         ],
-        argo.log_dir,
         env,
+        binary=bin_dir / "argocd",
     )
     return argo
 
@@ -372,9 +316,8 @@ def start_applicationset_controller(
     with them on and no allow-list when it watches more than its own namespace.
     """
     metrics, probe, webhook = controlplane._free_ports(3)
-    argo.processes["applicationset-controller"] = _spawn(
+    argo.spawn(
         "applicationset-controller",
-        bin_dir / "argocd",
         [
             str(bin_dir / "argocd-applicationset-controller"),
             "--kubeconfig",
@@ -396,9 +339,9 @@ def start_applicationset_controller(
             "--loglevel",
             "info",
         ],
-        argo.log_dir,
         # Its manager reads the kubeconfig the controller-runtime way (not the flag).
         {**argo.env, "KUBECONFIG": str(cp.kubeconfig)},
+        binary=bin_dir / "argocd",
     )
 
 
@@ -432,26 +375,6 @@ def register_cluster(
         },
     }
     _apply(api, f"{SECRETS}/cluster-{name}", secret)
-
-
-def _spawn(
-    name: str, binary: Path, argv: list[str], log_dir: Path, env: dict[str, str]
-) -> controlplane._Process:
-    log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    try:
-        popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            cwd=str(log_dir.parent),
-        )
-    finally:
-        log.close()
-    return controlplane._Process(name, popen.pid, binary, popen)
 
 
 def application(api: ApiClient, name: str) -> dict[str, Any]:

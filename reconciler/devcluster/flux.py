@@ -9,18 +9,16 @@ advertised storage address), where kustomize-controller downloads them.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kubernetes.client import ApiClient
 from ruamel.yaml import YAML
 
 from reconciler import errors
-from reconciler.devcluster import argocd, binaries, controlplane, identity, rawapi
+from reconciler.devcluster import binaries, controlplane, identity, rawapi, supervised, workloads
 
 NAMESPACE = "flux-system"
 _MANAGER = "flux-harness"
@@ -41,38 +39,8 @@ def build() -> Path:
     raise errors.ToolchainError("hack/build-flux.sh printed no FLUX_BIN_DIR")
 
 
-@dataclass(slots=True)
-class Flux:
-    workdir: Path
-    processes: dict[str, controlplane._Process] = field(default_factory=dict)
-
-    @property
-    def log_dir(self) -> Path:
-        return self.workdir / "logs"
-
-    def log_tail(self, lines: int = 40) -> str:
-        parts = []
-        for path in sorted(self.log_dir.glob("*.log")):
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            parts.append(f"----- {path} -----\n" + "\n".join(text))
-        return "\n".join(parts)
-
-    def wait_for(self, probe: Any, timeout: float, what: str) -> Any:
-        """Poll ``probe`` each second until truthy; on timeout fail with both controllers' logs."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = probe()
-            if value:
-                return value
-            time.sleep(1)
-        raise AssertionError(
-            f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tail()}"
-        )
-
-    def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            controlplane._terminate(self.processes[name], 10.0)
-        self.processes.clear()
+class Flux(supervised.Supervised):
+    """source-controller and kustomize-controller, as processes."""
 
 
 def install(api: ApiClient, bin_dir: Path) -> None:
@@ -89,7 +57,8 @@ def install(api: ApiClient, bin_dir: Path) -> None:
         )
         names.append(name)
     for name in names:
-        argocd._wait(lambda n=name: argocd._established(api, n), 60, f"CRD {name}")
+        established = functools.partial(supervised.crd_established, api, name)
+        workloads.wait_for(established, timeout=60, what=f"CRD {name}")
     identity.ensure_namespace(api, NAMESPACE)
 
 
@@ -124,7 +93,5 @@ def start(cp: controlplane.ControlPlane, workdir: Path, bin_dir: Path) -> Flux:
         ],
     }
     for name in CONTROLLERS:
-        flux.processes[name] = argocd._spawn(
-            name, bin_dir / name, [str(bin_dir / name), *args[name], *common], flux.log_dir, env
-        )
+        flux.spawn(name, [str(bin_dir / name), *args[name], *common], env)
     return flux
