@@ -46,16 +46,7 @@ _MANAGER = "argocd-harness"
 
 def build() -> Path:
     """The directory holding the Argo CD binaries and kustomize (building them when not cached)."""
-    script = binaries.repo_root() / "hack" / "build-argocd.sh"
-    proc = subprocess.run([str(script)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise errors.ToolchainError(
-            f"hack/build-argocd.sh failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
-        )
-    for line in proc.stdout.splitlines():
-        if line.startswith("ARGOCD_BIN_DIR="):
-            return Path(line.split("=", 1)[1])
-    raise errors.ToolchainError("hack/build-argocd.sh printed no ARGOCD_BIN_DIR")
+    return binaries.tool_dir("build-argocd.sh", "ARGOCD_BIN_DIR")
 
 
 def crd_dir() -> Path:

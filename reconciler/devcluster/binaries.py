@@ -50,6 +50,22 @@ def build_script() -> Path:
     return repo_root() / "hack" / "build-k8s.sh"
 
 
+def tool_dir(script: str, variable: str) -> Path:
+    """Run ``hack/<script>`` (it builds when its cache is cold) and return the directory it
+    prints as ``<variable>=...``: how the GitOps tools' builds hand over their binaries."""
+    proc = subprocess.run(
+        [str(repo_root() / "hack" / script)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise ToolchainError(
+            f"hack/{script} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+        )
+    for line in proc.stdout.splitlines():
+        if line.startswith(f"{variable}="):
+            return Path(line.split("=", 1)[1])
+    raise ToolchainError(f"hack/{script} printed no {variable}")
+
+
 def go_available() -> bool:
     """Whether a ``go`` command is on PATH (the only reason integration tests may skip)."""
     return shutil.which("go") is not None

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 from pathlib import Path
 
 from kubernetes.client import ApiClient
 from ruamel.yaml import YAML
 
-from reconciler import errors
 from reconciler.devcluster import binaries, controlplane, identity, rawapi, supervised, workloads
 
 NAMESPACE = "flux-system"
@@ -27,16 +25,7 @@ CONTROLLERS = ("source-controller", "kustomize-controller")
 
 def build() -> Path:
     """The directory holding both controllers and ``crds/`` (building them when not cached)."""
-    script = binaries.repo_root() / "hack" / "build-flux.sh"
-    proc = subprocess.run([str(script)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise errors.ToolchainError(
-            f"hack/build-flux.sh failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
-        )
-    for line in proc.stdout.splitlines():
-        if line.startswith("FLUX_BIN_DIR="):
-            return Path(line.split("=", 1)[1])
-    raise errors.ToolchainError("hack/build-flux.sh printed no FLUX_BIN_DIR")
+    return binaries.tool_dir("build-flux.sh", "FLUX_BIN_DIR")
 
 
 class Flux(supervised.Supervised):

@@ -39,6 +39,15 @@ def wait_for(
         time.sleep(interval)
 
 
+FENCE_TOLERATION: Mapping[str, str] = {
+    "key": "cu-reconciler.io/managed",
+    "operator": "Exists",
+    "effect": "NoSchedule",
+}
+"""Tolerates the default fence taint (ClusterSettings ``fence.taintKey``): what tests use to
+show that a tenant may not take a fenced vendor device."""
+
+
 def resource_claim(
     name: str,
     device_class: str,
@@ -47,6 +56,8 @@ def resource_claim(
     selectors: Sequence[str] = (),
     capacity: Mapping[str, str] | None = None,
     count: int = 1,
+    tolerations: Sequence[Mapping[str, str]] = (),
+    namespace: str | None = None,
 ) -> dict[str, Any]:
     """A v1 ResourceClaim body with one ``exactly`` request."""
     exactly: dict[str, Any] = {"deviceClassName": device_class, "count": count}
@@ -54,10 +65,13 @@ def resource_claim(
         exactly["selectors"] = [{"cel": {"expression": s}} for s in selectors]
     if capacity:
         exactly["capacity"] = {"requests": dict(capacity)}
+    if tolerations:
+        exactly["tolerations"] = [dict(t) for t in tolerations]
+    metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
     return {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceClaim",
-        "metadata": {"name": name},
+        "metadata": metadata,
         "spec": {"devices": {"requests": [{"name": request, "exactly": exactly}]}},
     }
 

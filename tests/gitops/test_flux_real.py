@@ -236,11 +236,12 @@ def test_flux_applies_the_rendered_objects(
                 assert "kustomize-controller" in managers, (key, managers)
 
             # The fence is in force: a tenant's toleration of the fence taint is denied.
-            tolerating = workloads.resource_claim("sneaky", "cu-vendor-nvidia")
-            tolerating["metadata"]["namespace"] = "research"
-            tolerating["spec"]["devices"]["requests"][0]["exactly"]["tolerations"] = [
-                {"key": "cu-reconciler.io/managed", "operator": "Exists", "effect": "NoSchedule"}
-            ]
+            tolerating = workloads.resource_claim(
+                "sneaky",
+                "cu-vendor-nvidia",
+                namespace="research",
+                tolerations=[workloads.FENCE_TOLERATION],
+            )
             with pytest.raises(ApiException) as denied:
                 rawapi.request(
                     api,

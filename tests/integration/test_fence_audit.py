@@ -58,10 +58,7 @@ def _batch_free(report: dict[str, Any]) -> tuple[Decimal, Decimal]:
 
 
 def _claim(name: str, tolerations: list[dict[str, str]]) -> dict[str, Any]:
-    body = workloads.resource_claim(name, CLASS)
-    if tolerations:
-        body["spec"]["devices"]["requests"][0]["exactly"]["tolerations"] = tolerations
-    return body
+    return workloads.resource_claim(name, CLASS, tolerations=tolerations)
 
 
 @pytest.fixture

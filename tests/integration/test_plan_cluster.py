@@ -263,21 +263,22 @@ def test_admission_policy_denies_tenants_the_fence_toleration(
         if obj["kind"].startswith("ValidatingAdmissionPolicy"):
             apply(api, obj)
             made.append(object_path(obj))
-    tolerating = workloads.resource_claim("tolerating", "cu-vendor-nvidia")
-    tolerating["metadata"]["namespace"] = namespace
-    tolerating["spec"]["devices"]["requests"][0]["exactly"]["tolerations"] = [
-        {"key": "cu-reconciler.io/managed", "operator": "Exists", "effect": "NoSchedule"}
-    ]
+    tolerating = workloads.resource_claim(
+        "tolerating",
+        "cu-vendor-nvidia",
+        namespace=namespace,
+        tolerations=[workloads.FENCE_TOLERATION],
+    )
     workloads.wait_for(
         lambda: create_as(api, None, tolerating) in (403, 422) or None,
         timeout=60,
         what="the admission policy to deny the fence toleration",
     )
-    wildcard = json.loads(json.dumps(tolerating))
-    wildcard["spec"]["devices"]["requests"][0]["exactly"]["tolerations"] = [{"operator": "Exists"}]
+    wildcard = workloads.resource_claim(
+        "tolerating", "cu-vendor-nvidia", namespace=namespace, tolerations=[{"operator": "Exists"}]
+    )
     assert create_as(api, None, wildcard) in (403, 422)
-    plain = workloads.resource_claim("plain", "cu-vendor-nvidia")
-    plain["metadata"]["namespace"] = namespace
+    plain = workloads.resource_claim("plain", "cu-vendor-nvidia", namespace=namespace)
     assert create_as(api, None, plain) == 201
     reconciler = "system:serviceaccount:cu-system:cu-reconciler"
     grant_claims(api, namespace, reconciler)
