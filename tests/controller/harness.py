@@ -80,7 +80,20 @@ def owned(api: ApiClient) -> list[dict[str, Any]]:
 
 
 def versions(api: ApiClient) -> dict[str, str]:
-    return {writers.subject_of(o): o["metadata"]["resourceVersion"] for o in owned(api)}
+    """Every owned object as we would write it: all but status and bookkeeping.
+
+    Not the resourceVersion: the kube-controller-manager writes DeviceTaintRule status
+    (and the scheduler claim status) on its own schedule, sometimes seconds after we
+    converged, and those writes are not ours (CI caught exactly that as "written").
+    """
+    out = {}
+    for o in owned(api):
+        meta = {
+            k: v for k, v in o["metadata"].items() if k not in ("resourceVersion", "managedFields")
+        }
+        mine = {k: v for k, v in o.items() if k != "status"}
+        out[writers.subject_of(o)] = json.dumps({**mine, "metadata": meta}, sort_keys=True)
+    return out
 
 
 def free_port() -> int:
