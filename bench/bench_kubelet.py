@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -40,6 +41,20 @@ def _status_kib(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
+def _ms(values: list[float]) -> float | None:
+    return round(statistics.median(values) * 1000, 2) if values else None
+
+
+_TOOK = re.compile(r'"prepared".* took="([0-9.]+)(ns|µs|us|ms|s)"')
+_UNIT = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def _prepare_seconds(log: Path) -> list[float]:
+    """Each NodePrepareResources' time inside a plugin, from its "prepared" log lines."""
+    found = _TOOK.findall(log.read_text(errors="replace")) if log.exists() else []
+    return [float(v) * _UNIT[u] for v, u in found]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pods", type=int, default=10)
@@ -50,7 +65,7 @@ def main() -> int:
     import kubelet_fleet as kf
 
     from reconciler import devcluster
-    from reconciler.devcluster import kubelets, workloads
+    from reconciler.devcluster import kubelets, rawapi, workloads
 
     run = uuid.uuid4().hex[:6]
     with (
@@ -72,6 +87,9 @@ def main() -> int:
                     "pool": f"infer-{run}",
                     "cu": 5,
                     "form": "ResourceClaimTemplate",
+                    # Ten Pods at once in the cycles below: the namespace's ResourceQuota
+                    # (one device per declared replica) admits exactly what is declared.
+                    "replicas": 10,
                 },
             )
             direct = ex.claim("direct", {"tenant": "t", "pool": f"infer-{run}", "cu": 5})
@@ -97,13 +115,29 @@ def main() -> int:
                 status = workloads.get(api, ns, "ResourceClaim", "direct").get("status", {})
                 return not status.get("reservedFor")
 
+            bound_at: dict[str, list[float]] = {"plain": [], "claim": [], "direct": []}
+
             def start(name: str, with_claim: bool | str) -> float:
+                """create → Running; also records create → bound (the scheduler's part)."""
                 t0 = time.perf_counter()
                 workloads.create(api, ns, pod(name, with_claim))
-                workloads.wait_for(
-                    lambda: kf.phase(api, ns, name) == "Running", timeout=120, interval=0.02
-                )
-                return time.perf_counter() - t0
+                bound = None
+                while time.perf_counter() - t0 < 120:
+                    body = workloads.get(api, ns, "Pod", name)
+                    if bound is None and body["spec"].get("nodeName"):
+                        bound = time.perf_counter() - t0
+                    if body.get("status", {}).get("phase") == "Running":
+                        kind = (
+                            "direct"
+                            if with_claim == "direct"
+                            else "claim"
+                            if with_claim
+                            else "plain"
+                        )
+                        bound_at[kind].append(bound if bound is not None else 0.0)
+                        return time.perf_counter() - t0
+                    time.sleep(0.02)
+                raise workloads.WaitTimeout(f"{name} not Running after 120 s")
 
             def stop(names: list[str]) -> None:
                 for n in names:
@@ -114,6 +148,8 @@ def main() -> int:
             # Warm-up: one of each (first image "pull", first plugin connection).
             start("warm-plain", False)
             start("warm-claim", True)
+            for values in bound_at.values():
+                values.clear()
             stop(["warm-plain", "warm-claim"])
             plain, claimed, direct_s = [], [], []
             for i in range(args.pods):
@@ -122,6 +158,11 @@ def main() -> int:
                 direct_s.append(start(f"direct-{i}", "direct"))
                 stop([f"plain-{i}", f"claim-{i}", f"direct-{i}"])
                 workloads.wait_for(released, timeout=60, what="claim direct released")
+            inside = {
+                "cu": _prepare_seconds(
+                    node.log_dir / f"{node.name}-plugin-{kubelets.CU_DRIVER}.log"
+                )
+            }
             pid = node.processes[f"plugin:{kubelets.CU_DRIVER}"].pid
             time.sleep(2)
             idle = _status_kib(pid, "VmRSS")
@@ -131,11 +172,33 @@ def main() -> int:
                 batch = [f"cyc-{done + j}" for j in range(min(10, args.cycles - done))]
                 for n in batch:
                     workloads.create(api, ns, pod(n, True))
-                workloads.wait_for(functools.partial(all_running, batch), timeout=180)
+                try:
+                    workloads.wait_for(functools.partial(all_running, batch), timeout=180)
+                except workloads.WaitTimeout:
+                    for n in batch:  # say why, not only that it timed out
+                        body = workloads.get(api, ns, "Pod", n)
+                        print(n, json.dumps(body.get("status", {}))[:600], file=sys.stderr)
+                    events = rawapi.request(api, "GET", f"/api/v1/namespaces/{ns}/events")
+                    for e in events["items"]:
+                        if e["involvedObject"]["name"] in batch:
+                            print(
+                                e["involvedObject"]["name"],
+                                e["reason"],
+                                e["message"],
+                                file=sys.stderr,
+                            )
+                    q = rawapi.request(api, "GET", f"/api/v1/namespaces/{ns}/resourcequotas")
+                    print(json.dumps(q["items"])[:3000], file=sys.stderr)
+                    raise
                 stop(batch)
                 done += len(batch)
             cycles_s = time.perf_counter() - t0
-            assert not node.checkpoint()["claims"], "every cycle was unprepared"
+            # The kubelet unprepares after the Pod object is gone, not before.
+            workloads.wait_for(
+                lambda: not node.checkpoint()["claims"],
+                timeout=60,
+                what="every cycle unprepared",
+            )
             out = {
                 "pods": args.pods,
                 "plain_median_s": round(statistics.median(plain), 3),
@@ -143,6 +206,14 @@ def main() -> int:
                 "ratio": round(statistics.median(claimed) / statistics.median(plain), 2),
                 "direct_median_s": round(statistics.median(direct_s), 3),
                 "direct_ratio": round(statistics.median(direct_s) / statistics.median(plain), 2),
+                # Time inside each plugin's PrepareResourceClaims (checkpoint, slice lookup,
+                # CDI spec), median over the latency rounds' prepares, in milliseconds.
+                # (A Fractional pool: no vendor device is co-allocated, so only ours runs.)
+                "cu_plugin_prepare_median_ms": _ms(inside["cu"]),
+                "prepares_timed": len(inside["cu"]),
+                # create → bound (scheduling, DRA allocation, the claim's status write;
+                # for the template Pod also kube-controller-manager creating the claim).
+                "bound_median_s": {k: round(statistics.median(v), 3) for k, v in bound_at.items()},
                 "plain_all_s": [round(x, 3) for x in plain],
                 "claim_all_s": [round(x, 3) for x in claimed],
                 "cycles": done,

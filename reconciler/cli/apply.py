@@ -89,6 +89,10 @@ def apply_command(
             if entry.outcome is not applying.Outcome.UNCHANGED:
                 why = f": {entry.reason}" if entry.reason else ""
                 typer.echo(f"{entry.subject} {entry.outcome}{why}")
+    if outcome.seconds:  # where the time went, as the controller logs it per reconcile
+        steps = ", ".join(f"{step} {took:.2f}" for step, took in outcome.seconds)
+        total = sum(took for _, took in outcome.seconds)
+        typer.echo(f"cuctl apply: took {total:.2f} s ({steps})", err=True)
     revision = outcome.revision[:12] or "?"
     typer.echo(f"cuctl apply: {outcome.reason} at {revision}: {outcome.message}", err=True)
     if outcome.ok:

@@ -12,6 +12,7 @@ exits 1, and the A100 the claim holds is not free CU; once the claims are gone t
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -112,6 +113,12 @@ def test_claims_around_a_missing_fence_are_findings_and_their_devices_are_not_fr
             line for line in applied.stderr.splitlines() if line.startswith("cuctl apply: finding")
         ]
         assert len(findings) == 3, applied.stderr[-3000:]
+        took = re.search(
+            r"^cuctl apply: took ([\d.]+) s \(fetch [\d.]+, .*apply ([\d.]+)\)$",
+            applied.stderr,
+            re.MULTILINE,
+        )
+        assert took and float(took[1]) >= float(took[2]) > 0, "where the time went is printed"
         for subject, why in bypass.items():
             assert any(subject in f and why in f for f in findings), (subject, findings)
         policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -105,6 +106,7 @@ func (d *Driver) load() (checkpoint.File, error) { return checkpoint.Load(d.Chec
 
 // PrepareResourceClaims implements kubeletplugin.DRAPlugin.
 func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
+	start := time.Now() // "took" in the log: this plugin's share of a Pod's start (bench_kubelet)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cp, err := d.load()
@@ -142,7 +144,7 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 			out[claim.UID] = kubeletplugin.PrepareResult{Err: err}
 			continue
 		}
-		klog.FromContext(ctx).Info("prepared", "claim", klog.KObj(claim), "devices", len(entry.Devices))
+		klog.FromContext(ctx).Info("prepared", "claim", klog.KObj(claim), "devices", len(entry.Devices), "took", time.Since(start))
 		out[claim.UID] = kubeletplugin.PrepareResult{Devices: toHelper(entry.Devices)}
 	}
 	return out, nil
