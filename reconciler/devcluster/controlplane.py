@@ -172,7 +172,7 @@ class ControlPlane:
             raise RuntimeError(f"{name} is still running")
         if not proc.argv:
             raise RuntimeError(f"{name} was not started by this process")
-        self._processes[name] = _spawn(name, proc.binary, list(proc.argv), self.log_dir)
+        self._processes[name] = _spawn(name, proc.binary, proc.argv, self.log_dir / f"{name}.log")
         self.save_state()
         port = {"kube-apiserver": self.ports.apiserver}.get(name)
         deadline = time.monotonic() + timeout
@@ -312,7 +312,9 @@ def _start_once(
             ("kube-scheduler", "kube-controller-manager"),
         ):
             for name in group:
-                cp._processes[name] = _spawn(name, bins.path(name), args[name], cp.log_dir)
+                cp._processes[name] = _spawn(
+                    name, bins.path(name), args[name], cp.log_dir / f"{name}.log"
+                )
             cp.save_state()
             for name in group:
                 _wait_ready(cp, name, probes[name], deadline)
@@ -458,19 +460,32 @@ def _write_kubeconfig(path: Path, server: str, ca: Path, user: pki_mod.CertPair,
 # --- processes -----------------------------------------------------------------------------
 
 
-def _spawn(name: str, binary: Path, argv: list[str], log_dir: Path) -> _Process:
-    log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
+def _spawn(
+    name: str,
+    binary: Path,
+    argv: Sequence[str],
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> _Process:
+    """Start ``argv`` in its own session (stop() signals the group), output appended to
+    ``log``. Every harness here (control plane, kubelet nodes, Argo CD, Flux) starts its
+    processes through this one function."""
+    out = open(log, "ab")  # noqa: SIM115 - handed to the child, closed below
     try:
         popen = subprocess.Popen(
-            argv,
+            list(argv),
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: stop() signals the group
+            start_new_session=True,
             close_fds=True,
+            env=dict(env) if env is not None else None,
+            cwd=str(cwd) if cwd is not None else None,
         )
     finally:
-        log.close()
+        out.close()
     return _Process(name, popen.pid, binary, popen, tuple(argv))
 
 

@@ -123,7 +123,7 @@ class KubeletNode:
         if component in self.processes and controlplane._alive(self.processes[component]):
             return
         log = self.log_dir / f"{self.name}-{component.replace(':', '-')}.log"
-        self.processes[component] = _spawn(
+        self.processes[component] = controlplane._spawn(
             component, self.binaries[component], self.argv[component], log
         )
 
@@ -339,19 +339,6 @@ def _kubelet_config(
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
     }
-
-
-def _spawn(name: str, binary: Path, argv: Sequence[str], log: Path) -> controlplane._Process:
-    with open(log, "ab") as out:
-        popen = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    return controlplane._Process(name, popen.pid, binary, popen)
 
 
 def _wait(probe: Any, timeout: float, what: str) -> Any:

@@ -8,7 +8,6 @@ binaries with which flags.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,22 +54,13 @@ class Supervised:
         """Start ``argv[0]`` as ``name`` in its own session, output to its log. ``binary`` is
         the file that runs when ``argv[0]`` is a multi-call name for it (Argo CD's)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                env=env,
-                cwd=str(self.workdir),
-            )
-        finally:
-            log.close()
-        self.processes[name] = controlplane._Process(
-            name, popen.pid, binary or Path(argv[0]), popen
+        self.processes[name] = controlplane._spawn(
+            name,
+            binary or Path(argv[0]),
+            argv,
+            self.log_dir / f"{name}.log",
+            env=env,
+            cwd=self.workdir,
         )
 
     def stop(self) -> None:
