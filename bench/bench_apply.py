@@ -43,9 +43,14 @@ KINDS = (
 )
 
 
-def _timed(cmd: list[str], ok: tuple[int, ...] = (0,), env: dict[str, str] | None = None) -> float:
+def _timed(
+    cmd: list[str],
+    ok: tuple[int, ...] = (0,),
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> float:
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, cwd=cwd)
     elapsed = time.perf_counter() - t0
     if done.returncode not in ok:
         raise SystemExit(f"{cmd[:3]} exit {done.returncode}: {done.stderr[-2000:]}")
@@ -160,10 +165,14 @@ def main() -> None:
             row["load1_end"] = round(os.getloadavg()[0], 1)
             print(json.dumps(row), flush=True)
             if args.baseline:  # the same two runs with the baseline's code, same cluster
+                # Run from the baseline's folder: ``python -m`` puts the working directory
+                # first on sys.path, so from this checkout PYTHONPATH alone would still
+                # import this checkout's code (the case before 2026-12-02's fix).
                 env = {**run_env, "PYTHONPATH": str(args.baseline)}
+                base = args.baseline.resolve()
                 _delete_owned(admin, namespaces)
-                row["baseline_apply_scratch_s"] = _timed(cuctl, env=env)
-                row["baseline_apply_noop_s"] = _timed(cuctl, env=env)
+                row["baseline_apply_scratch_s"] = _timed(cuctl, env=env, cwd=base)
+                row["baseline_apply_noop_s"] = _timed(cuctl, env=env, cwd=base)
                 print(json.dumps(row), flush=True)
             rows.append(row)
         medians = {

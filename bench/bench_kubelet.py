@@ -4,11 +4,14 @@ One local control plane and one real kubelet node (fake CRI runtime, our plugin,
 stand-in plugin, 4× H100 in a Fractional pool). Then:
 
 1. latency: ``--pods`` rounds, each creating (one at a time) a Pod *without* a claim, a Pod
-   with a CU claim from a generated ResourceClaimTemplate, and a Pod using a generated
-   ResourceClaim (reused round after round once released), timing create → ``Running`` as
-   seen by a client polling every 20 ms. The template Pod also pays for kube-controller-
-   manager creating its claim; both claim Pods pay for DRA scheduling and
-   NodePrepareResources on our plugin. Medians and ratios to the plain Pod are printed.
+   with a CU claim from a generated ResourceClaimTemplate, a Pod using a generated
+   ResourceClaim (reused round after round once released), and a Pod whose tenant-written
+   template asks for one plain vendor device (Iluvatar stand-in, in no CU pool, prepared by
+   the no-op vendor plugin), timing create → ``Running`` as seen by a client polling every
+   20 ms. The template Pods also pay for kube-controller-manager creating their claim; every
+   claim Pod pays for DRA scheduling and NodePrepareResources. The vendor Pod is the same
+   DRA path without anything of ours: CU over vendor is what the CU driver adds. Medians
+   and ratios to the plain Pod are printed.
 2. RSS of the plugin process (``/proc/<pid>/status``): VmRSS at idle, then ``--cycles``
    prepare/unprepare cycles (batches of 10 Pods created, Running, deleted, gone), VmHWM
    (peak) over the cycles and VmRSS after.
@@ -32,6 +35,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+
+PLAIN_DRIVER = "gpu.iluvatar.example.com"
+"""A vendor driver no CU pool selects in this benchmark: the DRA path without our driver."""
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -76,10 +83,35 @@ def main() -> int:
         ns = f"bench-{run}"
         kubelets.ensure_namespace(api, ns)
         node = kubelets.start_node(
-            cp, api, f"kl-{run}", vendor_drivers=["gpu.nvidia.com"], labels={"cu-it": run}
+            cp,
+            api,
+            f"kl-{run}",
+            vendor_drivers=["gpu.nvidia.com", PLAIN_DRIVER],
+            labels={"cu-it": run},
         )
         try:
             devcluster.publish_node(api, node.name, "nvidia", "H100", 4)
+            # Devices no CU pool selects (the pools take NVIDIA only), so no fence either.
+            devcluster.publish_node(api, node.name, "iluvatar", "BI-V100", 4)
+            plain_class = devcluster.create_device_class(api, "iluvatar", f"iluvatar-{run}")
+            workloads.create(
+                api,
+                ns,
+                {
+                    "apiVersion": "resource.k8s.io/v1",
+                    "kind": "ResourceClaimTemplate",
+                    "metadata": {"name": "vendor"},
+                    "spec": {
+                        "spec": {
+                            "devices": {
+                                "requests": [
+                                    {"name": "gpu", "exactly": {"deviceClassName": plain_class}}
+                                ]
+                            }
+                        }
+                    },
+                },
+            )
             claim = ex.claim(
                 "share",
                 {
@@ -102,8 +134,9 @@ def main() -> int:
                 if with_claim == "direct":
                     body = kf.pod(name, "direct")
                 elif with_claim:
+                    template = "vendor" if with_claim == "vendor" else "share"
                     body["spec"]["resourceClaims"] = [
-                        {"name": "cu", "resourceClaimTemplateName": "share"}
+                        {"name": "cu", "resourceClaimTemplateName": template}
                     ]
                     body["spec"]["containers"][0]["resources"] = {"claims": [{"name": "cu"}]}
                 return body
@@ -115,7 +148,12 @@ def main() -> int:
                 status = workloads.get(api, ns, "ResourceClaim", "direct").get("status", {})
                 return not status.get("reservedFor")
 
-            bound_at: dict[str, list[float]] = {"plain": [], "claim": [], "direct": []}
+            bound_at: dict[str, list[float]] = {
+                "plain": [],
+                "claim": [],
+                "direct": [],
+                "vendor": [],
+            }
 
             def start(name: str, with_claim: bool | str) -> float:
                 """create → Running; also records create → bound (the scheduler's part)."""
@@ -128,8 +166,8 @@ def main() -> int:
                         bound = time.perf_counter() - t0
                     if body.get("status", {}).get("phase") == "Running":
                         kind = (
-                            "direct"
-                            if with_claim == "direct"
+                            with_claim
+                            if isinstance(with_claim, str)
                             else "claim"
                             if with_claim
                             else "plain"
@@ -148,20 +186,35 @@ def main() -> int:
             # Warm-up: one of each (first image "pull", first plugin connection).
             start("warm-plain", False)
             start("warm-claim", True)
+            start("warm-vendor", "vendor")
             for values in bound_at.values():
                 values.clear()
-            stop(["warm-plain", "warm-claim"])
-            plain, claimed, direct_s = [], [], []
+            stop(["warm-plain", "warm-claim", "warm-vendor"])
+
+            def vendor_unprepared() -> None:
+                """The kubelet unprepares after the Pod object is gone; until then the
+                scheduler may hand the same (whole) vendor device to the next claim, and the
+                plugin refuses a device still prepared for another claim (the kubelet
+                retries with backoff: seconds, and not the path this measures)."""
+                workloads.wait_for(
+                    lambda: not node.checkpoint(PLAIN_DRIVER).get("claims"),
+                    timeout=60,
+                    what="vendor claim unprepared",
+                )
+
+            vendor_unprepared()
+            plain, claimed, direct_s, vendor_s = [], [], [], []
             for i in range(args.pods):
                 plain.append(start(f"plain-{i}", False))
                 claimed.append(start(f"claim-{i}", True))
                 direct_s.append(start(f"direct-{i}", "direct"))
-                stop([f"plain-{i}", f"claim-{i}", f"direct-{i}"])
+                vendor_s.append(start(f"vendor-{i}", "vendor"))
+                stop([f"plain-{i}", f"claim-{i}", f"direct-{i}", f"vendor-{i}"])
                 workloads.wait_for(released, timeout=60, what="claim direct released")
+                vendor_unprepared()
             inside = {
-                "cu": _prepare_seconds(
-                    node.log_dir / f"{node.name}-plugin-{kubelets.CU_DRIVER}.log"
-                )
+                driver: _prepare_seconds(node.log_dir / f"{node.name}-plugin-{driver}.log")
+                for driver in (kubelets.CU_DRIVER, PLAIN_DRIVER)
             }
             pid = node.processes[f"plugin:{kubelets.CU_DRIVER}"].pid
             time.sleep(2)
@@ -206,16 +259,25 @@ def main() -> int:
                 "ratio": round(statistics.median(claimed) / statistics.median(plain), 2),
                 "direct_median_s": round(statistics.median(direct_s), 3),
                 "direct_ratio": round(statistics.median(direct_s) / statistics.median(plain), 2),
+                "vendor_median_s": round(statistics.median(vendor_s), 3),
+                "vendor_ratio": round(statistics.median(vendor_s) / statistics.median(plain), 2),
+                # Template Pod with a CU claim over the same Pod with a plain vendor claim:
+                # what the CU driver (its allocation and its plugin) adds to the DRA path.
+                "cu_over_vendor": round(
+                    statistics.median(claimed) / statistics.median(vendor_s), 2
+                ),
                 # Time inside each plugin's PrepareResourceClaims (checkpoint, slice lookup,
                 # CDI spec), median over the latency rounds' prepares, in milliseconds.
                 # (A Fractional pool: no vendor device is co-allocated, so only ours runs.)
-                "cu_plugin_prepare_median_ms": _ms(inside["cu"]),
-                "prepares_timed": len(inside["cu"]),
+                "cu_plugin_prepare_median_ms": _ms(inside[kubelets.CU_DRIVER]),
+                "vendor_plugin_prepare_median_ms": _ms(inside[PLAIN_DRIVER]),
+                "prepares_timed": len(inside[kubelets.CU_DRIVER]),
                 # create → bound (scheduling, DRA allocation, the claim's status write;
                 # for the template Pod also kube-controller-manager creating the claim).
                 "bound_median_s": {k: round(statistics.median(v), 3) for k, v in bound_at.items()},
                 "plain_all_s": [round(x, 3) for x in plain],
                 "claim_all_s": [round(x, 3) for x in claimed],
+                "vendor_all_s": [round(x, 3) for x in vendor_s],
                 "cycles": done,
                 "cycles_s": round(cycles_s, 1),
                 "plugin_rss_idle_mib": round(idle / 1024, 1),

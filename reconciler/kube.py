@@ -38,6 +38,8 @@ APPLY_PATCH = "application/apply-patch+yaml"
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"
 """An ``Accept`` that asks for the object's metadata only (the apiserver transforms any
 response, writes included): for a write whose caller needs just the new resourceVersion."""
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json"
+"""The same for a list: names, labels, annotations and managedFields, no specs."""
 Query = Mapping[str, str] | Sequence[tuple[str, str]] | None
 
 
@@ -191,7 +193,11 @@ def _send(
     payload: bytes | None = None
     if body is not None:
         all_headers["Content-Type"] = content_type
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+        # Compact, as kubectl sends it: the apiserver parses an apply patch as YAML, and
+        # every byte of the default ", " / ": " padding goes through that parser.
+        payload = (
+            body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        )
     auth_headers, auth_query = _auth(api)
     all_headers.update(auth_headers)
     params.extend(auth_query)

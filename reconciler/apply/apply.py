@@ -7,9 +7,17 @@ The sequence is fixed and stated here because its order is the safety argument:
    (:func:`reconciler.model.ownership.is_ours`: our field manager applied it, it carries our
    label and names our source repository); ResourceSlices of other drivers never. Anything
    else is a ``conflict`` for that object, never a takeover.
-3. Pre-flight: a true server-side dry run of every write and every delete (dryRun in the
-   DeleteOptions body). A create whose name is already taken is a conflict. A field the
-   apiserver would silently drop (a feature gate off) stops everything: nothing is written.
+3. Pre-flight: a true server-side dry run of every update, replace and delete (dryRun in
+   the DeleteOptions body), and of every create, except that of a kind with
+   :data:`SAMPLE_FROM` creates or more (from scratch, a new pool) only the first of each
+   *shape* (kind and the set of spec field paths) is dry-run, and one metadata-only list
+   of that kind finds names already taken (``dry_run`` dry-runs every create). A create
+   whose name is already taken is a conflict. A field the apiserver would
+   silently drop (a feature gate off) stops everything: nothing is written. Dropping
+   depends on the field, not its value, so one create per shape proves it for the rest;
+   a create the apiserver refuses for its values fails at its write instead, alone, and
+   the waves skip what depends on it as they would after a failed pre-flight. (From
+   scratch this halves the requests: BENCHMARKS.md, issue 8.)
    An update whose dry run returns the live object unchanged (the diff saw a difference the
    apiserver's defaulting erases) is not written at all: the write would change nothing.
 4. Waves (:mod:`reconciler.apply.order`): fence, classes, slices, templates, claims; then
@@ -258,6 +266,11 @@ def _name_taken(run: _Run, entry: cs.ChangeSetEntry) -> bool:
     holder = run.writer.get(run.object(entry))
     if holder is None:
         return False
+    _conflict(run, entry, holder)
+    return True
+
+
+def _conflict(run: _Run, entry: cs.ChangeSetEntry, holder: JsonObject) -> None:
     run.fail(
         entry.subject,
         Outcome.CONFLICT,
@@ -265,7 +278,62 @@ def _name_taken(run: _Run, entry: cs.ChangeSetEntry) -> bool:
         f"(field managers: {', '.join(_managers(holder)) or 'none'}); rename ours in Git or "
         "have its owner remove it",
     )
-    return True
+
+
+def _spec_paths(value: Any, path: str = "") -> Iterator[str]:
+    """Every leaf path under ``value``, list positions left out (``spec.devices.name``);
+    an empty map or list is a leaf too (a gate can drop it)."""
+    if isinstance(value, Mapping) and value:
+        for key, sub in value.items():
+            yield from _spec_paths(sub, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list) and value:
+        for item in value:
+            yield from _spec_paths(item, path)
+    else:
+        yield path
+
+
+def _shape(obj: JsonObject) -> tuple[str, str, frozenset[str]]:
+    """What decides whether the apiserver drops a field: the kind, and which spec fields."""
+    spec = obj.get("spec")
+    return (str(obj.get("apiVersion")), str(obj.get("kind")), frozenset(_spec_paths(spec)))
+
+
+SAMPLE_FROM = 32
+"""Creates of one kind from which the pre-flight lists holders and samples shapes; fewer
+are each dry-run (a list of every claim in a large cluster costs more than a few dry runs)."""
+
+
+def _batched(creates: list[cs.ChangeSetEntry]) -> list[cs.ChangeSetEntry]:
+    """The creates of kinds with at least :data:`SAMPLE_FROM` of them."""
+    counts: dict[str, int] = {}
+    for e in creates:
+        counts[e.key.kind] = counts.get(e.key.kind, 0) + 1
+    return [e for e in creates if counts[e.key.kind] >= SAMPLE_FROM]
+
+
+def _taken(run: _Run, creates: list[cs.ChangeSetEntry]) -> None:
+    """Record a conflict for each create whose name an object already holds (not ours: ours
+    would have been planned as an update), from one metadata-only list per kind."""
+    for kind in sorted({e.key.kind for e in creates}):
+        held = run.writer.holders(kind)
+        for entry in (e for e in creates if e.key.kind == kind):
+            meta = _meta(run.object(entry))
+            holder = held.get((str(meta.get("namespace") or ""), str(meta.get("name", ""))))
+            if holder is not None:
+                _conflict(run, entry, {"metadata": holder})
+
+
+def _sampled(run: _Run, creates: list[cs.ChangeSetEntry]) -> set[str]:
+    """The first create of each shape: the ones the pre-flight dry-runs."""
+    shapes: set[tuple[str, str, frozenset[str]]] = set()
+    out = set()
+    for entry in creates:
+        shape = _shape(run.object(entry))
+        if shape not in shapes:
+            shapes.add(shape)
+            out.add(entry.subject)
+    return out
 
 
 def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
@@ -418,8 +486,14 @@ def apply_all(
         if problem:
             run.fail(entry.subject, Outcome.CONFLICT, problem)
 
+    creates = [e for e in planned if e.action is cs.Action.CREATE and not run.problem(e.subject)]
+    batch = [] if options.dry_run else _batched(creates)
+    if batch:
+        _taken(run, batch)
+    unsampled = {e.subject for e in batch} - _sampled(run, batch)
+
     def preflight(entry: cs.ChangeSetEntry) -> None:
-        if run.problem(entry.subject):
+        if run.problem(entry.subject) or entry.subject in unsampled:
             return
         try:
             _preflight(run, entry)
@@ -429,8 +503,8 @@ def apply_all(
             run.fail(entry.subject, Outcome.FAILED, str(exc))
 
     with _workers(options.concurrency) as pool:
-        for wave in waves:
-            _each(pool, wave, preflight)
+        # Dry runs store nothing, so they need no wave order: one batch, no barriers.
+        _each(pool, planned, preflight)
         return _write_waves(run, waves, pool, changes, options)
 
 

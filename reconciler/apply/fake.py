@@ -100,6 +100,14 @@ class MemoryWriter:
         stored = self.objects.get(writers.path_of(obj))
         return copy.deepcopy(stored) if stored is not None else None
 
+    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return {
+            (str(m.get("namespace") or ""), str(m.get("name", ""))): copy.deepcopy(m)
+            for o in self.objects.values()
+            if o.get("kind") == kind
+            for m in [o.get("metadata") or {}]
+        }
+
 
 def _content(obj: Mapping[str, Any]) -> Any:
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SERVER_META}

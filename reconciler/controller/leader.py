@@ -102,3 +102,6 @@ class LeaderWriter:
 
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.inner.get(obj)
+
+    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return self.inner.holders(kind)

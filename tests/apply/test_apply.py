@@ -7,7 +7,7 @@ these pin the logic cheaply.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -268,3 +268,78 @@ def test_a_narrowing_admission_policy_is_widened_first_and_narrowed_last() -> No
 )
 def test_dropped_paths(sent: Any, stored: Any, dropped: list[str]) -> None:
     assert applying.dropped_paths(sent, stored) == dropped
+
+
+@dataclass
+class CountingWriter(fake.MemoryWriter):
+    """Records the subject of every dry-run apply."""
+
+    dry_runs: list[str] = field(default_factory=list)
+
+    def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        if dry_run:
+            self.dry_runs.append(writers.subject_of(obj))
+        return super().apply(obj, dry_run=dry_run)
+
+
+def _claim(name: str, count: int, **extra: Any) -> dict[str, Any]:
+    request = {"name": "cu", "exactly": {"deviceClassName": "cu-prod", "count": count}}
+    return _obj("ResourceClaim", name, ns="team-a", devices={"requests": [request], **extra})
+
+
+def test_creates_are_dry_run_once_per_shape_and_a_refused_one_fails_alone_at_its_write() -> None:
+    claims = [_claim(f"c{i:02}", i + 1) for i in range(applying.SAMPLE_FROM)]
+    configured = _claim("configured", 1, config=[{"opaque": {"driver": "d", "parameters": {}}}])
+    target = [*TARGET, *claims, configured]
+    writer = CountingWriter(reject={"ResourceClaim/team-a/c07"})
+    result = applying.apply_all(writer, cs.compute(target, []), target, [], source=SOURCE)
+
+    # TARGET's four objects, one of the many same-shaped claims, and the one whose spec
+    # has other fields: a field the apiserver drops would show in these.
+    assert len(writer.dry_runs) == 6, writer.dry_runs
+    assert "ResourceClaim/team-a/configured" in writer.dry_runs
+    many = {writers.subject_of(c) for c in claims}
+    assert len(many & set(writer.dry_runs)) == 1, "one of the many"
+    outcomes = {e.subject: e.outcome for e in result.entries}
+    assert outcomes.pop("ResourceClaim/team-a/c07") is applying.Outcome.FAILED
+    assert set(outcomes.values()) == {applying.Outcome.CREATED}
+    assert result.writes == writer.writes == len(target) - 1
+
+    # --dry-run validates every create.
+    every = CountingWriter()
+    options = applying.ApplyOptions(dry_run=True)
+    applying.apply_all(every, cs.compute(target, []), target, [], options, source=SOURCE)
+    assert sorted(every.dry_runs) == sorted(writers.subject_of(o) for o in target)
+    assert every.writes == 0
+
+
+def test_a_create_whose_name_is_held_is_a_conflict_found_by_one_list_per_kind() -> None:
+    claims = [_claim(f"c{i:02}", 1) for i in range(applying.SAMPLE_FROM)]
+    squatter = _claim("c05", 3)
+    squatter["metadata"] = {"name": "c05", "namespace": "team-a", "labels": {"team": "b"}}
+    writer = CountingWriter()
+    writer.apply(squatter, dry_run=False)
+    before = dict(writer.objects)
+    lists: list[str] = []
+    holders = writer.holders
+
+    def counted(kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        lists.append(kind)
+        return holders(kind)
+
+    writer.holders = counted  # type: ignore[method-assign]
+    result = applying.apply_all(writer, cs.compute(claims, []), claims, [], source=SOURCE)
+    assert lists == ["ResourceClaim"]
+    [problem] = result.problems
+    assert (problem.subject, problem.outcome) == ("ResourceClaim/team-a/c05", "conflict")
+    assert "name is taken" in problem.reason
+    path = writers.path_of(squatter)
+    assert writer.objects[path] == before[path], "the squatter is left as it was"
+    assert result.writes == len(claims) - 1
+    assert writer.dry_runs == ["ResourceClaim/team-a/c00"], "one dry run for one shape"
+
+    # Below SAMPLE_FROM creates of a kind, each is dry-run and no list is read.
+    few = claims[:3]
+    small = CountingWriter()
+    applying.apply_all(small, cs.compute(few, []), few, [], source=SOURCE)
+    assert sorted(small.dry_runs) == sorted(writers.subject_of(c) for c in few)

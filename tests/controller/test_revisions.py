@@ -106,6 +106,9 @@ class _Null:
     def get(self, obj: Any) -> dict[str, Any] | None:
         return None
 
+    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return {}
+
 
 @pytest.mark.integration
 def test_a_node_event_reuses_the_revision_and_converges_and_a_new_commit_is_read_fresh(

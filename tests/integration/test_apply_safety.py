@@ -20,7 +20,7 @@ import pytest
 from kubernetes.client import ApiClient
 from live_fleet import Fleet, owned
 
-from reconciler import devcluster
+from reconciler import devcluster, errors
 from reconciler.apply import apply as applying
 from reconciler.apply import writer as writers
 from reconciler.controller.reasons import Reason
@@ -128,6 +128,91 @@ def test_a_dry_run_writes_nothing_for_any_verb(fleet: Fleet) -> None:
     assert {e.outcome for e in outcome.applied.entries} <= {"dry-run", "unchanged"}
     assert versions(fleet.admin) == snapshot
     rawapi.delete(fleet.admin, writers.path_of(foreign))
+
+
+def test_an_unknown_field_is_refused_not_dropped(api: ApiClient) -> None:
+    """Applies go out with ``fieldValidation=Ignore`` (no second, strict parse of the patch);
+    server-side apply must still refuse a field the schema does not know, in the dry run and
+    in the write, rather than store the object without it."""
+    writer = writers.KubeWriter(api)
+    obj = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": "cu-unknown-field-probe"},
+        "spec": {"selectors": [{"cel": {"expression": "true"}}], "selectorz": []},
+    }
+    for dry_run in (True, False):
+        with pytest.raises(errors.ApplyError, match="selectorz"):
+            writer.apply(obj, dry_run=dry_run)
+    assert writer.get(obj) is None
+    known = {**obj, "spec": {"selectors": obj["spec"]["selectors"]}}
+    try:
+        assert writer.apply(known, dry_run=False)["metadata"]["resourceVersion"]
+    finally:
+        rawapi.delete(api, writers.path_of(known))
+
+
+class _DryRuns(writers.KubeWriter):
+    """The real writer, counting dry-run applies and holder lists."""
+
+    def __init__(self, api: ApiClient) -> None:
+        super().__init__(api, page=10)  # several pages of the list below
+        object.__setattr__(self, "seen", {"dry": [], "lists": []})
+
+    def apply(self, obj: Any, *, dry_run: bool) -> dict[str, Any]:
+        if dry_run:
+            self.seen["dry"].append(writers.subject_of(obj))  # type: ignore[attr-defined]
+        return super().apply(obj, dry_run=dry_run)
+
+    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        self.seen["lists"].append(kind)  # type: ignore[attr-defined]
+        return super().holders(kind)
+
+
+def test_a_batch_of_creates_is_dry_run_per_shape_on_the_real_apiserver(
+    api: ApiClient, namespace: str
+) -> None:
+    """From scratch (SAMPLE_FROM creates of a kind or more): the paged metadata list finds
+    a squatted name, one dry run per shape stands for the rest, a create the apiserver
+    refuses for its value fails alone at its write, and everything else is created."""
+    from reconciler.diff import changeset as cs
+
+    def claim(name: str, count: int, cls: str = "cu-batch-probe") -> dict[str, Any]:
+        request = {"name": "gpu", "exactly": {"deviceClassName": cls, "count": count}}
+        meta = {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(ownership.MANAGED_BY),
+            "annotations": {ownership.SOURCE_ANNOTATION: "probe"},
+        }
+        return {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaim",
+            "metadata": meta,
+            "spec": {"devices": {"requests": [request]}},
+        }
+
+    target = [claim(f"batch-{i:02}", 1) for i in range(applying.SAMPLE_FROM + 8)]
+    target[17] = claim("batch-17", 1, "Not_A_Class")  # same shape, a name the apiserver refuses
+    squatter = claim("batch-23", 2)
+    squatter["metadata"] = {"name": "batch-23", "namespace": namespace}
+    rawapi.apply(api, writers.path_of(squatter), squatter, field_manager="team-b")
+    held = versions(api)["ResourceClaim/" + namespace + "/batch-23"]
+
+    writer = _DryRuns(api)
+    result = applying.apply_all(writer, cs.compute(target, []), target, [], source="probe")
+
+    outcomes = {e.subject: e.outcome for e in result.entries}
+    prefix = f"ResourceClaim/{namespace}/batch-"
+    assert outcomes.pop(prefix + "23") is applying.Outcome.CONFLICT
+    assert outcomes.pop(prefix + "17") is applying.Outcome.FAILED
+    assert set(outcomes.values()) == {applying.Outcome.CREATED}
+    assert writer.seen == {"dry": [prefix + "00"], "lists": ["ResourceClaim"]}  # type: ignore[attr-defined]
+    now = versions(api)
+    assert now[prefix + "23"] == held, "the squatter is untouched"
+    assert prefix + "17" not in now
+    assert result.writes == len(target) - 2
+    assert all(now.get(s) for s in outcomes)
 
 
 def test_foreign_objects_are_conflicts_and_everyone_else_converges(fleet: Fleet) -> None:

@@ -30,6 +30,7 @@ class Recording:
 
     inner: writers.Writer
     calls: list[tuple[str, str, bool]] = field(default_factory=list)
+    lists: list[str] = field(default_factory=list)
 
     def whoami(self) -> str:
         return self.inner.whoami()
@@ -50,6 +51,10 @@ class Recording:
 
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.inner.get(obj)
+
+    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        self.lists.append(kind)
+        return self.inner.holders(kind)
 
 
 def _forced_updates(

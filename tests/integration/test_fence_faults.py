@@ -83,6 +83,9 @@ class StopAfter:
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.inner.get(obj)
 
+    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return self.inner.holders(kind)
+
     def set_managed_fields(
         self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
     ) -> dict[str, Any]:
