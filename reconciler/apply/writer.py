@@ -133,7 +133,7 @@ class KubeWriter:
         subject = subject_of(obj)
         # fieldValidation=Ignore: left unset, the apiserver ("Warn") parses the YAML patch a
         # second time, strictly, only to warn of duplicate keys, which a body serialised from
-        # a dict cannot hold; about 8 % of its CPU per apply (pprof, bench/README). Unknown
+        # a dict cannot hold; about 8 % of its CPU (pprof: BENCHMARKS.md, session 5). Unknown
         # fields are still refused: server-side apply types the patch against the schema.
         query = [("fieldManager", self.field_manager), ("force", "true")]
         query.append(("fieldValidation", "Ignore"))

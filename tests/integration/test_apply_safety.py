@@ -182,8 +182,9 @@ def test_a_batch_of_creates_is_dry_run_per_shape_on_the_real_apiserver(
         meta = {
             "name": name,
             "namespace": namespace,
-            "labels": dict(ownership.MANAGED_BY),
-            "annotations": {ownership.SOURCE_ANNOTATION: "probe"},
+            # Not our marks: the namespace is deleted asynchronously, and a claim that still
+            # wore them would look owned to the next test's reconcile (its delete guard).
+            "labels": {"cu-probe": "batch"},
         }
         return {
             "apiVersion": "resource.k8s.io/v1",
@@ -200,7 +201,12 @@ def test_a_batch_of_creates_is_dry_run_per_shape_on_the_real_apiserver(
     held = versions(api)["ResourceClaim/" + namespace + "/batch-23"]
 
     writer = _DryRuns(api)
-    result = applying.apply_all(writer, cs.compute(target, []), target, [], source="probe")
+    try:
+        result = applying.apply_all(writer, cs.compute(target, []), target, [], source="probe")
+        now = versions(api)
+    finally:
+        for obj in [*target, squatter]:
+            rawapi.delete(api, writers.path_of(obj))
 
     outcomes = {e.subject: e.outcome for e in result.entries}
     prefix = f"ResourceClaim/{namespace}/batch-"
@@ -208,7 +214,6 @@ def test_a_batch_of_creates_is_dry_run_per_shape_on_the_real_apiserver(
     assert outcomes.pop(prefix + "17") is applying.Outcome.FAILED
     assert set(outcomes.values()) == {applying.Outcome.CREATED}
     assert writer.seen == {"dry": [prefix + "00"], "lists": ["ResourceClaim"]}  # type: ignore[attr-defined]
-    now = versions(api)
     assert now[prefix + "23"] == held, "the squatter is untouched"
     assert prefix + "17" not in now
     assert result.writes == len(target) - 2
