@@ -156,7 +156,7 @@ class _DryRuns(writers.KubeWriter):
     """The real writer, counting dry-run applies and holder lists."""
 
     def __init__(self, api: ApiClient) -> None:
-        super().__init__(api, page=10)  # several pages of the list below
+        super().__init__(api, page=1)  # a page per claim: the squatter is on a later one
         object.__setattr__(self, "seen", {"dry": [], "lists": []})
 
     def apply(self, obj: Any, *, dry_run: bool) -> dict[str, Any]:
@@ -197,7 +197,10 @@ def test_a_batch_of_creates_is_dry_run_per_shape_on_the_real_apiserver(
     target[17] = claim("batch-17", 1, "Not_A_Class")  # same shape, a name the apiserver refuses
     squatter = claim("batch-23", 2)
     squatter["metadata"] = {"name": "batch-23", "namespace": namespace}
-    rawapi.apply(api, writers.path_of(squatter), squatter, field_manager="team-b")
+    bystander = claim("aa-other", 1)  # listed (by key) before the squatter
+    bystander["metadata"] = {"name": "aa-other", "namespace": namespace}
+    for foreign in (bystander, squatter):
+        rawapi.apply(api, writers.path_of(foreign), foreign, field_manager="team-b")
     held = versions(api)["ResourceClaim/" + namespace + "/batch-23"]
 
     writer = _DryRuns(api)
@@ -205,7 +208,7 @@ def test_a_batch_of_creates_is_dry_run_per_shape_on_the_real_apiserver(
         result = applying.apply_all(writer, cs.compute(target, []), target, [], source="probe")
         now = versions(api)
     finally:
-        for obj in [*target, squatter]:
+        for obj in [*target, squatter, bystander]:
             rawapi.delete(api, writers.path_of(obj))
 
     outcomes = {e.subject: e.outcome for e in result.entries}
