@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -306,9 +307,7 @@ are each dry-run (a list of every claim in a large cluster costs more than a few
 
 def _batched(creates: list[cs.ChangeSetEntry]) -> list[cs.ChangeSetEntry]:
     """The creates of kinds with at least :data:`SAMPLE_FROM` of them."""
-    counts: dict[str, int] = {}
-    for e in creates:
-        counts[e.key.kind] = counts.get(e.key.kind, 0) + 1
+    counts = Counter(e.key.kind for e in creates)
     return [e for e in creates if counts[e.key.kind] >= SAMPLE_FROM]
 
 

@@ -272,9 +272,14 @@ def test_dropped_paths(sent: Any, stored: Any, dropped: list[str]) -> None:
 
 @dataclass
 class CountingWriter(fake.MemoryWriter):
-    """Records the subject of every dry-run apply."""
+    """Records the subject of every dry-run apply and the kinds whose holders it listed."""
 
     dry_runs: list[str] = field(default_factory=list)
+    lists: list[str] = field(default_factory=list)
+
+    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        self.lists.append(kind)
+        return super().holders(kind)
 
     def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         if dry_run:
@@ -320,16 +325,8 @@ def test_a_create_whose_name_is_held_is_a_conflict_found_by_one_list_per_kind() 
     writer = CountingWriter()
     writer.apply(squatter, dry_run=False)
     before = dict(writer.objects)
-    lists: list[str] = []
-    holders = writer.holders
-
-    def counted(kind: str) -> dict[tuple[str, str], dict[str, Any]]:
-        lists.append(kind)
-        return holders(kind)
-
-    writer.holders = counted  # type: ignore[method-assign]
     result = applying.apply_all(writer, cs.compute(claims, []), claims, [], source=SOURCE)
-    assert lists == ["ResourceClaim"]
+    assert writer.lists == ["ResourceClaim"]
     [problem] = result.problems
     assert (problem.subject, problem.outcome) == ("ResourceClaim/team-a/c05", "conflict")
     assert "name is taken" in problem.reason
@@ -343,3 +340,4 @@ def test_a_create_whose_name_is_held_is_a_conflict_found_by_one_list_per_kind() 
     small = CountingWriter()
     applying.apply_all(small, cs.compute(few, []), few, [], source=SOURCE)
     assert sorted(small.dry_runs) == sorted(writers.subject_of(c) for c in few)
+    assert small.lists == []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import git
@@ -20,6 +21,40 @@ from reconciler.plan import fence
 
 FENCE_KEY = "cu-reconciler.io/managed"
 OWNED = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
+
+
+@dataclass
+class Recording:
+    """A real writer that records (verb, subject, dry_run) for every call, and the kinds
+    whose holders it listed."""
+
+    inner: writers.Writer
+    calls: list[tuple[str, str, bool]] = field(default_factory=list)
+    lists: list[str] = field(default_factory=list)
+
+    def whoami(self) -> str:
+        return self.inner.whoami()
+
+    def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        self.calls.append(("apply", writers.subject_of(obj), dry_run))
+        return self.inner.apply(obj, dry_run=dry_run)
+
+    def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
+        self.calls.append(("delete", writers.subject_of(obj), dry_run))
+        return self.inner.delete(obj, dry_run=dry_run)
+
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        self.calls.append(("managed-fields", writers.subject_of(live), dry_run))
+        return self.inner.set_managed_fields(live, fields, dry_run=dry_run)
+
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        return self.inner.get(obj)
+
+    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        self.lists.append(kind)
+        return self.inner.holders(kind)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client import ApiClient
-from live_fleet import Fleet, owned
+from live_fleet import Fleet, Recording, owned
 
 from reconciler import devcluster, errors
 from reconciler.apply import apply as applying
@@ -152,23 +152,6 @@ def test_an_unknown_field_is_refused_not_dropped(api: ApiClient) -> None:
         rawapi.delete(api, writers.path_of(known))
 
 
-class _DryRuns(writers.KubeWriter):
-    """The real writer, counting dry-run applies and holder lists."""
-
-    def __init__(self, api: ApiClient) -> None:
-        super().__init__(api, page=1)  # a page per claim: the squatter is on a later one
-        object.__setattr__(self, "seen", {"dry": [], "lists": []})
-
-    def apply(self, obj: Any, *, dry_run: bool) -> dict[str, Any]:
-        if dry_run:
-            self.seen["dry"].append(writers.subject_of(obj))  # type: ignore[attr-defined]
-        return super().apply(obj, dry_run=dry_run)
-
-    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
-        self.seen["lists"].append(kind)  # type: ignore[attr-defined]
-        return super().holders(kind)
-
-
 def test_a_batch_of_creates_is_dry_run_per_shape_on_the_real_apiserver(
     api: ApiClient, namespace: str
 ) -> None:
@@ -203,7 +186,8 @@ def test_a_batch_of_creates_is_dry_run_per_shape_on_the_real_apiserver(
         rawapi.apply(api, writers.path_of(foreign), foreign, field_manager="team-b")
     held = versions(api)["ResourceClaim/" + namespace + "/batch-23"]
 
-    writer = _DryRuns(api)
+    # One claim per page: the squatter is on a later page than the bystander.
+    writer = Recording(writers.KubeWriter(api, page=1))
     try:
         result = applying.apply_all(writer, cs.compute(target, []), target, [], source="probe")
         now = versions(api)
@@ -216,7 +200,8 @@ def test_a_batch_of_creates_is_dry_run_per_shape_on_the_real_apiserver(
     assert outcomes.pop(prefix + "23") is applying.Outcome.CONFLICT
     assert outcomes.pop(prefix + "17") is applying.Outcome.FAILED
     assert set(outcomes.values()) == {applying.Outcome.CREATED}
-    assert writer.seen == {"dry": [prefix + "00"], "lists": ["ResourceClaim"]}  # type: ignore[attr-defined]
+    assert [c for c in writer.calls if c[2]] == [("apply", prefix + "00", True)]
+    assert writer.lists == ["ResourceClaim"]
     assert now[prefix + "23"] == held, "the squatter is untouched"
     assert prefix + "17" not in now
     assert result.writes == len(target) - 2

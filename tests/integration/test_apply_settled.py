@@ -8,12 +8,10 @@ recorded by a pass-through Writer (a real KubeWriter underneath).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from live_fleet import Fleet, owned
+from live_fleet import Fleet, Recording, owned
 
 from reconciler.apply import apply as applying
 from reconciler.apply import writer as writers
@@ -22,39 +20,6 @@ from reconciler.diff import changeset, pair
 from reconciler.model import ownership
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Recording:
-    """A real writer that records (verb, subject, dry_run) for every call."""
-
-    inner: writers.Writer
-    calls: list[tuple[str, str, bool]] = field(default_factory=list)
-    lists: list[str] = field(default_factory=list)
-
-    def whoami(self) -> str:
-        return self.inner.whoami()
-
-    def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
-        self.calls.append(("apply", writers.subject_of(obj), dry_run))
-        return self.inner.apply(obj, dry_run=dry_run)
-
-    def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
-        self.calls.append(("delete", writers.subject_of(obj), dry_run))
-        return self.inner.delete(obj, dry_run=dry_run)
-
-    def set_managed_fields(
-        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
-    ) -> dict[str, Any]:
-        self.calls.append(("managed-fields", writers.subject_of(live), dry_run))
-        return self.inner.set_managed_fields(live, fields, dry_run=dry_run)
-
-    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
-        return self.inner.get(obj)
-
-    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
-        self.lists.append(kind)
-        return self.inner.holders(kind)
 
 
 def _forced_updates(
