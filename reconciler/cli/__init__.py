@@ -39,6 +39,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "snapshot",
     "history",
     "run",
+    "recommend",
 )
 
 #: Command name → (module, one-line help): what ``--help`` and completion show, no imports.
@@ -77,6 +78,12 @@ _COMMANDS: dict[str, Entry] = {
         "run",
         "Run the controller until SIGTERM: exit 0 on a clean stop, 2 when it cannot start.",
         extra="controller",
+    ),
+    "recommend": Entry(
+        "recommend",
+        "Recommend the cheapest device mix to buy or rent: exit 0 covered, 1 demand that "
+        "cannot be covered, 2 error.",
+        extra="learn",
     ),
     "completion": Entry(
         "completion", "Print the shell completion script for bash, zsh, fish or PowerShell."

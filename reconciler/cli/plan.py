@@ -194,6 +194,36 @@ def _against_base(
     return result, preview
 
 
+def _what_if(
+    loaded: Loaded, src: sources.Source, texts: list[str]
+) -> tuple[planning.Plan, render.Preview, tuple[str, ...]]:
+    """``plan --what-if``: the plan as it is, against the plan with the scenarios applied to
+    its inputs (plan/whatif.py). Both are pure plans of in-memory inputs: nothing is written."""
+    from reconciler.plan import whatif
+
+    try:
+        scenarios = [whatif.parse(text) for text in texts]
+    except whatif.WhatIfError as exc:
+        raise _fail("plan", f"--what-if: {exc}") from exc
+    base_plan, observed = _plan("plan", loaded.state, src)
+    try:
+        applied = whatif.apply(scenarios, loaded.state, observed)
+        result = planning.plan(applied.desired, applied.observed, base_plan.objects)
+    except whatif.WhatIfError as exc:
+        raise _fail("plan", f"--what-if: {exc}") from exc
+    except (errors.CUError, ValueError) as exc:
+        raise _fail("plan", f"--what-if: cannot plan the scenario: {exc}") from exc
+    changes = changeset.compute(result.objects, base_plan.objects)
+    preview = render.Preview(
+        changes,
+        result.report,
+        result.refusal,
+        base_plan.revision,
+        meaning.compare(loaded.state, applied.desired),
+    )
+    return result, preview, applied.notes
+
+
 def _color(force: bool | None) -> bool:
     if force is not None:
         return force
@@ -229,6 +259,12 @@ def plan_command(
         "--diffs/--no-diffs",
         help="Per-object diffs after the summary (--no-diffs: the summary and a list).",
     ),
+    what_if: list[str] = typer.Option(
+        [],
+        "--what-if",
+        help="Preview a hypothetical change to the inputs, writing nothing (repeatable): "
+        "'lose node NODE', 'add 16 x L40S to pool POOL', 'factor BR104/decode -10%'.",
+    ),
 ) -> None:
     """Preview what the reconciler would change: exit 0 in sync, 1 changes (objects, the
     desired state, or promises the devices cannot keep), 2 error."""
@@ -237,20 +273,32 @@ def plan_command(
         if clusters:
             _plan_fleet(path, rev, base, clusters, output, color, diffs)
             return
+    if what_if and base is not None:
+        raise _fail("plan", "--what-if compares with the plan as it is; drop --base")
     loaded = _load("plan", path, rev, "--rev" if rev else "PATH", cluster)
     src = _source("plan", loaded, observed, kubeconfig, context, allow_repository_snapshot=True)
-    if base is not None:
+    notes: tuple[str, ...] = ()
+    if what_if:
+        result, preview, notes = _what_if(loaded, src, what_if)
+    elif base is not None:
         result, preview = _against_base(path, base, cluster, loaded, src)
     else:
         result, _ = _plan("plan", loaded.state, src)
         changes = changeset.compute(result.objects, result.live)
         preview = render.Preview(changes, result.report, result.refusal)
     if output is Output.JSON:
-        sys.stdout.write(render.json_text(preview))
+        text = render.json_text(preview)
+        if notes:
+            import json
+
+            text = json.dumps({**json.loads(text), "whatIf": list(notes)}, indent=2) + "\n"
+        sys.stdout.write(text)
     elif output is Output.MARKDOWN:
-        sys.stdout.write(render.markdown(preview, diffs=diffs))
+        head = "".join(f"- what-if: {render.escape(n)}\n" for n in notes)
+        sys.stdout.write(head + ("\n" if head else "") + render.markdown(preview, diffs=diffs))
     else:
-        sys.stdout.write(render.text(preview, color=_color(color), diffs=diffs))
+        head = "".join(f"what-if: {render.escape(n)}\n" for n in notes)
+        sys.stdout.write(head + render.text(preview, color=_color(color), diffs=diffs))
     if result.refusal:
         typer.echo(f"cuctl plan: {result.refusal}", err=True)
     for shortfall in result.report.shortfalls:
