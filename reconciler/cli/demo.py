@@ -382,6 +382,24 @@ def demo_command(
             expect=(0, 1),
         )
         repo.git.checkout("main")
+        _say("9b. Capacity questions: what if two H100 nodes fail? What should we buy or rent?")
+        _cuctl(
+            [
+                "plan",
+                ".",
+                "--what-if",
+                "lose node h100-01",
+                "--what-if",
+                "lose node h100-02",
+                "--no-diffs",
+            ],
+            cwd=repo_root,
+            expect=(0, 1),
+            limit=12,
+        )
+        _cuctl(
+            ["recommend", ".", "--catalogue", "capacity/catalogue.yaml"], cwd=repo_root, limit=10
+        )
         _say("10. Learn conversion factors from inference records; publish them as a PR")
         records = base / "records.csv"
         from reconciler.learn import synthetic  # pandas/statsmodels: only when used

@@ -36,6 +36,8 @@ def test_demo_runs_end_to_end(control_plane: devcluster.ControlPlane, tmp_path: 
     gpus = re.findall(r"request gpu-(\d+)/nvidia: gpu\.nvidia\.com (\S+)/(gpu-\d+)", out)
     assert pairs and sorted(pairs) == sorted(gpus)
     assert re.search(r"ResourceSlice/cu-\S+ deleted", out), "the lost node's slice is pruned"
+    assert "what-if: lose node h100-02: 8 devices removed" in out
+    assert re.search(r"Recommended mix \(covers every demand\): [\d,.]+ USD/h", out)
     assert "factors(learned):" in out
     assert "spec.priority: 300 → 700" in out and "Dana Research <dana@example.invalid>" in out
     assert re.search(r"converged at \w{12} in [\d.]+s", out), "controller mode converges"
