@@ -33,7 +33,7 @@ from reconciler.diff import changeset, render, yamltext
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import snapshot, sources
-from reconciler.plan import gitops, meaning
+from reconciler.plan import costs, gitops, meaning
 from reconciler.validate import syntax
 
 
@@ -178,25 +178,49 @@ def _plan(
     return result, observed
 
 
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """The cost figures of a preview (plan/costs.py) and what tenants' bills would change."""
+
+    report: costs.CostReport | None
+    changes: tuple[costs.PaysChange, ...] = ()
+
+    def to_json(self) -> dict[str, Any] | None:
+        if self.report is None:
+            return None
+        out = self.report.to_json()
+        out["paysChanges"] = [
+            {
+                "tenant": c.tenant,
+                "guaranteedPerMonth": [round(c.before[0], 2), round(c.after[0], 2)],
+                "inUsePerMonth": [round(c.before[1], 2), round(c.after[1], 2)],
+            }
+            for c in self.changes
+        ]
+        return out
+
+
 def _against_base(
     path: str, base: str, cluster: str | None, loaded: Loaded, src: sources.Source
-) -> tuple[planning.Plan, render.Preview]:
+) -> tuple[planning.Plan, render.Preview, Costs]:
     """A pull request's preview: what ``loaded`` changes relative to what ``base`` produces
     from the same observed devices, objects and desired-state fields alike."""
     base_loaded = _load("plan", path, base, "--base", cluster)
-    base_plan, _ = _plan("plan", base_loaded.state, src)
-    result, _ = _plan("plan", loaded.state, src, base_plan.objects)
+    base_plan, base_observed = _plan("plan", base_loaded.state, src)
+    result, observed = _plan("plan", loaded.state, src, base_plan.objects)
     changes = changeset.compute(result.objects, base_plan.objects)
     meaning_changes = meaning.compare(base_loaded.state, loaded.state)
     preview = render.Preview(
         changes, result.report, result.refusal, base_plan.revision, meaning_changes
     )
-    return result, preview
+    before = costs.compute(base_loaded.state, base_observed, base_plan.report)
+    after = costs.compute(loaded.state, observed, result.report)
+    return result, preview, Costs(after, costs.compare(before, after))
 
 
 def _what_if(
     loaded: Loaded, src: sources.Source, texts: list[str]
-) -> tuple[planning.Plan, render.Preview, tuple[str, ...]]:
+) -> tuple[planning.Plan, render.Preview, tuple[str, ...], Costs]:
     """``plan --what-if``: the plan as it is, against the plan with the scenarios applied to
     its inputs (plan/whatif.py). Both are pure plans of in-memory inputs: nothing is written."""
     from reconciler.plan import whatif
@@ -221,7 +245,9 @@ def _what_if(
         base_plan.revision,
         meaning.compare(loaded.state, applied.desired),
     )
-    return result, preview, applied.notes
+    before = costs.compute(loaded.state, observed, base_plan.report)
+    after = costs.compute(applied.desired, applied.observed, result.report)
+    return result, preview, applied.notes, Costs(after, costs.compare(before, after))
 
 
 def _color(force: bool | None) -> bool:
@@ -279,26 +305,15 @@ def plan_command(
     src = _source("plan", loaded, observed, kubeconfig, context, allow_repository_snapshot=True)
     notes: tuple[str, ...] = ()
     if what_if:
-        result, preview, notes = _what_if(loaded, src, what_if)
+        result, preview, notes, cost = _what_if(loaded, src, what_if)
     elif base is not None:
-        result, preview = _against_base(path, base, cluster, loaded, src)
+        result, preview, cost = _against_base(path, base, cluster, loaded, src)
     else:
-        result, _ = _plan("plan", loaded.state, src)
+        result, seen = _plan("plan", loaded.state, src)
         changes = changeset.compute(result.objects, result.live)
         preview = render.Preview(changes, result.report, result.refusal)
-    if output is Output.JSON:
-        text = render.json_text(preview)
-        if notes:
-            import json
-
-            text = json.dumps({**json.loads(text), "whatIf": list(notes)}, indent=2) + "\n"
-        sys.stdout.write(text)
-    elif output is Output.MARKDOWN:
-        head = "".join(f"- what-if: {render.escape(n)}\n" for n in notes)
-        sys.stdout.write(head + ("\n" if head else "") + render.markdown(preview, diffs=diffs))
-    else:
-        head = "".join(f"what-if: {render.escape(n)}\n" for n in notes)
-        sys.stdout.write(head + render.text(preview, color=_color(color), diffs=diffs))
+        cost = Costs(costs.compute(loaded.state, seen, result.report))
+    _write(preview, output, color, diffs, notes, cost)
     if result.refusal:
         typer.echo(f"cuctl plan: {result.refusal}", err=True)
     for shortfall in result.report.shortfalls:
@@ -306,6 +321,40 @@ def plan_command(
     for warning in result.warnings:
         typer.echo(f"cuctl plan: warning: {render.escape(warning)}", err=True)
     raise typer.Exit(preview.exit_code)
+
+
+def _write(
+    preview: render.Preview,
+    output: Output,
+    color: bool | None,
+    diffs: bool,
+    notes: tuple[str, ...],
+    cost: Costs,
+) -> None:
+    """The preview, with what-if notes first and the cost section (when costs are declared)."""
+    if output is Output.JSON:
+        text = render.json_text(preview)
+        extra: dict[str, Any] = {}
+        if notes:
+            extra["whatIf"] = list(notes)
+        if cost.report is not None:
+            extra["costs"] = cost.to_json()
+        if extra:
+            import json
+
+            text = json.dumps({**json.loads(text), **extra}, indent=2) + "\n"
+        sys.stdout.write(text)
+        return
+    section = costs.text(cost.report, cost.changes) if cost.report is not None else ""
+    if output is Output.MARKDOWN:
+        head = "".join(f"- what-if: {render.escape(n)}\n" for n in notes)
+        tail = f"\n### Costs\n\n```\n{section}```\n" if section else ""
+        sys.stdout.write(
+            head + ("\n" if head else "") + render.markdown(preview, diffs=diffs) + tail
+        )
+    else:
+        head = "".join(f"what-if: {render.escape(n)}\n" for n in notes)
+        sys.stdout.write(head + render.text(preview, color=_color(color), diffs=diffs) + section)
 
 
 @_app.app.command("render")
@@ -390,7 +439,7 @@ def _plan_fleet(
             continue
         loaded = _load("plan", path, rev, "--rev" if rev else "PATH", name)
         src = _source("plan", loaded, None, None, None, allow_repository_snapshot=True)
-        result, preview = _against_base(path, base, name, loaded, src)
+        result, preview, _ = _against_base(path, base, name, loaded, src)
         previews[name] = preview
         changed = changed or preview.exit_code != _app.EXIT_OK
         if result.refusal:

@@ -10,7 +10,8 @@ acts on them; they answer "what should we buy or rent"):
   device's share of throughput, ClusterSettings.spec.reference), optionally tied to a pool whose
   selector then limits which offers may serve it.
 
-Hourly cost is defined once, here (:meth:`Offer.cost_per_hour`), so every report agrees.
+Hourly cost is defined once (:func:`reconciler.model.documents.hourly_cost`), shared with the
+desired state's ``DeviceCosts``, so every report agrees.
 """
 
 from __future__ import annotations
@@ -21,33 +22,7 @@ from pydantic import Field, Strict, model_validator
 
 from reconciler.model import documents as docs
 
-HOURS_PER_YEAR = 8760
-HOURS_PER_MONTH = 730
-"""The billing month cloud providers quote (8,760 h / 12)."""
-
-Money = Annotated[float, Strict(), Field(ge=0, le=1e12)]
-
-
-class OwnedCost(docs._Model):
-    """A device we own: the purchase spread over its lifetime, plus the power it draws.
-
-    A spare card already paid for can be given ``purchasePrice: 0`` to count only its power
-    (the purchase is sunk); the default is the full cost of ownership, so that an owned card is
-    not mistaken for a free one when the alternative is to sell or redeploy it.
-    """
-
-    purchase_price: Money = Field(description="Price paid per device, in the currency.")
-    lifetime_years: Annotated[float, Strict(), Field(gt=0, le=20)] = Field(
-        default=4.0, description="Depreciation period."
-    )
-    power_watts: Annotated[float, Strict(), Field(ge=0, le=100_000)] = Field(
-        default=0.0, description="Average draw per device, including its share of cooling."
-    )
-    energy_price_per_kwh: Money = Field(default=0.0)
-
-
-class RentedCost(docs._Model):
-    price_per_hour: Money = Field(description="Provider's price per device-hour.")
+HOURS_PER_MONTH = docs.HOURS_PER_MONTH
 
 
 class Offer(docs._Model):
@@ -63,8 +38,8 @@ class Offer(docs._Model):
     available: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] | None = Field(
         default=None, description="How many can be had; omitted = as many as needed."
     )
-    owned: OwnedCost | None = None
-    rented: RentedCost | None = None
+    owned: docs.OwnedCost | None = None
+    rented: docs.RentedCost | None = None
 
     @model_validator(mode="after")
     def _one_cost(self) -> Offer:
@@ -74,13 +49,8 @@ class Offer(docs._Model):
 
     @property
     def cost_per_hour(self) -> float:
-        """THE hourly cost of one device of this offer."""
-        if self.rented is not None:
-            return self.rented.price_per_hour
-        assert self.owned is not None
-        owned = self.owned
-        amortised = owned.purchase_price / (owned.lifetime_years * HOURS_PER_YEAR)
-        return amortised + owned.power_watts / 1000 * owned.energy_price_per_kwh
+        """The hourly cost of one device of this offer (:func:`documents.hourly_cost`)."""
+        return docs.hourly_cost(self.owned, self.rented)
 
 
 class DeviceCatalogueSpec(docs._Model):

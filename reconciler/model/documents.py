@@ -546,9 +546,91 @@ class FactorTable(_Model):
     spec: FactorTableSpec
 
 
+# ------------------------------------------------------------------------------------ costs
+
+Money = Annotated[float, Strict(), Field(ge=0, le=1e12)]
+HOURS_PER_YEAR = 8760
+HOURS_PER_MONTH = 730
+"""The billing month cloud providers quote (8,760 h / 12)."""
+
+
+class OwnedCost(_Model):
+    """A device we own: the purchase spread over its lifetime, plus the power it draws.
+
+    ``purchasePrice: 0`` counts only the power (a sunk purchase); the default is the full cost
+    of ownership, so an owned card is not mistaken for a free one.
+    """
+
+    purchase_price: Money = Field(description="Price paid per device, in the currency.")
+    lifetime_years: Annotated[float, Strict(), Field(gt=0, le=20)] = Field(
+        default=4.0, description="Depreciation period."
+    )
+    power_watts: Annotated[float, Strict(), Field(ge=0, le=100_000)] = Field(
+        default=0.0, description="Average draw per device, including its share of cooling."
+    )
+    energy_price_per_kwh: Money = Field(default=0.0)
+
+
+class RentedCost(_Model):
+    price_per_hour: Money = Field(description="Provider's price per device-hour.")
+
+
+def hourly_cost(owned: OwnedCost | None, rented: RentedCost | None) -> float:
+    """THE hourly cost of one device: rented, its price; owned, purchase / lifetime + power."""
+    if rented is not None:
+        return rented.price_per_hour
+    if owned is None:
+        return 0.0
+    amortised = owned.purchase_price / (owned.lifetime_years * HOURS_PER_YEAR)
+    return amortised + owned.power_watts / 1000 * owned.energy_price_per_kwh
+
+
+class DeviceCost(_Model):
+    """What one device of a model costs, optionally only on the nodes a selector takes."""
+
+    device_model: ModelName
+    node_selector: LabelSelector | None = Field(
+        default=None,
+        description="Only devices on nodes with these labels (a site, a provider); "
+        "the first matching entry in list order prices a device.",
+    )
+    owned: OwnedCost | None = None
+    rented: RentedCost | None = None
+
+    @model_validator(mode="after")
+    def _one_cost(self) -> DeviceCost:
+        if (self.owned is None) == (self.rented is None):
+            raise ValueError(
+                f"the cost of {self.device_model} sets exactly one of 'owned' or 'rented'"
+            )
+        return self
+
+    @property
+    def cost_per_hour(self) -> float:
+        return hourly_cost(self.owned, self.rented)
+
+
+class DeviceCostsSpec(_Model):
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = Field(
+        default="USD", description="ISO 4217 code every price is in."
+    )
+    devices: list[DeviceCost] = Field(min_length=1, max_length=10_000)
+
+
+class DeviceCosts(_Model):
+    """What devices cost, owned or rented: shown per pool, per CU-hour and per tenant."""
+
+    api_version: Literal["cu-reconciler.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["DeviceCosts"]
+    metadata: Metadata
+    spec: DeviceCostsSpec
+
+
 # ------------------------------------------------------------------------------------ union
 
-Document = ClusterSettings | VendorAdapter | CUPool | Tenant | CUClaim | Policy | FactorTable
+Document = (
+    ClusterSettings | VendorAdapter | CUPool | Tenant | CUClaim | Policy | FactorTable | DeviceCosts
+)
 
 DOCUMENT_KINDS: dict[str, type[_Model]] = {
     "ClusterSettings": ClusterSettings,
@@ -558,6 +640,7 @@ DOCUMENT_KINDS: dict[str, type[_Model]] = {
     "CUClaim": CUClaim,
     "Policy": Policy,
     "FactorTable": FactorTable,
+    "DeviceCosts": DeviceCosts,
 }
 
 

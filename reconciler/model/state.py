@@ -42,6 +42,8 @@ class DesiredState:
     tenants: tuple[docs.Tenant, ...] = ()
     claims: tuple[docs.CUClaim, ...] = ()
     factor_tables: tuple[docs.FactorTable, ...] = ()
+    device_costs: docs.DeviceCosts | None = None
+    """What devices cost (the ``DeviceCosts`` document); None: no cost figures."""
     locations: Mapping[DocumentKey, SourceRef] = field(default_factory=dict)
 
     def location(self, kind: str, name: str) -> SourceRef | None:

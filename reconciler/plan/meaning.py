@@ -46,6 +46,7 @@ def _documents(state: st.DesiredState) -> dict[tuple[str, str], dict[str, Any]]:
         *state.tenants,
         *state.claims,
         *state.factor_tables,
+        *((state.device_costs,) if state.device_costs is not None else ()),
     ):
         data = doc.model_dump(mode="json", by_alias=True)
         data.pop("apiVersion", None)

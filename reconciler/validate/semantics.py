@@ -75,6 +75,7 @@ class Documents:
     tenants: Sequence[Entry[docs.Tenant]]
     claims: Sequence[Entry[docs.CUClaim]]
     factor_tables: Sequence[Entry[docs.FactorTable]]
+    device_costs: Sequence[Entry[docs.DeviceCosts]] = ()
 
     def all(self) -> Iterable[Entry[docs.Document]]:
         for group in (
@@ -85,6 +86,7 @@ class Documents:
             self.tenants,
             self.claims,
             self.factor_tables,
+            self.device_costs,
         ):
             yield from group  # type: ignore[misc]
 
@@ -234,6 +236,16 @@ def _singletons(found: Documents) -> list[diag.Diagnostic]:
                     ("kind",),
                     codes.Code.MULTIPLE_POLICIES,
                     f"Policy is also defined at {others}; keep at most one",
+                )
+            )
+    if len(found.device_costs) > 1:
+        for costs in found.device_costs:
+            others = ", ".join(e.where for e in found.device_costs if e is not costs)
+            out.append(
+                costs.at(
+                    ("kind",),
+                    codes.Code.MULTIPLE_POLICIES,
+                    f"DeviceCosts is also defined at {others}; keep at most one",
                 )
             )
     return out

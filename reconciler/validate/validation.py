@@ -113,6 +113,7 @@ def _validate(tree: source_tree.SourceTree, observed: obs.ObservedState | None) 
         tenants=buckets["Tenant"],
         claims=buckets["CUClaim"],
         factor_tables=buckets["FactorTable"],
+        device_costs=buckets["DeviceCosts"],
     )
     snapshot_document = None
     if observed is None and documents.settings:
@@ -250,5 +251,6 @@ def _desired_state(revision: st.Revision, found: semantics.Documents) -> st.Desi
         tenants=_sorted(found.tenants),
         claims=_sorted(found.claims),
         factor_tables=_sorted(found.factor_tables),
+        device_costs=found.device_costs[0].document if found.device_costs else None,
         locations=locations,
     )

@@ -1,0 +1,77 @@
+"""A pull request that changes what a tenant pays says so in its preview (``plan --base``),
+and a what-if shows the bill it would make."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import git
+import pytest
+from typer.testing import CliRunner
+
+from reconciler import cli
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    __import__("reconciler.cli.plan")
+    return CliRunner()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> git.Repo:
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    repo = git.Repo.init(root, initial_branch="main")
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "t")
+        cfg.set_value("user", "email", "t@example.invalid")
+    repo.git.add(A=True)
+    repo.index.commit("fleet")
+    repo.git.checkout("-b", "more-search")
+    tenant = root / "tenants" / "search-ranking.yaml"
+    tenant.write_text(tenant.read_text().replace("guaranteed: 2400", "guaranteed: 2600"))
+    repo.git.add(A=True)
+    repo.index.commit("search-ranking: +200 CU guaranteed")
+    return repo
+
+
+def test_a_pull_request_that_changes_a_bill_says_so(runner: CliRunner, repo: git.Repo) -> None:
+    root = repo.working_dir
+    result = runner.invoke(
+        cli.app, ["plan", root, "--rev", "more-search", "--base", "main", "-o", "json"]
+    )
+    assert result.exit_code == 1, result.stderr
+    pays = json.loads(result.stdout)["costs"]["paysChanges"]
+    assert [p["tenant"] for p in pays] == ["search-ranking"]
+    before, after = pays[0]["guaranteedPerMonth"]
+    rate = next(
+        p["costPerCUHour"]
+        for p in json.loads(result.stdout)["costs"]["pools"]
+        if p["pool"] == "inference-prod"
+    )
+    assert after - before == pytest.approx(200 * rate * 730, rel=1e-3)
+    result = runner.invoke(
+        cli.app, ["plan", root, "--rev", "more-search", "--base", "main", "-o", "markdown"]
+    )
+    assert "### Costs" in result.stdout and "~ search-ranking:" in result.stdout
+
+
+def test_a_what_if_shows_the_bill_it_would_make(runner: CliRunner, repo: git.Repo) -> None:
+    result = runner.invoke(
+        cli.app,
+        [
+            "plan",
+            repo.working_dir,
+            "--what-if",
+            "add 8 x H100-SXM5-80GB to pool batch",
+            "--no-diffs",
+        ],
+    )
+    assert result.exit_code == 1, result.stderr
+    assert "Costs (USD; a month is 730 h):" in result.stdout
+    assert "What tenants pay changes" in result.stdout
