@@ -22,6 +22,7 @@ from reconciler.model import state as state_model
 from reconciler.source import tree
 
 _SYMLINK_MODE = 0o120000
+_GITLINK_MODE = 0o160000
 _FILE_MODES = (0o100644, 0o100755)
 
 
@@ -74,8 +75,9 @@ def _resolve(repo: git.Repo, rev: str) -> git.Commit:
     return obj
 
 
-def _walk(root: git.Tree) -> Iterator[tuple[str, git.Blob]]:
-    """Yield (path relative to ``root``, blob) for regular files and symlinks."""
+def _walk(root: git.Tree, nested: list[str]) -> Iterator[tuple[str, git.Blob]]:
+    """Yield (path relative to ``root``, blob) for regular files and symlinks; submodules
+    (gitlinks) go to ``nested``: their files are not in this repository's objects."""
     stack: list[tuple[str, git.Tree]] = [("", root)]
     while stack:
         base, current = stack.pop()
@@ -84,6 +86,10 @@ def _walk(root: git.Tree) -> Iterator[tuple[str, git.Blob]]:
         for sub in current.trees:
             if sub.name not in tree.SKIPPED_DIRECTORIES:
                 stack.append((base + sub.name + "/", sub))
+        # gitpython's Submodule objects need .gitmodules to know their name; the raw entry
+        # (sha, mode, name) of a gitlink has all we need.
+        entries: list[tuple[bytes, int, str]] = getattr(current, "_cache", [])
+        nested.extend(base + name for _, mode, name in entries if mode == _GITLINK_MODE)
 
 
 def _read_tree(
@@ -91,49 +97,48 @@ def _read_tree(
 ) -> tree.SourceTree:
     blobs: dict[str, git.Blob] = {}
     links: dict[str, git.Blob] = {}
-    for rel, blob in _walk(root):
+    nested: list[str] = []
+    for rel, blob in _walk(root, nested):
         if blob.mode == _SYMLINK_MODE:
             links[rel] = blob
         elif blob.mode in _FILE_MODES:
             blobs[rel] = blob
-    found: list[diag.Diagnostic] = []
+    found: list[diag.Diagnostic] = [tree.nested_repository(p) for p in sorted(nested)]
     wanted = sorted(p for p in (*blobs, *links) if tree.is_candidate(p))
     if len(wanted) > tree.MAX_FILES:
-        found.append(
-            diag.Diagnostic(
-                wanted[tree.MAX_FILES],
-                1,
-                1,
-                codes.Code.TOO_MANY_FILES,
-                f"more than {tree.MAX_FILES} YAML files at this revision; narrow "
-                "ClusterSettings.spec.layout.include or validate a subdirectory",
-            )
-        )
-        wanted = wanted[: tree.MAX_FILES]
+        too_many = tree.too_many_files(wanted[tree.MAX_FILES], "at this revision")
+        return tree.SourceTree(revision, display, {}, (too_many,))
+    for rel in sorted(links):
+        if not tree.is_candidate(rel):
+            target = _target(links[rel])
+            if tree.resolve_link(rel, target) is None:
+                found.append(tree.symlink_escape(rel, target))  # a directory link, say
     odb = repo.odb
-    files: dict[str, bytes] = {}
+    resolved: dict[str, git.Blob] = {}
+    sizes: dict[str, int] = {}
     for rel in wanted:
-        resolved = blobs.get(rel)
-        if resolved is None:
-            resolved = _follow(rel, links, blobs, found)
-            if resolved is None:
-                continue
-        blob = resolved
-        info = odb.info(blob.binsha)
-        if info.size > tree.MAX_FILE_BYTES:
-            found.append(
-                diag.Diagnostic(
-                    rel,
-                    1,
-                    1,
-                    codes.Code.FILE_TOO_LARGE,
-                    f"file is {info.size} bytes, over the {tree.MAX_FILE_BYTES}-byte limit; "
-                    "split it or exclude it in ClusterSettings.spec.layout.exclude",
-                )
-            )
+        chosen = blobs.get(rel) or _follow(rel, links, blobs, found)
+        if chosen is None:
             continue
-        files[rel] = odb.stream(blob.binsha).read()
+        size = odb.info(chosen.binsha).size
+        if size > tree.MAX_FILE_BYTES:
+            found.append(tree.file_too_large(rel, size))
+            continue
+        resolved[rel], sizes[rel] = chosen, size
+    fatal = tree.over_budget(sizes, "at this revision")
+    if fatal is not None:
+        return tree.SourceTree(revision, display, {}, (fatal,))
+    files: dict[str, bytes] = {}
+    read: dict[bytes, bytes] = {}  # one read per blob; the budget above counted every path
+    for rel, blob in resolved.items():
+        if blob.binsha not in read:
+            read[blob.binsha] = odb.stream(blob.binsha).read()
+        files[rel] = read[blob.binsha]
     return tree.SourceTree(revision, display, files, tuple(found))
+
+
+def _target(link: git.Blob) -> str:
+    return str(link.data_stream.read(4096).decode("utf-8", "surrogateescape"))
 
 
 def _follow(
@@ -145,20 +150,10 @@ def _follow(
     """Resolve a symlink blob (its content is the target path) to a file blob in the tree."""
     current = rel
     for _ in range(tree.MAX_SYMLINK_HOPS):
-        link = links[current]
-        target = link.data_stream.read().decode("utf-8", "surrogateescape")
+        target = _target(links[current])
         resolved = tree.resolve_link(current, target)
         if resolved is None:
-            found.append(
-                diag.Diagnostic(
-                    rel,
-                    1,
-                    1,
-                    codes.Code.SYMLINK_ESCAPE,
-                    f"symlink to {target!r} leads outside the repository; it is not read. "
-                    "Replace it with a regular file or a link inside the repository",
-                )
-            )
+            found.append(tree.symlink_escape(rel, target))
             return None
         if resolved in blobs:
             return blobs[resolved]

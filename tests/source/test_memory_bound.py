@@ -1,0 +1,154 @@
+"""Memory is bounded by the commit, not by the attacker (issue 20, item 2).
+
+Each hostile revision of the issue is built with ``git fast-import`` (small on disk), then
+``cuctl validate --rev`` and ``cuctl plan --rev`` run in a child process under the
+controller's shipped memory limit (deploy/deployment.yaml: 512Mi) as an address-space limit
+(``RLIMIT_AS``): a revision that made either exceed it would die with MemoryError instead of
+printing the one diagnostic asserted here. The child's peak RSS is checked too.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gitplumbing
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
+LIMIT = 512 * 2**20
+"""The controller's memory limit in deploy/deployment.yaml."""
+
+_CHILD = r"""
+import json, resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from reconciler import cli
+from reconciler.cli import plan, validate  # noqa: F401  (register the commands)
+code = 0
+try:
+    cli.app(sys.argv[2:], standalone_mode=False)
+except SystemExit as exc:
+    code = exc.code
+except MemoryError:
+    code = "MemoryError"
+except Exception as exc:  # typer's Exit in standalone_mode=False
+    code = getattr(exc, "exit_code", repr(exc))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print("\n@@" + json.dumps({"code": code, "peak": peak}), flush=True)
+"""
+
+
+def _address_space_needed() -> int:
+    """The address space the interpreter and the CLI's imports reserve before any input
+    (shared libraries, thread arenas): added to the limit, so RLIMIT_AS bounds what the
+    input can make the process allocate by the controller's 512Mi."""
+    script = (
+        "import resource\nfrom reconciler import cli\nfrom reconciler.cli import plan, validate\n"
+        "import reconciler.validate, reconciler.plan, reconciler.observe\n"
+        "print(open('/proc/self/status').read())"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).stdout
+    vm = next(line for line in out.splitlines() if line.startswith("VmSize:"))
+    rss = next(line for line in out.splitlines() if line.startswith("VmRSS:"))
+    return (int(vm.split()[1]) - int(rss.split()[1])) * 1024
+
+
+def _run(*args: str) -> tuple[object, int, str]:
+    limit = LIMIT + _OVERHEAD[0]
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(limit), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    marker = proc.stdout.rfind("\n@@")
+    assert marker >= 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout[marker + 3 :])
+    return result["code"], int(result["peak"]), proc.stdout[:marker] + proc.stderr
+
+
+_OVERHEAD: list[int] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _measure_overhead() -> None:
+    _OVERHEAD.append(_address_space_needed())
+
+
+def _base(stream: gitplumbing.Stream) -> dict[str, bytes | int | None]:
+    files: dict[str, bytes | int | None] = {}
+    for rel, data in gitplumbing.tree_files(EXAMPLE).items():
+        files[rel] = data
+    return files
+
+
+def _repo(tmp_path: Path, extra: dict[str, bytes | int | None], stream: gitplumbing.Stream) -> Path:
+    root = gitplumbing.init(tmp_path / "repo")
+    files = _base(stream)
+    files.update(extra)
+    stream.commit(gitplumbing.Commit("hostile", files))
+    gitplumbing.run(root, stream)
+    return root
+
+
+def _hostile_revisions(tmp_path: Path, case: str) -> Path:
+    s = gitplumbing.Stream()
+    if case == "16-paths-to-one-60MB-blob":
+        blob = s.blob(b"a: [" + b"1," * (30 * 2**20) + b"1]\n")
+        return _repo(tmp_path, {f"big/copy-{i}.yaml": blob for i in range(16)}, s)
+    if case == "16-paths-to-one-20MB-blob":
+        blob = s.blob(b"a: [" + b"1," * (10 * 2**20) + b"1]\n")
+        return _repo(tmp_path, {f"big/copy-{i}.yaml": blob for i in range(16)}, s)
+    if case == "24MB-snapshot-as-one-flow-list":
+        text = b"{kind: List, items: [" + b"{}," * (8 * 10**6) + b"{}]}\n"
+        return _repo(tmp_path, {"observed/snapshot.yaml": text}, s)
+    if case == "100k-tiny-files":
+        blob = s.blob(b"a: 1\n")
+        return _repo(tmp_path, {f"many/{i // 1000}/f{i}.yaml": blob for i in range(100_000)}, s)
+    if case == "20k-files-of-flow-lists":
+        blob = s.blob(b"a: [" + b"1," * 1500 + b"1]\n")
+        return _repo(tmp_path, {f"many/{i // 1000}/f{i}.yaml": blob for i in range(19_000)}, s)
+    if case == "alias-bomb-in-many-documents":
+        bomb = b"a: &a [x, x, x, x, x, x, x]\n"
+        for level in "bcdefghi":
+            prev = chr(ord(level) - 1)
+            bomb += (
+                f"{level}: &{level} [".encode() + b", ".join([b"*" + prev.encode()] * 7) + b"]\n"
+            )
+        stream_text = b"---\n".join([bomb] * 1000)
+        return _repo(tmp_path, {"bombs.yaml": stream_text}, s)
+    if case == "deep-nesting-outside-the-layout":
+        deep = b"kind: ClusterSettings\nx: " + b"[" * 3000 + b"]" * 3000 + b"\n"
+        return _repo(tmp_path, {".pre-commit-config.yaml": deep}, s)
+    raise AssertionError(case)
+
+
+CASES = {
+    # case: (code validate must report, whether the revision is refused)
+    "16-paths-to-one-60MB-blob": "CU102",
+    "16-paths-to-one-20MB-blob": "CU117",
+    "24MB-snapshot-as-one-flow-list": "CU117",
+    "100k-tiny-files": "CU111",
+    "20k-files-of-flow-lists": "CU117",
+    "alias-bomb-in-many-documents": "CU105",
+    "deep-nesting-outside-the-layout": "",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_validate_and_plan_stay_under_the_controller_limit(tmp_path: Path, case: str) -> None:
+    root = _hostile_revisions(tmp_path, case)
+    for command in ("validate", "plan"):
+        code, peak, output = _run(command, str(root), "--rev", "HEAD")
+        assert code != "MemoryError", f"{command}: over {LIMIT} bytes"
+        assert peak < LIMIT, f"{command}: peak RSS {peak / 2**20:.0f} MiB"
+        if CASES[case]:
+            assert code in (1, 2), (command, code, output[-2000:])
+            assert CASES[case] in output, output[-2000:]
+            lines = [line for line in output.splitlines() if ": CU" in line]
+            assert lines and CASES[case] in lines[0], "the cause is the first error"
+        else:
+            assert code == 0, (command, code, output[-2000:])
