@@ -54,16 +54,17 @@ class Stream:
             lines.append(b"from " + c.from_.encode())
         if c.merge is not None:
             lines.append(b"merge " + c.merge.encode())
-        out = b"\n".join(lines) + b"\n"
+        out = [b"\n".join(lines) + b"\n"]
         for path, content in c.files.items():
             if content is None:
-                out += b"D " + path.encode() + b"\n"
+                out.append(b"D " + path.encode() + b"\n")
             elif isinstance(content, int):
-                out += b"M 100644 :%d " % content + path.encode() + b"\n"
+                out.append(b"M 100644 :%d " % content + path.encode() + b"\n")
             else:
-                out += b"M 100644 inline " + path.encode() + b"\ndata %d\n" % len(content)
-                out += content + b"\n"
-        self.parts.append(out + b"\n")
+                out.append(b"M 100644 inline " + path.encode() + b"\ndata %d\n" % len(content))
+                out.append(content + b"\n")
+        out.append(b"\n")
+        self.parts.append(b"".join(out))
         return mark
 
     def chunks(self) -> Iterator[bytes]:
