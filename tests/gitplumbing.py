@@ -104,3 +104,60 @@ def tree_files(directory: Path) -> dict[str, bytes]:
         for p in sorted(directory.rglob("*"))
         if p.is_file()
     }
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gitrepo"
+HOSTILE = (
+    "16-paths-to-one-60MB-blob",
+    "16-paths-to-one-20MB-blob",
+    "24MB-snapshot-as-one-flow-list",
+    "100k-tiny-files",
+    "20k-files-of-flow-lists",
+    "alias-bomb-in-many-documents",
+    "deep-nesting-outside-the-layout",
+)
+"""The hostile revisions of issue 20 (items 2 and 3), each on top of examples/gitrepo."""
+
+
+def hostile_revision(root: Path, case: str) -> Path:
+    """A repository at ``root`` whose HEAD is examples/gitrepo plus the hostile ``case``."""
+    s = Stream()
+    extra: dict[str, bytes | int | None] = {}
+    if case == "16-paths-to-one-60MB-blob":
+        blob = s.blob(b"a: [" + b"1," * (30 * 2**20) + b"1]\n")
+        extra = {f"big/copy-{i}.yaml": blob for i in range(16)}
+    elif case == "16-paths-to-one-20MB-blob":
+        blob = s.blob(b"a: [" + b"1," * (10 * 2**20) + b"1]\n")
+        extra = {f"big/copy-{i}.yaml": blob for i in range(16)}
+    elif case == "24MB-snapshot-as-one-flow-list":
+        extra = {
+            "observed/snapshot.yaml": b"{kind: List, items: [" + b"{}," * 8_000_000 + b"{}]}\n"
+        }
+    elif case == "100k-tiny-files":
+        blob = s.blob(b"a: 1\n")
+        extra = {f"many/{i // 1000}/f{i}.yaml": blob for i in range(100_000)}
+    elif case == "20k-files-of-flow-lists":
+        blob = s.blob(b"a: [" + b"1," * 1500 + b"1]\n")
+        extra = {f"many/{i // 1000}/f{i}.yaml": blob for i in range(19_000)}
+    elif case == "alias-bomb-in-many-documents":
+        extra = {"bombs.yaml": b"---\n".join([alias_bomb()] * 1000)}
+    elif case == "deep-nesting-outside-the-layout":
+        deep = b"kind: ClusterSettings\nx: " + b"[" * 3000 + b"]" * 3000 + b"\n"
+        extra = {".pre-commit-config.yaml": deep}
+    else:
+        raise ValueError(case)
+    files: dict[str, bytes | int | None] = dict(tree_files(EXAMPLE))
+    files.update(extra)
+    s.commit(Commit("hostile", files))
+    init(root)
+    run(root, s)
+    return root
+
+
+def alias_bomb(width: int = 7, depth: int = 9) -> bytes:
+    """A "billion laughs" document: ``depth`` levels of ``width`` aliases (7x9: 40 million)."""
+    text = b"a: &a [" + b", ".join([b"x"] * width) + b"]\n"
+    for level in range(1, depth):
+        name, prev = chr(ord("a") + level), chr(ord("a") + level - 1)
+        text += f"{name}: &{name} [".encode() + b", ".join([b"*" + prev.encode()] * width) + b"]\n"
+    return text

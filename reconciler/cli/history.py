@@ -35,13 +35,10 @@ from typing import Any
 import git
 import typer
 
-from reconciler import errors, observe, source, validate
-from reconciler import plan as planning
+from reconciler import errors
 from reconciler.cli import _app
 from reconciler.model import diagnostics as diag
-from reconciler.model import kinds, ownership
-from reconciler.observe import cluster, snapshot, sources
-from reconciler.plan import gitops
+from reconciler.model import kinds
 from reconciler.source import history as hist
 
 
@@ -199,6 +196,11 @@ def _object_path(spec: str) -> tuple[str, str, str]:
 def _rendered_hashes(path: str, commit: str) -> dict[tuple[str, str, str], str] | None:
     """Content hash of every object the commit renders against its committed snapshot;
     None when it renders nothing (invalid, no snapshot): the controller never applies it."""
+    from reconciler import observe, source, validate
+    from reconciler import plan as planning
+    from reconciler.observe import snapshot, sources
+    from reconciler.plan import gitops
+
     try:
         tree = source.read(path, commit)
         result = validate.validate_tree(tree)
@@ -229,6 +231,11 @@ def _object(
     max_commits: int,
     output: Output,
 ) -> None:
+    # --object needs the cluster client and the planner; the document walk needs neither.
+    from reconciler.model import ownership
+    from reconciler.observe import cluster
+    from reconciler.plan import gitops
+
     kind, ns, api_path = _object_path(spec)
     name = api_path.rsplit("/", 1)[1]
     try:
