@@ -331,16 +331,20 @@ class _Index:
         self.new_blobs.extend(shas)
 
     def _parse(self, data: bytes) -> tuple[list[tuple[tuple[str, str, str], str]], str | None]:
+        """A blob's documents, or why it could not be read. A blob that does not mention our
+        API group holds no desired state (validation would refuse any document in it), so a
+        failure there is not reported: a CI file outside the layout is not our business."""
+        ours = b"cu-reconciler.io" in data
         try:
             text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
         except UnicodeDecodeError:
-            return [], "not UTF-8 text"
+            return [], "not UTF-8 text" if ours else None
         if b"kind" not in data:
             return [], None
         try:
             documents = _yamlcore.plain_documents(text)
         except _yamlcore.Refused as exc:
-            return [], f"{exc.line}:{exc.column}: {exc}"
+            return [], f"{exc.line}:{exc.column}: {exc}" if ours else None
         out = []
         for doc in documents:
             identity = _identity(doc)

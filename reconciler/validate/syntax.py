@@ -9,7 +9,7 @@ Each limit answers one known attack or accident on a file that arrives in a pull
 limit                   what it stops                                               code
 =====================  ==========================================================  ========
 size                    a huge file exhausting memory before parsing                CU102
-strict UTF-8            mojibake, UTF-16 files, binary files                        CU103
+strict UTF-8            mojibake, UTF-16 files (named), binary files                CU103
 tags                    ``!!python/object`` and friends; only core-schema tags      CU104
 alias expansion         "billion laughs": aliases expanding into millions of nodes  CU105
 recursive aliases       ``&a [*a]``: infinite structures                            CU106
@@ -18,6 +18,7 @@ documents per file      a stream of a million empty ``---`` documents           
 nesting depth           deep ``[[[[...]]]]`` blowing the stack                      CU109
 complex keys            ``? [a, b]`` keys that cannot be field names                CU112
 merge keys              ``<<:`` merges whose precedence confuses reviewers         CU115
+revision node budget    many files (or one flow list) composing into GBs of nodes   CU117
 =====================  ==========================================================  ========
 
 The C parser of ``ruamel.yaml.clib`` is used when it is installed (about 4x faster); the

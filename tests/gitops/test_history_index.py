@@ -139,8 +139,15 @@ def test_hostile_old_commits_cost_a_warning_not_a_traceback_and_print_escaped(
     root = gitplumbing.init(tmp_path / "repo")
     s = gitplumbing.Stream()
     s.commit(gitplumbing.Commit("example", dict(gitplumbing.tree_files(EXAMPLE))))
-    s.commit(gitplumbing.Commit("bomb", {"tenants/bomb.yaml": b"kind: Tenant\n" + bomb}))
+    s.commit(
+        gitplumbing.Commit(
+            "bomb",
+            {"tenants/bomb.yaml": b"apiVersion: cu-reconciler.io/v1alpha1\nkind: Tenant\n" + bomb},
+        )
+    )
     s.commit(gitplumbing.Commit("deep", {".pre-commit-config.yaml": deep}))
+    ours = b"apiVersion: cu-reconciler.io/v1alpha1\n" + deep.replace(b"ClusterSettings", b"CUPool")
+    s.commit(gitplumbing.Commit("deep pool", {"pools/deep.yaml": ours}))
     s.commit(
         gitplumbing.Commit(
             "odd date \x1b[31mred",
@@ -152,7 +159,10 @@ def test_hostile_old_commits_cost_a_warning_not_a_traceback_and_print_escaped(
     value = BASE.replace(b"priority: 300", b'priority: 302\n  note: "\\e[5mblink\\u202e"')
     s.commit(gitplumbing.Commit("value", {TENANT: value}))
     s.commit(
-        gitplumbing.Commit("cleanup", {"tenants/bomb.yaml": None, ".pre-commit-config.yaml": None})
+        gitplumbing.Commit(
+            "cleanup",
+            {"tenants/bomb.yaml": None, ".pre-commit-config.yaml": None, "pools/deep.yaml": None},
+        )
     )
     gitplumbing.run(root, s)
     for output in ("text", "json"):
@@ -163,7 +173,10 @@ def test_hostile_old_commits_cost_a_warning_not_a_traceback_and_print_escaped(
             assert "\x07" not in text
         assert "Traceback" not in err
         assert "bomb.yaml" in err and "expands to more than" in err
-        assert ".pre-commit-config.yaml" in err and "nested more than" in err
+        # Outside desired state (no cu-reconciler.io document): parsed under the same
+        # bounds, refused, and not reported, as validate does not load it either.
+        assert ".pre-commit-config.yaml" not in err
+        assert "pools/deep.yaml" in err and "nested more than 1000 levels" in err
     code, out, _ = _history(root, "--tenant", "research-batch")
     assert "Eve \\x1b[2J" in out and "odd date \\x1b[31mred" in out
     assert "2100-01-01" in out or "2099-12-31" in out
