@@ -192,7 +192,7 @@ def _float(value: str) -> float | str:
 
 # -- node budget, checked before the composer builds a node graph ------------------------------
 
-_SEPARATORS = re.compile(r"[,:\-\[{?\n]")
+_SEPARATORS = ",:-[{?\n"
 
 
 def node_bound(text: str) -> int:
@@ -203,7 +203,7 @@ def node_bound(text: str) -> int:
     ``{a, b}`` adds an implicit null value per key). Quoted text, comments and timestamps
     only make the bound looser, never lower, so a text under it is certainly small enough.
     """
-    return 2 * (len(_SEPARATORS.findall(text)) + 1)
+    return 2 * (sum(text.count(ch) for ch in _SEPARATORS) + 1)  # counts allocate nothing
 
 
 def count_nodes(text: str, stop_after: int) -> int:

@@ -115,6 +115,7 @@ HOSTILE = (
     "20k-files-of-flow-lists",
     "alias-bomb-in-many-documents",
     "deep-nesting-outside-the-layout",
+    "both-budgets-at-once",
 )
 """The hostile revisions of issue 20 (items 2 and 3), each on top of examples/gitrepo."""
 
@@ -144,6 +145,14 @@ def hostile_revision(root: Path, case: str) -> Path:
     elif case == "deep-nesting-outside-the-layout":
         deep = b"kind: ClusterSettings\nx: " + b"[" * 3000 + b"]" * 3000 + b"\n"
         extra = {".pre-commit-config.yaml": deep}
+    elif case == "both-budgets-at-once":
+        # The worst the budgets allow: ~62 MiB held (files the layout excludes are still
+        # read), plus block mappings (the costliest nodes) composing up to the node budget.
+        held = s.blob(b"# " + b"x" * (1000 * 1024) + b"\n")
+        extra = {f"observed/held-{i}.yaml": held for i in range(55)}
+        doc = b"kind: X\nitems:\n" + b"- a: 1\n" * 40_000
+        block = s.blob(b"---\n".join([doc] * 3))
+        extra.update({f"blocks/b{i}.yaml": block for i in range(6)})
     else:
         raise ValueError(case)
     files: dict[str, bytes | int | None] = dict(tree_files(EXAMPLE))

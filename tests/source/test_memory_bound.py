@@ -89,6 +89,7 @@ CASES = {
     "20k-files-of-flow-lists": "CU117",
     "alias-bomb-in-many-documents": "CU105",
     "deep-nesting-outside-the-layout": "",
+    "both-budgets-at-once": "CU117",
 }
 
 
