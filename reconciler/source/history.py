@@ -399,44 +399,47 @@ def _git(repo: git.Repo, *args: str, stdin: str = "") -> bytes:
 
 def _parse_log(raw: str) -> list[dict[str, Any]]:
     """``git log -z --raw`` with our format → commits with (old path, old blob, new path,
-    new blob) per changed YAML file (renames paired; a copy is an add)."""
-    out = []
-    for chunk in raw.split("\x01")[1:]:
-        fields = chunk.split("\x00")
-        sha, parents, author, email, date, subject = fields[:6]
-        tokens = [t.lstrip("\n") for t in fields[6:]]
-        changes: list[tuple[str | None, str | None, str | None, str | None]] = []
-        i = 0
-        while i < len(tokens):
-            token = tokens[i]
-            if not token.startswith(":"):
-                i += 1
-                continue
-            _, _, old_sha, new_sha, status = token[1:].split(" ")
-            old = None if old_sha == _NO_SHA else old_sha
-            new = None if new_sha == _NO_SHA else new_sha
-            pair: tuple[str | None, str | None, str | None, str | None]
-            if status[0] in "RC":
-                a, b = tokens[i + 1], tokens[i + 2]
-                i += 3
-                pair = (a if status[0] == "R" else None, old if status[0] == "R" else None, b, new)
-            else:
-                path = tokens[i + 1]
-                i += 2
-                pair = (path if old else None, old, path if new else None, new)
-            if any(p and _is_yaml(p) for p in (pair[0], pair[2])):
-                changes.append(pair)
-        out.append(
-            {
-                "sha": sha.strip(),
-                "parents": parents.split(),
-                "author": author,
-                "email": email,
-                "date": date,
-                "subject": subject,
-                "raw": changes,
-            }
-        )
+    new blob) per changed YAML file (renames paired; a copy is an add).
+
+    Read token by token (NUL-separated) and by position: the six header fields are taken by
+    count, so an author or subject holding ``\\x01`` or a colon cannot forge a record."""
+    tokens = raw.split("\x00")
+    out: list[dict[str, Any]] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i].lstrip("\n")
+        if token.startswith("\x01") and i + 5 < len(tokens):
+            sha, parents, author, email, date, subject = [token[1:], *tokens[i + 1 : i + 6]]
+            out.append(
+                {
+                    "sha": sha.strip(),
+                    "parents": parents.split(),
+                    "author": author,
+                    "email": email,
+                    "date": date,
+                    "subject": subject,
+                    "raw": [],
+                }
+            )
+            i += 6
+            continue
+        if not token.startswith(":") or not out:
+            i += 1
+            continue
+        _, _, old_sha, new_sha, status = token[1:].split(" ")
+        old = None if old_sha == _NO_SHA else old_sha
+        new = None if new_sha == _NO_SHA else new_sha
+        pair: tuple[str | None, str | None, str | None, str | None]
+        if status[0] in "RC":
+            a, b = tokens[i + 1], tokens[i + 2]
+            i += 3
+            pair = (a if status[0] == "R" else None, old if status[0] == "R" else None, b, new)
+        else:
+            path = tokens[i + 1]
+            i += 2
+            pair = (path if old else None, old, path if new else None, new)
+        if any(p and _is_yaml(p) for p in (pair[0], pair[2])):
+            out[-1]["raw"].append(pair)
     return out
 
 

@@ -157,7 +157,8 @@ def test_hostile_old_commits_cost_a_warning_not_a_traceback_and_print_escaped(
         )
     )
     value = BASE.replace(b"priority: 300", b'priority: 302\n  note: "\\e[5mblink\\u202e"')
-    s.commit(gitplumbing.Commit("value", {TENANT: value}))
+    forged = "value \x01" + "f" * 40 + " :100644 100644 " + "0" * 40 + " M"
+    s.commit(gitplumbing.Commit(forged, {TENANT: value}))
     s.commit(
         gitplumbing.Commit(
             "cleanup",
@@ -183,6 +184,7 @@ def test_hostile_old_commits_cost_a_warning_not_a_traceback_and_print_escaped(
     code, out, _ = _history(root, "--tenant", "research-batch", "-o", "json")
     entries = json.loads(out)["entries"]
     assert entries[1]["author"] == HOSTILE_NAME, "JSON escapes, and decodes to the same text"
+    assert entries[0]["subject"].startswith("value \x01") and len(entries) == 3
 
 
 def test_bounded_parse_refuses_what_validation_refuses() -> None:
