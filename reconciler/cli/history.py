@@ -169,6 +169,12 @@ def history_command(
     elif entries:
         sys.stdout.write(_entries_text(entries))
     _report_problems(result.problems)
+    if result.truncated:
+        typer.echo(
+            f"cuctl history: showing the newest {len(entries)} changes; older ones exist "
+            "(walk from an older --rev to see them)",
+            err=True,
+        )
     if not entries:
         typer.echo(f"cuctl history: no commit changed {_safe(what)}", err=True)
         raise typer.Exit(_app.EXIT_FINDINGS)

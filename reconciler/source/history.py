@@ -182,6 +182,8 @@ class Problem:
 class Result:
     entries: list[Entry]
     problems: list[Problem]
+    truncated: bool = False
+    """The walk stopped at ``limit`` entries; older changes exist."""
 
 
 class _Index:
@@ -589,7 +591,7 @@ def walk(
                 )
             )
             if len(out) >= limit:
-                break
+                return Result(out, problems, truncated=sha != chain[-1])
         return Result(out, problems)
     finally:
         index.close()
