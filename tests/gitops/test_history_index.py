@@ -57,6 +57,7 @@ def test_the_index_answers_warm_queries_and_grows_one_commit_at_a_time(
     assert len(cold) == 121 and cold[0].author == "A119" and cold[-1].change == "added"
     assert [(f.path, f.before, f.after) for f in cold[0].fields] == [("spec.priority", 419, 420)]
     assert (root / ".git" / "cu-reconciler").is_dir(), "the index lives under the Git directory"
+    assert hist.walk(str(root), hist.document("Tenant", "research-batch"), limit=5).truncated
 
     def no_parsing(*args: object, **kwargs: object) -> object:
         raise AssertionError("a warm query parses nothing")
