@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 import ruamel.yaml
+import ruamel.yaml.error
 import ruamel.yaml.nodes
 import ruamel.yaml.resolver
 import ruamel.yaml.tag
@@ -187,3 +188,142 @@ def _float(value: str) -> float | str:
         return float(text)
     except ValueError:
         return value
+
+
+# -- node budget, checked before the composer builds a node graph ------------------------------
+
+_SEPARATORS = ",:-[{?\n"
+
+
+def node_bound(text: str) -> int:
+    """An upper bound on the nodes composing ``text`` yields, from one cheap scan.
+
+    Every node but a document's root starts after an indicator (``,`` ``:`` ``-`` ``[``
+    ``{`` ``?``) or a line break, and each of those starts at most two (a flow mapping's
+    ``{a, b}`` adds an implicit null value per key). Quoted text, comments and timestamps
+    only make the bound looser, never lower, so a text under it is certainly small enough.
+    """
+    return 2 * (sum(text.count(ch) for ch in _SEPARATORS) + 1)  # counts allocate nothing
+
+
+def count_nodes(text: str, stop_after: int) -> int:
+    """The exact number of nodes composing ``text`` would create, counted from parser events
+    (nothing is kept, so memory stays flat); stops counting once past ``stop_after``.
+
+    Raises ruamel's YAMLError for text that does not parse (the composer would too).
+    """
+    import ruamel.yaml.events as events
+
+    counted = 0
+    node_events = (events.ScalarEvent, events.SequenceStartEvent, events.MappingStartEvent)
+    for event in yaml().parse(text):
+        if isinstance(event, node_events):
+            counted += 1
+            if counted > stop_after:
+                break
+    return counted
+
+
+class Refused(Exception):
+    """A document :func:`plain_documents` will not build: where, and why (a full sentence)."""
+
+    def __init__(self, line: int, column: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
+def plain_documents(
+    text: str, *, max_nodes: int = 200_000, max_depth: int = 64, max_documents: int = 1000
+) -> list[Any]:
+    """Every non-empty document of ``text`` as plain data, under the loader's limits.
+
+    For readers that need values but no positions (the history walk, past commits): the
+    same bounds as validation's loader (nesting refused before parsing, ``max_nodes`` for the
+    whole text *counting every alias expansion*, depth, core-schema tags only), so an old
+    commit can cost no more memory or stack than a new one. Raises :class:`Refused`; never
+    a RecursionError, a constructor's exception or a parser traceback.
+    """
+    where = too_deep(text)
+    if where is not None:
+        raise Refused(*where, f"nested more than {NESTING_LIMIT} levels")
+    if node_bound(text) > max_nodes:
+        try:
+            over = count_nodes(text, max_nodes) > max_nodes
+        except ruamel.yaml.error.YAMLError as exc:
+            raise Refused(*_mark(exc), f"not valid YAML: {_first_line(exc)}") from exc
+        if over:
+            raise Refused(1, 1, f"more than {max_nodes} YAML nodes")
+    builder = _PlainBuilder(max_nodes, max_depth)
+    out: list[Any] = []
+    try:
+        for index, node in enumerate(yaml().compose_all(text)):
+            if index >= max_documents:
+                raise Refused(*_start(node), f"more than {max_documents} documents")
+            if node is None or (
+                type(node) is ruamel.yaml.nodes.ScalarNode
+                and tag_name(node) == NULL
+                and not node.value
+            ):
+                continue
+            out.append(builder.build(node, 0, ()))
+    except ruamel.yaml.error.YAMLError as exc:
+        raise Refused(*_mark(exc), f"not valid YAML: {_first_line(exc)}") from exc
+    except RecursionError as exc:
+        raise Refused(1, 1, "nested too deeply to parse") from exc
+    return out
+
+
+def _start(node: ruamel.yaml.nodes.Node | None) -> tuple[int, int]:
+    if node is None:
+        return 1, 1
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _mark(exc: BaseException) -> tuple[int, int]:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _PlainBuilder:
+    """Nodes → plain data; every node built counts, so aliases cannot multiply memory."""
+
+    __slots__ = ("max_depth", "max_nodes", "nodes")
+
+    def __init__(self, max_nodes: int, max_depth: int) -> None:
+        self.max_nodes = max_nodes
+        self.max_depth = max_depth
+        self.nodes = 0
+
+    def build(self, node: ruamel.yaml.nodes.Node, depth: int, stack: tuple[int, ...]) -> Any:
+        self.nodes += 1
+        if self.nodes > self.max_nodes:
+            raise Refused(
+                *_start(node), f"expands to more than {self.max_nodes} nodes (aliases counted)"
+            )
+        name = tag_name(node)
+        if name not in ALLOWED_TAGS:
+            raise Refused(*_start(node), f"tag {name} is not allowed")
+        if type(node) is ruamel.yaml.nodes.ScalarNode:
+            return scalar_of(node.value, name)
+        if depth >= self.max_depth:
+            raise Refused(*_start(node), f"nested deeper than {self.max_depth} levels")
+        if id(node) in stack:
+            raise Refused(*_start(node), "an alias refers to a node that contains it")
+        inner = (*stack, id(node))
+        if isinstance(node, ruamel.yaml.nodes.SequenceNode):
+            return [self.build(child, depth + 1, inner) for child in node.value]
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if type(key_node) is not ruamel.yaml.nodes.ScalarNode:
+                raise Refused(*_start(key_node), "a mapping key must be a plain scalar")
+            key = self.build(key_node, depth + 1, inner)
+            if isinstance(key, float) and math.isnan(key):
+                key = "nan"
+            out[key] = self.build(value_node, depth + 1, inner)
+        return out

@@ -22,6 +22,7 @@ import typer
 
 from reconciler import errors
 from reconciler.cli import _app
+from reconciler.source import tree as source_tree
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -72,6 +73,11 @@ def run_command(
     from reconciler.observe import cluster
 
     logs.configure()
+    try:
+        source_tree.subpath(path)
+    except ValueError as exc:
+        typer.echo(f"cuctl run: --path {exc}", err=True)
+        raise typer.Exit(_app.EXIT_ERROR) from exc
     try:
         api = cluster.connect(str(kubeconfig) if kubeconfig else None, context)
     except errors.ObserveError as exc:

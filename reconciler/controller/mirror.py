@@ -16,6 +16,7 @@ from pathlib import Path
 import git
 
 from reconciler import errors
+from reconciler.source import tree as source_tree
 
 _DRIFT_LINE = re.compile(r"^- ([^/\s]+)/\S+ (?:up|down|\S+) ")
 
@@ -37,8 +38,13 @@ class Mirror:
 
     @property
     def source_path(self) -> str:
-        """What :func:`reconciler.source.read` opens: the clone, or a directory inside it."""
-        path = (self.root / self.subpath).resolve()
+        """What :func:`reconciler.source.read` opens: the clone, or a directory inside it.
+        A ``--path`` that is absolute or climbs out (``..``) is refused: nothing is created
+        outside the clone."""
+        try:
+            path = (self.root / source_tree.subpath(self.subpath)).resolve()
+        except ValueError as exc:
+            raise errors.SourceError(f"--path {exc}") from exc
         path.mkdir(parents=True, exist_ok=True)  # no checkout: the directory must exist
         return str(path)
 

@@ -36,6 +36,8 @@ class Code(StrEnum):
     UNREADABLE = "CU114"
     MERGE_KEY = "CU115"
     EMPTY_FILE = "CU116"
+    REVISION_TOO_LARGE = "CU117"
+    NESTED_REPOSITORY = "CU118"
     # -- CU2xx: schema -------------------------------------------------------------------
     MISSING_TYPE = "CU201"
     UNSUPPORTED_API_VERSION = "CU202"

@@ -4,14 +4,16 @@ Role: turn "a path and maybe a revision" into a :class:`reconciler.source.tree.S
 the bytes of every candidate YAML file plus the revision they came from.
 Inputs: a directory path, optionally a Git revision (SHA, branch, tag, ``HEAD~2``).
 Outputs: a ``SourceTree``; reading problems with a file (size, symlink escape) are
-diagnostics in it, while an unreadable source (not a repository, unknown revision) raises
-:class:`reconciler.errors.SourceError`.
+diagnostics in it, a revision over the file-count or byte budget is a tree with no files and
+one fatal diagnostic (checked from sizes, before anything is read), while an unreadable
+source (not a repository, unknown revision) raises :class:`reconciler.errors.SourceError`.
 Never: parse YAML or judge content (that is ``reconciler.validate``), check out, fetch,
 write to the repository, or follow a symlink out of the repository.
 
 Modules: :mod:`~reconciler.source.tree` (the value and the bootstrap rules),
-:mod:`~reconciler.source.git` (a revision, via gitpython, from the object database) and
-:mod:`~reconciler.source.worktree` (files on disk, uncommitted edits included).
+:mod:`~reconciler.source.git` (a revision, via gitpython, from the object database),
+:mod:`~reconciler.source.worktree` (files on disk, uncommitted edits included) and
+:mod:`~reconciler.source.history` (document-level history, from an index under ``.git``).
 """
 
 from __future__ import annotations

@@ -3,25 +3,37 @@
 ``git log -- FILE`` loses a document when it moves to another file, and follows at most one
 path. Documents have an identity of their own (kind and name, or a claim's namespace and name),
 so this walks the commits instead: for each commit, only the YAML files it changed (renames
-detected) are parsed, on both sides, and the document is looked up by identity. A move shows
+detected) are read, on both sides, and the document is looked up by identity. A move shows
 as a change of path with no field changes; a comment-only edit is no change. Each entry lists
 the field-level changes ``path: before → after``.
 
-Reads the object database only (no checkout); YAML is parsed with the safe loader.
+Fast on long histories: the walk answers from an index of document-level changes per commit
+(see "the index" below), stored under the Git directory and built incrementally, so only
+commits not seen before cost any parsing; a query on 2,000 indexed commits is one
+``git rev-list`` and one SQLite read (BENCHMARKS.md, "history").
+
+Reads the object database only (no checkout). YAML is parsed with
+:func:`reconciler._yamlcore.plain_documents`: validation's bounds (size, nodes with aliases
+expanded, nesting, tags), so a hostile old commit costs no more than a new one, and a
+version that cannot be read is a :class:`Problem` of that commit, never a traceback.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import git
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
-from reconciler import errors
+from reconciler import _yamlcore, errors
 
 Doc = Mapping[str, Any]
 Matcher = Callable[[Doc], Any]
@@ -65,9 +77,13 @@ class Entry:
     path: str
     previous_path: str | None
     fields: tuple[FieldChange, ...] = field(default_factory=tuple)
+    merged_in: str | None = None
+    """The first-parent merge that brought the change in, when ``revision`` is the commit on
+    the merged branch that wrote it."""
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "mergedIn": self.merged_in,
             "revision": self.revision,
             "author": self.author,
             "email": self.email,
@@ -135,107 +151,399 @@ def field_changes(before: Any, after: Any) -> tuple[FieldChange, ...]:
     return tuple(out)
 
 
-def _documents(data: bytes) -> Iterator[Doc]:
-    try:
-        text = data.decode("utf-8")
-        for doc in YAML(typ="safe", pure=True).load_all(io.StringIO(text)):
-            if isinstance(doc, Mapping):
-                yield doc
-    except (UnicodeDecodeError, YAMLError):
-        return  # an unreadable file holds no version of the document (validate reports it)
+# --------------------------------------------------------------------------- the index
+#
+# One record per commit, keyed by its SHA (commits are immutable, so a record never goes
+# stale; a rewritten history simply has other SHAs): its author, date and subject as Git
+# formats them, and the *document-level* changes against its first parent — every document
+# identity (kind, name, claim namespace) whose versions in the files the commit changed
+# differ between the two sides, with the path and a content hash on each side. Documents are
+# stored once per content hash. Only blobs a commit changed are parsed, each blob once per
+# process, under the same bounds as validation.
 
 
-def _find(commit: git.Commit | None, path: str | None, match: Matcher) -> Any:
-    if commit is None or path is None:
-        return None
-    try:
-        blob = commit.tree / path
-    except KeyError:
-        return None
-    found = None
-    for doc in _documents(blob.data_stream.read()):
-        part = match(doc)
-        if part is not None:
-            found = part if found is None else _merge(found, part)
-    return found
+MAX_BLOB_BYTES = 1 * 2**20
+"""A version larger than validation's document-file limit is not a desired-state file
+(the committed snapshot, say): it is not read."""
+_INDEX_VERSION = 2
+_NO_SHA = "0" * 40
 
 
-def _merge(a: Any, b: Any) -> Any:
-    """Two matches in one file (several factor tables): combine their rows."""
-    if isinstance(a, list) and isinstance(b, list):
-        return [*a, *b]
-    return b
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A file version the walk could not read: the document's state there is unknown."""
+
+    revision: str
+    path: str
+    message: str
 
 
-def _changed(
-    repo: git.Repo, commit: git.Commit, parent: git.Commit | None
-) -> list[tuple[str | None, str | None]]:
-    """(old path, new path) of every YAML file the commit changed, renames paired."""
-    if parent is None:
-        return [
-            (None, str(item.path))
-            for item in commit.tree.traverse()
-            if isinstance(item, git.Blob) and _is_yaml(str(item.path))
-        ]
-    out = []
-    for diff in parent.diff(commit, find_renames=True):
-        a, b = (
-            diff.a_path if not diff.new_file else None,
-            diff.b_path if not diff.deleted_file else None,
-        )
-        if (a and _is_yaml(a)) or (b and _is_yaml(b)):
-            out.append((a, b))
-    return out
+@dataclass(frozen=True, slots=True)
+class Result:
+    entries: list[Entry]
+    problems: list[Problem]
+    truncated: bool = False
+    """The walk stopped at ``limit`` entries; older changes exist."""
 
 
-def _all_changes(repo: git.Repo, head: str) -> dict[str, list[tuple[str | None, str | None]]]:
-    """Every first-parent commit's changed YAML files, from one ``git log`` (renames paired)."""
-    log = repo.git.log(
-        "--first-parent",
-        "--diff-merges=first-parent",
-        "-M",
-        "--name-status",
-        "-z",
-        "--format=%x01%H",
-        head,
-    )
-    out: dict[str, list[tuple[str | None, str | None]]] = {}
-    for chunk in log.split("\x01")[1:]:
-        fields = chunk.split("\x00")
-        sha, _, first = fields[0].partition("\n")
-        items = [first, *fields[1:]] if first else fields[1:]
-        items = [i.strip("\n") for i in items]
-        pairs: list[tuple[str | None, str | None]] = []
-        i = 0
-        while i < len(items):
-            status = items[i]
-            if not status:
-                i += 1
+class _Index:
+    """The persistent index (SQLite, under the repository's Git directory) plus the Git
+    plumbing that fills it: ``git log --raw`` for changed blobs, ``git cat-file --batch``."""
+
+    def __init__(self, repo: git.Repo) -> None:
+        self.repo = repo
+        self.db = _open_db(repo)
+        self.blob_docs: dict[str, tuple[list[tuple[tuple[str, str, str], str]], str | None]] = {}
+        self.new_docs: dict[str, str] = {}
+        self.new_blobs: list[str] = []
+        self.doc_cache: dict[str, Any] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- records -------------------------------------------------------------------------
+
+    def records(self, shas: list[str]) -> dict[str, dict[str, Any]]:
+        """The record of every commit in ``shas``, indexing the ones not indexed yet."""
+        out = self._load(shas)
+        missing = [s for s in shas if s not in out]
+        if missing:
+            built = self._build(missing)
+            with self.db:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO commits VALUES (?, ?)",
+                    [(sha, json.dumps(rec)) for sha, rec in built.items()],
+                )
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO docs VALUES (?, ?)", list(self.new_docs.items())
+                )
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO blobs VALUES (?, ?)",
+                    [(sha, self._summary(sha)) for sha in self.new_blobs],
+                )
+            self.new_docs.clear()
+            self.new_blobs.clear()
+            out.update(built)
+        return out
+
+    def _summary(self, sha: str) -> str:
+        docs, problem = self.blob_docs.get(sha, ([], None))
+        return json.dumps([[[*identity, digest] for identity, digest in docs], problem])
+
+    def _load(self, shas: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(shas), 500):
+            chunk = shas[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for sha, text in self.db.execute(
+                f"SELECT sha, record FROM commits WHERE sha IN ({marks})", chunk
+            ):
+                out[sha] = json.loads(text)
+        return out
+
+    def doc(self, digest: str) -> Any:
+        if digest not in self.doc_cache:
+            text = self.new_docs.get(digest)
+            if text is None:
+                row = self.db.execute("SELECT doc FROM docs WHERE hash = ?", (digest,)).fetchone()
+                text = row[0] if row else "null"
+            self.doc_cache[digest] = json.loads(text)
+        return self.doc_cache[digest]
+
+    def _build(self, shas: list[str]) -> dict[str, dict[str, Any]]:
+        raw = _git(
+            self.repo,
+            "log",
+            "--no-walk=unsorted",
+            "--stdin",
+            "--diff-merges=first-parent",
+            "--root",
+            "-M",
+            "--raw",
+            "--no-abbrev",
+            "-z",
+            "--format=%x01%H%x00%P%x00%an%x00%ae%x00%aI%x00%s%x00",
+            stdin="\n".join(shas) + "\n",
+        ).decode("utf-8", "surrogateescape")
+        commits = _parse_log(raw)
+        blobs = {sha for c in commits for ch in c["raw"] for sha in (ch[1], ch[3]) if sha}
+        self._read_blobs(sorted(blobs - set(self.blob_docs)))
+        out = {}
+        for c in commits:
+            changes, problems = self._changes(c["raw"])
+            out[c["sha"]] = {
+                "v": _INDEX_VERSION,
+                "p": c["parents"],
+                "a": c["author"],
+                "e": c["email"],
+                "d": c["date"],
+                "s": c["subject"],
+                "c": changes,
+                "w": problems,
+            }
+        return out
+
+    def _changes(
+        self, raw: list[tuple[str | None, str | None, str | None, str | None]]
+    ) -> tuple[list[list[str]], list[list[str]]]:
+        sides: dict[str, dict[tuple[str, str, str], list[tuple[str, str]]]] = {"b": {}, "a": {}}
+        problems = []
+        for old_path, old_sha, new_path, new_sha in raw:
+            for side, path, sha in (("b", old_path, old_sha), ("a", new_path, new_sha)):
+                if path is None or sha is None:
+                    continue
+                docs, problem = self.blob_docs.get(sha, ([], None))
+                if problem is not None and side == "a":
+                    problems.append([path, problem])
+                for identity, digest in docs:
+                    sides[side].setdefault(identity, []).append((path, digest))
+        changes: list[list[str]] = []
+        for identity in sorted(sides["b"].keys() | sides["a"].keys()):
+            before = sorted(sides["b"].get(identity, []))
+            after = sorted(sides["a"].get(identity, []))
+            if before == after:
                 continue
-            pair: tuple[str | None, str | None]
-            if status[0] in "RC":
-                old, new = items[i + 1], items[i + 2]
-                pair = (old, new) if status[0] == "R" else (None, new)  # a copy is an add
-                i += 3
-            else:
-                path = items[i + 1]
-                pair = (None if status[0] == "A" else path, None if status[0] == "D" else path)
-                i += 2
-            if any(p and _is_yaml(p) for p in pair):
-                pairs.append(pair)
-        out[sha.strip()] = pairs
+            for side, versions in (("b", before), ("a", after)):
+                changes.extend([*identity, side, path, digest] for path, digest in versions)
+        return changes, problems
+
+    def _read_blobs(self, shas: list[str]) -> None:
+        """Parse every blob in ``shas`` (one ``cat-file`` process), keeping identities and
+        content hashes; documents go to the store by hash."""
+        if not shas:
+            return
+        for i in range(0, len(shas), 500):
+            chunk = shas[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for sha, text in self.db.execute(
+                f"SELECT sha, summary FROM blobs WHERE sha IN ({marks})", chunk
+            ):
+                docs, problem = json.loads(text)
+                self.blob_docs[sha] = ([((k, n, ns), d) for k, n, ns, d in docs], problem)
+        shas = [s for s in shas if s not in self.blob_docs]
+        if not shas:
+            return
+        sizes = _sizes(self.repo, shas)
+        wanted = [s for s in shas if 0 <= sizes.get(s, -1) <= MAX_BLOB_BYTES]
+        for s in shas:
+            if s not in wanted:
+                self.blob_docs[s] = ([], None)  # not a desired-state file (or not a blob)
+        for sha, data in _cat(self.repo, wanted):
+            self.blob_docs[sha] = self._parse(data)
+        self.new_blobs.extend(shas)
+
+    def _parse(self, data: bytes) -> tuple[list[tuple[tuple[str, str, str], str]], str | None]:
+        """A blob's documents, or why it could not be read. A blob that does not mention our
+        API group holds no desired state (validation would refuse any document in it), so a
+        failure there is not reported: a CI file outside the layout is not our business."""
+        ours = b"cu-reconciler.io" in data
+        try:
+            text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+        except UnicodeDecodeError:
+            return [], "not UTF-8 text" if ours else None
+        if b"kind" not in data:
+            return [], None
+        try:
+            documents = _yamlcore.plain_documents(text)
+        except _yamlcore.Refused as exc:
+            return [], f"{exc.line}:{exc.column}: {exc}" if ours else None
+        out = []
+        for doc in documents:
+            identity = _identity(doc)
+            if identity is None:
+                continue
+            text_doc = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+            digest = hashlib.sha256(text_doc.encode()).hexdigest()[:32]
+            self.new_docs.setdefault(digest, text_doc)
+            out.append((identity, digest))
+        return out, None
+
+
+def _open_db(repo: git.Repo) -> sqlite3.Connection:
+    """The index file under the Git directory (``cu-reconciler/history-v2.sqlite``), else
+    under the user's cache directory, else in memory (a read-only repository)."""
+    candidates = [Path(repo.common_dir) / "cu-reconciler"]
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    key = hashlib.sha256(os.path.realpath(repo.common_dir).encode()).hexdigest()[:16]
+    candidates.append(Path(cache_home) / "cu-reconciler" / "history" / key)
+    for directory in candidates:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(directory / f"history-v{_INDEX_VERSION}.sqlite", timeout=30)
+            _schema(db)
+            return db
+        except (OSError, sqlite3.Error):
+            continue
+    db = sqlite3.connect(":memory:")
+    _schema(db)
+    return db
+
+
+def _schema(db: sqlite3.Connection) -> None:
+    with db:
+        db.execute("CREATE TABLE IF NOT EXISTS commits (sha TEXT PRIMARY KEY, record TEXT)")
+        db.execute("CREATE TABLE IF NOT EXISTS docs (hash TEXT PRIMARY KEY, doc TEXT)")
+        db.execute("CREATE TABLE IF NOT EXISTS blobs (sha TEXT PRIMARY KEY, summary TEXT)")
+
+
+def _git(repo: git.Repo, *args: str, stdin: str = "") -> bytes:
+    proc = subprocess.run(
+        ["git", f"--git-dir={repo.git_dir}", *args],
+        input=stdin.encode(),
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip()
+        raise errors.SourceError(f"git {args[0]} failed: {detail}")
+    return proc.stdout
+
+
+def _parse_log(raw: str) -> list[dict[str, Any]]:
+    """``git log -z --raw`` with our format → commits with (old path, old blob, new path,
+    new blob) per changed YAML file (renames paired; a copy is an add).
+
+    Read token by token (NUL-separated) and by position: the six header fields are taken by
+    count, so an author or subject holding ``\\x01`` or a colon cannot forge a record."""
+    tokens = raw.split("\x00")
+    out: list[dict[str, Any]] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i].lstrip("\n")
+        if token.startswith("\x01") and i + 5 < len(tokens):
+            sha, parents, author, email, date, subject = [token[1:], *tokens[i + 1 : i + 6]]
+            out.append(
+                {
+                    "sha": sha.strip(),
+                    "parents": parents.split(),
+                    "author": author,
+                    "email": email,
+                    "date": date,
+                    "subject": subject,
+                    "raw": [],
+                }
+            )
+            i += 6
+            continue
+        if not token.startswith(":") or not out:
+            i += 1
+            continue
+        _, _, old_sha, new_sha, status = token[1:].split(" ")
+        old = None if old_sha == _NO_SHA else old_sha
+        new = None if new_sha == _NO_SHA else new_sha
+        pair: tuple[str | None, str | None, str | None, str | None]
+        if status[0] in "RC":
+            a, b = tokens[i + 1], tokens[i + 2]
+            i += 3
+            pair = (a if status[0] == "R" else None, old if status[0] == "R" else None, b, new)
+        else:
+            path = tokens[i + 1]
+            i += 2
+            pair = (path if old else None, old, path if new else None, new)
+        if any(p and _is_yaml(p) for p in (pair[0], pair[2])):
+            out[-1]["raw"].append(pair)
     return out
+
+
+def _sizes(repo: git.Repo, shas: list[str]) -> dict[str, int]:
+    check = "--batch-check=%(objectname) %(objecttype) %(objectsize)"
+    out = {}
+    for line in _git(repo, "cat-file", check, stdin="\n".join(shas) + "\n").decode().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "blob":
+            out[parts[0]] = int(parts[2])
+    return out
+
+
+def _cat(repo: git.Repo, shas: list[str]) -> Iterator[tuple[str, bytes]]:
+    """Blob contents, one ``git cat-file --batch`` process for all of them."""
+    if not shas:
+        return
+    with subprocess.Popen(
+        ["git", f"--git-dir={repo.git_dir}", "cat-file", "--batch"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        writer = threading.Thread(target=_feed, args=(proc.stdin, shas), daemon=True)
+        writer.start()
+        for _ in shas:
+            header = proc.stdout.readline().split()
+            if len(header) != 3:
+                continue
+            data = proc.stdout.read(int(header[2]))
+            proc.stdout.read(1)
+            yield header[0].decode(), data
+        writer.join()
+
+
+def _feed(stdin: Any, shas: list[str]) -> None:
+    try:
+        stdin.write(("\n".join(shas) + "\n").encode())
+    finally:
+        stdin.close()
+
+
+def _identity(doc: Any) -> tuple[str, str, str] | None:
+    if not isinstance(doc, Mapping):
+        return None
+    meta = doc.get("metadata")
+    kind = doc.get("kind")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    if not isinstance(kind, str) or not isinstance(name, str):
+        return None
+    spec = doc.get("spec")
+    ns = spec.get("namespace") if kind == "CUClaim" and isinstance(spec, Mapping) else None
+    return kind, name, ns if isinstance(ns, str) else ""
 
 
 def _is_yaml(path: str) -> bool:
     return path.endswith(_YAML_SUFFIXES)
 
 
-def history(
-    repo_path: str, match: Matcher, rev: str = "HEAD", limit: int = 200, subdir: str = ""
-) -> list[Entry]:
-    """Commits (newest first, first-parent) that changed the tracked document, with fields.
+# --------------------------------------------------------------------------- the walk
 
+
+def _evaluate(
+    index: _Index, record: dict[str, Any], match: Matcher, prefix: str
+) -> tuple[Any, str | None, Any, str | None]:
+    """(before, before path, after, after path) of the tracked part in one commit's changes."""
+    before = after = None
+    before_path = after_path = None
+    kind = getattr(match, "kind", None)
+    name = getattr(match, "name", None)
+    for c_kind, c_name, _ns, side, path, digest in record["c"]:
+        if (kind is not None and c_kind != kind) or (name is not None and c_name != name):
+            continue
+        if prefix and not path.startswith(prefix):
+            continue
+        part = match(index.doc(digest))
+        if part is None:
+            continue
+        if side == "b":
+            before = part if before is None else _merge(before, part)
+            before_path = path
+        else:
+            after = part if after is None else _merge(after, part)
+            after_path = path
+    return before, before_path, after, after_path
+
+
+def _merge(a: Any, b: Any) -> Any:
+    """Two matches in one commit (several factor tables): combine their rows."""
+    if isinstance(a, list) and isinstance(b, list):
+        return [*a, *b]
+    return b
+
+
+def walk(
+    repo_path: str, match: Matcher, rev: str = "HEAD", limit: int = 200, subdir: str = ""
+) -> Result:
+    """Commits (newest first, first-parent) that changed the tracked document, with fields,
+    and the file versions that could not be read on the way.
+
+    A change that arrived through a merge is credited to the commit on the merged branch
+    that introduced it (its author, date and subject), with the merge in ``merged_in``.
     ``subdir`` restricts the walk to files under a directory of the repository (a cluster's
     directory in a fleet repository).
     """
@@ -243,60 +551,105 @@ def history(
         repo = git.Repo(repo_path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
         raise errors.SourceError(f"{repo_path}: not a Git repository") from exc
+    if not rev or rev.startswith("-"):
+        raise errors.SourceError(f"invalid revision {rev!r}")
     try:
-        head = repo.commit(rev)
-    except (git.BadName, ValueError) as exc:
+        head = repo.git.rev_parse("--verify", "--end-of-options", f"{rev}^{{commit}}")
+    except git.GitCommandError as exc:
         raise errors.SourceError(f"unknown revision {rev!r}") from exc
     prefix = subdir.strip("/") + "/" if subdir.strip("/") else ""
-    out: list[Entry] = []
-    changes = _all_changes(repo, head.hexsha)
-    for commit in repo.iter_commits(head, first_parent=True, max_count=10_000):
-        parent = commit.parents[0] if commit.parents else None
-        before_path = after_path = None
-        before = after = None
-        pairs = changes.get(commit.hexsha) if parent is not None else None
-        for old, new in pairs if pairs is not None else _changed(repo, commit, parent):
-            if prefix and not any(p and p.startswith(prefix) for p in (old, new)):
+    index = _Index(repo)
+    try:
+        chain = repo.git.rev_list("--first-parent", head).split()
+        records = index.records(chain)
+        out: list[Entry] = []
+        problems: list[Problem] = []
+        for sha in chain:
+            record = records[sha]
+            problems.extend(Problem(sha, path, message) for path, message in record["w"])
+            before, before_path, after, after_path = _evaluate(index, record, match, prefix)
+            change = _classify(before, before_path, after, after_path)
+            if change is None:
                 continue
-            found_before = _find(parent, old, match)
-            found_after = _find(commit, new, match)
-            if found_before is not None:
-                before, before_path = found_before, old
-            if found_after is not None:
-                after, after_path = found_after, new
+            credited, merged_in = sha, None
+            if len(record["p"]) > 1:
+                credited = _introduced(index, record, match, prefix, after) or sha
+                merged_in = sha if credited != sha else None
+            source = records.get(credited) or index.records([credited])[credited]
+            out.append(
+                Entry(
+                    revision=credited,
+                    author=source["a"],
+                    email=source["e"],
+                    date=source["d"],
+                    subject=source["s"],
+                    change=change,
+                    path=str(after_path or before_path),
+                    previous_path=before_path if before_path != after_path else None,
+                    fields=field_changes(before, after),
+                    merged_in=merged_in,
+                )
+            )
+            if len(out) >= limit:
+                return Result(out, problems, truncated=sha != chain[-1])
+        return Result(out, problems)
+    finally:
+        index.close()
+        repo.close()
+
+
+def history(
+    repo_path: str, match: Matcher, rev: str = "HEAD", limit: int = 200, subdir: str = ""
+) -> list[Entry]:
+    """The entries of :func:`walk`."""
+    return walk(repo_path, match, rev, limit, subdir).entries
+
+
+def _classify(before: Any, before_path: Any, after: Any, after_path: Any) -> str | None:
+    if before is None and after is None:
+        return None
+    if after is None:
+        return "removed"
+    if before is None:
+        return "added"
+    if before == after:
+        return None if before_path == after_path else "moved"  # None: reformatted only
+    return "modified" if before_path == after_path else "moved"
+
+
+def _introduced(
+    index: _Index, merge: dict[str, Any], match: Matcher, prefix: str, value: Any
+) -> str | None:
+    """The newest commit on the merged branch(es) whose own change left the document as
+    the merge did (``value``): who wrote the change, rather than who merged it."""
+    first, *others = merge["p"]
+    side = index.repo.git.rev_list("--topo-order", *others, f"^{first}").split()
+    if not side:
+        return None
+    records = index.records(side)
+    for sha in side:
+        before, _, after, _ = _evaluate(index, records[sha], match, prefix)
         if before is None and after is None:
             continue
-        if before is not None and after is None:
-            # Deleted from a changed file: was it moved into an unchanged one? (impossible in
-            # one commit without changing that file, so this is a removal)
-            change = "removed"
-        elif before is None:
-            change = "added"
-        elif before == after:
-            if before_path == after_path:
-                continue  # reformatted or comments only
-            change = "moved"
-        else:
-            change = "modified" if before_path == after_path else "moved"
-        out.append(
-            Entry(
-                revision=commit.hexsha,
-                author=str(commit.author.name),
-                email=str(commit.author.email),
-                date=commit.authored_datetime.isoformat(),
-                subject=str(commit.summary),
-                change=change,
-                path=str(after_path or before_path),
-                previous_path=before_path if before_path != after_path else None,
-                fields=field_changes(before, after),
-            )
-        )
-        if len(out) >= limit:
-            break
-    return out
+        if after == value and before != value:
+            return str(sha)
+    return None
 
 
 # --------------------------------------------------------------------------- matchers
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A :data:`Matcher` that also says which kind (and name) it can match, so the walk
+    looks only at those documents' changes."""
+
+    kind: str
+    name: str | None
+    select: Matcher
+
+    def __call__(self, doc: Doc) -> Any:
+        return self.select(doc)
 
 
 def document(kind: str, name: str) -> Matcher:
@@ -308,7 +661,7 @@ def document(kind: str, name: str) -> Matcher:
             return _plain(doc)
         return None
 
-    return match
+    return Query(kind, name, match)
 
 
 def claim(namespace: str, name: str) -> Matcher:
@@ -329,7 +682,7 @@ def claim(namespace: str, name: str) -> Matcher:
             return None
         return _plain(doc)
 
-    return match
+    return Query("CUClaim", name, match)
 
 
 def factors(model: str) -> Matcher:
@@ -338,17 +691,19 @@ def factors(model: str) -> Matcher:
     def match(doc: Doc) -> Any:
         if doc.get("kind") != "FactorTable":
             return None
+        spec = doc.get("spec") or {}
         rows = [
             _plain(r)
-            for r in ((doc.get("spec") or {}).get("factors") or ())
+            for r in ((spec.get("factors") if isinstance(spec, Mapping) else None) or ())
             if isinstance(r, Mapping) and r.get("deviceModel") == model
         ]
         if not rows:
             return None
-        table = str((doc.get("metadata") or {}).get("name", ""))
+        meta = doc.get("metadata") or {}
+        table = str(meta.get("name", "") if isinstance(meta, Mapping) else "")
         return [{"table": table, **r} for r in rows]
 
-    return match
+    return Query("FactorTable", None, match)
 
 
 def _plain(value: Any) -> Any:

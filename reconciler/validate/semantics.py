@@ -534,8 +534,19 @@ def _constraint_contradictions(
             for i, value in enumerate(values):
                 if value not in known:
                     lookalike = _lookalike(value, known)
-                    severity = diag.Severity.ERROR if list_name == "allow" or lookalike else _WARN
-                    hint = f"; it looks like {lookalike!r} but is not" if lookalike else ""
+                    severity = (
+                        diag.Severity.ERROR
+                        if list_name == "allow" or lookalike is not None
+                        else _WARN
+                    )
+                    hint = (
+                        f"; it looks like {lookalike!r} but is not (it contains "
+                        f"{_foreign(value) or 'other letter cases or widths'})"
+                        if lookalike
+                        else f"; it contains {_foreign(value)}, which no known name has"
+                        if lookalike is not None
+                        else ""
+                    )
                     out.append(
                         entry.at(
                             ("spec", "constraints", field, list_name, i),
@@ -553,19 +564,42 @@ def _constraint_contradictions(
 def _lookalike(value: str, known: Iterable[str]) -> str | None:
     """The known name an unknown one imitates: non-ASCII characters (a Cyrillic ``а``, a
     full-width letter, a zero-width space), or the same name after NFKC and case folding. A
-    deny entry like that silently matches nothing, so it is an error, not a warning."""
+    deny entry like that silently matches nothing, so it is an error, not a warning.
+
+    For a value that is not plain ASCII: the known name it matches letter for letter where it
+    is ASCII (``hygоn`` with a Cyrillic ``о`` → ``hygon``), else the closest known name, else
+    "" (no known name fits; the message then names the foreign characters)."""
+    import difflib
     import unicodedata
 
     def skeleton(text: str) -> str:
         folded = unicodedata.normalize("NFKC", text).casefold()
         return "".join(ch for ch in folded if ch.isascii() and ch.isprintable())
 
-    for name in sorted(known):
+    names = sorted(known)
+    for name in names:
         if skeleton(value) == skeleton(name):
             return name
-    if not value.isascii() or not value.isprintable():
-        return "an ASCII name"
-    return None
+    if value.isascii() and value.isprintable():
+        return None
+    visible = "".join(ch for ch in value if unicodedata.category(ch) not in ("Cf", "Cc"))
+    for name in names:
+        if len(name) == len(visible) and all(
+            a == b or not a.isascii() for a, b in zip(visible, name, strict=True)
+        ):
+            return name
+    close = difflib.get_close_matches(skeleton(value), names, n=1, cutoff=0.6)
+    return close[0] if close else ""
+
+
+def _foreign(value: str) -> str:
+    """The characters of ``value`` that are not printable ASCII, named (U+043E CYRILLIC ...)."""
+    import unicodedata
+
+    return ", ".join(
+        f"U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')}"
+        for ch in dict.fromkeys(ch for ch in value if not ch.isascii() or not ch.isprintable())
+    )
 
 
 def _factors(

@@ -29,10 +29,15 @@ def parse(file: str, content: bytes) -> tuple[obs.RawObjects | None, list[diag.D
 
 
 def parse_document(
-    file: str, content: bytes
+    file: str, content: bytes, budget: syntax.Budget | None = None
 ) -> tuple[obs.RawObjects | None, list[diag.Diagnostic], syntax.LoadedDocument | None]:
-    """:func:`parse`, and the loaded document (its composed nodes) when there is one."""
-    loaded, problems = syntax.load(file, content, syntax.SNAPSHOT_LIMITS)
+    """:func:`parse`, and the loaded document (its composed nodes) when there is one.
+
+    ``budget``: the revision's node budget (validation passes its own, so the snapshot and
+    the documents share one bound); a standalone parse gets a fresh one."""
+    loaded, problems = syntax.load(
+        file, content, syntax.SNAPSHOT_LIMITS, budget if budget is not None else syntax.Budget()
+    )
     if problems:
         return None, problems, None
     if not loaded:

@@ -9,7 +9,7 @@ Each limit answers one known attack or accident on a file that arrives in a pull
 limit                   what it stops                                               code
 =====================  ==========================================================  ========
 size                    a huge file exhausting memory before parsing                CU102
-strict UTF-8            mojibake, UTF-16 files, binary files                        CU103
+strict UTF-8            mojibake, UTF-16 files (named), binary files                CU103
 tags                    ``!!python/object`` and friends; only core-schema tags      CU104
 alias expansion         "billion laughs": aliases expanding into millions of nodes  CU105
 recursive aliases       ``&a [*a]``: infinite structures                            CU106
@@ -18,6 +18,7 @@ documents per file      a stream of a million empty ``---`` documents           
 nesting depth           deep ``[[[[...]]]]`` blowing the stack                      CU109
 complex keys            ``? [a, b]`` keys that cannot be field names                CU112
 merge keys              ``<<:`` merges whose precedence confuses reviewers         CU115
+revision node budget    many files (or one flow list) composing into GBs of nodes   CU117
 =====================  ==========================================================  ========
 
 The C parser of ``ruamel.yaml.clib`` is used when it is installed (about 4x faster); the
@@ -75,8 +76,45 @@ class Limits:
 DOCUMENT_LIMITS = Limits()
 SNAPSHOT_LIMITS = Limits(max_file_bytes=24 * 2**20, max_documents=1, max_nodes=20_000_000)
 """The committed snapshot: 24 MiB holds about 50,000 devices (200 nodes / 1,520 devices are
-0.7 MiB). Validation keeps every node's position for its messages, about 30 MB of memory per
-MiB of YAML, so the largest accepted snapshot stays under 1 GB (BENCHMARKS.md, Validation)."""
+0.7 MiB) in kubectl's block style. What bounds its memory is the revision's node budget
+(:data:`NODE_BUDGET`), not its size: the same bytes written as one flow list are many more
+nodes."""
+
+NODE_BUDGET = 750_000
+"""YAML nodes one revision may expand to, over every file and every path, aliases expanded.
+
+Validation keeps every composed node (for positions) and the data built from it: 270 bytes
+per node measured for a flow list of numbers, 440 for block mappings (BENCHMARKS.md, "Memory
+bounded by the commit"), so the budget is at most about 330 MB on top of the process: with
+the bytes budget (reconciler.source.tree.MAX_TOTAL_BYTES) under the controller's 512Mi.
+It is checked *before* a file is composed: a cheap upper bound from one scan of the text,
+and an exact count from the parser's events (nothing kept) only when that bound is over
+what is left."""
+
+
+@dataclass(slots=True)
+class Budget:
+    """What is left of :data:`NODE_BUDGET` while one revision loads; shared by every file."""
+
+    limit: int = NODE_BUDGET
+    left: int = NODE_BUDGET
+    exhausted: bool = False
+    """Set once a file was refused for it: the caller stops loading (one fatal error)."""
+
+    def refuse(self, file: str, line: int, column: int, needed: str) -> diag.Diagnostic:
+        self.exhausted = True
+        used = self.limit - self.left
+        return diag.Diagnostic(
+            file,
+            line,
+            column,
+            codes.Code.REVISION_TOO_LARGE,
+            f"this file needs {needed} YAML nodes, but only {self.left} of the revision's "
+            f"{self.limit}-node budget are left ({used} used by the files before it; every "
+            "file and every path counted, aliases expanded). The revision is refused so "
+            "memory stays bounded: remove or split large files, drop aliases, or exclude "
+            "files in ClusterSettings.spec.layout.exclude",
+        )
 
 
 class Position(NamedTuple):
@@ -153,18 +191,34 @@ class _Abort(Exception):
 
 
 def load(
-    file: str, content: bytes, limits: Limits = DOCUMENT_LIMITS
+    file: str, content: bytes, limits: Limits = DOCUMENT_LIMITS, budget: Budget | None = None
 ) -> tuple[list[LoadedDocument], list[diag.Diagnostic]]:
     """Load every document of one file. Never raises for bad input: problems are diagnostics.
 
     A file with any loading error yields no documents at all: half a file is not a safe
-    basis for deciding what to delete.
+    basis for deciding what to delete. With a ``budget``, the file's nodes are checked
+    against what is left of it before composing, and charged to it after.
     """
     try:
         text = _decode(file, content, limits)
-        return _compose(file, text, limits), []
+        if budget is None:
+            return _compose(file, text, limits, None), []
+        _check_budget(file, text, budget)
+        return _compose(file, text, limits, budget), []
     except _Abort as abort:
         return [], [abort.diagnostic]
+
+
+def _check_budget(file: str, text: str, budget: Budget) -> None:
+    """Refuse ``text`` before composing it when its nodes cannot fit what is left."""
+    if _yamlcore.node_bound(text) <= budget.left:
+        return
+    try:
+        needed = _yamlcore.count_nodes(text, budget.left)
+    except ruamel.yaml.error.YAMLError:
+        return  # composing reports the syntax error, at its position
+    if needed > budget.left:
+        raise _Abort(budget.refuse(file, 1, 1, f"more than {budget.left}"))
 
 
 def _decode(file: str, content: bytes, limits: Limits) -> str:
@@ -181,6 +235,18 @@ def _decode(file: str, content: bytes, limits: Limits) -> str:
         )
     if content.startswith(b"\xef\xbb\xbf"):
         content = content[3:]
+    encoding = other_encoding(content)
+    if encoding is not None:
+        raise _Abort(
+            diag.Diagnostic(
+                file,
+                1,
+                1,
+                codes.Code.NOT_UTF8,
+                f"file is {encoding}, not UTF-8; save it as UTF-8 "
+                f"(iconv -f {encoding.split(' ')[0]} -t UTF-8)",
+            )
+        )
     try:
         return content.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -198,6 +264,30 @@ def _decode(file: str, content: bytes, limits: Limits) -> str:
         ) from exc
 
 
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32LE (byte-order mark FF FE 00 00)"),
+    (b"\x00\x00\xfe\xff", "UTF-32BE (byte-order mark 00 00 FE FF)"),
+    (b"\xff\xfe", "UTF-16LE (byte-order mark FF FE)"),
+    (b"\xfe\xff", "UTF-16BE (byte-order mark FE FF)"),
+)
+
+
+def other_encoding(content: bytes) -> str | None:
+    """The encoding a file that is not UTF-8 is most likely in, when that is clear: a UTF-16
+    or UTF-32 byte-order mark, or (no mark) ASCII text with a NUL after every character,
+    which is what Windows editors and PowerShell's ``>`` write."""
+    for bom, name in _BOMS:
+        if content.startswith(bom):
+            return name
+    head = content[:512]
+    if len(head) >= 4 and head.count(0) * 3 >= len(head):
+        if head[1::2].count(0) * 4 >= len(head[1::2]) * 3:
+            return "UTF-16LE (no byte-order mark)"
+        if head[0::2].count(0) * 4 >= len(head[0::2]) * 3:
+            return "UTF-16BE (no byte-order mark)"
+    return None
+
+
 def _check_flow_depth(file: str, text: str) -> None:
     """Refuse nesting the C parser cannot survive, before parsing (flow or block style)."""
     where = _yamlcore.too_deep(text)
@@ -212,7 +302,7 @@ def _check_flow_depth(file: str, text: str) -> None:
         )
 
 
-def _compose(file: str, text: str, limits: Limits) -> list[LoadedDocument]:
+def _compose(file: str, text: str, limits: Limits, budget: Budget | None) -> list[LoadedDocument]:
     _check_flow_depth(file, text)
     documents: list[LoadedDocument] = []
     stream = _yaml().compose_all(text)
@@ -233,7 +323,10 @@ def _compose(file: str, text: str, limits: Limits) -> list[LoadedDocument]:
                 )
             if node is None or _is_empty(node):
                 continue  # an empty document (a stray or trailing ``---``) is not an error
-            documents.append(_Builder(file, index - 1, limits).document(node))
+            builder = _Builder(file, index - 1, limits, budget)
+            documents.append(builder.document(node))
+            if budget is not None:
+                budget.left -= builder.nodes
     except ruamel.yaml.error.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if exc.context_mark is not None and "end of stream" in str(exc.problem or ""):
@@ -306,12 +399,25 @@ def _pos(node: ruamel.yaml.nodes.Node) -> Position:
 class _Builder:
     """Turns one composed document into plain data, enforcing the limits as it goes."""
 
-    __slots__ = ("alias_nodes", "expanding", "file", "index", "limits", "nodes", "seen")
+    __slots__ = (
+        "alias_nodes",
+        "budget",
+        "expanding",
+        "file",
+        "index",
+        "limits",
+        "max_nodes",
+        "nodes",
+        "seen",
+    )
 
-    def __init__(self, file: str, index: int, limits: Limits) -> None:
+    def __init__(self, file: str, index: int, limits: Limits, budget: Budget | None) -> None:
         self.file = file
         self.index = index
         self.limits = limits
+        self.budget = budget
+        self.max_nodes = limits.max_nodes if budget is None else min(limits.max_nodes, budget.left)
+        """The per-document limit, or what is left of the revision's budget if less."""
         self.nodes = 0
         self.alias_nodes = 0
         self.expanding = 0
@@ -338,7 +444,13 @@ class _Builder:
 
     def count(self, node: ruamel.yaml.nodes.Node) -> None:
         self.nodes += 1
-        if self.nodes > self.limits.max_nodes:
+        if self.nodes > self.max_nodes:
+            if self.budget is not None and self.max_nodes < self.limits.max_nodes:
+                raise _Abort(
+                    self.budget.refuse(
+                        self.file, _line(node), _column(node), f"more than {self.max_nodes}"
+                    )
+                )
             raise _Abort(
                 self.diag(
                     node,
@@ -470,6 +582,19 @@ class _Builder:
         self, node: ruamel.yaml.nodes.Node, key_node: ruamel.yaml.nodes.Node, key: Any
     ) -> NoReturn:
         earlier = next(k for k, _ in node.value if _scalar(k) == key)
+        first = _scalar(earlier)
+        if type(first) is not type(key):
+            # YAML 1.2 keeps ``1`` and ``true`` (or ``1`` and ``1.0``) apart; loaded data cannot.
+            raise _Abort(
+                self.diag(
+                    key_node,
+                    codes.Code.DUPLICATE_KEY,
+                    f"key {key_node.value!r} ({_kind_of(key)}) and key {earlier.value!r} "
+                    f"({_kind_of(first)}, line {_line(earlier)}) are different YAML keys "
+                    "but the same value once loaded; quote them as strings "
+                    f"('\"{key_node.value}\"', '\"{earlier.value}\"') or keep one",
+                )
+            )
         raise _Abort(
             self.diag(
                 key_node,
@@ -487,12 +612,16 @@ class _Builder:
         if type(node) is ruamel.yaml.nodes.ScalarNode:
             tag = _TAG_NAMES.get(id(node.ctag))
             if tag is not None:
-                if self.expanding or self.nodes >= self.limits.max_nodes:
+                if self.expanding or self.nodes >= self.max_nodes:
                     self.count(node)  # the limits' bookkeeping and messages
                 else:
                     self.nodes += 1  # what count() does below every limit, inlined
                 return _scalar_of(node.value, tag)
         return self.build(node, stack, depth)
+
+
+def _kind_of(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number"}.get(type(value), "a string")
 
 
 def _short_tag(tag: str) -> str:

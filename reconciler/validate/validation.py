@@ -68,7 +68,11 @@ def validate_tree(
 
 
 def _validate(tree: source_tree.SourceTree, observed: obs.ObservedState | None) -> Validation:
+    fatal = tuple(d for d in tree.diagnostics if d.code in source_tree.FATAL)
+    if fatal:
+        return Validation(tree.revision, None, fatal, observed)
     found: list[diag.Diagnostic] = list(tree.diagnostics)
+    budget = syntax.Budget()
     settings = _bootstrap_settings(tree)
     layout = settings.spec.layout if settings is not None else _DEFAULT_LAYOUT
     selected = tree.select(layout.include, layout.exclude)
@@ -77,7 +81,10 @@ def _validate(tree: source_tree.SourceTree, observed: obs.ObservedState | None) 
     loaded: list[syntax.LoadedDocument] = []
     broken: dict[tuple[str, str], str] = {}
     for path, content in selected.items():
-        in_file, problems = syntax.load(path, content)
+        in_file, problems = syntax.load(path, content, syntax.DOCUMENT_LIMITS, budget)
+        if budget.exhausted:
+            # One fatal error, nothing after it: every later finding would be a follow-on.
+            return Validation(tree.revision, None, tuple(problems), observed, tuple(selected))
         found += problems
         if any(p.severity is diag.Severity.ERROR for p in problems):
             broken.update(_declared(path, content))
@@ -117,7 +124,9 @@ def _validate(tree: source_tree.SourceTree, observed: obs.ObservedState | None) 
     )
     snapshot_document = None
     if observed is None and documents.settings:
-        observed, problems, snapshot_document = _repository_snapshot(tree, documents)
+        observed, problems, snapshot_document = _repository_snapshot(tree, documents, budget)
+        if budget.exhausted:
+            return Validation(tree.revision, None, tuple(problems), None, tuple(selected))
         found += problems
     found += _collapse(semantics.check(documents, observed), broken)
     ordered = tuple(sorted(set(found), key=_order))
@@ -133,7 +142,12 @@ _REFERENCED_KIND = {"pool": "CUPool", "tenant": "Tenant"}
 
 
 def _declared(path: str, content: bytes) -> dict[tuple[str, str], str]:
-    """What a file that does not load meant to declare, read as plain text (best effort)."""
+    """What a file that does not load meant to declare, read as plain text (best effort;
+    a UTF-16 file is read as such, so its references are not reported a second time)."""
+    encoding = syntax.other_encoding(content)
+    if encoding is not None:
+        text = content.decode(encoding.split(" ")[0].lower(), "replace")
+        content = text.lstrip("\ufeff").encode("utf-8")
     out = {}
     for part in re.split(rb"(?m)^---", content):
         kind, name = _KIND_LINE.search(part), _NAME_LINE.search(part)
@@ -174,8 +188,12 @@ def _collapse(
 _CASCADING = {codes.Code.UNKNOWN_POOL, codes.Code.UNKNOWN_TENANT}
 
 
-def _order(d: diag.Diagnostic) -> tuple[str, int, int, str, str]:
-    return (d.file, d.line, d.column, d.code, d.message)
+def _order(d: diag.Diagnostic) -> tuple[bool, str, int, int, str, str]:
+    """Causes first: errors reading or loading a file (CU1xx) come before everything else,
+    since a file that does not load makes findings elsewhere (an unknown pool, a missing
+    settings document) follow-ons; then by position."""
+    cause = d.code.startswith("CU1") and d.severity is diag.Severity.ERROR
+    return (not cause, d.file, d.line, d.column, d.code, d.message)
 
 
 def _bootstrap_settings(tree: source_tree.SourceTree) -> docs.ClusterSettings | None:
@@ -189,7 +207,7 @@ def _bootstrap_settings(tree: source_tree.SourceTree) -> docs.ClusterSettings | 
     for path, content in candidates.items():
         if b"ClusterSettings" not in content:
             continue
-        documents, _ = syntax.load(path, content)
+        documents, _ = syntax.load(path, content, syntax.DOCUMENT_LIMITS, syntax.Budget())
         for document in documents:
             if document.data.get("kind") == "ClusterSettings":
                 typed, problems = schema.check(document)
@@ -200,7 +218,7 @@ def _bootstrap_settings(tree: source_tree.SourceTree) -> docs.ClusterSettings | 
 
 
 def _repository_snapshot(
-    tree: source_tree.SourceTree, documents: semantics.Documents
+    tree: source_tree.SourceTree, documents: semantics.Documents, budget: syntax.Budget
 ) -> tuple[obs.ObservedState | None, list[diag.Diagnostic], syntax.LoadedDocument | None]:
     settings = documents.settings[0].document
     path = settings.spec.layout.snapshot
@@ -224,7 +242,7 @@ def _repository_snapshot(
             ],
             None,
         )
-    raw, problems, document = snapshot.parse_document(path, tree.files[path])
+    raw, problems, document = snapshot.parse_document(path, tree.files[path], budget)
     if raw is None:
         return None, problems, None
     adapters = [e.document for e in documents.adapters]
