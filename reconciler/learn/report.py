@@ -180,11 +180,32 @@ def _coverage_section(outcome: adapter.Outcome) -> str:
             str(c.have),
             str(c.need),
             f"{c.p_value:.3f}" if c.p_value is not None else "—",
+            f"{c.detectable:.1%}" if c.detectable is not None else "—",
+            f"CANNOT see a {c.target:.0%} step" if c.blind else f"sees a {c.target:.0%} step",
         ]
         for c in outcome.coverage
     ]
-    return _table(
-        ["device model", "class", "status", "method", "have", "need", "p"], rows, cls="coverage"
+    blind = sum(1 for c in outcome.coverage if c.blind)
+    note = (
+        f"<p>{blind} of {len(outcome.coverage)} series cannot see the policy's "
+        f"{outcome.coverage[0].target:.0%} step with 90% power.</p>"
+        if blind
+        else ""
+    )
+    return note + _table(
+        [
+            "device model",
+            "class",
+            "status",
+            "method",
+            "have",
+            "need",
+            "p",
+            "smallest step seen (90% power)",
+            "the policy's step",
+        ],
+        rows,
+        cls="coverage",
     )
 
 
