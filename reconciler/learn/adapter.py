@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,25 @@ class Outcome:
     proposal: update.Proposal
     reject_report: records.RejectReport
     records_revision: str
+    nodes: tuple[NodeEffect, ...] = ()  # every node's speed vs its model: the slow-node screen
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEffect:
+    """One node as the slow-node screen saw it: its mean residual (log) and records."""
+
+    node: str
+    device_model: str
+    effect: float
+    records: int
+
+
+def node_effects(effects: Any) -> tuple[NodeEffect, ...]:
+    """The screen's per-node table (``drift.node_effects`` / the streamed equivalent)."""
+    return tuple(
+        NodeEffect(str(n), str(row["device_model"]), float(row["effect"]), int(row["records"]))
+        for n, row in effects.iterrows()
+    )
 
 
 def learn(
@@ -78,6 +98,7 @@ def learn(
         policy,
         now,
         held_classes=guarded.held_classes,
+        nodes=node_effects(effects),
         slow=slow,
         alarms=alarms,
         series=series,
@@ -163,6 +184,7 @@ def finish(
     target: update.Target | None = None,
     device_specs: Mapping[str, specs.DeviceSpec] = specs.SPECS,
     held_classes: Mapping[specs.WorkloadClass, str] | None = None,
+    nodes: tuple[NodeEffect, ...] = (),
 ) -> Outcome:
     """The common tail of every engine: priors, their combination, the update rule."""
     reference = final.reference_model
@@ -192,6 +214,7 @@ def finish(
         proposal=proposal,
         reject_report=report,
         records_revision=records_revision,
+        nodes=nodes,
     )
 
 
@@ -247,11 +270,13 @@ def relative_errors(values: Mapping[Key, float], truth: Mapping[Key, float]) -> 
 
 __all__ = [
     "Guarded",
+    "NodeEffect",
     "Outcome",
     "Refit",
     "finish",
     "guarded_refit",
     "learn",
+    "node_effects",
     "relative_errors",
     "spec_table",
     "table_values",

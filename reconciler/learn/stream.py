@@ -178,6 +178,7 @@ class Pass1:
     hist: dict[GroupKey, np.ndarray] = field(default_factory=dict)
     hours: dict[tuple[str, str, int], int] = field(default_factory=dict)
     ids: list[np.ndarray] = field(default_factory=list)
+    repeated: list[int] = field(default_factory=list)  # batches with a record twice inside
 
     def add(self, other: Pass1, sign: int = 1) -> None:
         """Fold ``other`` in (``sign=-1``: take out rows found to be duplicates later;
@@ -189,6 +190,7 @@ class Pass1:
         for hk, n in other.hours.items():
             self.hours[hk] = self.hours.get(hk, 0) + sign * n
         self.ids += other.ids
+        self.repeated += other.repeated
 
 
 def _counts(f: pd.DataFrame, report: records.RejectReport) -> Pass1:
@@ -225,11 +227,24 @@ class _Batch:
 
 
 def _identified(
-    frag: Fragment, now: datetime, extra_models: Sequence[str], drops: Drops | None = None
+    frag: Fragment,
+    now: datetime,
+    extra_models: Sequence[str],
+    drops: Drops | None = None,
+    repeated: frozenset[tuple[int, int]] | None = None,
 ) -> Iterator[_Batch]:
-    """Validated batches, each record identified by its content (:func:`records.identity`)."""
+    """Validated batches, each record identified by its content (:func:`records.identity`).
+
+    With ``repeated`` (pass 2), only batches known from pass 1 to hold a repeat (inside
+    the batch, or of an earlier one) are hashed again; every other record is used as is.
+    """
     mine = (drops or {}).get(frag.index, {})
     for number, recs in enumerate(_validated(frag, now, extra_models)):
+        if repeated is not None and number not in mine and (frag.index, number) not in repeated:
+            n = len(recs.frame)
+            none = np.zeros(n, dtype=bool)
+            yield _Batch(recs, np.zeros(n, np.uint64), ~none, none, np.full(n, -1, np.int64))
+            continue
         ids = records.identity(recs.frame)
         first = np.zeros(len(ids), dtype=bool)
         first[np.unique(ids, return_index=True)[1]] = True
@@ -277,10 +292,11 @@ def pass1(frag: Fragment, now: datetime, extra_models: Sequence[str]) -> Pass1:
     """Counts of the batch's distinct records; a record repeated inside one batch counts
     once (the repeats are reported as duplicates)."""
     out = Pass1()
-    for b in _identified(frag, now, extra_models):
+    for number, b in enumerate(_identified(frag, now, extra_models)):
         report = b.recs.report.merge(_duplicate_report(frag, b, ~b.first))
         part = _counts(b.recs.frame[b.first], report)
         part.ids = [np.unique(b.ids)]
+        part.repeated = [] if b.first.all() else [number]
         out.add(part)
     return out
 
@@ -371,9 +387,10 @@ def pass2(
     screen: Screen,
     sparse_series: frozenset[tuple[str, str]],
     drops: Drops | None = None,
+    repeated: frozenset[tuple[int, int]] | None = None,
 ) -> Pass2:
     out = Pass2()
-    for b in _identified(frag, now, extra_models, drops):
+    for b in _identified(frag, now, extra_models, drops, repeated):
         f = b.recs.frame[b.keep]  # each record once: the first copy in the run
         if not len(f):
             continue
@@ -445,9 +462,11 @@ def aggregate(
     extra = tuple(sorted(extra_models))
     first = Pass1()
     chunks: list[tuple[int, int, np.ndarray]] = []
+    inside: set[tuple[int, int]] = set()
     for frag, part in zip(frags, mapper(pass1, frags, (now, extra)), strict=True):
         chunks += [(frag.index, i, ids) for i, ids in enumerate(part.ids)]
-        part.ids = []
+        inside |= {(frag.index, i) for i in part.repeated}
+        part.ids, part.repeated = [], []
         first.add(part)
     drops, revision, distinct = repeats(chunks)
     del chunks
@@ -459,7 +478,8 @@ def aggregate(
     screen = Screen.from_histograms(first.hist)
     sparse = frozenset(_sparse_series(first.hours, config))
     second = Pass2()
-    for part2 in mapper(pass2, frags, (now, extra, screen, sparse, drops)):
+    repeated = frozenset(inside)
+    for part2 in mapper(pass2, frags, (now, extra, screen, sparse, drops, repeated)):
         second.add(part2)
     cells = second.cells
     if cells is None:
@@ -708,6 +728,7 @@ def learn(
         policy,
         now,
         held_classes=guarded.held_classes,
+        nodes=adapter.node_effects(effects),
         slow=slow,
         alarms=alarms,
         series=tuple(series),

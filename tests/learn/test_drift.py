@@ -156,8 +156,7 @@ def test_every_series_reports_its_coverage() -> None:
     # 150 records of unit noise cannot see 3%: said so, with what they can see
     assert "; CANNOT see a 3% step: detects " in text[("Z100", WC.PREFILL)]
     assert text[("K100", WC.DECODE)] == (
-        "K100/decode: not enough data (have 50 records, need 100; cannot see a 3% step: "
-        "not tested)"
+        "K100/decode: not enough data (have 50 records, need 100; cannot see a 3% step: not tested)"
     )
     assert [c.tested for c in cov].count(False) == 1
 
