@@ -220,6 +220,7 @@ class _Batch:
     first: np.ndarray  # the first copy of its identity within this batch
     earlier: np.ndarray  # a copy of a record an earlier batch or file already holds
     earlier_from: np.ndarray  # for those: the fragment index of the first copy
+    distinct: np.ndarray  # the batch's distinct identities, sorted
 
     @property
     def keep(self) -> np.ndarray:
@@ -243,11 +244,24 @@ def _identified(
         if repeated is not None and number not in mine and (frag.index, number) not in repeated:
             n = len(recs.frame)
             none = np.zeros(n, dtype=bool)
-            yield _Batch(recs, np.zeros(n, np.uint64), ~none, none, np.full(n, -1, np.int64))
+            yield _Batch(
+                recs,
+                np.zeros(n, np.uint64),
+                ~none,
+                none,
+                np.full(n, -1, np.int64),
+                np.zeros(0, np.uint64),
+            )
             continue
         ids = records.identity(recs.frame)
+        # Sort-based (np.unique hashes uint64 several times slower): the first copy of each
+        # identity in reading order is the one a stable sort puts first.
+        order = np.argsort(ids, kind="stable")
+        ranked = ids[order]
+        new = np.ones(len(ranked), dtype=bool)
+        new[1:] = ranked[1:] != ranked[:-1]
         first = np.zeros(len(ids), dtype=bool)
-        first[np.unique(ids, return_index=True)[1]] = True
+        first[order[new]] = True
         earlier = np.zeros(len(ids), dtype=bool)
         earlier_from = np.full(len(ids), -1, dtype=np.int64)
         if number in mine:
@@ -256,7 +270,7 @@ def _identified(
             if len(seen):
                 earlier = seen[pos] == ids
                 earlier_from = np.where(earlier, owner[pos], -1)
-        yield _Batch(recs, ids, first, earlier, earlier_from)
+        yield _Batch(recs, ids, first, earlier, earlier_from, ranked[new])
 
 
 def _duplicate_report(
@@ -294,8 +308,8 @@ def pass1(frag: Fragment, now: datetime, extra_models: Sequence[str]) -> Pass1:
     out = Pass1()
     for number, b in enumerate(_identified(frag, now, extra_models)):
         report = b.recs.report.merge(_duplicate_report(frag, b, ~b.first))
-        part = _counts(b.recs.frame[b.first], report)
-        part.ids = [np.unique(b.ids)]
+        part = _counts(b.recs.frame if b.first.all() else b.recs.frame[b.first], report)
+        part.ids = [b.distinct]
         part.repeated = [] if b.first.all() else [number]
         out.add(part)
     return out
@@ -391,7 +405,8 @@ def pass2(
 ) -> Pass2:
     out = Pass2()
     for b in _identified(frag, now, extra_models, drops, repeated):
-        f = b.recs.frame[b.keep]  # each record once: the first copy in the run
+        once = b.keep  # each record once: the first copy in the run
+        f = b.recs.frame if once.all() else b.recs.frame[once]
         if not len(f):
             continue
         gid, keys = _groups(f)
