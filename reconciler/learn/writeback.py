@@ -416,8 +416,15 @@ def _push(
     target = f"refs/heads/{branch}"
     tracking = _tracking_ref(remote_obj.name, branch)
     expected = _rev(repo, tracking)
-    if expected == sha:
-        return True
+    if expected == sha:  # nothing to push; say so only if the remote still holds it
+        listing = str(repo.git.ls_remote(remote_obj.name, target)).split()
+        if (listing[0] if listing else None) == sha:
+            return True
+        raise PushRejected(
+            f"{remote}/{branch} changed since it was fetched (expected {sha[:12]}): someone "
+            "else pushed to it. Nothing pushed: fetch the branch, review what is on it, and "
+            "run again"
+        )
     if expected is not None:
         foreign = _foreign(repo, expected, base, author)
         if foreign:

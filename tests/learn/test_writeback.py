@@ -154,3 +154,15 @@ def test_push_replaces_the_learners_own_commit_and_fast_forwards(clone: Path) ->
             clone, "factors/learned.yaml", "a: 3\n", "m3\n", branch="taken", push=True
         )
     assert remote.commit("taken").hexsha == remote.commit("main").hexsha
+
+
+def test_an_unchanged_branch_is_not_reported_pushed_when_the_remote_moved(
+    clone: Path, tmp_path: Path
+) -> None:
+    first = writeback.publish(
+        clone, "factors/learned.yaml", "a: 1\n", "m1\n", branch="bot", push=True
+    )
+    theirs = _reviewer_pushes(clone.parent / "remote.git", tmp_path, "bot")
+    with pytest.raises(writeback.PushRejected, match="changed since it was fetched"):
+        writeback.publish(clone, "factors/learned.yaml", "a: 1\n", "m1\n", branch="bot", push=True)
+    assert git.Repo(clone.parent / "remote.git").commit("bot").hexsha == theirs != first.sha
