@@ -38,7 +38,8 @@ import typer
 
 from reconciler import errors, source, validate
 from reconciler.cli import _app
-from reconciler.learn import adapter, combine, specs, update, writeback
+from reconciler.learn import adapter, combine, records, specs, update, writeback
+from reconciler.model import diagnostics
 from reconciler.model import documents as docs
 from reconciler.model import factors as model_factors
 from reconciler.model import observed as obs
@@ -110,6 +111,15 @@ class _Target:
 def _fail(command: str, message: str) -> typer.Exit:
     typer.echo(f"cuctl factors {command}: {message}", err=True)
     return typer.Exit(_app.EXIT_ERROR)
+
+
+def _input_failure(command: str, exc: errors.InputError) -> typer.Exit:
+    """Bad records: every problem as ``file:line:col: code: message``, then exit 2."""
+    diags = getattr(exc, "diagnostics", None) or []
+    for d in diags:
+        typer.echo(d.render(), err=True)
+    what = f"{len(diags)} input error(s)" if diags else str(exc)
+    return _fail(command, f"cannot read the records: {what}; nothing learned or written")
 
 
 def _now(value: str | None) -> datetime:
@@ -227,7 +237,15 @@ def _learn(
     published = repo.merged()
     when = _now(now)
     extra = sorted({f.device_model for f in published.spec.factors})
-    frags = stream.fragments(record_files)
+    skipped: list[str] = []
+    frags = stream.fragments(record_files, skipped)
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (", …" if len(skipped) > 5 else "")
+        typer.echo(
+            f"records: skipped {len(skipped)} files that are not records ({shown}); "
+            f"formats read: {', '.join(records.FORMATS)}",
+            err=True,
+        )
     if engine.engine is Engine.DASK:
         from reconciler.learn import distributed
 
@@ -236,12 +254,25 @@ def _learn(
     else:
         aggs = stream.aggregate(frags, when, extra)
     typer.echo(aggs.report.render(), err=True)
+    if not aggs.report.accepted:
+        raise errors.InputError(
+            [
+                diagnostics.Diagnostic(
+                    str(record_files[0]),
+                    1,
+                    1,
+                    "records.empty",
+                    f"no usable records in {len(frags)} file(s) ({aggs.report.total} rows read, "
+                    f"{aggs.report.rejected} rejected); nothing learned",
+                )
+            ]
+        )
     outcome = stream.learn(
         aggs,
         published,
         repo.state.policy.spec.factors,
         when,
-        records_revision=stream.digest(frags),
+        records_revision=aggs.revision,
         target=target.target,
     )
     return repo, target, outcome
@@ -333,8 +364,16 @@ def fit_command(
     choice = _EngineChoice(engine, scheduler, workers)
     try:
         repo, target, outcome = _learn("fit", record_files, repo_path, table, now, base, choice)
+    except errors.InputError as exc:
+        raise _input_failure("fit", exc) from exc
     except (errors.CUError, ValueError, OSError) as exc:
         raise _fail("fit", str(exc)) from exc
+    except typer.Exit:
+        raise
+    except Exception as exc:  # never exit 1 ("changed") on a failure, never a bare traceback
+        raise _fail(
+            "fit", f"internal error ({type(exc).__name__}: {exc}); nothing written"
+        ) from exc
     message = writeback.commit_message(outcome, repo.state.policy.spec.factors)
     typer.echo(message)
     changed = bool(outcome.proposal.changed)
@@ -454,7 +493,10 @@ def report_command(
     from reconciler.learn import report  # matplotlib is heavy: load it only for reports
 
     try:
-        repo, target, outcome = _learn("report", record_files, repo_path, table, now)
+        try:
+            repo, target, outcome = _learn("report", record_files, repo_path, table, now)
+        except errors.InputError as exc:
+            raise _input_failure("report", exc) from exc
         mix = _mix(repo.state.policy.spec.factors)
         known = sorted({k[0] for k in outcome.posteriors})
         state, note = _observed("report", repo, observed)

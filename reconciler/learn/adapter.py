@@ -9,9 +9,10 @@ Pure: ``now`` is an argument and nothing here reads or writes files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,25 @@ class Outcome:
     proposal: update.Proposal
     reject_report: records.RejectReport
     records_revision: str
+    nodes: tuple[NodeEffect, ...] = ()  # every node's speed vs its model: the slow-node screen
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEffect:
+    """One node as the slow-node screen saw it: its mean residual (log) and records."""
+
+    node: str
+    device_model: str
+    effect: float
+    records: int
+
+
+def node_effects(effects: Any) -> tuple[NodeEffect, ...]:
+    """The screen's per-node table (``drift.node_effects`` / the streamed equivalent)."""
+    return tuple(
+        NodeEffect(str(n), str(row["device_model"]), float(row["effect"]), int(row["records"]))
+        for n, row in effects.iterrows()
+    )
 
 
 def learn(
@@ -66,17 +86,19 @@ def learn(
     sparse = drift.record_series(frame, resid, effects, slow_names)
     found, coverage = drift.check_all(list(series), sparse, drift_config)
     alarms = tuple(found)
-    changes = drift.latest_changes(list(alarms))
-    final = (
-        fit.fit(frame, reference, exclude_nodes=slow_names, segments=changes, keep=keep)
-        if slow or changes
-        else first
+    guarded = guarded_refit(
+        first,
+        lambda ex, seg: fit.fit(frame, reference, exclude_nodes=ex, segments=seg, keep=keep),
+        slow,
+        alarms,
     )
     return finish(
-        final,
+        guarded.fit,
         table,
         policy,
         now,
+        held_classes=guarded.held_classes,
+        nodes=node_effects(effects),
         slow=slow,
         alarms=alarms,
         series=series,
@@ -86,6 +108,65 @@ def learn(
         target=target,
         device_specs=device_specs,
     )
+
+
+Refit = Callable[[Sequence[str], Mapping[Key, int]], fit.FitResult]
+"""Fit again leaving out these nodes, splitting these (device, class) series at these hours."""
+
+
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    """The final fit and what protecting the reference decided (issue 22.3)."""
+
+    fit: fit.FitResult
+    held_classes: Mapping[specs.WorkloadClass, str]
+
+
+def guarded_refit(
+    first: fit.FitResult,
+    refit: Refit,
+    slow: Sequence[drift.SlowNode],
+    alarms: Sequence[drift.Alarm],
+) -> Guarded:
+    """The refit after slow nodes and drift alarms, with the reference protected.
+
+    A device's slow node or change point concerns that device: its node is left out, its
+    series is split at the change. The reference is the unit of every factor of a class,
+    so its own alarms and slow nodes are never allowed to re-base a class silently:
+
+    - an alarm on the reference does not split it (its old level would get a coefficient
+      of its own and every factor of the class would be measured against the records after
+      a possibly false change); every factor of that class is *held* instead, until the
+      reference is stable, and the intervals carry the distance to the split reading;
+    - a slow reference node is left out (a broken node must not drag the unit), and the
+      intervals carry the distance to the fit that keeps it (it may be a legitimate draw of
+      the reference fleet): :func:`fit.widen`.
+    """
+    reference = first.reference_model
+    changes = drift.latest_changes(list(alarms))
+    own = {k: v for k, v in changes.items() if k[0] != reference}
+    ref_changes = {k: v for k, v in changes.items() if k[0] == reference}
+    excluded = sorted(s.node for s in slow)
+    ref_slow = sorted(s.node for s in slow if s.device_model == reference)
+    final = refit(excluded, own) if (excluded or own) else first
+    alternatives: list[fit.FitResult] = []
+    notes: list[str] = []
+    if ref_slow:
+        alternatives.append(refit([n for n in excluded if n not in ref_slow], own))
+        notes.append(f"reference node(s) {', '.join(ref_slow)} slow: left out, intervals widened")
+    if ref_changes:
+        alternatives.append(refit(excluded, changes))
+        notes.append("drift alarm on the reference: not split, intervals widened, class held")
+    if alternatives:
+        final = fit.widen(final, alternatives, "; ".join(notes))
+    held = {
+        cls: (
+            f"drift alarm on the reference {reference}/{cls.value} (the unit of this class may "
+            "have moved): held until the reference is stable"
+        )
+        for (_, cls) in sorted(ref_changes)
+    }
+    return Guarded(final, held)
 
 
 def finish(
@@ -102,6 +183,8 @@ def finish(
     records_revision: str,
     target: update.Target | None = None,
     device_specs: Mapping[str, specs.DeviceSpec] = specs.SPECS,
+    held_classes: Mapping[specs.WorkloadClass, str] | None = None,
+    nodes: tuple[NodeEffect, ...] = (),
 ) -> Outcome:
     """The common tail of every engine: priors, their combination, the update rule."""
     reference = final.reference_model
@@ -116,6 +199,7 @@ def finish(
         slow_nodes=slow,
         records_revision=records_revision,
         target=target,
+        held_classes=held_classes or {},
     )
     return Outcome(
         now=now,
@@ -130,6 +214,7 @@ def finish(
         proposal=proposal,
         reject_report=report,
         records_revision=records_revision,
+        nodes=nodes,
     )
 
 
@@ -183,4 +268,16 @@ def relative_errors(values: Mapping[Key, float], truth: Mapping[Key, float]) -> 
     return np.asarray([abs(values[k] / truth[k] - 1.0) for k in keys])
 
 
-__all__ = ["Outcome", "finish", "learn", "relative_errors", "spec_table", "table_values"]
+__all__ = [
+    "Guarded",
+    "NodeEffect",
+    "Outcome",
+    "Refit",
+    "finish",
+    "guarded_refit",
+    "learn",
+    "node_effects",
+    "relative_errors",
+    "spec_table",
+    "table_values",
+]

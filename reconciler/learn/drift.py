@@ -93,19 +93,40 @@ class Coverage:
     need: int
     p_value: float | None = None  # record change point only
     unit: str = "records"  # what ``have`` and ``need`` count when not tested
+    detectable: float | None = None  # smallest step (relative) found with 90% power
+    target: float = 0.03  # the step the policy wants seen (``DriftConfig.target_drop``)
 
     @property
     def tested(self) -> bool:
         return self.method is not Method.NONE
 
+    @property
+    def blind(self) -> bool:
+        """True when this series cannot see the target step with 90% power (or at all)."""
+        return self.detectable is None or self.detectable > self.target
+
+    def sight(self) -> str:
+        """What the series can see, in words: its minimum detectable step at 90% power."""
+        if self.detectable is None:
+            return f"cannot see a {self.target:.0%} step: not tested"
+        if self.blind:
+            return (
+                f"CANNOT see a {self.target:.0%} step: detects {self.detectable:.1%} or more "
+                "at 90% power"
+            )
+        return f"detects {self.detectable:.1%} or more at 90% power"
+
     def render(self) -> str:
         who = f"{self.device_model}/{self.workload_class.value}"
         if self.method is Method.HOURLY_CUSUM:
-            return f"{who}: tested ({self.method.value}, {self.have} hourly bins)"
+            return f"{who}: tested ({self.method.value}, {self.have} hourly bins; {self.sight()})"
         if self.method is Method.RECORD_CHANGE_POINT:
             p = f", p={self.p_value:.3f}" if self.p_value is not None else ""
-            return f"{who}: tested ({self.method.value}, {self.have} records{p})"
-        return f"{who}: not enough data (have {self.have} {self.unit}, need {self.need})"
+            return f"{who}: tested ({self.method.value}, {self.have} records{p}; {self.sight()})"
+        return (
+            f"{who}: not enough data (have {self.have} {self.unit}, need {self.need}; "
+            f"{self.sight()})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,9 +519,43 @@ def record_series(
     return out
 
 
+POWER_Z = 1.2816
+"""z of 90% power: a step is "detectable" when the statistic's mean clears the test's
+critical value by this many of its (unit) standard deviations."""
+
+
+def hourly_detectable(series: HourlySeries, config: DriftConfig = DriftConfig()) -> float | None:
+    """The smallest drop the hourly CUSUM confirms with 90% power by the window's end, for
+    a change in its middle: after prewhitening a step δ leaves ``keep·δ/σ`` per bin, the
+    chart gains that minus ``k`` per bin over the B/2 bins after the change, and must
+    clear ``h`` by 1.28 sds of that sum (√(B/2))."""
+    x = series.values
+    if np.isfinite(x).sum() < config.min_hours:
+        return None
+    rho = ar_coefficients(x)
+    innov = prewhiten(x - running_level(x), rho)
+    sigma = 1.4826 * float(np.nanmedian(np.abs(innov - np.nanmedian(innov))))
+    if not math.isfinite(sigma) or sigma <= 0:
+        return None
+    keep = max(1.0 - float(rho.sum()), 0.1)
+    k = max(0.5 * keep * -math.log1p(-config.target_drop) / sigma, config.min_k)
+    after = max(int(np.isfinite(x).sum()) // 2 - config.warmup_hours // 2, 1)
+    step = sigma / keep * (k + (config.threshold + POWER_Z * math.sqrt(after)) / after)
+    return -math.expm1(-step)
+
+
 def change_point(
     series: RecordSeries, config: DriftConfig = DriftConfig()
 ) -> tuple[Alarm | None, float]:
+    """At most one change in the mean of a sparse series, and the test's p-value (see
+    :func:`tested_change_point`, which also says what the test could have seen)."""
+    alarm, p, _ = tested_change_point(series, config)
+    return alarm, p
+
+
+def tested_change_point(
+    series: RecordSeries, config: DriftConfig = DriftConfig()
+) -> tuple[Alarm | None, float, float | None]:
     """At most one change in the mean of a sparse series, and the test's p-value.
 
     A retrospective test on the records themselves, for series whose hourly bins are too
@@ -513,7 +568,7 @@ def change_point(
     n = len(series.z)
     m = config.min_side
     if n < max(config.min_records, 2 * m + 1):
-        return None, 1.0
+        return None, 1.0, None
     # Efficient score of a common shift in log units: ψ(z)/scale, with the Fisher weights
     # 1/scale² (large batches are less noisy, so their records weigh more). Huber ψ: an
     # outlier cannot make a change on its own.
@@ -544,8 +599,9 @@ def change_point(
     perms = np.argsort(rng.random((config.permutations, n)), axis=1)
     null = stat(u[perms], w[perms], q).max(axis=1)
     p = float((1 + np.sum(null >= observed)) / (config.permutations + 1))
+    detectable = _record_detectable(series, w, null, config)
     if p > config.alpha:
-        return None, p
+        return None, p, detectable
     split = int(k[best])
     raw = series.z * series.scale  # back in log units, precision-weighted
     before = huber_locations(raw[:split], np.zeros(split, np.int64), 1, series.scale[:split])[0]
@@ -562,7 +618,26 @@ def change_point(
             phi=0.0,
         ),
         p,
+        detectable,
     )
+
+
+def _record_detectable(
+    series: RecordSeries, w: np.ndarray, null: np.ndarray, config: DriftConfig
+) -> float:
+    """The smallest drop the record-level test finds with 90% power, for a change in the
+    middle of these records: a step δ moves each score ψ(z)/scale by about e·δ·w (e the
+    share of records inside the Huber clip), so the statistic at the middle split has mean
+    e·δ·(W/4) / (√(var ψ · W) · (¼)^q); it must clear the permutation null's 1−α quantile
+    (the test's own critical value, from these records) by 1.28."""
+    z = series.z
+    e = max(float(np.mean(np.abs(z) < HUBER_C)), 1e-3)
+    var_psi = float(np.var(np.clip(z, -HUBER_C, HUBER_C)))
+    total_w = float(w.sum())
+    critical = float(np.quantile(null, 1.0 - config.alpha))
+    q = config.split_weight
+    step = (critical + POWER_Z) * math.sqrt(var_psi * total_w) * 0.25**q / (e * total_w / 4.0)
+    return -math.expm1(-step)
 
 
 def check_all(
@@ -595,21 +670,45 @@ def check_all(
     for key in sorted(totals):
         count, bins = totals[key]
         hs = hourly_by.get(key)
+        target = config.target_drop
         if bins >= config.min_hours and hs is not None:
             alarms += detect(hs, config)
-            coverage.append(Coverage(*key, Method.HOURLY_CUSUM, bins, config.min_hours))
+            coverage.append(
+                Coverage(
+                    *key,
+                    Method.HOURLY_CUSUM,
+                    bins,
+                    config.min_hours,
+                    detectable=hourly_detectable(hs, config),
+                    target=target,
+                )
+            )
             continue
         if count > config.max_records:  # a short, busy window: wait for more hours
-            coverage.append(Coverage(*key, Method.NONE, bins, config.min_hours, unit="hourly bins"))
+            coverage.append(
+                Coverage(
+                    *key, Method.NONE, bins, config.min_hours, unit="hourly bins", target=target
+                )
+            )
             continue
         rs = by_key.get(key)
         if rs is None or count < need:
-            coverage.append(Coverage(*key, Method.NONE, count, need))
+            coverage.append(Coverage(*key, Method.NONE, count, need, target=target))
             continue
-        alarm, p = change_point(rs, config)
+        alarm, p, detectable = tested_change_point(rs, config)
         if alarm is not None:
             alarms.append(alarm)
-        coverage.append(Coverage(*key, Method.RECORD_CHANGE_POINT, count, need, p))
+        coverage.append(
+            Coverage(
+                *key,
+                Method.RECORD_CHANGE_POINT,
+                count,
+                need,
+                p,
+                detectable=detectable,
+                target=target,
+            )
+        )
     return alarms, coverage
 
 
@@ -623,6 +722,7 @@ def latest_changes(alarms: list[Alarm]) -> Mapping[tuple[str, specs.WorkloadClas
 
 
 __all__ = [
+    "POWER_Z",
     "Alarm",
     "Coverage",
     "Direction",
@@ -637,10 +737,12 @@ __all__ = [
     "detect",
     "detect_all",
     "hourly",
+    "hourly_detectable",
     "latest_changes",
     "node_effects",
     "pooled_scales",
     "prewhiten",
     "record_series",
     "slow_nodes",
+    "tested_change_point",
 ]

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ class Estimate:
     nodes: int
     identified: bool = True
     since_hour: int | None = None  # start of the current segment, hours since the epoch
+    reference_sd: float = 0.0  # part of ``se`` from the reference's own doubt (:func:`widen`)
 
     @property
     def value(self) -> float:
@@ -311,6 +312,41 @@ def fit_cells(
     )
 
 
+def widen(result: FitResult, alternatives: Sequence[FitResult], note: str) -> FitResult:
+    """``result`` averaged with other readings of the reference: intervals that carry the
+    reference's own uncertainty.
+
+    Every factor is a ratio to the reference, so a doubt about the reference (one of its
+    nodes looks slow: a broken node, or an extreme but legitimate draw of its fleet; its
+    level looks to have moved) is a doubt about every factor of the class. Rather than bet
+    silently on one reading, each estimate is the equal-weight average of the readings
+    (``result`` and ``alternatives``, fitted under the other ones), with the variance of
+    that mixture: the mean of their variances plus the spread of their estimates. With two
+    readings Δ apart that is the midpoint and ``se² + (Δ/2)²``, which covers the truth at
+    close to the nominal rate under either reading (BENCHMARKS.md, reference guard).
+    """
+    out: dict[Key, Estimate] = {}
+    for key, est in result.estimates.items():
+        if key[0] == result.reference_model or not est.identified:
+            out[key] = est
+            continue
+        readings = [est] + [
+            alt.estimates[key]
+            for alt in alternatives
+            if key in alt.estimates and alt.estimates[key].identified
+        ]
+        centre = sum(r.log_factor for r in readings) / len(readings)
+        spread = sum((r.log_factor - centre) ** 2 for r in readings) / len(readings)
+        variance = sum(r.se**2 for r in readings) / len(readings)
+        out[key] = replace(
+            est,
+            log_factor=centre,
+            se=math.sqrt(variance + spread),
+            reference_sd=math.sqrt(spread),
+        )
+    return replace(result, estimates=out, warnings=(*result.warnings, note))
+
+
 def screen(y: np.ndarray, group: np.ndarray) -> np.ndarray:
     """True for rows within ``SCREEN_MADS`` robust sds of their group's median."""
     keep, _ = screen_with_scale(y, group)
@@ -433,4 +469,5 @@ __all__ = [
     "screen",
     "screen_frame",
     "screen_with_scale",
+    "widen",
 ]

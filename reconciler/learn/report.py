@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -180,22 +181,44 @@ def _coverage_section(outcome: adapter.Outcome) -> str:
             str(c.have),
             str(c.need),
             f"{c.p_value:.3f}" if c.p_value is not None else "—",
+            f"{c.detectable:.1%}" if c.detectable is not None else "—",
+            f"CANNOT see a {c.target:.0%} step" if c.blind else f"sees a {c.target:.0%} step",
         ]
         for c in outcome.coverage
     ]
-    return _table(
-        ["device model", "class", "status", "method", "have", "need", "p"], rows, cls="coverage"
+    blind = sum(1 for c in outcome.coverage if c.blind)
+    note = (
+        f"<p>{blind} of {len(outcome.coverage)} series cannot see the policy's "
+        f"{outcome.coverage[0].target:.0%} step with 90% power.</p>"
+        if blind
+        else ""
+    )
+    return note + _table(
+        [
+            "device model",
+            "class",
+            "status",
+            "method",
+            "have",
+            "need",
+            "p",
+            "smallest step seen (90% power)",
+            "the policy's step",
+        ],
+        rows,
+        cls="coverage",
     )
 
 
 def _slow_section(outcome: adapter.Outcome) -> str:
+    plot = _img(_plot_nodes(outcome)) if outcome.nodes else "<p>No per-node data.</p>"
     if not outcome.slow_nodes:
-        return "<p>No node underperforms its model.</p>"
+        return plot + "<p>No node underperforms its model.</p>"
     rows = [
         [s.node, s.device_model, f"{s.relative:+.1%}", f"{s.z:.1f}", str(s.records)]
         for s in outcome.slow_nodes
     ]
-    return _table(
+    return plot + _table(
         ["node", "device model", "vs its model", "robust z", "records"], rows, cls="slow-nodes"
     )
 
@@ -298,10 +321,11 @@ def _plot_factors(outcome: adapter.Outcome) -> Figure:
         ax.set_yticks(y, names, fontsize=8)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.legend(fontsize=7, loc="lower right")
-        ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+        ax.axvline(1.0, color="grey", lw=0.8, ls="--", label=f"{outcome.reference_model} = 1")
+        if not items:
+            _no_data(ax, f"no records of class {cls.value}")
         ax.set_title(f"{cls.value}: speed vs {outcome.reference_model}", fontsize=9)
-    fig.tight_layout()
+    _legend_below(fig, axes)
     return fig
 
 
@@ -322,8 +346,12 @@ def _plot_prior_vs_learned(outcome: adapter.Outcome) -> Figure:
     ax.plot(lims, lims, color="grey", lw=0.8, ls="--", label="learned = prior")
     ax.set_xlabel("spec prior factor")
     ax.set_ylabel("learned factor")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    if not any(
+        p.prior is not None and p.learned and k[0] != outcome.reference_model
+        for k, p in outcome.posteriors.items()
+    ):
+        _no_data(ax, "no learned factor with a spec prior")
+    _legend_right(fig, ax)
     return fig
 
 
@@ -335,15 +363,16 @@ def _plot_history(history: Sequence[writeback.HistoryEntry]) -> Figure:
             series.setdefault(f"{f.device_model}/{f.workload_class or '*'}", []).append(
                 (i, f.value)
             )
-    for label, pts in sorted(series.items()):
+    colours = distinct_colours(len(series))
+    for (label, pts), colour, i in zip(
+        sorted(series.items()), colours, range(len(series)), strict=True
+    ):
         x, y = zip(*pts, strict=True)
-        ax.plot(x, y, marker=".", lw=1, label=label)
+        ax.plot(x, y, marker=_MARKERS[i % len(_MARKERS)], lw=1, label=label, color=colour)
     ax.set_yscale("log")
     ax.set_xticks(range(len(history)), [h.sha[:7] for h in history], rotation=45, fontsize=7)
     ax.set_ylabel("published factor")
-    if len(series) <= 30:
-        ax.legend(fontsize=6, ncol=3)
-    fig.tight_layout()
+    _legend_right(fig, ax, ncol=1 if len(series) <= 20 else 2)
     return fig
 
 
@@ -352,7 +381,16 @@ def _plot_drift(outcome: adapter.Outcome) -> Figure:
     fig, axes = plt.subplots(len(keys), 1, figsize=(11, 2.4 * len(keys)), squeeze=False)
     for ax, key in zip(axes[:, 0], keys, strict=True):
         s = next((x for x in outcome.series if (x.device_model, x.workload_class) == key), None)
-        if s is None:
+        if s is None:  # a sparse series: tested on its records, no hourly series to draw
+            cov = next(
+                (c for c in outcome.coverage if (c.device_model, c.workload_class) == key), None
+            )
+            how = f" ({cov.have} records, p={cov.p_value:.3f})" if cov and cov.p_value else ""
+            _no_data(
+                ax,
+                f"{key[0]}/{key[1].value}: too sparse for hourly bins; tested on its records"
+                f"{how}. The alarm is in the table below.",
+            )
             continue
         ax.plot(s.end_hours - s.end_hours[0], np.expm1(s.values) * 100, lw=0.7)
         for a in outcome.alarms:
@@ -364,6 +402,38 @@ def _plot_drift(outcome: adapter.Outcome) -> Figure:
             fontsize=9,
         )
     fig.tight_layout()
+    return fig
+
+
+def _plot_nodes(outcome: adapter.Outcome) -> Figure:
+    """The slow-node screen per node: each node's speed against its model's typical node,
+    the 15% line, flagged nodes in red (the reference's marked: it is guarded)."""
+    models = sorted({n.device_model for n in outcome.nodes})
+    flagged = {s.node for s in outcome.slow_nodes}
+    fig, ax = plt.subplots(figsize=(11, 0.45 * max(len(models), 2) + 1.4))
+    for i, model in enumerate(models):
+        nodes = [n for n in outcome.nodes if n.device_model == model]
+        effects = np.asarray([n.effect for n in nodes])
+        centre = float(np.median(effects))
+        rel = np.expm1(effects - centre) * 100
+        slow = np.asarray([n.node in flagged for n in nodes], dtype=bool)
+        jitter = (np.arange(len(nodes)) % 5 - 2) * 0.06
+        ax.scatter(rel[~slow], i + jitter[~slow], s=14, color="#1f77b4", label="node")
+        ax.scatter(rel[slow], i + jitter[slow], s=40, color="#d62728", marker="x", label="slow")
+        for n, r, yv in zip(nodes, rel, i + jitter, strict=True):
+            if n.node in flagged:
+                ax.annotate(n.node, (r, yv), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.axvline(-15, color="#d62728", lw=0.8, ls="--", label="−15% (screen)")
+    ax.axvline(0, color="grey", lw=0.6)
+    ax.set_yticks(
+        range(len(models)),
+        [f"{m} (reference)" if m == outcome.reference_model else m for m in models],
+        fontsize=8,
+    )
+    ax.set_xlabel("node speed vs its model's median node (%)")
+    if not models:
+        _no_data(ax, "no node effects (no records)")
+    _legend_right(fig, ax)
     return fig
 
 
@@ -380,12 +450,67 @@ def _plot_pool(
     ax.set_xticks(x, members, fontsize=8, rotation=20)
     ax.set_ylabel("reference-device equivalents")
     ax.set_title(f"pool {pool.name}: value per device over its workload mix", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    _legend_right(fig, ax)
     return fig
 
 
 # -------------------------------------------------------------------------------- helpers
+
+_MARKERS = "o^sDv<>ph*"
+
+
+def distinct_colours(n: int) -> list[tuple[float, float, float, float]]:
+    """``n`` colours no two alike: tab10, then tab20's and tab20b's others, then evenly
+    spaced hues (a history of 27 series must not reuse tab10's ten)."""
+    from matplotlib import colormaps
+
+    pool: list[tuple[float, float, float, float]] = []
+    for name in ("tab10", "tab20", "tab20b", "tab20c"):
+        cmap = colormaps[name]
+        for i in range(cmap.N):
+            c = tuple(float(v) for v in cmap(i))
+            if not any(np.allclose(c, o, atol=0.02) for o in pool):
+                pool.append(c)  # type: ignore[arg-type]
+    if n > len(pool):
+        hsv = colormaps["hsv"]
+        pool += [tuple(float(v) for v in hsv(i / (n - len(pool)))) for i in range(n - len(pool))]  # type: ignore[misc]
+    return pool[:n]
+
+
+def _dedup_legend(ax_or_fig: Any) -> tuple[list[Any], list[str]]:
+    handles, labels = [], []
+    axes = ax_or_fig.axes if isinstance(ax_or_fig, Figure) else [ax_or_fig]
+    for a in axes:
+        for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    return handles, labels
+
+
+def _legend_right(fig: Figure, ax: Any, ncol: int = 1) -> None:
+    """The legend outside the axes, on the right: it can never cover data."""
+    handles, labels = _dedup_legend(ax)
+    if handles:
+        ax.legend(
+            handles, labels, fontsize=7, ncol=ncol, loc="upper left", bbox_to_anchor=(1.01, 1.0)
+        )
+    fig.tight_layout()
+
+
+def _legend_below(fig: Figure, axes: Any) -> None:
+    """One legend for all panels, below them: it can never cover data."""
+    handles, labels = _dedup_legend(fig)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    if handles:
+        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=len(labels))
+
+
+def _no_data(ax: Any, why: str) -> None:
+    """A panel without data says why, instead of showing empty axes."""
+    ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=9, wrap=True, transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def _img(fig: Figure) -> str:

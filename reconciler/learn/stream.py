@@ -25,6 +25,7 @@ order and give identical results. Heavy imports stay inside functions.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,33 +56,56 @@ CELL_KEYS = ["node", "device_model", "workload_class", "served_model", "throughp
 
 @dataclass(frozen=True, slots=True)
 class Fragment:
-    """One unit of work: a CSV/Parquet file (``path``) read by itself."""
+    """One unit of work: a CSV/Parquet file (``path``) read by itself; ``index`` is its
+    place in the run (the same file named twice is two fragments, its records duplicates)."""
 
     path: str
     label: str  # how rows are located in messages
+    index: int = 0
 
     @property
     def parquet(self) -> bool:
-        return Path(self.path).suffix.lower() in {".parquet", ".pq"}
+        return records.format_of(Path(self.path)) == "parquet"
 
 
-def fragments(paths: Sequence[Path]) -> list[Fragment]:
-    """Files as given; a directory is a (possibly hive-partitioned) dataset of its files."""
-    out: list[Fragment] = []
+def fragments(paths: Sequence[Path], skipped: list[str] | None = None) -> list[Fragment]:
+    """Files as given; a directory is a (possibly hive-partitioned) dataset of its files.
+
+    A file is read the same way named directly or found in a directory: every format in
+    :data:`records.FORMATS` (``.csv.gz`` included). Other files in a directory are not
+    records (a README, a ``_SUCCESS`` marker): they are listed in ``skipped``. A path that
+    does not exist, or a directory without one record file, is an input error.
+    """
+    found: list[str] = []
+    problems: list[diagnostics.Diagnostic] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(
-                q
-                for q in p.rglob("*")
-                if q.is_file() and q.suffix.lower() in {".csv", ".parquet", ".pq"}
-            )
-            out += [Fragment(str(q), str(q)) for q in found]
+            files = sorted(q for q in p.rglob("*") if q.is_file())
+            records_here = [q for q in files if records.format_of(q) is not None]
+            if skipped is not None:
+                skipped += [str(q) for q in files if records.format_of(q) is None]
+            if not records_here:
+                problems.append(
+                    diagnostics.Diagnostic(
+                        str(p),
+                        1,
+                        1,
+                        "records.none",
+                        "no record files in this directory (formats: "
+                        f"{', '.join(records.FORMATS)})",
+                    )
+                )
+            found += [str(q) for q in records_here]
+        elif p.is_file():
+            found.append(str(p))
         else:
-            out.append(Fragment(str(p), str(p)))
-    if not out:
-        where = ", ".join(map(str, paths))
+            problems.append(diagnostics.Diagnostic(str(p), 1, 1, "records.missing", "no such file"))
+    if problems:
+        raise InputError(problems)
+    if not found:
+        where = ", ".join(map(str, paths)) or "--records"
         raise InputError([diagnostics.Diagnostic(where, 1, 1, "records.none", "no record files")])
-    return out
+    return [Fragment(f, f, i) for i, f in enumerate(found)]
 
 
 def _batches(frag: Fragment) -> Iterator[tuple[pd.DataFrame, tuple[records.RowProblem, ...]]]:
@@ -90,20 +114,23 @@ def _batches(frag: Fragment) -> Iterator[tuple[pd.DataFrame, tuple[records.RowPr
         raw = records.read_file(Path(frag.path))
         yield raw.frame, raw.unparsed
         return
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset(frag.path, format="parquet", partitioning="hive")
-    row = 1
-    for batch in dataset.to_batches(batch_size=BATCH_ROWS):
-        frame = batch.to_pandas(strings_to_categorical=True)
-        missing = [c for c in records.REQUIRED_COLUMNS if c not in frame.columns]
-        if missing:
-            raise InputError(
-                [diagnostics.Diagnostic(frag.label, 1, 1, "records.columns", str(missing))]
-            )
-        frame["_line"] = np.arange(row, row + len(frame), dtype=np.int64)
-        row += len(frame)
-        yield frame, ()
+    try:
+        dataset = ds.dataset(frag.path, format="parquet", partitioning="hive")
+        records.check_columns(frag.label, dataset.schema.names)
+        row = 1
+        for batch in dataset.to_batches(batch_size=BATCH_ROWS):
+            frame = batch.to_pandas(strings_to_categorical=True)
+            frame["_line"] = np.arange(row, row + len(frame), dtype=np.int64)
+            row += len(frame)
+            yield frame, ()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            [diagnostics.Diagnostic(frag.label, 1, 1, "records.parse", f"cannot read: {msg}")]
+        ) from exc
 
 
 def _validated(
@@ -143,35 +170,160 @@ def _groups(frame: pd.DataFrame) -> tuple[np.ndarray, list[GroupKey]]:
 
 @dataclass(slots=True)
 class Pass1:
-    """Additive: reject report, per-group histograms, per-(device, class, hour) counts."""
+    """Additive: reject report, per-group histograms, per-(device, class, hour) counts;
+    and, per batch read, the sorted distinct identities of its valid records (``ids``,
+    taken out by :func:`aggregate` to find records repeated across batches and files)."""
 
     report: records.RejectReport = field(default_factory=lambda: records.RejectReport(0, 0))
     hist: dict[GroupKey, np.ndarray] = field(default_factory=dict)
     hours: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    ids: list[np.ndarray] = field(default_factory=list)
+    repeated: list[int] = field(default_factory=list)  # batches with a record twice inside
 
-    def add(self, other: Pass1) -> None:
+    def add(self, other: Pass1, sign: int = 1) -> None:
+        """Fold ``other`` in (``sign=-1``: take out rows found to be duplicates later;
+        their report is already a delta)."""
         self.report = self.report.merge(other.report)
         for k, h in other.hist.items():
             mine = self.hist.get(k)
-            self.hist[k] = h.copy() if mine is None else mine + h
+            self.hist[k] = sign * h if mine is None else mine + sign * h
         for hk, n in other.hours.items():
-            self.hours[hk] = self.hours.get(hk, 0) + n
+            self.hours[hk] = self.hours.get(hk, 0) + sign * n
+        self.ids += other.ids
+        self.repeated += other.repeated
+
+
+def _counts(f: pd.DataFrame, report: records.RejectReport) -> Pass1:
+    part = Pass1(report=report)
+    if len(f):
+        gid, keys = _groups(f)
+        bins = np.clip(((f["log_tput"].to_numpy() - LOW) / BIN).astype(np.int64), 0, NBINS - 1)
+        flat = np.bincount(gid * NBINS + bins, minlength=len(keys) * NBINS)
+        hist = flat.reshape(len(keys), NBINS).astype(np.int64)
+        part.hist = {key: hist[i] for i, key in enumerate(keys)}
+        counts = f.groupby(["device_model", "workload_class", "hour"], observed=True).size()
+        part.hours = {(str(d), str(c), int(h)): int(n) for (d, c, h), n in counts.items()}
+    return part
+
+
+Drops = Mapping[int, Mapping[int, tuple[np.ndarray, np.ndarray]]]
+"""fragment index → batch number → (sorted identities seen in an earlier batch or file,
+the index of the fragment that held each first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One validated batch with its records' identities and which ones it uses."""
+
+    recs: records.Records
+    ids: np.ndarray
+    first: np.ndarray  # the first copy of its identity within this batch
+    earlier: np.ndarray  # a copy of a record an earlier batch or file already holds
+    earlier_from: np.ndarray  # for those: the fragment index of the first copy
+    distinct: np.ndarray  # the batch's distinct identities, sorted
+
+    @property
+    def keep(self) -> np.ndarray:
+        return np.asarray(self.first & ~self.earlier)
+
+
+def _identified(
+    frag: Fragment,
+    now: datetime,
+    extra_models: Sequence[str],
+    drops: Drops | None = None,
+    repeated: frozenset[tuple[int, int]] | None = None,
+) -> Iterator[_Batch]:
+    """Validated batches, each record identified by its content (:func:`records.identity`).
+
+    With ``repeated`` (pass 2), only batches known from pass 1 to hold a repeat (inside
+    the batch, or of an earlier one) are hashed again; every other record is used as is.
+    """
+    mine = (drops or {}).get(frag.index, {})
+    for number, recs in enumerate(_validated(frag, now, extra_models)):
+        if repeated is not None and number not in mine and (frag.index, number) not in repeated:
+            n = len(recs.frame)
+            none = np.zeros(n, dtype=bool)
+            yield _Batch(
+                recs,
+                np.zeros(n, np.uint64),
+                ~none,
+                none,
+                np.full(n, -1, np.int64),
+                np.zeros(0, np.uint64),
+            )
+            continue
+        ids = records.identity(recs.frame)
+        # Sort-based (np.unique hashes uint64 several times slower): the first copy of each
+        # identity in reading order is the one a stable sort puts first.
+        order = np.argsort(ids, kind="stable")
+        ranked = ids[order]
+        new = np.ones(len(ranked), dtype=bool)
+        new[1:] = ranked[1:] != ranked[:-1]
+        first = np.zeros(len(ids), dtype=bool)
+        first[order[new]] = True
+        earlier = np.zeros(len(ids), dtype=bool)
+        earlier_from = np.full(len(ids), -1, dtype=np.int64)
+        if number in mine:
+            seen, owner = mine[number]
+            pos = np.clip(np.searchsorted(seen, ids), 0, max(len(seen) - 1, 0))
+            if len(seen):
+                earlier = seen[pos] == ids
+                earlier_from = np.where(earlier, owner[pos], -1)
+        yield _Batch(recs, ids, first, earlier, earlier_from, ranked[new])
+
+
+def _duplicate_report(
+    frag: Fragment, b: _Batch, rows: np.ndarray, labels: Sequence[str] = ()
+) -> records.RejectReport:
+    """The rows ``rows`` (a mask) as duplicates: a delta that moves them from used to
+    ``duplicate``, the first ones located with where the record was first seen."""
+    n = int(rows.sum())
+    if not n:
+        return records.RejectReport(0, 0)
+    lines = (
+        b.recs.frame["_line"].to_numpy()
+        if "_line" in b.recs.frame.columns
+        else np.arange(1, len(rows) + 1)
+    )
+    first_line = {}
+    if labels == ():
+        order = np.flatnonzero(b.first)
+        first_line = dict(zip(b.ids[order].tolist(), lines[order].tolist(), strict=True))
+    examples = []
+    for i in np.flatnonzero(rows)[: records.MAX_EXAMPLES]:
+        if labels:
+            where = f"first seen in {labels[int(b.earlier_from[i])]}"
+        else:
+            where = f"same record as line {first_line[int(b.ids[i])]}"
+        examples.append(
+            records.RowProblem(frag.label, int(lines[i]), records.RejectReason.DUPLICATE, where)
+        )
+    return records.RejectReport(0, -n, {records.RejectReason.DUPLICATE: n}, tuple(examples))
 
 
 def pass1(frag: Fragment, now: datetime, extra_models: Sequence[str]) -> Pass1:
+    """Counts of the batch's distinct records; a record repeated inside one batch counts
+    once (the repeats are reported as duplicates)."""
     out = Pass1()
-    for recs in _validated(frag, now, extra_models):
-        part = Pass1(report=recs.report)
-        f = recs.frame
-        if len(f):
-            gid, keys = _groups(f)
-            bins = np.clip(((f["log_tput"].to_numpy() - LOW) / BIN).astype(np.int64), 0, NBINS - 1)
-            flat = np.bincount(gid * NBINS + bins, minlength=len(keys) * NBINS)
-            hist = flat.reshape(len(keys), NBINS).astype(np.int64)
-            part.hist = {key: hist[i] for i, key in enumerate(keys)}
-            counts = f.groupby(["device_model", "workload_class", "hour"], observed=True).size()
-            part.hours = {(str(d), str(c), int(h)): int(n) for (d, c, h), n in counts.items()}
+    for number, b in enumerate(_identified(frag, now, extra_models)):
+        report = b.recs.report.merge(_duplicate_report(frag, b, ~b.first))
+        part = _counts(b.recs.frame if b.first.all() else b.recs.frame[b.first], report)
+        part.ids = [b.distinct]
+        part.repeated = [] if b.first.all() else [number]
         out.add(part)
+    return out
+
+
+def pass1_repeats(
+    frag: Fragment, now: datetime, extra_models: Sequence[str], drops: Drops, labels: Sequence[str]
+) -> Pass1:
+    """What :func:`pass1` counted for records an earlier batch or file already holds: to be
+    taken out of the totals (read again only for fragments that have such records)."""
+    out = Pass1()
+    for b in _identified(frag, now, extra_models, drops):
+        rows = b.first & b.earlier
+        out.add(_counts(b.recs.frame[rows], _duplicate_report(frag, b, rows, labels)))
     return out
 
 
@@ -248,10 +400,13 @@ def pass2(
     extra_models: Sequence[str],
     screen: Screen,
     sparse_series: frozenset[tuple[str, str]],
+    drops: Drops | None = None,
+    repeated: frozenset[tuple[int, int]] | None = None,
 ) -> Pass2:
     out = Pass2()
-    for recs in _validated(frag, now, extra_models):
-        f = recs.frame
+    for b in _identified(frag, now, extra_models, drops, repeated):
+        once = b.keep  # each record once: the first copy in the run
+        f = b.recs.frame if once.all() else b.recs.frame[once]
         if not len(f):
             continue
         gid, keys = _groups(f)
@@ -306,6 +461,8 @@ class Aggregates:
     cells: pd.DataFrame  # CELL_KEYS, log_batch, hour, n, sum
     sparse: pd.DataFrame  # one row per screened record of a sparse series
     screened: int
+    revision: str = ""  # the evidence's identity: :func:`content_digest` of its records
+    distinct: int = 0  # distinct valid records (duplicates counted once)
 
 
 def aggregate(
@@ -319,12 +476,25 @@ def aggregate(
     """The two passes over ``frags``; ``mapper`` decides where fragments are processed."""
     extra = tuple(sorted(extra_models))
     first = Pass1()
-    for part in mapper(pass1, frags, (now, extra)):
+    chunks: list[tuple[int, int, np.ndarray]] = []
+    inside: set[tuple[int, int]] = set()
+    for frag, part in zip(frags, mapper(pass1, frags, (now, extra)), strict=True):
+        chunks += [(frag.index, i, ids) for i, ids in enumerate(part.ids)]
+        inside |= {(frag.index, i) for i in part.repeated}
+        part.ids, part.repeated = [], []
         first.add(part)
+    drops, revision, distinct = repeats(chunks)
+    del chunks
+    if drops:  # records already held by an earlier batch or file: count them once
+        again = [f for f in frags if f.index in drops]
+        labels = tuple(f.label for f in frags)
+        for part in mapper(pass1_repeats, again, (now, extra, drops, labels)):
+            first.add(part, sign=-1)
     screen = Screen.from_histograms(first.hist)
     sparse = frozenset(_sparse_series(first.hours, config))
     second = Pass2()
-    for part2 in mapper(pass2, frags, (now, extra, screen, sparse)):
+    repeated = frozenset(inside)
+    for part2 in mapper(pass2, frags, (now, extra, screen, sparse, drops, repeated)):
         second.add(part2)
     cells = second.cells
     if cells is None:
@@ -334,7 +504,60 @@ def aggregate(
         if second.sparse
         else pd.DataFrame(columns=[*CELL_KEYS, "log_batch", "hour", "y", "timestamp"])
     )
-    return Aggregates(first.report, screen, cells, sparse_rows, second.screened)
+    return Aggregates(first.report, screen, cells, sparse_rows, second.screened, revision, distinct)
+
+
+_BUCKETS = 256
+
+
+def repeats(
+    chunks: Sequence[tuple[int, int, np.ndarray]],
+) -> tuple[dict[int, dict[int, tuple[np.ndarray, np.ndarray]]], str, int]:
+    """Records held by more than one batch (``(fragment, batch, sorted distinct ids)``, in
+    reading order): for each later batch the identities to drop and where each was first
+    seen; the content digest of the distinct records; their number.
+
+    Memory: the identities themselves (8 bytes per distinct record per batch) plus one of
+    256 hash ranges at a time, merged by a stable sort (the first copy in reading order
+    is the one used).
+    """
+    digest = hashlib.sha256()
+    distinct = 0
+    found: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    edges = [
+        np.searchsorted(ids, np.arange(_BUCKETS, dtype=np.uint64) << np.uint64(56))
+        for _, _, ids in chunks
+    ]
+    for b in range(_BUCKETS):
+        parts = []
+        for (_, _, ids), e in zip(chunks, edges, strict=True):
+            hi = e[b + 1] if b + 1 < _BUCKETS else len(ids)
+            parts.append(ids[e[b] : hi])
+        sizes = [len(x) for x in parts]
+        if not sum(sizes):
+            continue
+        values = np.concatenate(parts)
+        owner = np.repeat(np.arange(len(chunks)), sizes)
+        order = np.argsort(values, kind="stable")
+        values, owner = values[order], owner[order]
+        again = np.concatenate([[False], values[1:] == values[:-1]])
+        unique = values[~again]
+        distinct += len(unique)
+        digest.update(unique.astype("<u8").tobytes())
+        if again.any():
+            run_first = owner[~again][np.cumsum(~again) - 1]
+            for c in np.unique(owner[again]):
+                sel = again & (owner == c)
+                first_frag = np.asarray([chunks[int(k)][0] for k in run_first[sel]], dtype=np.int64)
+                found.setdefault(int(c), []).append((values[sel], first_frag))
+    drops: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    for c, lists in found.items():
+        frag, batch, _ = chunks[c]
+        drops.setdefault(frag, {})[batch] = (
+            np.concatenate([v for v, _ in lists]),
+            np.concatenate([o for _, o in lists]),
+        )
+    return drops, "sha256:" + digest.hexdigest(), distinct
 
 
 def _sparse_series(
@@ -503,23 +726,24 @@ def learn(
     sparse = _record_series(aggs.sparse, first, effects, slow_names)
     found, coverage = drift.check_all(series, sparse, drift_config, _totals(cells, slow_names))
     alarms = tuple(found)
-    changes = drift.latest_changes(list(alarms))
-    final = (
-        fit.fit_cells(
-            _cells(cells, changes, slow_names, devices, classes),
+
+    def refit(exclude: Sequence[str], changes: Mapping[SeriesKey, int]) -> fit.FitResult:
+        return fit.fit_cells(
+            _cells(cells, changes, exclude, devices, classes),
             reference,
             segments=changes,
             screened=aggs.screened,
-            excluded_nodes=tuple(sorted(slow_names)),
+            excluded_nodes=tuple(sorted(exclude)),
         )
-        if slow or changes
-        else first
-    )
+
+    guarded = adapter.guarded_refit(first, refit, slow, alarms)
     return adapter.finish(
-        final,
+        guarded.fit,
         table,
         policy,
         now,
+        held_classes=guarded.held_classes,
+        nodes=adapter.node_effects(effects),
         slow=slow,
         alarms=alarms,
         series=tuple(series),
@@ -632,7 +856,8 @@ def _record_series(
 
 
 def digest(frags: Sequence[Fragment]) -> str:
-    """The records window's identity: sha256 over every fragment's bytes, in order."""
+    """The bytes of the files (kept for callers that hash files; the learner identifies
+    its evidence by content, :attr:`Aggregates.revision`)."""
     return records.digest_files([Path(f.path) for f in frags])
 
 
@@ -647,5 +872,7 @@ __all__ = [
     "learn",
     "local_map",
     "pass1",
+    "pass1_repeats",
     "pass2",
+    "repeats",
 ]

@@ -130,6 +130,7 @@ def decide(
     policy: docs.FactorPolicy,
     alarms: Sequence[drift.Alarm] = (),
     evidence: str = "",
+    hold: str | None = None,
 ) -> FactorChange:
     """The rule for one (device, class); ``evidence`` identifies the records window.
 
@@ -172,6 +173,8 @@ def decide(
             tuple(alarms),
         )
 
+    if hold:  # the reference of this class is in doubt: nothing in it moves
+        return held(hold)
     if not post.learned:
         return held("no identified records")
     if samples < policy.min_samples:
@@ -276,6 +279,7 @@ def propose(
     records_revision: str = "",
     name: str = "default",
     target: Target | None = None,
+    held_classes: Mapping[specs.WorkloadClass, str] | None = None,
 ) -> Proposal:
     """Apply the rule to every posterior; return the new table and every decision.
 
@@ -302,7 +306,14 @@ def propose(
         if key[0] == ref:
             continue  # the reference is 1 by definition
         changes.append(
-            decide(post, published(table, key), policy, by_key.get(key, ()), records_revision)
+            decide(
+                post,
+                published(table, key),
+                policy,
+                by_key.get(key, ()),
+                records_revision,
+                hold=(held_classes or {}).get(key[1]),
+            )
         )
 
     new_entries: dict[Key, docs.Factor] = {}

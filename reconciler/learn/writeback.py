@@ -13,6 +13,7 @@ never passed here by the CLI, because a rewrite loses the comments inside ``spec
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -174,21 +175,39 @@ def commit_message(outcome: adapter.Outcome, policy: docs.FactorPolicy) -> str:
         lines.append("")
     cov = outcome.coverage
     tested = [c for c in cov if c.tested]
+    blind = [c for c in cov if c.blind]
     lines.append(
         f"Drift checks: {len(tested)} of {len(cov)} series tested; "
-        f"{len(cov) - len(tested)} with not enough data"
+        f"{len(cov) - len(tested)} with not enough data; {len(blind)} cannot see a "
+        f"{cov[0].target if cov else 0.03:.0%} step with 90% power"
     )
     lines += [f"- {c.render()}" for c in cov]
     lines.append(f"Drift alarms: {len(outcome.alarms) or 'none'}")
+    ref = outcome.reference_model
+    widened = max(
+        (p.estimate.reference_sd for p in outcome.posteriors.values() if p.estimate is not None),
+        default=0.0,
+    )
     for a in outcome.alarms:
+        then = (
+            f"the reference: not split, every {a.workload_class.value} factor held"
+            if a.device_model == ref
+            else "factor refitted on records after the change"
+        )
         lines.append(
             f"- {a.device_model}/{a.workload_class.value} {a.direction.value} "
             f"{a.relative_change:+.1%} from {_hour(a.change_hour)} (alarm {_hour(a.alarm_hour)});"
-            " factor refitted on records after the change"
+            f" {then}"
         )
     lines.append(f"Slow nodes (left out of the fit): {len(outcome.slow_nodes) or 'none'}")
     for s in outcome.slow_nodes:
-        lines.append(f"- {s.node} ({s.device_model}): {s.relative:+.1%}, robust z {s.z:.1f}")
+        guard = (
+            f"; the reference's own node: intervals widened by up to {math.expm1(widened):.1%}"
+            " (half the distance to the fit that keeps it)"
+            if s.device_model == ref
+            else ""
+        )
+        lines.append(f"- {s.node} ({s.device_model}): {s.relative:+.1%}, robust z {s.z:.1f}{guard}")
     rep = outcome.reject_report
     rejected = ", ".join(f"{r.value} {n}" for r, n in rep.by_reason.items() if n) or "none"
     lines += [
@@ -267,6 +286,11 @@ def publish(
     like a rebased dependency-update branch. If it already holds exactly this tree on top
     of ``base``, nothing is committed (and a push only makes sure the remote has it).
     ``rel_path`` is relative to ``root``, which may be a subdirectory of the repository.
+
+    ``push`` is a compare-and-swap on the remote branch (:func:`_push`): it replaces only
+    the value this clone last saw there, and only if every commit it would drop was
+    written by the learner. Otherwise :class:`PushRejected` is raised, the remote is left
+    as it was, and the local branch is not moved either.
     """
     if not branch or branch.startswith("-"):
         raise SourceError(f"invalid branch name {branch!r}")
@@ -295,7 +319,9 @@ def publish(
         if old is not None:
             tip = repo.commit(old)
             if tip.tree.hexsha == tree and [p.hexsha for p in tip.parents] == [base_commit.hexsha]:
-                pushed = _push(repo, remote, branch, old) if push else False
+                pushed = (
+                    _push(repo, remote, branch, old, base_commit.hexsha, author) if push else False
+                )
                 return PublishResult(old, branch, path, base_commit.hexsha, False, pushed)
         if tree == base_commit.tree.hexsha:  # the base already says this: no empty commit
             return PublishResult(base_commit.hexsha, branch, path, base_commit.hexsha, False, False)
@@ -307,9 +333,10 @@ def publish(
             "GIT_COMMITTER_EMAIL": email,
         }
         sha = repo.git.commit_tree(tree, "-p", base_commit.hexsha, istream=_stdin(message), env=env)
+        # The remote first: a refused push leaves the local branch where it was, too.
+        pushed = _push(repo, remote, branch, sha, base_commit.hexsha, author) if push else False
         # Compare-and-swap: a concurrent writer of the same branch makes this fail loudly.
         repo.git.update_ref(ref, sha, old or "0" * 40, "-m", "cuctl factors fit")
-        pushed = _push(repo, remote, branch, sha) if push else False
         return PublishResult(sha, branch, path, base_commit.hexsha, True, pushed)
     except git.GitCommandError as exc:
         raise SourceError(f"{root}: cannot commit {rel_path}: {_stderr(exc)}") from exc
@@ -346,28 +373,82 @@ def _rev(repo: git.Repo, ref: str) -> str | None:
         return None
 
 
-def _push(repo: git.Repo, remote: str, branch: str, sha: str) -> bool:
-    """Push ``sha`` to ``remote``'s ``branch``, leased on what the remote holds now.
+class PushRejected(SourceError):
+    """The remote branch is not what this push would safely replace: it moved since it was
+    fetched (someone pushed), or it holds commits the learner did not write. Nothing was
+    pushed; ``cuctl factors fit`` exits 2."""
 
-    The lease makes a concurrent push by someone else fail instead of being overwritten;
-    the bot branch itself is rewritten on purpose (its parent follows the base revision).
+
+def _tracking_ref(remote: str, branch: str) -> str:
+    return f"refs/remotes/{remote}/{branch}"
+
+
+def _foreign(repo: git.Repo, tip: str, base: str, author: tuple[str, str]) -> list[str]:
+    """Commits reachable from ``tip`` but not from ``base`` that the learner did not write
+    (``sha author: subject``): a push that replaces ``tip`` would make them unreachable."""
+    out = str(repo.git.log("--format=%H%x00%ae%x00%ce%x00%an%x00%s", tip, "--not", base))
+    found: list[str] = []
+    for line in out.splitlines():
+        sha, author_email, committer_email, who, subject = line.split("\x00", 4)
+        if author_email != author[1] or committer_email != author[1]:
+            found.append(f"{sha[:12]} {who} <{author_email}>: {subject}")
+    return found
+
+
+def _push(
+    repo: git.Repo, remote: str, branch: str, sha: str, base: str, author: tuple[str, str]
+) -> bool:
+    """Push ``sha`` to ``remote``'s ``branch`` as a compare-and-swap; :class:`PushRejected`
+    if that would overwrite anything the learner did not write.
+
+    The expected value is the remote-tracking ref ``refs/remotes/<remote>/<branch>``: what
+    this clone last fetched or pushed, the value the commit was built against (absent:
+    the branch must not exist on the remote). Never a value read from the remote just
+    before pushing, which would make the lease a force push in effect (issue 19 item 4).
+    A fast-forward is pushed plainly; otherwise ``--force-with-lease=<ref>:<expected>``,
+    and only when every commit it drops was written by the learner: the bot branch is
+    rebuilt on its base on purpose, a reviewer's commit on it is not ours to drop.
     """
     try:
-        remote_url = repo.remote(remote)
+        remote_obj = repo.remote(remote)
     except ValueError as exc:
         raise SourceError(f"no remote {remote!r} to push to") from exc
-    listing = str(repo.git.ls_remote(remote_url.name, f"refs/heads/{branch}"))
-    current = listing.split()[0] if listing.strip() else ""
-    if current == sha:
-        return True
-    try:
-        repo.git.push(
-            remote_url.name,
-            f"--force-with-lease=refs/heads/{branch}:{current}",
-            f"{sha}:refs/heads/{branch}",
+    target = f"refs/heads/{branch}"
+    tracking = _tracking_ref(remote_obj.name, branch)
+    expected = _rev(repo, tracking)
+    if expected == sha:  # nothing to push; say so only if the remote still holds it
+        listing = str(repo.git.ls_remote(remote_obj.name, target)).split()
+        if (listing[0] if listing else None) == sha:
+            return True
+        raise PushRejected(
+            f"{remote}/{branch} changed since it was fetched (expected {sha[:12]}): someone "
+            "else pushed to it. Nothing pushed: fetch the branch, review what is on it, and "
+            "run again"
         )
+    if expected is not None:
+        foreign = _foreign(repo, expected, base, author)
+        if foreign:
+            raise PushRejected(
+                f"{remote}/{branch} holds {len(foreign)} commit(s) the learner did not write "
+                f"({'; '.join(foreign[:5])}); replacing the branch would drop them. Merge or "
+                "close that review (or delete the branch) and run again; nothing pushed"
+            )
+    fast_forward = expected is not None and repo.is_ancestor(
+        repo.commit(expected), repo.commit(sha)
+    )
+    lease = [] if fast_forward else [f"--force-with-lease={target}:{expected or ''}"]
+    try:
+        repo.git.push("--porcelain", remote_obj.name, *lease, f"{sha}:{target}")
     except git.GitCommandError as exc:
+        detail = _stderr(exc) + "\n" + str(exc.stdout or "")
+        if any(w in detail for w in ("stale info", "non-fast-forward", "fetch first", "rejected")):
+            raise PushRejected(
+                f"{remote}/{branch} changed since it was fetched (expected "
+                f"{expected[:12] if expected else 'no branch'}): someone else pushed to it. "
+                "Nothing pushed: fetch the branch, review what is on it, and run again"
+            ) from exc
         raise SourceError(f"push of {branch} to {remote} failed: {_stderr(exc)}") from exc
+    repo.git.update_ref(tracking, sha)  # what the remote now holds, for the next lease
     return True
 
 
@@ -430,6 +511,7 @@ __all__ = [
     "LEARNED_PATH",
     "HistoryEntry",
     "PublishResult",
+    "PushRejected",
     "commit_message",
     "find_table",
     "history",

@@ -3,6 +3,8 @@ node is reported instead of dragging its model's factor."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -144,11 +146,18 @@ def test_every_series_reports_its_coverage() -> None:
     alarms, cov = drift.check_all([dense], [sparse, thin])
     assert alarms == []
     text = {(c.device_model, c.workload_class): c.render() for c in cov}
-    assert text[("L40S", WC.DECODE)] == "L40S/decode: tested (hourly CUSUM, 200 hourly bins)"
+    assert text[("L40S", WC.DECODE)].startswith(
+        "L40S/decode: tested (hourly CUSUM, 200 hourly bins; detects "
+    )
+    assert text[("L40S", WC.DECODE)].endswith("or more at 90% power)")
     assert text[("Z100", WC.PREFILL)].startswith(
         "Z100/prefill: tested (record change point, 150 records, p="
     )
-    assert text[("K100", WC.DECODE)] == "K100/decode: not enough data (have 50 records, need 100)"
+    # 150 records of unit noise cannot see 3%: said so, with what they can see
+    assert "; CANNOT see a 3% step: detects " in text[("Z100", WC.PREFILL)]
+    assert text[("K100", WC.DECODE)] == (
+        "K100/decode: not enough data (have 50 records, need 100; cannot see a 3% step: not tested)"
+    )
     assert [c.tested for c in cov].count(False) == 1
 
 
@@ -166,3 +175,30 @@ def test_record_scales_are_pooled_per_series_and_batch() -> None:
             sel = (series == s_id) & (log_batch == b)
             assert np.ptp(scale[sel]) == 0.0  # one scale per (series, batch)
             assert scale[sel][0] == pytest.approx(true_sd[sel][0], rel=0.2)
+
+
+def _sparse(n: int, step: float, seed: int) -> drift.RecordSeries:
+    rng = np.random.default_rng(seed)
+    scale = np.full(n, 0.1)
+    r = 0.1 * rng.standard_t(3, n) / np.sqrt(3.0) + np.where(np.arange(n) >= n // 2, step, 0.0)
+    return drift.RecordSeries("L40S", WC.DECODE, np.arange(n, dtype=np.int64), r / scale, scale)
+
+
+def test_the_smallest_detectable_step_is_what_the_test_finds_90_percent_of_the_time() -> None:
+    """Issue 22.4: each sparse series states its minimum detectable step at 90% power; a
+    step of that size in the middle of the window is found about 90% of the time, and a
+    series whose step is below it says it cannot see the policy's step."""
+    _, _, seen = drift.tested_change_point(_sparse(400, 0.0, 1))
+    assert seen is not None and 0.005 < seen < 0.2
+    _, _, seen_more = drift.tested_change_point(_sparse(1600, 0.0, 1))
+    assert seen_more is not None and seen_more == pytest.approx(seen / 2, rel=0.2)  # ~ 1/√n
+    found = sum(
+        drift.change_point(_sparse(400, math.log1p(-seen), s))[0] is not None for s in range(40)
+    )
+    assert 30 <= found <= 40, found  # 90% nominal (MCSE ~5%)
+    cov = drift.Coverage(
+        "L40S", WC.DECODE, drift.Method.RECORD_CHANGE_POINT, 400, 100, 0.5, detectable=seen
+    )
+    assert cov.blind == (seen > 0.03)
+    assert ("CANNOT see a 3% step" in cov.render()) == cov.blind
+    assert f"{seen:.1%} or more at 90% power" in cov.render()

@@ -100,3 +100,69 @@ def test_not_a_repository_is_a_source_error(tmp_path: Path) -> None:
 
     with pytest.raises(errors.SourceError):
         writeback.publish(tmp_path, "f.yaml", "x", "x", branch="b")
+
+
+def _reviewer_pushes(remote: Path, tmp: Path, branch: str) -> str:
+    """A person clones the remote, adds a commit on the bot branch and pushes it."""
+    other = git.Repo.clone_from(str(remote), tmp / "reviewer", branch=branch)
+    (Path(other.working_dir) / "review.txt").write_text("looks odd, see H100\n")
+    other.index.add(["review.txt"])
+    actor = git.Actor("Reviewer", "reviewer@example.com")
+    c = other.index.commit("review note", author=actor, committer=actor)
+    other.remote("origin").push(f"{branch}:{branch}").raise_if_error()
+    return c.hexsha
+
+
+def test_push_is_a_compare_and_swap_against_the_fetched_branch(clone: Path, tmp_path: Path) -> None:
+    """Issue 19.4 / 22.5: a reviewer's commit pushed after the learner fetched the branch
+    is never overwritten: exit-2 error, the remote and the local branch stay as they were."""
+    remote = git.Repo(clone.parent / "remote.git")
+    first = writeback.publish(
+        clone, "factors/learned.yaml", "a: 1\n", "m1\n", branch="bot", push=True
+    )
+    assert first.pushed and remote.commit("bot").hexsha == first.sha
+    theirs = _reviewer_pushes(clone.parent / "remote.git", tmp_path, "bot")
+
+    with pytest.raises(writeback.PushRejected, match="changed since it was fetched"):
+        writeback.publish(clone, "factors/learned.yaml", "a: 2\n", "m2\n", branch="bot", push=True)
+    assert remote.commit("bot").hexsha == theirs  # the reviewer's commit is still there
+    assert git.Repo(clone).commit("bot").hexsha == first.sha  # nor did the local branch move
+
+    # Fetched, the branch holds a commit the learner did not write: replacing it would drop
+    # that commit, so the push is refused as well, naming it.
+    git.Repo(clone).git.fetch("origin", "+refs/heads/bot:refs/remotes/origin/bot")
+    with pytest.raises(writeback.PushRejected, match=r"did not write .*Reviewer"):
+        writeback.publish(clone, "factors/learned.yaml", "a: 3\n", "m3\n", branch="bot", push=True)
+    assert remote.commit("bot").hexsha == theirs
+
+
+def test_push_replaces_the_learners_own_commit_and_fast_forwards(clone: Path) -> None:
+    remote = git.Repo(clone.parent / "remote.git")
+    first = writeback.publish(
+        clone, "factors/learned.yaml", "a: 1\n", "m1\n", branch="bot", push=True
+    )
+    second = writeback.publish(
+        clone, "factors/learned.yaml", "a: 2\n", "m2\n", branch="bot", push=True
+    )
+    assert second.created and remote.commit("bot").hexsha == second.sha != first.sha
+    # a branch that does not exist yet must not exist when pushed: someone else's branch of
+    # the same name, never fetched here, is not overwritten
+    other = git.Repo.clone_from(str(clone.parent / "remote.git"), clone.parent / "o")
+    other.git.push("origin", "main:refs/heads/taken")
+    with pytest.raises(writeback.PushRejected):
+        writeback.publish(
+            clone, "factors/learned.yaml", "a: 3\n", "m3\n", branch="taken", push=True
+        )
+    assert remote.commit("taken").hexsha == remote.commit("main").hexsha
+
+
+def test_an_unchanged_branch_is_not_reported_pushed_when_the_remote_moved(
+    clone: Path, tmp_path: Path
+) -> None:
+    first = writeback.publish(
+        clone, "factors/learned.yaml", "a: 1\n", "m1\n", branch="bot", push=True
+    )
+    theirs = _reviewer_pushes(clone.parent / "remote.git", tmp_path, "bot")
+    with pytest.raises(writeback.PushRejected, match="changed since it was fetched"):
+        writeback.publish(clone, "factors/learned.yaml", "a: 1\n", "m1\n", branch="bot", push=True)
+    assert git.Repo(clone.parent / "remote.git").commit("bot").hexsha == theirs != first.sha
