@@ -289,7 +289,8 @@ def plan_command(
         [],
         "--what-if",
         help="Preview a hypothetical change to the inputs, writing nothing (repeatable): "
-        "'lose node NODE', 'add 16 x L40S to pool POOL', 'factor BR104/decode -10%'.",
+        "'lose node NODE', 'add 16 x L40S to pool POOL', 'factor BR104/decode -10%', "
+        "'price H100-SXM5-80GB +20%'.",
     ),
 ) -> None:
     """Preview what the reconciler would change: exit 0 in sync, 1 changes (objects, the

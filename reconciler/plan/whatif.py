@@ -11,6 +11,7 @@ Grammar (keywords are case-insensitive; ``x``, ``×`` and ``*`` are the same)::
     lose node NODE
     add COUNT x MODEL [vendor VENDOR] [memory QUANTITY] to pool POOL
     factor MODEL[/CLASS] (+|-)PERCENT%
+    price MODEL (+|-)PERCENT% | price MODEL AMOUNT/h
 
 ``add`` puts the devices on new nodes (8 per node) labelled so the pool's node selector
 takes them; the vendor, DRA driver and memory come from a device of that model already
@@ -37,7 +38,8 @@ WHAT_IF_TABLE = "zz-what-if"
 
 USAGE = (
     "a scenario is one of: 'lose node NODE'; 'add COUNT x MODEL [vendor VENDOR] "
-    "[memory QUANTITY] to pool POOL'; 'factor MODEL[/CLASS] -10%'"
+    "[memory QUANTITY] to pool POOL'; 'factor MODEL[/CLASS] -10%'; 'price MODEL +20%' or "
+    "'price MODEL 3.5/h'"
 )
 
 
@@ -79,7 +81,18 @@ class ScaleFactor:
         return f"factor {self.model}{klass} {self.percent:+g}%"
 
 
-Scenario = LoseNode | AddDevices | ScaleFactor
+@dataclass(frozen=True, slots=True)
+class Price:
+    model: str
+    percent: float | None = None
+    per_hour: float | None = None
+
+    def __str__(self) -> str:
+        change = f"{self.percent:+g}%" if self.percent is not None else f"{self.per_hour:g}/h"
+        return f"price {self.model} {change}"
+
+
+Scenario = LoseNode | AddDevices | ScaleFactor | Price
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _LOSE = re.compile(rf"lose\s+node\s+(?P<node>{_NAME})", re.IGNORECASE)
@@ -91,6 +104,13 @@ _ADD = re.compile(
 )
 _FACTOR = re.compile(
     rf"factor\s+(?P<model>{_NAME})(?:/(?P<klass>{_NAME}))?\s+(?P<pct>[+-]\d+(?:\.\d+)?)\s*%",
+    re.IGNORECASE,
+)
+
+
+_PRICE = re.compile(
+    rf"price\s+(?P<model>{_NAME})\s+(?:(?P<pct>[+-]\d+(?:\.\d+)?)\s*%|"
+    r"(?P<amount>\d+(?:\.\d+)?)\s*/\s*h)",
     re.IGNORECASE,
 )
 
@@ -113,6 +133,13 @@ def parse(text: str) -> Scenario:
         if pct <= -100 or pct > 1000:
             raise WhatIfError(f"{text!r}: the change must be above -100% and at most +1000%")
         return ScaleFactor(m["model"], m["klass"], pct)
+    if m := _PRICE.fullmatch(text):
+        if m["pct"] is not None:
+            pct = float(m["pct"])
+            if pct <= -100 or pct > 1000:
+                raise WhatIfError(f"{text!r}: the change must be above -100% and at most +1000%")
+            return Price(m["model"], percent=pct)
+        return Price(m["model"], per_hour=float(m["amount"]))
     raise WhatIfError(f"cannot read {text!r}: {USAGE}")
 
 
@@ -134,8 +161,10 @@ def apply(
             observed, note = _lose(scenario, observed)
         elif isinstance(scenario, AddDevices):
             observed, note = _add(scenario, desired, observed)
-        else:
+        elif isinstance(scenario, ScaleFactor):
             desired, note = _scale(scenario, desired)
+        else:
+            desired, note = _price(scenario, desired)
         notes.append(f"{scenario}: {note}")
     return Applied(replace(desired, revision=st.Revision("what-if")), observed, tuple(notes))
 
@@ -317,3 +346,46 @@ def _scale(scenario: ScaleFactor, desired: st.DesiredState) -> tuple[st.DesiredS
             update={"spec": table.spec.model_copy(update={"factors": list(merged.values())})}
         )
     return replace(desired, factor_tables=(*kept, table)), ", ".join(changes)
+
+
+def _price(scenario: Price, desired: st.DesiredState) -> tuple[st.DesiredState, str]:
+    costs = desired.device_costs
+    rows = (
+        [] if costs is None else [d for d in costs.spec.devices if d.device_model == scenario.model]
+    )
+    if costs is None or not rows:
+        raise WhatIfError(
+            f"{scenario}: no DeviceCosts entry prices {scenario.model}; declare what devices "
+            "cost in a DeviceCosts document (docs/costs.md)"
+        )
+    changed = []
+    devices = []
+    for entry in costs.spec.devices:
+        if entry.device_model != scenario.model:
+            devices.append(entry)
+            continue
+        before = entry.cost_per_hour
+        if scenario.per_hour is not None:
+            new = entry.model_copy(
+                update={"owned": None, "rented": docs.RentedCost(price_per_hour=scenario.per_hour)}
+            )
+        elif entry.rented is not None:
+            scaled = entry.rented.price_per_hour * (1 + (scenario.percent or 0) / 100)
+            new = entry.model_copy(update={"rented": docs.RentedCost(price_per_hour=scaled)})
+        else:
+            assert entry.owned is not None
+            factor = 1 + (scenario.percent or 0) / 100
+            owned = entry.owned.model_copy(
+                update={
+                    "purchase_price": entry.owned.purchase_price * factor,
+                    "energy_price_per_kwh": entry.owned.energy_price_per_kwh * factor,
+                }
+            )
+            new = entry.model_copy(update={"owned": owned})
+        devices.append(new)
+        changed.append(f"{before:.4g} → {new.cost_per_hour:.4g}/h")
+    spec = costs.spec.model_copy(update={"devices": devices})
+    return (
+        replace(desired, device_costs=costs.model_copy(update={"spec": spec})),
+        ", ".join(changed),
+    )

@@ -109,3 +109,50 @@ def test_the_plan_of_a_scenario_is_deterministic() -> None:
         planning.plan(first.desired, first.observed).objects
         == planning.plan(second.desired, second.observed).objects
     )
+
+
+def test_a_price_change_changes_what_tenants_pay_and_needs_declared_costs() -> None:
+    import dataclasses
+
+    from reconciler.model import documents as docs
+    from reconciler.plan import costs
+
+    table = docs.DeviceCosts.model_validate(
+        {
+            "apiVersion": docs.API_VERSION,
+            "kind": "DeviceCosts",
+            "metadata": {"name": "costs"},
+            "spec": {
+                "devices": [
+                    {"deviceModel": "H100-SXM5-80GB", "rented": {"pricePerHour": 3.0}},
+                    {
+                        "deviceModel": "A100-SXM4-80GB",
+                        "owned": {"purchasePrice": 17520.0, "lifetimeYears": 2.0},
+                    },
+                ]
+            },
+        }
+    )
+    desired = dataclasses.replace(ex.desired(), device_costs=table)
+    observed = ex.observed()
+    assert whatif.parse("price A100-SXM4-80GB 2.5/h") == whatif.Price("A100-SXM4-80GB", None, 2.5)
+    for text, note in [
+        ("price H100-SXM5-80GB +50%", "3 → 4.5/h"),
+        ("price A100-SXM4-80GB -50%", "1 → 0.5/h"),
+        ("price A100-SXM4-80GB 2.5/h", "1 → 2.5/h"),
+    ]:
+        applied = whatif.apply([whatif.parse(text)], desired, observed)
+        assert applied.notes == (f"{text}: {note}",)
+    applied = whatif.apply([whatif.parse("price H100-SXM5-80GB +50%")], desired, observed)
+    before = planning.plan(desired, observed)
+    after = planning.plan(applied.desired, applied.observed, before.objects)
+    changes = costs.compare(
+        costs.compute(desired, observed, before.report),
+        costs.compute(applied.desired, applied.observed, after.report),
+    )
+    # Two H100 in train go from 3 to 4.5 per hour: every tenant using or guaranteed CU in
+    # train pays more (lab has no guarantee, only claims in use).
+    assert {c.tenant for c in changes} == {"search", "ads", "lab"}
+    assert all(a > b for c in changes for a, b in zip(c.after, c.before, strict=True) if b)
+    with pytest.raises(whatif.WhatIfError, match="no DeviceCosts entry prices Z100"):
+        whatif.apply([whatif.parse("price Z100 +1%")], desired, observed)
