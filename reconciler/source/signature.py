@@ -54,6 +54,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import git
 from pydantic import ValidationError
@@ -139,8 +140,10 @@ def verify(repo_path: str, rev: str, anchor: Anchor | None = None) -> Verified |
     if anchor is not None and anchor.revision == head:
         own = walk.settings_of(head)
         return Verified(head, "", 0, own) if own is not None or anchor.signing else None
-    if anchor is not None and (walk.contains(anchor.revision) or anchor.signing is not None):
-        return walk.since_anchor(anchor)
+    if anchor is not None:
+        contained = walk.contains(anchor.revision)
+        if contained or anchor.signing is not None:
+            return walk.since_anchor(anchor, contained=contained)
     return walk.without_anchor()
 
 
@@ -233,10 +236,10 @@ class _Walk:
 
     # -- the two cases ---------------------------------------------------------------------
 
-    def since_anchor(self, anchor: Anchor) -> Verified | None:
+    def since_anchor(self, anchor: Anchor, *, contained: bool) -> Verified | None:
         """Every commit after the anchor (or after the acceptance of a rewrite)."""
         base = anchor.revision
-        if not self.contains(base):
+        if not contained:
             assert anchor.signing is not None
             base = self._acceptance(anchor, anchor.signing)
         commits = self._log(self.head, f"^{base}")
@@ -253,7 +256,7 @@ class _Walk:
         if not changes:
             return None  # signing was never set in this history
         for c in changes:  # oldest first: a bad key change is reported first
-            self._check(c, "a change of spec.signing")
+            self._check(c, None, "a change of spec.signing")
         last = changes[-1]
         commits = self._log(self.head, *(f"^{p}" for p in last.parents[:1]))
         where = f"since the last change of spec.signing ({last.sha[:12]})"
@@ -262,10 +265,16 @@ class _Walk:
     def _check_all(
         self, commits: Sequence[_Commit], where: str, *, required: bool, counted: int = 0
     ) -> Verified | None:
-        self.raw = _prefetch(self.repo, [c.sha for c in commits])
+        todo = [(c, self._trusted(c)) for c in commits]
+        missing = [
+            c.sha
+            for c, trusted in todo
+            if any((c.sha, _key(k)) not in _VERIFIED for _, k in trusted)
+        ]
+        self.raw = _prefetch(self.repo, missing)  # only what the cache does not know
         signer = ""
-        for c in commits:
-            who = self._check(c, where)
+        for c, trusted in todo:
+            who = self._check(c, trusted, where)
             if c.sha == self.head:
                 signer = who
         own = self.settings_of(self.head)
@@ -273,16 +282,24 @@ class _Walk:
             return None
         return Verified(self.head, signer, len(commits) + counted, own)
 
-    def _check(self, c: _Commit, where: str) -> str:
-        """The commit rule; the signer ("" when the commit needs no signature)."""
+    def _trusted(self, c: _Commit) -> list[tuple[str, docs.CommitSigning]]:
+        """The key lists ``c`` must satisfy (the commit rule), each with where it is from."""
         trusted = [(p, s) for p in c.parents if (s := self.settings_of(p)) is not None]
         if not trusted:
             own = self.settings_of(c.sha)
-            if own is None:
-                return ""
-            trusted = [(c.sha, own)]
+            if own is not None:
+                trusted = [(c.sha, own)]
+        return trusted
+
+    def _check(
+        self,
+        c: _Commit,
+        trusted: list[tuple[str, docs.CommitSigning]] | None,
+        where: str,
+    ) -> str:
+        """The commit rule; the signer ("" when the commit needs no signature)."""
         signer = ""
-        for parent, keys in trusted:
+        for parent, keys in self._trusted(c) if trusted is None else trusted:
             at = (
                 f"at {parent[:12]} (where signing starts)"
                 if parent == c.sha
@@ -368,6 +385,18 @@ def _prefetch(repo: git.Repo, shas: list[str]) -> dict[str, bytes]:
     return out
 
 
+_KEYS: dict[int, tuple[docs.CommitSigning, str]] = {}
+
+
+def _key(keys: docs.CommitSigning) -> str:
+    """A key list's identity for the cache (its JSON, computed once per object)."""
+    found = _KEYS.get(id(keys))
+    if found is None or found[0] is not keys:
+        found = (keys, keys.model_dump_json())
+        _KEYS[id(keys)] = found
+    return found[1]
+
+
 def _verify_cached(
     repo: git.Repo,
     sha: str,
@@ -375,7 +404,7 @@ def _verify_cached(
     trusted_by: str,
     raw: bytes | None = None,
 ) -> str:
-    key = (sha, keys.model_dump_json())
+    key = (sha, _key(keys))
     if key not in _VERIFIED:
         _VERIFIED[key] = _verify_commit(repo, sha, keys, trusted_by, raw)
     return _VERIFIED[key]
@@ -496,6 +525,10 @@ def _ssh_verify(armored: bytes, payload: bytes, keys: docs.CommitSigning) -> str
     except (InvalidSignature, ValueError, struct.error, TypeError):
         return ""
     return ""
+
+
+_PUBLIC: dict[bytes, Any] = {}
+"""SSH public key blob → the loaded key (parsed once per process)."""
 
 
 def _check_ssh(public: bytes, sig: bytes, signed: bytes) -> bool:

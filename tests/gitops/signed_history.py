@@ -5,8 +5,8 @@
 - :func:`signed_commits`: N commits signed with a real SSH key (made by ``ssh-keygen``), in
   the exact object format ``git commit -S`` writes (a ``gpgsig`` header with an SSHSIG
   signature over the object without it). Git 2.39's fast-import cannot carry signatures, so
-  the objects are written as loose objects; ``git verify-commit`` accepts them (the tests
-  check one with Git itself).
+  the objects are written as loose objects, then packed; ``git verify-commit`` accepts them
+  (the tests check one with Git itself).
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def signed_commits(
             content = header + gpgsig + body
         parent = _write_object(git_dir, b"commit", content)
     _git(repo, "update-ref", f"refs/heads/{branch}", parent)
+    _git(repo, "repack", "-a", "-d", "-q")  # as a pushed repository is: packed
     if _git(repo, "symbolic-ref", "-q", "HEAD") == f"refs/heads/{branch}":
         _git(repo, "reset", "-q", "--hard", parent)
     return parent
