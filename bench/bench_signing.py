@@ -15,6 +15,8 @@ Usage: python bench/bench_signing.py [N] [R]
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -43,14 +45,26 @@ def _clear() -> None:
     signature._BLOB_HAS_SETTINGS.clear()
 
 
+CPU: list[float] = []
+"""CPU seconds (this process and its git children) of each timed run: on a shared machine
+the wall time carries the other processes' load, the CPU time does not."""
+
+
+def _cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def timed(fn: Callable[[], object], runs: int, *, clear: bool) -> float:
-    values = []
+    values, cpu = [], []
     for _ in range(runs):
         if clear:
             _clear()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         fn()
         values.append(time.perf_counter() - t0)
+        cpu.append(_cpu() - c0)
+    CPU.append(statistics.median(cpu))
     return statistics.median(values)
 
 
@@ -111,9 +125,13 @@ def main() -> None:
 
     print(f"commits={n} runs={runs}")
     print(f"build {n} signed commits (plumbing, in-process signing): {t_build_signed:.2f} s")
-    print(f"verify, no anchor (whole history), cold: {t_none:.2f} s")
-    print(f"verify, from the last verified revision {n} commits back, cold: {t_anchor:.2f} s")
-    print(f"verify, same, warm (cached): {t_warm:.3f} s")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(f"verify, no anchor (whole history), cold: {t_none:.2f} s (CPU {CPU[0]:.2f} s)")
+    print(
+        f"verify, from the last verified revision {n} commits back, cold: {t_anchor:.2f} s "
+        f"(CPU {CPU[1]:.2f} s)"
+    )
+    print(f"verify, same, warm (cached): {t_warm:.3f} s (CPU {CPU[2]:.3f} s)")
     print(f"git verify-commit per commit, scaled to {n}: {t_git:.1f} s")
     print(f"fast-import {n} unsigned commits: {t_fast_import:.2f} s")
     shutil.rmtree(tmp)
