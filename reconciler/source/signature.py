@@ -136,7 +136,14 @@ def verify(repo_path: str, rev: str, anchor: Anchor | None = None) -> Verified |
         raise errors.SourceError(f"{repo_path}: not a Git repository") from exc
     except (git.BadName, ValueError) as exc:
         raise errors.SourceError(f"unknown revision {rev!r}") from exc
-    walk = _Walk(repo, head)
+    try:
+        return _verify(_Walk(repo, head), anchor)
+    finally:
+        repo.close()  # its persistent cat-file processes
+
+
+def _verify(walk: _Walk, anchor: Anchor | None) -> Verified | None:
+    head = walk.head
     if anchor is not None and anchor.revision == head:
         own = walk.settings_of(head)
         return Verified(head, "", 0, own) if own is not None or anchor.signing else None
@@ -161,14 +168,18 @@ def verify_worktree(path: str, signing: bool, anchor: Anchor | None = None) -> V
                 "Git commit: use a checkout of a signed commit, or --rev"
             ) from exc
         return None
-    verified = verify(path, "HEAD", anchor)
-    if verified is None and not signing:
-        return None
-    dirty = repo.git.status("--porcelain", "--untracked-files=all", "--", os.path.abspath(path))
+    try:
+        verified = verify(path, "HEAD", anchor)
+        if verified is None and not signing:
+            return None
+        dirty = repo.git.status("--porcelain", "--untracked-files=all", "--", os.path.abspath(path))
+        head = repo.head.commit.hexsha
+    finally:
+        repo.close()
     if dirty.strip():
         first = dirty.splitlines()[0].strip()
         raise errors.SignatureError(
-            f"{path}: the files differ from the signed commit HEAD {repo.head.commit.hexsha[:12]} "
+            f"{path}: the files differ from the signed commit HEAD {head[:12]} "
             f"(uncommitted changes: {first}): ClusterSettings requires signed commits; commit "
             "them signed, or use --rev"
         )
