@@ -27,13 +27,14 @@ import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiClient
 
 from reconciler import errors, kube
+from reconciler.apply import writer as writers
 
 NAME = "cu-reconciler"
 NAMESPACE = "cu-system"
@@ -335,3 +336,53 @@ def held(lease: Lease, wait: float, stop: threading.Event | None = None) -> Iter
         stop.set()
         thread.join(timeout=15)
         lease.release()
+
+
+@dataclass(frozen=True, slots=True)
+class HeldWriter:
+    """A :class:`reconciler.apply.writer.Writer` that sends a write only while ``lease`` is
+    held by this process's clock (no request: the renewal thread keeps it fresh).
+
+    Another writer can take the Lease only after seeing it unrenewed for :data:`DURATION`,
+    longer than :data:`RENEW_DEADLINE`; so a process paused long enough to lose the Lease
+    finds it invalid at its very next write, even in the middle of a wave (that object is
+    ``failed``, not sent), and :func:`checkpoint` stops the apply before the next wave.
+    """
+
+    inner: writers.Writer
+    lease: Lease
+
+    def _check(self, obj: Mapping[str, Any]) -> None:
+        if not (self.lease.valid() and self.lease.holder == self.lease.identity):
+            ago = self.lease.clock() - self.lease.last_renewed
+            raise LeaseLostError(
+                f"not sent: Lease {self.lease.namespace}/{self.lease.name} last renewed by "
+                f"this writer {ago:.0f}s ago (deadline {RENEW_DEADLINE:.0f}s)",
+                subject=writers.subject_of(obj),
+            )
+
+    def whoami(self) -> str:
+        return self.inner.whoami()
+
+    def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        if not dry_run:
+            self._check(obj)
+        return self.inner.apply(obj, dry_run=dry_run)
+
+    def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
+        if not dry_run:
+            self._check(obj)
+        return self.inner.delete(obj, dry_run=dry_run)
+
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        if not dry_run:
+            self._check(live)
+        return self.inner.set_managed_fields(live, fields, dry_run=dry_run)
+
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        return self.inner.get(obj)
+
+    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return self.inner.holders(kind)

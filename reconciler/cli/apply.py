@@ -89,7 +89,9 @@ def apply_command(
         outcome = pipeline.reconcile(
             pipeline.Request(path, rev),
             cluster.Cluster(api),
-            writers.KubeWriter(api),
+            writers.KubeWriter(api)
+            if dry_run
+            else leases.HeldWriter(writers.KubeWriter(api), lease),
             applying.ApplyOptions(
                 dry_run=dry_run,
                 prune=prune,

@@ -12,10 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import git
+import pytest
 
 from reconciler import errors
 from reconciler.apply import apply as applying
 from reconciler.apply import fake
+from reconciler.apply import lease as leases
 from reconciler.apply import record as records
 from reconciler.controller import pipeline
 from reconciler.controller.reasons import Reason
@@ -108,3 +110,27 @@ def test_a_checkpoint_stops_the_apply_between_waves(example_repo: git.Repo) -> N
     assert "stopped before writing" in outcome.message
     assert memory.record is None, "an interrupted apply records nothing"
     assert len(calls) == 3
+
+
+def test_a_writer_past_the_renew_deadline_sends_nothing() -> None:
+    """HeldWriter: the Lease by this process's clock, checked before every write (no I/O)."""
+    now = [100.0]
+    lease = leases.Lease(None, "me", clock=lambda: now[0])  # type: ignore[arg-type]
+    lease._observed = leases.Record("me", 15, "", 0, "1")
+    lease.last_renewed = 100.0
+    inner = fake.MemoryWriter()
+    writer = leases.HeldWriter(inner, lease)
+    obj = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "n"}}
+    writer.apply(obj, dry_run=False)
+    assert inner.writes == 1
+    now[0] += leases.RENEW_DEADLINE  # paused (SIGSTOP) past the deadline
+    with pytest.raises(leases.LeaseLostError, match="last renewed by this writer 10s ago"):
+        writer.apply(obj, dry_run=False)
+    with pytest.raises(leases.LeaseLostError):
+        writer.delete(obj, dry_run=False)
+    writer.apply(obj, dry_run=True)  # a dry run stores nothing: allowed
+    assert inner.writes == 1
+    lease.last_renewed = now[0]  # renewed, but the apiserver named another holder
+    lease._observed = leases.Record("other", 15, "", 1, "2")
+    with pytest.raises(leases.LeaseLostError):
+        writer.apply(obj, dry_run=False)
