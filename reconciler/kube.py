@@ -69,6 +69,9 @@ class Response:
 RESTART_WINDOW = 60.0
 """Seconds after this client last found the apiserver unreachable during which a 403 is
 taken for its authorizer still loading RBAC after a restart, and retried."""
+RBAC_PATIENCE = 30.0
+"""Up to this many seconds after the apiserver was unreachable, its 403s are retried once a
+second (a restarted kube-apiserver took about 10 s on 2 busy cores to authorize again)."""
 _unreachable: weakref.WeakKeyDictionary[ApiClient, float] = weakref.WeakKeyDictionary()
 
 
@@ -161,8 +164,9 @@ def call(
             continue
         ago = _restarting(api, resp.status, resp.data)
         if ago is not None:
-            if attempt + 1 < retry.attempts:
-                sleep(retry.delay(attempt))
+            patient = 0 < ago < RBAC_PATIENCE and retry.attempts > 1
+            if patient or attempt + 1 < retry.attempts:
+                sleep(1.0 if patient else retry.delay(attempt))
                 attempt += 1
                 continue
             since = f"unreachable {ago:.0f}s before" if ago else "restarting"
