@@ -9,6 +9,7 @@
     ├── ObserveError              the cluster or a snapshot could not be read
     ├── PlanError                 valid inputs that cannot be planned (a bug or an impossible state)
     ├── ApplyError                a write to the cluster failed; carries the object key
+    │   └── WriterStopped         this writer may not write any more (Lease lost, SIGTERM)
     └── ToolchainError            a build tool (go) or module is missing for the local control plane
 
 Errors keep their context as attributes (file, line, object key) so callers can render
@@ -60,6 +61,12 @@ class ApplyError(CUError):
     def __init__(self, message: str, *, subject: str = "") -> None:
         self.subject = subject
         super().__init__(f"{subject}: {message}" if subject else message)
+
+
+class WriterStopped(ApplyError):
+    """This process may not write any more: another holder has the Lease, its renewal is too
+    old, or it was asked to stop (SIGTERM, SIGINT). Raised between write waves; what was
+    written before stays, nothing more is sent."""
 
 
 class ToolchainError(CUError):

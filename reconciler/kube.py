@@ -48,6 +48,8 @@ class Response:
     status: int
     data: Any
     """The decoded JSON body; the raw text when the body is not JSON; None when empty."""
+    note: str = ""
+    """What we know about the cause that the body does not say (see :func:`call`)."""
 
     @property
     def ok(self) -> bool:
@@ -56,10 +58,36 @@ class Response:
     def reason(self) -> str:
         """``HTTP 422 Invalid: message`` from a Status body, for error messages."""
         if isinstance(self.data, dict):
-            return (
+            text = (
                 f"HTTP {self.status} {self.data.get('reason', '')}: {self.data.get('message', '')}"
             )
-        return f"HTTP {self.status}: {str(self.data)[:300]}"
+        else:
+            text = f"HTTP {self.status}: {str(self.data)[:300]}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+RESTART_WINDOW = 60.0
+"""Seconds after this client last found the apiserver unreachable during which a 403 is
+taken for its authorizer still loading RBAC after a restart, and retried."""
+RBAC_PATIENCE = 30.0
+"""Up to this many seconds after the apiserver was unreachable, its 403s are retried once a
+second (a restarted kube-apiserver took about 10 s on 2 busy cores to authorize again)."""
+_unreachable: weakref.WeakKeyDictionary[ApiClient, float] = weakref.WeakKeyDictionary()
+
+
+def _restarting(api: ApiClient, status: int, data: Any) -> float | None:
+    """Seconds since this client found the apiserver unreachable, when ``status`` is a 403
+    that a restarting apiserver gives (its RBAC authorizer not synced yet: the roles its
+    bindings name are "not found"); None otherwise."""
+    if status != 403:
+        return None
+    since = _unreachable.get(api)
+    ago = time.monotonic() - since if since is not None else None
+    message = str(data.get("message", "")) if isinstance(data, dict) else str(data)
+    warming = "RBAC:" in message and "not found" in message
+    if ago is not None and ago <= RESTART_WINDOW:
+        return ago
+    return 0.0 if warming else None
 
 
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -115,6 +143,11 @@ def call(
 
     After the last attempt, a transient HTTP status is returned as the Response and a
     transport error propagates to the caller (each stage translates it once).
+
+    A 403 right after the apiserver was unreachable (or naming RBAC roles "not found") is
+    what a restarted apiserver answers until its authorizer has loaded RBAC: it is retried
+    like a transient failure, and if it persists the Response says so in ``note`` instead
+    of leaving a bare "Forbidden" (issue 19).
     """
     attempt = 0
     while True:
@@ -123,11 +156,26 @@ def call(
                 api, method, path, body, query, content_type, headers, timeout
             )
         except TRANSIENT_ERRORS:
+            _unreachable[api] = time.monotonic()
             if attempt + 1 >= retry.attempts:
                 raise
             sleep(retry.delay(attempt))
             attempt += 1
             continue
+        ago = _restarting(api, resp.status, resp.data)
+        if ago is not None:
+            patient = 0 < ago < RBAC_PATIENCE and retry.attempts > 1
+            if patient or attempt + 1 < retry.attempts:
+                sleep(1.0 if patient else retry.delay(attempt))
+                attempt += 1
+                continue
+            since = f"unreachable {ago:.0f}s before" if ago else "restarting"
+            return Response(
+                resp.status,
+                resp.data,
+                f"the apiserver was {since}: it restarted and its authorization (RBAC) is not "
+                f"ready yet, still refused after {attempt + 1} tries; retry in a few seconds",
+            )
         if resp.status not in TRANSIENT_STATUS or attempt + 1 >= retry.attempts:
             return resp
         wait = _retry_after(resp_headers)

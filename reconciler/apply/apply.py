@@ -87,6 +87,9 @@ class ApplyOptions:
     quota_wait: float = 30.0
     """Seconds a replace's re-create retries while a ResourceQuota still counts the object
     it just deleted (the quota controller releases usage asynchronously)."""
+    checkpoint: Callable[[], None] | None = None
+    """Called before each write wave; raising :class:`reconciler.errors.WriterStopped`
+    (the Lease lost, a signal) stops the apply there: :class:`Interrupted`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,23 @@ class ApplyResult:
     @property
     def changed(self) -> tuple[AppliedEntry, ...]:
         return tuple(e for e in self.entries if e.changed)
+
+
+class Interrupted(errors.WriterStopped):
+    """The apply stopped between two waves: ``result`` holds what was done, ``pending`` the
+    subjects of the waves not started (nothing of them was sent)."""
+
+    def __init__(self, cause: errors.WriterStopped, result: ApplyResult, pending: tuple[str, ...]):
+        self.result = result
+        self.pending = pending
+        written = [e.subject for e in result.changed]
+        shown = ", ".join(written[:10]) + (
+            f" and {len(written) - 10} more" if len(written) > 10 else ""
+        )
+        super().__init__(
+            f"{cause}; stopped before writing {len(pending)} more objects; "
+            f"{result.writes} objects written before it" + (f" ({shown})" if written else "")
+        )
 
 
 class DroppedFieldsError(errors.ApplyError):
@@ -535,7 +555,13 @@ def _write_waves(
             return AppliedEntry(entry.subject, entry.action, Outcome.FAILED, str(exc))
 
     done: list[AppliedEntry] = []
-    for wave in waves:
+    for index, wave in enumerate(waves):
+        if options.checkpoint is not None and not options.dry_run:
+            try:
+                options.checkpoint()
+            except errors.WriterStopped as exc:
+                pending = tuple(e.subject for later in waves[index:] for e in later)
+                raise Interrupted(exc, ApplyResult(tuple(done)), pending) from exc
         done += _each(pool, wave, attempt)
     unchanged = [
         AppliedEntry(e.subject, e.action, Outcome.UNCHANGED)

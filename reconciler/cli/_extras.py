@@ -14,6 +14,7 @@ DISTRIBUTION = "cu-reconciler"
 #: Top-level import name → the extra that installs it.
 EXTRA_OF: dict[str, str] = {
     "kubernetes": "kube",
+    "urllib3": "kube",  # the Kubernetes client's transport (reconciler.kube)
     "statsmodels": "learn",
     "numpy": "learn",
     "scipy": "learn",

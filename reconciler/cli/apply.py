@@ -15,22 +15,34 @@ exits 2 naming the holder. Exit codes:
   the apiserver would drop, the Lease held by another writer): nothing was written.
 * 3: degraded: some objects failed, conflicted (not ours) or were skipped because an object
   they depend on failed; every other object converged, and the objects written are listed.
+  Also 3: interrupted between two write waves, because another writer holds the Lease now
+  (this process was paused or cut off past the renew deadline) or SIGTERM/SIGINT asked it
+  to stop; the message names what was written and how many objects were not.
+
+SIGTERM and SIGINT stop the apply before its next wave (the writes in flight finish), release
+the Lease at once (the next writer need not wait for it to expire) and exit; a second signal
+exits at once. The Lease also carries the record of the last apply (the last verified
+revision and the safety limits in force, :mod:`reconciler.apply.record`), read before the
+revision is verified and written after the apply.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import typer
-from kubernetes.client import ApiClient
 
 from reconciler import errors, kube
 from reconciler.apply import apply as applying
 from reconciler.apply import lease as leases
+from reconciler.apply import record as records
 from reconciler.apply import writer as writers
 from reconciler.cli import _app
 from reconciler.controller import pipeline
@@ -71,12 +83,22 @@ def apply_command(
         raise typer.Exit(_app.EXIT_ERROR) from exc
     kube.ensure_pool(api, concurrency + 2)  # the writers, the Lease renewal, the main thread
     identity = f"cuctl-apply@{socket.gethostname()}/{os.getpid()}"
-    with api, _one_writer(api, identity, lease_wait, dry_run=dry_run):
+    stop = _stop_on_signals()
+    lease = leases.Lease(api, identity)
+    with api, _one_writer(lease, lease_wait, dry_run=dry_run, stop=stop):
         outcome = pipeline.reconcile(
             pipeline.Request(path, rev),
             cluster.Cluster(api),
-            writers.KubeWriter(api),
-            applying.ApplyOptions(dry_run=dry_run, prune=prune, concurrency=concurrency),
+            writers.KubeWriter(api)
+            if dry_run
+            else leases.HeldWriter(writers.KubeWriter(api), lease),
+            applying.ApplyOptions(
+                dry_run=dry_run,
+                prune=prune,
+                concurrency=concurrency,
+                checkpoint=None if dry_run else leases.checkpoint(lease, stop),
+            ),
+            memory=records.LeaseMemory(lease),
         )
     for diagnostic in outcome.diagnostics:
         typer.echo(diagnostic.render(), err=True)
@@ -97,17 +119,39 @@ def apply_command(
     typer.echo(f"cuctl apply: {outcome.reason} at {revision}: {outcome.message}", err=True)
     if outcome.ok:
         raise typer.Exit(_app.EXIT_OK)
-    raise typer.Exit(EXIT_DEGRADED if outcome.reason is Reason.DEGRADED else _app.EXIT_ERROR)
+    partial = outcome.reason in (Reason.DEGRADED, Reason.INTERRUPTED)
+    raise typer.Exit(EXIT_DEGRADED if partial else _app.EXIT_ERROR)
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT set the returned event (the apply stops before its next wave and
+    releases the Lease); a second signal exits at once, the Lease released best-effort."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        typer.echo(
+            f"cuctl apply: {signal.Signals(signum).name}: stopping before the next write wave",
+            err=True,
+        )
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+    return stop
 
 
 @contextlib.contextmanager
-def _one_writer(api: ApiClient, identity: str, wait: float, *, dry_run: bool) -> Iterator[None]:
+def _one_writer(
+    lease: leases.Lease, wait: float, *, dry_run: bool, stop: threading.Event
+) -> Iterator[None]:
     """Hold the shared Lease around a real apply; a dry run writes nothing and needs none."""
     if dry_run:
         yield
         return
     try:
-        with leases.held(leases.Lease(api, identity), wait):
+        with leases.held(lease, wait, stop):
             yield
     except errors.ApplyError as exc:  # the pipeline reports its own; this is the Lease's
         typer.echo(f"cuctl apply: {exc}", err=True)

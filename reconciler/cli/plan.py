@@ -79,6 +79,22 @@ def _load(
     return Loaded(result.state, tree.root, snap, result.snapshot_document)
 
 
+def _trust(command: str, path: str, rev: str | None, loaded: Loaded) -> str | None:
+    """The signing rule (:mod:`reconciler.source.signature`, the one ``apply`` and ``run``
+    use, here with no anchor: there is no cluster record offline). The reason a revision is
+    untrusted, None when it is trusted or nothing requires signatures."""
+    from reconciler.source import signature
+
+    try:
+        if rev is None:
+            signature.verify_worktree(path, loaded.state.settings.spec.signing is not None)
+        else:
+            signature.verify(path, rev)
+    except errors.SourceError as exc:
+        return str(exc)
+    return None
+
+
 def _shared_snapshot(loaded: Loaded, content: bytes, name: str) -> snapshot.Composed | None:
     """The observed devices from the nodes validation composed, when ``content`` is the
     repository snapshot it read (``--observed`` naming the committed file, or no flag):
@@ -303,6 +319,7 @@ def plan_command(
     if what_if and base is not None:
         raise _fail("plan", "--what-if compares with the plan as it is; drop --base")
     loaded = _load("plan", path, rev, "--rev" if rev else "PATH", cluster)
+    untrusted = _trust("plan", path, rev, loaded)
     src = _source("plan", loaded, observed, kubeconfig, context, allow_repository_snapshot=True)
     notes: tuple[str, ...] = ()
     if what_if:
@@ -321,6 +338,11 @@ def plan_command(
         typer.echo(f"cuctl plan: promise not deliverable: {shortfall.render()}", err=True)
     for warning in result.warnings:
         typer.echo(f"cuctl plan: warning: {render.escape(warning)}", err=True)
+    if untrusted:  # a preview (a pull request's unsigned commits): said, not refused
+        typer.echo(
+            f"cuctl plan: untrusted: {untrusted} (render, apply and run refuse this revision)",
+            err=True,
+        )
     raise typer.Exit(preview.exit_code)
 
 
@@ -384,6 +406,9 @@ def render_command(
     immutable claims, a content hash instead of the per-commit revision (docs/gitops.md).
     """
     loaded = _load("render", path, rev, "--rev" if rev else "PATH", cluster)
+    untrusted = _trust("render", path, rev, loaded)
+    if untrusted:
+        raise _fail("render", f"untrusted: {untrusted}; nothing rendered")
     src = _source("render", loaded, observed, kubeconfig, context, allow_repository_snapshot=True)
     result, _ = _plan("render", loaded.state, src)
     if result.refusal:

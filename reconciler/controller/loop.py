@@ -31,6 +31,7 @@ from kubernetes.client import ApiClient
 from reconciler import errors, kube
 from reconciler.apply import apply as applying
 from reconciler.apply import lease as leases
+from reconciler.apply import record as records
 from reconciler.apply import writer as writers
 from reconciler.controller import echoes, events, leader, metrics, mirror, pipeline, watches
 from reconciler.controller import revisions as revs
@@ -220,8 +221,12 @@ class Controller:
             ),
             cluster.Cluster(self.api),
             self.writer,
-            applying.ApplyOptions(),
+            # Between waves: still the leader (by the apiserver and the clock), not stopping.
+            applying.ApplyOptions(checkpoint=leases.checkpoint(self.elector.lease, self.stop)),
             self.revisions,
+            # The last verified revision and the limits in force, kept on the Lease: a
+            # restarted controller (empty cache) reads them back.
+            memory=records.LeaseMemory(self.elector.lease),
         )
         self._synced_at = time.monotonic()
         self._finish(outcome, rid, generation, sync, t0)

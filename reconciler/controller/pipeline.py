@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from reconciler import errors, observe, source, validate
 from reconciler import plan as planning
 from reconciler.apply import apply as applying
+from reconciler.apply import record as records
 from reconciler.apply import writer as writers
 from reconciler.controller import revisions as revs
 from reconciler.controller.reasons import Reason
 from reconciler.diff import changeset as cs
 from reconciler.model import diagnostics
+from reconciler.model import documents as docs
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import sources
@@ -81,7 +83,11 @@ class _Run:
     log: list[str] = field(default_factory=list)
     revisions: revs.Revisions | None = None
     cached: bool = False
-    """The desired state came from :attr:`revisions`: fetch, validate, verify are done."""
+    """The desired state came from :attr:`revisions`: fetch and validate are done."""
+    memory: records.Memory | None = None
+    recorded: records.Record | None = None
+    """What the last apply left in the cluster (the last verified revision, the limits)."""
+    verified: signature.Verified | None = None
 
     @property
     def key(self) -> revs.Key | None:
@@ -115,26 +121,36 @@ def _validate(run: _Run) -> None:
     run.desired = result.state
 
 
-def _verify(run: _Run) -> None:
-    """Refuse a revision not signed by a trusted key (ClusterSettings.spec.signing)."""
-    if run.cached:
-        return
-    assert run.desired is not None and run.tree is not None
-    if run.request.rev is None:
-        if run.desired.settings.spec.signing is not None:
-            raise _Stop(
-                Reason.UNTRUSTED_REVISION,
-                "ClusterSettings requires signed revisions, but the working tree is not a "
-                "commit: apply a revision (--rev)",
-            )
+def _recall(run: _Run) -> None:
+    """Read the record of the last apply (the Lease's annotations) before trusting anything."""
+    if run.memory is None:
         return
     try:
-        signature.verify(run.request.repo, run.request.rev)
+        run.recorded = run.memory.recall()
+    except errors.ApplyError as exc:
+        raise _Stop(
+            Reason.APPLY_FAILED,
+            f"cannot read the record of the last apply (the last verified revision and the "
+            f"safety limits in force): {exc}; nothing was written",
+        ) from exc
+
+
+def _verify(run: _Run) -> None:
+    """Refuse a revision unless every commit that reaches the cluster is trusted
+    (:mod:`reconciler.source.signature`: one rule, from the last verified revision on)."""
+    assert run.desired is not None and run.tree is not None
+    anchor = run.recorded.anchor if run.recorded is not None else None
+    try:
+        if run.request.rev is None:
+            signing = run.desired.settings.spec.signing is not None
+            run.verified = signature.verify_worktree(run.request.repo, signing, anchor)
+        else:
+            run.verified = signature.verify(run.request.repo, run.request.rev, anchor)
     except errors.SignatureError as exc:
         raise _Stop(Reason.UNTRUSTED_REVISION, str(exc)) from exc
     except errors.SourceError as exc:
         raise _Stop(Reason.SOURCE_FAILED, str(exc)) from exc
-    if run.revisions is not None:
+    if run.revisions is not None and not run.cached:
         run.revisions.put(run.key, revs.Loaded(run.tree, run.desired, run.diagnostics))
 
 
@@ -162,7 +178,9 @@ def _diff(run: _Run) -> None:
 
 
 def _guards(run: _Run) -> None:
-    """The delete guard again, as the stricter of the live revision's policy and the new one."""
+    """The delete guard again, with the strictest of the new policy, the live revision's
+    and the limits recorded in the cluster by the last apply: a commit cannot lift the
+    limit it needs lifted, not even when the last-applied commit is gone from Git."""
     assert run.plan is not None and run.changes is not None and run.desired is not None
     if not run.changes.count(cs.Action.DELETE):
         return
@@ -175,9 +193,23 @@ def _guards(run: _Run) -> None:
             old = None  # the live revision is not in this repository (any more)
         live_policy = old.policy if old is not None else None
     policy = safety.stricter(live_policy, run.desired.policy)
+    recorded = run.recorded.safety if run.recorded is not None else None
+    policy = safety.stricter_limits(recorded, policy)
     refusal = safety.check(run.plan.live, run.plan.objects, policy)
     if refusal:
-        raise _Stop(Reason.PLAN_REFUSED, f"{refusal} (live revision {rev[:12] if rev else '?'})")
+        limits = (
+            ""
+            if recorded is None
+            else f", limits recorded at the last apply: {recorded_text(recorded)}"
+        )
+        raise _Stop(
+            Reason.PLAN_REFUSED,
+            f"{refusal} (live revision {rev[:12] if rev else '?'}{limits})",
+        )
+
+
+def recorded_text(limits: docs.SafetyPolicy) -> str:
+    return f"maxDeleteFraction {limits.max_delete_fraction:g}, allowEmpty {limits.allow_empty}"
 
 
 def _identity(run: _Run) -> None:
@@ -203,8 +235,14 @@ def _apply(run: _Run) -> None:
             source=run.desired.settings.metadata.name,
             driver=run.desired.settings.spec.driver_name,
         )
+    except applying.Interrupted as exc:
+        run.applied = exc.result
+        raise _Stop(Reason.INTERRUPTED, str(exc)) from exc
+    except errors.WriterStopped as exc:
+        raise _Stop(Reason.INTERRUPTED, f"{exc}; nothing was written") from exc
     except errors.ApplyError as exc:
         raise _Stop(Reason.APPLY_FAILED, f"{exc}; nothing was written") from exc
+    _remember(run)
     problems = run.applied.problems
     if problems:
         first = problems[0]
@@ -215,9 +253,29 @@ def _apply(run: _Run) -> None:
         )
 
 
+def _remember(run: _Run) -> None:
+    """Record what is now in force: this revision (verified) and its safety limits."""
+    assert run.desired is not None
+    if run.memory is None or run.options.dry_run:
+        return
+    old = run.recorded or records.Record()
+    if run.request.rev is not None and run.tree is not None:
+        signing = run.verified.signing if run.verified is not None else None
+        new = records.Record(run.tree.revision, signing, run.desired.policy.spec.safety)
+    else:  # a working tree is no revision: the anchor stays, the limits are the new ones
+        new = records.Record(old.revision, old.signing, run.desired.policy.spec.safety)
+    if new == old:
+        return
+    try:
+        run.memory.remember(new)
+    except errors.ApplyError as exc:
+        run.log.append(f"the record of this apply was not kept: {exc}")
+
+
 STEPS: Sequence[Callable[[_Run], None]] = (
     _fetch,
     _validate,
+    _recall,
     _verify,
     _observe,
     _plan,
@@ -234,10 +292,13 @@ def reconcile(
     writer: writers.Writer,
     options: applying.ApplyOptions = applying.ApplyOptions(),
     revisions: revs.Revisions | None = None,
+    memory: records.Memory | None = None,
 ) -> Outcome:
     """Run every step; the cluster is re-read each time, so a second run with no change writes
-    nothing. ``revisions``: where a commit's loaded desired state is kept between runs."""
-    run = _Run(request, observed_source, writer, options, revisions=revisions)
+    nothing. ``revisions``: where a commit's loaded desired state is kept between runs;
+    ``memory``: where the record of the last apply is kept (None: nowhere, every revision
+    is verified with no anchor and no limits are recorded)."""
+    run = _Run(request, observed_source, writer, options, revisions=revisions, memory=memory)
     reason, message = Reason.SUCCEEDED, ""
     seconds: list[tuple[str, float]] = []
     try:
@@ -251,6 +312,8 @@ def reconcile(
         reason, message = stop.reason, stop.message
     if reason is Reason.SUCCEEDED and run.applied is not None:
         message = f"{run.applied.writes} objects written"
+    if run.log:
+        message = "; ".join([message, *run.log]) if message else "; ".join(run.log)
     return Outcome(
         reason=reason,
         message=message,

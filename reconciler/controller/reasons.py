@@ -17,6 +17,9 @@ class Reason(StrEnum):
     APPLY_FAILED = "ApplyFailed"
     DEGRADED = "ReconciliationDegraded"
     """Some objects failed or conflicted; every other object converged."""
+    INTERRUPTED = "ReconciliationInterrupted"
+    """The writer stopped between two waves (the Lease lost, SIGTERM): what was written
+    stays, the rest was not sent."""
 
     @property
     def stalled(self) -> bool:

@@ -82,6 +82,15 @@ def stricter(live: docs.Policy | None, new: docs.Policy) -> docs.Policy:
     return new.model_copy(update={"spec": new.spec.model_copy(update={"safety": safety})})
 
 
+def stricter_limits(recorded: docs.SafetyPolicy | None, policy: docs.Policy) -> docs.Policy:
+    """``policy`` with safety limits no looser than ``recorded`` (the limits the last apply
+    left in the cluster; None: none recorded)."""
+    if recorded is None:
+        return policy
+    live = policy.model_copy(update={"spec": policy.spec.model_copy(update={"safety": recorded})})
+    return stricter(live, policy)
+
+
 def live_revision(live: Iterable[Mapping[str, Any]]) -> str | None:
     """The revision most owned objects were last applied from (None when nothing is owned)."""
     counts: dict[str, int] = {}

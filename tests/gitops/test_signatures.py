@@ -5,6 +5,9 @@ signed by another key, is refused with a clear reason before anything is written
 pipeline's UntrustedRevision, a Stalled reason); a commit adding a key must be signed by a key
 trusted before it; deleting ``signing`` in an unsigned commit does not switch verification off,
 not even for the commits after it. GPG keys work the same way (a throwaway keyring).
+Issue 19: every commit since signing started (or since the last verified revision) is
+checked, with no count cap, on 10,000-commit histories built with Git plumbing; a force-push
+is refused until a trusted, signed commit accepts it; ``cuctl render`` applies the same rule.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def test_ssh_signed_revisions_and_the_chain_of_trust(
     unsigned = _commit(repo, "unsigned change", None)
     outcome, writer = _reconcile(repo, unsigned)
     assert outcome.reason is Reason.UNTRUSTED_REVISION and outcome.reason.stalled
-    assert f"revision {unsigned[:12]}" in outcome.message and "is not signed" in outcome.message
+    assert f"commit {unsigned[:12]}" in outcome.message and "is not signed" in outcome.message
     assert writer.writes == 0
 
     repo.git.reset("--hard", start)
@@ -114,12 +117,13 @@ def test_ssh_signed_revisions_and_the_chain_of_trust(
     verified = signature.verify(str(repo.working_dir), later)
     assert verified is not None and "mallory" in verified.signer
 
-    # An unsigned commit that leaves the keys alone is vouched for by a signed commit on top.
+    # Every commit since signing started must be signed: a signed commit on top of an
+    # unsigned one does not vouch for it.
     repo.git.reset("--hard", start)
-    _commit(repo, "unsigned, keys untouched", None)
+    hidden = _commit(repo, "unsigned, keys untouched", None)
     on_top = _commit(repo, "signed on top", alice)
-    verified = signature.verify(str(repo.working_dir), on_top)
-    assert verified is not None and "alice" in verified.signer
+    with pytest.raises(errors.SignatureError, match=f"commit {hidden[:12]} .* is not signed"):
+        signature.verify(str(repo.working_dir), on_top)
 
     # Deleting the signing settings unsigned does not turn verification off.
     repo.git.reset("--hard", start)
