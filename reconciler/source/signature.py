@@ -58,10 +58,8 @@ from typing import Any
 
 import git
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
-from reconciler import errors
+from reconciler import _yamlcore, errors
 from reconciler.model import documents as docs
 
 ACCEPT_TRAILER = "Cu-Accept-History"
@@ -107,8 +105,10 @@ def signing_at(commit: git.Commit) -> docs.CommitSigning | None:
         if not _BLOB_HAS_SETTINGS[item.hexsha]:
             continue
         try:
-            documents = list(YAML(typ="safe", pure=True).load_all(data.decode("utf-8")))
-        except (UnicodeDecodeError, YAMLError):
+            # The loader's bounds (depth checked before parsing, nodes, aliases): a hostile
+            # file outside the layout can cost no more here than in validate (issue 20.3).
+            documents = _yamlcore.plain_documents(data.decode("utf-8"))
+        except (UnicodeDecodeError, _yamlcore.Refused):
             continue
         for doc in documents:
             if isinstance(doc, dict) and doc.get("kind") == "ClusterSettings":
