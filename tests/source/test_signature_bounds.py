@@ -11,6 +11,7 @@ import gitplumbing
 
 from reconciler.source import signature
 
+KEY = b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 SETTINGS = b"""apiVersion: cu-reconciler.io/v1alpha1
 kind: ClusterSettings
 metadata: {name: c}
@@ -18,8 +19,8 @@ spec:
   driverName: cu.example.com
   reference: {deviceModel: A100-SXM4-80GB, cuPerDevice: 100}
   signing:
-    sshAllowedSigners: ["platform@example.invalid ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"]
-"""
+    sshAllowedSigners: ["platform@example.invalid KEY"]
+""".replace(b"KEY", KEY)
 
 
 def test_a_deep_file_outside_the_layout_does_not_wedge_the_signing_walk(tmp_path: Path) -> None:
