@@ -585,6 +585,7 @@ def json_document(preview: Preview) -> dict[str, Any]:
                 "subject": x.subject,
                 "promisedCU": rpt.milli_text(x.promised_milli),
                 "deliverableCU": rpt.milli_text(x.deliverable_milli),
+                "heldCU": None if x.held_milli is None else rpt.milli_text(x.held_milli),
             }
             for x in report.shortfalls
         ],

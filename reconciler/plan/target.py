@@ -73,22 +73,39 @@ def sort_key(obj: JsonObject) -> tuple[int, str, str]:
 def _live_claims(
     observed: obs.ObservedState, live: Sequence[JsonObject]
 ) -> dict[tuple[str, str], admission.LiveClaim]:
+    """What exists of our claims and templates: the live objects, and what the observed
+    ResourceClaims prove exists even when the live side lacks it (a snapshot made with
+    ``kubectl get nodes,resourceslices,resourceclaims`` holds no templates and, in render,
+    stands in for the live side): a claim carrying our label, and the template a claim was
+    stamped from. Without them, render would treat an in-use claim or a non-preemptible
+    template as new, and drop it when it no longer fits (docs/plan.md, "One truth")."""
     status = {(c.namespace, c.name): c for c in observed.claims}
     out: dict[tuple[str, str], admission.LiveClaim] = {}
+    for found in observed.claims:
+        key = (found.namespace, found.name)
+        if found.labels.get(ownership.MANAGED_BY_KEY) == ownership.MANAGED_BY_VALUE:
+            out[key] = admission.LiveClaim(in_use=found.in_use, allocated=found.allocated)
+        template = found.labels.get(ownership.TEMPLATE_LABEL)
+        if template:
+            out.setdefault(
+                (found.namespace, template), admission.LiveClaim(in_use=False, template=True)
+            )
     for obj in live:
         kind = obj.get("kind")
         if kind not in ("ResourceClaim", "ResourceClaimTemplate"):
             continue
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        created = str(meta.get("creationTimestamp") or "")
         if kind == "ResourceClaimTemplate":
             # Exists (so a template no longer admitted is preempted), holds nothing.
-            out.setdefault(key, admission.LiveClaim(in_use=False, template=True))
+            out[key] = admission.LiveClaim(in_use=False, template=True, created=created)
             continue
         seen = status.get(key)
         out[key] = admission.LiveClaim(
             in_use=seen.in_use if seen else False,
             allocated=seen.allocated if seen else (),
+            created=created,
         )
     return out
 

@@ -74,12 +74,15 @@ _ADS_INFER_3 = ex.claim(
 
 def _pull_request() -> render.Preview:
     """A base revision (the example) and a change: ads' train guarantee 200 → 250 with a
-    limit of 300, ads-infer 1 × 7 CU → 3 replicas × 5 CU, lab no longer borrows."""
-    base = planning.plan(ex.desired(), ex.observed())
+    limit of 300, ads-infer 1 × 7 CU → 3 replicas × 5 CU, lab no longer borrows (it could,
+    in the base: allowInUse lets a guarantee take lab's CU back)."""
+    policy = ex.policy({"preemption": {"allowInUse": True}})
+    base = planning.plan(ex.desired(policy_doc=policy), ex.observed())
     desired = ex.desired(
         revision="f" * 40,
         tenants=(ex.TENANTS[0], _ADS, _LAB_NO_BORROWING),
         claims=tuple(_ADS_INFER_3 if c.metadata.name == "ads-infer" else c for c in ex.CLAIMS),
+        policy_doc=policy,
     )
     result = planning.plan(desired, ex.observed(), base.objects)
     changes = changeset.compute(result.objects, base.objects)
