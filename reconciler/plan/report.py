@@ -256,6 +256,27 @@ def recorded_quotas(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str
     return out
 
 
+def recorded_settings(
+    objects: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, str], dict[str, str]]:
+    """Every ``key=value`` part of the quota annotations on our pool DeviceClasses, per
+    (tenant, pool): the quota and the tenant's admission settings last applied."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for obj in objects:
+        if obj.get("kind") != "DeviceClass":
+            continue
+        metadata = obj.get("metadata") or {}
+        pool = (metadata.get("labels") or {}).get(ownership.POOL_LABEL)
+        if not pool:
+            continue
+        for key, value in (metadata.get("annotations") or {}).items():
+            if str(key).startswith(classes.QUOTA_ANNOTATION_PREFIX):
+                tenant = str(key)[len(classes.QUOTA_ANNOTATION_PREFIX) :]
+                parts = (p.partition("=") for p in str(value).split(","))
+                out[(tenant, str(pool))] = {k: v for k, _, v in parts if k}
+    return out
+
+
 def milli_text(milli: int | None) -> str:
     return "∞" if milli is None else units.display_cu(milli)
 
