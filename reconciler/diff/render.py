@@ -41,9 +41,12 @@ class Preview:
     @property
     def exit_code(self) -> int:
         """0 in sync; 1 when objects change, the desired state changed, a promise
-        (guarantee, pinned claim) cannot be kept with the devices there are, or a claim we did
-        not generate bypasses the fence."""
-        bypass = any(f.code is obs.FindingCode.FENCE_BYPASS for f in self.report.findings)
+        (guarantee, pinned claim) cannot be kept with the devices there are, a claim we did
+        not generate bypasses the fence, or a kubelet plugin serves another driver name."""
+        bypass = any(
+            f.code in (obs.FindingCode.FENCE_BYPASS, obs.FindingCode.DRIVER_MISMATCH)
+            for f in self.report.findings
+        )
         if self.changes.in_sync and not self.meaning and not self.report.shortfalls and not bypass:
             return 0
         return 1

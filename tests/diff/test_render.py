@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 
@@ -285,3 +286,13 @@ def test_created_and_deleted_objects_diff_exactly_as_difflib(
     ]
     assert render.unified(entry) == expected
     assert expected  # every case shows at least its header and one line
+
+
+def test_a_driver_name_mismatch_exits_1_even_in_sync() -> None:
+    first = planning.plan(ex.desired(), ex.observed())
+    again = planning.plan(ex.desired(), ex.observed(owned=first.objects))
+    changes = changeset.compute(again.objects, again.live)
+    assert render.Preview(changes, again.report).exit_code == 0
+    finding = obs.Finding(obs.FindingCode.DRIVER_MISMATCH, "n1", "plugin serves another name")
+    report = dataclasses.replace(again.report, findings=(*again.report.findings, finding))
+    assert render.Preview(changes, report).exit_code == 1
