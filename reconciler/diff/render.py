@@ -68,6 +68,16 @@ def escape(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
+def overcommit(pool: rpt.PoolReport) -> str:
+    """Guarantees beyond what the pool gives now, by how much (docs/plan.md, "Overcommit")."""
+    share = pool.guaranteed_milli * 100 // max(pool.admittable_milli, 1)
+    return (
+        f"guarantees in {pool.name} add up to {rpt.milli_text(pool.guaranteed_milli)} CU, "
+        f"{share}% of its {rpt.milli_text(pool.admittable_milli)} CU after headroom: "
+        f"overcommitted by {rpt.milli_text(pool.overcommit_milli)} CU"
+    )
+
+
 def accounting(p: rpt.PoolReport) -> str:
     """``capacity = Σ tenants + unaccounted + free + headroom``, with the figures."""
     return (
@@ -228,6 +238,8 @@ def summary_lines(preview: Preview) -> list[str]:
         out.append(
             f"{mark} {pool.name} ({pool.sharing}): published {published}; {accounting(pool)}"
         )
+        if pool.overcommit_milli:
+            out.append(f"  ! {overcommit(pool)}")
         for line in pool.lines:
             out.append(f"    {line.render(pool.cu_per_device)}")
     if report.tenants:
@@ -325,6 +337,11 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = Tru
         head += [f"> - {_md(x.render())}" for x in report.shortfalls[:50]]
         if len(report.shortfalls) > 50:
             head.append(f"> - … {len(report.shortfalls) - 50} more")
+        head.append("")
+    over = [p for p in report.pools if p.overcommit_milli]
+    if over:
+        head += ["> [!WARNING]", "> **Overcommitted guarantees:**"]
+        head += [f"> - {_md(overcommit(p))}" for p in over]
         head.append("")
     lost = unmanaged(report)
     if lost:
@@ -550,6 +567,8 @@ def json_document(preview: Preview) -> dict[str, Any]:
                 "freeCU": rpt.milli_text(p.free_milli),
                 "headroomCU": rpt.milli_text(p.headroom_milli),
                 "headroomPercent": p.headroom_percent,
+                "guaranteedCU": rpt.milli_text(p.guaranteed_milli),
+                "overcommitCU": rpt.milli_text(p.overcommit_milli),
                 "arithmetic": [
                     {
                         "model": line.model,

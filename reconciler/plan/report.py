@@ -39,6 +39,13 @@ class PoolReport:
     """CU held by allocations no CUClaim accounts for."""
     free_milli: int = 0
     """Admittable − charged − unaccounted (negative: promises exceed what is left)."""
+    guaranteed_milli: int = 0
+    """Σ of the tenants' guarantees in the pool."""
+
+    @property
+    def overcommit_milli(self) -> int:
+        """How far the guarantees exceed what the pool can give now (0: they fit)."""
+        return max(0, self.guaranteed_milli - self.admittable_milli)
 
     @property
     def headroom_milli(self) -> int:

@@ -479,6 +479,12 @@ def _plan(
             after_milli=after_cu.get(p.name, 0),
             unaccounted_milli=accounts[p.name].unaccounted_milli,
             free_milli=accounts[p.name].free_milli,
+            guaranteed_milli=sum(
+                units.cu_to_milli(q.guaranteed)
+                for t in desired.tenants
+                for q in t.spec.quotas
+                if q.pool == p.name
+            ),
         )
         for p in (pools[n] for n in pool_names)
     )

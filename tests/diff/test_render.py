@@ -296,3 +296,24 @@ def test_a_driver_name_mismatch_exits_1_even_in_sync() -> None:
     finding = obs.Finding(obs.FindingCode.DRIVER_MISMATCH, "n1", "plugin serves another name")
     report = dataclasses.replace(again.report, findings=(*again.report.findings, finding))
     assert render.Preview(changes, report).exit_code == 1
+
+
+def test_overcommitted_guarantees_show_by_how_much() -> None:
+    """Issue 21 item 8: guarantees at 180 % of a pool were only a validate warning."""
+    big = ex.tenant(
+        "lab",
+        {"namespaces": ["lab"], "priority": 10, "quotas": [{"pool": "train", "guaranteed": 400}]},
+    )
+    result = planning.plan(ex.desired(tenants=(*ex.TENANTS[:2], big)), ex.observed())
+    changes = changeset.compute(result.objects, result.live)
+    preview = render.Preview(changes, result.report)
+    # train: 590 CU, 900 CU guaranteed (search 300, ads 200, lab 400).
+    line = (
+        "guarantees in train add up to 900 CU, 152% of its 590 CU after headroom: "
+        "overcommitted by 310 CU"
+    )
+    assert f"  ! {line}" in render.text(preview).splitlines()
+    assert f"> - {line}" in render.markdown(preview).splitlines()
+    pools = {p["pool"]: p for p in json.loads(render.json_text(preview))["pools"]}
+    assert (pools["train"]["guaranteedCU"], pools["train"]["overcommitCU"]) == ("900", "310")
+    assert pools["infer"]["overcommitCU"] == "0"
