@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,12 +53,35 @@ class Preview:
         return 1
 
 
-_UNMANAGED = (obs.FindingCode.NO_ADAPTER, obs.FindingCode.UNKNOWN_MODEL)
+_UNMANAGED = (
+    obs.FindingCode.NO_ADAPTER,
+    obs.FindingCode.UNKNOWN_MODEL,
+    obs.FindingCode.UNKNOWN_NODE,
+    obs.FindingCode.NOT_NODE_LOCAL,
+)
+_SHOWN_PER_GROUP = 5
 
 
 def unmanaged(report: rpt.Report) -> list[obs.Finding]:
-    """Devices no adapter or value map covers: shown first, they are CU nobody can use."""
-    return [f for f in report.findings if f.code in _UNMANAGED]
+    """Devices no adapter, value map or node covers: shown first, they are CU nobody can use.
+
+    One line per driver and message (an unknown model on 40 nodes is one line, with the
+    count and the first devices), not one per device: the summary must stay readable."""
+    groups: dict[tuple[obs.FindingCode, str, str], list[str]] = defaultdict(list)
+    for f in report.findings:
+        if f.code in _UNMANAGED:
+            groups[(f.code, f.subject.partition("/")[0], f.message)].append(f.subject)
+    out = []
+    for (code, driver, message), subjects in groups.items():
+        if len(subjects) == 1:
+            out.append(obs.Finding(code, subjects[0], message))
+            continue
+        shown = ", ".join(subjects[:_SHOWN_PER_GROUP])
+        more = len(subjects) - _SHOWN_PER_GROUP
+        more_text = f" and {more} more" if more > 0 else ""
+        summary = f"{len(subjects)} devices: {message} ({shown}{more_text})"
+        out.append(obs.Finding(code, driver, summary))
+    return out
 
 
 def escape(text: str) -> str:
@@ -224,7 +248,7 @@ def summary_lines(preview: Preview) -> list[str]:
         out += [f"  ! {s.render()}" for s in report.shortfalls]
     lost = unmanaged(report)
     if lost:
-        out.append("Devices not managed (no adapter or unknown model):")
+        out.append("Devices not managed (no adapter, unknown model or node):")
         out += [f"  ! {escape(f.render())}" for f in lost]
     if preview.meaning:
         out.append("Desired-state changes:")
@@ -345,7 +369,10 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = Tru
         head.append("")
     lost = unmanaged(report)
     if lost:
-        head += ["> [!WARNING]", "> **Devices not managed** (no adapter or unknown model):"]
+        head += [
+            "> [!WARNING]",
+            "> **Devices not managed** (no adapter, unknown model or node):",
+        ]
         head += [f"> - `{f.code}` {_md(f.subject)}: {_md(f.message)}" for f in lost[:20]]
         if len(lost) > 20:
             head.append(f"> - … {len(lost) - 20} more")

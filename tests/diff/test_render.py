@@ -317,3 +317,29 @@ def test_overcommitted_guarantees_show_by_how_much() -> None:
     pools = {p["pool"]: p for p in json.loads(render.json_text(preview))["pools"]}
     assert (pools["train"]["guaranteedCU"], pools["train"]["overcommitCU"]) == ("900", "310")
     assert pools["infer"]["overcommitCU"] == "0"
+
+
+def test_unmanaged_devices_are_one_line_per_cause_at_the_top() -> None:
+    """Issue 21 item 8: an unknown model printed one line per device (40 nodes pushed the
+    summary to line 351) and an unknown node was a note under the claims list."""
+    first = planning.plan(ex.desired(), ex.observed())
+    unknown = tuple(
+        obs.Finding(
+            obs.FindingCode.UNKNOWN_MODEL,
+            f"gpu.nvidia.com/node-{i:02}/gpu-0",
+            "model 'X9' is not in VendorAdapter/nvidia's mapping",
+        )
+        for i in range(40)
+    )
+    ghost = obs.Finding(obs.FindingCode.UNKNOWN_NODE, "gpu.nvidia.com/n9", "node n9 does not exist")
+    report = dataclasses.replace(first.report, findings=(*unknown, ghost))
+    lines = render.text(render.Preview(changeset.compute(first.objects, ()), report)).splitlines()
+    top = lines.index("Devices not managed (no adapter, unknown model or node):")
+    assert lines[top + 1 : top + 3] == [
+        "  ! UnknownModel: gpu.nvidia.com: 40 devices: model 'X9' is not in "
+        "VendorAdapter/nvidia's mapping (gpu.nvidia.com/node-00/gpu-0, "
+        "gpu.nvidia.com/node-01/gpu-0, gpu.nvidia.com/node-02/gpu-0, "
+        "gpu.nvidia.com/node-03/gpu-0, gpu.nvidia.com/node-04/gpu-0 and 35 more)",
+        "  ! UnknownNode: gpu.nvidia.com/n9: node n9 does not exist",
+    ]
+    assert not [line for line in lines if line.startswith("  note:")]

@@ -695,3 +695,31 @@ def test_a_reclaim_takes_the_cheapest_victims_and_frees_no_more_than_it_needs(
                 admission.Reason.NO_FREE_DEVICES,
                 admission.Reason.OVER_LIMIT,
             ), d
+
+
+def test_a_template_over_its_tenants_limit_in_charged_cu_is_over_limit() -> None:
+    """Issue item 8: 3 replicas × 60 CU ask 180 CU, under lab's 200 CU limit, but whole
+    devices charge at least 100 + 100 + 155 = 355 CU: OverLimit (was Fragmented/PoolFull)."""
+    lab = ex.tenant(
+        "lab",
+        {
+            "namespaces": ["lab"],
+            "priority": 10,
+            "mayBorrow": True,
+            "quotas": [{"pool": "train", "guaranteed": 0, "limit": 200}],
+        },
+    )
+    template = ex.claim(
+        "big",
+        {
+            "tenant": "lab",
+            "pool": "train",
+            "cu": 60,
+            "form": "ResourceClaimTemplate",
+            "replicas": 3,
+        },
+    )
+    result = planning.plan(ex.desired(tenants=(lab,), claims=(template,)), ex.observed())
+    (d,) = result.report.decisions
+    assert (d.status, d.reason) == (admission.Status.PENDING, admission.Reason.OVER_LIMIT)
+    assert d.message == "needs 355 CU; tenant uses 0 of its 200 CU limit"
