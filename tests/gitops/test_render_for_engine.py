@@ -119,3 +119,44 @@ def test_the_fence_admits_the_listed_identities() -> None:
     objects = [policy]
     assert fence.identity_problem(objects, plain, argo) is not None
     assert fence.identity_problem(objects, listed, argo) is None
+
+
+def test_a_template_is_not_recreated_when_only_its_placement_moves() -> None:
+    """Issue 21 item 8: the engine form carried the charged CU, so a node loss and return
+    changed every template's content hash and Argo CD re-created it (Force=true)."""
+    import cu_example as ex
+
+    from reconciler import plan as planning
+    from reconciler.model import observed as obs
+
+    template = ex.claim(
+        "serve",
+        {"tenant": "search", "pool": "train", "cu": 100, "form": "ResourceClaimTemplate"},
+    )
+    desired = ex.desired(claims=(template,))
+    full = planning.plan(desired, ex.observed())
+    raw = ex.raw()
+    # n2 (the A100s, the best fit) is gone: the template is placed on an H100, charged more.
+    lost = obs.build(
+        obs.RawObjects(
+            nodes=raw.nodes, slices=tuple(s for s in raw.slices if s["spec"]["nodeName"] != "n2")
+        ),
+        ex.adapters(),
+        ex.DRIVER,
+    )
+    moved = planning.plan(desired, lost)
+
+    def engine(result: Any) -> dict[str, Any]:
+        return next(
+            o for o in gitops.for_engine(result.objects) if o["kind"] == "ResourceClaimTemplate"
+        )
+
+    charged = "cu-reconciler.io/charged-cu"
+    assert [
+        next(o for o in r.objects if o["kind"] == "ResourceClaimTemplate")["metadata"][
+            "annotations"
+        ][charged]
+        for r in (full, moved)
+    ] == ["100", "155"]
+    assert engine(full) == engine(moved)
+    assert charged not in engine(full)["metadata"]["annotations"]
