@@ -114,9 +114,6 @@ class LiveClaim:
     allocated: tuple[obs.AllocatedDevice, ...] = ()
     template: bool = False
     """A live ResourceClaimTemplate: it exists but holds nothing (its Pods' claims do)."""
-    created: str = ""
-    """The object's creationTimestamp (RFC 3339, so it sorts by time; "" when unknown): among
-    borrowers of one priority and size, the newest is preempted first."""
 
 
 @dataclass(slots=True)
@@ -769,8 +766,7 @@ def run(
         settled[pool_name] = (dict(ledger.total_used), ledger.free_aggregate)
         # Passes 2 and 3. Guarantees first, so a borrower that may be preempted never
         # blocks one; borrowers then in keep order (the reverse of victim order: highest
-        # priority, incumbents before newcomers, larger before smaller, older before newer),
-        # so what no longer fits is the cheapest victim.
+        # priority, larger before smaller), so what no longer fits is the cheapest victim.
         guarantees = {
             t.metadata.name: units.cu_to_milli(q.guaranteed)
             for t in tenant_list
@@ -783,7 +779,7 @@ def run(
         for phase in (Phase.GUARANTEED, Phase.BORROWED):
             walk = queue
             if phase is Phase.BORROWED:
-                keys = [_keep_key(ledger, c, tenant_by_name[c.spec.tenant], live) for c in queue]
+                keys = [_keep_key(ledger, c, tenant_by_name[c.spec.tenant]) for c in queue]
                 walk = [queue[i] for _, i in sorted(zip(keys, range(len(queue)), strict=True))]
             for claim in walk:
                 if claim.metadata.name in decided:
@@ -941,19 +937,17 @@ def run(
 
 
 def _keep_key(
-    ledger: _Ledger,
-    claim: docs.CUClaim,
-    tenant: docs.Tenant,
-    live: Mapping[tuple[str, str], LiveClaim],
-) -> tuple[int, int, int, str, str, str]:
-    """Keep order among borrowers, the reverse of victim order: highest priority first,
-    existing claims before new ones (a newcomer never displaces an equal), then the larger
-    (what it would be charged, at least: the unit of every other figure), then the older."""
-    state = live.get((namespace_of(claim, tenant), claim.metadata.name))
-    if state is None:
-        return (-tenant.spec.priority, 1, 0, "", claim.spec.tenant, claim.metadata.name)
+    ledger: _Ledger, claim: docs.CUClaim, tenant: docs.Tenant
+) -> tuple[int, int, str, str]:
+    """Keep order among borrowers, the reverse of victim order: highest priority first, then
+    the larger (what it would be charged, at least: the unit of every other figure), then
+    tenant and name.
+
+    Only what every mode knows: not whether the claim exists nor when it was created, which
+    a snapshot without our objects cannot say, so ``render`` from it admits exactly what
+    ``plan`` and ``apply`` admit (docs/plan.md, "One truth in every mode")."""
     size = least_charge(ledger, claim, units.cu_to_milli(claim.spec.cu), claim.spec.replicas)
-    return (-tenant.spec.priority, 0, -size, state.created, claim.spec.tenant, claim.metadata.name)
+    return (-tenant.spec.priority, -size, claim.spec.tenant, claim.metadata.name)
 
 
 def _guarantee_shortfalls(

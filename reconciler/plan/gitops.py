@@ -15,10 +15,7 @@ the whole manifest itself:
   orders by its own kind table and then by name, which would put claims before the policy.
 - **Replace for immutable claims.** A ResourceClaim or template spec cannot be updated; Argo CD
   deletes and re-creates it only with ``Force=true,Replace=true``, Flux with its ``force``
-  annotation. So a claim or template must change only when its spec does: the charged-CU
-  annotation (which devices admission chose, so it moves with every node loss and return)
-  is left out, or the engine would re-create an unchanged template each time. A live
-  cluster managed this way reads "before" from the request (docs/plan.md, "One accounting").
+  annotation.
 
 Pure: objects in, objects out.
 """
@@ -32,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.model import ownership
-from reconciler.plan import claims, target
+from reconciler.plan import target
 
 CONTENT_HASH_ANNOTATION = f"{ownership.PREFIX}/content-hash"
 SYNC_WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
@@ -82,13 +79,13 @@ def for_engine(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for obj in objects:
         copied = copy.deepcopy(dict(obj))
         meta = copied.setdefault("metadata", {})
-        kind = str(copied.get("kind", ""))
-        dropped = {ownership.REVISION_ANNOTATION}
-        if kind in IMMUTABLE_KINDS:
-            dropped.add(claims.CHARGED_ANNOTATION)
-        annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in dropped}
-        meta["annotations"] = annotations
+        annotations = {
+            k: v
+            for k, v in (meta.get("annotations") or {}).items()
+            if k != ownership.REVISION_ANNOTATION
+        }
         annotations[CONTENT_HASH_ANNOTATION] = content_hash(copied)
+        kind = str(copied.get("kind", ""))
         annotations[SYNC_WAVE_ANNOTATION] = str(wave(kind))
         if kind in IMMUTABLE_KINDS:
             annotations[SYNC_OPTIONS_ANNOTATION] = REPLACE_OPTIONS

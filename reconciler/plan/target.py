@@ -96,16 +96,14 @@ def _live_claims(
             continue
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        created = str(meta.get("creationTimestamp") or "")
         if kind == "ResourceClaimTemplate":
             # Exists (so a template no longer admitted is preempted), holds nothing.
-            out[key] = admission.LiveClaim(in_use=False, template=True, created=created)
+            out[key] = admission.LiveClaim(in_use=False, template=True)
             continue
         seen = status.get(key)
         out[key] = admission.LiveClaim(
             in_use=seen.in_use if seen else False,
             allocated=seen.allocated if seen else (),
-            created=created,
         )
     return out
 

@@ -298,11 +298,10 @@ def _check_guarantee_holds(facts: Facts, observed: obs.ObservedState) -> None:
         )
 
 
-def _keep(facts: Facts, d: admission.Decision) -> tuple[int, int, int, str, str]:
+def _keep(facts: Facts, d: admission.Decision) -> tuple[int, int, str, str]:
     """The documented keep order among borrowers (victims are taken from its end): priority,
-    existing before new, larger (least charge) before smaller, then by name (the tests'
-    objects carry no creationTimestamp)."""
-    return (-d.priority, 0 if d.live else 1, -facts.least(d.claim), d.tenant, d.claim)
+    then larger (least charge) before smaller, then tenant and name."""
+    return (-d.priority, -facts.least(d.claim), d.tenant, d.claim)
 
 
 def _check_cheapest_victims(facts: Facts, observed: obs.ObservedState) -> None:
@@ -540,17 +539,6 @@ def test_a_borrower_already_holding_a_guarantee_is_reported_short() -> None:
     ]
 
 
-def _aged(objects: Sequence[Mapping[str, Any]], created: Mapping[str, str]) -> list[Any]:
-    """The plan's objects as the apiserver returns them: with a creationTimestamp."""
-    out = []
-    for obj in objects:
-        meta = dict(obj["metadata"])
-        if meta["name"] in created:
-            meta["creationTimestamp"] = created[meta["name"]]
-        out.append({**obj, "metadata": meta})
-    return out
-
-
 def test_a_reclaim_preempts_the_cheapest_borrower_and_no_more() -> None:
     """Issue item 2: reclaiming 100 CU preempted a whole, higher-priority template."""
     policy = ex.policy({"preemption": {"allowInUse": True}, "safety": {"maxDeleteFraction": 1}})
@@ -579,40 +567,28 @@ def test_a_reclaim_preempts_the_cheapest_borrower_and_no_more() -> None:
     assert got["b-small"].status is admission.Status.PREEMPTED, "the lowest priority is"
 
 
-def test_among_equal_borrowers_the_smallest_then_the_newest_is_preempted() -> None:
+def test_among_equal_borrowers_the_smallest_is_preempted() -> None:
     policy = ex.policy({"preemption": {"allowInUse": True}, "safety": {"maxDeleteFraction": 1}})
     tenants = (_lab("research", 10, 100), _lab("lab", 5, 0, mayBorrow=True))
-    borrowers = (
-        _ask("a-new", "lab", 100),
-        _ask("b-old", "lab", 100),
-        _ask("c-big", "lab", 100, count=2),
-    )
-    fleet = {"n0": ("A100", 4)}
+    borrowers = (_ask("a-small", "lab", 100), _ask("z-big", "lab", 100, count=2))
+    fleet = {"n0": ("A100", 3)}
     desired = ex.desired(pools=_TRAIN, tenants=tenants, claims=borrowers, policy_doc=policy)
     first = planning.plan(desired, _fleet(fleet))
     assert all(d.status is admission.Status.ADMITTED for d in first.report.decisions)
-    live = _aged(first.objects, {"a-new": "2026-12-02T00:00:00Z", "b-old": "2026-12-01T00:00:00Z"})
     desired = ex.desired(
         pools=_TRAIN,
         tenants=tenants,
         claims=(*borrowers, _ask("r", "research", 100)),
         policy_doc=policy,
     )
-    got = _by_name(planning.plan(desired, _fleet(fleet, live)))
+    got = _by_name(planning.plan(desired, _fleet(fleet, first.objects)))
+    # By name, a-small would be placed first and z-big (200 CU) preempted for a 100 CU
+    # reclaim, leaving 100 CU idle; the smaller victim frees exactly what is needed.
     assert got["r"].status is admission.Status.ADMITTED
-    assert got["c-big"].status is admission.Status.ADMITTED
-    assert got["b-old"].status is admission.Status.ADMITTED
-    assert got["a-new"].status is admission.Status.PREEMPTED
-    # A new borrower of the same priority does not displace an incumbent.
-    desired = ex.desired(
-        pools=_TRAIN,
-        tenants=tenants,
-        claims=(*borrowers, _ask("0-late", "lab", 100)),
-        policy_doc=policy,
-    )
-    got = _by_name(planning.plan(desired, _fleet(fleet, live)))
-    assert got["0-late"].status is admission.Status.PENDING
-    assert all(got[c.metadata.name].status is admission.Status.ADMITTED for c in borrowers)
+    assert got["z-big"].status is admission.Status.ADMITTED
+    assert got["a-small"].status is admission.Status.PREEMPTED
+    again = planning.plan(desired, _fleet(fleet, first.objects))
+    assert next(p for p in again.report.pools).free_milli == 0
 
 
 class _Short(tuple):  # type: ignore[type-arg]
@@ -683,7 +659,7 @@ def test_a_reclaim_takes_the_cheapest_victims_and_frees_no_more_than_it_needs(
         # Not a victim it need not be: what stayed idle could not have held it.
         assert free < size, f"{v.claim} ({size}) preempted while {free} CU sit idle"
         for d in kept:
-            cheaper = (d.priority, d.charged_milli) < (v.priority, size) and d.live
+            cheaper = (d.priority, d.charged_milli) < (v.priority, size)
             assert not (cheaper and free + d.charged_milli >= size), (
                 f"{v.claim} (priority {v.priority}, {size}) preempted while {d.claim} "
                 f"(priority {d.priority}, {d.charged_milli}) kept its CU"
