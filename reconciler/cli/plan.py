@@ -4,9 +4,12 @@
 [--context NAME]] [-o text|markdown|json] [--diffs/--no-diffs]`` prints what would change;
 exit 0 in sync, 1 with changes (objects, desired-state fields, or promises the devices
 cannot keep), 2 on error (like ``kubectl diff``). With ``--base`` it compares what two
-revisions would produce against the same observed devices, offline (a pull request's
-effect). The observed devices default to the repository's committed snapshot
-(``layout.snapshot``), as for ``render``.
+revisions would produce, offline (a pull request's effect), each from its own committed
+snapshot (or both from ``--observed``/``--kubeconfig`` when given). The observed devices
+default to the repository's committed snapshot (``layout.snapshot``), as for ``render``.
+Against the live side, the tenant settings the cluster last had applied (recorded on our
+pool classes) are compared too: a changed priority, ``preemptible``, ``mayBorrow`` or quota
+is listed and exits 1, as with ``--base``.
 
 ``cuctl render`` prints the target objects as a YAML stream on stdout (an Argo CD config
 management plugin's ``generate``); logs go to stderr. A plan refused by the safety rule
@@ -33,7 +36,7 @@ from reconciler.diff import changeset, render, yamltext
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import snapshot, sources
-from reconciler.plan import costs, gitops, meaning
+from reconciler.plan import costs, gitops, meaning, report
 from reconciler.validate import syntax
 
 
@@ -217,12 +220,27 @@ class Costs:
 
 
 def _against_base(
-    path: str, base: str, cluster: str | None, loaded: Loaded, src: sources.Source
+    path: str,
+    base: str,
+    cluster: str | None,
+    loaded: Loaded,
+    src: sources.Source,
+    *,
+    own_snapshots: bool = False,
 ) -> tuple[planning.Plan, render.Preview, Costs]:
-    """A pull request's preview: what ``loaded`` changes relative to what ``base`` produces
-    from the same observed devices, objects and desired-state fields alike."""
+    """A pull request's preview: what ``loaded`` changes relative to what ``base`` produces,
+    objects and desired-state fields alike, and what tenants would pay (when costs are
+    declared).
+
+    ``own_snapshots`` (no ``--observed``/``--kubeconfig``): each side is planned with its own
+    revision's committed snapshot, so a pull request that refreshes the snapshot shows the
+    capacity it changes and the objects it deletes. A base without a snapshot is planned
+    with the pull request's observed devices. Otherwise both sides read ``src``."""
     base_loaded = _load("plan", path, base, "--base", cluster)
-    base_plan, base_observed = _plan("plan", base_loaded.state, src)
+    base_src = src
+    if own_snapshots and base_loaded.snapshot_bytes is not None:
+        base_src = _source("plan", base_loaded, None, None, None, allow_repository_snapshot=True)
+    base_plan, base_observed = _plan("plan", base_loaded.state, base_src)
     result, observed = _plan("plan", loaded.state, src, base_plan.objects)
     changes = changeset.compute(result.objects, base_plan.objects)
     meaning_changes = meaning.compare(base_loaded.state, loaded.state)
@@ -325,11 +343,14 @@ def plan_command(
     if what_if:
         result, preview, notes, cost = _what_if(loaded, src, what_if)
     elif base is not None:
-        result, preview, cost = _against_base(path, base, cluster, loaded, src)
+        own = observed is None and kubeconfig is None
+        result, preview, cost = _against_base(path, base, cluster, loaded, src, own_snapshots=own)
     else:
         result, seen = _plan("plan", loaded.state, src)
         changes = changeset.compute(result.objects, result.live)
-        preview = render.Preview(changes, result.report, result.refusal)
+        # Against what is live: the tenant settings the cluster last had applied.
+        edits = meaning.against_recorded(loaded.state, report.recorded_settings(result.live))
+        preview = render.Preview(changes, result.report, result.refusal, meaning=edits)
         cost = Costs(costs.compute(loaded.state, seen, result.report))
     _write(preview, output, color, diffs, notes, cost)
     if result.refusal:
@@ -465,7 +486,7 @@ def _plan_fleet(
             continue
         loaded = _load("plan", path, rev, "--rev" if rev else "PATH", name)
         src = _source("plan", loaded, None, None, None, allow_repository_snapshot=True)
-        result, preview, _ = _against_base(path, base, name, loaded, src)
+        result, preview, _ = _against_base(path, base, name, loaded, src, own_snapshots=True)
         previews[name] = preview
         changed = changed or preview.exit_code != _app.EXIT_OK
         if result.refusal:

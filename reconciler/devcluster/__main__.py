@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=default_dir(), help="state directory")
     parser.add_argument("--seed", action="store_true", help="up: add one fake node per vendor")
     parser.add_argument(
+        "--driver-name",
+        default=kubelets.CU_DRIVER,
+        help="up: the CU kubelet plugin's driver name (ClusterSettings.spec.driverName)",
+    )
+    parser.add_argument(
         "--kubelets",
         type=int,
         default=0,
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 drivers.publish_node(api, node, vendor, model, count)
     if args.kubelets > 0:
         try:
-            started = start_kubelets(cp, workdir, args.kubelets)
+            started = start_kubelets(cp, workdir, args.kubelets, args.driver_name)
         except (kubelets.PluginBuildError, controlplane.StartError) as exc:
             print(f"cannot start kubelets: {exc}", file=sys.stderr)
             return 2
@@ -101,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start_kubelets(
-    cp: controlplane.ControlPlane, workdir: Path, count: int
+    cp: controlplane.ControlPlane, workdir: Path, count: int, driver: str = kubelets.CU_DRIVER
 ) -> list[kubelets.KubeletNode]:
     """Start ``count`` kubelet nodes ``kubelet-<i>`` with NVIDIA H100s and both plugins."""
     started: list[kubelets.KubeletNode] = []
@@ -114,6 +119,7 @@ def start_kubelets(
                 f"kubelet-{i}",
                 vendor_drivers=[nvidia],
                 labels={"cu-reconciler.io/vendor": "nvidia"},
+                cu_driver=driver,
             )
             started.append(node)
             kubelets.save_state(workdir, started)

@@ -159,10 +159,12 @@ def start_node(
     kube: binaries_mod.Binaries | None = None,
     plugins: PluginBinaries | None = None,
     timeout: float = 90.0,
+    cu_driver: str = CU_DRIVER,
 ) -> KubeletNode:
     """Start a kubelet node ``name`` and wait until it is Ready and schedulable.
 
-    ``vendor_drivers`` get a no-op plugin each (``--mode=vendor``); ``cu_plugin`` starts ours.
+    ``vendor_drivers`` get a no-op plugin each (``--mode=vendor``); ``cu_plugin`` starts ours
+    as ``cu_driver`` (ClusterSettings.spec.driverName of the repository it will serve).
     The node-lifecycle controller does not run here, so the not-ready taint the apiserver
     puts on a new Node is lifted once the kubelet reports Ready, as that controller would.
     """
@@ -195,7 +197,7 @@ def start_node(
         ],
     }
     bins: dict[str, Path] = {"cri": plugins.fake_cri, "kubelet": kube.kubelet}
-    drivers_wanted = ([CU_DRIVER] if cu_plugin else []) + sorted(set(vendor_drivers))
+    drivers_wanted = ([cu_driver] if cu_plugin else []) + sorted(set(vendor_drivers))
     for driver in drivers_wanted:
         key = f"plugin:{driver}"
         argv[key] = plugin_argv(plugins.plugin, root, name, driver, cp.kubeconfig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,20 +42,46 @@ class Preview:
     @property
     def exit_code(self) -> int:
         """0 in sync; 1 when objects change, the desired state changed, a promise
-        (guarantee, pinned claim) cannot be kept with the devices there are, or a claim we did
-        not generate bypasses the fence."""
-        bypass = any(f.code is obs.FindingCode.FENCE_BYPASS for f in self.report.findings)
+        (guarantee, pinned claim) cannot be kept with the devices there are, a claim we did
+        not generate bypasses the fence, or a kubelet plugin serves another driver name."""
+        bypass = any(
+            f.code in (obs.FindingCode.FENCE_BYPASS, obs.FindingCode.DRIVER_MISMATCH)
+            for f in self.report.findings
+        )
         if self.changes.in_sync and not self.meaning and not self.report.shortfalls and not bypass:
             return 0
         return 1
 
 
-_UNMANAGED = (obs.FindingCode.NO_ADAPTER, obs.FindingCode.UNKNOWN_MODEL)
+_UNMANAGED = (
+    obs.FindingCode.NO_ADAPTER,
+    obs.FindingCode.UNKNOWN_MODEL,
+    obs.FindingCode.UNKNOWN_NODE,
+    obs.FindingCode.NOT_NODE_LOCAL,
+)
+_SHOWN_PER_GROUP = 5
 
 
 def unmanaged(report: rpt.Report) -> list[obs.Finding]:
-    """Devices no adapter or value map covers: shown first, they are CU nobody can use."""
-    return [f for f in report.findings if f.code in _UNMANAGED]
+    """Devices no adapter, value map or node covers: shown first, they are CU nobody can use.
+
+    One line per driver and message (an unknown model on 40 nodes is one line, with the
+    count and the first devices), not one per device: the summary must stay readable."""
+    groups: dict[tuple[obs.FindingCode, str, str], list[str]] = defaultdict(list)
+    for f in report.findings:
+        if f.code in _UNMANAGED:
+            groups[(f.code, f.subject.partition("/")[0], f.message)].append(f.subject)
+    out = []
+    for (code, driver, message), subjects in groups.items():
+        if len(subjects) == 1:
+            out.append(obs.Finding(code, subjects[0], message))
+            continue
+        shown = ", ".join(subjects[:_SHOWN_PER_GROUP])
+        more = len(subjects) - _SHOWN_PER_GROUP
+        more_text = f" and {more} more" if more > 0 else ""
+        summary = f"{len(subjects)} devices: {message} ({shown}{more_text})"
+        out.append(obs.Finding(code, driver, summary))
+    return out
 
 
 def escape(text: str) -> str:
@@ -63,6 +90,16 @@ def escape(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def overcommit(pool: rpt.PoolReport) -> str:
+    """Guarantees beyond what the pool gives now, by how much (docs/plan.md, "Overcommit")."""
+    share = pool.guaranteed_milli * 100 // max(pool.admittable_milli, 1)
+    return (
+        f"guarantees in {pool.name} add up to {rpt.milli_text(pool.guaranteed_milli)} CU, "
+        f"{share}% of its {rpt.milli_text(pool.admittable_milli)} CU after headroom: "
+        f"overcommitted by {rpt.milli_text(pool.overcommit_milli)} CU"
+    )
 
 
 def accounting(p: rpt.PoolReport) -> str:
@@ -211,7 +248,7 @@ def summary_lines(preview: Preview) -> list[str]:
         out += [f"  ! {s.render()}" for s in report.shortfalls]
     lost = unmanaged(report)
     if lost:
-        out.append("Devices not managed (no adapter or unknown model):")
+        out.append("Devices not managed (no adapter, unknown model or node):")
         out += [f"  ! {escape(f.render())}" for f in lost]
     if preview.meaning:
         out.append("Desired-state changes:")
@@ -225,6 +262,8 @@ def summary_lines(preview: Preview) -> list[str]:
         out.append(
             f"{mark} {pool.name} ({pool.sharing}): published {published}; {accounting(pool)}"
         )
+        if pool.overcommit_milli:
+            out.append(f"  ! {overcommit(pool)}")
         for line in pool.lines:
             out.append(f"    {line.render(pool.cu_per_device)}")
     if report.tenants:
@@ -323,9 +362,17 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = Tru
         if len(report.shortfalls) > 50:
             head.append(f"> - … {len(report.shortfalls) - 50} more")
         head.append("")
+    over = [p for p in report.pools if p.overcommit_milli]
+    if over:
+        head += ["> [!WARNING]", "> **Overcommitted guarantees:**"]
+        head += [f"> - {_md(overcommit(p))}" for p in over]
+        head.append("")
     lost = unmanaged(report)
     if lost:
-        head += ["> [!WARNING]", "> **Devices not managed** (no adapter or unknown model):"]
+        head += [
+            "> [!WARNING]",
+            "> **Devices not managed** (no adapter, unknown model or node):",
+        ]
         head += [f"> - `{f.code}` {_md(f.subject)}: {_md(f.message)}" for f in lost[:20]]
         if len(lost) > 20:
             head.append(f"> - … {len(lost) - 20} more")
@@ -547,6 +594,8 @@ def json_document(preview: Preview) -> dict[str, Any]:
                 "freeCU": rpt.milli_text(p.free_milli),
                 "headroomCU": rpt.milli_text(p.headroom_milli),
                 "headroomPercent": p.headroom_percent,
+                "guaranteedCU": rpt.milli_text(p.guaranteed_milli),
+                "overcommitCU": rpt.milli_text(p.overcommit_milli),
                 "arithmetic": [
                     {
                         "model": line.model,
@@ -585,6 +634,7 @@ def json_document(preview: Preview) -> dict[str, Any]:
                 "subject": x.subject,
                 "promisedCU": rpt.milli_text(x.promised_milli),
                 "deliverableCU": rpt.milli_text(x.deliverable_milli),
+                "heldCU": None if x.held_milli is None else rpt.milli_text(x.held_milli),
             }
             for x in report.shortfalls
         ],

@@ -52,6 +52,9 @@ class FindingCode(StrEnum):
     AMBIGUOUS_POOL = "AmbiguousPool"
     BELOW_MIN_STEP = "BelowMinStep"
     NO_KUBELET_PLUGIN = "NoKubeletPlugin"
+    DRIVER_MISMATCH = "DriverNameMismatch"
+    """A kubelet plugin runs for another driver name than ClusterSettings.spec.driverName:
+    the kubelet cannot prepare our claims there (plan exits 1)."""
     FENCE_BYPASS = "FenceBypass"
     """A claim we did not generate tolerates the fence or holds a CU-managed vendor device."""
 

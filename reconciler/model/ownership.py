@@ -31,6 +31,21 @@ FIELD_MANAGER = "cu-reconciler"
 WORKLOAD_CLASS_ANNOTATION = f"{PREFIX}/workload-class"
 
 
+OUR_KINDS = frozenset(
+    {
+        "DeviceClass",
+        "ResourceQuota",
+        "DeviceTaintRule",
+        "ResourceSlice",
+        "ResourceClaim",
+        "ResourceClaimTemplate",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+)
+"""Every kind the reconciler renders (and so may find carrying :data:`MANAGED_BY`)."""
+
+
 def is_owned(obj: Mapping[str, object]) -> bool:
     """True when the object carries our managed-by label (the only licence to delete it)."""
     metadata = obj.get("metadata")

@@ -46,10 +46,23 @@ def _time(text: Any) -> float | None:
         return None
 
 
-def live_nodes(leases: Sequence[Mapping[str, Any]], namespace: str, now: float) -> set[str]:
-    """Nodes whose presence Lease in ``namespace`` was renewed within its duration."""
+def lease_driver(lease: Mapping[str, Any]) -> str | None:
+    """The driver a presence Lease's plugin serves: its holder is ``<driver>@<node>``
+    (kubeletplugin/internal/driver/lease.go); None when the holder does not say."""
+    holder = str((lease.get("spec") or {}).get("holderIdentity") or "")
+    driver, at, _ = holder.rpartition("@")
+    return driver if at and driver else None
+
+
+def live_nodes(
+    leases: Sequence[Mapping[str, Any]], namespace: str, now: float, driver: str | None = None
+) -> set[str]:
+    """Nodes whose presence Lease in ``namespace`` was renewed within its duration (and,
+    with ``driver``, whose plugin serves that driver name)."""
     out: set[str] = set()
     for lease in leases:
+        if driver is not None and lease_driver(lease) not in (None, driver):
+            continue
         meta = lease.get("metadata") or {}
         labels = meta.get("labels") or {}
         if meta.get("namespace") != namespace or labels.get(PRESENCE_LABEL) != "true":
@@ -68,13 +81,38 @@ def _needs_plugin(node: Mapping[str, Any]) -> bool:
     return annotations.get(KWOK_ANNOTATION) != "fake"
 
 
-def apply(state: obs.ObservedState, raw: obs.RawObjects, namespace: str) -> obs.ObservedState:
-    """Taint the devices of nodes that need our plugin and have none; add one finding each."""
+def apply(
+    state: obs.ObservedState, raw: obs.RawObjects, namespace: str, driver: str | None = None
+) -> obs.ObservedState:
+    """Taint the devices of nodes that need our plugin and have none; add one finding each.
+
+    With ``driver`` (ClusterSettings.spec.driverName), a plugin registered under another
+    name does not count (the kubelet would answer "DRA driver … is not registered" for our
+    claims) and is a finding of its own, naming both names."""
     if raw.skip_node_operations:
         return dataclasses.replace(state, skip_node_operations=True)
     if raw.read_at is None:
         return state
-    live = live_nodes(raw.plugin_leases, namespace, raw.read_at)
+    live = live_nodes(raw.plugin_leases, namespace, raw.read_at, driver)
+    others = {
+        node: served
+        for node in live_nodes(raw.plugin_leases, namespace, raw.read_at) - live
+        for lease in raw.plugin_leases
+        if str(((lease.get("metadata") or {}).get("labels") or {}).get(NODE_LABEL, "")) == node
+        and (served := lease_driver(lease)) is not None
+    }
+    mismatched = [
+        obs.Finding(
+            obs.FindingCode.DRIVER_MISMATCH,
+            node,
+            f"the kubelet plugin runs as driver {served!r} but ClusterSettings.spec.driverName "
+            f"is {driver!r}: Pods' CU claims cannot be prepared there; deploy the plugin with "
+            f"--driver-name={driver} (deploy/kubeletplugin) or change driverName",
+        )
+        for node, served in sorted(others.items())
+    ]
+    if mismatched:
+        state = dataclasses.replace(state, findings=tuple(sorted((*state.findings, *mismatched))))
     needs = {str((n.get("metadata") or {}).get("name", "")) for n in raw.nodes if _needs_plugin(n)}
     missing: dict[str, int] = defaultdict(int)
     devices = []

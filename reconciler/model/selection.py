@@ -59,6 +59,19 @@ def selects(
     return _device_fits(selector, device) and labels_match(selector.node_selector, node_labels)
 
 
+def takes_the_rest(selector: docs.DeviceSelector) -> bool:
+    """An empty selector: the pool of every device no other pool selects (docs/desired-state.md).
+
+    Without this, a "the rest" pool could not be written: it overlaps every other pool."""
+    return not (
+        selector.vendors
+        or selector.models
+        or selector.node_selector is not None
+        or selector.min_memory is not None
+        or selector.attributes
+    )
+
+
 def matching(
     selectors: Sequence[docs.DeviceSelector],
     devices: Iterable[obs.ObservedDevice],
@@ -66,7 +79,9 @@ def matching(
 ) -> Iterator[tuple[obs.ObservedDevice, list[int]]]:
     """Per device, the indexes of the selectors that take it, in order: exactly
     :func:`selects` for every pair, with each node selector evaluated once per node instead
-    of once per device (a node carries up to eight devices; a cluster, dozens of pools)."""
+    of once per device (a node carries up to eight devices; a cluster, dozens of pools).
+    An empty selector (:func:`takes_the_rest`) yields a device another selector takes."""
+    rest = [takes_the_rest(s) for s in selectors]
     on_node: dict[str, list[bool]] = {}
     for device in devices:
         node_ok = on_node.get(device.node)
@@ -75,10 +90,9 @@ def matching(
             node_ok = on_node[device.node] = [
                 labels_match(s.node_selector, labels) for s in selectors
             ]
-        yield (
-            device,
-            [i for i, s in enumerate(selectors) if node_ok[i] and _device_fits(s, device)],
-        )
+        taken = [i for i, s in enumerate(selectors) if node_ok[i] and _device_fits(s, device)]
+        specific = [i for i in taken if not rest[i]]
+        yield device, (specific or taken)
 
 
 def _device_fits(selector: docs.DeviceSelector, device: obs.ObservedDevice) -> bool:
@@ -101,6 +115,8 @@ def may_overlap(a: docs.DeviceSelector, b: docs.DeviceSelector) -> bool:
     field to different values, or when their node selectors require different values of the
     same label (``matchLabels`` or single-valued ``In``). Anything subtler is "may overlap".
     """
+    if takes_the_rest(a) != takes_the_rest(b):
+        return False  # the empty one takes only what the other does not
     if a.vendors and b.vendors and not set(a.vendors) & set(b.vendors):
         return False
     if a.models and b.models and not set(a.models) & set(b.models):

@@ -21,7 +21,8 @@ def observe(source: sources.Source, desired: st.DesiredState) -> obs.ObservedSta
     """Read once from ``source`` and normalise with the desired adapters and driver name."""
     raw = source.read()
     state = obs.build(raw, desired.adapters, desired.settings.spec.driver_name)
-    return presence.apply(state, raw, desired.settings.spec.reconciler_namespace)
+    spec = desired.settings.spec
+    return presence.apply(state, raw, spec.reconciler_namespace, spec.driver_name)
 
 
 __all__ = ["observe"]

@@ -9,18 +9,7 @@ from typing import Any, Protocol
 from reconciler.model import observed as obs
 from reconciler.model import ownership
 
-OUR_KINDS = frozenset(
-    {
-        "DeviceClass",
-        "ResourceQuota",
-        "DeviceTaintRule",
-        "ResourceSlice",
-        "ResourceClaim",
-        "ResourceClaimTemplate",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-    }
-)
+OUR_KINDS = ownership.OUR_KINDS
 
 
 class Source(Protocol):

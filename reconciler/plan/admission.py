@@ -77,6 +77,9 @@ class Reason(StrEnum):
     FRAGMENTED = "Fragmented"
     TOO_LARGE = "TooLargeForOneClaim"
     NO_FREE_DEVICES = "NotEnoughFreeDevices"
+    RESERVED = "ReservedForGuarantees"
+    """A borrower that could not be preempted later may not take CU an idle guarantee can
+    claim back (docs/plan.md, "The guarantee model")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,22 @@ def order_key(claim: docs.CUClaim, tenants: Mapping[str, docs.Tenant]) -> tuple[
     tenant = tenants.get(claim.spec.tenant)
     priority = tenant.spec.priority if tenant else -1
     return (-priority, claim.spec.tenant, claim.metadata.name)
+
+
+def reclaimable(tenant: docs.Tenant, policy: docs.Policy) -> bool:
+    """Can a guarantee always take this tenant's borrowed CU back?
+
+    Only when its claims may be preempted even once a Pod uses them: the tenant is
+    preemptible, preemption is enabled and ``allowInUse`` is true. Any other borrower may
+    become untouchable the moment its Pod starts, so it may borrow only what no idle
+    guarantee can claim (:func:`idle_guarantees`)."""
+    preemption = policy.spec.preemption
+    return preemption.enabled and preemption.allow_in_use and tenant.spec.preemptible
+
+
+def idle_guarantees(guarantees: Mapping[str, int], used: Mapping[str, int]) -> int:
+    """CU of the pool's guarantees their tenants do not use now: what they may reclaim."""
+    return sum(max(0, g - used.get(t, 0)) for t, g in guarantees.items())
 
 
 def charge_each(pool: capacity.PoolCapacity, requested_each: int) -> int:
@@ -362,6 +381,38 @@ def _place_replicas(
     return placements
 
 
+def _cheapest(
+    pool: capacity.PoolCapacity, need: int, devices: int, eligible_counts: Mapping[int, int]
+) -> int:
+    """The least CU ``devices`` placements of ``need`` each could be charged: step-rounded
+    shares (Fractional), else the smallest eligible whole devices; the request itself where
+    too few devices are eligible (nothing could hold it, so nothing is charged for it)."""
+    if pool.fractional or sum(eligible_counts.values()) < devices:
+        return need * devices
+    out, left = 0, devices
+    for size in sorted(eligible_counts):
+        take = min(left, eligible_counts[size])
+        out += take * size
+        left -= take
+        if not left:
+            break
+    return out
+
+
+def least_charge(
+    ledger: _Ledger, claim: docs.CUClaim, requested_each: int, replicas: int = 1
+) -> int:
+    """What ``replicas`` replicas of a claim would be charged at the least (docs/plan.md,
+    "One accounting"): the unit in which shortfalls and pending messages state a need."""
+    pool = ledger.pool
+    need = charge_each(pool, requested_each)
+    counts: dict[int, int] = defaultdict(int)
+    for group in ledger.groups:
+        if group.milli_cu >= need and eligible(claim, group.device):
+            counts[group.milli_cu] += group.size
+    return _cheapest(pool, need, claim.spec.count * replicas, counts)
+
+
 def _pending_reason(
     ledger: _Ledger, claim: docs.CUClaim, requested_each: int, replicas: int = 1
 ) -> tuple[Reason, str]:
@@ -406,16 +457,7 @@ def _pending_reason(
             f"needs {devices} devices of ≥ {units.display_cu(need)} CU; pool {pool.name} "
             f"has {n_eligible} eligible"
         )
-    needed = need * claim.spec.count * replicas if pool.fractional else 0
-    if not pool.fractional:
-        # The cheapest devices that could hold it: the smallest eligible sizes first.
-        left = devices
-        for size in sorted(eligible_counts):
-            take = min(left, eligible_counts[size])
-            needed += take * size
-            left -= take
-            if not left:
-                break
+    needed = _cheapest(pool, need, claim.spec.count * replicas, eligible_counts)
     if needed > free:
         return Reason.POOL_FULL, (
             f"needs {units.display_cu(needed)} CU; {units.display_cu(max(free, 0))} CU free "
@@ -431,6 +473,9 @@ def _pending_reason(
         f"needs {devices} {unit}s of {units.display_cu(need)} CU; "
         f"{units.display_cu(free)} CU free but not on devices that meet the constraints together"
     )
+
+
+_CAPACITY = (Reason.POOL_FULL, Reason.NO_FREE_DEVICES, Reason.FRAGMENTED)
 
 
 def _quota(tenant: docs.Tenant, pool: str) -> docs.Quota | None:
@@ -477,14 +522,23 @@ class Shortfall:
     deliverable_milli: int
     subject: str
     """``guarantee`` or ``claim <namespace>/<name>``."""
+    held_milli: int | None = None
+    """A guarantee: the CU its tenant holds within it now (None for a claim: ``deliverable``
+    is what the claim holds)."""
 
     def render(self) -> str:
         what = "guaranteed" if self.subject == "guarantee" else f"{self.subject} needs"
-        return (
+        text = (
             f"tenant {self.tenant} in pool {self.pool}: {what} "
             f"{units.display_cu(self.promised_milli)} CU, deliverable "
             f"{units.display_cu(self.deliverable_milli)} CU"
         )
+        if self.held_milli is not None and self.held_milli > self.deliverable_milli:
+            text += (
+                f" (holds {units.display_cu(self.held_milli)} CU now, which higher-priority "
+                "guarantees may take)"
+            )
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,6 +590,8 @@ def run(
     decided: dict[str, Decision] = {}
     per_pool: dict[str, list[docs.CUClaim]] = defaultdict(list)
     shortfalls: list[Shortfall] = []
+    settled: dict[str, tuple[dict[str, int], int]] = {}
+    """Per pool, after the pinned pass: CU per tenant that may not move, and the free CU."""
     for other in external:
         for ledger in ledgers.values():
             ledger.unaccounted += _take_held(ledger, other.allocated)
@@ -662,8 +718,8 @@ def run(
             message = ""
             if missing:
                 reason_text = _pending_reason(ledger, claim, requested_each, missing)[1]
-                promised = charge_each(pool, requested_each) * claim.spec.count
-                promised *= claim.spec.replicas
+                # Held and missing in one unit: what admission charges.
+                promised = charge + least_charge(ledger, claim, requested_each, missing)
                 what = (
                     f"{missing} of {claim.spec.replicas} replicas do not fit"
                     if claim.spec.form is docs.ClaimForm.TEMPLATE
@@ -674,7 +730,7 @@ def run(
                     Shortfall(
                         tenant.metadata.name,
                         pool_name,
-                        max(promised, charge),
+                        promised,
                         charge,
                         f"claim {namespace_of(claim, tenant)}/{claim.metadata.name}",
                     )
@@ -707,9 +763,25 @@ def run(
                     phase=Phase.PINNED,
                     devices=tuple(sorted(d for p in runs for d in p.devices)),
                 )
-        # Passes 2 and 3.
+        settled[pool_name] = (dict(ledger.total_used), ledger.free_aggregate)
+        # Passes 2 and 3. Guarantees first, so a borrower that may be preempted never
+        # blocks one; borrowers then in keep order (the reverse of victim order: highest
+        # priority, larger before smaller), so what no longer fits is the cheapest victim.
+        guarantees = {
+            t.metadata.name: units.cu_to_milli(q.guaranteed)
+            for t in tenant_list
+            if (q := _quota(t, pool_name)) is not None and q.guaranteed > 0
+        }
+        reserved: dict[str, tuple[int, int, int]] = {}
+        """Borrowers refused only because they would take idle guarantees:
+        (charge, free before, idle guarantees)."""
+
         for phase in (Phase.GUARANTEED, Phase.BORROWED):
-            for claim in queue:
+            walk = queue
+            if phase is Phase.BORROWED:
+                keys = [_keep_key(ledger, c, tenant_by_name[c.spec.tenant]) for c in queue]
+                walk = [queue[i] for _, i in sorted(zip(keys, range(len(queue)), strict=True))]
+            for claim in walk:
                 if claim.metadata.name in decided:
                     continue
                 tenant = tenant_by_name[claim.spec.tenant]
@@ -746,6 +818,19 @@ def run(
                 if ceiling is not None and used + charge > ceiling:
                     _undo(ledger, tenant.metadata.name, fresh)
                     continue
+                if phase is Phase.BORROWED and not reclaimable(tenant, policy):
+                    idle = idle_guarantees(guarantees, ledger.total_used)
+                    if ledger.free_aggregate < idle:
+                        reserved[claim.metadata.name] = (
+                            charge,
+                            ledger.free_aggregate + charge,
+                            idle_guarantees(
+                                {k: v for k, v in guarantees.items() if k != tenant.metadata.name},
+                                ledger.total_used,
+                            ),
+                        )
+                        _undo(ledger, tenant.metadata.name, fresh)
+                        continue
                 everything = [*pinned, *fresh]
                 charge = sum(p.charge for p in everything)
                 devices = tuple(sorted(d for p in everything for d in p.devices))
@@ -774,8 +859,8 @@ def run(
             replicas = claim.spec.replicas - len(pinned)
             reason, detail = _pending_reason(ledger, claim, requested_each, replicas)
             if reason is not Reason.NO_ELIGIBLE_DEVICE:
-                # The least this claim could be charged: what it asks for, step-rounded.
-                least = charge_each(pool, requested_each) * claim.spec.count * replicas
+                # The least this claim could be charged, in the unit of every other figure.
+                least = least_charge(ledger, claim, requested_each, replicas)
                 used = ledger.total_used[tenant.metadata.name]
                 limit = (
                     units.cu_to_milli(quota.limit)
@@ -798,6 +883,16 @@ def run(
                     detail = (
                         f"needs {units.display_cu(least)} CU; tenant uses "
                         f"{units.display_cu(used)} of its {units.display_cu(limit)} CU limit"
+                    )
+                if claim.metadata.name in reserved and reason in _CAPACITY:
+                    wanted, free, idle = reserved[claim.metadata.name]
+                    reason = Reason.RESERVED
+                    detail = (
+                        f"needs {units.display_cu(wanted)} CU; {units.display_cu(free)} CU free "
+                        f"in pool {pool_name}, but {units.display_cu(idle)} CU of it is other "
+                        "tenants' idle guarantee, which only a borrower that can always be "
+                        "preempted may use (tenant preemptible, policy.preemption.allowInUse "
+                        "true)"
                     )
             ns = namespace_of(claim, tenant)
             state = live.get((ns, claim.metadata.name))
@@ -831,7 +926,9 @@ def run(
                 free_milli=ledger.free_aggregate,
             )
         )
-        shortfalls += _guarantee_shortfalls(ledger, tenant_list)
+        # A pool no claim asks for: everything charged to it is held (running replicas).
+        kept_cu, movable = settled.get(pool_name, (dict(ledger.total_used), ledger.free_aggregate))
+        shortfalls += _guarantee_shortfalls(ledger, tenant_list, kept_cu, movable)
     return Admission(
         decisions,
         tuple(accounts),
@@ -839,27 +936,49 @@ def run(
     )
 
 
-def _guarantee_shortfalls(ledger: _Ledger, tenants: Sequence[docs.Tenant]) -> list[Shortfall]:
-    """Guarantees the pool can no longer deliver, given out in priority order.
+def _keep_key(
+    ledger: _Ledger, claim: docs.CUClaim, tenant: docs.Tenant
+) -> tuple[int, int, str, str]:
+    """Keep order among borrowers, the reverse of victim order: highest priority first, then
+    the larger (what it would be charged, at least: the unit of every other figure), then
+    tenant and name.
 
-    What a pool can promise is its CU after headroom, less what unaccounted allocations
-    hold; guarantees are served by priority (then tenant name), so the lowest-priority
-    guarantees are the ones reported short.
+    Only what every mode knows: not whether the claim exists nor when it was created, which
+    a snapshot without our objects cannot say, so ``render`` from it admits exactly what
+    ``plan`` and ``apply`` admit (docs/plan.md, "One truth in every mode")."""
+    size = least_charge(ledger, claim, units.cu_to_milli(claim.spec.cu), claim.spec.replicas)
+    return (-tenant.spec.priority, -size, claim.spec.tenant, claim.metadata.name)
+
+
+def _guarantee_shortfalls(
+    ledger: _Ledger, tenants: Sequence[docs.Tenant], pinned: Mapping[str, int], movable: int
+) -> list[Shortfall]:
+    """Guarantees the pool cannot deliver now, in the unit admission charges.
+
+    ``pinned`` is the CU per tenant that may not move (pinned claims, running replicas),
+    ``movable`` what the pool had left after it: its CU after headroom, less unaccounted
+    allocations and pinned CU. A tenant is delivered its pinned CU within its guarantee,
+    then, by priority (then tenant name), what remains of ``movable``: the guaranteed pass
+    places claims in that order, so a higher-priority guarantee would take this CU before a
+    lower one, and a borrower never keeps it from a guarantee. Each line also says what the
+    tenant holds within its guarantee now (``held_milli``), so a lower-priority tenant that
+    holds CU a higher priority may claim is not shown "deliverable 0" without it.
     """
     pool = ledger.pool
-    left = pool.admittable_milli - ledger.unaccounted
+    spare = max(0, movable)
     out = []
     for tenant in sorted(tenants, key=lambda t: (-t.spec.priority, t.metadata.name)):
         quota = _quota(tenant, pool.name)
         if quota is None or quota.guaranteed <= 0:
             continue
+        name = tenant.metadata.name
         promised = units.cu_to_milli(quota.guaranteed)
-        deliverable = max(0, min(promised, left))
-        left -= promised
-        if deliverable < promised:
-            out.append(
-                Shortfall(tenant.metadata.name, pool.name, promised, deliverable, "guarantee")
-            )
+        kept = min(promised, pinned.get(name, 0))
+        given = min(promised - kept, spare)
+        spare -= given
+        if kept + given < promised:
+            held = min(promised, ledger.total_used.get(name, 0))
+            out.append(Shortfall(name, pool.name, promised, kept + given, "guarantee", held))
     return out
 
 

@@ -87,11 +87,21 @@ def _class(
     }
 
 
-def quota_text(quota: docs.Quota) -> str:
-    """``guaranteed=2400,limit=3600`` (no ``limit`` part when there is none)."""
+def quota_text(quota: docs.Quota, tenant: docs.Tenant | None = None) -> str:
+    """``guaranteed=2400,limit=3600,priority=300,preemptible=true,mayBorrow=false`` (no
+    ``limit`` part when there is none).
+
+    The tenant's admission settings ride along so that a plan against the live cluster can
+    say what changed (``spec.priority: 300 → 950``) and exits 1 even when no claim moves:
+    otherwise only ``plan --base`` could see them (docs/plan.md, "Changes of meaning").
+    """
     text = f"guaranteed={units.format_cu(units.cu_to_milli(quota.guaranteed))}"
     if quota.limit is not None:
         text += f",limit={units.format_cu(units.cu_to_milli(quota.limit))}"
+    if tenant is not None:
+        spec = tenant.spec
+        text += f",priority={spec.priority},preemptible={str(spec.preemptible).lower()}"
+        text += f",mayBorrow={str(spec.may_borrow).lower()}"
     return text
 
 
@@ -101,7 +111,7 @@ def quota_annotations(tenants: Iterable[docs.Tenant], pool: str) -> dict[str, st
     for tenant in tenants:
         for quota in tenant.spec.quotas:
             if quota.pool == pool:
-                out[QUOTA_ANNOTATION_PREFIX + tenant.metadata.name] = quota_text(quota)
+                out[QUOTA_ANNOTATION_PREFIX + tenant.metadata.name] = quota_text(quota, tenant)
                 break
     return out
 

@@ -112,3 +112,59 @@ def compare(base: st.DesiredState, revision: st.DesiredState) -> tuple[FieldChan
 
 
 _MISSING: Any = object()
+
+
+_RECORDED = (
+    ("priority", "spec.priority"),
+    ("preemptible", "spec.preemptible"),
+    ("mayBorrow", "spec.mayBorrow"),
+)
+
+
+def _recorded_value(text: str) -> Any:
+    """An annotation part as the value the desired state holds (JSON), or the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def against_recorded(
+    revision: st.DesiredState, recorded: Mapping[tuple[str, str], Mapping[str, str]]
+) -> tuple[FieldChange, ...]:
+    """The tenant fields that differ from what the live cluster last had applied (the
+    quota annotations of our pool classes, :func:`reconciler.plan.report.recorded_settings`),
+    in the paths and JSON text :func:`compare` uses, so ``plan`` against a cluster lists
+    the edits ``plan --base`` lists: priority, ``preemptible``, ``mayBorrow``, and each
+    recorded quota's guarantee and limit. A field the record lacks (written by an older
+    version) is not compared; a tenant with no record at all is new, and its objects say so.
+    """
+    tenants = {t.metadata.name: t for t in revision.tenants}
+    out: set[FieldChange] = set()
+    for (name, pool), parts in recorded.items():
+        tenant = tenants.get(name)
+        if tenant is None:
+            out.add(FieldChange("Tenant", name, "", "removed", None))
+            continue
+        spec = tenant.model_dump(mode="json", by_alias=True)["spec"]
+        for key, path in _RECORDED:
+            if key in parts and _recorded_value(parts[key]) != spec[key]:
+                out.add(FieldChange("Tenant", name, path, parts[key], _text(spec[key])))
+        quota = next((q for q in spec["quotas"] if q["pool"] == pool), None)
+        for key in ("guaranteed", "limit"):
+            base = f"spec.quotas[pool={pool}].{key}"
+            now = None if quota is None else quota.get(key)
+            was = float(parts[key]) if key in parts else None
+            if key == "guaranteed" and was is None:
+                continue
+            if was != (None if now is None else float(now)):
+                out.add(
+                    FieldChange(
+                        "Tenant",
+                        name,
+                        base,
+                        None if was is None else _text(was),
+                        None if now is None else _text(now),
+                    )
+                )
+    return tuple(sorted(out))

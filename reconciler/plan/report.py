@@ -39,6 +39,13 @@ class PoolReport:
     """CU held by allocations no CUClaim accounts for."""
     free_milli: int = 0
     """Admittable − charged − unaccounted (negative: promises exceed what is left)."""
+    guaranteed_milli: int = 0
+    """Σ of the tenants' guarantees in the pool."""
+
+    @property
+    def overcommit_milli(self) -> int:
+        """How far the guarantees exceed what the pool can give now (0: they fit)."""
+        return max(0, self.guaranteed_milli - self.admittable_milli)
 
     @property
     def headroom_milli(self) -> int:
@@ -253,6 +260,27 @@ def recorded_quotas(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str
             if figures is not None:
                 tenant = str(key)[len(classes.QUOTA_ANNOTATION_PREFIX) :]
                 out[(tenant, str(pool))] = figures
+    return out
+
+
+def recorded_settings(
+    objects: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, str], dict[str, str]]:
+    """Every ``key=value`` part of the quota annotations on our pool DeviceClasses, per
+    (tenant, pool): the quota and the tenant's admission settings last applied."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for obj in objects:
+        if obj.get("kind") != "DeviceClass":
+            continue
+        metadata = obj.get("metadata") or {}
+        pool = (metadata.get("labels") or {}).get(ownership.POOL_LABEL)
+        if not pool:
+            continue
+        for key, value in (metadata.get("annotations") or {}).items():
+            if str(key).startswith(classes.QUOTA_ANNOTATION_PREFIX):
+                tenant = str(key)[len(classes.QUOTA_ANNOTATION_PREFIX) :]
+                parts = (p.partition("=") for p in str(value).split(","))
+                out[(tenant, str(pool))] = {k: v for k, _, v in parts if k}
     return out
 
 

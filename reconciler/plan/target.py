@@ -73,8 +73,23 @@ def sort_key(obj: JsonObject) -> tuple[int, str, str]:
 def _live_claims(
     observed: obs.ObservedState, live: Sequence[JsonObject]
 ) -> dict[tuple[str, str], admission.LiveClaim]:
+    """What exists of our claims and templates: the live objects, and what the observed
+    ResourceClaims prove exists even when the live side lacks it (a snapshot made with
+    ``kubectl get nodes,resourceslices,resourceclaims`` holds no templates and, in render,
+    stands in for the live side): a claim carrying our label, and the template a claim was
+    stamped from. Without them, render would treat an in-use claim or a non-preemptible
+    template as new, and drop it when it no longer fits (docs/plan.md, "One truth")."""
     status = {(c.namespace, c.name): c for c in observed.claims}
     out: dict[tuple[str, str], admission.LiveClaim] = {}
+    for found in observed.claims:
+        key = (found.namespace, found.name)
+        if found.labels.get(ownership.MANAGED_BY_KEY) == ownership.MANAGED_BY_VALUE:
+            out[key] = admission.LiveClaim(in_use=found.in_use, allocated=found.allocated)
+        template = found.labels.get(ownership.TEMPLATE_LABEL)
+        if template:
+            out.setdefault(
+                (found.namespace, template), admission.LiveClaim(in_use=False, template=True)
+            )
     for obj in live:
         kind = obj.get("kind")
         if kind not in ("ResourceClaim", "ResourceClaimTemplate"):
@@ -83,7 +98,7 @@ def _live_claims(
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         if kind == "ResourceClaimTemplate":
             # Exists (so a template no longer admitted is preempted), holds nothing.
-            out.setdefault(key, admission.LiveClaim(in_use=False, template=True))
+            out[key] = admission.LiveClaim(in_use=False, template=True)
             continue
         seen = status.get(key)
         out[key] = admission.LiveClaim(
@@ -462,6 +477,12 @@ def _plan(
             after_milli=after_cu.get(p.name, 0),
             unaccounted_milli=accounts[p.name].unaccounted_milli,
             free_milli=accounts[p.name].free_milli,
+            guaranteed_milli=sum(
+                units.cu_to_milli(q.guaranteed)
+                for t in desired.tenants
+                for q in t.spec.quotas
+                if q.pool == p.name
+            ),
         )
         for p in (pools[n] for n in pool_names)
     )

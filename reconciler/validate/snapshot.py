@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.model import codes
+from reconciler.model import codes, ownership
 from reconciler.model import diagnostics as diag
 from reconciler.model import observed as obs
 from reconciler.validate import syntax
@@ -20,6 +20,15 @@ from reconciler.validate import syntax
 _KINDS = {"Node": "nodes", "ResourceSlice": "slices", "ResourceClaim": "claims"}
 MAX_WARNINGS = 20
 """Warnings per snapshot before the rest are counted in one line."""
+
+
+def _read_as_live(item: object) -> bool:
+    """An object we render, carrying our label, or a kubelet plugin's Lease: planning reads
+    them as the live side (what exists, what is in use), so they belong in the snapshot."""
+    if not isinstance(item, Mapping):
+        return False
+    kind = item.get("kind")
+    return kind == "Lease" or (kind in ownership.OUR_KINDS and ownership.is_owned(item))
 
 
 def parse(file: str, content: bytes) -> tuple[obs.RawObjects | None, list[diag.Diagnostic]]:
@@ -69,6 +78,8 @@ def _objects(
     for i, item in enumerate(data["items"]):
         kind = item.get("kind") if isinstance(item, Mapping) else None
         bucket = _KINDS.get(kind) if isinstance(kind, str) else None
+        if bucket is None and _read_as_live(item):
+            continue  # our own objects (``cuctl snapshot`` writes them): the live side
         if bucket is None:
             skipped += 1
             if skipped > MAX_WARNINGS:
@@ -80,8 +91,9 @@ def _objects(
                     pos.line,
                     pos.column,
                     codes.Code.SNAPSHOT_INVALID,
-                    f"snapshot item {i} is a {kind!r}; only Node, ResourceSlice and "
-                    "ResourceClaim are read, remove it",
+                    f"snapshot item {i} is a {kind!r} that is not ours; only Node, "
+                    "ResourceSlice, ResourceClaim and the objects cu-reconciler owns are "
+                    "read, so it is ignored",
                     diag.Severity.WARNING,
                 )
             )
@@ -96,7 +108,7 @@ def _objects(
                 1,
                 codes.Code.SNAPSHOT_INVALID,
                 f"… and {skipped - MAX_WARNINGS} more items of other kinds ({skipped} in "
-                "all); only Node, ResourceSlice and ResourceClaim are read",
+                "all); only Node, ResourceSlice, ResourceClaim and our objects are read",
                 diag.Severity.WARNING,
             )
         )

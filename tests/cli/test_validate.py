@@ -181,3 +181,16 @@ def test_a_fifo_does_not_hang_validate(runner: CliRunner, repo: git.Repo) -> Non
     code, out, err = invoke(runner, "validate", str(root))
     assert code == 1, out + err
     assert "pipe.yaml:1:1: CU114: cannot read file: not a regular file" in out
+
+
+def test_a_pool_for_the_rest_of_the_devices_is_valid(runner: CliRunner, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    pool = root / "pools" / "dev.yaml"
+    text = pool.read_text()
+    start = text.index("  selector:")
+    end = text.index("  sharing:")
+    pool.write_text(text[:start] + "  selector: {}\n" + text[end:])
+    code, out, err = invoke(runner, "validate", str(root))
+    assert code == 0, out + err
+    assert "CU402" not in out + err and "CU317" not in out + err

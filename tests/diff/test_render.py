@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 
@@ -74,12 +75,15 @@ _ADS_INFER_3 = ex.claim(
 
 def _pull_request() -> render.Preview:
     """A base revision (the example) and a change: ads' train guarantee 200 → 250 with a
-    limit of 300, ads-infer 1 × 7 CU → 3 replicas × 5 CU, lab no longer borrows."""
-    base = planning.plan(ex.desired(), ex.observed())
+    limit of 300, ads-infer 1 × 7 CU → 3 replicas × 5 CU, lab no longer borrows (it could,
+    in the base: allowInUse lets a guarantee take lab's CU back)."""
+    policy = ex.policy({"preemption": {"allowInUse": True}})
+    base = planning.plan(ex.desired(policy_doc=policy), ex.observed())
     desired = ex.desired(
         revision="f" * 40,
         tenants=(ex.TENANTS[0], _ADS, _LAB_NO_BORROWING),
         claims=tuple(_ADS_INFER_3 if c.metadata.name == "ads-infer" else c for c in ex.CLAIMS),
+        policy_doc=policy,
     )
     result = planning.plan(desired, ex.observed(), base.objects)
     changes = changeset.compute(result.objects, base.objects)
@@ -282,3 +286,60 @@ def test_created_and_deleted_objects_diff_exactly_as_difflib(
     ]
     assert render.unified(entry) == expected
     assert expected  # every case shows at least its header and one line
+
+
+def test_a_driver_name_mismatch_exits_1_even_in_sync() -> None:
+    first = planning.plan(ex.desired(), ex.observed())
+    again = planning.plan(ex.desired(), ex.observed(owned=first.objects))
+    changes = changeset.compute(again.objects, again.live)
+    assert render.Preview(changes, again.report).exit_code == 0
+    finding = obs.Finding(obs.FindingCode.DRIVER_MISMATCH, "n1", "plugin serves another name")
+    report = dataclasses.replace(again.report, findings=(*again.report.findings, finding))
+    assert render.Preview(changes, report).exit_code == 1
+
+
+def test_overcommitted_guarantees_show_by_how_much() -> None:
+    """Issue 21 item 8: guarantees at 180 % of a pool were only a validate warning."""
+    big = ex.tenant(
+        "lab",
+        {"namespaces": ["lab"], "priority": 10, "quotas": [{"pool": "train", "guaranteed": 400}]},
+    )
+    result = planning.plan(ex.desired(tenants=(*ex.TENANTS[:2], big)), ex.observed())
+    changes = changeset.compute(result.objects, result.live)
+    preview = render.Preview(changes, result.report)
+    # train: 590 CU, 900 CU guaranteed (search 300, ads 200, lab 400).
+    line = (
+        "guarantees in train add up to 900 CU, 152% of its 590 CU after headroom: "
+        "overcommitted by 310 CU"
+    )
+    assert f"  ! {line}" in render.text(preview).splitlines()
+    assert f"> - {line}" in render.markdown(preview).splitlines()
+    pools = {p["pool"]: p for p in json.loads(render.json_text(preview))["pools"]}
+    assert (pools["train"]["guaranteedCU"], pools["train"]["overcommitCU"]) == ("900", "310")
+    assert pools["infer"]["overcommitCU"] == "0"
+
+
+def test_unmanaged_devices_are_one_line_per_cause_at_the_top() -> None:
+    """Issue 21 item 8: an unknown model printed one line per device (40 nodes pushed the
+    summary to line 351) and an unknown node was a note under the claims list."""
+    first = planning.plan(ex.desired(), ex.observed())
+    unknown = tuple(
+        obs.Finding(
+            obs.FindingCode.UNKNOWN_MODEL,
+            f"gpu.nvidia.com/node-{i:02}/gpu-0",
+            "model 'X9' is not in VendorAdapter/nvidia's mapping",
+        )
+        for i in range(40)
+    )
+    ghost = obs.Finding(obs.FindingCode.UNKNOWN_NODE, "gpu.nvidia.com/n9", "node n9 does not exist")
+    report = dataclasses.replace(first.report, findings=(*unknown, ghost))
+    lines = render.text(render.Preview(changeset.compute(first.objects, ()), report)).splitlines()
+    top = lines.index("Devices not managed (no adapter, unknown model or node):")
+    assert lines[top + 1 : top + 3] == [
+        "  ! UnknownModel: gpu.nvidia.com: 40 devices: model 'X9' is not in "
+        "VendorAdapter/nvidia's mapping (gpu.nvidia.com/node-00/gpu-0, "
+        "gpu.nvidia.com/node-01/gpu-0, gpu.nvidia.com/node-02/gpu-0, "
+        "gpu.nvidia.com/node-03/gpu-0, gpu.nvidia.com/node-04/gpu-0 and 35 more)",
+        "  ! UnknownNode: gpu.nvidia.com/n9: node n9 does not exist",
+    ]
+    assert not [line for line in lines if line.startswith("  note:")]

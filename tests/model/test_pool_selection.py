@@ -139,9 +139,27 @@ def test_matching_answers_selects_for_every_device_and_selector() -> None:
     ]
     found = list(selection.matching(selectors, devices, labels))
     assert [d for d, _ in found] == devices
-    expected = [
+    selected = [
         [i for i, s in enumerate(selectors) if selection.selects(s, d, labels.get(d.node, {}))]
         for d in devices
     ]
+    # The empty selector (index 0) takes only what no other selector takes.
+    expected = [[i for i in x if i != 0] or x for x in selected]
     assert [indexes for _, indexes in found] == expected
-    assert len({len(i) for i in expected}) > 2  # the cases differ: none, one, several
+    assert len({len(i) for i in selected}) > 2  # the cases differ: one, two, several
+    assert [0] in expected and expected != selected  # the rest, and what it gave up
+
+
+def test_an_empty_selector_takes_the_rest() -> None:
+    """Issue 21 item 8: a pool for "the rest" of the devices could not be written (its empty
+    selector overlapped every other pool: CU402 once per pair)."""
+    nvidia, biren = device(), device(vendor="biren", model="BR104")
+    specific, rest = sel(vendors=["nvidia"]), sel()
+    got = dict((d.vendor, i) for d, i in selection.matching([rest, specific], [nvidia, biren], {}))
+    assert got == {"nvidia": [1], "biren": [0]}
+    assert not selection.may_overlap(specific, rest)
+    assert not selection.may_overlap(rest, specific)
+    assert selection.may_overlap(rest, sel()), "two pools for the rest do overlap"
+    # Two specific pools that both match stay ambiguous (reported, as before).
+    both = list(selection.matching([specific, sel(models=["L40S"]), rest], [nvidia], {}))
+    assert both[0][1] == [0, 1]

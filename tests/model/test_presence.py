@@ -76,3 +76,37 @@ def test_unknown_time_or_skipped_node_operations_change_nothing() -> None:
     state = _apply(skipping, "b")
     assert state.findings == () and state.skip_node_operations
     assert state.devices[0].usable
+
+
+def _serving(lease: Any, driver: str, node: str) -> Any:
+    return {**lease, "spec": {**lease["spec"], "holderIdentity": f"{driver}@{node}"}}
+
+
+def test_a_plugin_serving_another_driver_name_is_a_finding_and_sells_nothing() -> None:
+    """Issue 21 item 6: with driverName cu.edge.example.com and the plugin started as
+    cu.cu-reconciler.io, Pods stayed ContainerCreating while plan said nothing."""
+    raw = obs.RawObjects(
+        nodes=(_node("a"), _node("b")),
+        plugin_leases=(
+            _serving(_lease("a", 5), "cu.edge.example.com", "a"),
+            _serving(_lease("b", 5), "cu.cu-reconciler.io", "b"),
+        ),
+        read_at=NOW,
+    )
+    state = presence.apply(
+        obs.ObservedState(devices=(_device("a"), _device("b"))),
+        raw,
+        "cu-system",
+        "cu.edge.example.com",
+    )
+    by_node = {d.node: d for d in state.devices}
+    assert by_node["a"].usable and not by_node["b"].usable
+    assert sorted((str(f.code), f.subject) for f in state.findings) == [
+        ("DriverNameMismatch", "b"),
+        ("NoKubeletPlugin", "b"),
+    ]
+    mismatch = next(f for f in state.findings if f.code is obs.FindingCode.DRIVER_MISMATCH)
+    assert "'cu.cu-reconciler.io'" in mismatch.message
+    assert "--driver-name=cu.edge.example.com" in mismatch.message
+    # Without a driver name to check (older callers), a live Lease counts as before.
+    assert presence.live_nodes(raw.plugin_leases, "cu-system", NOW) == {"a", "b"}

@@ -38,11 +38,26 @@ def test_example_decisions_are_hand_checked() -> None:
         ),
         # Fractional: 7 CU rounded up to minStep 5 → 10 CU.
         "ads-infer": ("Admitted", "WithinGuarantee", 10_000, ["dcu.hygon.example.com/n4/dcu-0"]),
-        # lab has no guarantee: it borrows the last idle H100 …
-        "lab-a": ("Admitted", "BorrowedIdle", 155_000, ["gpu.nvidia.com/n1/gpu-1"]),
-        # … and nothing is left.
-        "lab-b": ("Pending", "PoolFull", 0, []),
+        # lab has no guarantee and, under the default policy (allowInUse false), could not
+        # be preempted once its Pod runs: the last idle H100 (155 CU) would take 65 CU of
+        # search's and ads's idle guarantees (45 + 20), so lab may not borrow it.
+        "lab-a": ("Pending", "ReservedForGuarantees", 0, []),
+        "lab-b": ("Pending", "ReservedForGuarantees", 0, []),
     }
+    message = _decisions()["lab-a"].message
+    assert message.startswith("needs 155 CU; 155 CU free in pool train, but 65 CU of it is ")
+
+
+def test_a_reclaimable_borrower_takes_idle_guarantees() -> None:
+    """With allowInUse (and lab preemptible), a guarantee can always take its CU back, so
+    lab borrows the idle H100."""
+    got = _decisions(ex.desired(policy_doc=ALLOW_IN_USE))
+    assert (str(got["lab-a"].status), str(got["lab-a"].reason)) == ("Admitted", "BorrowedIdle")
+    assert got["lab-a"].charged_milli == 155_000
+    assert (str(got["lab-b"].status), str(got["lab-b"].reason)) == ("Pending", "PoolFull")
+
+
+ALLOW_IN_USE = ex.policy({"preemption": {"allowInUse": True}, "safety": {"maxDeleteFraction": 1}})
 
 
 def _without_node(node: str) -> obs.ObservedState:
@@ -52,7 +67,8 @@ def _without_node(node: str) -> obs.ObservedState:
 
 
 def test_losing_a_node_preempts_lowest_priority_borrowed_first() -> None:
-    first = planning.plan(ex.desired(), ex.observed())
+    desired = ex.desired(policy_doc=ALLOW_IN_USE)
+    first = planning.plan(desired, ex.observed())
     # Everything of the first plan is live; then node n1 (both H100s) disappears.
     lost = _without_node("n1")
     lost = obs.ObservedState(
@@ -62,7 +78,7 @@ def test_losing_a_node_preempts_lowest_priority_borrowed_first() -> None:
         owned=first.objects,
         findings=lost.findings,
     )
-    after = {d.claim: d for d in planning.plan(ex.desired(), lost).report.decisions}
+    after = {d.claim: d for d in planning.plan(desired, lost).report.decisions}
     assert after["lab-a"].status is admission.Status.PREEMPTED, "borrowed, lowest priority"
     assert after["search-a"].status is admission.Status.PREEMPTED, "no device ≥ 150 CU left"
     assert after["search-a"].reason is admission.Reason.NO_ELIGIBLE_DEVICE
@@ -111,23 +127,34 @@ URGENT = ex.claim("urgent", {"tenant": "vip", "pool": "train", "cu": 150})
 
 
 def test_claim_in_use_is_pinned_even_when_a_higher_priority_claim_wants_it() -> None:
-    first = planning.plan(ex.desired(), ex.observed())
+    # lab-a borrowed while allowInUse was true; its Pod runs; then allowInUse is turned off.
+    first = planning.plan(ex.desired(policy_doc=ALLOW_IN_USE), ex.observed())
     observed = ex.observed(owned=first.objects, claims=[_in_use("lab-a", "lab", "gpu-1", "n1")])
     desired = ex.desired(claims=(*ex.CLAIMS, URGENT), tenants=(*ex.TENANTS, VIP))
-    got = _decisions(desired, observed)
+    result = planning.plan(desired, observed)
+    got = {d.claim: d for d in result.report.decisions}
     assert got["lab-a"].status is admission.Status.ADMITTED
     assert got["lab-a"].phase is admission.Phase.PINNED
     assert got["lab-a"].reason is admission.Reason.IN_USE
     # vip outranks search, so vip gets the free H100 and search-a (not in use) gives way.
     assert got["urgent"].status is admission.Status.ADMITTED
     assert got["search-a"].status is admission.Status.PREEMPTED
+    # The pinned borrower holds 155 CU guarantees are owed (and vip's 200 CU overcommit the
+    # pool: 700 CU guaranteed, 590 CU): 435 CU are left for guarantees, by priority (vip
+    # 200, search 235, ads 0), and ads' line says what it holds until they are claimed.
+    assert [s.render() for s in result.report.shortfalls] == [
+        "tenant ads in pool train: guaranteed 200 CU, deliverable 0 CU (holds 180 CU now, "
+        "which higher-priority guarantees may take)",
+        "tenant search in pool train: guaranteed 300 CU, deliverable 235 CU",
+    ]
 
 
 def test_allow_in_use_lets_priority_win_and_says_so_loudly() -> None:
-    first = planning.plan(ex.desired(), ex.observed())
+    first = planning.plan(ex.desired(policy_doc=ALLOW_IN_USE), ex.observed())
     observed = ex.observed(owned=first.objects, claims=[_in_use("lab-a", "lab", "gpu-1", "n1")])
-    policy = ex.policy({"preemption": {"allowInUse": True}, "safety": {"maxDeleteFraction": 1}})
-    desired = ex.desired(claims=(*ex.CLAIMS, URGENT), tenants=(*ex.TENANTS, VIP), policy_doc=policy)
+    desired = ex.desired(
+        claims=(*ex.CLAIMS, URGENT), tenants=(*ex.TENANTS, VIP), policy_doc=ALLOW_IN_USE
+    )
     result = planning.plan(desired, observed)
     got = {d.claim: d for d in result.report.decisions}
     assert got["urgent"].status is admission.Status.ADMITTED
@@ -479,13 +506,14 @@ def test_running_replicas_of_a_pending_template_are_charged_in_every_table() -> 
             "replicas": 3,
         },
     )
-    # One replica runs on an H100 (155 CU); only one more H100 exists: the template waits.
+    # One replica runs on an H100 (155 CU); only one more H100 exists: the template waits
+    # (its running replica proves it exists; allowInUse lets it be preempted).
     result = planning.plan(
-        ex.desired(tenants=LAB_ONLY, claims=(template,)),
+        ex.desired(tenants=LAB_ONLY, claims=(template,), policy_doc=ALLOW_IN_USE),
         ex.observed(claims=[_stamped("pod-a-cu", "lab-t", "gpu-0", "n1")]),
     )
     (d,) = result.report.decisions
-    assert d.status is admission.Status.PENDING and d.running == 1
+    assert d.status is admission.Status.PREEMPTED and d.running == 1
     assert d.charged_milli == 155_000
     assert "1 running replicas keep 155 CU until their Pods end" in d.message
     (row,) = [t for t in result.report.tenants if t.tenant == "lab" and t.pool == "train"]

@@ -69,7 +69,7 @@ def test_a_new_revision_alone_changes_nothing() -> None:
 )
 def test_delete_fraction_guard(policy: dict[str, Any], expected: str | None) -> None:
     first = planning.plan(ex.desired(), ex.observed())
-    fewer = tuple(c for c in ex.CLAIMS if c.metadata.name != "lab-a")
+    fewer = tuple(c for c in ex.CLAIMS if c.metadata.name != "ads-a")
     result = planning.plan(
         ex.desired(claims=fewer, policy_doc=ex.policy(policy)), ex.observed(owned=first.objects)
     )
@@ -145,10 +145,10 @@ def test_changed_claim_not_in_use_is_a_replace() -> None:
 
 def test_orphan_claim_in_use_is_kept() -> None:
     first = planning.plan(ex.desired(), ex.observed())
-    used = _claim_in_use(first, "lab-a")
-    fewer = tuple(c for c in ex.CLAIMS if c.metadata.name != "lab-a")
+    used = _claim_in_use(first, "ads-a")
+    fewer = tuple(c for c in ex.CLAIMS if c.metadata.name != "ads-a")
     result = planning.plan(
         ex.desired(claims=fewer), ex.observed(owned=first.objects, claims=[used])
     )
-    assert any(o["metadata"]["name"] == "lab-a" for o in result.objects)
+    assert any(o["metadata"]["name"] == "ads-a" for o in result.objects)
     assert changeset.compute(result.objects, result.live).count(changeset.Action.DELETE) == 0

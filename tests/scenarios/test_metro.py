@@ -124,7 +124,7 @@ def test_losing_both_mi300_nodes_is_a_state_not_an_error(tmp_path: Path) -> None
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     # The unmanaged driver comes before the capacity tables.
-    assert lines.index("Devices not managed (no adapter or unknown model):") < next(
+    assert lines.index("Devices not managed (no adapter, unknown model or node):") < next(
         i for i, line in enumerate(lines) if line.startswith("Capacity (CU)")
     )
     # The reason names the true cause: encode allows only MI300X, and none is left.
