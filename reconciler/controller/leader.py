@@ -90,12 +90,10 @@ class LeaderWriter:
                 self.echoes.deleted(obj)
         return self.inner.delete(obj, dry_run=dry_run)
 
-    def set_managed_fields(
-        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
-    ) -> dict[str, Any]:
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         if not dry_run:
-            self._check(live)
-        stored = self.inner.set_managed_fields(live, fields, dry_run=dry_run)
+            self._check(obj)
+        stored = self.inner.replace(obj, dry_run=dry_run)
         if not dry_run and self.echoes is not None:
             self.echoes.wrote(stored)
         return stored

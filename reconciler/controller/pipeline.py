@@ -202,6 +202,8 @@ def _apply(run: _Run) -> None:
             run.options,
             source=run.desired.settings.metadata.name,
             driver=run.desired.settings.spec.driver_name,
+            inventory=run.observed.inventory if run.observed is not None else None,
+            namespace=run.desired.settings.spec.reconciler_namespace,
         )
     except errors.ApplyError as exc:
         raise _Stop(Reason.APPLY_FAILED, f"{exc}; nothing was written") from exc

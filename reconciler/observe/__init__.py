@@ -11,8 +11,10 @@ Never: writes to the cluster, or decides anything that planning decides.
 
 from __future__ import annotations
 
+import dataclasses
+
+from reconciler.model import inventory, presence
 from reconciler.model import observed as obs
-from reconciler.model import presence
 from reconciler.model import state as st
 from reconciler.observe import sources
 
@@ -21,6 +23,10 @@ def observe(source: sources.Source, desired: st.DesiredState) -> obs.ObservedSta
     """Read once from ``source`` and normalise with the desired adapters and driver name."""
     raw = source.read()
     state = obs.build(raw, desired.adapters, desired.settings.spec.driver_name)
+    if raw.inventories is not None:
+        name = desired.settings.metadata.name
+        data = raw.inventories.get(inventory.name(name))
+        state = dataclasses.replace(state, inventory=inventory.parse(data, name))
     return presence.apply(state, raw, desired.settings.spec.reconciler_namespace)
 
 

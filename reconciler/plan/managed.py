@@ -9,9 +9,9 @@ node). Two questions are answered from it, purely:
   fields that admission or other controllers add are never drift, with no hand-kept table
   of defaults (the apiserver's own bookkeeping decides);
 * the *foreign fields*: non-status fields that another manager set on an object we own.
-  They are drift; apply hands them to our manager and re-applies, which removes them
-  (the technique of Flux's ``ssa`` package). A short allow-list names the metadata that
-  other controllers legitimately add (:data:`ALLOWED_FOREIGN`).
+  They are drift; apply replaces the object (PUT, :func:`replacement`) and re-applies, so
+  they are gone whatever they were. A short allow-list names the metadata that other
+  controllers legitimately add (:data:`ALLOWED_FOREIGN`); a replace keeps it.
 """
 
 from __future__ import annotations
@@ -253,70 +253,44 @@ def fieldset_of(value: Any) -> dict[str, Any]:
     return out
 
 
-def _subtract(fs: FieldSet, path: tuple[str, ...]) -> dict[str, Any]:
-    out = {k: v for k, v in fs.items()}
-    head, rest = path[0], path[1:]
-    if head not in out:
-        return out
-    if not rest:
-        del out[head]
-        return out
-    sub = out[head]
-    pruned = _subtract(sub if isinstance(sub, Mapping) else {}, rest)
-    if [k for k in pruned if k != "."]:
-        out[head] = pruned
-    else:
-        del out[head]
+def _allowed_values(live: Mapping[str, Any]) -> dict[str, Any]:
+    """The allow-listed metadata other managers set on ``live`` (:data:`ALLOWED_FOREIGN`)."""
+    meta = live.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    out: dict[str, Any] = {}
+    for path in ALLOWED_FOREIGN:
+        field, leaf = path[1][2:], path[2]
+        value = meta.get(field)
+        if leaf.startswith("v:") and isinstance(value, list):
+            wanted = json.loads(leaf[2:])
+            if wanted in value:
+                out.setdefault(field, []).append(wanted)
+        elif leaf.startswith("f:") and isinstance(value, Mapping) and leaf[2:] in value:
+            out.setdefault(field, {})[leaf[2:]] = value[leaf[2:]]
     return out
 
 
-def _restrict(fs: FieldSet, path: tuple[str, ...]) -> dict[str, Any] | None:
-    node: Any = fs
-    for part in path:
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    tree: dict[str, Any] = dict(node) if isinstance(node, Mapping) else {}
-    for part in reversed(path):
-        tree = {part: tree}
-    return tree
+def replacement(live: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    """The whole object a replace (PUT) writes to repair ``live`` into ``target``.
 
-
-def take_over(live: Mapping[str, Any], manager: str = ownership.FIELD_MANAGER) -> list[Any]:
-    """``managedFields`` with every foreign, non-allow-listed field moved to our Apply entry.
-
-    Written back (JSON patch, resourceVersion as precondition) before re-applying, so the
-    next server-side apply, which omits those fields, removes them from the object.
+    Everything a hand edit added goes, including what server-side apply cannot take back
+    (a merge patch turning ``validationActions: [Deny]`` into ``[Warn]`` leaves the apply
+    merging ``["Warn", "Deny"]``, which validation refuses); the allow-listed metadata other
+    controllers legitimately keep on our objects stays. ``uid`` and ``resourceVersion`` make
+    the write conditional on the object being the one we judged.
     """
-    ours: dict[str, Any] | None = None
-    kept: list[Any] = []
-    for entry in _entries(live):
-        fields = entry.get("fieldsV1")
-        fs: FieldSet = fields if isinstance(fields, Mapping) else {}
-        name = entry.get("manager")
-        if not _is_main(entry):
-            kept.append(dict(entry))
-        elif name == manager and entry.get("operation") == "Apply":
-            ours = merge(ours or {}, fs)
+    meta = dict(target.get("metadata") or {})
+    live_meta = live.get("metadata")
+    live_meta = live_meta if isinstance(live_meta, Mapping) else {}
+    for key in ("uid", "resourceVersion"):
+        if live_meta.get(key):
+            meta[key] = live_meta[key]
+    for field, value in _allowed_values(live).items():
+        if isinstance(value, list):
+            meta[field] = [*(meta.get(field) or []), *value]
         else:
-            moved: dict[str, Any] = dict(fs)
-            allowed: dict[str, Any] = {}
-            for path in ALLOWED_FOREIGN:
-                moved = _subtract(moved, path)
-                part = _restrict(fs, path)
-                if part is not None:
-                    allowed = merge(allowed, part)
-            ours = merge(ours or {}, moved)
-            if allowed:
-                kept.append({**entry, "fieldsV1": allowed})
-    mine = {
-        "manager": manager,
-        "operation": "Apply",
-        "apiVersion": str(live.get("apiVersion", "")),
-        "fieldsType": "FieldsV1",
-        "fieldsV1": ours or {},
-    }
-    return [mine, *kept]
+            meta[field] = {**(meta.get(field) or {}), **value}
+    return {**{k: v for k, v in target.items() if k != "status"}, "metadata": meta}
 
 
 _UNSTAMPED = (ownership.REVISION_ANNOTATION, ownership.APPLIED_ANNOTATION)

@@ -86,12 +86,8 @@ class StopAfter:
     def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
         return self.inner.holders(kind)
 
-    def set_managed_fields(
-        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
-    ) -> dict[str, Any]:
-        return self._write(
-            dry_run, lambda: self.inner.set_managed_fields(live, fields, dry_run=dry_run)
-        )
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        return self._write(dry_run, lambda: self.inner.replace(obj, dry_run=dry_run))
 
 
 def _items(api: ApiClient, path: str) -> list[dict[str, Any]]:
