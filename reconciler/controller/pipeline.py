@@ -9,6 +9,7 @@ verified is taken from it: the first three steps then do nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ class Request:
     repo: str
     rev: str | None = None
     cluster: str | None = None
+    adopt: bool = False
+    """Take the live objects wearing our marks into the inventory (an install made before
+    it, or written by a GitOps engine): an operator's decision, never a default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,10 @@ def _observe(run: _Run) -> None:
         run.observed = observe.observe(run.observed_source, run.desired)
     except errors.ObserveError as exc:
         raise _Stop(Reason.OBSERVE_FAILED, str(exc)) from exc
+    held = run.observed.inventory
+    if run.request.adopt and held is not None:
+        adopted = held.adopting(run.observed.owned)
+        run.observed = dataclasses.replace(run.observed, inventory=adopted)
 
 
 def _plan(run: _Run) -> None:

@@ -63,6 +63,9 @@ class Inventory:
     uids: Mapping[str, str]
     """uid → subject (the subject is for people reading the ConfigMap; the uid decides)."""
     pending: frozenset[str] = frozenset()
+    stored: bool = True
+    """Its ConfigMap exists. Before the first apply (or in engine mode, where Argo CD or
+    Flux writes) it does not; read-only previews then let our marks decide."""
 
     def owns(self, obj: Mapping[str, Any]) -> bool:
         """The licence to update, delete or count ``obj`` as ours."""
@@ -87,9 +90,17 @@ class Inventory:
                 uids[uid] = subject_of(obj)
         return Inventory(self.source, uids, frozenset(pending))
 
+    def adopting(self, objects: Iterable[Mapping[str, Any]]) -> Inventory:
+        """This inventory with ``objects`` pending: those wearing our marks become ours and
+        the next write records their uids (``cuctl apply --adopt``: an install made before
+        the inventory, or one an engine wrote)."""
+        subjects = {subject_of(o) for o in objects if ownership.is_ours(o, self.source)}
+        return Inventory(self.source, self.uids, self.pending | subjects, self.stored)
+
 
 def parse(data: Mapping[str, str] | None, source: str) -> Inventory:
     """The inventory of ``source`` from its ConfigMap's data (None, no ConfigMap: empty)."""
+    stored = data is not None
     data = data or {}
     uids: dict[str, str] = {}
     for line in str(data.get(UIDS) or "").splitlines():
@@ -99,7 +110,7 @@ def parse(data: Mapping[str, str] | None, source: str) -> Inventory:
     pending = frozenset(
         line.strip() for line in str(data.get(PENDING) or "").splitlines() if line.strip()
     )
-    return Inventory(source, uids, pending)
+    return Inventory(source, uids, pending, stored)
 
 
 def config_map(inventory: Inventory, namespace: str) -> dict[str, Any]:

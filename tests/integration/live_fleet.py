@@ -100,6 +100,15 @@ def owned(api: ApiClient) -> list[dict[str, Any]]:
 def delete_owned(api: ApiClient) -> None:
     for obj in owned(api):
         rawapi.delete(api, writers.path_of(obj))
+    delete_inventories(api)
+
+
+def delete_inventories(api: ApiClient) -> None:
+    """The inventories (model/inventory.py) go with what they list."""
+    path = "/api/v1/namespaces/cu-system/configmaps"
+    query = {"labelSelector": cluster.INVENTORY_SELECTOR}
+    for item in rawapi.request(api, "GET", path, query=query)["items"]:
+        rawapi.delete(api, f"{path}/{item['metadata']['name']}")
 
 
 FENCE_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "DeviceTaintRule")

@@ -136,3 +136,14 @@ def test_inventory_owns_by_uid_and_resolves_pending_only_with_our_marks() -> Non
     assert inventory.parse(cm["data"], SOURCE) == after
     assert inventory.parse(None, SOURCE) == inventory.Inventory(SOURCE, {})
     assert after.recorded([], ["u-1"]).uids == {"u-2": "ResourceClaim/search/b"}
+
+
+def test_adopting_takes_only_what_wears_all_our_marks_and_absent_means_unstored() -> None:
+    ours = _claim("search", "a", "u-1", _tolerating())
+    label_only = _claim("search", "b", "u-2", _tolerating())
+    del label_only["metadata"]["managedFields"]
+    fresh = inventory.parse(None, SOURCE)
+    assert not fresh.stored and not fresh.owns(ours)
+    adopted = fresh.adopting([ours, label_only])
+    assert adopted.owns(ours) and not adopted.owns(label_only)
+    assert adopted.recorded([], [], resolved=[ours]).uids == {"u-1": "ResourceClaim/search/a"}
