@@ -134,7 +134,7 @@ def test_inventory_owns_by_uid_and_resolves_pending_only_with_our_marks() -> Non
     cm = inventory.config_map(after, "cu-system")
     assert cm["metadata"]["name"] == inventory.name(SOURCE)
     assert inventory.parse(cm["data"], SOURCE) == after
-    assert inventory.parse(None, SOURCE) == inventory.Inventory(SOURCE, {})
+    assert inventory.parse(None, SOURCE) == inventory.Inventory(SOURCE, {}, stored=False)
     assert after.recorded([], ["u-1"]).uids == {"u-2": "ResourceClaim/search/b"}
 
 
