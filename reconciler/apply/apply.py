@@ -25,8 +25,8 @@ The sequence is fixed and stated here because its order is the safety argument:
    admission policy dropping a validation is first written widened). Within a wave, up to
    ``concurrency`` writes run in parallel. An owned object on which other managers set
    fields (a hand edit) is repaired by a replace (PUT with its uid and resourceVersion as
-   preconditions) to exactly the target, then applied so our manager owns every field
-   again: whatever the edit was, even one server-side apply cannot merge away. A replace
+   preconditions) to exactly the target, then its fields are handed to our Apply entry:
+   whatever the edit was, even one server-side apply cannot merge away. A replace
    *action* (an immutable field changed in Git) is delete-then-create; the create waits
    up to ``quota_wait`` for a ResourceQuota that still counts the object just deleted.
 
@@ -429,13 +429,15 @@ def _write(run: _Run, entry: cs.ChangeSetEntry) -> AppliedEntry:
             return AppliedEntry(entry.subject, entry.action, Outcome.FAILED, reason, gone)
         return AppliedEntry(entry.subject, entry.action, Outcome.REPLACED, changed=True)
     if entry.foreign and live is not None:
-        # Replace first (the object is then exactly the target), apply second (our apply
-        # entry owns every field again, so the next diff sees an object in sync).
-        run.writer.replace(managed.replacement(live, obj), dry_run=False)
+        # Replace first: the object is then exactly the target. The fields the replace
+        # changed belong to our manager's Update entry; handing them to our Apply entry
+        # (resourceVersion as precondition) lets the next diff see an object in sync.
+        stored = run.writer.replace(managed.replacement(live, obj), dry_run=False)
         try:
-            run.writer.apply(obj, dry_run=False)
+            if managed.foreign(stored):
+                run.writer.set_managed_fields(stored, managed.take_over(stored), dry_run=False)
         except errors.ApplyError as exc:
-            reason = f"replaced, but the apply after it failed: {exc}"
+            reason = f"replaced, but handing its fields to our apply entry failed: {exc}"
             run.fail(entry.subject, Outcome.FAILED, reason)
             return AppliedEntry(entry.subject, entry.action, Outcome.FAILED, reason, True)
         return AppliedEntry(entry.subject, entry.action, Outcome.CONFIGURED, changed=True)

@@ -109,6 +109,21 @@ class MemoryWriter:
         self.writes += 1
         return copy.deepcopy(stored)
 
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        subject = self._check(live)
+        stored = self.objects.get(writers.path_of(live))
+        version = (live.get("metadata") or {}).get("resourceVersion")
+        if stored is None or stored["metadata"]["resourceVersion"] != version:
+            raise errors.ApplyError("HTTP 409 Conflict: resourceVersion changed", subject=subject)
+        if dry_run:
+            return copy.deepcopy(stored)
+        stored["metadata"]["managedFields"] = copy.deepcopy(fields)
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.writes += 1
+        return copy.deepcopy(stored)
+
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         stored = self.objects.get(writers.path_of(obj))
         return copy.deepcopy(stored) if stored is not None else None

@@ -21,6 +21,7 @@ from reconciler import errors, kube
 from reconciler.model import kinds, ownership
 
 FIELD_MANAGER = ownership.FIELD_MANAGER
+JSON_PATCH = "application/json-patch+json"
 
 
 class Writer(Protocol):
@@ -43,6 +44,12 @@ class Writer(Protocol):
     def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         """Replace (PUT) the whole object; ``obj`` carries the uid and resourceVersion it
         must still have (else HTTP 409). Returns the object as stored (or as it would be)."""
+        ...
+
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        """Replace ``metadata.managedFields`` if ``live``'s resourceVersion still holds."""
         ...
 
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -195,6 +202,30 @@ class KubeWriter:
             query.append(("dryRun", "All"))
         body = {k: v for k, v in obj.items() if k != "status"}
         resp = self._call("PUT", path_of(obj), subject=subject, query=query, body=body)
+        if not resp.ok:
+            raise errors.ApplyError(resp.reason(), subject=subject)
+        return resp.data if isinstance(resp.data, dict) else {}
+
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        subject = subject_of(live)
+        version = str(_meta(live).get("resourceVersion", ""))
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            {"op": "replace", "path": "/metadata/managedFields", "value": fields},
+        ]
+        query = [("fieldManager", self.field_manager)]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        resp = self._call(
+            "PATCH",
+            path_of(live),
+            subject=subject,
+            query=query,
+            body=patch,
+            content_type=JSON_PATCH,
+        )
         if not resp.ok:
             raise errors.ApplyError(resp.reason(), subject=subject)
         return resp.data if isinstance(resp.data, dict) else {}

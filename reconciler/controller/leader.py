@@ -98,6 +98,16 @@ class LeaderWriter:
             self.echoes.wrote(stored)
         return stored
 
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        if not dry_run:
+            self._check(live)
+        stored = self.inner.set_managed_fields(live, fields, dry_run=dry_run)
+        if not dry_run and self.echoes is not None:
+            self.echoes.wrote(stored)
+        return stored
+
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.inner.get(obj)
 

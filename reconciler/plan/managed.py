@@ -9,9 +9,10 @@ node). Two questions are answered from it, purely:
   fields that admission or other controllers add are never drift, with no hand-kept table
   of defaults (the apiserver's own bookkeeping decides);
 * the *foreign fields*: non-status fields that another manager set on an object we own.
-  They are drift; apply replaces the object (PUT, :func:`replacement`) and re-applies, so
-  they are gone whatever they were. A short allow-list names the metadata that other
-  controllers legitimately add (:data:`ALLOWED_FOREIGN`); a replace keeps it.
+  They are drift; apply replaces the object (PUT, :func:`replacement`), so they are gone
+  whatever they were, then hands every field to our Apply entry (:func:`take_over`). A
+  short allow-list names the metadata that other controllers legitimately add
+  (:data:`ALLOWED_FOREIGN`); a replace keeps it.
 """
 
 from __future__ import annotations
@@ -291,6 +292,73 @@ def replacement(live: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str,
         else:
             meta[field] = {**(meta.get(field) or {}), **value}
     return {**{k: v for k, v in target.items() if k != "status"}, "metadata": meta}
+
+
+def _subtract(fs: FieldSet, path: tuple[str, ...]) -> dict[str, Any]:
+    out = {k: v for k, v in fs.items()}
+    head, rest = path[0], path[1:]
+    if head not in out:
+        return out
+    if not rest:
+        del out[head]
+        return out
+    sub = out[head]
+    pruned = _subtract(sub if isinstance(sub, Mapping) else {}, rest)
+    if [k for k in pruned if k != "."]:
+        out[head] = pruned
+    else:
+        del out[head]
+    return out
+
+
+def _restrict(fs: FieldSet, path: tuple[str, ...]) -> dict[str, Any] | None:
+    node: Any = fs
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    tree: dict[str, Any] = dict(node) if isinstance(node, Mapping) else {}
+    for part in reversed(path):
+        tree = {part: tree}
+    return tree
+
+
+def take_over(live: Mapping[str, Any], manager: str = ownership.FIELD_MANAGER) -> list[Any]:
+    """``managedFields`` with every foreign, non-allow-listed field moved to our Apply entry.
+
+    Written back (JSON patch, resourceVersion as precondition) right after a replace
+    (:func:`replacement`): the replace restored the values, but the fields it changed are
+    then owned by our manager's *Update* entry, which the next diff would call foreign.
+    """
+    ours: dict[str, Any] | None = None
+    kept: list[Any] = []
+    for entry in _entries(live):
+        fields = entry.get("fieldsV1")
+        fs: FieldSet = fields if isinstance(fields, Mapping) else {}
+        name = entry.get("manager")
+        if not _is_main(entry):
+            kept.append(dict(entry))
+        elif name == manager and entry.get("operation") == "Apply":
+            ours = merge(ours or {}, fs)
+        else:
+            moved: dict[str, Any] = dict(fs)
+            allowed: dict[str, Any] = {}
+            for path in ALLOWED_FOREIGN:
+                moved = _subtract(moved, path)
+                part = _restrict(fs, path)
+                if part is not None:
+                    allowed = merge(allowed, part)
+            ours = merge(ours or {}, moved)
+            if allowed:
+                kept.append({**entry, "fieldsV1": allowed})
+    mine = {
+        "manager": manager,
+        "operation": "Apply",
+        "apiVersion": str(live.get("apiVersion", "")),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": ours or {},
+    }
+    return [mine, *kept]
 
 
 _UNSTAMPED = (ownership.REVISION_ANNOTATION, ownership.APPLIED_ANNOTATION)

@@ -103,6 +103,9 @@ class _Null:
     def replace(self, obj: Any, *, dry_run: bool) -> dict[str, Any]:
         raise AssertionError("nothing may be written")
 
+    def set_managed_fields(self, live: Any, fields: list[Any], *, dry_run: bool) -> dict[str, Any]:
+        raise AssertionError("nothing may be written")
+
     def get(self, obj: Any) -> dict[str, Any] | None:
         return None
 

@@ -172,3 +172,24 @@ def test_a_replacement_is_the_target_with_the_live_identity_and_the_allow_list()
     }
     assert meta["finalizers"] == ["resource.kubernetes.io/delete-protection"]
     assert "status" not in put
+
+
+def test_take_over_moves_foreign_fields_to_us_and_keeps_the_allow_list() -> None:
+    live = served(device_class())
+    live["metadata"]["managedFields"] = [
+        {"manager": "cu-reconciler", "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+        {
+            "manager": "argocd-controller",
+            "operation": "Update",
+            "fieldsV1": {
+                "f:metadata": {"f:labels": {"f:app.kubernetes.io/instance": {}, "f:x": {}}},
+                "f:spec": {"f:config": {}},
+            },
+        },
+        {"manager": "kube-scheduler", "operation": "Update", "subresource": "status"},
+    ]
+    ours, argo, status = managed.take_over(live)
+    assert ours["manager"] == "cu-reconciler" and ours["operation"] == "Apply"
+    assert ours["fieldsV1"] == {"f:spec": {"f:config": {}}, "f:metadata": {"f:labels": {"f:x": {}}}}
+    assert argo["fieldsV1"] == {"f:metadata": {"f:labels": {"f:app.kubernetes.io/instance": {}}}}
+    assert status["subresource"] == "status"

@@ -43,6 +43,12 @@ class Recording:
         self.calls.append(("delete", writers.subject_of(obj), dry_run))
         return self.inner.delete(obj, dry_run=dry_run)
 
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        self.calls.append(("managed-fields", writers.subject_of(live), dry_run))
+        return self.inner.set_managed_fields(live, fields, dry_run=dry_run)
+
     def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         self.calls.append(("replace", writers.subject_of(obj), dry_run))
         return self.inner.replace(obj, dry_run=dry_run)

@@ -89,6 +89,13 @@ class StopAfter:
     def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         return self._write(dry_run, lambda: self.inner.replace(obj, dry_run=dry_run))
 
+    def set_managed_fields(
+        self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
+    ) -> dict[str, Any]:
+        return self._write(
+            dry_run, lambda: self.inner.set_managed_fields(live, fields, dry_run=dry_run)
+        )
+
 
 def _items(api: ApiClient, path: str) -> list[dict[str, Any]]:
     return list(rawapi.request(api, "GET", path)["items"])
