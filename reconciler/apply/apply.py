@@ -569,7 +569,16 @@ def _recorded(
 ) -> ApplyResult:
     """After the last write: record the uids created, forget the deleted, resolve pending."""
     resolved = [o for o in run.current.values() if inventories.uid_of(o) not in inventory.uids]
-    after = inventory.recorded(run.created, run.deleted, resolved)
+    # A create that failed without an answer from the apiserver (a timeout, a 5xx) may have
+    # been stored: its subject stays pending. One the apiserver refused (4xx) was not.
+    unknown = {
+        e.subject
+        for e in result.entries
+        if e.action in (cs.Action.CREATE, cs.Action.REPLACE)
+        and e.outcome is Outcome.FAILED
+        and "HTTP 4" not in e.reason
+    }
+    after = inventory.recorded(run.created, run.deleted, resolved, unknown)
     if after == inventory:
         return result
     obj = inventories.config_map(after, namespace)
