@@ -24,7 +24,7 @@ from reconciler.diff import changeset as cs
 from reconciler.model import diagnostics
 from reconciler.model import observed as obs
 from reconciler.model import state as st
-from reconciler.observe import sources
+from reconciler.observe import cluster, sources
 from reconciler.plan import fence, safety
 from reconciler.source import signature
 from reconciler.source import tree as source_tree
@@ -144,8 +144,13 @@ def _verify(run: _Run) -> None:
 
 def _observe(run: _Run) -> None:
     assert run.desired is not None
+    src = run.observed_source
+    namespace = run.desired.settings.spec.reconciler_namespace
+    if isinstance(src, cluster.Cluster) and src.presence_namespace != namespace:
+        # The inventory and the plugins' presence Leases live in the reconciler namespace.
+        src = dataclasses.replace(src, presence_namespace=namespace)
     try:
-        run.observed = observe.observe(run.observed_source, run.desired)
+        run.observed = observe.observe(src, run.desired)
     except errors.ObserveError as exc:
         raise _Stop(Reason.OBSERVE_FAILED, str(exc)) from exc
     held = run.observed.inventory
