@@ -435,7 +435,8 @@ def _write(run: _Run, entry: cs.ChangeSetEntry) -> AppliedEntry:
         stored = run.writer.replace(managed.replacement(live, obj), dry_run=False)
         try:
             if managed.foreign(stored):
-                run.writer.set_managed_fields(stored, managed.take_over(stored), dry_run=False)
+                fields = managed.take_over(stored, target=obj)
+                run.writer.set_managed_fields(stored, fields, dry_run=False)
         except errors.ApplyError as exc:
             reason = f"replaced, but handing its fields to our apply entry failed: {exc}"
             run.fail(entry.subject, Outcome.FAILED, reason)

@@ -227,7 +227,9 @@ class KubeWriter:
             content_type=JSON_PATCH,
         )
         if not resp.ok:
-            raise errors.ApplyError(resp.reason(), subject=subject)
+            details = resp.data.get("details") if isinstance(resp.data, dict) else None
+            causes = f" {details.get('causes')}" if isinstance(details, dict) else ""
+            raise errors.ApplyError(resp.reason() + causes, subject=subject)
         return resp.data if isinstance(resp.data, dict) else {}
 
     def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:

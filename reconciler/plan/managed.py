@@ -323,12 +323,35 @@ def _restrict(fs: FieldSet, path: tuple[str, ...]) -> dict[str, Any] | None:
     return tree
 
 
-def take_over(live: Mapping[str, Any], manager: str = ownership.FIELD_MANAGER) -> list[Any]:
+def _in_target(fs: FieldSet, target: Any) -> dict[str, Any]:
+    """The part of ``fs`` whose ``f:`` path exists in ``target`` (list items: kept whole)."""
+    out: dict[str, Any] = {}
+    for key, sub in fs.items():
+        if key == ".":
+            out[key] = sub
+        elif key.startswith("f:") and isinstance(target, Mapping) and key[2:] in target:
+            child = target[key[2:]]
+            if isinstance(sub, Mapping) and sub and isinstance(child, Mapping):
+                inner = _in_target(sub, child)
+                if inner:
+                    out[key] = inner
+            else:
+                out[key] = sub
+    return out
+
+
+def take_over(
+    live: Mapping[str, Any],
+    manager: str = ownership.FIELD_MANAGER,
+    target: Mapping[str, Any] | None = None,
+) -> list[Any]:
     """``managedFields`` with every foreign, non-allow-listed field moved to our Apply entry.
 
     Written back (JSON patch, resourceVersion as precondition) right after a replace
     (:func:`replacement`): the replace restored the values, but the fields it changed are
     then owned by our manager's *Update* entry, which the next diff would call foreign.
+    With ``target``, only fields the target sets move to us; the rest (a default the
+    apiserver filled in again, like a taint's ``timeAdded``) is left unowned, as defaults are.
     """
     ours: dict[str, Any] | None = None
     kept: list[Any] = []
@@ -348,7 +371,7 @@ def take_over(live: Mapping[str, Any], manager: str = ownership.FIELD_MANAGER) -
                 part = _restrict(fs, path)
                 if part is not None:
                     allowed = merge(allowed, part)
-            ours = merge(ours or {}, moved)
+            ours = merge(ours or {}, moved if target is None else _in_target(moved, target))
             if allowed:
                 kept.append({**entry, "fieldsV1": allowed})
     mine = {
