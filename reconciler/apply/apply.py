@@ -434,9 +434,7 @@ def _write(run: _Run, entry: cs.ChangeSetEntry) -> AppliedEntry:
         # (resourceVersion as precondition) lets the next diff see an object in sync.
         stored = run.writer.replace(managed.replacement(live, obj), dry_run=False)
         try:
-            if managed.foreign(stored):
-                fields = managed.take_over(stored, target=obj)
-                run.writer.set_managed_fields(stored, fields, dry_run=False)
+            _hand_over(run, stored, obj)
         except errors.ApplyError as exc:
             reason = f"replaced, but handing its fields to our apply entry failed: {exc}"
             run.fail(entry.subject, Outcome.FAILED, reason)
@@ -450,6 +448,24 @@ def _write(run: _Run, entry: cs.ChangeSetEntry) -> AppliedEntry:
     changed = _version(stored) != before
     outcome = Outcome.CONFIGURED if changed else Outcome.UNCHANGED
     return AppliedEntry(entry.subject, entry.action, outcome, changed=changed)
+
+
+def _hand_over(run: _Run, stored: JsonObject, obj: JsonObject, attempts: int = 3) -> None:
+    """Give our Apply entry the fields a replace changed; a status writer (the taint-rule
+    controller records each new generation) may move the resourceVersion meanwhile, so a
+    lost precondition is retried on the object read afresh."""
+    for attempt in range(attempts):
+        if not managed.foreign(stored):
+            return
+        fields = managed.take_over(stored, target=obj)
+        try:
+            run.writer.set_managed_fields(stored, fields, dry_run=False)
+            return
+        except errors.ApplyError:
+            fresh = run.writer.get(stored)
+            if fresh is None or attempt == attempts - 1:
+                raise
+            stored = fresh
 
 
 @contextmanager
