@@ -40,6 +40,7 @@ SECRET = "s3cret-for-tests"
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/cu-system/leases/cu-reconciler"
 CRD = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 OWNED_KINDS = (
+    "ResourceQuota",  # left behind, it would be a foreign object to the next test's inventory
     "ResourceSlice",
     "DeviceClass",
     "DeviceTaintRule",
