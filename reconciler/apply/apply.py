@@ -23,10 +23,12 @@ The sequence is fixed and stated here because its order is the safety argument:
 4. Waves (:mod:`reconciler.apply.order`): fence, classes, slices, templates, claims; then
    deletes in reverse; a fence update that narrows goes with the fence deletes (an
    admission policy dropping a validation is first written widened). Within a wave, up to
-   ``concurrency`` writes run in parallel. Fields other managers set on an owned object
-   are first handed to our manager, so the apply removes them (drift correction for all
-   fields). A replace is delete-then-create; the create waits up to ``quota_wait`` for a
-   ResourceQuota that still counts the object just deleted.
+   ``concurrency`` writes run in parallel. An owned object on which other managers set
+   fields (a hand edit) is repaired by a replace (PUT with its uid and resourceVersion as
+   preconditions) to exactly the target, then its fields are handed to our Apply entry:
+   whatever the edit was, even one server-side apply cannot merge away. A replace
+   *action* (an immutable field changed in Git) is delete-then-create; the create waits
+   up to ``quota_wait`` for a ResourceQuota that still counts the object just deleted.
 
 Isolation: a failed or conflicting object fails alone, plus what depends on it (a fence
 object → every CU slice write; a DeviceClass → the claims and templates naming it; a slice
@@ -52,6 +54,7 @@ from reconciler.apply import order
 from reconciler.apply import writer as writers
 from reconciler.diff import changeset as cs
 from reconciler.diff import pair
+from reconciler.model import inventory as inventories
 from reconciler.model import ownership
 from reconciler.plan import managed
 
@@ -223,10 +226,24 @@ class _Run:
     settled: set[str] = field(default_factory=set)
     """Updates whose dry run returned the live object as it is: nothing to write."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    inventory: inventories.Inventory | None = None
+    """What we created, by uid (None: our marks decide, as for a fake cluster)."""
+    created: list[JsonObject] = field(default_factory=list)
+    """What creates and replaces stored (with their uids), for the inventory."""
+    deleted: list[str] = field(default_factory=list)
+    """The uids of what deletes and replaces removed."""
 
     def object(self, entry: cs.ChangeSetEntry) -> JsonObject:
         """What ``entry`` writes: the target object, or its widened first step."""
         return self.staged.get(entry.subject) or self.wanted[entry.key]
+
+    def remember(self, stored: JsonObject) -> None:
+        with self.lock:
+            self.created.append(stored)
+
+    def forget(self, live: JsonObject) -> None:
+        with self.lock:
+            self.deleted.append(str(_meta(live).get("uid") or ""))
 
     def fail(self, subject: str, outcome: Outcome, reason: str) -> None:
         with self.lock:
@@ -237,6 +254,8 @@ class _Run:
             return self.problems.get(subject)
 
     def ours(self, obj: JsonObject) -> bool:
+        if self.inventory is not None:
+            return self.inventory.owns(obj)
         if self.source is None:
             return ownership.is_owned(obj) and "cu-reconciler" in _managers(obj)
         return ownership.is_ours(obj, self.source)
@@ -246,6 +265,11 @@ class _Run:
             return None
         live = self.current[entry.key]
         if not self.ours(live):
+            if self.inventory is not None:
+                return (
+                    "not ours: its uid is not in our inventory (labels and field managers "
+                    f"do not make an object ours; managers: {', '.join(_managers(live))})"
+                )
             return (
                 "not ours: a live object needs our field manager, the "
                 f"{ownership.MANAGED_BY_KEY} label and the {ownership.SOURCE_ANNOTATION} "
@@ -363,14 +387,16 @@ def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
         return
     obj = run.object(entry)
     if entry.foreign:
-        live = run.current[entry.key]
-        run.writer.set_managed_fields(live, managed.take_over(live), dry_run=True)
-    try:
-        stored = run.writer.apply(obj, dry_run=True)
-    except errors.ApplyError:
-        if entry.action is not cs.Action.CREATE or not _name_taken(run, entry):
-            raise
-        return
+        # The repair is a replace: dry-run it as one (an apply dry run would merge the
+        # foreign fields and may be refused for what only the replace takes away).
+        stored = run.writer.replace(managed.replacement(run.current[entry.key], obj), dry_run=True)
+    else:
+        try:
+            stored = run.writer.apply(obj, dry_run=True)
+        except errors.ApplyError:
+            if entry.action is not cs.Action.CREATE or not _name_taken(run, entry):
+                raise
+            return
     if entry.action is cs.Action.CREATE and _version(stored):
         _name_taken(run, entry)
         return
@@ -382,7 +408,7 @@ def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
             run.settled.add(entry.subject)
 
 
-def _recreate(run: _Run, obj: JsonObject) -> None:
+def _recreate(run: _Run, obj: JsonObject) -> JsonObject:
     """Create ``obj`` after its old self was deleted, waiting out a stale quota.
 
     The delete frees the quota only when the quota controller has seen it (usually well
@@ -394,8 +420,7 @@ def _recreate(run: _Run, obj: JsonObject) -> None:
     pause = 0.1
     while True:
         try:
-            run.writer.apply(obj, dry_run=False)
-            return
+            return run.writer.apply(obj, dry_run=False)
         except writers.QuotaExceededError:
             if time.monotonic() + pause > deadline:
                 raise
@@ -409,34 +434,58 @@ def _write(run: _Run, entry: cs.ChangeSetEntry) -> AppliedEntry:
     if entry.action is cs.Action.DELETE:
         assert live is not None
         gone = run.writer.delete(live, dry_run=False)
+        run.forget(live)
         return AppliedEntry(entry.subject, entry.action, Outcome.DELETED, changed=gone)
     obj = run.object(entry)
     if entry.action is cs.Action.REPLACE:
         assert live is not None
         gone = run.writer.delete(live, dry_run=False)
+        run.forget(live)
         try:
-            _recreate(run, obj)
+            run.remember(_recreate(run, obj))
         except errors.ApplyError as exc:
             reason = f"deleted, but the re-create failed: {exc}"
             run.fail(entry.subject, Outcome.FAILED, reason)
             return AppliedEntry(entry.subject, entry.action, Outcome.FAILED, reason, gone)
         return AppliedEntry(entry.subject, entry.action, Outcome.REPLACED, changed=True)
     if entry.foreign and live is not None:
-        run.writer.set_managed_fields(live, managed.take_over(live), dry_run=False)
+        # Replace first: the object is then exactly the target. The fields the replace
+        # changed belong to our manager's Update entry; handing them to our Apply entry
+        # (resourceVersion as precondition) lets the next diff see an object in sync.
+        stored = run.writer.replace(managed.replacement(live, obj), dry_run=False)
         try:
-            run.writer.apply(obj, dry_run=False)
+            _hand_over(run, stored, obj)
         except errors.ApplyError as exc:
-            reason = f"foreign fields taken over, but the apply failed: {exc}"
+            reason = f"replaced, but handing its fields to our apply entry failed: {exc}"
             run.fail(entry.subject, Outcome.FAILED, reason)
             return AppliedEntry(entry.subject, entry.action, Outcome.FAILED, reason, True)
         return AppliedEntry(entry.subject, entry.action, Outcome.CONFIGURED, changed=True)
     stored = run.writer.apply(obj, dry_run=False)
     if entry.action is cs.Action.CREATE:
+        run.remember(stored)
         return AppliedEntry(entry.subject, entry.action, Outcome.CREATED, changed=True)
     before = _version(run.current[entry.key])
     changed = _version(stored) != before
     outcome = Outcome.CONFIGURED if changed else Outcome.UNCHANGED
     return AppliedEntry(entry.subject, entry.action, outcome, changed=changed)
+
+
+def _hand_over(run: _Run, stored: JsonObject, obj: JsonObject, attempts: int = 3) -> None:
+    """Give our Apply entry the fields a replace changed; a status writer (the taint-rule
+    controller records each new generation) may move the resourceVersion meanwhile, so a
+    lost precondition is retried on the object read afresh."""
+    for attempt in range(attempts):
+        if not managed.foreign(stored):
+            return
+        fields = managed.take_over(stored, target=obj)
+        try:
+            run.writer.set_managed_fields(stored, fields, dry_run=False)
+            return
+        except errors.ApplyError:
+            fresh = run.writer.get(stored)
+            if fresh is None or attempt == attempts - 1:
+                raise
+            stored = fresh
 
 
 @contextmanager
@@ -468,11 +517,15 @@ def apply_all(
     refusal: str | None = None,
     source: str | None = None,
     driver: str | None = None,
+    inventory: inventories.Inventory | None = None,
+    namespace: str = "cu-system",
 ) -> ApplyResult:
     """Run the steps in the module docstring.
 
     ``source`` is the repository's name in the source annotation (None: label and field
     manager only); ``driver`` the CU driver, the only one whose slices we ever touch.
+    ``inventory`` (read from ``namespace``) decides what is ours and is written back: the
+    subjects about to be created before the first write, the uids after the last.
     Raises ApplyError, before any write, for a refused plan or a dropped field; per-object
     trouble is in the result instead.
     """
@@ -491,6 +544,7 @@ def apply_all(
         k: managed.stamped(o) for k, o in _by_key(target).items() if k in writing
     }
     run = _Run(writer, wanted, _by_key(live), source, driver, options.quota_wait)
+    run.inventory = inventory
     waves = order.waves(entries)
     planned = [e for wave in waves for e in wave]
     run.kinds = {e.subject: e for e in planned}
@@ -524,7 +578,59 @@ def apply_all(
     with _workers(options.concurrency) as pool:
         # Dry runs store nothing, so they need no wave order: one batch, no barriers.
         _each(pool, planned, preflight)
-        return _write_waves(run, waves, pool, changes, options)
+        if options.dry_run or inventory is None:
+            return _write_waves(run, waves, pool, changes, options)
+        _pending(run, inventory, namespace, planned)
+        result = _write_waves(run, waves, pool, changes, options)
+    return _recorded(run, inventory, namespace, result)
+
+
+def _pending(
+    run: _Run, inventory: inventories.Inventory, namespace: str, planned: list[cs.ChangeSetEntry]
+) -> None:
+    """Before the first write: record the subjects this run may create (crash safety)."""
+    creating = {
+        e.subject
+        for e in planned
+        if e.action in (cs.Action.CREATE, cs.Action.REPLACE) and not run.problem(e.subject)
+    }
+    if creating - inventory.pending:
+        noted = inventories.Inventory(
+            inventory.source, inventory.uids, inventory.pending | creating
+        )
+        run.writer.apply(inventories.config_map(noted, namespace), dry_run=False)
+
+
+def _recorded(
+    run: _Run, inventory: inventories.Inventory, namespace: str, result: ApplyResult
+) -> ApplyResult:
+    """After the last write: record the uids created, forget the deleted, resolve pending."""
+    resolved = [o for o in run.current.values() if inventories.uid_of(o) not in inventory.uids]
+    # A create that failed without an answer from the apiserver (a timeout, a 5xx) may have
+    # been stored: its subject stays pending. One the apiserver refused (4xx) was not.
+    unknown = {
+        e.subject
+        for e in result.entries
+        if e.action in (cs.Action.CREATE, cs.Action.REPLACE)
+        and e.outcome is Outcome.FAILED
+        and "HTTP 4" not in e.reason
+    }
+    after = inventory.recorded(run.created, run.deleted, resolved, unknown)
+    if after == inventory:
+        return result
+    obj = inventories.config_map(after, namespace)
+    try:
+        run.writer.apply(obj, dry_run=False)
+    except errors.ApplyError as exc:
+        failed = AppliedEntry(
+            writers.subject_of(obj),
+            cs.Action.UPDATE,
+            Outcome.FAILED,
+            f"the inventory was not written ({exc}); the next run resolves what this run "
+            "created from the subjects recorded before it",
+        )
+        return ApplyResult((*result.entries, failed))
+    return result
 
 
 def _write_waves(

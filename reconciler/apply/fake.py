@@ -81,6 +81,34 @@ class MemoryWriter:
             self.writes += 1
         return True
 
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        subject = self._check(obj)
+        path = writers.path_of(obj)
+        old = self.objects.get(path)
+        meta = obj.get("metadata") or {}
+        if old is None or any(
+            meta.get(k) != old["metadata"].get(k) for k in ("uid", "resourceVersion")
+        ):
+            raise errors.ApplyError("HTTP 409 Conflict: the object changed", subject=subject)
+        stored = copy.deepcopy({k: v for k, v in obj.items() if k != "status"})
+        stored["metadata"]["managedFields"] = [
+            {
+                "manager": ownership.FIELD_MANAGER,
+                "operation": "Update",
+                "apiVersion": str(obj.get("apiVersion", "")),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": managed.fieldset_of(stored),
+            }
+        ]
+        if "status" in old:
+            stored["status"] = old["status"]
+        if dry_run:
+            return stored
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.objects[path] = stored
+        self.writes += 1
+        return copy.deepcopy(stored)
+
     def set_managed_fields(
         self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
     ) -> dict[str, Any]:

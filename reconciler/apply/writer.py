@@ -41,6 +41,11 @@ class Writer(Protocol):
         """Delete with the object's uid/resourceVersion as preconditions; False = NotFound."""
         ...
 
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        """Replace (PUT) the whole object; ``obj`` carries the uid and resourceVersion it
+        must still have (else HTTP 409). Returns the object as stored (or as it would be)."""
+        ...
+
     def set_managed_fields(
         self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
     ) -> dict[str, Any]:
@@ -190,6 +195,17 @@ class KubeWriter:
             raise errors.ApplyError(resp.reason(), subject=subject)
         return True
 
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        subject = subject_of(obj)
+        query = [("fieldManager", self.field_manager)]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        body = {k: v for k, v in obj.items() if k != "status"}
+        resp = self._call("PUT", path_of(obj), subject=subject, query=query, body=body)
+        if not resp.ok:
+            raise errors.ApplyError(resp.reason(), subject=subject)
+        return resp.data if isinstance(resp.data, dict) else {}
+
     def set_managed_fields(
         self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
     ) -> dict[str, Any]:
@@ -211,7 +227,9 @@ class KubeWriter:
             content_type=JSON_PATCH,
         )
         if not resp.ok:
-            raise errors.ApplyError(resp.reason(), subject=subject)
+            details = resp.data.get("details") if isinstance(resp.data, dict) else None
+            causes = f" {details.get('causes')}" if isinstance(details, dict) else ""
+            raise errors.ApplyError(resp.reason() + causes, subject=subject)
         return resp.data if isinstance(resp.data, dict) else {}
 
     def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:

@@ -1,9 +1,10 @@
 """``cuctl apply``: one reconcile against a cluster, from the command line.
 
 ``cuctl apply [PATH] [--rev REV] [--kubeconfig FILE] [--context NAME] [--dry-run] [--no-prune]
-[--lease-wait SECONDS] [--concurrency N]`` runs the controller's pipeline once (fetch, validate,
-observe, plan, diff, apply) and prints what happened to each object (stdout: ``subject
-outcome``, one line each; objects not converged also name the reason). Without
+[--lease-wait SECONDS] [--concurrency N] [--adopt]`` runs the controller's pipeline once
+(fetch, validate, observe, plan, diff, apply) and prints what happened to each object
+(stdout: ``subject outcome``, one line each; objects not converged also name the reason).
+``--adopt`` takes live objects wearing our marks into the inventory (docs/apply.md). Without
 ``--kubeconfig`` the cluster comes from ``KUBECONFIG``, the Pod's ServiceAccount or
 ``~/.kube/config``. A real apply holds the Lease ``cu-system/cu-reconciler`` (the
 controller's) while it writes: a second writer waits up to ``--lease-wait`` seconds, then
@@ -74,6 +75,12 @@ def apply_command(
     concurrency: int = typer.Option(
         8, "--concurrency", min=1, help="Parallel writes within one ordering wave."
     ),
+    adopt: bool = typer.Option(
+        False,
+        "--adopt",
+        help="Take live objects wearing our marks into the inventory (upgrading an install "
+        "made before it, or leaving engine mode); check `cuctl plan` first.",
+    ),
 ) -> None:
     """Converge the cluster: exit 0 converged, 2 failed (nothing written), 3 degraded."""
     try:
@@ -87,7 +94,7 @@ def apply_command(
     lease = leases.Lease(api, identity)
     with api, _one_writer(lease, lease_wait, dry_run=dry_run, stop=stop):
         outcome = pipeline.reconcile(
-            pipeline.Request(path, rev),
+            pipeline.Request(path, rev, adopt=adopt),
             cluster.Cluster(api),
             writers.KubeWriter(api)
             if dry_run

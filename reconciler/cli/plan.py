@@ -18,6 +18,7 @@ renders nothing and exits 2, so a plugin never hands a mass deletion to the GitO
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import sys
@@ -189,6 +190,10 @@ def _plan(
 ) -> tuple[planning.Plan, obs.ObservedState]:
     try:
         observed = observe.observe(src, desired)
+        if observed.inventory is not None and not observed.inventory.stored:
+            # A preview of a cluster we never applied to (engine mode, or before the first
+            # apply): our marks decide here; apply itself never trusts them.
+            observed = dataclasses.replace(observed, inventory=None)
         result = planning.plan(desired, observed, live)
     except errors.CUError as exc:
         raise _fail(command, str(exc)) from exc

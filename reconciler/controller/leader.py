@@ -90,6 +90,14 @@ class LeaderWriter:
                 self.echoes.deleted(obj)
         return self.inner.delete(obj, dry_run=dry_run)
 
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        if not dry_run:
+            self._check(obj)
+        stored = self.inner.replace(obj, dry_run=dry_run)
+        if not dry_run and self.echoes is not None:
+            self.echoes.wrote(stored)
+        return stored
+
     def set_managed_fields(
         self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
     ) -> dict[str, Any]:

@@ -8,7 +8,9 @@ marks, after a short debounce. A commit's loaded desired state is kept
 the watch events of our own writes are not news (:mod:`reconciler.controller.echoes`).
 A failed reconcile is retried with exponential backoff and full jitter; one the user must
 fix (invalid commit, refused plan) is ``Stalled`` and waits for a new revision. Only the
-Lease holder reconciles; writes are re-checked per object.
+Lease holder reconciles; writes are re-checked per object. Gaining or regaining the Lease,
+and every (re-)list of a watch, asks for a reconcile: changes made while nobody led or while
+a watch was down (an apiserver restart) are never reported as events.
 The status, events and metrics are written only when they change, so an idle controller
 writes nothing.
 """
@@ -114,15 +116,20 @@ class Controller:
     def run(self) -> None:
         """Until :attr:`stop` is set: lead or stand by, and reconcile when asked."""
         self.elector.start()
-        watching = False
+        watching = leading = False
         while not self.stop.is_set():
             if not self.elector.leading:
+                leading = False
                 self.ready = True  # a standby is ready: it serves health and metrics
                 self.stop.wait(0.5)
                 continue
             if not watching:
                 watches.start(self.api, self.changed, self.stop)
                 watching = True
+            if not leading:
+                # Gaining or regaining the Lease: while we were not leading nobody may have
+                # repaired anything (another replica, or none), so read everything afresh.
+                leading = True
                 self.request("leader")
             self._tick()
             now = time.monotonic()

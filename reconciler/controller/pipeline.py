@@ -9,6 +9,7 @@ verified is taken from it: the first three steps then do nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from reconciler.model import diagnostics
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
 from reconciler.model import state as st
-from reconciler.observe import sources
+from reconciler.observe import cluster, sources
 from reconciler.plan import fence, safety
 from reconciler.source import signature
 from reconciler.source import tree as source_tree
@@ -39,6 +40,9 @@ class Request:
     repo: str
     rev: str | None = None
     cluster: str | None = None
+    adopt: bool = False
+    """Take the live objects wearing our marks into the inventory (an install made before
+    it, or written by a GitOps engine): an operator's decision, never a default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +160,19 @@ def _verify(run: _Run) -> None:
 
 def _observe(run: _Run) -> None:
     assert run.desired is not None
+    src = run.observed_source
+    namespace = run.desired.settings.spec.reconciler_namespace
+    if isinstance(src, cluster.Cluster) and src.presence_namespace != namespace:
+        # The inventory and the plugins' presence Leases live in the reconciler namespace.
+        src = dataclasses.replace(src, presence_namespace=namespace)
     try:
-        run.observed = observe.observe(run.observed_source, run.desired)
+        run.observed = observe.observe(src, run.desired)
     except errors.ObserveError as exc:
         raise _Stop(Reason.OBSERVE_FAILED, str(exc)) from exc
+    held = run.observed.inventory
+    if run.request.adopt and held is not None:
+        adopted = held.adopting(run.observed.owned)
+        run.observed = dataclasses.replace(run.observed, inventory=adopted)
 
 
 def _plan(run: _Run) -> None:
@@ -234,6 +247,8 @@ def _apply(run: _Run) -> None:
             run.options,
             source=run.desired.settings.metadata.name,
             driver=run.desired.settings.spec.driver_name,
+            inventory=run.observed.inventory if run.observed is not None else None,
+            namespace=run.desired.settings.spec.reconciler_namespace,
         )
     except applying.Interrupted as exc:
         run.applied = exc.result

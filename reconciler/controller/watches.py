@@ -1,7 +1,12 @@
 """Watches that wake the loop: what vendor drivers publish, Nodes, claims, and what we own.
 
 One thread per resource: list (one item, for a resourceVersion), then ``?watch=1`` with
-bookmarks, restarted on timeout and re-listed on ``410 Gone``. Each event whose relevant
+bookmarks, restarted on timeout and re-listed on ``410 Gone`` or any transport failure
+(an apiserver restart), retrying every :data:`RETRY_CAP` seconds at most. Every list
+notifies a :data:`RELISTED` change: whatever happened between the old watch breaking and
+the new list's resourceVersion (a fence binding deleted right after an apiserver restart)
+no event will ever report, so the loop reconciles from a fresh read instead.
+Each event whose relevant
 content changed calls ``notify`` with a :class:`Change`; the loop debounces, and drops the
 changes that turn out to be its own writes (:mod:`reconciler.controller.echoes`: the
 write's response may arrive after its event, so this is decided later). Relevant content is
@@ -28,6 +33,11 @@ from reconciler.model import ownership
 log = logging.getLogger("cu-reconciler.watch")
 OWNED = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
 WATCH_SECONDS = 300
+RETRY_CAP = 2.0
+"""Longest pause between attempts to re-list after a failure: how late, at worst, a watch
+notices the apiserver is back (and so how long a change made meanwhile waits for repair)."""
+RELISTED = "RELISTED"
+"""The :attr:`Change.event` of a (re-)list: events may have been missed, reconcile."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +46,7 @@ class Change:
 
     kind: str
     event: str
-    """``ADDED``, ``MODIFIED`` or ``DELETED``."""
+    """``ADDED``, ``MODIFIED``, ``DELETED``, or :data:`RELISTED` (uid empty)."""
     uid: str
     resource_version: str
 
@@ -55,15 +65,15 @@ TARGETS: tuple[Target, ...] = (
     Target("DeviceTaintRule", "/apis/resource.k8s.io/v1/devicetaintrules"),
     Target("DeviceClass", "/apis/resource.k8s.io/v1/deviceclasses", OWNED),
     Target("ResourceClaimTemplate", "/apis/resource.k8s.io/v1/resourceclaimtemplates", OWNED),
+    # The fence's admission objects are watched whole, not by our label: a hand edit that
+    # strips the label must wake the loop as surely as one that weakens the policy.
     Target(
         "ValidatingAdmissionPolicy",
         "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
-        OWNED,
     ),
     Target(
         "ValidatingAdmissionPolicyBinding",
         "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
-        OWNED,
     ),
 )
 
@@ -100,12 +110,13 @@ class Watch:
 
     def run(self) -> None:
         seen: dict[str, str] = {}
-        backoff = kube.RetryPolicy(attempts=1, base=0.5, cap=10.0)
+        backoff = kube.RetryPolicy(attempts=1, base=0.5, cap=RETRY_CAP)
         failures = 0
         while not self.stop.is_set():
             try:
                 rv = self._list_rv()
                 failures = 0
+                self.notify(Change(self.target.kind, RELISTED, "", rv))
                 while not self.stop.is_set() and rv:
                     rv = self._watch(rv, seen)
             except Exception as exc:  # any transport failure: back off, re-list

@@ -39,6 +39,7 @@ KINDS: dict[str, Kind] = {
         Kind("v1", "Node", "nodes", namespaced=False),
         Kind("v1", "Namespace", "namespaces", namespaced=False),
         Kind("v1", "ResourceQuota", "resourcequotas", namespaced=True),
+        Kind("v1", "ConfigMap", "configmaps", namespaced=True),
         Kind(RESOURCE, "ResourceSlice", "resourceslices", namespaced=False),
         Kind(RESOURCE, "DeviceClass", "deviceclasses", namespaced=False),
         Kind(RESOURCE, "DeviceTaintRule", "devicetaintrules", namespaced=False),

@@ -19,6 +19,8 @@ Rules (each a decision, documented in docs/plan.md):
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.model import documents as docs
+from reconciler.model import inventory as inventories
 from reconciler.model import ownership, quantity
 
 JsonObject = Mapping[str, Any]
@@ -160,10 +163,32 @@ class ObservedClaim:
     reserved_for: tuple[str, ...] = ()
     tolerated: tuple[str, ...] = ()
     """Taint keys its requests tolerate; ``*`` for a toleration of every key."""
+    uid: str = ""
+    classes: tuple[str, ...] = ()
+    """Every DeviceClass its requests and sub-requests name."""
+    spec_digest: str = ""
+    """:func:`spec_digest` of its spec: a claim stamped from our template has the template's."""
 
     @property
     def in_use(self) -> bool:
         return bool(self.reserved_for)
+
+
+def spec_digest(spec: Any) -> str:
+    """A digest of a claim spec, to tell a claim stamped from a template by its content."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _classes(spec: JsonObject) -> tuple[str, ...]:
+    names: set[str] = set()
+    for request in (spec.get("devices") or {}).get("requests") or ():
+        if not isinstance(request, Mapping):
+            continue
+        for sub in [request.get("exactly") or {}, *(request.get("firstAvailable") or ())]:
+            if isinstance(sub, Mapping) and sub.get("deviceClassName"):
+                names.add(str(sub["deviceClassName"]))
+    return tuple(sorted(names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +199,18 @@ class RawObjects:
     slices: tuple[JsonObject, ...] = ()
     claims: tuple[JsonObject, ...] = ()
     owned: tuple[JsonObject, ...] = ()
-    """Objects carrying our managed-by label, of every kind we render (the diff's live side)."""
+    """Candidates for the diff's live side: objects of every kind we render carrying our
+    managed-by label, and every object of the fence's admission kinds (a hand edit may strip
+    the label); which are ours is decided by :meth:`ObservedState.ours`."""
     plugin_leases: tuple[JsonObject, ...] = ()
     """The kubelet plugin's presence Leases (model/presence.py)."""
     read_at: float | None = None
     """When a live cluster was read (epoch seconds); None for snapshots (presence unknown)."""
     skip_node_operations: bool = False
     """The cluster keeps ``skipNodeOperations`` on slices (DRAOptionalNodeOperations on)."""
+    inventories: Mapping[str, Mapping[str, str]] | None = None
+    """ConfigMap name → data of the inventories in the reconciler namespace
+    (:mod:`reconciler.model.inventory`); None when the source cannot tell (a snapshot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +222,15 @@ class ObservedState:
     findings: tuple[Finding, ...] = ()
     skip_node_operations: bool = False
     """Our slices may ask the kubelet to skip node operations (model/presence.py)."""
+    inventory: inventories.Inventory | None = None
+    """The uids we created (a live cluster); None: ownership falls back to our marks, as for
+    a snapshot, which holds no uids we could trust."""
+
+    def ours(self, obj: JsonObject) -> bool:
+        """Whether ``obj`` is ours: in the inventory, or (no inventory) wearing our label."""
+        if self.inventory is not None:
+            return self.inventory.owns(obj)
+        return ownership.is_owned(obj)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -454,6 +493,9 @@ def _claim(obj: JsonObject) -> ObservedClaim:
         allocated=tuple(sorted(allocated)),
         reserved_for=tuple(reserved),
         tolerated=_tolerated(obj.get("spec") or {}),
+        uid=str(meta.get("uid") or ""),
+        classes=_classes(obj.get("spec") or {}),
+        spec_digest=spec_digest(obj.get("spec") or {}),
     )
 
 
@@ -548,15 +590,15 @@ def build(
     # Deduplicated by identity: a source may list an owned object twice (slices are read
     # both as devices and as ours); the first copy wins.
     unique: dict[tuple[str, str, str, str], JsonObject] = {}
+    # Candidates, not yet ours: plan keeps those :meth:`ObservedState.ours` accepts.
     for o in raw.owned:
-        if ownership.is_owned(o):
-            key = (
-                str(o.get("apiVersion", "")),
-                str(o.get("kind", "")),
-                str(_meta(o).get("namespace", "")),
-                str(_meta(o).get("name", "")),
-            )
-            unique.setdefault(key, o)
+        key = (
+            str(o.get("apiVersion", "")),
+            str(o.get("kind", "")),
+            str(_meta(o).get("namespace", "")),
+            str(_meta(o).get("name", "")),
+        )
+        unique.setdefault(key, o)
     owned = tuple(unique[k] for k in sorted(unique))
     return ObservedState(
         nodes=nodes,

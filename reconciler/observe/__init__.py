@@ -11,8 +11,10 @@ Never: writes to the cluster, or decides anything that planning decides.
 
 from __future__ import annotations
 
+import dataclasses
+
+from reconciler.model import inventory, presence
 from reconciler.model import observed as obs
-from reconciler.model import presence
 from reconciler.model import state as st
 from reconciler.observe import sources
 
@@ -22,6 +24,10 @@ def observe(source: sources.Source, desired: st.DesiredState) -> obs.ObservedSta
     raw = source.read()
     state = obs.build(raw, desired.adapters, desired.settings.spec.driver_name)
     spec = desired.settings.spec
+    if raw.inventories is not None:
+        name = desired.settings.metadata.name
+        data = raw.inventories.get(inventory.name(name))
+        state = dataclasses.replace(state, inventory=inventory.parse(data, name))
     return presence.apply(state, raw, spec.reconciler_namespace, spec.driver_name)
 
 

@@ -45,19 +45,21 @@ _LISTS: tuple[tuple[str, str, str, bool], ...] = (
         "ResourceClaimTemplate",
         True,
     ),
+    # Whole (sources.WATCHED_WHOLE): a hand edit may have stripped our label from the fence.
     (
         "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
         "admissionregistration.k8s.io/v1",
         "ValidatingAdmissionPolicy",
-        True,
+        False,
     ),
     (
         "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
         "admissionregistration.k8s.io/v1",
         "ValidatingAdmissionPolicyBinding",
-        True,
+        False,
     ),
 )
+INVENTORY_SELECTOR = "app.kubernetes.io/name=cu-reconciler"
 
 
 SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -152,9 +154,10 @@ def list_all(
 
 
 PRESENCE_NAMESPACE = "cu-system"
-"""Where kubelet plugins keep their presence Leases: ClusterSettings.reconcilerNamespace's
-default. Listed there only, so the reconciler needs no cluster-wide read of Leases; a Lease
-elsewhere could not count anyway (:mod:`reconciler.model.presence` checks the namespace)."""
+"""Where kubelet plugins keep their presence Leases and we keep our inventory:
+ClusterSettings.reconcilerNamespace's default. Listed there only, so the reconciler needs
+no cluster-wide read of Leases; a Lease elsewhere could not count anyway
+(:mod:`reconciler.model.presence` checks the namespace)."""
 PROBE_DRIVER = "cu.cu-reconciler.io"
 """Driver named by the capability probe (any valid name would do; nothing is stored)."""
 
@@ -178,6 +181,15 @@ class Cluster:
                 f"{presence.PRESENCE_LABEL}=true",
             )
         )
+        # Our inventories (model/inventory.py): which objects we created, by uid.
+        lists.append(
+            (
+                f"/api/v1/namespaces/{self.presence_namespace}/configmaps",
+                "v1",
+                "ConfigMap",
+                INVENTORY_SELECTOR,
+            )
+        )
         # The lists are independent: a few at a time, so the apiserver encodes one while
         # this process decodes another; results keep the order above.
         with ThreadPoolExecutor(max_workers=READERS) as pool:
@@ -186,4 +198,9 @@ class Cluster:
             items = [item for page in pages for item in page.result()]
             skip = probe.result()
         raw = sources.classify(items)
-        return dataclasses.replace(raw, read_at=time.time(), skip_node_operations=skip)
+        return dataclasses.replace(
+            raw,
+            read_at=time.time(),
+            skip_node_operations=skip,
+            inventories=raw.inventories or {},  # a live cluster always has one, maybe empty
+        )

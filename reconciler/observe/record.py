@@ -19,6 +19,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from reconciler.model import observed as obs
+from reconciler.model import ownership
 
 HEADER = (
     "# Observed state of the cluster (Nodes, ResourceSlices, ResourceClaims and the objects\n"
@@ -80,7 +81,10 @@ def _order(obj: Mapping[str, Any]) -> tuple[int, str, str]:
 def items(raw: obs.RawObjects) -> list[dict[str, Any]]:
     """Every object planning reads, cleaned and in a stable order (each object once)."""
     seen: dict[tuple[str, str, str], dict[str, Any]] = {}
-    every: Iterable[Mapping[str, Any]] = (*raw.nodes, *raw.slices, *raw.claims, *raw.owned)
+    # Of the candidates, only what wears our label: the admission policies read whole (for
+    # repair) include other teams' policies, which have no place in our snapshot.
+    owned = (o for o in raw.owned if ownership.is_owned(o))
+    every: Iterable[Mapping[str, Any]] = (*raw.nodes, *raw.slices, *raw.claims, *owned)
     for obj in every:
         cleaned = _clean(obj)
         meta = cleaned["metadata"]

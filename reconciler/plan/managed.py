@@ -9,9 +9,10 @@ node). Two questions are answered from it, purely:
   fields that admission or other controllers add are never drift, with no hand-kept table
   of defaults (the apiserver's own bookkeeping decides);
 * the *foreign fields*: non-status fields that another manager set on an object we own.
-  They are drift; apply hands them to our manager and re-applies, which removes them
-  (the technique of Flux's ``ssa`` package). A short allow-list names the metadata that
-  other controllers legitimately add (:data:`ALLOWED_FOREIGN`).
+  They are drift; apply replaces the object (PUT, :func:`replacement`), so they are gone
+  whatever they were, then hands every field to our Apply entry (:func:`take_over`). A
+  short allow-list names the metadata that other controllers legitimately add
+  (:data:`ALLOWED_FOREIGN`); a replace keeps it.
 """
 
 from __future__ import annotations
@@ -253,6 +254,46 @@ def fieldset_of(value: Any) -> dict[str, Any]:
     return out
 
 
+def _allowed_values(live: Mapping[str, Any]) -> dict[str, Any]:
+    """The allow-listed metadata other managers set on ``live`` (:data:`ALLOWED_FOREIGN`)."""
+    meta = live.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    out: dict[str, Any] = {}
+    for path in ALLOWED_FOREIGN:
+        field, leaf = path[1][2:], path[2]
+        value = meta.get(field)
+        if leaf.startswith("v:") and isinstance(value, list):
+            wanted = json.loads(leaf[2:])
+            if wanted in value:
+                out.setdefault(field, []).append(wanted)
+        elif leaf.startswith("f:") and isinstance(value, Mapping) and leaf[2:] in value:
+            out.setdefault(field, {})[leaf[2:]] = value[leaf[2:]]
+    return out
+
+
+def replacement(live: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    """The whole object a replace (PUT) writes to repair ``live`` into ``target``.
+
+    Everything a hand edit added goes, including what server-side apply cannot take back
+    (a merge patch turning ``validationActions: [Deny]`` into ``[Warn]`` leaves the apply
+    merging ``["Warn", "Deny"]``, which validation refuses); the allow-listed metadata other
+    controllers legitimately keep on our objects stays. ``uid`` and ``resourceVersion`` make
+    the write conditional on the object being the one we judged.
+    """
+    meta = dict(target.get("metadata") or {})
+    live_meta = live.get("metadata")
+    live_meta = live_meta if isinstance(live_meta, Mapping) else {}
+    for key in ("uid", "resourceVersion"):
+        if live_meta.get(key):
+            meta[key] = live_meta[key]
+    for field, value in _allowed_values(live).items():
+        if isinstance(value, list):
+            meta[field] = [*(meta.get(field) or []), *value]
+        else:
+            meta[field] = {**(meta.get(field) or {}), **value}
+    return {**{k: v for k, v in target.items() if k != "status"}, "metadata": meta}
+
+
 def _subtract(fs: FieldSet, path: tuple[str, ...]) -> dict[str, Any]:
     out = {k: v for k, v in fs.items()}
     head, rest = path[0], path[1:]
@@ -282,11 +323,35 @@ def _restrict(fs: FieldSet, path: tuple[str, ...]) -> dict[str, Any] | None:
     return tree
 
 
-def take_over(live: Mapping[str, Any], manager: str = ownership.FIELD_MANAGER) -> list[Any]:
+def _in_target(fs: FieldSet, target: Any) -> dict[str, Any]:
+    """The part of ``fs`` whose ``f:`` path exists in ``target`` (list items: kept whole)."""
+    out: dict[str, Any] = {}
+    for key, sub in fs.items():
+        if key == ".":
+            out[key] = sub
+        elif key.startswith("f:") and isinstance(target, Mapping) and key[2:] in target:
+            child = target[key[2:]]
+            if isinstance(sub, Mapping) and sub and isinstance(child, Mapping):
+                inner = _in_target(sub, child)
+                if inner:
+                    out[key] = inner
+            else:
+                out[key] = sub
+    return out
+
+
+def take_over(
+    live: Mapping[str, Any],
+    manager: str = ownership.FIELD_MANAGER,
+    target: Mapping[str, Any] | None = None,
+) -> list[Any]:
     """``managedFields`` with every foreign, non-allow-listed field moved to our Apply entry.
 
-    Written back (JSON patch, resourceVersion as precondition) before re-applying, so the
-    next server-side apply, which omits those fields, removes them from the object.
+    Written back (JSON patch, resourceVersion as precondition) right after a replace
+    (:func:`replacement`): the replace restored the values, but the fields it changed are
+    then owned by our manager's *Update* entry, which the next diff would call foreign.
+    With ``target``, only fields the target sets move to us; the rest (a default the
+    apiserver filled in again, like a taint's ``timeAdded``) is left unowned, as defaults are.
     """
     ours: dict[str, Any] | None = None
     kept: list[Any] = []
@@ -306,7 +371,7 @@ def take_over(live: Mapping[str, Any], manager: str = ownership.FIELD_MANAGER) -
                 part = _restrict(fs, path)
                 if part is not None:
                     allowed = merge(allowed, part)
-            ours = merge(ours or {}, moved)
+            ours = merge(ours or {}, moved if target is None else _in_target(moved, target))
             if allowed:
                 kept.append({**entry, "fieldsV1": allowed})
     mine = {

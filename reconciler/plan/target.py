@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,8 +114,44 @@ def _subjects(claims: Sequence[obs.ObservedClaim], limit: int = 5) -> str:
     return ", ".join(names) + more
 
 
+def _ours(
+    desired: st.DesiredState, observed: obs.ObservedState, live: Sequence[JsonObject]
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The claims that are ours: (created by us, stamped from our templates).
+
+    Created: the live claim with that uid is ours (the inventory). Stamped: it wears our
+    template label *and* its spec is the live template's, which only kube-controller-manager
+    stamping that template (or a claim exactly as fenced as ours) produces. Without an
+    inventory (a snapshot) the names and labels decide, as nothing better is known.
+    """
+    if observed.inventory is None:
+        return _claim_keys(desired), {
+            (c.namespace, c.name) for c in observed.claims if ownership.TEMPLATE_LABEL in c.labels
+        }
+    uids = {
+        str((o.get("metadata") or {}).get("uid") or "")
+        for o in live
+        if o.get("kind") == "ResourceClaim"
+    }
+    templates = {
+        (str(meta.get("namespace", "")), str(meta.get("name", ""))): obs.spec_digest(
+            ((o.get("spec") or {}).get("spec")) or {}
+        )
+        for o in live
+        if o.get("kind") == "ResourceClaimTemplate"
+        for meta in [o.get("metadata") or {}]
+    }
+    created = {(c.namespace, c.name) for c in observed.claims if c.uid and c.uid in uids}
+    stamped = {
+        (c.namespace, c.name)
+        for c in observed.claims
+        if templates.get((c.namespace, c.labels.get(ownership.TEMPLATE_LABEL, ""))) == c.spec_digest
+    }
+    return created, stamped
+
+
 def _stamped(
-    desired: st.DesiredState, observed: obs.ObservedState
+    desired: st.DesiredState, observed: obs.ObservedState, genuine: Set[tuple[str, str]]
 ) -> tuple[
     dict[tuple[str, str], tuple[admission.LiveClaim, ...]],
     tuple[obs.ObservedClaim, ...],
@@ -139,7 +175,7 @@ def _stamped(
     groups: dict[tuple[str, str], list[obs.ObservedClaim]] = defaultdict(list)
     for claim in observed.claims:
         template = claim.labels.get(ownership.TEMPLATE_LABEL)
-        if template:
+        if template and (claim.namespace, claim.name) in genuine:
             groups[(claim.namespace, template)].append(claim)
     running: dict[tuple[str, str], tuple[admission.LiveClaim, ...]] = {}
     unaccounted: list[obs.ObservedClaim] = []
@@ -189,19 +225,18 @@ def _claim_keys(desired: st.DesiredState) -> set[tuple[str, str]]:
 
 
 def _external_claims(
-    desired: st.DesiredState, observed: obs.ObservedState, live: Sequence[JsonObject]
+    desired: st.DesiredState, observed: obs.ObservedState, ours: Set[tuple[str, str]]
 ) -> tuple[obs.ObservedClaim, ...]:
-    """Allocated claims on our driver that no ResourceClaim-form CUClaim accounts for.
+    """Allocated claims on our driver that are not ours (:func:`_ours`).
 
-    Claims stamped from our templates (template label) are sorted by :func:`_stamped`;
-    everything else holding our devices (orphans, hand-made claims) takes its CU before
-    admission, so nothing is admitted onto capacity that is in use.
+    Claims stamped from our templates are sorted by :func:`_stamped`; everything else
+    holding our devices (hand-made claims, whatever their labels or names) takes its CU
+    before admission, so nothing is admitted onto capacity that is in use.
     """
     driver = desired.settings.spec.driver_name
-    mine = _claim_keys(desired)
     out = []
     for claim in observed.claims:
-        if (claim.namespace, claim.name) in mine or ownership.TEMPLATE_LABEL in claim.labels:
+        if (claim.namespace, claim.name) in ours:
             continue
         if any(a.driver == driver for a in claim.allocated):
             out.append(claim)
@@ -384,24 +419,31 @@ def _plan(
 ) -> Plan:
     settings = desired.settings.spec
     driver = settings.driver_name
-    live_objs = tuple(
-        sorted(
-            (o for o in (observed.owned if live is None else live) if ownership.is_owned(o)),
-            key=lambda o: (sort_key(o), str(o.get("apiVersion", ""))),
-        )
+    # Ours: what the inventory lists (a live cluster), else what wears our label.
+    mine = (
+        (o for o in observed.owned if observed.ours(o))
+        if live is None
+        else (o for o in live if ownership.is_owned(o))
     )
+    live_objs = tuple(sorted(mine, key=lambda o: (sort_key(o), str(o.get("apiVersion", "")))))
     pools, findings = capacity.compute(desired, observed)
-    running, unaccounted, stamp_warnings = _stamped(desired, observed)
+    created, genuine = _ours(desired, observed, live_objs)
+    running, unaccounted, stamp_warnings = _stamped(desired, observed, genuine)
     cu_names = slices.names_by_node(pools.values())
     bypass, bypass_holders = audit.audit(
         observed.claims,
         settings.fence.taint_key,
         {m.device.id for p in pools.values() for m in p.members},
-        _claim_keys(desired),
+        created | genuine,
         cu_names,
         driver,
+        {classes.pool_class_name(p) for p in pools},
     )
-    external = (*_external_claims(desired, observed, live_objs), *unaccounted, *bypass_holders)
+    external = (
+        *_external_claims(desired, observed, created | genuine),
+        *unaccounted,
+        *bypass_holders,
+    )
     admitted_run = admission.run(
         desired.claims,
         desired.tenants,

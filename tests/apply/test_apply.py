@@ -17,6 +17,7 @@ from reconciler.apply import apply as applying
 from reconciler.apply import fake, order
 from reconciler.apply import writer as writers
 from reconciler.diff import changeset as cs
+from reconciler.model import inventory as inventories
 from reconciler.model import ownership
 
 OWNED = dict(ownership.MANAGED_BY)
@@ -341,3 +342,97 @@ def test_a_create_whose_name_is_held_is_a_conflict_found_by_one_list_per_kind() 
     applying.apply_all(small, cs.compute(few, []), few, [], source=SOURCE)
     assert sorted(small.dry_runs) == sorted(writers.subject_of(c) for c in few)
     assert small.lists == []
+
+
+def _inventory_of(writer: fake.MemoryWriter) -> inventories.Inventory:
+    stored = writer.objects.get(f"/api/v1/namespaces/cu-system/configmaps/{_INV}")
+    return inventories.parse((stored or {}).get("data"), SOURCE)
+
+
+_INV = inventories.name(SOURCE)
+
+
+@dataclass
+class _Spy:
+    """Records the inventory each write finds, to check "pending before the first create"."""
+
+    inner: fake.MemoryWriter
+    seen: list[tuple[str, frozenset[str], int]] = field(default_factory=list)
+
+    def whoami(self) -> str:
+        return self.inner.whoami()
+
+    def apply(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        if not dry_run:
+            inv = _inventory_of(self.inner)
+            self.seen.append((writers.subject_of(obj), inv.pending, len(inv.uids)))
+        return self.inner.apply(obj, dry_run=dry_run)
+
+    def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
+        return self.inner.delete(obj, dry_run=dry_run)
+
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        return self.inner.replace(obj, dry_run=dry_run)
+
+    def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        return self.inner.get(obj)
+
+    def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return self.inner.holders(kind)
+
+
+def test_the_inventory_records_pending_subjects_first_then_uids_and_decides_ownership() -> None:
+    spy = _Spy(fake.MemoryWriter())
+    empty = inventories.Inventory(SOURCE, {})
+    first = applying.apply_all(
+        spy, cs.compute(TARGET, []), TARGET, [], source=SOURCE, inventory=empty
+    )
+    assert first.writes == 4 and not first.partial
+    subjects = {writers.subject_of(o) for o in TARGET}
+    assert spy.seen[0] == (f"ConfigMap/cu-system/{_INV}", frozenset(), 0)
+    assert all(pending == subjects for _, pending, _ in spy.seen[1:5]), "pending before creates"
+    recorded = _inventory_of(spy.inner)
+    assert recorded.pending == frozenset() and set(recorded.uids.values()) == subjects
+
+    # In sync: neither the objects nor the inventory are written again.
+    live = [o for o in spy.inner.objects.values() if o["kind"] != "ConfigMap"]
+    count = spy.inner.writes
+    again = applying.apply_all(
+        spy, cs.compute(TARGET, live), TARGET, live, source=SOURCE, inventory=recorded
+    )
+    assert again.writes == 0 and spy.inner.writes == count
+
+    # A tenant's object wearing every mark, but not in the inventory, is never touched.
+    squat = fake.MemoryWriter()
+    squat.apply(_obj("DeviceClass", "cu-prod", selectors=["tenant"]), dry_run=False)
+    held = list(squat.objects.values())
+    result = applying.apply_all(
+        squat, cs.compute(TARGET, held), TARGET, held, source=SOURCE, inventory=empty
+    )
+    [problem] = result.problems
+    assert problem.subject == "DeviceClass/cu-prod" and problem.outcome == "conflict"
+    assert "not in our inventory" in problem.reason
+    assert squat.objects["/apis/resource.k8s.io/v1/deviceclasses/cu-prod"]["spec"] == {
+        "selectors": ["tenant"]
+    }
+
+
+def test_a_hand_edited_object_is_replaced_whole_then_applied() -> None:
+    writer = fake.MemoryWriter()
+    applying.apply_all(writer, cs.compute(TARGET, []), TARGET, [], source=SOURCE)
+    path = "/apis/resource.k8s.io/v1/deviceclasses/cu-prod"
+    edited = writer.objects[path]
+    edited["spec"]["config"] = [{"hand": "edit"}]
+    edited["metadata"]["managedFields"].append(
+        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:spec": {"f:config": {}}}}
+    )
+    live = list(writer.objects.values())
+    changes = cs.compute(TARGET, live)
+    [entry] = [e for e in changes.entries if e.action != "unchanged"]
+    assert entry.foreign
+    result = applying.apply_all(writer, changes, TARGET, live, source=SOURCE)
+    changed = [(e.subject, e.outcome) for e in result.changed]
+    assert changed == [("DeviceClass/cu-prod", "configured")]
+    assert "config" not in writer.objects[path]["spec"]
+    managers = {e["manager"] for e in writer.objects[path]["metadata"]["managedFields"]}
+    assert managers == {ownership.FIELD_MANAGER}

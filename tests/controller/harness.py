@@ -40,6 +40,7 @@ SECRET = "s3cret-for-tests"
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/cu-system/leases/cu-reconciler"
 CRD = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 OWNED_KINDS = (
+    "ResourceQuota",  # left behind, it would be a foreign object to the next test's inventory
     "ResourceSlice",
     "DeviceClass",
     "DeviceTaintRule",
@@ -269,6 +270,10 @@ def env(
             workloads.force_delete_pods(api, ns)
         for obj in owned(api):
             rawapi.delete(api, writers.path_of(obj))
+        inventories = "/api/v1/namespaces/cu-system/configmaps"
+        selector = {"labelSelector": "app.kubernetes.io/name=cu-reconciler"}
+        for item in rawapi.request(api, "GET", inventories, query=selector)["items"]:
+            rawapi.delete(api, f"{inventories}/{item['metadata']['name']}")
         devsnapshot.unload(api, loaded)
         rawapi.delete(api, st.path("default"))
         rawapi.delete(api, LEASE)

@@ -139,8 +139,12 @@ CAN = [
         "verb": "list",
         "namespace": "cu-system",
     },
+    # The inventory (model/inventory.py), in the reconciler's namespace only.
+    {"group": "", "resource": "configmaps", "verb": "patch", "namespace": "cu-system"},
 ]
 CANNOT = [
+    {"group": "", "resource": "configmaps", "verb": "patch", "namespace": "x"},
+    {"group": "", "resource": "configmaps", "verb": "list"},
     {"group": "coordination.k8s.io", "resource": "leases", "verb": "list"},
     {"group": "coordination.k8s.io", "resource": "leases", "verb": "list", "namespace": "x"},
     {"group": "", "resource": "secrets", "verb": "get", "namespace": "cu-system"},

@@ -100,6 +100,9 @@ class _Null:
     def delete(self, obj: Any, *, dry_run: bool) -> bool:
         raise AssertionError("nothing may be deleted")
 
+    def replace(self, obj: Any, *, dry_run: bool) -> dict[str, Any]:
+        raise AssertionError("nothing may be written")
+
     def set_managed_fields(self, live: Any, fields: list[Any], *, dry_run: bool) -> dict[str, Any]:
         raise AssertionError("nothing may be written")
 
@@ -182,12 +185,18 @@ def test_our_writes_are_echoes_and_another_managers_edit_is_news(api: ApiClient)
     }
     ours = echoes.Echoes()
     changes: list[watches.Change] = []
+    relists: list[watches.Change] = []
+
+    def notify(change: watches.Change) -> None:
+        (relists if change.event == watches.RELISTED else changes).append(change)
+
     stop = threading.Event()
     target = watches.Target("DeviceClass", kind.collection_path(), watches.OWNED)
-    watches.start(api, changes.append, stop, (target,))
+    watches.start(api, notify, stop, (target,))
     writer = writers.KubeWriter(api)
     try:
         time.sleep(1.0)  # the watch is open (a list for the resourceVersion, then the watch)
+        assert [c.kind for c in relists] == ["DeviceClass"], "a list asks for a reconcile"
         ours.wrote(writer.apply(obj, dry_run=False))
         obj["spec"]["selectors"][0]["cel"]["expression"] = 'device.driver == "b.example.com"'
         ours.wrote(writer.apply(obj, dry_run=False))

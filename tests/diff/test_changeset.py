@@ -148,6 +148,32 @@ def test_fields_another_manager_set_are_drift_except_the_allow_list() -> None:
     assert entry.foreign == ("kubectl-edit (Update): spec.selectors",)
 
 
+def test_a_replacement_is_the_target_with_the_live_identity_and_the_allow_list() -> None:
+    target = device_class()
+    live = served(target)
+    live["metadata"]["uid"] = "u-1"
+    live["metadata"]["resourceVersion"] = "42"
+    live["metadata"]["labels"] = {
+        **live["metadata"].get("labels", {}),
+        "app.kubernetes.io/instance": "cu",
+        "x": "hand-edit",
+    }
+    live["metadata"]["annotations"] = {"argocd.argoproj.io/tracking-id": "t", "y": "z"}
+    live["metadata"]["finalizers"] = ["resource.kubernetes.io/delete-protection", "hand/made"]
+    live["spec"] = {"selectors": [], "config": [{"opaque": {}}]}
+    put = managed.replacement(live, target)
+    meta = put["metadata"]
+    assert (meta["uid"], meta["resourceVersion"]) == ("u-1", "42"), "preconditions"
+    assert put["spec"] == target["spec"], "the hand-edited spec is gone whole"
+    assert meta["labels"] == {**target["metadata"]["labels"], "app.kubernetes.io/instance": "cu"}
+    assert meta["annotations"] == {
+        **(target["metadata"].get("annotations") or {}),
+        "argocd.argoproj.io/tracking-id": "t",
+    }
+    assert meta["finalizers"] == ["resource.kubernetes.io/delete-protection"]
+    assert "status" not in put
+
+
 def test_take_over_moves_foreign_fields_to_us_and_keeps_the_allow_list() -> None:
     live = served(device_class())
     live["metadata"]["managedFields"] = [

@@ -49,6 +49,10 @@ class Recording:
         self.calls.append(("managed-fields", writers.subject_of(live), dry_run))
         return self.inner.set_managed_fields(live, fields, dry_run=dry_run)
 
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        self.calls.append(("replace", writers.subject_of(obj), dry_run))
+        return self.inner.replace(obj, dry_run=dry_run)
+
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.inner.get(obj)
 
@@ -102,6 +106,15 @@ def owned(api: ApiClient) -> list[dict[str, Any]]:
 def delete_owned(api: ApiClient) -> None:
     for obj in owned(api):
         rawapi.delete(api, writers.path_of(obj))
+    delete_inventories(api)
+
+
+def delete_inventories(api: ApiClient) -> None:
+    """The inventories (model/inventory.py) go with what they list."""
+    path = "/api/v1/namespaces/cu-system/configmaps"
+    query = {"labelSelector": cluster.INVENTORY_SELECTOR}
+    for item in rawapi.request(api, "GET", path, query=query)["items"]:
+        rawapi.delete(api, f"{path}/{item['metadata']['name']}")
 
 
 FENCE_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "DeviceTaintRule")

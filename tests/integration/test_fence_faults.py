@@ -86,6 +86,9 @@ class StopAfter:
     def holders(self, kind: str) -> dict[tuple[str, str], dict[str, Any]]:
         return self.inner.holders(kind)
 
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        return self._write(dry_run, lambda: self.inner.replace(obj, dry_run=dry_run))
+
     def set_managed_fields(
         self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
     ) -> dict[str, Any]:
