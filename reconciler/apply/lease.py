@@ -374,6 +374,11 @@ class HeldWriter:
             self._check(obj)
         return self.inner.delete(obj, dry_run=dry_run)
 
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        if not dry_run:
+            self._check(obj)
+        return self.inner.replace(obj, dry_run=dry_run)
+
     def set_managed_fields(
         self, live: Mapping[str, Any], fields: list[Any], *, dry_run: bool
     ) -> dict[str, Any]:

@@ -128,6 +128,8 @@ def test_a_writer_past_the_renew_deadline_sends_nothing() -> None:
         writer.apply(obj, dry_run=False)
     with pytest.raises(leases.LeaseLostError):
         writer.delete(obj, dry_run=False)
+    with pytest.raises(leases.LeaseLostError):  # the repair of a hand edit (PUT) too
+        writer.replace(obj, dry_run=False)
     writer.apply(obj, dry_run=True)  # a dry run stores nothing: allowed
     assert inner.writes == 1
     lease.last_renewed = now[0]  # renewed, but the apiserver named another holder
