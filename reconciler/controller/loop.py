@@ -375,7 +375,7 @@ class Controller:
         if sha is None:
             return None
         previous = sync.get("status") or {}
-        if st.needs_progress(previous, sha, generation) and not self._stalled(previous):
+        if st.needs_progress(previous, sha, generation):
             self._write_status(sync, st.progressing(previous, sha, generation, _now()))
             sync = self._get_sync()
         log.info("reconcile", extra={"reconcile": rid, "revision": sha, "why": sorted(why)})
