@@ -156,9 +156,11 @@ class Controller:
         self.writer = leader.LeaderWriter(writers.KubeWriter(self.api), self.elector, self.echoes)
         self.revisions = revs.Revisions()
 
-    def _mirror(self, source: Source) -> mirror.Mirror:
-        own = credentials.split(source.url)[1]
-        secret = self._credentials if source.url == self._seed_url else own
+    def _mirror(
+        self, source: Source, secret: credentials.Credentials | None = None
+    ) -> mirror.Mirror:
+        if source.url == self._seed_url:
+            secret = self._credentials  # the flag's URL: its credentials apply
         return mirror.Mirror(source.url, source.branch, self.config.cache, source.path, secret)
 
     # --- requests ------------------------------------------------------------------------
@@ -306,9 +308,8 @@ class Controller:
         cfg = self.config
         git = spec.get("git") if isinstance(spec.get("git"), Mapping) else {}
         assert isinstance(git, Mapping)
-        url = str(git.get("url") or self._seed_url)
-        if credentials.split(url)[0] == self._seed_url:
-            url = self._seed_url  # the flag's URL: its credentials apply
+        # A URL someone wrote with credentials in the spec: used, but never echoed or stored.
+        url, secret = credentials.split(str(git.get("url") or self._seed_url))
         interval = parse_duration(str(spec.get("interval") or "")) or cfg.interval
         source = Source(
             url,
@@ -331,7 +332,7 @@ class Controller:
                 },
             )
             self.mirror.close()
-            self.mirror = self._mirror(source)
+            self.mirror = self._mirror(source, secret)
             self._last_sha, self._reconciled = "", ("", 0)
         self.source = source
 

@@ -223,3 +223,36 @@ def test_credentials_stay_secret_and_sigterm_is_honoured_while_git_is_unreachabl
     t0 = time.monotonic()
     assert replica.stop(signal.SIGTERM) == 0
     assert time.monotonic() - t0 < 10
+
+
+def test_an_etcd_outage_is_logged_counted_and_reported_once_it_is_back(env: Env) -> None:
+    """Issue 20.6: a 60 s etcd outage showed in no log line, metric, status or Event."""
+    replica = env.start(interval="10m", resync="10m")
+    env.ready_at(env.head())
+    env.cp.kill("etcd")
+    try:
+        wait_for(
+            "the outage in the controller's log",
+            lambda: any(line.get("msg") == "apiserver unreachable" for line in replica.lines()),
+            45,
+        )
+        assert "cu_apiserver_up 0.0" in replica.metrics()
+    finally:
+        env.cp.restart("etcd")
+
+    def reported() -> dict[str, Any] | None:
+        found = (env.sync().get("status") or {}).get("lastOutage")
+        return dict(found) if found else None
+
+    outage = wait_for("status.lastOutage", reported, 120)
+    assert outage["seconds"] >= 5 and outage["error"]
+    assert any(line.get("msg") == "apiserver reachable again" for line in replica.lines())
+    text = replica.metrics()
+    assert "cu_apiserver_up 1.0" in text
+    assert "cu_apiserver_errors_total" in text
+    wait_for(
+        "the APIServerUnavailable Event",
+        lambda: any(e["reason"] == "APIServerUnavailable" for e in _events(env)),
+        30,
+    )
+    assert replica.proc.poll() is None

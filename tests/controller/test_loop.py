@@ -94,3 +94,30 @@ def test_a_suspended_controller_polls_nothing(controller: loop.Controller) -> No
     controller.changed(watches.Change("CUSync", "MODIFIED", "u3", "10"))
     controller._tick()
     assert calls and "watch:CUSync" in calls[-1]
+
+
+def test_the_spec_is_followed_and_a_url_with_credentials_is_split(
+    controller: loop.Controller,
+) -> None:
+    spec = {
+        "git": {"url": "https://bob:pw@other.example.com/r.git", "branch": "rel", "path": "x"},
+        "interval": "5m",
+        "cluster": "dc-east",
+    }
+    controller._follow(spec, "rid")
+    assert controller.source == loop.Source(
+        "https://other.example.com/r.git", "rel", "x", 300.0, "dc-east"
+    )
+    m = controller.mirror
+    assert (m.url, m.branch, m.subpath) == ("https://other.example.com/r.git", "rel", "x")
+    assert m.credentials is not None and m.credentials.password == "pw"
+    # Back to the seed URL (spec without one): the flag's credentials again.
+    controller._follow({"git": {}}, "rid")
+    assert controller.mirror.url == "https://git.example.com/r.git"
+    assert controller.mirror.credentials is not None
+    assert controller.mirror.credentials.password == "t0ken"
+    # An unreadable interval keeps the flag's (0.01 s here); any is floored at a second.
+    controller._follow({"interval": "soon"}, "rid")
+    assert controller.source.interval == max(loop.MIN_INTERVAL, controller.config.interval)
+    controller._follow({"interval": "1ms"}, "rid")
+    assert controller.source.interval == loop.MIN_INTERVAL
