@@ -283,7 +283,7 @@ class Controller:
         transport = isinstance(exc, (*kube.TRANSIENT_ERRORS, errors.ApplyError))
         reason = Reason.API_UNAVAILABLE if transport else Reason.INTERNAL_ERROR
         text = credentials.redact(f"{type(exc).__name__}: {exc}")[:1000]
-        if transport:
+        if isinstance(exc, kube.TRANSIENT_ERRORS):
             self.outages.failed(text)
         try:
             self._finish(pipeline.Outcome(reason, text, revision=self._last_sha), rid, 0)
