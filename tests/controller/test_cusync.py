@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,11 @@ def test_credentials_stay_secret_and_sigterm_is_honoured_while_git_is_unreachabl
         assert token not in where
     fetches = [line for line in replica.lines() if line.get("result") == "GitOperationFailed"]
     assert len(fetches) <= 6, f"{len(fetches)} failed fetches in about 5 s: a hot loop"
+    # The webhook port refuses an unbounded body before reading it, and logs no traceback.
+    with socket.create_connection(("127.0.0.1", replica.webhook_port), timeout=5) as s:
+        s.sendall(b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400")
+    assert "Traceback" not in replica.log.read_text()
     t0 = time.monotonic()
     assert replica.stop(signal.SIGTERM) == 0
     assert time.monotonic() - t0 < 10
