@@ -14,9 +14,12 @@ printing tracebacks. What hypercorn does not bound, this module does, all in :cl
 - **body**: a declared length over ``max_body`` is refused (413) before a byte of it is read;
   a chunked body is counted as it arrives and refused at the limit; the whole body must
   arrive within ``body_timeout`` (408), and each read within ``read_timeout``;
-- **connections**: at most ``max_connections`` at once, a new one beyond that is closed at
-  once (hypercorn has no such limit, so the accept callback is ours, around its
-  ``TCPServer``); with TLS, the handshake must finish within ``header_timeout``;
+- **connections**: at most ``max_connections`` at once (hypercorn has no such limit, so the
+  accept callback is ours, around its ``TCPServer``). At the limit a newcomer evicts the
+  connection that has waited longest without sending a request, so clients holding slots
+  open cannot lock out one that sends its request at once; with every slot serving a
+  request, the newcomer is closed. With TLS, the handshake must finish within
+  ``header_timeout``;
 - **errors**: a handler that raises answers 500 and logs one line with the exception's type,
   never a traceback (nothing a client sends reaches the log verbatim).
 
@@ -32,6 +35,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +107,8 @@ class Server:
     refused: dict[int, int] = field(default_factory=dict)
     """Requests refused before the handler, by status (and 0: connections over the limit)."""
     active: int = 0
+    idle: OrderedDict[Any, asyncio.StreamWriter] = field(default_factory=OrderedDict)
+    """Connections without a request in progress (waiting for headers), oldest first."""
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
     _thread: threading.Thread | None = None
@@ -146,6 +152,15 @@ def _app(server: Server, handler: Handler, limits: Limits) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
+        client = tuple(scope.get("client") or ())
+        writer = server.idle.pop(client, None)  # a request in progress: not evictable
+        try:
+            await handle(scope, receive, send)
+        finally:
+            if writer is not None and not writer.is_closing():
+                server.idle[client] = writer  # waiting for its next request (keep-alive)
+
+    async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers: dict[str, str] = {}
         size = 0
         for name, value in scope.get("headers") or ():
@@ -220,12 +235,20 @@ async def _serve(
 
     async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if server.active >= limits.max_connections:
+            if not server.idle:  # every slot is serving a request: refuse the newcomer
+                server.count(0)
+                writer.transport.abort()
+                return
+            # Evict the connection that has waited longest without sending a request: a
+            # client holding slots open (slowloris) cannot lock out one that sends at once.
+            _, oldest = server.idle.popitem(last=False)
             server.count(0)
-            writer.transport.abort()
-            return
+            oldest.transport.abort()
         task = asyncio.current_task()
         if task is not None:
             tasks.add(task)
+        client = tuple(writer.get_extra_info("peername") or ())[:2]
+        server.idle[client] = writer
         server.active += 1
         try:
             await TCPServer(app, loop, config, context, state, reader, writer)
@@ -233,6 +256,7 @@ async def _serve(
             log.debug("%s connection ended", server.name, extra={"error": type(exc).__name__})
         finally:
             server.active -= 1
+            server.idle.pop(client, None)
             if task is not None:
                 tasks.discard(task)
 

@@ -209,18 +209,38 @@ def test_a_body_dripped_slowly_is_cut_at_the_body_deadline(server: httpserver.Se
         assert time.monotonic() - t0 < LIMITS.body_timeout + 2
 
 
-def test_connections_over_the_limit_are_closed_at_once(server: httpserver.Server) -> None:
+def test_at_the_connection_limit_an_idle_slot_is_evicted_for_a_real_request(
+    server: httpserver.Server,
+) -> None:
+    """Slots held open without a request (slowloris) do not lock out a client that sends
+    one at once: the newcomer takes the slot that waited longest."""
     held = [_connect(server) for _ in range(LIMITS.max_connections)]
     time.sleep(0.3)
     assert server.active == LIMITS.max_connections
+    assert _good(server) == 200
+    held[0].settimeout(2)
+    with contextlib.suppress(ConnectionResetError):
+        assert held[0].recv(10) == b"", "the oldest idle connection made room"
+    assert server.refused.get(0, 0) >= 1
+    for s in held:
+        s.close()
+
+
+def test_with_every_slot_serving_a_request_a_newcomer_is_closed_at_once(
+    server: httpserver.Server,
+) -> None:
+    busy = [_connect(server) for _ in range(LIMITS.max_connections)]
+    for s in busy:  # a request in progress: headers done, the body still coming
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+    time.sleep(0.3)
+    assert server.active == LIMITS.max_connections and not server.idle
     extra = _connect(server)
     extra.settimeout(2)
     t0 = time.monotonic()
     with contextlib.suppress(ConnectionResetError):
         assert extra.recv(10) == b""
     assert time.monotonic() - t0 < 1.5
-    assert server.refused.get(0, 0) >= 1
-    for s in held:
+    for s in busy:
         s.close()
     extra.close()
     deadline = time.monotonic() + 5
