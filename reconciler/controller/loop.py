@@ -361,7 +361,7 @@ class Controller:
         t0 = time.monotonic()
         sync = self._get_sync()
         self.outages.succeeded()
-        self._report_outage(sync)
+        sync = self._report_outage(sync)
         spec = sync.get("spec") or {}
         generation = int((sync.get("metadata") or {}).get("generation") or 0)
         self._follow(spec, rid)
@@ -411,17 +411,19 @@ class Controller:
             self._write_status(sync, new)
         self.ready = True
 
-    def _report_outage(self, sync: Mapping[str, Any]) -> None:
-        """An apiserver outage that ended: into the status and an Event, once."""
+    def _report_outage(self, sync: dict[str, Any]) -> dict[str, Any]:
+        """An apiserver outage that ended: into the status and an Event, once. Returns the
+        CUSync as stored (its new resourceVersion: the next status write must carry it)."""
         found = self.outages.take()
         if found is None:
-            return
+            return sync
         self.metrics.apiserver_outage_seconds.set(found.seconds)
         previous = sync.get("status") or {}
         if not self._write_status(sync, st.outage(previous, found.record())):
             self.outages.put_back(found)
-            return
+            return sync
         self.recorder.emit("Warning", "APIServerUnavailable", found.message(), action="Observe")
+        return self._get_sync()
 
     def _finish(
         self,

@@ -92,7 +92,8 @@ def test_a_cusync_nobody_reconciled_is_in_progress_to_kstatus_and_argocd(api: Ap
         "spec": {"git": {"url": "https://git.example.com/x.git"}},
     }
     try:
-        created = rawapi.request(api, "POST", st.COLLECTION, body=body)
+        rawapi.request(api, "POST", st.COLLECTION, body=body)
+        created = rawapi.request(api, "GET", st.path("unreconciled"))
         assert created["status"] == {"observedGeneration": 0}
         assert _kstatus(created) == "InProgress"
         assert _argocd(created) == "Progressing"
