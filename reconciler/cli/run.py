@@ -14,10 +14,12 @@ exist: its spec is what the controller follows. The webhook secret comes from
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -170,4 +172,12 @@ def run_command(
     for server in servers:
         server.shutdown(1.0)
     _bounded(api.close, 1.0, "close")
-    raise typer.Exit(_app.EXIT_OK if controller.stop.is_set() else _app.EXIT_ERROR)
+    code = _app.EXIT_OK if controller.stop.is_set() else _app.EXIT_ERROR
+    if worker.is_alive():
+        # Still in a git or API call past the grace: the interpreter would wait for it (a
+        # git call's watchdog is a non-daemon thread, up to 120 s). Flush and leave now.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
