@@ -263,3 +263,22 @@ def test_an_etcd_outage_is_logged_counted_and_reported_once_it_is_back(env: Env)
         30,
     )
     assert replica.proc.poll() is None
+
+
+def test_sigterm_is_honoured_within_seconds_while_a_git_fetch_hangs(env: Env) -> None:
+    """Issue 20.4: one run ignored SIGTERM for over 60 s. A remote that accepts the
+    connection and never answers holds git; the controller still exits at once."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        replica = env.start(extra=("--repo", f"https://127.0.0.1:{port}/hangs.git"))
+        wait_for(
+            "the CUSync created (the fetch is under way)",
+            lambda: env.sync().get("spec"),
+            60,
+        )
+        time.sleep(2)
+        assert replica.proc.poll() is None
+        assert not [line for line in replica.lines() if line.get("result")], "git hangs"
+        t0 = time.monotonic()
+        assert replica.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - t0 < 12
