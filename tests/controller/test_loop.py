@@ -121,3 +121,31 @@ def test_the_spec_is_followed_and_a_url_with_credentials_is_split(
     assert controller.source.interval == max(loop.MIN_INTERVAL, controller.config.interval)
     controller._follow({"interval": "1ms"}, "rid")
     assert controller.source.interval == loop.MIN_INTERVAL
+
+
+def test_a_degraded_reconcile_still_sends_fence_and_shortfall_events(
+    controller: loop.Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from reconciler.controller import pipeline
+    from reconciler.controller.reasons import Reason
+
+    sent: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(
+        controller.recorder,
+        "emit",
+        lambda type_, reason, note, action="Reconcile": sent.append((type_, reason, note)),
+    )
+    plan = SimpleNamespace(report=SimpleNamespace(decisions=()))
+    outcome = pipeline.Outcome(Reason.DEGRADED, "1 objects not converged", "r", plan=plan)  # type: ignore[arg-type]
+    status = {
+        "lastError": {"message": "1 objects not converged"},
+        "conditions": [],
+        "fenceFindings": [{"namespace": "team-a", "name": "sneaky", "reason": "tolerates"}],
+        "shortfalls": [{"message": "promise not deliverable: tenant t in pool p: ..."}],
+    }
+    controller._events(outcome, 0, status, {})
+    reasons = [r for _, r, _ in sent]
+    assert reasons == ["ReconciliationDegraded", "FenceFinding", "PromiseNotDeliverable"]
+    assert "team-a/sneaky" in sent[1][2]
