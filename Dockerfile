@@ -10,7 +10,7 @@ COPY pyproject.toml README.md ./
 COPY reconciler ./reconciler
 RUN python -m venv /opt/cu-reconciler \
  && /opt/cu-reconciler/bin/pip install --upgrade pip \
- && /opt/cu-reconciler/bin/pip install .
+ && /opt/cu-reconciler/bin/pip install '.[controller]'
 
 FROM python:3.11-slim-bookworm
 RUN apt-get update \

@@ -22,6 +22,7 @@ EXTRA_OF: dict[str, str] = {
     "pyarrow": "learn",
     "matplotlib": "learn",
     "prometheus_client": "controller",
+    "hypercorn": "controller",
     "cryptography": "devcluster",
 }
 

@@ -1,20 +1,27 @@
 """``cuctl run``: the controller, unattended (in a Pod, or anywhere with a kubeconfig).
 
 ``cuctl run --repo URL [--branch main] [--path .] [--interval 60s] [--resync 10m]
-[--webhook-port N] [--metrics-port N] [--name default] [--kubeconfig FILE] [--context NAME]``
+[--webhook-port N] [--bind-address ADDR] [--metrics-port N] [--metrics-bind-address ADDR]
+[--tls-cert FILE --tls-key FILE] [--name default] [--kubeconfig FILE] [--context NAME]``
 keeps a clone of the repository, elects a leader on the Lease ``cu-system/cu-reconciler``
 and reconciles on new commits, push webhooks, watch events and a periodic resync until
-SIGTERM/SIGINT (then it finishes the reconcile in flight, releases the Lease and exits 0).
-The webhook secret comes from ``CU_WEBHOOK_SECRET`` (an env var from a Secret), never a flag.
+SIGTERM/SIGINT: then it gives the reconcile in flight :data:`STOP_GRACE` seconds, releases
+the Lease (bounded too) and exits 0, whatever state it is in.
+``--repo``, ``--branch``, ``--path`` and ``--interval`` only seed the CUSync when it does not
+exist: its spec is what the controller follows. The webhook secret comes from
+``CU_WEBHOOK_SECRET`` (an env var from a Secret), never a flag.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
 import socket
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -26,6 +33,8 @@ from reconciler.source import tree as source_tree
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+STOP_GRACE = 5.0
+"""Seconds the reconcile in flight may take after SIGTERM; the Lease release gets 3 more."""
 
 
 def parse_duration(text: str) -> float:
@@ -34,6 +43,13 @@ def parse_duration(text: str) -> float:
     if not m or float(m.group(1)) <= 0:
         raise typer.BadParameter(f"{text!r}: expected a positive duration like 60s, 10m or 1h")
     return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def _bounded(fn: Callable[[], object], seconds: float, name: str) -> None:
+    """Run ``fn`` on a daemon thread and wait at most ``seconds`` for it."""
+    thread = threading.Thread(target=fn, name=name, daemon=True)
+    thread.start()
+    thread.join(seconds)
 
 
 @_app.app.command("run")
@@ -46,9 +62,21 @@ def run_command(
     webhook_port: int | None = typer.Option(
         None, "--webhook-port", help="Serve push webhooks here (secret: CU_WEBHOOK_SECRET)."
     ),
+    bind_address: str = typer.Option(
+        "0.0.0.0", "--bind-address", help="Address the webhook listens on (forges reach it)."
+    ),
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", help="Serve /metrics, /healthz and /readyz here."
     ),
+    metrics_bind_address: str = typer.Option(
+        "127.0.0.1",
+        "--metrics-bind-address",
+        help="Address of /metrics and the probes (in a Pod: 0.0.0.0, for Prometheus and probes).",
+    ),
+    tls_cert: Path | None = typer.Option(
+        None, "--tls-cert", help="Serve both ports over TLS with this certificate (PEM)."
+    ),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="The certificate's key (PEM)."),
     name: str = typer.Option("default", "--name", help="The CUSync status resource."),
     fleet_cluster: str | None = typer.Option(
         None,
@@ -69,10 +97,14 @@ def run_command(
     ),
 ) -> None:
     """Run the controller until SIGTERM: exit 0 on a clean stop, 2 when it cannot start."""
-    from reconciler.controller import logs, loop, metrics, webhook
+    from reconciler.controller import httpserver, logs, loop, metrics, webhook
     from reconciler.observe import cluster
 
     logs.configure()
+    if (tls_cert is None) != (tls_key is None):
+        typer.echo("cuctl run: --tls-cert and --tls-key go together", err=True)
+        raise typer.Exit(_app.EXIT_ERROR)
+    tls = httpserver.TLS(str(tls_cert), str(tls_key)) if tls_cert and tls_key else None
     try:
         source_tree.subpath(path)
     except ValueError as exc:
@@ -96,24 +128,39 @@ def run_command(
         cluster=fleet_cluster,
     )
     controller = loop.Controller(api, cfg)
+    secret = os.environ.get("CU_WEBHOOK_SECRET", "").encode()
+    if webhook_port is not None and not secret:
+        typer.echo("cuctl run: --webhook-port needs CU_WEBHOOK_SECRET", err=True)
+        raise typer.Exit(_app.EXIT_ERROR)
     servers = []
-    if metrics_port is not None:
-        servers.append(
-            metrics.serve(
-                controller.metrics,
-                metrics_port,
-                ready=lambda: controller.ready,
-                healthy=lambda: not controller.stop.is_set(),
+    try:
+        if metrics_port is not None:
+            servers.append(
+                metrics.serve(
+                    controller.metrics,
+                    metrics_port,
+                    ready=lambda: controller.ready,
+                    healthy=lambda: not controller.stop.is_set(),
+                    host=metrics_bind_address,
+                    tls=tls,
+                )
             )
-        )
-    if webhook_port is not None:
-        secret = os.environ.get("CU_WEBHOOK_SECRET", "").encode()
-        if not secret:
-            typer.echo("cuctl run: --webhook-port needs CU_WEBHOOK_SECRET", err=True)
-            raise typer.Exit(_app.EXIT_ERROR)
-        servers.append(
-            webhook.serve(webhook_port, secret, branch, lambda: controller.request("webhook"))
-        )
+        if webhook_port is not None:
+            servers.append(
+                webhook.serve(
+                    webhook_port,
+                    secret,
+                    branch,
+                    lambda: controller.request("webhook"),
+                    host=bind_address,
+                    tls=tls,
+                )
+            )
+    except (OSError, ValueError) as exc:  # port in use, bad address, unreadable certificate
+        typer.echo(f"cuctl run: cannot serve: {exc}", err=True)
+        for server in servers:
+            server.shutdown()
+        raise typer.Exit(_app.EXIT_ERROR) from exc
 
     def stop(signum: int, frame: FrameType | None) -> None:
         controller.stop.set()
@@ -121,12 +168,22 @@ def run_command(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    worker = threading.Thread(target=controller.run, name="loop")
+    worker = threading.Thread(target=controller.run, name="loop", daemon=True)
     worker.start()
-    while worker.is_alive():
-        worker.join(timeout=0.5)
-    controller.elector.lease.release()
+    while not controller.stop.wait(0.5):
+        if not worker.is_alive():  # the loop died: exit non-zero so the kubelet restarts us
+            break
+    worker.join(STOP_GRACE)  # the reconcile in flight; after that, writes stop with the Lease
+    _bounded(controller.elector.lease.release, 3.0, "release")
     for server in servers:
-        server.shutdown()
-    api.close()  # type: ignore[no-untyped-call]
-    raise typer.Exit(_app.EXIT_OK)
+        server.shutdown(1.0)
+    _bounded(api.close, 1.0, "close")
+    code = _app.EXIT_OK if controller.stop.is_set() else _app.EXIT_ERROR
+    if worker.is_alive():
+        # Still in a git or API call past the grace: the interpreter would wait for it (a
+        # git call's watchdog is a non-daemon thread, up to 120 s). Flush and leave now.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)

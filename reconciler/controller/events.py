@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from reconciler import kube
+from reconciler.controller import credentials
 from reconciler.controller import status as st
 
 NAMESPACE = "default"
@@ -34,6 +35,7 @@ class Recorder:
 
     def emit(self, type_: str, reason: str, note: str, *, action: str = "Reconcile") -> bool:
         """Send one event unless it repeats the last of its ``reason``; True when sent."""
+        note = credentials.redact(note)
         key = f"{type_}/{action}/{reason}"
         if self._last.get(key) == note:
             return False

@@ -9,7 +9,6 @@ goes through :class:`LeaderWriter`, which checks that just before the request.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from reconciler import errors
 from reconciler.apply import lease as leases
 from reconciler.apply import writer as writers
 from reconciler.controller import echoes as echo
+from reconciler.controller import outages as outage
 
 log = logging.getLogger("cu-reconciler.leader")
 
@@ -30,6 +30,8 @@ class Elector:
     stop: threading.Event
     _was_leading: bool | None = field(default=None, init=False)
     became_leader: threading.Event = field(default_factory=threading.Event)
+    outages: outage.Outages | None = None
+    """Told of every renewal that failed or succeeded (an apiserver outage is never silent)."""
 
     @property
     def leading(self) -> bool:
@@ -37,8 +39,14 @@ class Elector:
 
     def run(self) -> None:
         while not self.stop.is_set():
-            with contextlib.suppress(errors.ApplyError):
+            try:
                 self.lease.try_acquire()
+            except errors.ApplyError as exc:
+                if self.outages is not None:
+                    self.outages.failed(str(exc))
+            else:
+                if self.outages is not None:
+                    self.outages.succeeded()
             now = self.leading
             if now != self._was_leading:
                 log.info(
@@ -49,7 +57,6 @@ class Elector:
                 if now:
                     self.became_leader.set()
             self.stop.wait(leases.RENEW_PERIOD)
-        self.lease.release()
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="leader", daemon=True)

@@ -6,13 +6,22 @@ one full reconcile (:func:`reconciler.controller.pipeline.reconcile`) for any nu
 marks, after a short debounce. A commit's loaded desired state is kept
 (:mod:`reconciler.controller.revisions`), so a cluster event re-reads only the cluster, and
 the watch events of our own writes are not news (:mod:`reconciler.controller.echoes`).
-A failed reconcile is retried with exponential backoff and full jitter; one the user must
-fix (invalid commit, refused plan) is ``Stalled`` and waits for a new revision. Only the
-Lease holder reconciles; writes are re-checked per object. Gaining or regaining the Lease,
-and every (re-)list of a watch, asks for a reconcile: changes made while nobody led or while
-a watch was down (an apiserver restart) are never reported as events.
-The status, events and metrics are written only when they change, so an idle controller
-writes nothing.
+
+The CUSync is the API: each reconcile reads its spec first and follows it (Git URL, branch,
+path, interval, cluster, ``suspend``); the command-line flags only seed a CUSync that does not
+exist yet. The CUSync itself is watched, so an edit takes effect at once.
+
+Failures (client-go's workqueue semantics): every failed reconcile, whatever raised, ends
+in the status (Ready=False with the step's reason, Reconciling while it is retried, Stalled
+after :attr:`Config.stall_after` failures in a row or at once when the user must fix the
+commit), an Event and ``cu_reconcile_total{result}``; it is retried after an exponential
+delay with jitter, capped. While a retry is pending, polls, resyncs and cluster events wait
+for it (no hot loop when Git or the apiserver is down); a push webhook or an edit of the
+CUSync is tried at once. A suspended CUSync does nothing (no fetch) until it is resumed.
+Only the Lease holder reconciles; writes are re-checked per object. Gaining or regaining the
+Lease, and every (re-)list of a watch, asks for a reconcile: changes made while nobody led or
+while a watch was down (an apiserver restart) are never reported as events. The status,
+events and metrics are written only when they change, so an idle controller writes nothing.
 """
 
 from __future__ import annotations
@@ -20,11 +29,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import re
 import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +45,17 @@ from reconciler.apply import apply as applying
 from reconciler.apply import lease as leases
 from reconciler.apply import record as records
 from reconciler.apply import writer as writers
-from reconciler.controller import echoes, events, leader, metrics, mirror, pipeline, watches
+from reconciler.controller import (
+    credentials,
+    echoes,
+    events,
+    leader,
+    metrics,
+    mirror,
+    outages,
+    pipeline,
+    watches,
+)
 from reconciler.controller import revisions as revs
 from reconciler.controller import status as st
 from reconciler.controller.reasons import Reason
@@ -43,14 +63,31 @@ from reconciler.observe import cluster
 
 log = logging.getLogger("cu-reconciler.loop")
 
+URGENT = frozenset({"webhook", "leader", "stop", "spec"})
+"""Requests that do not wait for a pending retry: a person pushed, or the spec changed."""
+CUSYNC = watches.Target("CUSync", st.COLLECTION)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+MIN_INTERVAL = 1.0
+
+
+def parse_duration(text: str) -> float | None:
+    """``90``, ``60s``, ``10m``, ``1h``, ``500ms`` → seconds (Go-like, one unit); None when
+    not a positive duration (the CRD's pattern, ``cuctl run --interval``)."""
+    m = _DURATION.match(str(text).strip())
+    if not m or float(m.group(1)) <= 0:
+        return None
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
     repo: str
+    """The flag's URL: may carry credentials, which never leave the process."""
     branch: str = "main"
     path: str = "."
     interval: float = 60.0
-    """Git polling period, seconds."""
+    """Git polling period, seconds (seed of ``spec.interval``)."""
     resync: float = 600.0
     """Full reconcile period even with no news, seconds."""
     name: str = "default"
@@ -59,9 +96,22 @@ class Config:
     """Wait after the first mark for more of a burst (what comes later marks again)."""
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
+    stall_after: int = 5
+    """Consecutive failures after which the CUSync is Stalled (kstatus Failed)."""
     identity: str = ""
     cluster: str | None = None
     """A fleet repository's cluster (``clusters/<name>/``); None: the CUSync's spec.cluster."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where the desired state comes from, as the CUSync spec says (URL without secrets)."""
+
+    url: str
+    branch: str
+    path: str
+    interval: float
+    cluster: str | None
 
 
 @dataclass
@@ -71,6 +121,7 @@ class Controller:
     metrics: metrics.Metrics = field(default_factory=metrics.Metrics)
     stop: threading.Event = field(default_factory=threading.Event)
     _dirty: threading.Event = field(default_factory=threading.Event)
+    _urgent: threading.Event = field(default_factory=threading.Event)
     _why: set[str] = field(default_factory=set)
     _changes: dict[watches.Change, None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,23 +130,41 @@ class Controller:
     _synced_at: float = 0.0
     _polled_at: float = 0.0
     _last_sha: str = ""
-    _reconciled_sha: str = ""
+    _reconciled: tuple[str, int] = ("", 0)
+    """(revision, generation) of the last reconcile that ended (succeeded or stalled)."""
+    _suspended: bool = False
     ready: bool = False
     _failed: bool = False
 
     def __post_init__(self) -> None:
         cfg = self.config
         # One pooled connection per long-lived watch, per parallel write, and the Lease's.
-        kube.ensure_pool(self.api, len(watches.TARGETS) + applying.ApplyOptions().concurrency + 2)
-        self.mirror = mirror.Mirror(cfg.repo, cfg.branch, cfg.cache, cfg.path)
+        kube.ensure_pool(
+            self.api, len(watches.TARGETS) + 1 + applying.ApplyOptions().concurrency + 2
+        )
+        self._seed_url, self._credentials = credentials.split(cfg.repo)
+        self.source = Source(self._seed_url, cfg.branch, cfg.path, cfg.interval, cfg.cluster)
+        self.mirror = self._mirror(self.source)
+        self.outages = outages.Outages(
+            on_change=lambda up: self.metrics.apiserver_up.set(1 if up else 0),
+            on_error=self.metrics.apiserver_errors.inc,
+        )
         self.elector = leader.Elector(
             leases.Lease(self.api, cfg.identity or f"cu-reconciler-{uuid.uuid4().hex[:8]}"),
             self.stop,
+            outages=self.outages,
         )
         self.recorder = events.Recorder(self.api, cfg.name, self.elector.lease.identity)
         self.echoes = echoes.Echoes()
         self.writer = leader.LeaderWriter(writers.KubeWriter(self.api), self.elector, self.echoes)
         self.revisions = revs.Revisions()
+
+    def _mirror(
+        self, source: Source, secret: credentials.Credentials | None = None
+    ) -> mirror.Mirror:
+        if source.url == self._seed_url:
+            secret = self._credentials  # the flag's URL: its credentials apply
+        return mirror.Mirror(source.url, source.branch, self.config.cache, source.path, secret)
 
     # --- requests ------------------------------------------------------------------------
 
@@ -103,12 +172,16 @@ class Controller:
         """Mark the key dirty (thread-safe); the loop reconciles once for many marks."""
         with self._lock:
             self._why.add(why)
+        if why in URGENT:
+            self._urgent.set()
         self._dirty.set()
 
     def changed(self, change: watches.Change) -> None:
         """A watch event; whether it is our own write's echo is decided before reconciling."""
         with self._lock:
             self._changes[change] = None
+        if change.kind == CUSYNC.kind:
+            self._urgent.set()
         self._dirty.set()
 
     # --- the loop ------------------------------------------------------------------------
@@ -118,6 +191,11 @@ class Controller:
         self.elector.start()
         watching = leading = False
         while not self.stop.is_set():
+            lease = self.elector.lease
+            if lease.last_renewed and not lease.valid() and not self.outages.down:
+                # The renewals are overdue (each may wait on the transport's retries): say so
+                # now; the elector reports when the apiserver answers again.
+                self.outages.failed(f"Lease not renewed for {leases.RENEW_DEADLINE:.0f}s")
             if not self.elector.leading:
                 leading = False
                 self.ready = True  # a standby is ready: it serves health and metrics
@@ -125,6 +203,7 @@ class Controller:
                 continue
             if not watching:
                 watches.start(self.api, self.changed, self.stop)
+                watches.start(self.api, self.changed, self.stop, targets=(CUSYNC,))
                 watching = True
             if not leading:
                 # Gaining or regaining the Lease: while we were not leading nobody may have
@@ -133,18 +212,25 @@ class Controller:
                 self.request("leader")
             self._tick()
             now = time.monotonic()
-            wait = min(
-                self._poll_due(now),
-                self._resync_due(now),
-                self._retry_due(now),
-                leases.RENEW_PERIOD,
-            )
-            if self._dirty.wait(timeout=max(0.0, wait)):
+            holding = self._holding(now)
+            due = [self._retry_due(now), leases.RENEW_PERIOD]
+            if not holding:
+                due += [self._poll_due(now), self._resync_due(now)]
+            elif self._suspended:
+                due.append(self._resync_due(now))
+            # While a retry (or a suspension) holds the key, only urgent news wakes the loop.
+            flag = self._urgent if holding else self._dirty
+            if flag.wait(timeout=max(0.0, min(due))):
                 self.stop.wait(self.config.debounce)  # let a burst of events settle
         log.info("stopped", extra={"identity": self.elector.lease.identity})
 
+    def _holding(self, now: float) -> bool:
+        return self._suspended or bool(self._retry_at and now < self._retry_at)
+
     def _poll_due(self, now: float) -> float:
-        return self._polled_at + self.config.interval - now
+        if self._suspended:
+            return float("inf")
+        return self._polled_at + self.source.interval - now
 
     def _resync_due(self, now: float) -> float:
         return self._synced_at + self.config.resync - now
@@ -154,68 +240,145 @@ class Controller:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        if self._poll_due(now) <= 0:
-            self._polled_at = now
-            self.request("poll")
-        if self._resync_due(now) <= 0:
-            self.request("resync")
         if self._retry_at and self._retry_due(now) <= 0:
             self._retry_at = 0.0
             self.request("retry")
+        holding = self._holding(now)
+        if not holding and self._poll_due(now) <= 0:
+            self._polled_at = now
+            self.request("poll")
+        if self._resync_due(now) <= 0 and not (self._retry_at and holding):
+            self.request("resync")
         if not self._dirty.is_set():
             return
+        self._urgent.clear()
         with self._lock:
-            why, self._why = self._why, set()
-            changes, self._changes = list(self._changes), {}
-            self._dirty.clear()
+            why, changes = set(self._why), list(self._changes)
         news = self.echoes.news(changes)
+        urgent = bool(why & URGENT) or any(c.kind == CUSYNC.kind for c in news)
+        if holding and not urgent and "resync" not in why:
+            with self._lock:  # the cluster's news waits for the retry, as one mark
+                for c in changes:
+                    self._changes.pop(c, None)
+                if news:
+                    self._why.add("watch:held")
+                if not self._changes and not self._why:
+                    self._dirty.clear()
+            return
+        with self._lock:
+            for c in changes:
+                self._changes.pop(c, None)
+            self._why -= why
+            if not self._changes and not self._why:
+                self._dirty.clear()
         why |= {f"watch:{c.kind}" for c in news}
         if not why:
             log.debug("only our own writes changed", extra={"echoes": len(changes)})
             return
+        self._synced_at = time.monotonic()  # an attempt restarts the resync period
+        rid = uuid.uuid4().hex[:12]
         try:
-            self.reconcile_once(why)
-        except Exception as exc:  # the API unreachable beyond retries, and the like
-            log.warning("reconcile failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-            self._schedule_retry()
+            self.reconcile_once(why, rid)
+        except Exception as exc:  # whatever raised: reported like any failure, then backoff
+            self._crashed(exc, rid)
+
+    def _crashed(self, exc: Exception, rid: str) -> None:
+        """A reconcile that raised (the apiserver unreachable beyond retries, a bug): the same
+        status, Event and metric as any failure, the status written if the apiserver lets us."""
+        transport = isinstance(exc, (*kube.TRANSIENT_ERRORS, errors.ApplyError))
+        reason = Reason.API_UNAVAILABLE if transport else Reason.INTERNAL_ERROR
+        text = credentials.redact(f"{type(exc).__name__}: {exc}")[:1000]
+        if isinstance(exc, kube.TRANSIENT_ERRORS):
+            self.outages.failed(text)
+        try:
+            self._finish(pipeline.Outcome(reason, text, revision=self._last_sha), rid, 0)
+        except Exception as again:  # never let the loop die: logged, retried with backoff
+            log.warning(
+                "failure not reported",
+                extra={"reconcile": rid, "error": credentials.redact(repr(again))[:300]},
+            )
 
     def _schedule_retry(self) -> None:
-        """Exponential backoff with jitter in [d/2, d] (never an immediate hot loop)."""
-        d = min(self.config.backoff_cap, self.config.backoff_base * 2 ** min(self._failures, 20))
-        self._retry_at = time.monotonic() + d / 2 + random.random() * d / 2
+        """Exponential backoff with jitter in [d/2, d], capped (never an immediate hot loop)."""
         self._failures += 1
+        exponent = min(self._failures - 1, 20)
+        d = min(self.config.backoff_cap, self.config.backoff_base * 2**exponent)
+        self._retry_at = time.monotonic() + d / 2 + random.random() * d / 2
+        self.metrics.consecutive_failures.set(self._failures)
 
     # --- one reconcile -------------------------------------------------------------------
 
-    def _fetch(self, why: set[str], rid: str) -> str | None:
+    def _follow(self, spec: Mapping[str, Any], rid: str) -> None:
+        """Make the spec the source in force (a new clone target, branch, path, interval)."""
+        cfg = self.config
+        git = spec.get("git") if isinstance(spec.get("git"), Mapping) else {}
+        assert isinstance(git, Mapping)
+        # A URL someone wrote with credentials in the spec: used, but never echoed or stored.
+        url, secret = credentials.split(str(git.get("url") or self._seed_url))
+        interval = parse_duration(str(spec.get("interval") or "")) or cfg.interval
+        source = Source(
+            url,
+            str(git.get("branch") or cfg.branch),
+            str(git.get("path") or cfg.path),
+            max(MIN_INTERVAL, interval),
+            cfg.cluster or spec.get("cluster") or None,
+        )
+        if source == self.source:
+            return
+        where = (source.url, source.branch, source.path)
+        if where != (self.source.url, self.source.branch, self.source.path):
+            log.info(
+                "source changed",
+                extra={
+                    "reconcile": rid,
+                    "url": credentials.redact(source.url),
+                    "branch": source.branch,
+                    "path": source.path,
+                },
+            )
+            self.mirror.close()
+            self.mirror = self._mirror(source, secret)
+            self._last_sha, self._reconciled = "", ("", 0)
+        self.source = source
+
+    def _fetch(self, why: set[str], rid: str, sync: Mapping[str, Any], gen: int) -> str | None:
         if self._last_sha and all(w.startswith("watch:") for w in why):
             return self._last_sha  # the cluster changed, not Git: reconcile what we have
         try:
             sha = self.mirror.fetch()
         except errors.SourceError as exc:
             self.metrics.git_fetch_errors.inc()
-            log.warning("git fetch failed", extra={"reconcile": rid, "error": str(exc)})
             self._finish(
-                pipeline.Outcome(Reason.SOURCE_FAILED, str(exc), revision=self._last_sha), rid, 0
+                pipeline.Outcome(Reason.SOURCE_FAILED, str(exc), revision=self._last_sha),
+                rid,
+                gen,
+                sync,
             )
             return None
         self._last_sha = sha
         self.metrics.set_revision("desired", sha)
-        if why == {"poll"} and sha == self._reconciled_sha and not self._retry_at:
-            return None  # nothing new in Git and nothing else asked: no reconcile
+        if why <= {"poll"} and (sha, gen) == self._reconciled and not self._failures:
+            return None  # nothing new in Git or the spec, and nothing else asked
         return sha
 
-    def reconcile_once(self, why: set[str]) -> pipeline.Outcome | None:
-        rid = uuid.uuid4().hex[:12]
+    def reconcile_once(self, why: set[str], rid: str = "") -> pipeline.Outcome | None:
+        rid = rid or uuid.uuid4().hex[:12]
         t0 = time.monotonic()
-        sha = self._fetch(why, rid)
-        if sha is None:
-            return None
         sync = self._get_sync()
+        self.outages.succeeded()
+        sync = self._report_outage(sync)
         spec = sync.get("spec") or {}
         generation = int((sync.get("metadata") or {}).get("generation") or 0)
-        if spec.get("suspend"):
-            log.info("suspended", extra={"reconcile": rid, "revision": sha})
+        self._follow(spec, rid)
+        if spec.get("suspend") is True:
+            self._suspend(sync, generation, rid)
+            return None
+        if self._suspended:
+            self._suspended = False
+            self.metrics.suspended.set(0)
+            self.recorder.emit("Normal", "Resumed", "spec.suspend is false: reconciling again")
+        sha = self._fetch(why, rid, sync, generation)
+        if sha is None:
             return None
         previous = sync.get("status") or {}
         if st.needs_progress(previous, sha, generation):
@@ -223,9 +386,7 @@ class Controller:
             sync = self._get_sync()
         log.info("reconcile", extra={"reconcile": rid, "revision": sha, "why": sorted(why)})
         outcome = pipeline.reconcile(
-            pipeline.Request(
-                self.mirror.source_path, sha, self.config.cluster or spec.get("cluster") or None
-            ),
+            pipeline.Request(self.mirror.source_path, sha, self.source.cluster),
             cluster.Cluster(self.api),
             self.writer,
             # Between waves: still the leader (by the apiserver and the clock), not stopping.
@@ -235,9 +396,43 @@ class Controller:
             # restarted controller (empty cache) reads them back.
             memory=records.LeaseMemory(self.elector.lease),
         )
-        self._synced_at = time.monotonic()
         self._finish(outcome, rid, generation, sync, t0)
         return outcome
+
+    @staticmethod
+    def _stalled(status: Mapping[str, Any]) -> bool:
+        return any(
+            c.get("type") == "Stalled" and c.get("status") == "True"
+            for c in status.get("conditions") or ()
+        )
+
+    def _suspend(self, sync: Mapping[str, Any], generation: int, rid: str) -> None:
+        if not self._suspended:
+            log.info("suspended", extra={"reconcile": rid})
+            self.recorder.emit("Normal", "Suspended", "spec.suspend is true: nothing is applied")
+        self._suspended = True
+        self._retry_at, self._failures = 0.0, 0
+        self.metrics.suspended.set(1)
+        self.metrics.consecutive_failures.set(0)
+        previous = sync.get("status") or {}
+        new = st.suspended(previous, generation)
+        if new != previous:
+            self._write_status(sync, new)
+        self.ready = True
+
+    def _report_outage(self, sync: dict[str, Any]) -> dict[str, Any]:
+        """An apiserver outage that ended: into the status and an Event, once. Returns the
+        CUSync as stored (its new resourceVersion: the next status write must carry it)."""
+        found = self.outages.take()
+        if found is None:
+            return sync
+        self.metrics.apiserver_outage_seconds.set(found.seconds)
+        previous = sync.get("status") or {}
+        if not self._write_status(sync, st.outage(previous, found.record())):
+            self.outages.put_back(found)
+            return sync
+        self.recorder.emit("Warning", "APIServerUnavailable", found.message(), action="Observe")
+        return self._get_sync()
 
     def _finish(
         self,
@@ -247,6 +442,7 @@ class Controller:
         sync: Mapping[str, Any] | None = None,
         t0: float | None = None,
     ) -> None:
+        outcome = replace(outcome, message=credentials.redact(outcome.message))
         result = outcome.reason.value
         if t0 is not None:
             self.metrics.reconcile_duration.labels(result).observe(time.monotonic() - t0)
@@ -258,10 +454,11 @@ class Controller:
                     self.metrics.objects_applied.labels(e.subject.split("/")[0], e.outcome).inc()
         if outcome.ok or outcome.reason.stalled:
             self._failures, self._retry_at = 0, 0.0
-            self._reconciled_sha = outcome.revision
+            self.metrics.consecutive_failures.set(0)
+            self._reconciled = (outcome.revision, generation)
         else:
             self._schedule_retry()
-        extra = {
+        extra: dict[str, Any] = {
             "reconcile": rid,
             "revision": outcome.revision,
             "result": result,
@@ -269,28 +466,55 @@ class Controller:
             "cached": outcome.cached,
             "seconds": dict(outcome.seconds),
         }
+        if not outcome.ok and not outcome.reason.stalled:
+            extra["failures"] = self._failures
+            extra["retry_in"] = round(max(0.0, self._retry_at - time.monotonic()), 1)
         if t0 is not None:
             extra["duration"] = round(time.monotonic() - t0, 3)
         (log.info if outcome.ok else log.warning)(outcome.message or result, extra=extra)
         if sync is None:
-            sync = self._get_sync()
+            try:
+                sync = self._get_sync()
+            except Exception as exc:  # the apiserver is down: the next reconcile writes it
+                log.warning(
+                    "status not written",
+                    extra={"reconcile": rid, "error": credentials.redact(repr(exc))[:300]},
+                )
+                return
         previous = sync.get("status") or {}
         if not generation:
             generation = int(previous.get("observedGeneration") or 0)
-        new = st.compute(previous, outcome, generation, _now())
+        failures = 0 if outcome.ok else self._failures
+        new = st.compute(
+            previous,
+            outcome,
+            generation,
+            _now(),
+            failures=failures,
+            stall_after=self.config.stall_after,
+        )
         if new != previous:
             self._write_status(sync, new)
+        self.metrics.set_conditions(new)
+        if outcome.plan is not None:
+            self.metrics.set_audit(new)
         if outcome.ok:
             self.metrics.set_revision("applied", outcome.revision)
             self.metrics.set_figures(new)
             age, alarms = self.mirror.factor_evidence(outcome.revision)
             self.metrics.factor_table_age.set(age)
             self.metrics.set_drift(alarms)
-        self._events(outcome, written, new)
+        self._events(outcome, written, new, previous)
         self._failed = not outcome.ok
         self.ready = True
 
-    def _events(self, outcome: pipeline.Outcome, written: int, status: Mapping[str, Any]) -> None:
+    def _events(
+        self,
+        outcome: pipeline.Outcome,
+        written: int,
+        status: Mapping[str, Any],
+        previous: Mapping[str, Any],
+    ) -> None:
         rec = self.recorder
         if outcome.ok:
             if written:
@@ -318,10 +542,22 @@ class Controller:
             err = status.get("lastError") or {}
             where = f"{err.get('file')}:{err.get('line')}: " if err.get("file") else ""
             rec.emit("Warning", outcome.reason.value, f"{where}{err.get('message', '')}")
+        stalled = [c for c in status.get("conditions") or () if c.get("type") == "Stalled"]
+        if stalled and not outcome.reason.stalled and not self._stalled(previous):
+            rec.emit("Warning", "Stalled", str(stalled[0].get("message") or ""))
         findings = status.get("fenceFindings") or []
-        if findings:
+        if findings and outcome.plan is not None:
             names = ", ".join(f"{f['namespace']}/{f['name']}" for f in findings[:10])
             rec.emit("Warning", "FenceFinding", f"{len(findings)}: {names}", action="Audit")
+        shortfalls = status.get("shortfalls") or []
+        if shortfalls and outcome.plan is not None:
+            more = f" (and {len(shortfalls) - 5} more)" if len(shortfalls) > 5 else ""
+            rec.emit(
+                "Warning",
+                "PromiseNotDeliverable",
+                "; ".join(str(x["message"]) for x in shortfalls[:5]) + more,
+                action="Admit",
+            )
 
     # --- the CUSync object ---------------------------------------------------------------
 
@@ -335,11 +571,11 @@ class Controller:
                 "metadata": {"name": self.config.name},
                 "spec": {
                     "git": {
-                        "url": self.config.repo,
+                        "url": self._seed_url,
                         "branch": self.config.branch,
                         "path": self.config.path,
                     },
-                    "interval": f"{int(self.config.interval)}s",
+                    "interval": _duration(self.config.interval),
                     "suspend": False,
                     **({"cluster": self.config.cluster} if self.config.cluster else {}),
                 },
@@ -347,16 +583,31 @@ class Controller:
             resp = kube.call(self.api, "POST", st.COLLECTION, body=body)
             if resp.status == 409:
                 resp = kube.call(self.api, "GET", path)
+            elif resp.ok and isinstance(resp.data, dict):
+                self.echoes.wrote(resp.data)
         if not resp.ok or not isinstance(resp.data, dict):
             raise errors.ApplyError(f"CUSync {self.config.name}: {resp.reason()}")
         self.recorder.uid = str((resp.data.get("metadata") or {}).get("uid") or "")
         return resp.data
 
-    def _write_status(self, sync: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    def _write_status(self, sync: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
         body = {**sync, "status": dict(status)}
-        resp = kube.call(self.api, "PUT", f"{st.path(self.config.name)}/status", body=body)
+        try:
+            resp = kube.call(self.api, "PUT", f"{st.path(self.config.name)}/status", body=body)
+        except Exception as exc:  # transport gave up: the next reconcile writes it again
+            self.outages.failed(repr(exc))
+            log.warning("status not written", extra={"error": credentials.redact(repr(exc))})
+            return False
         if not resp.ok:  # 409: someone wrote in between; the next reconcile writes again
             log.warning("status not written", extra={"error": resp.reason()})
+            return False
+        if isinstance(resp.data, dict):
+            self.echoes.wrote(resp.data)
+        return True
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(seconds)}s" if seconds == int(seconds) else f"{int(seconds * 1000)}ms"
 
 
 def _now() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -75,6 +74,62 @@ class Metrics:
             registry=r,
         )
 
+        self.condition = Gauge(
+            "cu_condition",
+            "1 for the CUSync's conditions as they are (kstatus: Ready, Reconciling, Stalled).",
+            ["type", "status", "reason"],
+            registry=r,
+        )
+        self.consecutive_failures = Gauge(
+            "cu_reconcile_consecutive_failures",
+            "Failed reconciles in a row (0 after a success); Stalled at the configured count.",
+            registry=r,
+        )
+        self.suspended = Gauge(
+            "cu_suspended", "1 while the CUSync's spec.suspend is true.", registry=r
+        )
+        self.apiserver_up = Gauge(
+            "cu_apiserver_up",
+            "0 while the apiserver (or etcd behind it) does not answer, else 1.",
+            registry=r,
+        )
+        self.apiserver_up.set(1)
+        self.apiserver_errors = Counter(
+            "cu_apiserver_errors_total",
+            "Requests to the apiserver that failed after the transport's retries.",
+            registry=r,
+        )
+        self.apiserver_outage_seconds = Gauge(
+            "cu_apiserver_last_outage_seconds",
+            "Length of the last apiserver outage that ended.",
+            registry=r,
+        )
+        self.fence_findings = Gauge(
+            "cu_fence_findings", "Claims around the fence (not ours, tolerating it).", registry=r
+        )
+        self.shortfall = Gauge(
+            "cu_promise_shortfall_cu",
+            "CU promised but not deliverable now (guarantees, running pinned claims).",
+            ["tenant", "pool"],
+            registry=r,
+        )
+
+    def set_conditions(self, status: Mapping[str, Any]) -> None:
+        self.condition.clear()
+        for c in status.get("conditions") or ():
+            self.condition.labels(c.get("type"), c.get("status"), c.get("reason")).set(1)
+
+    def set_audit(self, status: Mapping[str, Any]) -> None:
+        """Gauges of what the plan found in the cluster (from any reconcile that planned)."""
+        self.fence_findings.set(len(status.get("fenceFindings") or ()))
+        self.shortfall.clear()
+        totals: dict[tuple[str, str], float] = {}
+        for x in status.get("shortfalls") or ():
+            key = (str(x["tenant"]), str(x["pool"]))
+            totals[key] = totals.get(key, 0.0) + float(x["promisedCU"]) - float(x["deliverableCU"])
+        for (tenant, pool), cu in totals.items():
+            self.shortfall.labels(tenant, pool).set(cu)
+
     def set_revision(self, kind: str, revision: str) -> None:
         """Exactly one series per kind: the old one is removed when the revision moves."""
         for labels in list(self._series(self.revision_info)):
@@ -117,27 +172,30 @@ class Metrics:
             self.factor_drift_alarms.labels(model).set(count)
 
 
+LIMITS = httpserver.Limits(max_body=4096, max_connections=16)
+"""Scrapes and probes are GETs without a body; a few at a time."""
+
+
 def serve(
     metrics: Metrics,
     port: int,
     *,
     ready: Callable[[], bool],
     healthy: Callable[[], bool],
-    host: str = "0.0.0.0",
-) -> ThreadingHTTPServer:
+    host: str = "127.0.0.1",
+    tls: httpserver.TLS | None = None,
+) -> httpserver.Server:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on a daemon thread; return the server."""
 
-    class Handler(httpserver.QuietHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/metrics"):
-                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-            elif self.path.startswith("/healthz"):
-                ok = healthy()
-                self._send(200 if ok else 500, b"ok\n" if ok else b"unhealthy\n")
-            elif self.path.startswith("/readyz"):
-                ok = ready()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
-            else:
-                self._send(404, b"not found\n")
+    def handle(req: httpserver.Request) -> httpserver.Response:
+        if req.path.startswith("/metrics"):
+            return httpserver.Response(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+        if req.path.startswith("/healthz"):
+            ok = healthy()
+            return httpserver.Response(200 if ok else 500, b"ok\n" if ok else b"unhealthy\n")
+        if req.path.startswith("/readyz"):
+            ok = ready()
+            return httpserver.Response(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
+        return httpserver.Response(404, b"not found\n")
 
-    return httpserver.start(Handler, host, port, "metrics")
+    return httpserver.start(handle, host, port, "metrics", LIMITS, tls)

@@ -3,7 +3,11 @@
 A non-bare clone without a checkout: revisions are read from the object database by
 :mod:`reconciler.source.git` (never a worktree that a half-finished checkout could leave
 inconsistent). :meth:`Mirror.fetch` force-updates the remote-tracking ref of one branch and
-returns its SHA. Git errors become :class:`reconciler.errors.SourceError`.
+returns its SHA. Git errors become :class:`reconciler.errors.SourceError`, with any URL
+credentials masked. The clone's remote is the public URL: credentials reach git only through
+the environment of its processes (:mod:`reconciler.controller.credentials`), never a file.
+Every git process is bounded in time (:data:`GIT_TIMEOUT`) and never prompts, so an
+unreachable or silent remote cannot hold the loop (or a SIGTERM) for minutes.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from pathlib import Path
 import git
 
 from reconciler import errors
+from reconciler.controller import credentials as creds
 from reconciler.source import tree as source_tree
 
 _DRIFT_LINE = re.compile(r"^- ([^/\s]+)/\S+ (?:up|down|\S+) ")
+GIT_TIMEOUT = 120.0
+"""Seconds a clone or fetch may take before it is killed and counted as a failure."""
 
 
 @dataclass
@@ -27,6 +34,8 @@ class Mirror:
     branch: str
     cache: Path
     subpath: str = "."
+    credentials: creds.Credentials | None = None
+    """Sent to git through its environment only (the URL itself carries none)."""
     _repo: git.Repo | None = field(default=None, init=False)
     _evidence: dict[str, tuple[float | None, dict[str, int]]] = field(
         default_factory=dict, init=False
@@ -48,31 +57,55 @@ class Mirror:
         path.mkdir(parents=True, exist_ok=True)  # no checkout: the directory must exist
         return str(path)
 
+    @property
+    def public_url(self) -> str:
+        return creds.redact(self.url)
+
     def _open(self) -> git.Repo:
         if self._repo is not None:
             return self._repo
+        env = creds.git_env(self.credentials)
         try:
             if (self.root / ".git").exists():
-                self._repo = git.Repo(self.root)
-                self._repo.remote("origin").set_url(self.url)
+                repo = git.Repo(self.root)
+                repo.git.update_environment(**env)
+                repo.remote("origin").set_url(self.url)
             else:
                 self.cache.mkdir(parents=True, exist_ok=True)
-                self._repo = git.Repo.clone_from(
-                    self.url, self.root, no_checkout=True, single_branch=True, branch=self.branch
-                )
-        except (git.GitCommandError, git.InvalidGitRepositoryError, ValueError) as exc:
-            raise errors.SourceError(f"clone {self.url}: {_short(exc)}") from exc
-        return self._repo
+                # Cloned by hand (init + remote + fetch) rather than clone_from: the same
+                # bounded, prompt-free fetch as every later one, and nothing half-cloned
+                # is mistaken for a clone (an interrupted fetch is simply fetched again).
+                repo = git.Repo.init(self.root)
+                repo.git.update_environment(**env)
+                with repo.config_writer() as cfg:
+                    cfg.set_value('remote "origin"', "url", self.url)
+        except (git.GitCommandError, git.InvalidGitRepositoryError, ValueError, OSError) as exc:
+            raise errors.SourceError(f"clone {self.public_url}: {_short(exc)}") from exc
+        self._repo = repo
+        return repo
 
     def fetch(self) -> str:
         """Fetch the branch; return the SHA it points at."""
+        inside = (self.root / self.subpath).resolve()
+        if not inside.is_relative_to(self.root.resolve()):
+            raise errors.SourceError(
+                f"path {self.subpath!r} leaves the repository: give a directory inside it"
+            )
         repo = self._open()
         ref = f"refs/remotes/origin/{self.branch}"
         try:
-            repo.git.fetch("origin", f"+refs/heads/{self.branch}:{ref}", "--prune", "--no-tags")
+            repo.git.fetch(
+                "origin",
+                f"+refs/heads/{self.branch}:{ref}",
+                "--prune",
+                "--no-tags",
+                kill_after_timeout=GIT_TIMEOUT,
+            )
             return str(repo.git.rev_parse(f"{ref}^{{commit}}"))
         except git.GitCommandError as exc:
-            raise errors.SourceError(f"fetch {self.url} {self.branch}: {_short(exc)}") from exc
+            raise errors.SourceError(
+                f"fetch {self.public_url} {self.branch}: {_short(exc)}"
+            ) from exc
 
     def factor_evidence(self, sha: str, directory: str = "factors") -> tuple[float, dict[str, int]]:
         """Age in seconds of the last commit that touched the factor tables, and the drift
@@ -119,5 +152,10 @@ class Mirror:
 
 
 def _short(exc: Exception) -> str:
-    text = str(getattr(exc, "stderr", "") or exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
+    """git's own verdict (its ``fatal:``/``error:`` line) rather than the command line."""
+    text = creds.redact(str(getattr(exc, "stderr", "") or exc).strip())
+    lines = [line.strip().removeprefix("stderr: '").rstrip("'") for line in text.splitlines()]
+    verdict = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    if verdict:
+        return verdict[0]
+    return lines[-1] if lines and lines[-1] else type(exc).__name__

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from reconciler import errors, observe, source, validate
+from reconciler import errors, kube, observe, source, validate
 from reconciler import plan as planning
 from reconciler.apply import apply as applying
 from reconciler.apply import record as records
@@ -325,6 +325,11 @@ def reconcile(
                 seconds.append((step.__name__.lstrip("_"), round(time.perf_counter() - t0, 3)))
     except _Stop as stop:
         reason, message = stop.reason, stop.message
+    except Exception as exc:  # never a silent wedge: any exception is this run's outcome
+        where = seconds[-1][0] if seconds else "?"
+        transport = isinstance(exc, kube.TRANSIENT_ERRORS)
+        reason = Reason.API_UNAVAILABLE if transport else Reason.INTERNAL_ERROR
+        message = f"{where}: {type(exc).__name__}: {str(exc)[:500]}"
     if reason is Reason.SUCCEEDED and run.applied is not None:
         message = f"{run.applied.writes} objects written"
     if run.log:

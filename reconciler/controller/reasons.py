@@ -20,6 +20,11 @@ class Reason(StrEnum):
     INTERRUPTED = "ReconciliationInterrupted"
     """The writer stopped between two waves (the Lease lost, SIGTERM): what was written
     stays, the rest was not sent."""
+    API_UNAVAILABLE = "APIServerUnavailable"
+    """The apiserver (or etcd behind it) did not answer, after the transport's retries."""
+    INTERNAL_ERROR = "ReconcileError"
+    """An unexpected exception in a step: a bug or a hostile input no check caught. Reported
+    like any failure (never a silent retry) and retried with backoff; Stalled if it repeats."""
 
     @property
     def stalled(self) -> bool:

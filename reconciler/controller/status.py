@@ -4,7 +4,10 @@ Pure: :func:`compute` maps (previous status, outcome) to the next status. Nothin
 depends on the clock except a condition's ``lastTransitionTime`` (kept when unchanged), so
 reconciling an unchanged revision against an unchanged cluster yields an identical status
 and the controller writes nothing. A failed reconcile keeps the previous applied revision,
-inventory and CU figures: they still describe the cluster.
+inventory and CU figures: they still describe the cluster. What the plan found about the
+cluster as it is (fence findings, promises the devices cannot keep) is shown from every
+reconcile that got as far as a plan, a Degraded one included: it is true whatever the apply
+did. Every message is passed through :func:`credentials.redact`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.controller import conditions as cond
-from reconciler.controller import pipeline
+from reconciler.controller import credentials, pipeline
 from reconciler.controller.reasons import Reason
+from reconciler.model import observed as obs
 from reconciler.model import units
 from reconciler.plan import admission
 
@@ -26,6 +30,7 @@ PLURAL = "cusyncs"
 COLLECTION = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
 RETRYING = "ProgressingWithRetry"
 PROGRESSING = "Progressing"
+SUSPENDED = "Suspended"
 
 
 def path(name: str) -> str:
@@ -67,11 +72,31 @@ def _figures(plan: Any) -> dict[str, Any]:
         for p in sorted(report.pools, key=lambda p: p.name)
     ]
     inventory = dict(sorted(Counter(str(o.get("kind")) for o in plan.objects).items()))
-    findings = [
-        {"namespace": f.namespace, "name": f.name, "reason": f.reason}
-        for f in getattr(report, "fence_findings", ())
+    return {"inventory": inventory, "pools": pools, "tenants": tenants}
+
+
+def audit(plan: Any) -> dict[str, Any]:
+    """What the plan found wrong in the cluster as it is: claims around the fence, and
+    promises (guarantees, running pinned claims) the devices can no longer keep."""
+    report = plan.report
+    findings = []
+    for f in report.findings:
+        if f.code is not obs.FindingCode.FENCE_BYPASS:
+            continue
+        namespace, _, name = f.subject.removeprefix("ResourceClaim ").partition("/")
+        findings.append({"namespace": namespace, "name": name, "reason": f.message})
+    shortfalls = [
+        {
+            "tenant": x.tenant,
+            "pool": x.pool,
+            "subject": x.subject,
+            "promisedCU": _cu(x.promised_milli),
+            "deliverableCU": _cu(x.deliverable_milli),
+            "message": f"promise not deliverable: {x.render()}",
+        }
+        for x in report.shortfalls
     ]
-    return {"inventory": inventory, "pools": pools, "tenants": tenants, "fenceFindings": findings}
+    return {"fenceFindings": findings, "shortfalls": shortfalls}
 
 
 def last_error(outcome: pipeline.Outcome) -> dict[str, Any]:
@@ -79,8 +104,12 @@ def last_error(outcome: pipeline.Outcome) -> dict[str, Any]:
     errors_ = [d for d in outcome.diagnostics if d.severity.value == "error"]
     if errors_:
         d = errors_[0]
-        return {"message": f"{d.code}: {d.message}", "file": d.file, "line": d.line}
-    return {"message": outcome.message}
+        return {
+            "message": credentials.redact(f"{d.code}: {d.message}"),
+            "file": d.file,
+            "line": d.line,
+        }
+    return {"message": credentials.redact(outcome.message)}
 
 
 def compute(
@@ -88,36 +117,54 @@ def compute(
     outcome: pipeline.Outcome,
     generation: int,
     now: str,
+    *,
+    failures: int = 0,
+    stall_after: int = 0,
 ) -> dict[str, Any]:
-    """The status after ``outcome``; equal to ``previous`` when nothing changed."""
+    """The status after ``outcome``; equal to ``previous`` when nothing changed.
+
+    ``failures``: consecutive failed reconciles, this one included. A failure retrying cannot
+    fix (invalid commit, refused plan) is Stalled at once; any other is Reconciling (being
+    retried with backoff) until it has failed ``stall_after`` times in a row (0: never),
+    then Stalled too (kstatus Failed, Argo CD Degraded), still retried, until one succeeds.
+    """
     status: dict[str, Any] = {
         k: v for k, v in previous.items() if k not in ("conditions", "observedGeneration")
     }
     status["observedGeneration"] = generation
     if outcome.revision:
         status["lastAttemptedRevision"] = outcome.revision
+    message = credentials.redact(outcome.message)
+    if outcome.plan is not None:
+        status.update(audit(outcome.plan))
     wanted: list[cond.Condition]
     if outcome.ok:
         status["lastAppliedRevision"] = outcome.revision
         status.pop("lastError", None)
         if outcome.plan is not None:
             status.update(_figures(outcome.plan))
-        wanted = [
-            cond.Condition(
-                cond.Type.READY, True, outcome.reason.value, f"Applied revision {outcome.revision}"
-            )
-        ]
+        ready = f"Applied revision {outcome.revision}"
+        if status.get("shortfalls"):
+            ready += f"; {len(status['shortfalls'])} promises not deliverable"
+        wanted = [cond.Condition(cond.Type.READY, True, outcome.reason.value, ready)]
     elif outcome.reason.stalled:
         status["lastError"] = last_error(outcome)
         wanted = [
-            cond.Condition(cond.Type.READY, False, outcome.reason.value, outcome.message),
-            cond.Condition(cond.Type.STALLED, True, outcome.reason.value, outcome.message),
+            cond.Condition(cond.Type.READY, False, outcome.reason.value, message),
+            cond.Condition(cond.Type.STALLED, True, outcome.reason.value, message),
+        ]
+    elif stall_after and failures >= stall_after:
+        status["lastError"] = last_error(outcome)
+        stalled = f"failed {stall_after} times in a row, still retrying with backoff: {message}"
+        wanted = [
+            cond.Condition(cond.Type.READY, False, outcome.reason.value, message),
+            cond.Condition(cond.Type.STALLED, True, outcome.reason.value, stalled),
         ]
     else:
         status["lastError"] = last_error(outcome)
         wanted = [
-            cond.Condition(cond.Type.READY, False, outcome.reason.value, outcome.message),
-            cond.Condition(cond.Type.RECONCILING, True, RETRYING, outcome.message),
+            cond.Condition(cond.Type.READY, False, outcome.reason.value, message),
+            cond.Condition(cond.Type.RECONCILING, True, RETRYING, message),
         ]
     status["conditions"] = cond.merge(previous.get("conditions") or (), wanted, generation, now)
     return status
@@ -144,6 +191,24 @@ def progressing(
     return status
 
 
+def suspended(previous: Mapping[str, Any], generation: int) -> dict[str, Any]:
+    """Status of a suspended CUSync: the spec (``suspend: true``) is in force, nothing is in
+    progress; Ready and Stalled still say how the last reconcile ended."""
+    status = dict(previous)
+    status["observedGeneration"] = generation
+    status["conditions"] = [
+        dict(c)
+        for c in previous.get("conditions") or ()
+        if c.get("type") != cond.Type.RECONCILING.value
+    ]
+    return status
+
+
+def outage(previous: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    """The status with the last apiserver outage recorded (written once, when it is over)."""
+    return {**previous, "lastOutage": dict(record)}
+
+
 def needs_progress(previous: Mapping[str, Any], revision: str, generation: int) -> bool:
     """True when this reconcile is news (new revision or spec): say so before writing."""
     return (
@@ -152,4 +217,14 @@ def needs_progress(previous: Mapping[str, Any], revision: str, generation: int) 
     )
 
 
-__all__ = ["Reason", "compute", "last_error", "needs_progress", "path", "progressing"]
+__all__ = [
+    "Reason",
+    "audit",
+    "compute",
+    "last_error",
+    "needs_progress",
+    "outage",
+    "path",
+    "progressing",
+    "suspended",
+]

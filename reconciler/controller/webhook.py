@@ -14,11 +14,14 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping
-from http.server import ThreadingHTTPServer
 
 from reconciler.controller import httpserver
 
-MAX_BODY = 5 * 1024 * 1024
+MAX_BODY = 1024 * 1024
+"""Push payloads above this are refused (413) before they are read. A forge's payload is
+only a hint (the branch is fetched), so a refused one costs nothing: the next poll finds the
+commit. GitHub documents up to 25 MB for huge pushes; ordinary ones are a few KB."""
+LIMITS = httpserver.Limits(max_body=MAX_BODY, max_connections=32, methods=frozenset({"POST"}))
 
 
 def verified(secret: bytes, headers: Mapping[str, str], body: bytes) -> bool:
@@ -49,38 +52,36 @@ def pushed_branch(body: bytes) -> str | None:
     return None
 
 
+def handler(secret: bytes, branch: str, on_push: Callable[[], None]) -> httpserver.Handler:
+    """The webhook's request handler (any path): verify, then ask for a reconcile."""
+
+    def handle(req: httpserver.Request) -> httpserver.Response:
+        if not secret or not verified(secret, req.headers, req.body):
+            return httpserver.Response(401, b"signature or token invalid\n")
+        event = (
+            req.headers.get("x-github-event")
+            or req.headers.get("x-gitea-event")
+            or req.headers.get("x-gitlab-event")
+            or ""
+        )
+        if event.lower() == "ping":
+            return httpserver.Response(200, b"pong\n")
+        if pushed_branch(req.body) != branch:
+            return httpserver.Response(202, b"ignored: not a push to the tracked branch\n")
+        on_push()
+        return httpserver.Response(202, b"reconcile requested\n")
+
+    return handle
+
+
 def serve(
     port: int,
     secret: bytes,
     branch: str,
     on_push: Callable[[], None],
     host: str = "0.0.0.0",
-) -> ThreadingHTTPServer:
-    """Serve ``POST /hook`` (any path) on a daemon thread; return the server."""
-
-    class Handler(httpserver.QuietHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._send(413, b"payload too large\n")
-                return
-            body = self.rfile.read(length)
-            if not secret or not verified(secret, dict(self.headers.items()), body):
-                self._send(401, b"signature or token invalid\n")
-                return
-            event = (
-                self.headers.get("X-GitHub-Event")
-                or self.headers.get("X-Gitea-Event")
-                or self.headers.get("X-Gitlab-Event")
-                or ""
-            )
-            if event.lower() in ("ping",):
-                self._send(200, b"pong\n")
-                return
-            if pushed_branch(body) != branch:
-                self._send(202, b"ignored: not a push to the tracked branch\n")
-                return
-            on_push()
-            self._send(202, b"reconcile requested\n")
-
-    return httpserver.start(Handler, host, port, "webhook")
+    tls: httpserver.TLS | None = None,
+    limits: httpserver.Limits = LIMITS,
+) -> httpserver.Server:
+    """Serve ``POST`` (any path) on a daemon thread; return the server."""
+    return httpserver.start(handler(secret, branch, on_push), host, port, "webhook", limits, tls)

@@ -43,6 +43,7 @@ HEAVY = (
     "numpy",
     "cryptography",
     "prometheus_client",
+    "hypercorn",
     "jsonschema",
     "urllib3",
     "reconciler.devcluster",

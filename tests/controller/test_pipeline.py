@@ -198,3 +198,126 @@ def test_a_fleet_repository_reconciles_the_named_clusters_overlay(tmp_path: Path
     )
     assert again.reason is Reason.SUCCEEDED and again.applied is not None
     assert again.applied.writes == 0
+
+
+class _Raising:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def read(self) -> Any:
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        pytest.param(RecursionError("maximum recursion depth exceeded"), Reason.INTERNAL_ERROR),
+        pytest.param(ConnectionRefusedError("refused"), Reason.API_UNAVAILABLE),
+    ],
+    ids=["bug", "apiserver-down"],
+)
+def test_an_exception_in_a_step_is_the_outcome_not_a_crash(
+    repo: git.Repo, exc: Exception, reason: Reason
+) -> None:
+    """Issue 20.3: a traceback left the CUSync "Reconciling" forever; now it is an outcome."""
+    writer = fake.MemoryWriter()
+    outcome = pipeline.reconcile(pipeline.Request(repo.working_dir, "HEAD"), _Raising(exc), writer)
+    assert outcome.reason is reason
+    assert outcome.message.startswith(f"observe: {type(exc).__name__}: ")
+    assert writer.writes == 0
+    assert not outcome.reason.stalled, "retried with backoff, Stalled only if it repeats"
+
+
+BYPASS = {
+    "apiVersion": "resource.k8s.io/v1",
+    "kind": "ResourceClaim",
+    "metadata": {"name": "sneaky", "namespace": "default", "uid": "u-sneaky"},
+    "spec": {
+        "devices": {
+            "requests": [
+                {
+                    "name": "gpu",
+                    "exactly": {
+                        "deviceClassName": "gpu.nvidia.com",
+                        "tolerations": [{"key": "cu-reconciler.io/managed", "operator": "Exists"}],
+                    },
+                }
+            ]
+        }
+    },
+}
+
+
+def test_fence_findings_reach_the_status_from_a_degraded_reconcile(repo: git.Repo) -> None:
+    """Issue 20.6: fence findings were not shown while a reconcile was Degraded."""
+    from reconciler.controller import status as st
+
+    class _WithBypass(_Cluster):
+        def read(self) -> Any:
+            return sources.InMemory((*_devices(), BYPASS, *self.writer.objects.values())).read()
+
+    writer = fake.MemoryWriter()
+    first = pipeline.reconcile(
+        pipeline.Request(repo.working_dir, "HEAD"), _WithBypass(writer), writer
+    )
+    assert first.plan is not None
+    victim = next(o for o in first.plan.objects if o["kind"] == "DeviceClass")
+    fresh = fake.MemoryWriter(reject={f"DeviceClass/{victim['metadata']['name']}"})
+    outcome = pipeline.reconcile(
+        pipeline.Request(repo.working_dir, "HEAD"), _WithBypass(fresh), fresh
+    )
+    assert outcome.reason is Reason.DEGRADED
+    status = st.compute({}, outcome, 1, "T", failures=1, stall_after=5)
+    assert status["fenceFindings"] == [
+        {
+            "namespace": "default",
+            "name": "sneaky",
+            "reason": status["fenceFindings"][0]["reason"],
+        }
+    ]
+    assert "tolerates the fence taint" in status["fenceFindings"][0]["reason"]
+    assert "pools" not in status, "figures only from a reconcile that converged"
+
+
+def test_devices_lost_under_promises_show_as_shortfalls_in_status_and_argocd(
+    repo: git.Repo,
+) -> None:
+    """Issue 20.6: after a node's devices disappeared the CUSync stayed Ready=True with
+    nothing to say; only `cuctl plan` told "promise not deliverable"."""
+    import sys
+
+    from reconciler.controller import metrics
+    from reconciler.controller import status as st
+
+    lost = {"h100-01", "h100-02", "h100-03"}
+
+    class _Lost(_Cluster):
+        def read(self) -> Any:
+            keep = tuple(
+                o
+                for o in _devices()
+                if not (o["kind"] == "ResourceSlice" and o["spec"].get("nodeName") in lost)
+            )
+            return sources.InMemory(keep + tuple(self.writer.objects.values())).read()
+
+    writer = fake.MemoryWriter()
+    outcome = pipeline.reconcile(pipeline.Request(repo.working_dir, "HEAD"), _Lost(writer), writer)
+    assert outcome.reason is Reason.SUCCEEDED
+    status = st.compute({}, outcome, 1, "T")
+    messages = [x["message"] for x in status["shortfalls"]]
+    assert any("ads-embedding in pool inference-prod" in m for m in messages), messages
+    assert all(m.startswith("promise not deliverable: ") for m in messages)
+    ready = status["conditions"][0]
+    assert ready["status"] == "True" and ready["message"].endswith("promises not deliverable")
+    m = metrics.Metrics()
+    m.set_audit(status)
+    short = m.registry.get_sample_value(
+        "cu_promise_shortfall_cu", {"tenant": "ads-embedding", "pool": "inference-prod"}
+    )
+    assert short == 400
+    sys.path.insert(0, str(EXAMPLE.parents[1] / "tests" / "gitops"))
+    from test_health_lua import health
+
+    lua = EXAMPLE.parents[1] / "deploy/argocd/resource_customizations/cu-reconciler.io/CUSync"
+    obj = {"metadata": {"name": "default", "generation": 1}, "spec": {}, "status": status}
+    assert health(lua, obj)["status"] == "Degraded"

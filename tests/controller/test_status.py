@@ -71,6 +71,43 @@ def test_a_transient_failure_is_reconciling_with_retry() -> None:
     assert types == {"Ready": "ApplyFailed", "Reconciling": st.RETRYING}
 
 
+def test_repeated_transient_failures_end_stalled_and_a_success_clears_it() -> None:
+    failed = pipeline.Outcome(Reason.SOURCE_FAILED, "fetch x: unreachable", revision="r")
+    status: dict[str, object] = {}
+    seen = []
+    for n in range(1, 7):
+        status = st.compute(status, failed, 1, f"T{n}", failures=n, stall_after=5)
+        seen.append({c["type"]: c["status"] for c in status["conditions"]})  # type: ignore[attr-defined]
+    assert seen[3] == {"Ready": "False", "Reconciling": "True"}
+    assert seen[4] == seen[5] == {"Ready": "False", "Stalled": "True"}
+    stalled = [c for c in status["conditions"] if c["type"] == "Stalled"]  # type: ignore[attr-defined]
+    assert stalled[0]["reason"] == "GitOperationFailed"
+    assert stalled[0]["message"].startswith("failed 5 times in a row")
+    assert stalled[0]["lastTransitionTime"] == "T5", "6th failure: same message, no write"
+    ok = st.compute(status, pipeline.Outcome(Reason.SUCCEEDED, "", revision="r"), 1, "T7")
+    assert [(c["type"], c["status"]) for c in ok["conditions"]] == [("Ready", "True")]
+
+
+def test_suspended_keeps_ready_drops_reconciling_and_observes_the_generation() -> None:
+    failed = pipeline.Outcome(Reason.APPLY_FAILED, "HTTP 503", revision="r")
+    status = st.compute({}, failed, 1, "T")
+    out = st.suspended(status, 2)
+    assert out["observedGeneration"] == 2
+    assert [c["type"] for c in out["conditions"]] == ["Ready"]
+    assert st.suspended(out, 2) == out, "a suspended controller writes nothing more"
+
+
+def test_credentials_in_a_message_never_reach_the_status() -> None:
+    failed = pipeline.Outcome(
+        Reason.SOURCE_FAILED,
+        "fetch https://x-access-token:ghp_SECRET@github.com/o/r.git main: 403",
+        revision="r",
+    )
+    text = json.dumps(st.compute({}, failed, 1, "T"))
+    assert "ghp_SECRET" not in text and "x-access-token" not in text
+    assert "https://***@github.com/o/r.git" in text
+
+
 @pytest.mark.parametrize(
     ("header", "value"),
     [

@@ -92,3 +92,16 @@ def test_argocd_cm_merge_names_every_check_under_argocds_key() -> None:
     assert {k: (ROOT / "health" / v).resolve() for k, v in files.items()} == {
         k: v.resolve() for k, v in expected.items()
     }
+
+
+def test_the_cusync_check_covers_every_kstatus_outcome() -> None:
+    """Issue 23.3: suspended is Suspended (not Progressing), a CUSync nobody reconciled is
+    Progressing, failures repeated until Stalled are Degraded."""
+    check = next(c for c in CHECKS if c.name == "CUSync")
+    spec = YAML(typ="safe").load((check / "health_test.yaml").read_text())
+    by_file = {Path(c["inputPath"]).stem: c["healthStatus"]["status"] for c in spec["tests"]}
+    assert by_file["suspended_whileStalled"] == "Suspended"
+    assert by_file["progressing_neverReconciled"] == "Progressing"
+    assert by_file["progressing_retrying"] == "Progressing"
+    assert by_file["degraded_failuresRepeated"] == "Degraded"
+    assert by_file["degraded_promiseNotDeliverable"] == "Degraded"

@@ -1,7 +1,9 @@
 -- Health of a CUSync (cu-reconciler.io/v1alpha1) for Argo CD, from its kstatus conditions.
+-- Suspended: spec.suspend is true (the controller applies nothing until it is false).
 -- Healthy: Ready=True at the desired revision (lastAppliedRevision == lastAttemptedRevision)
--- for the current generation. Progressing: not observed yet, or Reconciling. Degraded: Stalled,
--- or Ready=False with nothing in progress.
+-- for the current generation. Progressing: not observed yet, or Reconciling (a failure being
+-- retried). Degraded: Stalled (a commit to fix, or failures repeated until the controller
+-- gave up waiting), Ready=False with nothing in progress, or promises the devices cannot keep.
 local hs = {}
 
 local function condition(kind)
@@ -23,6 +25,12 @@ local function rev(value)
     return "none"
   end
   return value
+end
+
+if obj.spec ~= nil and obj.spec.suspend == true then
+  hs.status = "Suspended"
+  hs.message = "spec.suspend is true: the controller applies nothing"
+  return hs
 end
 
 local generation = obj.metadata.generation or 0
@@ -60,6 +68,15 @@ local ready = condition("Ready")
 if ready ~= nil and ready.status == "True" then
   if obj.status.lastAppliedRevision ~= nil
       and obj.status.lastAppliedRevision == obj.status.lastAttemptedRevision then
+    local shortfalls = obj.status.shortfalls
+    if shortfalls ~= nil and shortfalls[1] ~= nil then
+      hs.status = "Degraded"
+      hs.message = shortfalls[1].message or "promise not deliverable"
+      if shortfalls[2] ~= nil then
+        hs.message = hs.message .. " (and " .. tostring(#shortfalls - 1) .. " more)"
+      end
+      return hs
+    end
     hs.status = "Healthy"
     hs.message = "Applied revision " .. rev(obj.status.lastAppliedRevision)
     return hs
