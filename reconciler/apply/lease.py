@@ -353,7 +353,13 @@ class HeldWriter:
     lease: Lease
 
     def _check(self, obj: Mapping[str, Any]) -> None:
-        if not (self.lease.valid() and self.lease.holder == self.lease.identity):
+        if self.lease.holder != self.lease.identity:
+            raise LeaseLostError(
+                f"not sent: Lease {self.lease.namespace}/{self.lease.name} is held by "
+                f"{self.lease.holder!r}, not by this writer",
+                subject=writers.subject_of(obj),
+            )
+        if not self.lease.valid():
             ago = self.lease.clock() - self.lease.last_renewed
             raise LeaseLostError(
                 f"not sent: Lease {self.lease.namespace}/{self.lease.name} last renewed by "

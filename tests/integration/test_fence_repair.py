@@ -60,7 +60,11 @@ def test_a_binding_edited_from_deny_to_warn_is_restored_and_tenants_are_denied_a
 ) -> None:
     first = fleet.reconcile()
     assert first.reason is Reason.SUCCEEDED, first.message
-    assert not _admitted(fleet.admin, "research"), "the fence denies"
+    # A new policy is enforced once the apiserver's policy informer has seen it (about a
+    # second, longer on a loaded machine): wait for the denial rather than race it.
+    workloads.wait_for(
+        lambda: not _admitted(fleet.admin, "research"), timeout=30, what="the fence to deny"
+    )
     rawapi.request(
         fleet.admin,
         "PATCH",
