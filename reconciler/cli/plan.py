@@ -359,7 +359,9 @@ def _plan_fleet(
         for name, preview in previews.items():
             if output is Output.MARKDOWN:
                 sys.stdout.write(
-                    f"## Cluster `{name}`\n\n" + render.markdown(preview, diffs=diffs) + "\n"
+                    f"## Cluster {render.md_literal(name, cell=False)}\n\n"
+                    + render.markdown(preview, diffs=diffs)
+                    + "\n"
                 )
             else:
                 sys.stdout.write(
@@ -367,10 +369,9 @@ def _plan_fleet(
                     + render.text(preview, color=_color(color), diffs=diffs)
                 )
         if unchanged:
-            note = ", ".join(unchanged)
-            sys.stdout.write(
-                f"\nUnchanged clusters: {note}\n"
-                if output is Output.MARKDOWN
-                else f"unchanged clusters: {note}\n"
-            )
+            if output is Output.MARKDOWN:
+                note = ", ".join(render.md_literal(n, cell=False) for n in unchanged)
+                sys.stdout.write(f"\nUnchanged clusters: {note}\n")
+            else:
+                sys.stdout.write(f"unchanged clusters: {render.escape(', '.join(unchanged))}\n")
     raise typer.Exit(_app.EXIT_FINDINGS if changed else _app.EXIT_OK)
