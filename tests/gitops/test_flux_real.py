@@ -205,7 +205,7 @@ def test_flux_applies_the_rendered_objects(
             text = (ROOT / "deploy/flux/gitrepository.yaml").read_text()
             assert UPSTREAM in text
             text = text.replace(UPSTREAM, server.url("cu-desired-state.git"))
-            text += "---\n" + (ROOT / "deploy/flux/kustomization.yaml").read_text()
+            text += "---\n" + (ROOT / "deploy/flux/desired-state.yaml").read_text()
             for doc in YAML(typ="safe").load_all(text):
                 path = GITREPO if doc["kind"] == "GitRepository" else KS
                 rawapi.apply(api, path, doc, field_manager="platform-team")
