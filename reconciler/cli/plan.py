@@ -279,6 +279,12 @@ def render_command(
         help="Objects exactly as cuctl apply writes them (per-commit revision annotation, no "
         "sync waves) instead of the GitOps-engine form.",
     ),
+    status: bool = typer.Option(
+        False,
+        "--status",
+        help="Also render the ConfigMap cu-reconciler-engine-status (reconciler namespace): "
+        "revision, admitted and pending claims with reasons, shortfalls, pool figures.",
+    ),
 ) -> None:
     """Print the target objects as a YAML stream (stdout); logs on stderr.
 
@@ -290,7 +296,11 @@ def render_command(
     result, _ = _plan("render", loaded.state, src)
     if result.refusal:
         raise _fail("render", result.refusal)
-    objects = result.objects if plain else tuple(gitops.for_engine(result.objects))
+    rendered = tuple(result.objects)
+    if status:
+        namespace = loaded.state.settings.spec.reconciler_namespace
+        rendered += (gitops.status_object(result.report, result.revision, namespace),)
+    objects = rendered if plain else tuple(gitops.for_engine(rendered))
     sys.stdout.write(yamltext.dump_all(objects))
     for warning in result.warnings:
         typer.echo(f"cuctl render: warning: {warning}", err=True)
