@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from ruamel.yaml import YAML
 
-from reconciler.devcluster import argocd
+from reconciler import devcluster
+from reconciler.devcluster import argocd, identity, rawapi
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -149,3 +151,62 @@ def test_the_components_merge_into_an_argo_cd_install(kustomize: Path, tmp_path:
     assert any(
         v.get("configMap", {}).get("name") == "cu-reconciler-plugin" for v in volumes.values()
     )
+
+
+@pytest.mark.integration
+def test_the_health_checks_apply_server_side_into_a_live_argocd_cm(
+    control_plane: devcluster.ControlPlane,
+) -> None:
+    """The docs' command for a running Argo CD, ``kustomize build deploy/argocd/health |
+    kubectl apply --server-side -f -`` (here ``kubectl apply -k``, kubectl's own kustomize):
+    the two checks land in the live argocd-cm, whose other keys (Argo CD's and the operator's)
+    stay; the plugin ConfigMap applies too."""
+    kubectl = devcluster.ensure_built().kubectl
+    with control_plane.api_client() as api:
+        identity.ensure_namespace(api, "argocd")
+        path = "/api/v1/namespaces/argocd/configmaps/argocd-cm"
+        try:  # an Argo CD test earlier in the session leaves its own argocd-cm
+            before = dict(rawapi.request(api, "GET", path).get("data") or {})
+        except ApiException as exc:
+            assert exc.status == 404
+            before = {}
+        data = {"url": "https://argocd.example", "admin.enabled": "false"}
+        live = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "argocd-cm", "namespace": "argocd", "labels": argocd.PART_OF},
+            "data": data,
+        }
+        rawapi.apply(
+            api, "/api/v1/namespaces/argocd/configmaps/argocd-cm", live, field_manager="helm"
+        )
+        for directory, extra in (
+            (DEPLOY / "argocd" / "health", ["--server-side"]),
+            (DEPLOY / "argocd" / "cmp", []),
+        ):
+            proc = subprocess.run(
+                [
+                    kubectl,
+                    "--kubeconfig",
+                    control_plane.kubeconfig,
+                    "apply",
+                    "-k",
+                    directory,
+                    *extra,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert proc.returncode == 0, proc.stderr
+        cm = rawapi.request(api, "GET", path)
+        assert cm["data"] == {**before, **data, **argocd.health_customizations()}
+        plugin = rawapi.request(
+            api, "GET", "/api/v1/namespaces/argocd/configmaps/cu-reconciler-plugin"
+        )
+        assert (
+            plugin["data"]["plugin.yaml"] == (DEPLOY / "argocd" / "cmp" / "plugin.yaml").read_text()
+        )
+        rawapi.delete(api, "/api/v1/namespaces/argocd/configmaps/cu-reconciler-plugin")
+        if not before:
+            rawapi.delete(api, path)
