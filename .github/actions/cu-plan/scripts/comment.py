@@ -70,6 +70,8 @@ def _findings(path: str) -> tuple[list[dict[str, Any]] | None, str]:
 
 def _validation(args: argparse.Namespace) -> list[str]:
     findings, why = _findings(args.validate)
+    if findings == [] and args.validate_rc > 1:
+        findings, why = None, "no findings written"
     if findings is None:
         err = Path(args.validate_err) if args.validate_err else None
         tail = err.read_text(errors="replace")[-4000:] if err and err.exists() else ""
@@ -247,7 +249,7 @@ def publish(text: str, api: str, repo: str, number: str, token: str, author: str
         if not isinstance(batch, list):
             raise Refused("GET: the comment list is not a list")
         for c in batch:
-            if ours(c, author):
+            if ours(c, author) and isinstance(c.get("id"), int):
                 _call(
                     "PATCH", f"{api}/repos/{repo}/issues/comments/{c['id']}", token, {"body": text}
                 )
@@ -269,8 +271,12 @@ def post(args: argparse.Namespace) -> int:
         print(annotate.workflow_command("notice", "no pull request or token: comment skipped"))
     else:
         try:
+            try:
+                text = Path(args.body).read_text()
+            except OSError as exc:
+                raise Refused(f"no comment body: {exc}") from exc
             done = publish(
-                Path(args.body).read_text(),
+                text,
                 env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
                 env["GITHUB_REPOSITORY"],
                 number,
