@@ -425,6 +425,12 @@ def render_command(
         help="Objects exactly as cuctl apply writes them (per-commit revision annotation, no "
         "sync waves) instead of the GitOps-engine form.",
     ),
+    status: bool = typer.Option(
+        False,
+        "--status",
+        help="Also render the ConfigMap cu-reconciler-engine-status (reconciler namespace): "
+        "revision, admitted and pending claims with reasons, shortfalls, pool figures.",
+    ),
 ) -> None:
     """Print the target objects as a YAML stream (stdout); logs on stderr.
 
@@ -439,7 +445,11 @@ def render_command(
     result, _ = _plan("render", loaded.state, src)
     if result.refusal:
         raise _fail("render", result.refusal)
-    objects = result.objects if plain else tuple(gitops.for_engine(result.objects))
+    rendered = tuple(result.objects)
+    if status:
+        namespace = loaded.state.settings.spec.reconciler_namespace
+        rendered += (gitops.status_object(result.report, result.revision, namespace),)
+    objects = rendered if plain else tuple(gitops.for_engine(rendered))
     sys.stdout.write(yamltext.dump_all(objects))
     for warning in result.warnings:
         typer.echo(f"cuctl render: warning: {warning}", err=True)
@@ -508,7 +518,9 @@ def _plan_fleet(
         for name, preview in previews.items():
             if output is Output.MARKDOWN:
                 sys.stdout.write(
-                    f"## Cluster `{name}`\n\n" + render.markdown(preview, diffs=diffs) + "\n"
+                    f"## Cluster {render.md_literal(name, cell=False)}\n\n"
+                    + render.markdown(preview, diffs=diffs)
+                    + "\n"
                 )
             else:
                 sys.stdout.write(
@@ -516,10 +528,9 @@ def _plan_fleet(
                     + render.text(preview, color=_color(color), diffs=diffs)
                 )
         if unchanged:
-            note = ", ".join(unchanged)
-            sys.stdout.write(
-                f"\nUnchanged clusters: {note}\n"
-                if output is Output.MARKDOWN
-                else f"unchanged clusters: {note}\n"
-            )
+            if output is Output.MARKDOWN:
+                note = ", ".join(render.md_literal(n, cell=False) for n in unchanged)
+                sys.stdout.write(f"\nUnchanged clusters: {note}\n")
+            else:
+                sys.stdout.write(f"unchanged clusters: {render.escape(', '.join(unchanged))}\n")
     raise typer.Exit(_app.EXIT_FINDINGS if changed else _app.EXIT_OK)

@@ -81,7 +81,8 @@ def run_command(
     fleet_cluster: str | None = typer.Option(
         None,
         "--cluster",
-        help="Fleet repository: this cluster's overlay (default: the CUSync's spec.cluster).",
+        help="Fleet repository: this cluster's overlay (default: the CUSync's spec.cluster); "
+        "also the `cluster` label of every metric.",
     ),
     kubeconfig: Path | None = typer.Option(
         None, "--kubeconfig", help="Default: KUBECONFIG, in-cluster ServiceAccount, ~/.kube/config."
@@ -127,7 +128,7 @@ def run_command(
         identity=who,
         cluster=fleet_cluster,
     )
-    controller = loop.Controller(api, cfg)
+    controller = loop.Controller(api, cfg, metrics=metrics.Metrics(cluster=fleet_cluster))
     secret = os.environ.get("CU_WEBHOOK_SECRET", "").encode()
     if webhook_port is not None and not secret:
         typer.echo("cuctl run: --webhook-port needs CU_WEBHOOK_SECRET", err=True)

@@ -3,26 +3,58 @@
 Names are a contract (the Grafana dashboard and Argo CD health checks read them). One
 registry per process (not the global default) so tests and several controllers in one
 process do not collide, and so only our series are exported.
+
+The ``cluster`` label comes from one place: ``cuctl run --cluster NAME`` (the fleet
+ApplicationSet sets it per cluster). It is a constant label on every exported series, so one
+Prometheus can tell clusters apart (the dashboard's ``$cluster``); without the flag no series
+carries it and the dashboard's "All" (``.*``) still matches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from reconciler.controller import httpserver
 
 
+class _ConstantLabels:
+    """A collector that re-exports another registry's samples with constant labels added."""
+
+    def __init__(self, inner: CollectorRegistry, labels: Mapping[str, str]) -> None:
+        self._inner = inner
+        self._labels = dict(labels)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._inner.collect():
+            if not self._labels:
+                yield family
+                continue
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [
+                s._replace(labels={**self._labels, **s.labels}) for s in family.samples
+            ]
+            yield labelled
+
+
 @dataclass
 class Metrics:
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    cluster: str | None = None
+    """``cuctl run --cluster``: the constant ``cluster`` label of every series (None: none)."""
+    registry: CollectorRegistry = field(init=False)
+    """What ``/metrics`` exports: the series below, labelled with ``cluster``."""
 
     def __post_init__(self) -> None:
-        r = self.registry
+        r = CollectorRegistry()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(
+            _ConstantLabels(r, {"cluster": self.cluster} if self.cluster else {})
+        )
         self.reconcile_duration = Histogram(
             "cu_reconcile_duration_seconds",
             "Duration of one reconcile, by result.",

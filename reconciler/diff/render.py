@@ -8,7 +8,9 @@ summarising: per-object diffs first become a list of subjects, then a count.
 from __future__ import annotations
 
 import difflib
+import html
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -343,9 +345,30 @@ def _budgeted(lines: list[str], budget: int, more: str) -> list[str]:
     return out
 
 
-def _md(text: str) -> str:
-    """Untrusted text in a markdown table cell or line: escaped, pipes and tags neutral."""
-    return escape(text).replace("|", "\\|").replace("<", "&lt;")
+def md_literal(text: str, *, cell: bool = True) -> str:
+    """Untrusted text (names, values, messages from a pull request) as one inline code span.
+
+    Inside a code span GitHub renders no links, images, HTML, emphasis or @mentions (its
+    mention and reference filters skip ``code``), so the text cannot reach anyone or fake
+    markup. Control characters become escapes (no forged lines or rows); a backtick run cannot
+    close the span because the fence is one backtick longer than the longest run inside; in a
+    table ``cell`` ``|`` is escaped because GitHub splits cells on it even inside code spans
+    (the escape renders as a plain ``|`` there). Empty text is an em dash.
+    """
+    flat = escape(text)
+    if cell:
+        flat = flat.replace("|", "\\|")
+    if not flat:
+        return "—"
+    fence = "`" * (max((len(r) for r in re.findall("`+", flat)), default=0) + 1)
+    pad = " " if flat[0] in "` " or flat[-1] in "` " else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def html_literal(text: str) -> str:
+    """Untrusted text inside raw HTML (``<summary>``): entity-escaped, in ``<code>`` so
+    GitHub's mention filter skips it, with control characters shown as escapes."""
+    return f"<code>{html.escape(escape(text), quote=True)}</code>"
 
 
 def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = True) -> str:
@@ -355,17 +378,18 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = Tru
     changes = preview.changes.changes
     head = [f"### cu-reconciler plan `{_title(preview)}`", ""]
     if preview.refusal:
-        head += [f"> [!CAUTION]\n> **{_md(preview.refusal)}**", ""]
+        head += [f"> [!CAUTION]\n> **{md_literal(preview.refusal, cell=False)}**", ""]
     if report.shortfalls:
         head += ["> [!CAUTION]", "> **Promises the devices cannot keep now:**"]
-        head += [f"> - {_md(x.render())}" for x in report.shortfalls[:50]]
+        head += [f"> - {md_literal(x.render(), cell=False)}" for x in report.shortfalls[:50]]
         if len(report.shortfalls) > 50:
             head.append(f"> - … {len(report.shortfalls) - 50} more")
         head.append("")
     over = [p for p in report.pools if p.overcommit_milli]
     if over:
         head += ["> [!WARNING]", "> **Overcommitted guarantees:**"]
-        head += [f"> - {_md(overcommit(p))}" for p in over]
+        # Only DNS-label pool names and numbers: nothing a pull request could forge.
+        head += [f"> - {overcommit(p)}" for p in over]
         head.append("")
     lost = unmanaged(report)
     if lost:
@@ -373,12 +397,16 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = Tru
             "> [!WARNING]",
             "> **Devices not managed** (no adapter, unknown model or node):",
         ]
-        head += [f"> - `{f.code}` {_md(f.subject)}: {_md(f.message)}" for f in lost[:20]]
+        head += [
+            f"> - `{f.code}` {md_literal(f.subject, cell=False)}: "
+            f"{md_literal(f.message, cell=False)}"
+            for f in lost[:20]
+        ]
         if len(lost) > 20:
             head.append(f"> - … {len(lost) - 20} more")
         head.append("")
     for warning in report.warnings[:20]:
-        head += [f"> [!WARNING]\n> {_md(warning)}", ""]
+        head += [f"> [!WARNING]\n> {md_literal(warning, cell=False)}", ""]
     if len(report.warnings) > 20:
         head += [f"… {len(report.warnings) - 20} more warnings (see `-o json`).", ""]
     head += [f"**{len(changes)} changes**: {_counts(preview.changes)}.", ""]
@@ -388,10 +416,10 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = Tru
             ("Document", "Field", "Before", "After"),
             (
                 (
-                    _md(f"{c.kind}/{c.name}"),
-                    f"`{_md(c.path)}`" if c.path else "",
-                    _md(c.before or "—"),
-                    _md(c.after or "—"),
+                    md_literal(f"{c.kind}/{c.name}"),
+                    md_literal(c.path) if c.path else "",
+                    md_literal(c.before or ""),
+                    md_literal(c.after or ""),
                 )
                 for c in preview.meaning
             ),
@@ -462,7 +490,7 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = Tru
                     _replicas_cell(d),
                     rpt.milli_text(d.charged_milli or d.requested_milli),
                     _status_cell(d, bold=True),
-                    f"{d.reason}: {_md(d.message)}" if d.message else str(d.reason),
+                    f"{d.reason}: {md_literal(d.message)}" if d.message else str(d.reason),
                 )
                 for d in shown
             ),
@@ -484,7 +512,10 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = Tru
     if others:
         arithmetic.append("")
         arithmetic.append("Findings:")
-        arithmetic += [f"- `{f.code}` {_md(f.subject)}: {_md(f.message)}" for f in others[:50]]
+        arithmetic += [
+            f"- `{f.code}` {md_literal(f.subject, cell=False)}: {md_literal(f.message, cell=False)}"
+            for f in others[:50]
+        ]
         if len(others) > 50:
             arithmetic.append(f"- … {len(others) - 50} more")
     arithmetic += ["", "</details>", ""]
@@ -499,7 +530,8 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = Tru
         used += 14
         for i, entry in enumerate(changes):
             block = [
-                f"<details><summary><code>{entry.action}</code> {_md(entry.subject)}</summary>",
+                f"<details><summary><code>{entry.action}</code> "
+                f"{html_literal(entry.subject)}</summary>",
                 "",
                 "```diff",
                 *(line.replace("```", "` ` `") for line in unified(entry)),

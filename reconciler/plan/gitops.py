@@ -29,7 +29,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.model import ownership
-from reconciler.plan import target
+from reconciler.plan import admission, target
+from reconciler.plan import report as rpt
 
 CONTENT_HASH_ANNOTATION = f"{ownership.PREFIX}/content-hash"
 SYNC_WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
@@ -93,3 +94,70 @@ def for_engine(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         meta["annotations"] = dict(sorted(annotations.items()))
         out.append(copied)
     return out
+
+
+STATUS_NAME = "cu-reconciler-engine-status"
+"""The ConfigMap ``cuctl render --status`` adds: what an engine's render admitted, and why not."""
+STATUS_LIMIT = 200
+"""Pending claims and shortfalls listed one per line; the rest are counted."""
+
+
+def _lines(items: list[str], limit: int) -> str:
+    shown = items[:limit]
+    if len(items) > limit:
+        shown.append(f"… {len(items) - limit} more")
+    return "".join(f"{line}\n" for line in shown)
+
+
+def status_object(
+    report: rpt.Report, revision: str, namespace: str, *, limit: int = STATUS_LIMIT
+) -> dict[str, Any]:
+    """The admission result of a render, as a ConfigMap the engine applies with the rest.
+
+    With an engine applying the render there is no controller and so no CUSync status or
+    metrics; this object is what the cluster then shows: the source revision, claim counts by
+    status, every pending claim with its reason, every promise the devices cannot keep, and
+    per-pool figures (the CUSync status's names: ``capacityCU``, ``admittedCU``,
+    ``pendingClaims``). It changes with the revision, so exactly this one object is synced on
+    every commit. Pure.
+    """
+    decisions = report.decisions
+    counts = {s: sum(1 for d in decisions if d.status is s) for s in admission.Status}
+    pending = [
+        f"{d.namespace}/{d.claim} (tenant {d.tenant}, pool {d.pool}): {d.reason}"
+        + (f": {d.message}" if d.message else "")
+        for d in decisions
+        if d.status is not admission.Status.ADMITTED
+    ]
+    per_pool = {p.name: 0 for p in report.pools}
+    for d in decisions:
+        if d.status is admission.Status.PENDING and d.pool in per_pool:
+            per_pool[d.pool] += 1
+    pools = [
+        {
+            "name": p.name,
+            "capacityCU": rpt.milli_text(p.total_milli),
+            "admittedCU": rpt.milli_text(p.admitted_milli),
+            "pendingClaims": per_pool[p.name],
+        }
+        for p in sorted(report.pools, key=lambda p: p.name)
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": STATUS_NAME,
+            "namespace": namespace,
+            "labels": dict(ownership.MANAGED_BY),
+        },
+        "data": {
+            "revision": revision,
+            "admittedClaims": str(counts[admission.Status.ADMITTED]),
+            "pendingClaims": str(counts[admission.Status.PENDING]),
+            "preemptedClaims": str(counts[admission.Status.PREEMPTED]),
+            "shortfalls": str(len(report.shortfalls)),
+            "notAdmitted.txt": _lines(pending, limit),
+            "shortfalls.txt": _lines([s.render() for s in report.shortfalls], limit),
+            "pools.json": json.dumps(pools, ensure_ascii=False),
+        },
+    }

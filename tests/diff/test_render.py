@@ -121,10 +121,10 @@ def test_markdown_tenant_and_claim_tables_show_before_and_after() -> None:
         # 3 × 5 = 15 CU is over ads' guarantee of 10: the template (all replicas or none)
         # is admitted in the borrowing pass.
         "| ads/ads-infer | ads | infer | 3 | 15 | Admitted | BorrowedIdle |",
-        "| lab/lab-a | lab | train | 1 | 100 | Admitted → **Preempted** | NoQuota: tenant lab "
-        "has no guarantee in train and may not borrow |",
-        "| lab/lab-b | lab | train | 1 | 50 | Pending | NoQuota: tenant lab has no guarantee "
-        "in train and may not borrow |",
+        "| lab/lab-a | lab | train | 1 | 100 | Admitted → **Preempted** | NoQuota: `tenant lab "
+        "has no guarantee in train and may not borrow` |",
+        "| lab/lab-b | lab | train | 1 | 50 | Pending | NoQuota: `tenant lab has no guarantee "
+        "in train and may not borrow` |",
         "",
     ]
 
@@ -343,3 +343,46 @@ def test_unmanaged_devices_are_one_line_per_cause_at_the_top() -> None:
         "  ! UnknownNode: gpu.nvidia.com/n9: node n9 does not exist",
     ]
     assert not [line for line in lines if line.startswith("  note:")]
+
+
+_HOSTILE = [
+    pytest.param("@octocat please look", id="mention"),
+    pytest.param("[click](https://evil.example)", id="link"),
+    pytest.param("![x](https://evil.example/p.png)", id="image"),
+    pytest.param("<img src=x onerror=alert(1)>", id="html"),
+    pytest.param("a | b | c", id="table-pipes"),
+    pytest.param("``x` `y``", id="backtick-runs"),
+    pytest.param("`edge`", id="backtick-edges"),
+    pytest.param("line\n| forged | row |\r\n@x", id="line-breaks"),
+    pytest.param("<!-- cu-reconciler:plan-preview -->", id="marker"),
+    pytest.param("https://evil.example www.evil.example", id="bare-urls"),
+]
+
+
+def _cell_html(cell: str) -> str:
+    from markdown_it import MarkdownIt
+
+    table = f"| A | B |\n|---|---|\n| {cell} | end |\n"
+    return MarkdownIt("commonmark").enable("table").render(table)
+
+
+@pytest.mark.parametrize("text", _HOSTILE)
+def test_md_literal_renders_untrusted_text_as_literal_code(text: str) -> None:
+    import html
+
+    rendered = _cell_html(render.md_literal(text))
+    assert rendered.count("<td>") == 2, rendered
+    assert "<a " not in rendered and "<img" not in rendered and "<!--" not in rendered
+    code = rendered[rendered.index("<code>") + 6 : rendered.index("</code>")]
+    assert html.unescape(code).strip() == render.escape(text), rendered
+    assert rendered.index("<code>") < rendered.index("end") and "end</td>" in rendered
+
+
+@pytest.mark.parametrize("text", _HOSTILE)
+def test_html_literal_is_inert_inside_a_summary(text: str) -> None:
+    from markdown_it import MarkdownIt
+
+    out = render.html_literal(text)
+    rendered = MarkdownIt("commonmark").render(f"<details><summary>{out}</summary>\n\nx\n")
+    assert "<img" not in rendered and "<a " not in rendered and "<!--" not in rendered
+    assert rendered.count("<code>") == 1 and "\n" not in out

@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,9 @@ CLUSTER_SCOPED = {
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
     "CUSync",
+    "ResourceSlice",
+    "DeviceClass",
+    "DeviceTaintRule",
 }
 
 
@@ -160,3 +164,57 @@ def test_the_fleet_template_deploys_what_its_project_admits(tmp_path: Path) -> N
     (cusync,) = [o for o in objs if o["kind"] == "CUSync"]
     assert cusync["metadata"]["name"] == _controller_name(objs)
     assert cusync["spec"]["cluster"] == "dc-east"
+    dep = next(o for o in objs if o["kind"] == "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--cluster=dc-east" in args, "the same overlay, and the metrics' cluster label"
+
+
+def test_the_engine_fleet_template_renders_each_cluster_into_what_its_project_admits() -> None:
+    """Mode 2 for a fleet: per cluster, the plugin with CU_CLUSTER=<name>; what `cuctl render
+    --cluster` gives for each cluster of examples/fleet is admitted by the project, and the
+    sync options are those of the single-cluster Application."""
+    docs = _docs("fleet/engine-applicationset.yaml")
+    project = next(d for d in docs if d["kind"] == "AppProject")
+    appset = next(d for d in docs if d["kind"] == "ApplicationSet")
+    (single,) = [d for d in _docs("mode2/application.yaml") if d["kind"] == "Application"]
+    (plugin,) = YAML(typ="safe").load_all((DEPLOY / "cmp" / "plugin.yaml").read_text())
+    assert appset["spec"]["generators"][0]["clusters"]["selector"]["matchLabels"] == {
+        "cu-reconciler.io/fleet": "gpu"
+    }
+    for cluster in ("dc-east", "cloud-west"):
+        spec = json.loads(
+            json.dumps(appset["spec"]["template"]["spec"])
+            .replace("{{.name}}", cluster)
+            .replace("{{.server}}", f"https://{cluster}.example")
+        )
+        source = spec["source"]
+        assert (
+            source["plugin"]["name"] == f"{plugin['metadata']['name']}-{plugin['spec']['version']}"
+        )
+        assert source["plugin"]["env"] == [{"name": "CU_CLUSTER", "value": cluster}]
+        assert "CU_CLUSTER" in {p["name"] for p in plugin["spec"]["parameters"]["static"]}
+        assert spec["destination"] == {"server": f"https://{cluster}.example"}
+        assert spec["syncPolicy"] == single["spec"]["syncPolicy"]
+        assert spec["ignoreDifferences"] == single["spec"]["ignoreDifferences"]
+        assert spec["project"] == project["metadata"]["name"]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reconciler.cli",
+                "render",
+                str(ROOT / "examples" / "fleet"),
+                "--cluster",
+                cluster,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        objs = [d for d in YAML(typ="safe").load_all(proc.stdout) if d]
+        assert len(objs) > 10
+        assert _refusals(project, objs, "default") == [], cluster
+    assert "finalizers" not in appset["spec"]["template"]["metadata"], (
+        "never prune a fleet by leaving"
+    )

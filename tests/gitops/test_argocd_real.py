@@ -239,6 +239,33 @@ def test_argocd_syncs_the_rendered_objects(
         produced = json.loads(result.stdout)
         assert produced["revision"] == second and produced["author"] == "Alice"
 
+        # Server-Side Diff cannot diff an immutable claim spec (its SSA dry run is refused):
+        # switched on, the next claim change is a ComparisonError and nothing syncs. The
+        # shipped Application opts out (compare-options ServerSideDiff=false, docs/gitops.md);
+        # restored, the same commit converges.
+        shipped = argocd.application(api, APP)["metadata"]["annotations"][COMPARE]
+        assert shipped == "ServerSideDiff=false"
+        _compare_options(api, "ServerSideDiff=true")
+        _edit(work, "claims/ads-embedding/backfill.yaml", "minMemory: 48Gi", "minMemory: 64Gi")
+        third = _commit(work, "Backfill needs 64Gi devices")
+        argocd.refresh(api, APP)
+
+        def ssd_error() -> str | None:
+            status = argocd.application(api, APP).get("status") or {}
+            for c in status.get("conditions") or ():
+                if c.get("type") == "ComparisonError" and "ads-backfill" in c.get("message", ""):
+                    return str(c["message"])
+            return None
+
+        message = _wait(ssd_error, 180, "Server-Side Diff's ComparisonError on the template", argo)
+        assert "invalid" in message or "immutable" in message, message
+        assert _owned(api)[template_key]["metadata"]["uid"] == now[template_key]["metadata"]["uid"]
+        _compare_options(api, shipped)
+        argocd.refresh(api, APP)
+        _wait(lambda: _synced_healthy(api, third), 300, "Synced+Healthy with the opt-out", argo)
+        assert "memoryMiB >= 65536" in json.dumps(_owned(api)[template_key]["spec"])
+        second = third
+
         # An invalid commit: nothing changes on the cluster; the Application says why, where.
         before = {k: v["metadata"]["resourceVersion"] for k, v in _owned(api).items()}
         _edit(work, "claims/ads-embedding/backfill.yaml", "cu: 80", "cu: -80")
@@ -260,6 +287,20 @@ def test_argocd_syncs_the_rendered_objects(
         status = argocd.application(api, APP)["status"]
         assert status["operationState"]["syncResult"]["revision"] == second
         assert bad != second
+
+
+COMPARE = "argocd.argoproj.io/compare-options"
+
+
+def _compare_options(api: ApiClient, value: str) -> None:
+    """Set the Application's compare options (Argo CD's per-Application diff switch)."""
+    rawapi.request(
+        api,
+        "PATCH",
+        f"{argocd.APPS}/{APP}",
+        body={"metadata": {"annotations": {COMPARE: value}}},
+        content_type=rawapi.MERGE_PATCH,
+    )
 
 
 def _free_port() -> int:

@@ -105,3 +105,76 @@ def test_panels_have_unique_ids_and_a_cluster_variable() -> None:
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert "cluster" in {v["name"] for v in dashboard["templating"]["list"]}
+
+
+def _samples(text: str) -> list[Any]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+
+
+def test_the_cluster_flag_labels_every_series_the_dashboard_filters() -> None:
+    """``cuctl run --cluster NAME`` is the one source of the ``cluster`` label: every exported
+    series carries it; without the flag none does, and the dashboard's "All" matches."""
+    from prometheus_client.exposition import generate_latest
+
+    metrics = importlib.import_module("reconciler.controller.metrics")
+    labelled = metrics.Metrics(cluster="dc-east")
+    plain = metrics.Metrics()
+    for m in (labelled, plain):
+        m.reconcile_total.labels("Succeeded").inc()
+        m.set_revision("applied", "abc")
+        m.set_figures(
+            {
+                "pools": [
+                    {
+                        "name": "train",
+                        "capacityCU": 8,
+                        "guaranteedCU": 4,
+                        "admittedCU": 2,
+                        "pendingClaims": 1,
+                    }
+                ]
+            }
+        )
+    samples = _samples(generate_latest(labelled.registry).decode())
+    assert samples and all(s.labels.get("cluster") == "dc-east" for s in samples)
+    assert {s.name for s in samples} >= {"cu_reconcile_total", "cu_pool_capacity_cu"}
+    assert not any(
+        "cluster" in s.labels for s in _samples(generate_latest(plain.registry).decode())
+    )
+    dashboard = json.loads(DASHBOARD.read_text())
+    variable = next(v for v in dashboard["templating"]["list"] if v["name"] == "cluster")
+    assert variable["allValue"] == ".*" and variable["includeAll"]
+    filtered = [e for e in _expressions(dashboard) if 'cluster=~"$cluster"' in e]
+    assert filtered, "the dashboard filters on the label the controller exports"
+
+
+def test_the_fleet_sets_the_cluster_flag_and_a_service_monitor_scrapes_it() -> None:
+    from ruamel.yaml import YAML
+
+    root = DASHBOARD.parents[1]
+    docs = list(YAML(typ="safe").load_all((root / "argocd/fleet/applicationset.yaml").read_text()))
+    appset = next(d for d in docs if d["kind"] == "ApplicationSet")
+    patches = appset["spec"]["template"]["spec"]["source"]["kustomize"]["patches"]
+    deployment = next(p for p in patches if p["target"]["kind"] == "Deployment")
+    (op,) = YAML(typ="safe").load(deployment["patch"])
+    assert op == {
+        "op": "add",
+        "path": "/spec/template/spec/containers/0/args/-",
+        "value": "--cluster={{.name}}",
+    }
+    (monitor,) = YAML(typ="safe").load_all((root / "monitoring/servicemonitor.yaml").read_text())
+    (service,) = YAML(typ="safe").load_all((root / "service.yaml").read_text())
+    assert (monitor["apiVersion"], monitor["kind"]) == (
+        "monitoring.coreos.com/v1",
+        "ServiceMonitor",
+    )
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    ports = {p["name"] for p in service["spec"]["ports"]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in ports and endpoint["path"] == "/metrics"
+    assert endpoint["honorLabels"] is True, "our cluster label wins over a target label"

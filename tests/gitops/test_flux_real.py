@@ -205,7 +205,7 @@ def test_flux_applies_the_rendered_objects(
             text = (ROOT / "deploy/flux/gitrepository.yaml").read_text()
             assert UPSTREAM in text
             text = text.replace(UPSTREAM, server.url("cu-desired-state.git"))
-            text += "---\n" + (ROOT / "deploy/flux/kustomization.yaml").read_text()
+            text += "---\n" + (ROOT / "deploy/flux/desired-state.yaml").read_text()
             for doc in YAML(typ="safe").load_all(text):
                 path = GITREPO if doc["kind"] == "GitRepository" else KS
                 rawapi.apply(api, path, doc, field_manager="platform-team")
@@ -307,3 +307,105 @@ def test_flux_applies_the_rendered_objects(
                 query={"labelSelector": f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"},
             )["items"]:
                 raise AssertionError(f"binding left after prune: {item['metadata']['name']}")
+
+
+_FLUX_PATHS = {"./deploy/flux": "install-engine", "./deploy/flux/controller": "install-controller"}
+_SUSPEND = "- op: add\n  path: /spec/suspend\n  value: true\n"
+
+
+def test_a_flux_kustomization_applies_each_shipped_flux_path(
+    control_plane: devcluster.ControlPlane, running_flux: flux.Flux, tmp_path: Path
+) -> None:
+    """The Flux paths of this repository (deploy/flux, deploy/flux/controller) as Flux itself
+    builds and applies them, from a Git repository holding this checkout's deploy/: each
+    Kustomization is Ready with exactly what ``kustomize build`` lists. The applied Flux objects
+    land in a namespace of their own and are suspended (a patch), so they fetch nothing; and
+    ``kubectl apply -k`` of each path passes the apiserver's server-side dry run."""
+    served = tmp_path / "served"
+    origin = served / "cu-reconciler.git"
+    git.Repo.init(origin, bare=True, initial_branch="main")
+    work = git.Repo.init(tmp_path / "work", initial_branch="main")
+    shutil.copytree(ROOT / "deploy", Path(work.working_dir) / "deploy")
+    work.git.add(A=True)
+    work.git.commit("-q", "-m", "deploy/", "--author", "CI <ci@example.invalid>")
+    work.git.push(str(origin), "main")
+    sha = work.head.commit.hexsha
+    base = "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations"
+    with control_plane.api_client() as api, githttp.GitHTTPServer(served) as server:
+        source = {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "cu-install", "namespace": "flux-system"},
+            "spec": {
+                "interval": "10m",
+                "url": server.url("cu-reconciler.git"),
+                "ref": {"branch": "main"},
+            },
+        }
+        repo_path = "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories"
+        rawapi.apply(api, f"{repo_path}/cu-install", source, field_manager="platform-team")
+        for path, ns in _FLUX_PATHS.items():
+            identity.ensure_namespace(api, ns)
+            ks = {
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": ns, "namespace": "flux-system"},
+                "spec": {
+                    "interval": "10m",
+                    "sourceRef": {"kind": "GitRepository", "name": "cu-install"},
+                    "path": path,
+                    "prune": True,
+                    "targetNamespace": ns,
+                    "patches": [
+                        {"patch": _SUSPEND, "target": {"group": g, "kind": k}}
+                        for g, k in (
+                            ("kustomize.toolkit.fluxcd.io", "Kustomization"),
+                            ("source.toolkit.fluxcd.io", "GitRepository"),
+                        )
+                    ],
+                },
+            }
+            rawapi.apply(api, f"{base}/{ns}", ks, field_manager="platform-team")
+        for path, ns in _FLUX_PATHS.items():
+
+            def ready(ns: str = ns) -> dict[str, Any] | None:
+                obj = rawapi.request(api, "GET", f"{base}/{ns}")
+                ok = _condition(obj, "Ready").get("status") == "True"
+                at = (obj.get("status") or {}).get("lastAppliedRevision", "").endswith(sha)
+                return dict(obj) if ok and at else None
+
+            ks = running_flux.wait_for(ready, 180, f"the Kustomization on {path} Ready")
+            entries = {e["id"] for e in ks["status"]["inventory"]["entries"]}
+            built = [d for d in YAML(typ="safe").load_all(_kubectl("kustomize", ROOT / path)) if d]
+            assert entries == {
+                f"{ns}_{d['metadata']['name']}_{d['apiVersion'].split('/')[0]}_{d['kind']}"
+                for d in built
+            }, entries
+            for d in built:
+                group, version = d["apiVersion"].split("/")
+                plural = {"GitRepository": "gitrepositories", "Kustomization": "kustomizations"}
+                live = rawapi.request(
+                    api,
+                    "GET",
+                    f"/apis/{group}/{version}/namespaces/{ns}/{plural[d['kind']]}/"
+                    f"{d['metadata']['name']}",
+                )
+                assert live["spec"]["suspend"] is True
+            rawapi.delete(api, f"{base}/{ns}")
+        rawapi.delete(api, f"{repo_path}/cu-install")
+        identity.ensure_namespace(api, "cu-system")
+        for path in _FLUX_PATHS:
+            out = _kubectl(
+                "apply", "-k", ROOT / path, "--dry-run=server", kubeconfig=control_plane.kubeconfig
+            )
+            assert "(server dry run)" in out, out
+
+
+def _kubectl(*args: str | Path, kubeconfig: Path | None = None) -> str:
+    kubectl = devcluster.ensure_built().kubectl
+    extra = ["--kubeconfig", str(kubeconfig)] if kubeconfig else []
+    proc = subprocess.run(
+        [kubectl, *extra, *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

@@ -84,12 +84,13 @@ def test_every_testdata_file_is_used() -> None:
 
 
 def test_argocd_cm_merge_names_every_check_under_argocds_key() -> None:
-    kustomization = YAML(typ="safe").load((ROOT / "health" / "kustomization.yaml").read_text())
+    component = ROOT / "resource_customizations"
+    kustomization = YAML(typ="safe").load((component / "kustomization.yaml").read_text())
     files = dict(f.split("=", 1) for f in kustomization["configMapGenerator"][0]["files"])
     expected = {
         f"resource.customizations.health.{c.parent.name}_{c.name}": c / "health.lua" for c in CHECKS
     }
-    assert {k: (ROOT / "health" / v).resolve() for k, v in files.items()} == {
+    assert {k: (component / v).resolve() for k, v in files.items()} == {
         k: v.resolve() for k, v in expected.items()
     }
 

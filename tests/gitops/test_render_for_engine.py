@@ -119,3 +119,52 @@ def test_the_fence_admits_the_listed_identities() -> None:
     objects = [policy]
     assert fence.identity_problem(objects, plain, argo) is not None
     assert fence.identity_problem(objects, listed, argo) is None
+
+
+def test_the_status_object_shows_what_the_render_admitted_and_why_not() -> None:
+    import json
+
+    import cu_example as ex
+
+    from reconciler import plan as planning
+    from reconciler.plan import admission
+
+    result = planning.plan(ex.desired(), ex.observed())
+    decisions = result.report.decisions
+    status = gitops.status_object(result.report, "f" * 40, "cu-system")
+    data = status["data"]
+    assert (status["kind"], status["metadata"]["name"]) == ("ConfigMap", gitops.STATUS_NAME)
+    assert status["metadata"]["namespace"] == "cu-system"
+    assert ownership.is_owned(status)
+    assert data["revision"] == "f" * 40
+    for key, s in (
+        ("admittedClaims", admission.Status.ADMITTED),
+        ("pendingClaims", admission.Status.PENDING),
+        ("preemptedClaims", admission.Status.PREEMPTED),
+    ):
+        assert data[key] == str(sum(1 for d in decisions if d.status is s)), key
+    not_admitted = [d for d in decisions if d.status is not admission.Status.ADMITTED]
+    assert not_admitted, "the example has a claim that is not admitted"
+    lines = data["notAdmitted.txt"].splitlines()
+    assert len(lines) == len(not_admitted)
+    for d, line in zip(not_admitted, lines, strict=True):
+        assert line.startswith(f"{d.namespace}/{d.claim} ") and str(d.reason) in line
+    pools = json.loads(data["pools.json"])
+    assert [p["name"] for p in pools] == sorted(p.name for p in result.report.pools)
+    assert sum(p["pendingClaims"] for p in pools) == int(data["pendingClaims"])
+    assert all(isinstance(v, str) for v in data.values()), "ConfigMap data are strings"
+    short = gitops.status_object(result.report, "f" * 40, "cu-system", limit=0)
+    assert short["data"]["notAdmitted.txt"] == f"… {len(not_admitted)} more\n"
+
+
+def test_render_status_adds_one_configmap_in_the_reconciler_namespace_last(
+    example_repo: git.Repo,
+) -> None:
+    plain = _render(example_repo, "HEAD")
+    with_status = _render(example_repo, "HEAD", "--status")
+    added = [o for o in with_status if _key(o) not in {_key(p) for p in plain}]
+    assert [_key(o) for o in added] == [("ConfigMap", "cu-system", gitops.STATUS_NAME)]
+    (status,) = added
+    assert status["data"]["revision"] == example_repo.head.commit.hexsha
+    waves = [int(o["metadata"]["annotations"][gitops.SYNC_WAVE_ANNOTATION]) for o in with_status]
+    assert int(status["metadata"]["annotations"][gitops.SYNC_WAVE_ANNOTATION]) == max(waves)
