@@ -157,6 +157,8 @@ class ObservedClaim:
     reserved_for: tuple[str, ...] = ()
     tolerated: tuple[str, ...] = ()
     """Taint keys its requests tolerate; ``*`` for a toleration of every key."""
+    device_classes: tuple[str, ...] = ()
+    """The DeviceClass names its requests and sub-requests ask for, sorted."""
 
     @property
     def in_use(self) -> bool:
@@ -451,7 +453,20 @@ def _claim(obj: JsonObject) -> ObservedClaim:
         allocated=tuple(sorted(allocated)),
         reserved_for=tuple(reserved),
         tolerated=_tolerated(obj.get("spec") or {}),
+        device_classes=_device_classes(obj.get("spec") or {}),
     )
+
+
+def _device_classes(spec: JsonObject) -> tuple[str, ...]:
+    """Every DeviceClass name a claim's requests (and firstAvailable sub-requests) ask for."""
+    names: set[str] = set()
+    for request in (spec.get("devices") or {}).get("requests") or ():
+        if not isinstance(request, Mapping):
+            continue
+        for sub in [request.get("exactly") or {}, *(request.get("firstAvailable") or ())]:
+            if isinstance(sub, Mapping) and sub.get("deviceClassName"):
+                names.add(str(sub["deviceClassName"]))
+    return tuple(sorted(names))
 
 
 def _tolerated(spec: JsonObject) -> tuple[str, ...]:

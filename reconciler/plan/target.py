@@ -407,9 +407,7 @@ def _plan(
     }
     pool_names = sorted(pools)
     objects: list[dict[str, Any]] = []
-    objects += fence.admission_policy(
-        settings, [classes.pool_class_name(p) for p in pool_names], labels, annotations
-    )
+    objects += fence.admission_policy(settings, labels, annotations)
     managed = [m.device for p in pools.values() for m in p.members]
     objects += fence.taint_rules(managed, observed.devices, settings.fence, labels, annotations)
     whole_vendors = {m.device.vendor for p in pools.values() if not p.fractional for m in p.members}
@@ -466,7 +464,8 @@ def _plan(
         for p in (pools[n] for n in pool_names)
     )
     refusal = safety.check(live_objs, objects, desired.policy)
-    all_findings = tuple(sorted({*observed.findings, *findings, *bypass}))
+    named = fence.class_findings(observed.claims, _claim_keys(desired))
+    all_findings = tuple(sorted({*observed.findings, *findings, *bypass, *named}))
     # One accounting on both sides: what admission charged (the charged annotation our
     # claims and templates carry), live or the base revision's target.
     claimed_before = report.claimed_cu(live_objs)

@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 
 from reconciler import devcluster, source, validate
 from reconciler.devcluster import identity, rawapi
-from reconciler.plan import fence
+from reconciler.plan import fence, quota
 
 pytestmark = pytest.mark.integration
 ROOT = DEPLOY.parent
@@ -107,6 +107,9 @@ def rbac(api: ApiClient) -> Iterator[None]:
     yield
 
 
+_ADMISSION = "admissionregistration.k8s.io"
+_VAP_RESOURCES = ("validatingadmissionpolicies", "validatingadmissionpolicybindings")
+
 CAN = [
     {"group": "resource.k8s.io", "resource": "resourceslices", "verb": "create"},
     {"group": "resource.k8s.io", "resource": "devicetaintrules", "verb": "patch"},
@@ -139,6 +142,29 @@ CAN = [
         "verb": "list",
         "namespace": "cu-system",
     },
+    # Exactly our fence and quotas (issue 18, item 9), by their fixed names.
+    *(
+        {"group": _ADMISSION, "resource": resource, "verb": verb, "name": fence.POLICY_NAME}
+        for resource in _VAP_RESOURCES
+        for verb in ("get", "update", "patch", "delete")
+    ),
+    *(
+        {"group": _ADMISSION, "resource": resource, "verb": verb}
+        for resource in _VAP_RESOURCES
+        for verb in ("create", "list", "watch")
+    ),
+    *(
+        {
+            "group": "",
+            "resource": "resourcequotas",
+            "verb": verb,
+            "namespace": "research",
+            "name": quota.NAME,
+        }
+        for verb in ("get", "update", "patch", "delete")
+    ),
+    {"group": "", "resource": "resourcequotas", "verb": "create", "namespace": "research"},
+    {"group": "", "resource": "resourcequotas", "verb": "list"},
 ]
 CANNOT = [
     {"group": "coordination.k8s.io", "resource": "leases", "verb": "list"},
@@ -166,6 +192,26 @@ CANNOT = [
     {"group": "events.k8s.io", "resource": "events", "verb": "create", "namespace": "x"},
     {"group": "rbac.authorization.k8s.io", "resource": "clusterroles", "verb": "escalate"},
     {"group": "apps", "resource": "deployments", "verb": "patch", "namespace": "cu-system"},
+    # Nobody else's admission policies, bindings or quotas (issue 18, item 9).
+    *(
+        {"group": _ADMISSION, "resource": resource, "verb": verb, "name": name}
+        for resource in _VAP_RESOURCES
+        for verb in ("get", "update", "patch", "delete")
+        for name in ("pod-security-baseline", "cu-reconciler-fence-bootstrap")
+    ),
+    {"group": _ADMISSION, "resource": "validatingadmissionpolicies", "verb": "deletecollection"},
+    *(
+        {
+            "group": "",
+            "resource": "resourcequotas",
+            "verb": verb,
+            "namespace": namespace,
+            "name": "compute",
+        }
+        for verb in ("get", "update", "patch", "delete")
+        for namespace in ("kube-system", "research")
+    ),
+    {"group": "", "resource": "resourcequotas", "verb": "deletecollection", "namespace": "x"},
 ]
 
 
@@ -185,8 +231,11 @@ def test_the_bootstrap_fence_is_the_controllers_toleration_rule() -> None:
     docs = list(YAML(typ="safe").load_all((DEPLOY / "fence-policy.yaml").read_text()))
     state = validate.validate_tree(source.read(str(ROOT / "examples" / "gitrepo"), None)).state
     assert state is not None
-    policy, _ = fence.admission_policy(state.settings.spec, [], {}, {})
-    assert docs[0]["spec"]["validations"] == policy["spec"]["validations"][:1]
+    policy, _ = fence.admission_policy(state.settings.spec, {}, {})
+    # The policy does not depend on the pools, so the bootstrap copy is the whole rule set:
+    # a tenant can neither tolerate the fence nor name a cu-* class before the first reconcile.
+    assert docs[0]["spec"]["validations"] == policy["spec"]["validations"]
+    assert docs[0]["spec"]["variables"] == policy["spec"]["variables"]
     assert docs[0]["spec"]["matchConditions"] == policy["spec"]["matchConditions"]
     assert docs[1]["spec"]["policyName"] == docs[0]["metadata"]["name"]
 
