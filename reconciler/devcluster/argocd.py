@@ -386,7 +386,7 @@ def set_sync_impersonation(api: ApiClient, enabled: bool) -> None:
 
     On, every sync runs as the AppProject's destination ServiceAccount
     (``spec.destinationServiceAccounts``) instead of the cluster Secret's identity, which then
-    only reads (deploy/argocd/mode2/kustomization.yaml ships the same key).
+    only reads (deploy/argocd/impersonation ships the same key).
     """
     rawapi.request(
         api,

@@ -4,7 +4,7 @@ Argo CD (application controller, repo-server, plugin sidecar; built from Go modu
 hack/build-argocd.sh, Redis from Debian) runs against the local control plane with the shipped
 plugin.yaml, the shipped AppProject and Application (deploy/argocd/mode2) and the shipped Lua
 health checks in argocd-cm. The desired state is the example repository in a bare Git remote.
-Sync impersonation is on (deploy/argocd/mode2/kustomization.yaml): Argo CD reads as its own
+Sync impersonation is on (deploy/argocd/impersonation): Argo CD reads as its own
 ServiceAccount and syncs the CU Application as the dedicated cu-system:cu-sync
 (deploy/argocd/mode2/sync-identity.yaml, the AppProject's destinationServiceAccounts), the only
 engine identity ClusterSettings.spec.admittedIdentities names.
@@ -146,18 +146,17 @@ def _synced_healthy(api: ApiClient, revision: str) -> dict[str, Any] | None:
 
 
 SYNC_IDENTITY = ROOT / "deploy" / "argocd" / "mode2" / "sync-identity.yaml"
+IMPERSONATION = ROOT / "deploy" / "argocd" / "impersonation" / "kustomization.yaml"
 RESEARCH_CLAIMS = "research-claims"
 
 
 @pytest.fixture
 def impersonation(control_plane: devcluster.ControlPlane) -> Iterator[str]:
-    """The shipped sync identity installed and sync impersonation on, as the mode-2
-    kustomization sets it; off again afterwards (mode 1 and other tests share the Argo CD)."""
+    """The shipped sync identity installed and sync impersonation on, as
+    deploy/argocd/impersonation sets it; off again afterwards (mode 1 shares the Argo CD)."""
     with control_plane.api_client() as api:
         namespace, name = identity.install_rbac(api, SYNC_IDENTITY)
-        kustomization = YAML(typ="safe").load(
-            SYNC_IDENTITY.with_name("kustomization.yaml").read_text()
-        )
+        kustomization = YAML(typ="safe").load(IMPERSONATION.read_text())
         [generated] = kustomization["configMapGenerator"]
         assert generated["name"] == "argocd-cm" and generated["literals"] == [
             f"{argocd.IMPERSONATION_KEY}=true"
