@@ -29,7 +29,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_LENGTH", "SERVICE_ACCOUNT_PREFIX", "problem", "service_account"]
+__all__ = [
+    "ENGINE_CONTROLLERS",
+    "MAX_LENGTH",
+    "SERVICE_ACCOUNT_PREFIX",
+    "is_engine_controller",
+    "problem",
+    "service_account",
+]
 
 MAX_LENGTH = 253
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
@@ -39,6 +46,20 @@ _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=/#:~'-]*")
 _GROUPS = frozenset(
     {"system:authenticated", "system:unauthenticated", "system:masters", "system:nodes"}
 )
+
+
+ENGINE_CONTROLLERS = frozenset(
+    {"argocd-application-controller", "kustomize-controller", "helm-controller"}
+)
+"""ServiceAccount names of GitOps engines' own controllers: shared by every Application or
+Kustomization the engine syncs, so admitting one admits them all (issue 18, item 6)."""
+
+
+def is_engine_controller(identity: str) -> bool:
+    """Whether ``identity`` is a GitOps engine controller's ServiceAccount, in any namespace."""
+    if not identity.startswith(SERVICE_ACCOUNT_PREFIX):
+        return False
+    return identity.rpartition(":")[2] in ENGINE_CONTROLLERS
 
 
 def service_account(namespace: str, name: str) -> str:

@@ -96,3 +96,18 @@ def test_cuctl_validate_exits_1_on_a_real_repository(tmp_path: Path) -> None:
     assert (
         "system:serviceaccount:<namespace>:<name>" in result.stdout or "username" in result.stdout
     )
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        "system:serviceaccount:argocd:argocd-application-controller",
+        "system:serviceaccount:flux-system:kustomize-controller",
+    ],
+)
+def test_an_engines_own_controller_is_a_warning_at_its_line(identity: str) -> None:
+    result = validate_tree(_with_identities(identity))
+    assert result.ok, "a single-tenant engine may do it; it is said, not refused"
+    [d] = [d for d in result.diagnostics if d.code is codes.Code.SHARED_ENGINE_IDENTITY]
+    assert (d.file, d.line) == ("cluster.yaml", _line_of_first_entry())
+    assert "dedicated ServiceAccount" in d.message
