@@ -114,11 +114,6 @@ CAN = [
     {"group": "resource.k8s.io", "resource": "resourceslices", "verb": "create"},
     {"group": "resource.k8s.io", "resource": "devicetaintrules", "verb": "patch"},
     {"group": "resource.k8s.io", "resource": "resourceclaims", "verb": "delete", "namespace": "x"},
-    {
-        "group": "admissionregistration.k8s.io",
-        "resource": "validatingadmissionpolicybindings",
-        "verb": "patch",
-    },
     {"group": "", "resource": "nodes", "verb": "watch"},
     {"group": "cu-reconciler.io", "resource": "cusyncs", "verb": "get"},
     {"group": "cu-reconciler.io", "resource": "cusyncs", "subresource": "status", "verb": "update"},
