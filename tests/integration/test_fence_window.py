@@ -193,7 +193,13 @@ def tenant(api: ApiClient) -> Any:
     identity.ensure_namespace(api, INTRUDER_NS)
     _grant_claims(api, INTRUDER_NS, TENANT)
     yield TENANT
-    rawapi.delete(api, f"/api/v1/namespaces/{INTRUDER_NS}")
+    path = f"/api/v1/namespaces/{INTRUDER_NS}"
+    rawapi.delete(api, path)
+    workloads.wait_for(
+        lambda: kube.call(api, "GET", path).status == 404 or None,
+        timeout=120,
+        what=f"namespace {INTRUDER_NS} to be gone",
+    )
 
 
 def test_a_tenant_loop_through_a_pool_add_and_removal_is_never_admitted(
