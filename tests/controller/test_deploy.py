@@ -13,7 +13,7 @@ from kubernetes.client import ApiClient
 from ruamel.yaml import YAML
 
 from reconciler import devcluster, source, validate
-from reconciler.devcluster import identity, rawapi
+from reconciler.devcluster import identity, rawapi, workloads
 from reconciler.plan import fence, quota
 
 pytestmark = pytest.mark.integration
@@ -89,11 +89,11 @@ def test_every_object_passes_a_strict_server_side_dry_run(
         assert stored["metadata"]["name"] == meta["name"]
 
 
-def _allowed(api: ApiClient, attrs: dict[str, str]) -> bool:
+def _allowed(api: ApiClient, attrs: dict[str, str], user: str = SA) -> bool:
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
-        "spec": {"user": SA, "groups": ["system:serviceaccounts"], "resourceAttributes": attrs},
+        "spec": {"user": user, "groups": ["system:serviceaccounts"], "resourceAttributes": attrs},
     }
     out = rawapi.request(
         api, "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
@@ -241,3 +241,57 @@ def test_the_image_is_multi_stage_non_root_with_git() -> None:
     assert "COPY --from=build" in text
     assert "USER 65532" in text
     assert " git " in text
+
+
+SYNC_IDENTITY = DEPLOY / "argocd" / "mode2" / "sync-identity.yaml"
+SYNC_CAN = [
+    {"group": "resource.k8s.io", "resource": "resourceclaims", "verb": "create", "namespace": "x"},
+    {"group": "resource.k8s.io", "resource": "deviceclasses", "verb": "delete"},
+    {
+        "group": _ADMISSION,
+        "resource": "validatingadmissionpolicies",
+        "verb": "patch",
+        "name": fence.POLICY_NAME,
+    },
+    {
+        "group": "",
+        "resource": "resourcequotas",
+        "verb": "patch",
+        "namespace": "x",
+        "name": quota.NAME,
+    },
+]
+SYNC_CANNOT = [
+    {
+        "group": _ADMISSION,
+        "resource": "validatingadmissionpolicies",
+        "verb": "delete",
+        "name": "other",
+    },
+    {
+        "group": "",
+        "resource": "resourcequotas",
+        "verb": "delete",
+        "namespace": "kube-system",
+        "name": "compute",
+    },
+    {"group": "", "resource": "secrets", "verb": "get", "namespace": "cu-system"},
+    {"group": "", "resource": "pods", "verb": "create", "namespace": "x"},
+    {"group": "", "resource": "serviceaccounts", "verb": "impersonate", "namespace": "cu-system"},
+]
+
+
+def test_the_argocd_sync_identity_writes_the_rendered_kinds_and_nothing_more(
+    api: ApiClient,
+) -> None:
+    """deploy/argocd/mode2/sync-identity.yaml: the ServiceAccount Argo CD impersonates for the
+    CU Application (the one engine identity the fence admits) has exactly the rendered kinds."""
+    namespace, name = identity.install_rbac(api, SYNC_IDENTITY)
+    user = identity.username(namespace, name)
+    assert user == "system:serviceaccount:cu-system:cu-sync"
+    # A new binding reaches the authorizer's cache asynchronously.
+    workloads.wait_for(
+        lambda: _allowed(api, SYNC_CAN[0], user) or None, timeout=60, what="the binding"
+    )
+    assert [a for a in SYNC_CAN if not _allowed(api, a, user)] == []
+    assert [a for a in SYNC_CANNOT if _allowed(api, a, user)] == []
