@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 from live_fleet import FENCE_KEY, Fleet
+from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from reconciler import cli, devcluster, kube
@@ -359,3 +360,62 @@ def test_identities_are_data_on_the_real_apiserver(
     )
     for user in (tenant, "a", obrien):
         assert _fenced(_post_as(api, user, tolerating, dry_run=True)), user
+
+
+MODE2 = Path(__file__).resolve().parents[2] / "deploy" / "argocd" / "mode2"
+
+
+def _argocd_sync_username() -> str:
+    """The username Argo CD impersonates for the shipped mode-2 AppProject: its
+    destinationServiceAccounts' defaultServiceAccount, ``<namespace>:<name>`` given, prefixed
+    with ``system:serviceaccount:`` (argo-cd v3.3.9 controller/sync.go,
+    deriveServiceAccountToImpersonate)."""
+    docs_ = list(YAML(typ="safe").load_all((MODE2 / "application.yaml").read_text()))
+    [project] = [d for d in docs_ if d["kind"] == "AppProject"]
+    [entry] = project["spec"]["destinationServiceAccounts"]
+    assert entry["namespace"] == "*", "the Application has no destination namespace"
+    assert ":" in entry["defaultServiceAccount"]
+    return "system:serviceaccount:" + entry["defaultServiceAccount"]
+
+
+def test_only_the_cu_applications_sync_identity_passes(
+    fleet: Fleet, control_plane: devcluster.ControlPlane, tenant: str
+) -> None:
+    """Engine mode (issue 18, item 6) at the apiserver: the identity Argo CD impersonates for
+    the CU AppProject, admitted in Git, may create a fence-tolerating claim; another
+    AppProject's destination ServiceAccount and Argo CD's own controller identity, each with
+    RBAC for claims, may not. (The real Argo CD run of this is not part of this file.)"""
+    api = fleet.admin
+    root = Path(fleet.repo.working_dir)
+    sync_user = _argocd_sync_username()
+    namespace, name = identity.install_rbac(api, MODE2 / "sync-identity.yaml")
+    assert identity.username(namespace, name) == sync_user
+    _replace(
+        root / "cluster.yaml",
+        "  reconcilerNamespace: cu-system\n",
+        f'  reconcilerNamespace: cu-system\n  admittedIdentities: ["{sync_user}"]\n',
+    )
+    _commit(fleet, "admit the CU Application's sync identity")
+    outcome = fleet.reconcile()
+    assert outcome.ok, outcome
+    second_team = "system:serviceaccount:research:research-sync"
+    engine = "system:serviceaccount:argocd:argocd-application-controller"
+    for user in (second_team, engine):
+        _grant_claims(api, INTRUDER_NS, user)
+    tolerating = workloads.resource_claim(
+        "synced",
+        "cu-vendor-nvidia",
+        namespace=INTRUDER_NS,
+        tolerations=[{"key": FENCE_KEY, "operator": "Exists"}],
+    )
+    workloads.wait_for(
+        lambda: _post_as(api, sync_user, tolerating, dry_run=True).status == 201 or None,
+        timeout=60,
+        what="the CU Application's sync identity to be admitted (its RBAC, the fence)",
+    )
+    for user in (second_team, engine, tenant):
+        workloads.wait_for(
+            lambda u=user: _fenced(_post_as(api, u, tolerating, dry_run=True)) or None,
+            timeout=60,
+            what=f"{user} to be refused by the fence (not by RBAC)",
+        )
