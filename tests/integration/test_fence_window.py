@@ -384,7 +384,7 @@ def test_only_the_cu_applications_sync_identity_passes(
     """Engine mode (issue 18, item 6) at the apiserver: the identity Argo CD impersonates for
     the CU AppProject, admitted in Git, may create a fence-tolerating claim; another
     AppProject's destination ServiceAccount and Argo CD's own controller identity, each with
-    RBAC for claims, may not. (The real Argo CD run of this is not part of this file.)"""
+    RBAC for claims, may not. (The real Argo CD run: tests/gitops/test_argocd_real.py.)"""
     api = fleet.admin
     root = Path(fleet.repo.working_dir)
     sync_user = _argocd_sync_username()
