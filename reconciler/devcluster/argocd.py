@@ -5,8 +5,9 @@ the control plane), run as plain processes against the local kube-apiserver, wit
 ``redis-server``. The recipe (research note "real Argo CD"): CRDs from the module's
 ``manifests/crds``; ``argocd-cm`` carrying our Lua health checks; the local apiserver
 registered as a cluster Secret (outside a Pod the in-cluster address does not resolve), with
-the bearer token of a ServiceAccount ``argocd:argocd-application-controller`` so Argo CD syncs
-under the identity ClusterSettings.spec.admittedIdentities names; the config management plugin
+the bearer token of a ServiceAccount ``argocd:argocd-application-controller`` (Argo CD reads
+as it, and with sync impersonation on, :func:`set_sync_impersonation`, writes as each
+AppProject's destination ServiceAccount); the config management plugin
 from ``deploy/argocd/cmp/plugin.yaml`` served by ``argocd-cmp-server`` over a Unix socket; the
 ``kustomize`` Argo CD's image ships on the repo-server's PATH; other control planes registered as
 labelled cluster Secrets for the ApplicationSet's cluster generator.
@@ -42,6 +43,7 @@ PROJECTS = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/appprojects"
 APPSETS = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/applicationsets"
 SECRETS = f"/api/v1/namespaces/{NAMESPACE}/secrets"
 _MANAGER = "argocd-harness"
+IMPERSONATION_KEY = "application.sync.impersonation.enabled"
 
 
 def build() -> Path:
@@ -377,6 +379,22 @@ def apply_manifest(api: ApiClient, doc: dict[str, Any]) -> None:
     """Apply an Application, AppProject or ApplicationSet document."""
     base = {"Application": APPS, "AppProject": PROJECTS, "ApplicationSet": APPSETS}[doc["kind"]]
     _apply(api, f"{base}/{doc['metadata']['name']}", doc)
+
+
+def set_sync_impersonation(api: ApiClient, enabled: bool) -> None:
+    """Turn Argo CD's sync impersonation on or off in ``argocd-cm`` (read live by Argo CD).
+
+    On, every sync runs as the AppProject's destination ServiceAccount
+    (``spec.destinationServiceAccounts``) instead of the cluster Secret's identity, which then
+    only reads (deploy/argocd/impersonation ships the same key).
+    """
+    rawapi.request(
+        api,
+        "PATCH",
+        f"/api/v1/namespaces/{NAMESPACE}/configmaps/argocd-cm",
+        body={"data": {IMPERSONATION_KEY: "true" if enabled else "false"}},
+        content_type=rawapi.MERGE_PATCH,
+    )
 
 
 def refresh(api: ApiClient, name: str) -> None:

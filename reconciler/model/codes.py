@@ -72,6 +72,7 @@ class Code(StrEnum):
     MISSING_FACTOR = "CU322"
     UNKNOWN_WORKLOAD_CLASS = "CU323"
     CLAIM_NEVER_FITS = "CU324"
+    SHARED_ENGINE_IDENTITY = "CU325"
     # -- CU4xx: observed snapshot --------------------------------------------------------
     SNAPSHOT_INVALID = "CU401"
     POOLS_OVERLAP = "CU402"

@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from reconciler.model import identities
 from reconciler.model.quantity import QUANTITY_PATTERN, parse_quantity
 
 API_GROUP = "cu-reconciler.io"
@@ -134,6 +136,25 @@ class CommitSigning(_Model):
     )
 
 
+def _identity(value: str) -> str:
+    problem = identities.problem(value)
+    if problem is not None:
+        raise ValueError(f"{value!r} {problem} (docs/double-allocation.md, 'Who the fence admits')")
+    return value
+
+
+Identity = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=identities.MAX_LENGTH,
+        examples=["system:serviceaccount:cu-system:cu-sync"],
+    ),
+    AfterValidator(_identity),
+]
+"""A Kubernetes username the fence may admit (grammar: :mod:`reconciler.model.identities`)."""
+
+
 class ClusterSettingsSpec(_Model):
     driver_name: DnsSubdomain = Field(
         max_length=63, description="DRA driver name the reconciler publishes CU devices under."
@@ -145,11 +166,13 @@ class ClusterSettingsSpec(_Model):
     reconciler_namespace: DnsLabel = Field(default="cu-system")
     layout: GitLayout = Field(default_factory=GitLayout)
     fence: FenceSettings = Field(default_factory=FenceSettings)
-    admitted_identities: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+    admitted_identities: list[Identity] = Field(
         default_factory=list,
         description="Usernames (besides the reconciler's ServiceAccount) that the fence lets "
-        "create CU claims: the identity a GitOps engine syncs rendered objects as, e.g. "
-        "'system:serviceaccount:argocd:argocd-application-controller'.",
+        "create CU claims: the dedicated identity a GitOps engine syncs only the rendered "
+        "objects as (Argo CD sync impersonation, a Flux Kustomization's serviceAccountName), "
+        "e.g. 'system:serviceaccount:cu-system:cu-sync'. Never a shared engine identity "
+        "such as Argo CD's application controller: every Application would inherit it.",
     )
     signing: CommitSigning | None = Field(
         default=None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Set
 
 from reconciler.model import observed as obs
+from reconciler.plan import classes
 
 
 def _subject(claim: obs.ObservedClaim) -> str:
@@ -64,12 +65,16 @@ def audit(
         if on_cu:
             devices = ", ".join(f"{a.pool}/{a.device}" for a in on_cu)
             reasons.append(f"holds CU devices {devices} (charged as used)")
-        named = sorted(set(claim.classes) & set(cu_classes))
+        # Any name in our class namespace (classes.CLASS_PREFIX), whether or not that pool
+        # exists yet or still: the fence refuses such claims from its install on, so one that
+        # exists predates the fence, and it would take a CU device the moment its class exists.
+        named = sorted(c for c in claim.classes if c in cu_classes or classes.is_ours(c))
         if named:
             reasons.append(
-                f"names CU DeviceClass {', '.join(named)}, so it counts against the device "
-                f"quota of namespace {claim.namespace} and CU claims and template Pods there "
-                "may be refused 'exceeded quota'"
+                f"names CU DeviceClass {', '.join(named)}, a name only cu-reconciler's claims "
+                f"may use (it predates the fence), so it counts against the device quota of "
+                f"namespace {claim.namespace} and CU claims and template Pods there may be "
+                "refused 'exceeded quota'"
             )
         if reasons:
             findings.append(

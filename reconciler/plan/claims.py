@@ -19,7 +19,7 @@ from typing import Any
 
 from reconciler.model import documents as docs
 from reconciler.model import ownership, quantity, units
-from reconciler.plan import admission, capacity, classes, slices
+from reconciler.plan import admission, capacity, cel, classes, slices
 
 API_VERSION = "resource.k8s.io/v1"
 REPLICAS_ANNOTATION = f"{ownership.PREFIX}/replicas"
@@ -38,7 +38,7 @@ report reads it back, so both sides of a preview use one accounting (docs/plan.m
 
 
 def _in(expr: str, values: Sequence[str]) -> str:
-    return f"{expr} in [{', '.join(classes.cel_string(v) for v in values)}]"
+    return f"{expr} in [{', '.join(cel.string(v) for v in values)}]"
 
 
 def selectors(claim: docs.CUClaim, driver: str) -> list[dict[str, Any]]:

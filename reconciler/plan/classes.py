@@ -12,62 +12,60 @@ class to show a guarantee or limit change before → after, like any other chang
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
 from reconciler.model import ownership, units
+from reconciler.plan import cel
 
 API_VERSION = "resource.k8s.io/v1"
 QUOTA_ANNOTATION_PREFIX = "quota.cu-reconciler.io/"
 
 
+CLASS_PREFIX = "cu-"
+"""Every DeviceClass we generate starts with this, pool and vendor classes alike. The fence's
+admission policy denies tenants any class name with this prefix (plan/fence.py): a property
+of the name, so a pool's class is fenced before it exists and after it is pruned, and the
+policy never changes when pools come and go."""
+
+
 def pool_class_name(pool: str) -> str:
-    return f"cu-{pool}"
+    return f"{CLASS_PREFIX}{pool}"
 
 
 def vendor_class_name(vendor: str) -> str:
-    return f"cu-vendor-{vendor}"
+    return f"{CLASS_PREFIX}vendor-{vendor}"
 
 
-def cel_string(text: str) -> str:
-    """A CEL string literal (JSON escaping is valid CEL for the characters we emit)."""
-    return json.dumps(text)
-
-
-def cel_literal(value: str | int | bool) -> str:
-    """A typed CEL literal: ``"gpu"``, ``0``, ``true`` (``0 == "0"`` is a CEL type error)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return cel_string(value)
+def is_ours(class_name: str) -> bool:
+    """Whether a DeviceClass name is in the namespace of names we generate."""
+    return class_name.startswith(CLASS_PREFIX)
 
 
 def attribute_ref(qualified: str) -> str:
     """``device.attributes["domain"].name`` for a fully qualified attribute name."""
     domain, _, name = qualified.rpartition("/")
-    return f"device.attributes[{cel_string(domain)}].{name}"
+    return f"device.attributes[{cel.string(domain)}].{name}"
 
 
 def pool_selector(driver: str, pool: str) -> str:
     return (
-        f"device.driver == {cel_string(driver)} && "
-        f"{attribute_ref(f'{driver}/pool')} == {cel_string(pool)}"
+        f"device.driver == {cel.string(driver)} && "
+        f"{attribute_ref(f'{driver}/pool')} == {cel.string(pool)}"
     )
 
 
 def vendor_selector(adapter: docs.VendorAdapter) -> str:
     driver = adapter.spec.driver
-    parts = [f"device.driver == {cel_string(driver)}"]
+    parts = [f"device.driver == {cel.string(driver)}"]
     for key, value in sorted(adapter.spec.device_filter.items()):
         qualified = obs.qualify(key, driver)
         domain, _, name = qualified.rpartition("/")
         parts.append(
-            f"{cel_string(name)} in device.attributes[{cel_string(domain)}] && "
-            f"{attribute_ref(qualified)} == {cel_literal(value)}"
+            f"{cel.string(name)} in device.attributes[{cel.string(domain)}] && "
+            f"{attribute_ref(qualified)} == {cel.literal(value)}"
         )
     return " && ".join(parts)
 

@@ -10,20 +10,29 @@ Three objects (design and limits in docs/double-allocation.md):
    CU device with its exact vendor device (``matchAttribute`` on the vendor's uuid).
 3. A **ValidatingAdmissionPolicy** (+Binding) denies any ResourceClaim or
    ResourceClaimTemplate that tolerates the fence key (or tolerates everything) or asks for
-   one of our CU DeviceClasses, unless the request comes from the reconciler's service
-   account or from kube-controller-manager (which copies our vetted templates).
+   a DeviceClass whose name has our prefix (``cu-``, :data:`classes.CLASS_PREFIX`), unless
+   the request comes from the reconciler's service account, from kube-controller-manager
+   (which copies our vetted templates) or from an identity ``admittedIdentities`` names.
+
+The policy depends on settings only (the taint key, the reconciler's namespace, the admitted
+identities), never on the pools: it covers a pool's class before the class exists and after
+it is pruned, so no apply order, engine wave or crash can open a window when pools are added
+or removed. Every value from the desired state enters its CEL as an escaped literal
+(:mod:`reconciler.plan.cel`); validation has already refused identities outside the
+Kubernetes username grammar (:mod:`reconciler.model.identities`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.model import documents as docs
+from reconciler.model import identities, ownership
 from reconciler.model import observed as obs
-from reconciler.model import ownership
+from reconciler.plan import cel, classes
 
 TAINT_RULE_API = "resource.k8s.io/v1"
 ADMISSION_API = "admissionregistration.k8s.io/v1"
@@ -93,7 +102,7 @@ def taint_rules(
 
 def _tolerates_fence(var: str, key: str) -> str:
     return (
-        f"(has({var}.key) && {var}.key == '{key}') || "
+        f"(has({var}.key) && {var}.key == {cel.string(key)}) || "
         f"((!has({var}.key) || {var}.key == '') && has({var}.operator) && "
         f"{var}.operator == 'Exists')"
     )
@@ -104,7 +113,7 @@ def exempt_users(settings: docs.ClusterSettingsSpec) -> tuple[str, ...]:
     ServiceAccount, kube-controller-manager stamping claims from our templates, and the
     identities ``admittedIdentities`` names (a GitOps engine applying the rendered objects)."""
     return (
-        f"system:serviceaccount:{settings.reconciler_namespace}:{SERVICE_ACCOUNT}",
+        identities.service_account(settings.reconciler_namespace, SERVICE_ACCOUNT),
         *CONTROLLER_USERS,
         *sorted(set(settings.admitted_identities) - set(CONTROLLER_USERS)),
     )
@@ -135,17 +144,13 @@ def identity_problem(
     )
 
 
-def _cel_list(items: Sequence[str]) -> str:
-    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
-
-
 def admission_policy(
     settings: docs.ClusterSettingsSpec,
-    pool_classes: Sequence[str],
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
 ) -> list[dict[str, Any]]:
-    """The ValidatingAdmissionPolicy and its Binding."""
+    """The ValidatingAdmissionPolicy and its Binding: a function of the settings alone, so
+    adding or removing a pool never changes (and never narrows) it."""
     key = settings.fence.taint_key
     exempt = exempt_users(settings)
     tolerations_ok = (
@@ -155,12 +160,12 @@ def admission_policy(
         f"(!has(r.firstAvailable) || r.firstAvailable.all(s, !has(s.tolerations) || "
         f"s.tolerations.all(t, !({_tolerates_fence('t', key)})))))"
     )
-    classes = _cel_list(sorted(pool_classes))
+    prefix = cel.string(classes.CLASS_PREFIX)
     classes_ok = (
         "variables.requests.all(r, "
-        f"(!has(r.exactly) || !(r.exactly.deviceClassName in {classes})) && "
+        f"(!has(r.exactly) || !r.exactly.deviceClassName.startsWith({prefix})) && "
         f"(!has(r.firstAvailable) || "
-        f"r.firstAvailable.all(s, !(s.deviceClassName in {classes}))))"
+        f"r.firstAvailable.all(s, !s.deviceClassName.startsWith({prefix}))))"
     )
     meta_labels = dict(sorted({**labels, ownership.COMPONENT_LABEL: "fence"}.items()))
     policy = {
@@ -186,7 +191,7 @@ def admission_policy(
             "matchConditions": [
                 {
                     "name": "not-the-reconciler",
-                    "expression": f"!(request.userInfo.username in {_cel_list(exempt)})",
+                    "expression": f"!(request.userInfo.username in {cel.strings(exempt)})",
                 }
             ],
             "variables": [
@@ -210,8 +215,9 @@ def admission_policy(
                 },
                 {
                     "expression": classes_ok,
-                    "message": "Compute Unit DeviceClasses are used only by claims that "
-                    "cu-reconciler generates; declare a CUClaim in Git",
+                    "message": f"DeviceClasses named {classes.CLASS_PREFIX}* (Compute Unit "
+                    "pools, existing or not) are used only by claims that cu-reconciler "
+                    "generates; declare a CUClaim in Git",
                     "reason": "Forbidden",
                 },
             ],

@@ -464,9 +464,7 @@ def _plan(
     }
     pool_names = sorted(pools)
     objects: list[dict[str, Any]] = []
-    objects += fence.admission_policy(
-        settings, [classes.pool_class_name(p) for p in pool_names], labels, annotations
-    )
+    objects += fence.admission_policy(settings, labels, annotations)
     managed = [m.device for p in pools.values() for m in p.members]
     objects += fence.taint_rules(managed, observed.devices, settings.fence, labels, annotations)
     whole_vendors = {m.device.vendor for p in pools.values() if not p.fractional for m in p.members}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Generic, TypeVar
 
-from reconciler.model import codes, factors, quantity, selection, units
+from reconciler.model import codes, factors, identities, quantity, selection, units
 from reconciler.model import diagnostics as diag
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
@@ -95,6 +95,7 @@ def check(found: Documents, observed: obs.ObservedState | None) -> list[diag.Dia
     out: list[diag.Diagnostic] = []
     out += _duplicates(found)
     out += _singletons(found)
+    out += _shared_engine_identities(found.settings)
     settings = found.settings[0].document if found.settings else None
     pools = _first_by_name(found.pools)
     tenants = _first_by_name(found.tenants)
@@ -248,6 +249,28 @@ def _singletons(found: Documents) -> list[diag.Diagnostic]:
                     f"DeviceCosts is also defined at {others}; keep at most one",
                 )
             )
+    return out
+
+
+def _shared_engine_identities(
+    settings: Sequence[Entry[docs.ClusterSettings]],
+) -> list[diag.Diagnostic]:
+    """An engine's own controller identity admitted: every Application inherits it."""
+    out = []
+    for entry in settings:
+        for i, name in enumerate(entry.document.spec.admitted_identities):
+            if identities.is_engine_controller(name):
+                out.append(
+                    entry.at(
+                        ("spec", "admittedIdentities", i),
+                        codes.Code.SHARED_ENGINE_IDENTITY,
+                        f"{name!r} is a GitOps engine's own controller: every Application "
+                        "or Kustomization it syncs would pass the fence; sync the CU objects as "
+                        "a dedicated ServiceAccount (Argo CD sync impersonation, Flux "
+                        "serviceAccountName) and admit that one (docs/gitops.md)",
+                        _WARN,
+                    )
+                )
     return out
 
 

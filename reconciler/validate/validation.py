@@ -160,10 +160,14 @@ def _collapse(
     found: list[diag.Diagnostic], broken: dict[tuple[str, str], str]
 ) -> list[diag.Diagnostic]:
     """Drop "unknown pool/tenant" errors whose target is declared in a file that failed to
-    load: the root cause is reported there, once, with a count of what it hid."""
+    load: the root cause is reported there, once, with a count of what it hid. Likewise "no
+    ClusterSettings" when the settings are there but invalid (e.g. an admitted identity)."""
     out: list[diag.Diagnostic] = []
     hidden: dict[tuple[str, str], int] = defaultdict(int)
+    settings_broken = any(kind == "ClusterSettings" for kind, _ in broken)
     for d in found:
+        if d.code is codes.Code.NO_SETTINGS and settings_broken:
+            continue
         match = _REFERENCE.match(d.message) if d.code in _CASCADING else None
         key = (_REFERENCED_KIND[match[1]], match[2]) if match else None
         if key is not None and key in broken:

@@ -13,8 +13,8 @@ from kubernetes.client import ApiClient
 from ruamel.yaml import YAML
 
 from reconciler import devcluster, source, validate
-from reconciler.devcluster import identity, rawapi
-from reconciler.plan import fence
+from reconciler.devcluster import identity, rawapi, workloads
+from reconciler.plan import fence, quota
 
 pytestmark = pytest.mark.integration
 ROOT = DEPLOY.parent
@@ -89,11 +89,11 @@ def test_every_object_passes_a_strict_server_side_dry_run(
         assert stored["metadata"]["name"] == meta["name"]
 
 
-def _allowed(api: ApiClient, attrs: dict[str, str]) -> bool:
+def _allowed(api: ApiClient, attrs: dict[str, str], user: str = SA) -> bool:
     review = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
-        "spec": {"user": SA, "groups": ["system:serviceaccounts"], "resourceAttributes": attrs},
+        "spec": {"user": user, "groups": ["system:serviceaccounts"], "resourceAttributes": attrs},
     }
     out = rawapi.request(
         api, "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
@@ -107,15 +107,13 @@ def rbac(api: ApiClient) -> Iterator[None]:
     yield
 
 
+_ADMISSION = "admissionregistration.k8s.io"
+_VAP_RESOURCES = ("validatingadmissionpolicies", "validatingadmissionpolicybindings")
+
 CAN = [
     {"group": "resource.k8s.io", "resource": "resourceslices", "verb": "create"},
     {"group": "resource.k8s.io", "resource": "devicetaintrules", "verb": "patch"},
     {"group": "resource.k8s.io", "resource": "resourceclaims", "verb": "delete", "namespace": "x"},
-    {
-        "group": "admissionregistration.k8s.io",
-        "resource": "validatingadmissionpolicybindings",
-        "verb": "patch",
-    },
     {"group": "", "resource": "nodes", "verb": "watch"},
     {"group": "cu-reconciler.io", "resource": "cusyncs", "verb": "get"},
     {"group": "cu-reconciler.io", "resource": "cusyncs", "subresource": "status", "verb": "update"},
@@ -141,6 +139,29 @@ CAN = [
     },
     # The inventory (model/inventory.py), in the reconciler's namespace only.
     {"group": "", "resource": "configmaps", "verb": "patch", "namespace": "cu-system"},
+    # Exactly our fence and quotas (issue 18, item 9), by their fixed names.
+    *(
+        {"group": _ADMISSION, "resource": resource, "verb": verb, "name": fence.POLICY_NAME}
+        for resource in _VAP_RESOURCES
+        for verb in ("get", "update", "patch", "delete")
+    ),
+    *(
+        {"group": _ADMISSION, "resource": resource, "verb": verb}
+        for resource in _VAP_RESOURCES
+        for verb in ("create", "list", "watch")
+    ),
+    *(
+        {
+            "group": "",
+            "resource": "resourcequotas",
+            "verb": verb,
+            "namespace": "research",
+            "name": quota.NAME,
+        }
+        for verb in ("get", "update", "patch", "delete")
+    ),
+    {"group": "", "resource": "resourcequotas", "verb": "create", "namespace": "research"},
+    {"group": "", "resource": "resourcequotas", "verb": "list"},
 ]
 CANNOT = [
     {"group": "", "resource": "configmaps", "verb": "patch", "namespace": "x"},
@@ -170,6 +191,26 @@ CANNOT = [
     {"group": "events.k8s.io", "resource": "events", "verb": "create", "namespace": "x"},
     {"group": "rbac.authorization.k8s.io", "resource": "clusterroles", "verb": "escalate"},
     {"group": "apps", "resource": "deployments", "verb": "patch", "namespace": "cu-system"},
+    # Nobody else's admission policies, bindings or quotas (issue 18, item 9).
+    *(
+        {"group": _ADMISSION, "resource": resource, "verb": verb, "name": name}
+        for resource in _VAP_RESOURCES
+        for verb in ("get", "update", "patch", "delete")
+        for name in ("pod-security-baseline", "cu-reconciler-fence-bootstrap")
+    ),
+    {"group": _ADMISSION, "resource": "validatingadmissionpolicies", "verb": "deletecollection"},
+    *(
+        {
+            "group": "",
+            "resource": "resourcequotas",
+            "verb": verb,
+            "namespace": namespace,
+            "name": "compute",
+        }
+        for verb in ("get", "update", "patch", "delete")
+        for namespace in ("kube-system", "research")
+    ),
+    {"group": "", "resource": "resourcequotas", "verb": "deletecollection", "namespace": "x"},
 ]
 
 
@@ -189,8 +230,11 @@ def test_the_bootstrap_fence_is_the_controllers_toleration_rule() -> None:
     docs = list(YAML(typ="safe").load_all((DEPLOY / "fence-policy.yaml").read_text()))
     state = validate.validate_tree(source.read(str(ROOT / "examples" / "gitrepo"), None)).state
     assert state is not None
-    policy, _ = fence.admission_policy(state.settings.spec, [], {}, {})
-    assert docs[0]["spec"]["validations"] == policy["spec"]["validations"][:1]
+    policy, _ = fence.admission_policy(state.settings.spec, {}, {})
+    # The policy does not depend on the pools, so the bootstrap copy is the whole rule set:
+    # a tenant can neither tolerate the fence nor name a cu-* class before the first reconcile.
+    assert docs[0]["spec"]["validations"] == policy["spec"]["validations"]
+    assert docs[0]["spec"]["variables"] == policy["spec"]["variables"]
     assert docs[0]["spec"]["matchConditions"] == policy["spec"]["matchConditions"]
     assert docs[1]["spec"]["policyName"] == docs[0]["metadata"]["name"]
 
@@ -201,3 +245,57 @@ def test_the_image_is_multi_stage_non_root_with_git() -> None:
     assert "COPY --from=build" in text
     assert "USER 65532" in text
     assert " git " in text
+
+
+SYNC_IDENTITY = DEPLOY / "argocd" / "mode2" / "sync-identity.yaml"
+SYNC_CAN = [
+    {"group": "resource.k8s.io", "resource": "resourceclaims", "verb": "create", "namespace": "x"},
+    {"group": "resource.k8s.io", "resource": "deviceclasses", "verb": "delete"},
+    {
+        "group": _ADMISSION,
+        "resource": "validatingadmissionpolicies",
+        "verb": "patch",
+        "name": fence.POLICY_NAME,
+    },
+    {
+        "group": "",
+        "resource": "resourcequotas",
+        "verb": "patch",
+        "namespace": "x",
+        "name": quota.NAME,
+    },
+]
+SYNC_CANNOT = [
+    {
+        "group": _ADMISSION,
+        "resource": "validatingadmissionpolicies",
+        "verb": "delete",
+        "name": "other",
+    },
+    {
+        "group": "",
+        "resource": "resourcequotas",
+        "verb": "delete",
+        "namespace": "kube-system",
+        "name": "compute",
+    },
+    {"group": "", "resource": "secrets", "verb": "get", "namespace": "cu-system"},
+    {"group": "", "resource": "pods", "verb": "create", "namespace": "x"},
+    {"group": "", "resource": "serviceaccounts", "verb": "impersonate", "namespace": "cu-system"},
+]
+
+
+def test_the_argocd_sync_identity_writes_the_rendered_kinds_and_nothing_more(
+    api: ApiClient,
+) -> None:
+    """deploy/argocd/mode2/sync-identity.yaml: the ServiceAccount Argo CD impersonates for the
+    CU Application (the one engine identity the fence admits) has exactly the rendered kinds."""
+    namespace, name = identity.install_rbac(api, SYNC_IDENTITY)
+    user = identity.username(namespace, name)
+    assert user == "system:serviceaccount:cu-system:cu-sync"
+    # A new binding reaches the authorizer's cache asynchronously.
+    workloads.wait_for(
+        lambda: _allowed(api, SYNC_CAN[0], user) or None, timeout=60, what="the binding"
+    )
+    assert [a for a in SYNC_CAN if not _allowed(api, a, user)] == []
+    assert [a for a in SYNC_CANNOT if _allowed(api, a, user)] == []

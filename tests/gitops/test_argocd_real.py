@@ -3,12 +3,18 @@
 Argo CD (application controller, repo-server, plugin sidecar; built from Go modules by
 hack/build-argocd.sh, Redis from Debian) runs against the local control plane with the shipped
 plugin.yaml, the shipped AppProject and Application (deploy/argocd/mode2) and the shipped Lua
-health checks in argocd-cm. The desired state is the example repository in a bare Git remote;
-Argo CD syncs as its own ServiceAccount, which ClusterSettings.spec.admittedIdentities names.
+health checks in argocd-cm. The desired state is the example repository in a bare Git remote.
+Sync impersonation is on (deploy/argocd/impersonation): Argo CD reads as its own
+ServiceAccount and syncs the CU Application as the dedicated cu-system:cu-sync
+(deploy/argocd/mode2/sync-identity.yaml, the AppProject's destinationServiceAccounts), the only
+engine identity ClusterSettings.spec.admittedIdentities names.
 
 Proves: Synced and Healthy after a commit; nothing OutOfSync at rest (several resyncs later);
 the fence's admission policy is in force before the claims (it denies a tenant's toleration)
-and still admits Argo CD's identity; a claim change converges by replace (new uid); the
+and admits the CU Application's sync identity (the claims exist, and Argo CD's own identity is
+not admitted); a second team's Application in another AppProject syncs its own claims as its
+own destination ServiceAccount but cannot create a claim that tolerates the fence (the sync
+fails on the fence's denial, nothing is created); a claim change converges by replace (new uid); the
 ResourceClaim health check from argocd-cm reports; an invalid commit leaves every object as it
 was and puts the file and line into the Application's ComparisonError condition.
 """
@@ -22,7 +28,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,7 @@ from reconciler import cli, devcluster
 from reconciler.devcluster import argocd, identity, rawapi, workloads
 from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.model import kinds, ownership
+from reconciler.plan import fence
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +106,16 @@ def _delete_owned(api: ApiClient) -> None:
         rawapi.delete(api, f"{binding}/{item['metadata']['name']}")
 
 
+def _exists(api: ApiClient, path: str) -> bool:
+    try:
+        rawapi.request(api, "GET", path)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 def _commit(work: git.Repo, message: str) -> str:
     work.git.add(A=True)
     sha = work.index.commit(message).hexsha
@@ -128,15 +145,128 @@ def _synced_healthy(api: ApiClient, revision: str) -> dict[str, Any] | None:
     return None
 
 
+SYNC_IDENTITY = ROOT / "deploy" / "argocd" / "mode2" / "sync-identity.yaml"
+IMPERSONATION = ROOT / "deploy" / "argocd" / "impersonation" / "kustomization.yaml"
+RESEARCH_CLAIMS = "research-claims"
+
+
+@pytest.fixture
+def impersonation(control_plane: devcluster.ControlPlane) -> Iterator[str]:
+    """The shipped sync identity installed and sync impersonation on, as
+    deploy/argocd/impersonation sets it; off again afterwards (mode 1 shares the Argo CD)."""
+    with control_plane.api_client() as api:
+        namespace, name = identity.install_rbac(api, SYNC_IDENTITY)
+        kustomization = YAML(typ="safe").load(IMPERSONATION.read_text())
+        [generated] = kustomization["configMapGenerator"]
+        assert generated["name"] == "argocd-cm" and generated["literals"] == [
+            f"{argocd.IMPERSONATION_KEY}=true"
+        ]
+        argocd.set_sync_impersonation(api, True)
+        try:
+            yield identity.username(namespace, name)
+        finally:
+            argocd.set_sync_impersonation(api, False)
+
+
+def _second_team(
+    api: ApiClient, control_plane: devcluster.ControlPlane, tmp_path: Path
+) -> git.Repo:
+    """Another team's AppProject (namespace research only, its own destination ServiceAccount
+    with RBAC for claims there) and its Application syncing a plain directory of claims."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "research-sync", "namespace": "research"},
+    }
+    rawapi.apply(
+        api,
+        "/api/v1/namespaces/research/serviceaccounts/research-sync",
+        body,
+        field_manager="research",
+    )
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "research-sync", "namespace": "research"},
+        "rules": [
+            {
+                "apiGroups": ["resource.k8s.io"],
+                "resources": ["resourceclaims"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "research-sync", "namespace": "research"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "research-sync",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "research-sync", "namespace": "research"}],
+    }
+    rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/research"
+    rawapi.apply(api, f"{rbac}/roles/research-sync", role, field_manager="research")
+    rawapi.apply(api, f"{rbac}/rolebindings/research-sync", binding, field_manager="research")
+
+    origin = tmp_path / "research.git"
+    git.Repo.init(origin, bare=True, initial_branch="main")
+    work = git.Repo.clone_from(str(origin), tmp_path / "research")
+    with work.config_writer() as cfg:
+        cfg.set_value("user", "name", "Research")
+        cfg.set_value("user", "email", "research@example.invalid")
+    plain = workloads.resource_claim("plain", "gpu.nvidia.com", namespace="research")
+    Path(work.working_dir, "plain.yaml").write_text(json.dumps(plain))
+    work.git.checkout("-b", "main")
+    _commit(work, "a plain claim")
+    project = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": "research", "namespace": argocd.NAMESPACE},
+        "spec": {
+            "sourceRepos": [f"file://{origin}"],
+            "destinations": [{"server": control_plane.server, "namespace": "research"}],
+            "destinationServiceAccounts": [
+                {
+                    "server": control_plane.server,
+                    "namespace": "research",
+                    "defaultServiceAccount": "research-sync",
+                }
+            ],
+            "namespaceResourceWhitelist": [{"group": "resource.k8s.io", "kind": "ResourceClaim"}],
+        },
+    }
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": RESEARCH_CLAIMS, "namespace": argocd.NAMESPACE},
+        "spec": {
+            "project": "research",
+            "source": {"repoURL": f"file://{origin}", "targetRevision": "main", "path": "."},
+            "destination": {"server": control_plane.server, "namespace": "research"},
+            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+        },
+    }
+    argocd.apply_manifest(api, project)
+    argocd.apply_manifest(api, app)
+    return work
+
+
 def test_argocd_syncs_the_rendered_objects(
-    control_plane: devcluster.ControlPlane, argo: argocd.ArgoCD, tmp_path: Path
+    control_plane: devcluster.ControlPlane,
+    argo: argocd.ArgoCD,
+    tmp_path: Path,
+    impersonation: str,
 ) -> None:
+    assert impersonation == "system:serviceaccount:cu-system:cu-sync"
     with control_plane.api_client() as api:
         devsnapshot.load(api, EXAMPLE / "observed" / "snapshot.yaml")
         for ns in NAMESPACES:
             identity.ensure_namespace(api, ns)
 
-        # The desired state in a bare remote; Argo CD's identity admitted by the fence.
+        # The desired state in a bare remote; only the CU Application's sync identity admitted.
         origin = tmp_path / "desired.git"
         git.Repo.init(origin, bare=True, initial_branch="main")
         work = git.Repo.clone_from(str(origin), tmp_path / "work")
@@ -148,7 +278,7 @@ def test_argocd_syncs_the_rendered_objects(
             work,
             "cluster.yaml",
             "  reconcilerNamespace: cu-system\n",
-            f"  reconcilerNamespace: cu-system\n  admittedIdentities:\n    - {argocd.USERNAME}\n",
+            f"  reconcilerNamespace: cu-system\n  admittedIdentities:\n    - {impersonation}\n",
         )
         work.git.checkout("-b", "main")
         first = _commit(work, "desired state")
@@ -208,6 +338,43 @@ def test_argocd_syncs_the_rendered_objects(
                 body=tolerating,
             )
         assert denied.value.status in (403, 422)
+        # Argo CD's own identity is not admitted: the claims above were synced as cu-sync.
+        assert argocd.USERNAME not in json.dumps(
+            live[("ValidatingAdmissionPolicy", "", fence.POLICY_NAME)]["spec"]
+        )
+
+        # A second team's Application, in another AppProject, syncs as its own destination
+        # ServiceAccount: its plain claim is created, a fence-tolerating one is refused.
+        research = _second_team(api, control_plane, tmp_path)
+        plain_path = "/apis/resource.k8s.io/v1/namespaces/research/resourceclaims/plain"
+        _wait(lambda: _exists(api, plain_path), 180, "the second team's plain claim", argo)
+        sneaky = workloads.resource_claim(
+            "sneaky-synced",
+            "cu-vendor-nvidia",
+            namespace="research",
+            tolerations=[workloads.FENCE_TOLERATION],
+        )
+        Path(research.working_dir, "sneaky.yaml").write_text(json.dumps(sneaky))
+        _commit(research, "a claim that tolerates the fence")
+        argocd.refresh(api, RESEARCH_CLAIMS)
+
+        def refused() -> str | None:
+            # Argo CD keeps retrying an automated sync that failed (phase Running between
+            # attempts); each attempt's message names the claim and the fence's denial.
+            op = (argocd.application(api, RESEARCH_CLAIMS).get("status") or {}).get(
+                "operationState"
+            ) or {}
+            text = json.dumps(op)
+            if "sneaky-synced" in text and fence.POLICY_NAME in text and "forbidden" in text:
+                return text
+            return None
+
+        _wait(refused, 240, "the second team's sync to be refused by the fence", argo)
+        assert not _exists(
+            api, "/apis/resource.k8s.io/v1/namespaces/research/resourceclaims/sneaky-synced"
+        ), "a fence-tolerating claim was created by another AppProject's Application"
+        rawapi.delete(api, f"{argocd.APPS}/{RESEARCH_CLAIMS}")
+        rawapi.delete(api, plain_path)
 
         # A claim change converges: the template is re-created (immutable spec), by Argo CD.
         template_key = ("ResourceClaimTemplate", "ads-batch", "ads-backfill")

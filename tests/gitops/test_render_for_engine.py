@@ -104,7 +104,7 @@ def test_every_device_taint_carries_a_time(example_repo: git.Repo) -> None:
 
 
 def test_the_fence_admits_the_listed_identities() -> None:
-    argo = "system:serviceaccount:argocd:argocd-application-controller"
+    argo = "system:serviceaccount:cu-system:cu-sync"
     base = {
         "driverName": "cu.example.com",
         "reference": {"deviceModel": "A100"},
@@ -114,7 +114,7 @@ def test_the_fence_admits_the_listed_identities() -> None:
     listed = docs.ClusterSettingsSpec.model_validate({**base, "admittedIdentities": [argo]})
     assert argo not in fence.exempt_users(plain)
     assert argo in fence.exempt_users(listed)
-    policy = fence.admission_policy(listed, ["cu-pool"], {}, {})[0]
+    policy = fence.admission_policy(listed, {}, {})[0]
     assert argo in policy["spec"]["matchConditions"][0]["expression"]
     objects = [policy]
     assert fence.identity_problem(objects, plain, argo) is not None

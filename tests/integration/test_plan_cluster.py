@@ -278,8 +278,12 @@ def test_admission_policy_denies_tenants_the_fence_toleration(
         "tolerating", "cu-vendor-nvidia", namespace=namespace, tolerations=[{"operator": "Exists"}]
     )
     assert create_as(api, None, wildcard) in (403, 422)
-    plain = workloads.resource_claim("plain", "cu-vendor-nvidia", namespace=namespace)
+    # Without the toleration a tenant may use a vendor class of its own (the taint keeps it
+    # off fenced devices); every cu-* class, ours, is the reconciler's alone.
+    plain = workloads.resource_claim("plain", "tenant-nvidia", namespace=namespace)
     assert create_as(api, None, plain) == 201
+    ours = workloads.resource_claim("plain", "cu-vendor-nvidia", namespace=namespace)
+    assert create_as(api, None, ours) in (403, 422), "our vendor class is fenced too"
     reconciler = "system:serviceaccount:cu-system:cu-reconciler"
     grant_claims(api, namespace, reconciler)
     # RBAC for the new RoleBinding reaches the authorizer's cache asynchronously.
