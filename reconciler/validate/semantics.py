@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from reconciler.model import codes, factors, identities, quantity, selection, units
 from reconciler.model import diagnostics as diag
@@ -206,6 +206,23 @@ def _duplicates(found: Documents) -> list[diag.Diagnostic]:
     return out
 
 
+def _duplicated(
+    entries: Sequence[Entry[Any]], kind: str, code: codes.Code, keep: str
+) -> list[diag.Diagnostic]:
+    """A kind allowed once per repository, written more than once: one error at each."""
+    if len(entries) < 2:
+        return []
+    return [
+        entry.at(
+            ("kind",),
+            code,
+            f"{kind} is also defined at "
+            f"{', '.join(e.where for e in entries if e is not entry)}; keep {keep} one",
+        )
+        for entry in entries
+    ]
+
+
 def _singletons(found: Documents) -> list[diag.Diagnostic]:
     out = []
     if not found.settings:
@@ -219,36 +236,9 @@ def _singletons(found: Documents) -> list[diag.Diagnostic]:
                 "name, the reference unit and the managed namespaces",
             )
         )
-    if len(found.settings) > 1:
-        for entry in found.settings:
-            others = ", ".join(e.where for e in found.settings if e is not entry)
-            out.append(
-                entry.at(
-                    ("kind",),
-                    codes.Code.MULTIPLE_SETTINGS,
-                    f"ClusterSettings is also defined at {others}; keep exactly one",
-                )
-            )
-    if len(found.policies) > 1:
-        for policy in found.policies:
-            others = ", ".join(e.where for e in found.policies if e is not policy)
-            out.append(
-                policy.at(
-                    ("kind",),
-                    codes.Code.MULTIPLE_POLICIES,
-                    f"Policy is also defined at {others}; keep at most one",
-                )
-            )
-    if len(found.device_costs) > 1:
-        for costs in found.device_costs:
-            others = ", ".join(e.where for e in found.device_costs if e is not costs)
-            out.append(
-                costs.at(
-                    ("kind",),
-                    codes.Code.MULTIPLE_POLICIES,
-                    f"DeviceCosts is also defined at {others}; keep at most one",
-                )
-            )
+    out += _duplicated(found.settings, "ClusterSettings", codes.Code.MULTIPLE_SETTINGS, "exactly")
+    out += _duplicated(found.policies, "Policy", codes.Code.MULTIPLE_POLICIES, "at most")
+    out += _duplicated(found.device_costs, "DeviceCosts", codes.Code.MULTIPLE_POLICIES, "at most")
     return out
 
 

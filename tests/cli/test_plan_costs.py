@@ -75,3 +75,14 @@ def test_a_what_if_shows_the_bill_it_would_make(runner: CliRunner, repo: git.Rep
     assert result.exit_code == 1, result.stderr
     assert "Costs (USD; a month is 730 h):" in result.stdout
     assert "What tenants pay changes" in result.stdout
+
+
+def test_device_costs_is_at_most_one_per_repository(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    shutil.copy(root / "costs.yaml", root / "costs-again.yaml")
+    __import__("reconciler.cli.validate")
+    result = CliRunner().invoke(cli.app, ["validate", str(root)])
+    assert result.exit_code == 1
+    assert "costs-again.yaml:" in result.stdout and "CU304" in result.stdout
+    assert "DeviceCosts is also defined at costs.yaml" in result.stdout
