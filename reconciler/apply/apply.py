@@ -232,6 +232,19 @@ class _Run:
     """What creates and replaces stored (with their uids), for the inventory."""
     deleted: list[str] = field(default_factory=list)
     """The uids of what deletes and replaces removed."""
+    quota_raised: frozenset[str] = frozenset()
+    """Namespaces whose ResourceQuota this run writes (before its claims, order.waves)."""
+
+    def waits_for_quota(self, entry: cs.ChangeSetEntry) -> bool:
+        """A claim created in a namespace whose quota this run raises first: the apiserver's
+        quota admission reads the quota's ``status.hard``, which kube-controller-manager
+        copies from ``spec.hard`` a moment later, so the create (and its dry run, made before
+        the raise) may be refused "exceeded quota … limited: 0" although it fits."""
+        return (
+            entry.action is cs.Action.CREATE
+            and entry.key.kind in ("ResourceClaim", "ResourceClaimTemplate")
+            and entry.key.namespace in self.quota_raised
+        )
 
     def object(self, entry: cs.ChangeSetEntry) -> JsonObject:
         """What ``entry`` writes: the target object, or its widened first step."""
@@ -393,6 +406,10 @@ def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
     else:
         try:
             stored = run.writer.apply(obj, dry_run=True)
+        except writers.QuotaExceededError:
+            if not run.waits_for_quota(entry):
+                raise
+            return  # measured against the quota this run raises first: the write waits
         except errors.ApplyError:
             if entry.action is not cs.Action.CREATE or not _name_taken(run, entry):
                 raise
@@ -409,12 +426,15 @@ def _preflight(run: _Run, entry: cs.ChangeSetEntry) -> None:
 
 
 def _recreate(run: _Run, obj: JsonObject) -> JsonObject:
-    """Create ``obj`` after its old self was deleted, waiting out a stale quota.
+    """Create ``obj`` waiting out a stale quota (at most ``quota_wait``).
 
-    The delete frees the quota only when the quota controller has seen it (usually well
-    under a second, longer on a busy control plane); until then the apiserver refuses the
-    create with "exceeded quota". Found by the fault-injection test, where a replaced claim
-    was the namespace's whole device allowance.
+    After a delete (a replace), the quota is freed only when the quota controller has seen
+    it (usually well under a second, longer on a busy control plane); after this run raised
+    the namespace's quota, admission reads ``status.hard``, which that controller copies from
+    ``spec.hard`` asynchronously. Until then the apiserver refuses the create "exceeded
+    quota". Found by the fault-injection test (a replaced claim that was its namespace's
+    whole device allowance) and by a node's return (issue 21 item 7: the quota raised and the
+    claim admitted onto the returned devices created in one run).
     """
     deadline = time.monotonic() + run.quota_wait
     pause = 0.1
@@ -460,7 +480,11 @@ def _write(run: _Run, entry: cs.ChangeSetEntry) -> AppliedEntry:
             run.fail(entry.subject, Outcome.FAILED, reason)
             return AppliedEntry(entry.subject, entry.action, Outcome.FAILED, reason, True)
         return AppliedEntry(entry.subject, entry.action, Outcome.CONFIGURED, changed=True)
-    stored = run.writer.apply(obj, dry_run=False)
+    stored = (
+        dict(_recreate(run, obj))
+        if run.waits_for_quota(entry)
+        else run.writer.apply(obj, dry_run=False)
+    )
     if entry.action is cs.Action.CREATE:
         run.remember(stored)
         return AppliedEntry(entry.subject, entry.action, Outcome.CREATED, changed=True)
@@ -545,6 +569,11 @@ def apply_all(
     }
     run = _Run(writer, wanted, _by_key(live), source, driver, options.quota_wait)
     run.inventory = inventory
+    run.quota_raised = frozenset(
+        e.key.namespace
+        for e in entries
+        if e.key.kind == "ResourceQuota" and e.action is not cs.Action.DELETE
+    )
     waves = order.waves(entries)
     planned = [e for wave in waves for e in wave]
     run.kinds = {e.subject: e for e in planned}
