@@ -112,3 +112,8 @@ class Demand(docs._Model):
     kind: Literal["Demand"]
     metadata: docs.Metadata
     spec: DemandSpec
+
+
+SIDE_INPUTS: dict[str, type[docs._Model]] = {"DeviceCatalogue": DeviceCatalogue, "Demand": Demand}
+"""Kinds that may sit in a desired-state repository without being desired state: validation
+checks their schema wherever they are and the reconciler never acts on them."""

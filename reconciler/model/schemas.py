@@ -42,11 +42,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     """One JSON Schema (draft 2020-12) per kind, keyed by kind, with $id, title, description."""
     from reconciler.model import catalogue  # side inputs of `cuctl recommend`, not state
 
-    kinds: dict[str, type[Any]] = {
-        **docs.DOCUMENT_KINDS,
-        "DeviceCatalogue": catalogue.DeviceCatalogue,
-        "Demand": catalogue.Demand,
-    }
+    kinds: dict[str, type[Any]] = {**docs.DOCUMENT_KINDS, **catalogue.SIDE_INPUTS}
     out: dict[str, dict[str, Any]] = {}
     for kind, model in kinds.items():
         body = model.model_json_schema(

@@ -14,7 +14,7 @@ from typing import Any
 
 import pydantic
 
-from reconciler.model import codes
+from reconciler.model import catalogue, codes
 from reconciler.model import diagnostics as diag
 from reconciler.model import documents as docs
 from reconciler.validate import syntax
@@ -71,6 +71,13 @@ def check(loaded: syntax.LoadedDocument) -> tuple[docs.Document | None, list[dia
                 f"apiVersion {api_version!r}: {hint}",
             )
         ]
+    side = catalogue.SIDE_INPUTS.get(kind)
+    if side is not None:  # `cuctl recommend`'s inputs: checked here, never desired state
+        try:
+            side.model_validate(data, by_alias=True, by_name=False)
+        except pydantic.ValidationError as exc:
+            return None, [_from_error(loaded, side, err) for err in exc.errors(include_url=False)]
+        return None, []
     model = docs.DOCUMENT_KINDS.get(kind)
     if model is None:
         return None, [

@@ -100,3 +100,19 @@ def test_a_demand_for_an_undeclared_tenant_is_exit_2(runner: CliRunner, tmp_path
         runner, "recommend", str(EXAMPLE), "--catalogue", str(CATALOGUE), "--demand", str(demand)
     )
     assert code == 2 and "tenant 'ghost' is not declared" in err
+
+
+def test_validate_checks_a_catalogue_in_the_repository_and_never_plans_it(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    import shutil
+
+    __import__("reconciler.cli.validate")
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    code, out, _ = invoke(runner, "validate", str(root))
+    assert code == 0, out
+    bad = root / "capacity" / "catalogue.yaml"
+    bad.write_text(bad.read_text().replace("pricePerHour: 4.10", "pricePerHour: -4.10"))
+    code, out, _ = invoke(runner, "validate", str(root))
+    assert code == 1 and "capacity/catalogue.yaml:" in out and "pricePerHour" in out
