@@ -397,7 +397,7 @@ def _write(
     section = costs.text(cost.report, cost.changes) if cost.report is not None else ""
     if output is Output.MARKDOWN:
         head = "".join(f"- what-if: {render.escape(n)}\n" for n in notes)
-        tail = f"\n### Costs\n\n```\n{section}```\n" if section else ""
+        tail = "\n" + costs.markdown(cost.report, cost.changes) if cost.report else ""
         sys.stdout.write(
             head + ("\n" if head else "") + render.markdown(preview, diffs=diffs) + tail
         )

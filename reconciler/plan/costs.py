@@ -170,6 +170,26 @@ def compare(before: CostReport | None, after: CostReport | None) -> tuple[PaysCh
     return tuple(out)
 
 
+def markdown(report: CostReport, changes: tuple[PaysChange, ...] = ()) -> str:
+    """The cost section of a Markdown preview: the bills that change in the open, the figures
+    per pool and tenant folded (the PR action's short comment keeps only the changes)."""
+    lines = [f"#### Costs ({report.currency}; a month is {docs.HOURS_PER_MONTH} h)", ""]
+    if changes:
+        lines.append("What tenants pay changes (guaranteed, in use per month):")
+        lines.append("")
+        lines += [
+            f"- {c.tenant}: {c.before[0]:,.2f} → {c.after[0]:,.2f}, "
+            f"{c.before[1]:,.2f} → {c.after[1]:,.2f}"
+            for c in changes
+        ]
+    else:
+        lines.append("No tenant's bill changes.")
+    body = text(report).split("\n", 1)[1]  # the figures without text()'s title line
+    lines += ["", "<details><summary>Costs per pool and tenant</summary>", "", "```"]
+    lines += [body.rstrip("\n"), "```", "", "</details>", ""]
+    return "\n".join(lines)
+
+
 def text(report: CostReport, changes: tuple[PaysChange, ...] = ()) -> str:
     """The cost section of a preview (plain text; the markdown form wraps it in a block)."""
     cur = report.currency

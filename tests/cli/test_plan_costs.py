@@ -58,7 +58,8 @@ def test_a_pull_request_that_changes_a_bill_says_so(runner: CliRunner, repo: git
     result = runner.invoke(
         cli.app, ["plan", root, "--rev", "more-search", "--base", "main", "-o", "markdown"]
     )
-    assert "### Costs" in result.stdout and "~ search-ranking:" in result.stdout
+    assert "#### Costs (USD; a month is 730 h)" in result.stdout
+    assert "- search-ranking: " in result.stdout and "<summary>Costs per pool" in result.stdout
 
 
 def test_a_what_if_shows_the_bill_it_would_make(runner: CliRunner, repo: git.Repo) -> None:

@@ -32,7 +32,7 @@ KUSTOMIZE_KINDS = {
     ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
     ("kustomize.config.k8s.io/v1alpha1", "Component"),
 }
-COMPONENTS = {"argocd/resource_customizations"}
+COMPONENTS = {"argocd/resource_customizations", "argocd/impersonation"}
 """Components that merge into what an install kustomization brings; not built alone."""
 
 
@@ -136,11 +136,15 @@ def test_the_components_merge_into_an_argo_cd_install(kustomize: Path, tmp_path:
     (tmp_path / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: argocd\n"
         "resources: [install.yaml]\n"
-        f"components: [{rel}/cmp, {rel}/resource_customizations]\n"
+        f"components: [{rel}/cmp, {rel}/resource_customizations, {rel}/impersonation]\n"
     )
     built = _by_id(_build(kustomize, tmp_path))
     cm = built[("ConfigMap", "argocd-cm")]
-    assert cm["data"] == {"url": "https://argocd.example", **argocd.health_customizations()}
+    assert cm["data"] == {
+        "url": "https://argocd.example",
+        **argocd.health_customizations(),
+        argocd.IMPERSONATION_KEY: "true",
+    }
     repo = built[("Deployment", "argocd-repo-server")]
     containers = {c["name"]: c for c in repo["spec"]["template"]["spec"]["containers"]}
     assert set(containers) == {"argocd-repo-server", "cu-reconciler"}

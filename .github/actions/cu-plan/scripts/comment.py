@@ -114,7 +114,8 @@ def condense(plan: list[str]) -> list[str]:
     """The plan sized to the change: the repository-sized tables keep only rows that change.
 
     A table row stays when it shows a change (``→``); the rest become one line with their
-    count. The CU arithmetic block is left to the full plan. Section and table boundaries are
+    count. The CU arithmetic block and the per-pool cost figures are left to the full plan (the
+    bills that change stay). Section and table boundaries are
     those ``cuctl plan -o markdown`` writes (one ``#### `` heading per section).
     """
     out: list[str] = []
@@ -143,7 +144,7 @@ def condense(plan: list[str]) -> list[str]:
             table.append(line)
             continue
         flush()
-        if line.startswith("<details><summary>CU arithmetic"):
+        if line.startswith(("<details><summary>CU arithmetic", "<details><summary>Costs per")):
             skipping = True
             continue
         if line.startswith("#"):
