@@ -46,6 +46,14 @@ RENEW_DEADLINE = 10.0
 """A holder that could not renew for this long stops writing (before others may take over)."""
 
 
+CALL_TIMEOUT = 5.0
+CALL_RETRY = kube.RetryPolicy(attempts=2, cap=1.0)
+"""One Lease request gives up within about 11 s (client-go's RenewDeadline is 10 s): a renewal
+that cannot finish in time is a failed renewal, reported at once (the apiserver outage it
+means must not hide behind the transport's default retries, up to a minute with etcd down)
+and tried again at the next period."""
+
+
 class LeaseLostError(errors.WriterStopped):
     """This process held the Lease and does not any more (or cannot tell that it does)."""
 
@@ -167,7 +175,9 @@ class Lease:
 
     def _call(self, method: str, path: str, body: Any = None) -> kube.Response:
         try:
-            return kube.call(self.api, method, path, body=body, timeout=10)
+            return kube.call(
+                self.api, method, path, body=body, timeout=CALL_TIMEOUT, retry=CALL_RETRY
+            )
         except Exception as exc:  # transport errors after retries: translate once
             raise errors.ApplyError(f"{method} {path}: {exc}", subject="Lease") from exc
 
