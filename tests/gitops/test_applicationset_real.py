@@ -144,10 +144,20 @@ def test_applicationset_makes_and_syncs_one_application_per_fleet_cluster(
                 "deploy",
                 "main",
             )
-            (patch,) = source["kustomize"]["patches"]
-            assert patch["target"]["kind"] == "CUSync" and patch["target"]["name"] == "default"
-            ops = YAML(typ="safe").load(patch["patch"])
+            patches = {p["target"]["kind"]: p for p in source["kustomize"]["patches"]}
+            assert set(patches) == {"CUSync", "Deployment"}
+            assert patches["CUSync"]["target"]["name"] == "default"
+            ops = YAML(typ="safe").load(patches["CUSync"]["patch"])
             assert ops == [{"op": "add", "path": "/spec/cluster", "value": cluster}]
+            # The same name is the `cluster` label of every metric the controller exports.
+            ops = YAML(typ="safe").load(patches["Deployment"]["patch"])
+            assert ops == [
+                {
+                    "op": "add",
+                    "path": "/spec/template/spec/containers/0/args/-",
+                    "value": f"--cluster={cluster}",
+                }
+            ]
             assert "resources-finalizer.argocd.argoproj.io" in app["metadata"]["finalizers"]
         appsets = rawapi.request(api, "GET", f"{argocd.APPSETS}/cu-reconciler")
         conditions = {c["type"]: c["status"] for c in appsets["status"]["conditions"]}
