@@ -275,7 +275,12 @@ class Controller:
         if not why:
             log.debug("only our own writes changed", extra={"echoes": len(changes)})
             return
-        self._synced_at = time.monotonic()  # an attempt restarts the resync period
+        if not why <= {"poll"}:
+            # An attempt restarts the resync period (a failed or suspended one too: no hot
+            # loop). A poll that finds nothing new reconciles nothing, so it must not: with
+            # polls more frequent than resyncs, the resync would never come (reconcile_once
+            # restarts the period when a poll does find something).
+            self._synced_at = time.monotonic()
         rid = uuid.uuid4().hex[:12]
         try:
             self.reconcile_once(why, rid)
@@ -380,6 +385,7 @@ class Controller:
         sha = self._fetch(why, rid, sync, generation)
         if sha is None:
             return None
+        self._synced_at = time.monotonic()
         previous = sync.get("status") or {}
         if st.needs_progress(previous, sha, generation):
             self._write_status(sync, st.progressing(previous, sha, generation, _now()))
