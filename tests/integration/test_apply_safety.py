@@ -61,10 +61,11 @@ def versions(api: ApiClient) -> dict[str, tuple[str, str]]:
 
 
 def settled(api: ApiClient) -> dict[str, dict[str, Any]]:
-    """Every object, once controllers (taint-rule status, …) stopped writing for 2 s."""
+    """Every object, once controllers (taint-rule status, …) stopped writing for 4 s (2 s was
+    not enough on a loaded 2-core machine: a late status write failed a dry-run replace)."""
     last = versions(api)
     while True:
-        time.sleep(2)
+        time.sleep(4)
         now = versions(api)
         if now == last:
             return every_object(api)
