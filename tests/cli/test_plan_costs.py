@@ -23,15 +23,10 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> git.Repo:
-    root = tmp_path / "repo"
-    shutil.copytree(EXAMPLE, root)
-    repo = git.Repo.init(root, initial_branch="main")
-    with repo.config_writer() as cfg:
-        cfg.set_value("user", "name", "t")
-        cfg.set_value("user", "email", "t@example.invalid")
-    repo.git.add(A=True)
-    repo.index.commit("fleet")
+def repo(example_repo: git.Repo) -> git.Repo:
+    """The example repository (tests/conftest.py) with a branch that raises a guarantee."""
+    repo = example_repo
+    root = Path(repo.working_dir)
     repo.git.checkout("-b", "more-search")
     tenant = root / "tenants" / "search-ranking.yaml"
     tenant.write_text(tenant.read_text().replace("guaranteed: 2400", "guaranteed: 2600"))

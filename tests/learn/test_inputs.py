@@ -39,48 +39,51 @@ def _header(src: Path) -> str:
     return src.read_text().splitlines()[0]
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        pytest.param(
-            lambda d, src: d.joinpath("r.csv").write_text(_header(src) + "\n"), id="header-only-csv"
+_BAD = [
+    pytest.param(
+        lambda d, src: d.joinpath("r.csv").write_text(_header(src) + "\n"), id="header-only-csv"
+    ),
+    pytest.param(lambda d, src: d.joinpath("r.csv").write_bytes(b""), id="empty-csv"),
+    pytest.param(
+        lambda d, src: d.joinpath("r.csv.gz").write_bytes(gzip.compress(b"")), id="empty-csv-gz"
+    ),
+    pytest.param(
+        lambda d, src: d.joinpath("r.csv.gz").write_bytes(b"not gzip at all"), id="corrupt-gz"
+    ),
+    pytest.param(
+        lambda d, src: d.joinpath("r.parquet").write_bytes(b"PAR1 nope"), id="corrupt-parquet"
+    ),
+    pytest.param(
+        lambda d, src: pq.write_table(
+            pa.table({c: pa.array([], pa.string()) for c in records.REQUIRED_COLUMNS}),
+            d / "r.parquet",
         ),
-        pytest.param(lambda d, src: d.joinpath("r.csv").write_bytes(b""), id="empty-csv"),
-        pytest.param(
-            lambda d, src: d.joinpath("r.csv.gz").write_bytes(gzip.compress(b"")), id="empty-csv-gz"
+        id="empty-parquet",
+    ),
+    pytest.param(
+        lambda d, src: d.joinpath("r.csv").write_text("a,b,c\n1,2,3\n"), id="wrong-columns"
+    ),
+    pytest.param(
+        lambda d, src: d.joinpath("r.csv").write_text(
+            _header(src).replace("throughput,", "tput,")
+            + "\n"
+            + src.read_text().splitlines()[1]
+            + "\n"
         ),
-        pytest.param(
-            lambda d, src: d.joinpath("r.csv.gz").write_bytes(b"not gzip at all"), id="corrupt-gz"
-        ),
-        pytest.param(
-            lambda d, src: d.joinpath("r.parquet").write_bytes(b"PAR1 nope"), id="corrupt-parquet"
-        ),
-        pytest.param(
-            lambda d, src: pq.write_table(
-                pa.table({c: pa.array([], pa.string()) for c in records.REQUIRED_COLUMNS}),
-                d / "r.parquet",
-            ),
-            id="empty-parquet",
-        ),
-        pytest.param(
-            lambda d, src: d.joinpath("r.csv").write_text("a,b,c\n1,2,3\n"), id="wrong-columns"
-        ),
-        pytest.param(
-            lambda d, src: d.joinpath("r.csv").write_text(
-                _header(src).replace("throughput,", "tput,")
-                + "\n"
-                + src.read_text().splitlines()[1]
-                + "\n"
-            ),
-            id="renamed-column",
-        ),
-        pytest.param(
-            lambda d, src: d.joinpath("notes.txt").write_text("x\n"), id="no-record-files"
-        ),
-        pytest.param(lambda d, src: None, id="empty-directory"),
-    ],
-)
-@pytest.mark.parametrize("named", ["file", "directory"])
+        id="renamed-column",
+    ),
+    pytest.param(lambda d, src: d.joinpath("notes.txt").write_text("x\n"), id="no-record-files"),
+]
+"""Each bad input, named directly and as the directory holding it."""
+_CASES = [
+    pytest.param(case.values[0], named, id=f"{case.id}-{named}")
+    for case in _BAD
+    for named in ("file", "directory")
+] + [pytest.param(lambda d, src: None, "directory", id="empty-directory")]
+"""An empty directory has no file to name: only the directory form exists."""
+
+
+@pytest.mark.parametrize(("make", "named"), _CASES)
 def test_bad_input_is_exit_2_with_a_clear_message(
     repo: Path,
     synthetic_records: Path,
@@ -91,10 +94,7 @@ def test_bad_input_is_exit_2_with_a_clear_message(
     d = tmp_path / "in"
     d.mkdir()
     make(d, synthetic_records)
-    files = sorted(d.iterdir())
-    if named == "file" and not files:
-        pytest.skip("nothing to name")
-    target = files[0] if named == "file" else d
+    target = sorted(d.iterdir())[0] if named == "file" else d
     res = _fit(repo, target, extra=("--write", "--push"))
     assert res.exit_code == _app.EXIT_ERROR, res.output
     assert "Traceback" not in res.output
