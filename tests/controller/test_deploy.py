@@ -226,6 +226,46 @@ def test_and_nothing_more(api: ApiClient, rbac: None, attrs: dict[str, str]) -> 
     assert not _allowed(api, attrs)
 
 
+_VAP = "validatingadmissionpolicies.admissionregistration.k8s.io"
+_VAPB = "validatingadmissionpolicybindings.admissionregistration.k8s.io"
+CAN_I = [
+    ("yes", "patch", f"{_VAP}/{fence.POLICY_NAME}"),
+    ("yes", "delete", f"{_VAPB}/{fence.POLICY_NAME}"),
+    ("no", "delete", f"{_VAP}/pod-security-baseline"),
+    ("no", "patch", f"{_VAPB}/pod-security-baseline"),
+    ("no", "deletecollection", _VAP),
+    ("yes", "update", f"resourcequotas/{quota.NAME}", "-n", "research"),
+    ("no", "delete", "resourcequotas/compute", "-n", "kube-system"),
+    ("no", "update", "resourcequotas/compute", "-n", "research"),
+    ("yes", "create", "resourceclaims.resource.k8s.io", "-n", "research"),
+    ("no", "get", "secrets", "-n", "cu-system"),
+    ("no", "escalate", "clusterroles.rbac.authorization.k8s.io"),
+]
+
+
+def test_kubectl_auth_can_i_as_the_service_account(
+    api: ApiClient, rbac: None, control_plane: devcluster.ControlPlane
+) -> None:
+    """Issue 18 item 9 as an operator checks it: ``kubectl auth can-i`` with the
+    ServiceAccount's own token (a SelfSubjectAccessReview), on the real apiserver."""
+    kubeconfig = identity.service_account_kubeconfig(
+        api, control_plane.kubeconfig, "cu-system", "cu-reconciler"
+    )
+    kubectl = devcluster.ensure_built().kubectl
+    answers = {}
+    for expected, *args in CAN_I:
+        proc = subprocess.run(
+            [kubectl, "--kubeconfig", str(kubeconfig), "auth", "can-i", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        answers[" ".join(args)] = (expected, proc.stdout.strip() or proc.stderr.strip())
+    wrong = {k: v for k, v in answers.items() if v[0] != v[1]}
+    assert wrong == {}, wrong
+
+
 def test_the_bootstrap_fence_is_the_controllers_toleration_rule() -> None:
     docs = list(YAML(typ="safe").load_all((DEPLOY / "fence-policy.yaml").read_text()))
     state = validate.validate_tree(source.read(str(ROOT / "examples" / "gitrepo"), None)).state

@@ -16,24 +16,28 @@ Kustomization prunes exactly what it applied.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import git
 import pytest
+import tenant_loop
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from reconciler import cli, devcluster
+from reconciler import cli, devcluster, kube
 from reconciler.devcluster import flux, githttp, identity, rawapi, workloads
 from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.model import kinds, ownership
+from reconciler.plan import fence
 
 pytestmark = pytest.mark.integration
 
@@ -409,3 +413,251 @@ def _kubectl(*args: str | Path, kubeconfig: Path | None = None) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+TENANT_NS = "fence-tenant-flux"
+TENANT = f"system:serviceaccount:{TENANT_NS}:tenant"
+TEAM_SA = "team-sync"
+NEW_POOL = "dev-hygon"
+DEV_HYGON = f"""\
+apiVersion: cu-reconciler.io/v1alpha1
+kind: CUPool
+metadata:
+  name: {NEW_POOL}
+spec:
+  selector:
+    vendors: [hygon]
+    nodeSelector:
+      matchExpressions:
+        - key: platform.example.com/tier
+          operator: In
+          values: [dev]
+"""
+TEAM_BASE = f"/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/{TENANT_NS}/kustomizations"
+TEAM_SOURCE = f"/apis/source.toolkit.fluxcd.io/v1/namespaces/{TENANT_NS}/gitrepositories"
+
+
+def _team_rbac(api: ApiClient) -> None:
+    """The other team's ServiceAccount, with every right on claims in its namespace."""
+    sa = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": TEAM_SA, "namespace": TENANT_NS},
+    }
+    base = f"/api/v1/namespaces/{TENANT_NS}/serviceaccounts/{TEAM_SA}"
+    rawapi.apply(api, base, sa, field_manager="team")
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{TENANT_NS}"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": TEAM_SA, "namespace": TENANT_NS},
+        "rules": [
+            {
+                "apiGroups": ["resource.k8s.io"],
+                "resources": ["resourceclaims"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": TEAM_SA, "namespace": TENANT_NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": TEAM_SA},
+        "subjects": [{"kind": "ServiceAccount", "name": TEAM_SA, "namespace": TENANT_NS}],
+    }
+    rawapi.apply(api, f"{rbac}/roles/{TEAM_SA}", role, field_manager="team")
+    rawapi.apply(api, f"{rbac}/rolebindings/{TEAM_SA}", binding, field_manager="team")
+
+
+def _team_ready(api: ApiClient, sha: str) -> dict[str, Any] | None:
+    ks = rawapi.request(api, "GET", f"{TEAM_BASE}/claims")
+    ready = _condition(ks, "Ready")
+    at = (ks.get("status") or {}).get("lastAppliedRevision", "").endswith(sha)
+    return dict(ks) if ready.get("status") == "True" and at else None
+
+
+def test_flux_pool_removal_opens_no_window_and_another_kustomization_cannot_pass_the_fence(
+    control_plane: devcluster.ControlPlane, running_flux: flux.Flux, tmp_path: Path
+) -> None:
+    """Issue 18 with the real Flux: a tenant creates claims in a tight loop (each one the
+    fence must refuse: the removed pool's class before, during and after its prune, the fence
+    and wildcard tolerations) while the CU Kustomization prunes a pool; none is admitted.
+    Then another team's Kustomization, in its own namespace with its own
+    ``serviceAccountName`` (RBAC for claims there), syncs a plain claim but cannot create one
+    that tolerates the fence: its apply fails on the fence's denial and nothing is created,
+    while the CU Kustomization (serviceAccountName cu-reconciler) applies tolerating claims."""
+    with control_plane.api_client() as api:
+        devsnapshot.load(api, EXAMPLE / "observed" / "snapshot.yaml")
+        for ns in (*NAMESPACES, "cu-system", TENANT_NS):
+            identity.ensure_namespace(api, ns)
+        identity.install_rbac(api)
+        tenant_loop.grant_claims(api, TENANT_NS, TENANT)
+        _team_rbac(api)
+
+        desired = tmp_path / "desired"
+        shutil.copytree(EXAMPLE, desired)
+        dev = desired / "pools" / "dev.yaml"
+        dev.write_text(
+            dev.read_text().replace(
+                "  selector:\n", "  selector:\n    vendors: [nvidia, iluvatar]\n", 1
+            )
+        )
+        (desired / "pools" / f"{NEW_POOL}.yaml").write_text(DEV_HYGON)
+        served = tmp_path / "served"
+        origin = served / "cu-desired-state.git"
+        git.Repo.init(origin, bare=True, initial_branch="main")
+        bot = _Hydrator(tmp_path, origin)
+        first = bot.publish(desired, "Render with the Hygon pool")
+        team_origin = served / "team.git"
+        git.Repo.init(team_origin, bare=True, initial_branch="main")
+        team = git.Repo.clone_from(str(team_origin), tmp_path / "team")
+        team.git.checkout("-b", "main")
+        with team.config_writer() as cfg:
+            cfg.set_value("user", "name", "Team")
+            cfg.set_value("user", "email", "team@example.invalid")
+
+        with contextlib.closing(bot), githttp.GitHTTPServer(served) as server:
+            try:
+                secret = {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "cu-hydration-signing-keys", "namespace": "cu-system"},
+                    "stringData": {"cu-hydrate.asc": bot.public},
+                }
+                rawapi.apply(
+                    api,
+                    "/api/v1/namespaces/cu-system/secrets/cu-hydration-signing-keys",
+                    secret,
+                    field_manager="platform-team",
+                )
+                text = (ROOT / "deploy/flux/gitrepository.yaml").read_text()
+                text = text.replace(UPSTREAM, server.url("cu-desired-state.git"))
+                text += "---\n" + (ROOT / "deploy/flux/desired-state.yaml").read_text()
+                for doc in YAML(typ="safe").load_all(text):
+                    path = GITREPO if doc["kind"] == "GitRepository" else KS
+                    rawapi.apply(api, path, doc, field_manager="platform-team")
+                running_flux.wait_for(
+                    lambda: _ready_at(api, first), 300, "the Kustomization Ready with the pool"
+                )
+                cu_class = f"/apis/resource.k8s.io/v1/deviceclasses/cu-{NEW_POOL}"
+                assert rawapi.request(api, "GET", cu_class)
+
+                attempts = tenant_loop.fence_attempts(
+                    TENANT_NS,
+                    cu_classes=(f"cu-{NEW_POOL}", "cu-vendor-hygon"),
+                    tolerating_classes=("gpu.hygon.example.com",),
+                )
+                plain = workloads.resource_claim(
+                    "plain", "gpu.hygon.example.com", namespace=TENANT_NS
+                )
+                assert tenant_loop.post_as(api, TENANT, plain, dry_run=True).status == 201
+                for _, body in attempts(0):
+                    assert tenant_loop.fenced(
+                        tenant_loop.post_as(api, TENANT, body, dry_run=True)
+                    ), body["metadata"]["name"]
+
+                with control_plane.api_client() as tenant_api:
+                    loop = tenant_loop.Loop(tenant_api, TENANT, attempts)
+                    with loop.running():
+                        time.sleep(1.0)
+                        (desired / "pools" / f"{NEW_POOL}.yaml").unlink(missing_ok=True)
+                        second = bot.publish(desired, "Render without the Hygon pool")
+                        t0, before = time.monotonic(), loop.attempts_made
+                        _reconcile_now(api, GITREPO, "pool-removal")
+                        _reconcile_now(api, KS, "pool-removal")
+                        running_flux.wait_for(
+                            lambda: _ready_at(api, second), 300, "Ready without the pool"
+                        )
+                        running_flux.wait_for(
+                            lambda: kube.call(api, "GET", cu_class).status == 404,
+                            60,
+                            "the pool's class pruned",
+                        )
+                        took, during = time.monotonic() - t0, loop.attempts_made - before
+                        time.sleep(1.0)
+                print(
+                    f"fence window through Flux's prune of a pool ({took:.1f} s, {during} "
+                    f"attempts during it): {loop.summary()}"
+                )
+                assert loop.unexpected == [], loop.unexpected[:5]
+                assert loop.admitted == [], loop.admitted[:5]
+                assert loop.forbidden == 0
+                assert during >= 3, "the loop ran through the prune"
+
+                # Another team's Kustomization: its own namespace and serviceAccountName.
+                Path(team.working_dir, "plain.yaml").write_text(json.dumps(plain))
+                team.git.add(A=True)
+                team.index.commit("a plain claim")
+                team.git.push("origin", "main")
+                plain_sha = team.head.commit.hexsha
+                source = {
+                    "apiVersion": "source.toolkit.fluxcd.io/v1",
+                    "kind": "GitRepository",
+                    "metadata": {"name": "team", "namespace": TENANT_NS},
+                    "spec": {
+                        "interval": "10m",
+                        "url": server.url("team.git"),
+                        "ref": {"branch": "main"},
+                    },
+                }
+                rawapi.apply(api, f"{TEAM_SOURCE}/team", source, field_manager="team")
+                ks = {
+                    "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                    "kind": "Kustomization",
+                    "metadata": {"name": "claims", "namespace": TENANT_NS},
+                    "spec": {
+                        "interval": "10m",
+                        "retryInterval": "5s",
+                        "sourceRef": {"kind": "GitRepository", "name": "team"},
+                        "path": "./",
+                        "prune": True,
+                        "targetNamespace": TENANT_NS,
+                        "serviceAccountName": TEAM_SA,
+                    },
+                }
+                rawapi.apply(api, f"{TEAM_BASE}/claims", ks, field_manager="team")
+                running_flux.wait_for(
+                    lambda: _team_ready(api, plain_sha), 180, "the team's plain claim synced"
+                )
+                claims = f"/apis/resource.k8s.io/v1/namespaces/{TENANT_NS}/resourceclaims"
+                assert rawapi.request(api, "GET", f"{claims}/plain")
+
+                sneaky = workloads.resource_claim(
+                    "sneaky",
+                    "cu-vendor-nvidia",
+                    namespace=TENANT_NS,
+                    tolerations=[workloads.FENCE_TOLERATION],
+                )
+                Path(team.working_dir, "sneaky.yaml").write_text(json.dumps(sneaky))
+                team.git.add(A=True)
+                team.index.commit("a claim that tolerates the fence")
+                team.git.push("origin", "main")
+                _reconcile_now(api, TEAM_SOURCE + "/team", "sneaky")
+                _reconcile_now(api, f"{TEAM_BASE}/claims", "sneaky")
+
+                def refused() -> str | None:
+                    cond = _condition(rawapi.request(api, "GET", f"{TEAM_BASE}/claims"), "Ready")
+                    message = str(cond.get("message", ""))
+                    if cond.get("status") == "False" and "sneaky" in message:
+                        return message
+                    return None
+
+                message = running_flux.wait_for(refused, 180, "the team's sync to be refused")
+                assert fence.POLICY_NAME in message, message
+                assert kube.call(api, "GET", f"{claims}/sneaky").status == 404
+                # The CU Kustomization, meanwhile, holds its fence-tolerating claims.
+                assert _ready_at(api, second)
+                ours = _owned(api)
+                assert any(
+                    kind in ("ResourceClaim", "ResourceClaimTemplate")
+                    and tenant_loop.FENCE_KEY in json.dumps(obj["spec"])
+                    for (kind, _, _), obj in ours.items()
+                ), "the CU Kustomization's claims tolerate the fence"
+            finally:
+                rawapi.delete(api, f"{TEAM_BASE}/claims")
+                rawapi.delete(api, f"{TEAM_SOURCE}/team")
+                rawapi.delete(api, KS)
+                running_flux.wait_for(lambda: not _owned(api), 180, "prune to delete every object")
+                rawapi.delete(api, GITREPO)
+                rawapi.delete(api, f"/api/v1/namespaces/{TENANT_NS}")

@@ -18,14 +18,12 @@ policy rendered (bypassing validation) around the injection string ``x'] || true
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tenant_loop
 from kubernetes.client import ApiClient
 from live_fleet import FENCE_KEY, Fleet
 from ruamel.yaml import YAML
@@ -73,57 +71,15 @@ def _commit(fleet: Fleet, message: str) -> str:
     return fleet.repo.index.commit(message).hexsha
 
 
-def _grant_claims(api: ApiClient, namespace: str, user: str) -> None:
-    """RBAC for an impersonated user to create and delete claims in ``namespace``."""
-    base = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": "fence-test-claims", "namespace": namespace},
-        "rules": [
-            {
-                "apiGroups": ["resource.k8s.io"],
-                "resources": ["resourceclaims"],
-                "verbs": ["create", "delete", "get"],
-            }
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {
-            "name": f"fence-test-claims-{abs(hash(user)) % 10**8}",
-            "namespace": namespace,
-        },
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "Role",
-            "name": "fence-test-claims",
-        },
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }
-    rawapi.apply(api, f"{base}/roles/fence-test-claims", role, field_manager="fence-test")
-    name = binding["metadata"]["name"]
-    rawapi.apply(api, f"{base}/rolebindings/{name}", binding, field_manager="fence-test")
+_grant_claims = tenant_loop.grant_claims
+_fenced = tenant_loop.fenced
 
 
 def _post_as(
     api: ApiClient, user: str, body: dict[str, Any], *, dry_run: bool = False
 ) -> kube.Response:
-    return kube.call(
-        api,
-        "POST",
-        f"/apis/resource.k8s.io/v1/namespaces/{body['metadata'].get('namespace', INTRUDER_NS)}"
-        "/resourceclaims",
-        body=body,
-        query=[("dryRun", "All")] if dry_run else None,
-        headers={"Impersonate-User": user},
-    )
-
-
-def _fenced(resp: kube.Response) -> bool:
-    """Refused by the fence's policy (not by RBAC, quota or validation)."""
-    return resp.status == 403 and fence.POLICY_NAME in resp.reason()
+    body = {**body, "metadata": {"namespace": INTRUDER_NS, **body["metadata"]}}
+    return tenant_loop.post_as(api, user, body, dry_run=dry_run)
 
 
 def _attempts(n: int) -> list[tuple[str, dict[str, Any]]]:
@@ -152,35 +108,6 @@ def _attempts(n: int) -> list[tuple[str, dict[str, Any]]]:
             ),
         ),
     ]
-
-
-@dataclass
-class Loop:
-    """The tenant's tight loop in a thread: every attempt's outcome and time."""
-
-    api: ApiClient
-    stop: threading.Event = field(default_factory=threading.Event)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    admitted: list[tuple[float, str, str]] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-
-    def run(self) -> None:
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            for what, body in _attempts(n):
-                resp = _post_as(self.api, TENANT, body)
-                if _fenced(resp):
-                    self.outcomes[f"{what}: denied"] += 1
-                elif resp.ok:
-                    self.outcomes[f"{what}: ADMITTED"] += 1
-                    self.admitted.append((time.monotonic(), what, body["metadata"]["name"]))
-                else:
-                    self.unexpected.append(f"{what}: {resp.status} {resp.reason()[:200]}")
-
-    @property
-    def attempts(self) -> int:
-        return sum(self.outcomes.values())
 
 
 def _apply(kubeconfig: Path, root: str) -> tuple[int, str, float]:
@@ -245,33 +172,27 @@ def test_a_tenant_loop_through_a_pool_add_and_removal_is_never_admitted(
         f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/{fence.POLICY_NAME}",
     )
 
-    loop = Loop(api)
     with control_plane.api_client() as tenant_api:
-        loop.api = tenant_api
-        thread = threading.Thread(target=loop.run, daemon=True)
-        thread.start()
-        try:
+        loop = tenant_loop.Loop(tenant_api, TENANT, _attempts)
+        with loop.running():
             time.sleep(1.0)
             # B: the pool is added (its class, vendor class, slices and fence rule appear).
             (root / "pools" / "dev-hygon.yaml").write_text(DEV_HYGON, encoding="utf-8")
             _commit(fleet, "B: a Hygon pool")
-            before_add = loop.attempts
+            before_add = loop.attempts_made
             code, output, took_add = _apply(kubeconfig, str(root))
             assert code == 0, output
-            during_add = loop.attempts - before_add
+            during_add = loop.attempts_made - before_add
             assert rawapi.request(api, "GET", f"/apis/resource.k8s.io/v1/deviceclasses/{NEW_CLASS}")
             time.sleep(1.0)
             # C: the pool is removed again (class, slices and rule pruned).
             (root / "pools" / "dev-hygon.yaml").unlink()
             _commit(fleet, "C: no Hygon pool")
-            before_remove = loop.attempts
+            before_remove = loop.attempts_made
             code, output, took_remove = _apply(kubeconfig, str(root))
             assert code == 0, output
-            during_remove = loop.attempts - before_remove
+            during_remove = loop.attempts_made - before_remove
             time.sleep(1.0)
-        finally:
-            loop.stop.set()
-            thread.join(timeout=60)
 
     policy_after = rawapi.request(
         api,
@@ -280,12 +201,13 @@ def test_a_tenant_loop_through_a_pool_add_and_removal_is_never_admitted(
     )
     window = (loop.admitted[-1][0] - loop.admitted[0][0]) if loop.admitted else 0.0
     print(
-        f"fence window: {loop.attempts} tenant attempts ({during_add} during the pool add, "
+        f"fence window: {loop.attempts_made} tenant attempts ({during_add} during the pool add, "
         f"{took_add:.2f} s; {during_remove} during the removal, {took_remove:.2f} s); "
         f"admitted {len(loop.admitted)}, window {window:.3f} s; {dict(loop.outcomes)}"
     )
     assert loop.unexpected == [], loop.unexpected[:5]
     assert loop.admitted == [], loop.admitted
+    assert loop.forbidden == 0
     assert during_add >= 3 and during_remove >= 3, "the loop ran through both applies"
     assert (
         policy_after["metadata"]["resourceVersion"] == policy_before["metadata"]["resourceVersion"]
