@@ -111,7 +111,7 @@ def test_a_tenant_loop_through_run_pool_add_removal_rename_and_a_deleted_binding
         ),
     )
     env.start(interval="1s", resync="5s")
-    env.ready_at(rev_a, timeout=120)
+    env.ready_at(rev_a, timeout=180)
     assert any(n.startswith("cu-fence-biren-") for n in _fence_rules(env))
 
     attempts = tenant_loop.fence_attempts(
@@ -152,7 +152,7 @@ def test_a_tenant_loop_through_run_pool_add_removal_rename_and_a_deleted_binding
                     "B: a Hygon pool",
                     lambda r: (r / "pools" / f"{NEW_POOL}.yaml").write_text(DEV_HYGON),
                 )
-                env.ready_at(sha)
+                env.ready_at(sha, timeout=180)
                 assert rawapi.request(
                     api, "GET", f"/apis/resource.k8s.io/v1/deviceclasses/cu-{NEW_POOL}"
                 )
@@ -161,7 +161,7 @@ def test_a_tenant_loop_through_run_pool_add_removal_rename_and_a_deleted_binding
                 sha = env.commit(
                     "C: no Hygon pool", lambda r: (r / "pools" / f"{NEW_POOL}.yaml").unlink()
                 )
-                env.ready_at(sha)
+                env.ready_at(sha, timeout=180)
                 wait_for(
                     "the pool's class to be pruned",
                     lambda: (
@@ -175,7 +175,7 @@ def test_a_tenant_loop_through_run_pool_add_removal_rename_and_a_deleted_binding
 
             def rename() -> None:
                 sha = env.commit("D: biren is now birentech", _rename_biren)
-                env.ready_at(sha)
+                env.ready_at(sha, timeout=180)
                 rules = _fence_rules(env)
                 assert any(n.startswith("cu-fence-birentech-") for n in rules), rules
                 assert not any(n.startswith("cu-fence-biren-") for n in rules), rules

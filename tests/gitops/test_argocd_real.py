@@ -34,6 +34,7 @@ from typing import Any
 
 import git
 import pytest
+import tenant_loop
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from ruamel.yaml import YAML
@@ -148,6 +149,23 @@ def _synced_healthy(api: ApiClient, revision: str) -> dict[str, Any] | None:
 SYNC_IDENTITY = ROOT / "deploy" / "argocd" / "mode2" / "sync-identity.yaml"
 IMPERSONATION = ROOT / "deploy" / "argocd" / "impersonation" / "kustomization.yaml"
 RESEARCH_CLAIMS = "research-claims"
+ARGO_TENANT_NS = "fence-tenant-argo"
+ARGO_TENANT = f"system:serviceaccount:{ARGO_TENANT_NS}:tenant"
+NEW_POOL = "dev-hygon"
+DEV_HYGON = f"""\
+apiVersion: cu-reconciler.io/v1alpha1
+kind: CUPool
+metadata:
+  name: {NEW_POOL}
+spec:
+  selector:
+    vendors: [hygon]
+    nodeSelector:
+      matchExpressions:
+        - key: platform.example.com/tier
+          operator: In
+          values: [dev]
+"""
 
 
 @pytest.fixture
@@ -280,6 +298,14 @@ def test_argocd_syncs_the_rendered_objects(
             "  reconcilerNamespace: cu-system\n",
             f"  reconcilerNamespace: cu-system\n  admittedIdentities:\n    - {impersonation}\n",
         )
+        # A pool the end of this test removes with a tenant loop running (issue 18, item 5).
+        _edit(
+            work,
+            "pools/dev.yaml",
+            "  selector:\n",
+            "  selector:\n    vendors: [nvidia, iluvatar]\n",
+        )
+        Path(work.working_dir, "pools", f"{NEW_POOL}.yaml").write_text(DEV_HYGON)
         work.git.checkout("-b", "main")
         first = _commit(work, "desired state")
 
@@ -454,6 +480,56 @@ def test_argocd_syncs_the_rendered_objects(
         status = argocd.application(api, APP)["status"]
         assert status["operationState"]["syncResult"]["revision"] == second
         assert bad != second
+
+        # Issue 18: a tenant creates claims in a tight loop (each one the fence must refuse)
+        # while Argo CD prunes a pool; none is admitted.
+        _edit(work, "claims/ads-embedding/backfill.yaml", "cu: -80", "cu: 80")
+        _argocd_pool_removal_with_a_tenant_loop(api, control_plane, work, argo)
+
+
+def _argocd_pool_removal_with_a_tenant_loop(
+    api: ApiClient, control_plane: devcluster.ControlPlane, work: git.Repo, argo: argocd.ArgoCD
+) -> None:
+    """The rendered policy matches ``cu-*`` and never changes with the pools, so no sync wave
+    order (the class, quotas, slices and taint rules pruned last) opens a window: before, a
+    claim created while Argo CD pruned a pool got a CU device (2.3-5.7 s)."""
+    identity.ensure_namespace(api, ARGO_TENANT_NS)
+    tenant_loop.grant_claims(api, ARGO_TENANT_NS, ARGO_TENANT)
+    attempts = tenant_loop.fence_attempts(
+        ARGO_TENANT_NS,
+        cu_classes=(f"cu-{NEW_POOL}", "cu-vendor-hygon"),
+        tolerating_classes=("gpu.hygon.example.com",),
+    )
+    plain = workloads.resource_claim("plain", "gpu.hygon.example.com", namespace=ARGO_TENANT_NS)
+    _wait(
+        lambda: tenant_loop.post_as(api, ARGO_TENANT, plain, dry_run=True).status == 201,
+        60,
+        "the tenant's RBAC",
+        argo,
+    )
+    cu_class = f"/apis/resource.k8s.io/v1/deviceclasses/cu-{NEW_POOL}"
+    assert _exists(api, cu_class), "the pool to remove is live"
+    with control_plane.api_client() as tenant_api:
+        loop = tenant_loop.Loop(tenant_api, ARGO_TENANT, attempts)
+        with loop.running():
+            time.sleep(1.0)
+            before, t0 = loop.attempts_made, time.monotonic()
+            Path(work.working_dir, "pools", f"{NEW_POOL}.yaml").unlink()
+            sha = _commit(work, "no Hygon pool")
+            argocd.refresh(api, APP)
+            _wait(lambda: _synced_healthy(api, sha), 300, "Synced without the pool", argo)
+            _wait(lambda: not _exists(api, cu_class), 60, "the pool's class pruned", argo)
+            during, took = loop.attempts_made - before, time.monotonic() - t0
+            time.sleep(1.0)
+    print(
+        f"fence window through Argo CD's prune of a pool ({took:.1f} s, {during} attempts "
+        f"during it): {loop.summary()}"
+    )
+    assert loop.unexpected == [], loop.unexpected[:5]
+    assert loop.admitted == [], loop.admitted[:5]
+    assert loop.forbidden == 0
+    assert during >= 3, "the loop ran through the prune"
+    rawapi.delete(api, f"/api/v1/namespaces/{ARGO_TENANT_NS}")
 
 
 COMPARE = "argocd.argoproj.io/compare-options"
