@@ -9,6 +9,10 @@ vendor classes of a renamed vendor) and claims tolerating the fence or every tai
 commits add a pool, remove it, and rename a vendor (``biren`` → ``birentech``: its fence
 DeviceTaintRules and vendor class change name). The tenant also holds a claim and a Pod for
 Biren devices, which the fence taints throughout, so the real scheduler never allocates one.
+Then the Biren driver is renamed on the cluster (its slices move to ``gpu.birentech.example.com``):
+the devices leave CU (the adapter no longer matches them) and a tenant Pod waiting for that
+driver gets one, as anyone may; when the adapter follows the rename the devices are CU again,
+fenced, and the tenant's claim that holds one is reported.
 
 Every one of those attempts must be refused by the fence. Then an admin deletes the fence's
 binding right after an apiserver restart, and later turns it from Deny to Warn by a merge
@@ -22,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tenant_loop
@@ -51,6 +56,10 @@ spec:
           values: [dev]
 """
 TENANT_BIREN = "tenant-biren"
+OLD_DRIVER = "gpu.biren.example.com"
+NEW_DRIVER = "gpu.birentech.example.com"
+TENANT_NEW_DRIVER = "tenant-birentech"
+SLICES = "/apis/resource.k8s.io/v1/resourceslices"
 BINDING = (
     f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/{fence.POLICY_NAME}"
 )
@@ -78,6 +87,20 @@ def _rename_biren(root: Path) -> None:
     )
 
 
+def _rename_driver(env: Env) -> list[str]:
+    """The Biren driver, upgraded, republishes every device under its new name (the old
+    slices go first, as a driver's do); returns the nodes."""
+    by_node: dict[str, list[dict[str, Any]]] = {}
+    for item in rawapi.request(env.admin, "GET", SLICES)["items"]:
+        if item["spec"]["driver"] == OLD_DRIVER:
+            node = item["spec"]["pool"]["name"]
+            by_node.setdefault(node, []).extend(item["spec"].get("devices") or [])
+    for node, devices in sorted(by_node.items()):
+        drivers.sync_pool(env.admin, OLD_DRIVER, node, [])
+        drivers.sync_pool(env.admin, NEW_DRIVER, node, devices)
+    return sorted(by_node)
+
+
 def _fence_rules(env: Env) -> set[str]:
     return {o["metadata"]["name"] for o in owned(env.admin) if o["kind"] == "DeviceTaintRule"}
 
@@ -88,9 +111,25 @@ def tenant(env: Env) -> Iterator[str]:
     identity.ensure_namespace(api, NS)
     tenant_loop.grant_claims(api, NS, TENANT)
     drivers.create_device_class(api, "biren", TENANT_BIREN)
+    new_class = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": TENANT_NEW_DRIVER},
+        "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{NEW_DRIVER}"'}}]},
+    }
+    rawapi.apply(
+        api,
+        f"/apis/resource.k8s.io/v1/deviceclasses/{TENANT_NEW_DRIVER}",
+        new_class,
+        field_manager="t",
+    )
     yield TENANT
     workloads.force_delete_pods(api, NS)
-    rawapi.delete(api, f"/apis/resource.k8s.io/v1/deviceclasses/{TENANT_BIREN}")
+    for item in rawapi.request(api, "GET", SLICES)["items"]:
+        if item["spec"]["driver"] == NEW_DRIVER:
+            rawapi.delete(api, f"{SLICES}/{item['metadata']['name']}")
+    for name in (TENANT_BIREN, TENANT_NEW_DRIVER):
+        rawapi.delete(api, f"/apis/resource.k8s.io/v1/deviceclasses/{name}")
     path = f"/api/v1/namespaces/{NS}"
     rawapi.delete(api, path)
     wait_for(
@@ -188,6 +227,36 @@ def test_a_tenant_loop_through_run_pool_add_removal_rename_and_a_deleted_binding
             time.sleep(1.0)
             clean, clean_forbidden = list(loop.admitted), loop.forbidden
 
+            def driver_rename() -> None:
+                # The tenant waits for devices of the driver's new name (none exist yet).
+                claim = workloads.resource_claim("holds-new", TENANT_NEW_DRIVER, namespace=NS)
+                assert tenant_loop.post_as(api, tenant, claim).status == 201
+                workloads.create(api, NS, workloads.pod("holds-new", claims={"gpu": "holds-new"}))
+                # The devices move to the new driver: the adapter no longer matches them, so
+                # they leave CU (CU slices and fence rules go) and are anyone's: the tenant's
+                # Pod is scheduled onto one.
+                assert _rename_driver(env)
+                wait_for(
+                    "the Biren devices to leave CU",
+                    lambda: not any(n.startswith("cu-fence-birentech-") for n in _fence_rules(env)),
+                    60,
+                )
+                workloads.wait_scheduled(api, NS, "holds-new", timeout=120)
+                # The adapter follows the rename: the devices are CU again, fenced, and the
+                # tenant's claim that holds one is reported (and charged as used).
+                sha = env.commit(
+                    "E: the Biren driver's new name",
+                    lambda r: _replace(
+                        r / "adapters" / "biren.yaml",
+                        f"driver: {OLD_DRIVER}",
+                        f"driver: {NEW_DRIVER}",
+                    ),
+                )
+                env.ready_at(sha, timeout=180)
+                assert any(n.startswith("cu-fence-birentech-") for n in _fence_rules(env))
+
+            phase("driver rename", driver_rename)
+
             def binding_deleted() -> None:
                 # An admin deletes the binding right after an apiserver restart.
                 env.cp.kill("kube-apiserver")
@@ -253,12 +322,15 @@ def test_a_tenant_loop_through_run_pool_add_removal_rename_and_a_deleted_binding
     assert loop.unexpected == [], loop.unexpected[:5]
     assert clean == [], clean[:5]
     assert clean_forbidden == 0, "RBAC refused the tenant before the restart"
-    for name in ("pool add", "pool removal", "vendor rename"):
+    for name in ("pool add", "pool removal", "vendor rename", "driver rename"):
         assert phases[name][0] >= 3, f"the loop ran through the {name}"
-    # No tenant claim holds a CU-managed device (the Biren claim's Pod stays unschedulable).
-    assert tenant_loop.cu_held(api, NS, CU_DRIVER) == []
-    # Whatever the gap admitted is reported, by namespace and name.
-    gap = {(ns, name) for _, _, ns, name in loop.admitted}
+    # The only tenant claim holding a CU-managed device is the one that got it while the
+    # device was not CU (the driver rename); the Biren claim's Pod stayed unschedulable.
+    held = tenant_loop.cu_held(api, NS, CU_DRIVER)
+    assert [h.split(":")[0] for h in held] == ["holds-new"], held
+    assert phases["driver rename"][1] == 0, "nothing admitted through the driver rename"
+    # Whatever the gaps admitted is reported, by namespace and name, and so is that claim.
+    gap = {(ns, name) for _, _, ns, name in loop.admitted} | {(NS, "holds-new")}
 
     def reported() -> set[tuple[str, str]] | None:
         findings = (env.sync().get("status") or {}).get("fenceFindings") or []
