@@ -18,7 +18,10 @@ k keeps the file's runtime bounded; the way back from B to A is fault-injected t
 After each stop the cluster must be fenced: every device published under the CU driver stands
 for a vendor device that a live DeviceTaintRule taints with the fence key, the admission
 policy and its binding exist, and the policy's CEL denies tenants every live CU pool
-DeviceClass; and a re-run converges (a further run writes nothing).
+DeviceClass; a tenant (RBAC for claims, no quota of ours) asking the real apiserver for each
+live CU class, or tolerating the fence or every taint, is refused by the fence (issue 18:
+"kill -9 at every write k" with a tenant); and a re-run converges (a further run writes
+nothing).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, TypeVar
 
 import celpy
 import pytest
+import tenant_loop
 from celpy import celtypes
 from kubernetes.client import ApiClient
 from live_fleet import Fleet
@@ -38,7 +42,7 @@ from live_fleet import Fleet
 from reconciler.apply import apply as applying
 from reconciler.apply import writer as writers
 from reconciler.controller.reasons import Reason
-from reconciler.devcluster import rawapi
+from reconciler.devcluster import identity, rawapi, workloads
 from reconciler.plan import fence
 
 pytestmark = pytest.mark.integration
@@ -292,7 +296,36 @@ def _stop_then_rerun(fleet: Fleet, rev: str, k: int, what: str) -> None:
             rev=rev,
         )
     assert unfenced(fleet.admin) == [], f"fence gap after write {k} {what}"
+    admitted = tenant_admitted(fleet.admin)
+    assert admitted == [], f"a tenant's claim admitted after write {k} {what}: {admitted}"
     _converge(fleet, rev, f"the re-run after write {k} {what}")
+
+
+TENANT_NS = "fence-tenant-faults"
+TENANT = f"system:serviceaccount:{TENANT_NS}:tenant"
+PROBES: list[int] = []
+"""The size of each tenant round checked (printed: BENCHMARKS.md)."""
+
+
+def tenant_admitted(api: ApiClient) -> list[str]:
+    """A tenant's claims at this instant, on the real apiserver (dry run): one naming each
+    live CU class (pool and vendor classes) and ones tolerating the fence or every taint on
+    a vendor DeviceClass (the policy's toleration rule does not depend on the class); the
+    names of those the fence did not refuse."""
+    cu, vendor = [], []
+    for cls in _items(api, "/apis/resource.k8s.io/v1/deviceclasses"):
+        name = cls["metadata"]["name"]
+        (cu if name.startswith("cu-") else vendor).append(name)
+    attempts = tenant_loop.fence_attempts(
+        TENANT_NS, cu_classes=cu, tolerating_classes=sorted(vendor)[:1]
+    )
+    round_ = attempts(0)
+    PROBES.append(len(round_))
+    return [
+        f"{what} ({resp.status})"
+        for what, body in round_
+        if not tenant_loop.fenced(resp := tenant_loop.post_as(api, TENANT, body, dry_run=True))
+    ]
 
 
 def _converge(fleet: Fleet, rev: str, what: str) -> None:
@@ -315,6 +348,17 @@ def test_a_stop_after_any_write_leaves_the_fence_closed_and_a_rerun_converges(
     first = fleet.reconcile(rev=rev_a)
     assert first.reason is Reason.SUCCEEDED, first.message
     assert unfenced(fleet.admin) == []
+    # A tenant with RBAC for claims (no quota of ours): only the fence can refuse it, and it
+    # does at every stop below (tenant_admitted); a plain claim is admitted.
+    identity.ensure_namespace(fleet.admin, TENANT_NS)
+    tenant_loop.grant_claims(fleet.admin, TENANT_NS, TENANT)
+    plain = workloads.resource_claim("plain", "gpu.hygon.example.com", namespace=TENANT_NS)
+    workloads.wait_for(
+        lambda: tenant_loop.post_as(fleet.admin, TENANT, plain, dry_run=True).status == 201,
+        timeout=60,
+        what="the tenant's RBAC",
+    )
+    assert tenant_admitted(fleet.admin) == []
     _revision_b(root)
     rev_b = _commit(fleet, "B: factors, a vendor renamed, a pool re-partitioned, claims")
 
@@ -341,3 +385,8 @@ def test_a_stop_after_any_write_leaves_the_fence_closed_and_a_rerun_converges(
                 _stop_then_rerun(fleet, rev, k, f"of {total} ({what})")
             else:
                 _converge(fleet, rev, what)
+    print(
+        f"kill -9 at every write: {forward} writes A → B, {backward} B → A; {len(PROBES)} "
+        f"states checked (revision A and every stop), {sum(PROBES)} tenant claims tried, 0 admitted"
+    )
+    rawapi.delete(fleet.admin, f"/api/v1/namespaces/{TENANT_NS}")
