@@ -140,11 +140,15 @@ def test_marks_a_tenant_can_write_never_make_an_object_ours(fleet: Fleet) -> Non
         assert set(problems) == {"ResourceClaim/research/distill-a100"}, problems
         assert "the name is taken" in problems["ResourceClaim/research/distill-a100"].reason
         bypass = {
-            f.subject
+            f.subject: f.message
             for f in outcome.plan.report.findings
             if f.code is obs.FindingCode.FENCE_BYPASS
         }
-        assert "ResourceClaim research/distill-a100" in bypass
+        # The squatter's finding names its namespace and says what to do.
+        assert (
+            "kubectl delete resourceclaim -n research distill-a100"
+            in (bypass["ResourceClaim research/distill-a100"])
+        ), bypass
         for path, meta in before.items():
             now = rawapi.request(fleet.admin, "GET", path)["metadata"]
             assert (now["uid"], now["resourceVersion"]) == (meta["uid"], meta["resourceVersion"])

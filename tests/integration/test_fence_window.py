@@ -153,6 +153,9 @@ def test_a_tenant_loop_through_a_pool_add_and_removal_is_never_admitted(
     code, output, _ = _apply(kubeconfig, str(root))
     assert code == 0, output
     assert f"ResourceClaim {INTRUDER_NS}/early" in output and "FenceBypass" in output, output
+    # The finding names the namespace, why it matters (its device quota) and what to do.
+    assert f"device quota of namespace {INTRUDER_NS}" in output, output
+    assert f"kubectl delete resourceclaim -n {INTRUDER_NS} early" in output, output
 
     # The tenant can create claims at all: a plain one is admitted (so a 403 is the fence).
     plain = workloads.resource_claim("plain", "gpu.hygon.example.com", namespace=INTRUDER_NS)
