@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -158,6 +158,8 @@ class Env:
         interval: str = "1s",
         resync: str = "3s",
         extra: tuple[str, ...] = (),
+        preexec: Callable[[], None] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> Replica:
         metrics, hook = free_port(), free_port()
         log = self.work / f"{identity}.log"
@@ -184,9 +186,11 @@ class Env:
             identity,
             *extra,
         ]
-        env = {**os.environ, "CU_WEBHOOK_SECRET": SECRET}
+        env = {**os.environ, "CU_WEBHOOK_SECRET": SECRET, **(environ or {})}
         with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec
+            )
         replica = Replica(proc, log, metrics, hook, identity)
         self.replicas.append(replica)
         return replica
