@@ -112,6 +112,9 @@ class Source:
     path: str
     interval: float
     cluster: str | None
+    secret: str | None = None
+    """``spec.git.secretRef.name``: a Secret in the controller's namespace holding the
+    credentials git uses (read at each fetch)."""
 
 
 @dataclass
@@ -143,6 +146,7 @@ class Controller:
             self.api, len(watches.TARGETS) + 1 + applying.ApplyOptions().concurrency + 2
         )
         self._seed_url, self._credentials = credentials.split(cfg.repo)
+        self._url_credentials = self._credentials
         self.source = Source(self._seed_url, cfg.branch, cfg.path, cfg.interval, cfg.cluster)
         self.mirror = self._mirror(self.source)
         self.outages = outages.Outages(
@@ -320,13 +324,19 @@ class Controller:
         assert isinstance(git, Mapping)
         # A URL someone wrote with credentials in the spec: used, but never echoed or stored.
         url, secret = credentials.split(str(git.get("url") or self._seed_url))
+        if url == self._seed_url and secret is None:
+            secret = self._credentials  # the flag's URL: its credentials apply
+        self._url_credentials = secret
         interval = parse_duration(str(spec.get("interval") or "")) or cfg.interval
+        ref = git.get("secretRef") if isinstance(git.get("secretRef"), Mapping) else {}
+        assert isinstance(ref, Mapping)
         source = Source(
             url,
             str(git.get("branch") or cfg.branch),
             str(git.get("path") or cfg.path),
             max(MIN_INTERVAL, interval),
             cfg.cluster or spec.get("cluster") or None,
+            str(ref.get("name") or "") or None,
         )
         if source == self.source:
             return
@@ -350,11 +360,15 @@ class Controller:
         if self._last_sha and all(w.startswith("watch:") for w in why):
             return self._last_sha  # the cluster changed, not Git: reconcile what we have
         try:
+            self.mirror.authenticate(self._git_credentials())
             sha = self.mirror.fetch()
         except errors.SourceError as exc:
             self.metrics.git_fetch_errors.inc()
+            text = str(exc)
+            if self.source.secret and "spec.git.secretRef" not in text:
+                text += f" (credentials from {_secret_name(self.source.secret)})"
             self._finish(
-                pipeline.Outcome(Reason.SOURCE_FAILED, str(exc), revision=self._last_sha),
+                pipeline.Outcome(Reason.SOURCE_FAILED, text, revision=self._last_sha),
                 rid,
                 gen,
                 sync,
@@ -365,6 +379,33 @@ class Controller:
         if why <= {"poll"} and (sha, gen) == self._reconciled and not self._failures:
             return None  # nothing new in Git or the spec, and nothing else asked
         return sha
+
+    def _git_credentials(self) -> credentials.Credentials | None:
+        """The credentials in force: the Secret ``spec.git.secretRef`` names (read now, so a
+        rotation counts at the next fetch), else those of the URL. A Secret that cannot be
+        read or holds no usable keys is a source failure naming it (never its values)."""
+        name = self.source.secret
+        if not name:
+            return self._url_credentials
+        where = _secret_name(name)
+        path = f"/api/v1/namespaces/{leases.NAMESPACE}/secrets/{name}"
+        resp = kube.call(self.api, "GET", path)
+        if resp.status == 404:
+            raise errors.SourceError(
+                f"{where} (spec.git.secretRef) not found: create it with the keys username and "
+                "password, or bearerToken, or identity and known_hosts (docs/controller.md)"
+            )
+        if resp.status == 403:
+            raise errors.SourceError(
+                f"{where} (spec.git.secretRef): the controller may not read it: add its name "
+                "to the resourceNames of the Role cu-reconciler-git-secret (deploy/rbac.yaml)"
+            )
+        if not resp.ok or not isinstance(resp.data, dict):
+            raise errors.SourceError(f"{where} (spec.git.secretRef): {resp.reason()}")
+        try:
+            return credentials.from_secret(f"{where} (spec.git.secretRef)", resp.data.get("data"))
+        except ValueError as exc:
+            raise errors.SourceError(str(exc)) from exc
 
     def reconcile_once(self, why: set[str], rid: str = "") -> pipeline.Outcome | None:
         rid = rid or uuid.uuid4().hex[:12]
@@ -610,6 +651,10 @@ class Controller:
         if isinstance(resp.data, dict):
             self.echoes.wrote(resp.data)
         return True
+
+
+def _secret_name(name: str) -> str:
+    return f"Secret {leases.NAMESPACE}/{name}"
 
 
 def _duration(seconds: float) -> str:
