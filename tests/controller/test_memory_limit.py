@@ -5,7 +5,8 @@ to the Deployment's limit (deploy/deployment.yaml, 512Mi), git's child processes
 in a Pod. The hostile commits of the issue are pushed one after the other: 16 paths to one
 60 MB blob, a 24 MB snapshot as one flow list, 100k tiny files and an alias bomb. Each must
 end as Ready=False with its diagnostic in the status and an Event, the last applied revision
-kept, ``/healthz`` answering throughout, and nobody OOM-killed; a good commit then converges.
+kept, ``/healthz`` answering throughout, and nobody OOM-killed; a good commit then converges,
+and so do a commit with a 3,000-deep list outside the layout (item 3) and its removal.
 Where no memory cgroup can be made (an unprivileged runner), the same run asserts the
 controller's own peak RSS (``VmHWM``) instead, and says so in the test's output.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import urllib.request
 from collections.abc import Iterator
 from functools import partial
@@ -153,9 +155,17 @@ def test_hostile_commits_are_refused_under_the_shipped_memory_limit(
         assert replica.proc.poll() is None
     fixed = gitplumbing.restore_commit(env.remote, sha, good, "back to the good tree")
     env.ready_at(fixed, timeout=120)
+    # Item 3: a 3,000-deep list outside the layout is not desired state: it converges (no
+    # RecursionError, no silent "Reconciling"), and so does the commit that removes it.
+    deep = gitplumbing.hostile_commit(env.remote, "deep-nesting-outside-the-layout", fixed)
+    env.ready_at(deep, timeout=120)
+    removed = gitplumbing.restore_commit(env.remote, deep, good, "drop the deep file")
+    env.ready_at(removed, timeout=120)
     assert _healthy(replica)
     peak = _peak_rss(replica)
     print(f"controller peak RSS {peak / 2**20:.0f} MiB; cgroup: {cgroup.dir if cgroup else None}")
     assert peak < limit, f"the controller's peak RSS {peak / 2**20:.0f} MiB"
     if cgroup is not None:
         assert cgroup.oom_kills() == 0, "a process of the controller was OOM-killed"
+    t0 = time.monotonic()  # issue 20.4: SIGTERM within seconds, here as an idle leader
+    assert replica.stop() == 0 and time.monotonic() - t0 < 10
