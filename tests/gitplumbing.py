@@ -131,12 +131,13 @@ def hostile_revision(root: Path, case: str) -> Path:
     return root
 
 
-def hostile_commit(root: Path, case: str, parent: str) -> str:
-    """A commit on ``main`` of the (bare or not) repository at ``root``: ``parent``'s tree
-    plus the hostile ``case``; ``main`` is moved to it (forced); returns its SHA."""
+def hostile_commit(root: Path, case: str, parent: str, branch: str = "main") -> str:
+    """A commit on ``branch`` of the (bare or not) repository at ``root``: ``parent``'s tree
+    plus the hostile ``case``; ``branch`` is moved to it (forced); returns its SHA."""
     s = Stream()
-    s.commit(Commit(f"hostile: {case}", hostile_files(s, case), from_=parent))
-    return _moved(root, s)
+    ref = f"refs/heads/{branch}"
+    s.commit(Commit(f"hostile: {case}", hostile_files(s, case), from_=parent, branch=ref))
+    return _moved(root, s, ref)
 
 
 def restore_commit(root: Path, parent: str, tree_of: str, message: str) -> str:
@@ -153,7 +154,7 @@ def restore_commit(root: Path, parent: str, tree_of: str, message: str) -> str:
     return sha
 
 
-def _moved(root: Path, s: Stream) -> str:
+def _moved(root: Path, s: Stream, ref: str = "refs/heads/main") -> str:
     proc = subprocess.run(
         ["git", "fast-import", "--quiet", "--done", "--force"],
         cwd=root,
@@ -161,9 +162,7 @@ def _moved(root: Path, s: Stream) -> str:
         capture_output=True,
     )
     assert proc.returncode == 0, proc.stderr.decode()
-    sha = subprocess.run(
-        ["git", "rev-parse", "refs/heads/main"], cwd=root, capture_output=True, check=True
-    )
+    sha = subprocess.run(["git", "rev-parse", ref], cwd=root, capture_output=True, check=True)
     return sha.stdout.decode().strip()
 
 

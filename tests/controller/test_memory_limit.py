@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -135,9 +137,14 @@ def test_hostile_commits_are_refused_under_the_shipped_memory_limit(
     before = {e["metadata"]["name"] for e in rawapi.request(env.admin, "GET", EVENTS)["items"]}
     replica = env.start(interval="1s", resync="30s", preexec=cgroup.join if cgroup else None)
     good = env.head()
-    env.ready_at(good)
+    # Built (on side branches, ~15 s of compression) while the controller converges.
+    with ThreadPoolExecutor(1) as pool:
+        built = {c: pool.submit(gitplumbing.hostile_commit, env.remote, c, good, c) for c in CASES}
+        env.ready_at(good)
+        shas = {case: future.result() for case, future in built.items()}
     for case, code in CASES.items():
-        sha = gitplumbing.hostile_commit(env.remote, case, good)
+        sha = shas[case]
+        subprocess.run(["git", "update-ref", "refs/heads/main", sha], cwd=env.remote, check=True)
         status = wait_for(f"{case} refused", partial(_refused, env, replica, sha, code), 90)
         assert status["lastAppliedRevision"] == good, "the last good state is kept"
         ready = env.condition("Ready")
