@@ -103,6 +103,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> set[str]:
+    """The IPv4 addresses a TCP socket listens on at ``port`` (from /proc/net/tcp)."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, _, hex_port = fields[1].partition(":")
+        if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            out.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return out
+
+
 def install_crd(api: ApiClient) -> None:
     doc = YAML(typ="safe").load((DEPLOY / "crd.yaml").read_text())
     rawapi.apply(api, f"{CRD}/{doc['metadata']['name']}", doc, field_manager="test")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from githttp import GitHTTP
-from harness import Env, wait_for
+from harness import Env, listening, wait_for
 
 from reconciler.controller import credentials
 from reconciler.controller import status as st
@@ -73,6 +73,12 @@ def test_credentials_come_from_the_secret_ref_and_never_leave_it(env: Env, serve
     }
     rawapi.request(env.admin, "POST", st.COLLECTION, body=sync)
     replica = env.start(interval="1s", resync="30s", extra=("--repo", url))
+    # Issue 20.1: with the default flags /metrics and the probes listen on loopback only; the
+    # webhook, which forges must reach, on --bind-address (default: all interfaces).
+    assert wait_for("the metrics port", lambda: listening(replica.metrics_port), 60) == {
+        "127.0.0.1"
+    }
+    assert listening(replica.webhook_port) == {"0.0.0.0"}
 
     # A Secret the Role does not name: refused by RBAC, and the message says where to fix it.
     wait_for(
