@@ -430,3 +430,45 @@ def test_devices_lost_under_a_running_claim_show_in_status_event_and_metric(env:
     metric = f'cu_promise_shortfall_cu{{pool="batch",tenant="{found["tenant"]}"}}'
     line = next((x for x in replica.metrics().splitlines() if x.startswith(metric)), "")
     assert line and float(line.split()[-1]) > 0, line or replica.metrics()[-3000:]
+
+
+def test_fence_findings_are_in_the_status_while_the_reconcile_is_degraded(env: Env) -> None:
+    """Issue 20.6: fence findings were not shown while a reconcile was Degraded. Before the
+    controller starts, someone else holds the name of one of our claims (a conflict: the
+    reconcile is Degraded) and a claim in ``default`` tolerates the fence's taint."""
+    squatter = workloads.resource_claim("distill-a100", "gpu.nvidia.com")
+    workloads.create(env.admin, "research", squatter)
+    sneaky = workloads.resource_claim(
+        "sneaky",
+        "gpu.nvidia.com",
+        tolerations=[{"key": "cu-reconciler.io/managed", "operator": "Exists"}],
+    )
+    path = "/apis/resource.k8s.io/v1/namespaces/default/resourceclaims"
+    rawapi.request(env.admin, "POST", path, body=sneaky)
+    try:
+        env.start(interval="10m", resync="10m")
+
+        def degraded() -> dict[str, Any] | None:
+            ready = env.condition("Ready")
+            if ready and ready["reason"] == "ReconciliationDegraded":
+                return env.sync()["status"]
+            return None
+
+        status = wait_for("a Degraded reconcile", degraded, 90)
+        assert env.condition("Ready")["status"] == "False"  # type: ignore[index]
+        found = {(f["namespace"], f["name"]) for f in status.get("fenceFindings") or ()}
+        assert ("default", "sneaky") in found, status.get("fenceFindings")
+
+        def event() -> bool:
+            items = rawapi.request(env.admin, "GET", EVENTS)["items"]
+            return any(
+                e["reason"] == "FenceFinding" and "default/sneaky" in str(e.get("note"))
+                for e in items
+            )
+
+        wait_for("the FenceFinding Event", event, 30)
+    finally:
+        rawapi.delete(env.admin, f"{path}/sneaky")
+        rawapi.delete(
+            env.admin, "/apis/resource.k8s.io/v1/namespaces/research/resourceclaims/distill-a100"
+        )
