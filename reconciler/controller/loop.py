@@ -8,8 +8,8 @@ marks, after a short debounce. A commit's loaded desired state is kept
 the watch events of our own writes are not news (:mod:`reconciler.controller.echoes`).
 
 The CUSync is the API: each reconcile reads its spec first and follows it (Git URL, branch,
-path, interval, cluster, ``suspend``); the command-line flags only seed a CUSync that does not
-exist yet. The CUSync itself is watched, so an edit takes effect at once.
+path, credentials Secret, interval, cluster, ``suspend``); the command-line flags only seed a
+CUSync that does not exist yet. The CUSync itself is watched, so an edit takes effect at once.
 
 Failures (client-go's workqueue semantics): every failed reconcile, whatever raised, ends
 in the status (Ready=False with the step's reason, Reconciling while it is retried, Stalled
