@@ -148,8 +148,8 @@ def restore_commit(root: Path, parent: str, tree_of: str, message: str) -> str:
         out = subprocess.run(["git", *args], cwd=root, capture_output=True, check=True)
         return out.stdout.decode().strip()
 
-    env_free = ("-c", "user.name=Test", "-c", "user.email=test@example.invalid")
-    sha = git_(*env_free, "commit-tree", f"{tree_of}^{{tree}}", "-p", parent, "-m", message)
+    who = ("-c", "user.name=Test", "-c", "user.email=test@example.invalid")
+    sha = git_(*who, "commit-tree", f"{tree_of}^{{tree}}", "-p", parent, "-m", message)
     git_("update-ref", "refs/heads/main", sha)
     return sha
 
