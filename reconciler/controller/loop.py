@@ -69,6 +69,9 @@ CUSYNC = watches.Target("CUSync", st.COLLECTION)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 MIN_INTERVAL = 1.0
+OUTAGE_REPORT_EVERY = 5.0
+"""Seconds between attempts to write an ended outage into the status (it must not wait for
+the next resync, minutes away, when the first write after the outage failed)."""
 
 
 def parse_duration(text: str) -> float | None:
@@ -136,6 +139,7 @@ class Controller:
     _reconciled: tuple[str, int] = ("", 0)
     """(revision, generation) of the last reconcile that ended (succeeded or stalled)."""
     _suspended: bool = False
+    _outage_report_at: float = 0.0
     ready: bool = False
     _failed: bool = False
 
@@ -217,7 +221,7 @@ class Controller:
             self._tick()
             now = time.monotonic()
             holding = self._holding(now)
-            due = [self._retry_due(now), leases.RENEW_PERIOD]
+            due = [self._retry_due(now), leases.RENEW_PERIOD, self._outage_due(now)]
             if not holding:
                 due += [self._poll_due(now), self._resync_due(now)]
             elif self._suspended:
@@ -242,6 +246,11 @@ class Controller:
     def _retry_due(self, now: float) -> float:
         return self._retry_at - now if self._retry_at else float("inf")
 
+    def _outage_due(self, now: float) -> float:
+        if not self.outages.pending or self.outages.down:
+            return float("inf")
+        return self._outage_report_at - now
+
     def _tick(self) -> None:
         now = time.monotonic()
         if self._retry_at and self._retry_due(now) <= 0:
@@ -253,6 +262,9 @@ class Controller:
             self.request("poll")
         if self._resync_due(now) <= 0 and not (self._retry_at and holding):
             self.request("resync")
+        if self._outage_due(now) <= 0:  # an ended outage not in the status yet: report it
+            self._outage_report_at = now + OUTAGE_REPORT_EVERY
+            self.request("outage")
         if not self._dirty.is_set():
             return
         self._urgent.clear()
@@ -279,7 +291,7 @@ class Controller:
         if not why:
             log.debug("only our own writes changed", extra={"echoes": len(changes)})
             return
-        if not why <= {"poll"}:
+        if not why <= {"poll", "outage"}:
             # An attempt restarts the resync period (a failed or suspended one too: no hot
             # loop). A poll that finds nothing new reconciles nothing, so it must not: with
             # polls more frequent than resyncs, the resync would never come (reconcile_once
@@ -413,6 +425,8 @@ class Controller:
         sync = self._get_sync()
         self.outages.succeeded()
         sync = self._report_outage(sync)
+        if why <= {"outage"}:
+            return None  # only the outage to report: no fetch, no plan
         spec = sync.get("spec") or {}
         generation = int((sync.get("metadata") or {}).get("generation") or 0)
         self._follow(spec, rid)
