@@ -123,6 +123,51 @@ HOSTILE = (
 def hostile_revision(root: Path, case: str) -> Path:
     """A repository at ``root`` whose HEAD is examples/gitrepo plus the hostile ``case``."""
     s = Stream()
+    files: dict[str, bytes | int | None] = dict(tree_files(EXAMPLE))
+    files.update(hostile_files(s, case))
+    s.commit(Commit("hostile", files))
+    init(root)
+    run(root, s)
+    return root
+
+
+def hostile_commit(root: Path, case: str, parent: str, branch: str = "main") -> str:
+    """A commit on ``branch`` of the (bare or not) repository at ``root``: ``parent``'s tree
+    plus the hostile ``case``; ``branch`` is moved to it (forced); returns its SHA."""
+    s = Stream()
+    ref = f"refs/heads/{branch}"
+    s.commit(Commit(f"hostile: {case}", hostile_files(s, case), from_=parent, branch=ref))
+    return _moved(root, s, ref)
+
+
+def restore_commit(root: Path, parent: str, tree_of: str, message: str) -> str:
+    """A commit on ``main`` of the repository at ``root``, child of ``parent``, holding the
+    tree of ``tree_of`` (e.g. the good commit that follows a hostile one); returns its SHA."""
+
+    def git_(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, check=True)
+        return out.stdout.decode().strip()
+
+    who = ("-c", "user.name=Test", "-c", "user.email=test@example.invalid")
+    sha = git_(*who, "commit-tree", f"{tree_of}^{{tree}}", "-p", parent, "-m", message)
+    git_("update-ref", "refs/heads/main", sha)
+    return sha
+
+
+def _moved(root: Path, s: Stream, ref: str = "refs/heads/main") -> str:
+    proc = subprocess.run(
+        ["git", "fast-import", "--quiet", "--done", "--force"],
+        cwd=root,
+        input=b"".join(s.chunks()) + b"done\n",
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    sha = subprocess.run(["git", "rev-parse", ref], cwd=root, capture_output=True, check=True)
+    return sha.stdout.decode().strip()
+
+
+def hostile_files(s: Stream, case: str) -> dict[str, bytes | int | None]:
+    """The files the hostile ``case`` adds (blobs written to ``s``)."""
     extra: dict[str, bytes | int | None] = {}
     if case == "16-paths-to-one-60MB-blob":
         blob = s.blob(b"a: [" + b"1," * (30 * 2**20) + b"1]\n")
@@ -155,12 +200,7 @@ def hostile_revision(root: Path, case: str) -> Path:
         extra.update({f"blocks/b{i}.yaml": block for i in range(6)})
     else:
         raise ValueError(case)
-    files: dict[str, bytes | int | None] = dict(tree_files(EXAMPLE))
-    files.update(extra)
-    s.commit(Commit("hostile", files))
-    init(root)
-    run(root, s)
-    return root
+    return extra
 
 
 def alias_bomb(width: int = 7, depth: int = 9) -> bytes:

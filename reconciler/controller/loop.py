@@ -8,8 +8,8 @@ marks, after a short debounce. A commit's loaded desired state is kept
 the watch events of our own writes are not news (:mod:`reconciler.controller.echoes`).
 
 The CUSync is the API: each reconcile reads its spec first and follows it (Git URL, branch,
-path, interval, cluster, ``suspend``); the command-line flags only seed a CUSync that does not
-exist yet. The CUSync itself is watched, so an edit takes effect at once.
+path, credentials Secret, interval, cluster, ``suspend``); the command-line flags only seed a
+CUSync that does not exist yet. The CUSync itself is watched, so an edit takes effect at once.
 
 Failures (client-go's workqueue semantics): every failed reconcile, whatever raised, ends
 in the status (Ready=False with the step's reason, Reconciling while it is retried, Stalled
@@ -69,6 +69,9 @@ CUSYNC = watches.Target("CUSync", st.COLLECTION)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 MIN_INTERVAL = 1.0
+OUTAGE_REPORT_EVERY = 5.0
+"""Seconds between attempts to write an ended outage into the status (it must not wait for
+the next resync, minutes away, when the first write after the outage failed)."""
 
 
 def parse_duration(text: str) -> float | None:
@@ -112,6 +115,9 @@ class Source:
     path: str
     interval: float
     cluster: str | None
+    secret: str | None = None
+    """``spec.git.secretRef.name``: a Secret in the controller's namespace holding the
+    credentials git uses (read at each fetch)."""
 
 
 @dataclass
@@ -133,6 +139,7 @@ class Controller:
     _reconciled: tuple[str, int] = ("", 0)
     """(revision, generation) of the last reconcile that ended (succeeded or stalled)."""
     _suspended: bool = False
+    _outage_report_at: float = 0.0
     ready: bool = False
     _failed: bool = False
 
@@ -143,6 +150,7 @@ class Controller:
             self.api, len(watches.TARGETS) + 1 + applying.ApplyOptions().concurrency + 2
         )
         self._seed_url, self._credentials = credentials.split(cfg.repo)
+        self._url_credentials = self._credentials
         self.source = Source(self._seed_url, cfg.branch, cfg.path, cfg.interval, cfg.cluster)
         self.mirror = self._mirror(self.source)
         self.outages = outages.Outages(
@@ -213,7 +221,7 @@ class Controller:
             self._tick()
             now = time.monotonic()
             holding = self._holding(now)
-            due = [self._retry_due(now), leases.RENEW_PERIOD]
+            due = [self._retry_due(now), leases.RENEW_PERIOD, self._outage_due(now)]
             if not holding:
                 due += [self._poll_due(now), self._resync_due(now)]
             elif self._suspended:
@@ -238,6 +246,11 @@ class Controller:
     def _retry_due(self, now: float) -> float:
         return self._retry_at - now if self._retry_at else float("inf")
 
+    def _outage_due(self, now: float) -> float:
+        if not self.outages.pending or self.outages.down:
+            return float("inf")
+        return self._outage_report_at - now
+
     def _tick(self) -> None:
         now = time.monotonic()
         if self._retry_at and self._retry_due(now) <= 0:
@@ -249,6 +262,9 @@ class Controller:
             self.request("poll")
         if self._resync_due(now) <= 0 and not (self._retry_at and holding):
             self.request("resync")
+        if self._outage_due(now) <= 0:  # an ended outage not in the status yet: report it
+            self._outage_report_at = now + OUTAGE_REPORT_EVERY
+            self.request("outage")
         if not self._dirty.is_set():
             return
         self._urgent.clear()
@@ -275,7 +291,7 @@ class Controller:
         if not why:
             log.debug("only our own writes changed", extra={"echoes": len(changes)})
             return
-        if not why <= {"poll"}:
+        if not why <= {"poll", "outage"}:
             # An attempt restarts the resync period (a failed or suspended one too: no hot
             # loop). A poll that finds nothing new reconciles nothing, so it must not: with
             # polls more frequent than resyncs, the resync would never come (reconcile_once
@@ -320,13 +336,19 @@ class Controller:
         assert isinstance(git, Mapping)
         # A URL someone wrote with credentials in the spec: used, but never echoed or stored.
         url, secret = credentials.split(str(git.get("url") or self._seed_url))
+        if url == self._seed_url and secret is None:
+            secret = self._credentials  # the flag's URL: its credentials apply
+        self._url_credentials = secret
         interval = parse_duration(str(spec.get("interval") or "")) or cfg.interval
+        ref = git.get("secretRef") if isinstance(git.get("secretRef"), Mapping) else {}
+        assert isinstance(ref, Mapping)
         source = Source(
             url,
             str(git.get("branch") or cfg.branch),
             str(git.get("path") or cfg.path),
             max(MIN_INTERVAL, interval),
             cfg.cluster or spec.get("cluster") or None,
+            str(ref.get("name") or "") or None,
         )
         if source == self.source:
             return
@@ -350,11 +372,15 @@ class Controller:
         if self._last_sha and all(w.startswith("watch:") for w in why):
             return self._last_sha  # the cluster changed, not Git: reconcile what we have
         try:
+            self.mirror.authenticate(self._git_credentials())
             sha = self.mirror.fetch()
         except errors.SourceError as exc:
             self.metrics.git_fetch_errors.inc()
+            text = str(exc)
+            if self.source.secret and "spec.git.secretRef" not in text:
+                text += f" (credentials from {_secret_name(self.source.secret)})"
             self._finish(
-                pipeline.Outcome(Reason.SOURCE_FAILED, str(exc), revision=self._last_sha),
+                pipeline.Outcome(Reason.SOURCE_FAILED, text, revision=self._last_sha),
                 rid,
                 gen,
                 sync,
@@ -366,12 +392,41 @@ class Controller:
             return None  # nothing new in Git or the spec, and nothing else asked
         return sha
 
+    def _git_credentials(self) -> credentials.Credentials | None:
+        """The credentials in force: the Secret ``spec.git.secretRef`` names (read now, so a
+        rotation counts at the next fetch), else those of the URL. A Secret that cannot be
+        read or holds no usable keys is a source failure naming it (never its values)."""
+        name = self.source.secret
+        if not name:
+            return self._url_credentials
+        where = _secret_name(name)
+        path = f"/api/v1/namespaces/{leases.NAMESPACE}/secrets/{name}"
+        resp = kube.call(self.api, "GET", path)
+        if resp.status == 404:
+            raise errors.SourceError(
+                f"{where} (spec.git.secretRef) not found: create it with the keys username and "
+                "password, or bearerToken, or identity and known_hosts (docs/controller.md)"
+            )
+        if resp.status == 403:
+            raise errors.SourceError(
+                f"{where} (spec.git.secretRef): the controller may not read it: add its name "
+                "to the resourceNames of the Role cu-reconciler-git-secret (deploy/rbac.yaml)"
+            )
+        if not resp.ok or not isinstance(resp.data, dict):
+            raise errors.SourceError(f"{where} (spec.git.secretRef): {resp.reason()}")
+        try:
+            return credentials.from_secret(f"{where} (spec.git.secretRef)", resp.data.get("data"))
+        except ValueError as exc:
+            raise errors.SourceError(str(exc)) from exc
+
     def reconcile_once(self, why: set[str], rid: str = "") -> pipeline.Outcome | None:
         rid = rid or uuid.uuid4().hex[:12]
         t0 = time.monotonic()
         sync = self._get_sync()
         self.outages.succeeded()
         sync = self._report_outage(sync)
+        if why <= {"outage"}:
+            return None  # only the outage to report: no fetch, no plan
         spec = sync.get("spec") or {}
         generation = int((sync.get("metadata") or {}).get("generation") or 0)
         self._follow(spec, rid)
@@ -610,6 +665,10 @@ class Controller:
         if isinstance(resp.data, dict):
             self.echoes.wrote(resp.data)
         return True
+
+
+def _secret_name(name: str) -> str:
+    return f"Secret {leases.NAMESPACE}/{name}"
 
 
 def _duration(seconds: float) -> str:

@@ -37,6 +37,8 @@ class Mirror:
     credentials: creds.Credentials | None = None
     """Sent to git through its environment only (the URL itself carries none)."""
     _repo: git.Repo | None = field(default=None, init=False)
+    _env: dict[str, str] = field(default_factory=dict, init=False)
+    _ssh: creds.SshFiles | None = field(default=None, init=False)
     _evidence: dict[str, tuple[float | None, dict[str, int]]] = field(
         default_factory=dict, init=False
     )
@@ -61,14 +63,33 @@ class Mirror:
     def public_url(self) -> str:
         return creds.redact(self.url)
 
+    def authenticate(self, credentials: creds.Credentials | None) -> None:
+        """Use ``credentials`` from the next git command on (a rotated or newly referenced
+        Secret); nothing is written but an ssh key's private files."""
+        if credentials == self.credentials and (self._repo is None or self._env):
+            return
+        self.credentials = credentials
+        if self._repo is not None:
+            self._set_env(self._repo)
+
+    def _set_env(self, repo: git.Repo) -> None:
+        if self._ssh is not None:
+            self._ssh.remove()
+            self._ssh = None
+        if self.credentials is not None and self.credentials.ssh:
+            self._ssh = creds.SshFiles(self.credentials)
+        env = creds.git_env(self.credentials, self._ssh)
+        gone: dict[str, str | None] = {k: None for k in self._env if k not in env}
+        repo.git.update_environment(**gone, **env)
+        self._env = env
+
     def _open(self) -> git.Repo:
         if self._repo is not None:
             return self._repo
-        env = creds.git_env(self.credentials)
         try:
             if (self.root / ".git").exists():
                 repo = git.Repo(self.root)
-                repo.git.update_environment(**env)
+                self._set_env(repo)
                 repo.remote("origin").set_url(self.url)
             else:
                 self.cache.mkdir(parents=True, exist_ok=True)
@@ -76,7 +97,7 @@ class Mirror:
                 # bounded, prompt-free fetch as every later one, and nothing half-cloned
                 # is mistaken for a clone (an interrupted fetch is simply fetched again).
                 repo = git.Repo.init(self.root)
-                repo.git.update_environment(**env)
+                self._set_env(repo)
                 with repo.config_writer() as cfg:
                     cfg.set_value('remote "origin"', "url", self.url)
         except (git.GitCommandError, git.InvalidGitRepositoryError, ValueError, OSError) as exc:
@@ -146,9 +167,13 @@ class Mirror:
         return float(commit.committed_date), alarms
 
     def close(self) -> None:
+        if self._ssh is not None:
+            self._ssh.remove()
+            self._ssh = None
         if self._repo is not None:
             self._repo.close()
             self._repo = None
+            self._env = {}
 
 
 def _short(exc: Exception) -> str:

@@ -98,6 +98,11 @@ class Outages:
         log.warning("apiserver reachable again", extra={"seconds": seconds, "since": outage.start})
         self.on_change(True)
 
+    @property
+    def pending(self) -> bool:
+        """An outage ended and is not in the status yet."""
+        return self._finished is not None
+
     def take(self) -> Outage | None:
         """The outage that ended and is not reported in the status yet (then forgotten)."""
         with self._lock:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,6 +103,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> set[str]:
+    """The IPv4 addresses a TCP socket listens on at ``port`` (from /proc/net/tcp)."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, _, hex_port = fields[1].partition(":")
+        if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            out.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return out
+
+
 def install_crd(api: ApiClient) -> None:
     doc = YAML(typ="safe").load((DEPLOY / "crd.yaml").read_text())
     rawapi.apply(api, f"{CRD}/{doc['metadata']['name']}", doc, field_manager="test")
@@ -158,6 +169,8 @@ class Env:
         interval: str = "1s",
         resync: str = "3s",
         extra: tuple[str, ...] = (),
+        preexec: Callable[[], None] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> Replica:
         metrics, hook = free_port(), free_port()
         log = self.work / f"{identity}.log"
@@ -184,9 +197,11 @@ class Env:
             identity,
             *extra,
         ]
-        env = {**os.environ, "CU_WEBHOOK_SECRET": SECRET}
+        env = {**os.environ, "CU_WEBHOOK_SECRET": SECRET, **(environ or {})}
         with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec
+            )
         replica = Replica(proc, log, metrics, hook, identity)
         self.replicas.append(replica)
         return replica

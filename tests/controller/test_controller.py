@@ -19,12 +19,13 @@ from harness import LEASE, Env, owned, versions, wait_for
 from kubernetes.client.exceptions import ApiException
 from ruamel.yaml import YAML
 
-from reconciler.devcluster import drivers, nodes, rawapi
+from reconciler.devcluster import drivers, nodes, rawapi, workloads
 from reconciler.model import kinds
 
 pytestmark = pytest.mark.integration
 
 BINDING = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+EVENTS = "/apis/events.k8s.io/v1/namespaces/default/events"
 
 
 def _drop_claim(root: Path) -> None:
@@ -378,3 +379,96 @@ def test_a_binding_deleted_right_after_an_apiserver_restart_is_restored_within_s
         wait_for("tenants to be denied again", lambda: _denied(env), 30)
     print(f"binding restored after a delete at 0 / 2.5 / 5 s after ready in {took} s")
     assert max(took) < 15, took
+
+
+def test_devices_lost_under_a_running_claim_show_in_status_event_and_metric(env: Env) -> None:
+    """Issue 20.6: after a node's devices disappeared under a running claim, the CUSync stayed
+    Ready=True with a Normal event and silently dropped the claim's CU from admittedCU."""
+    replica = env.start(interval="10m", resync="10m")
+    env.ready_at(env.head())
+    # The example's A100 claim, allocated for real by the scheduler through a Pod.
+    workloads.create(env.admin, "research", workloads.pod("distill", claims={"cu": "distill-a100"}))
+    workloads.wait_scheduled(env.admin, "research", "distill", timeout=90)
+
+    def pinned() -> bool:
+        claim = workloads.get(env.admin, "research", "ResourceClaim", "distill-a100")
+        return bool((claim.get("status") or {}).get("allocation"))
+
+    wait_for("the claim allocated", pinned, 60)
+    a100 = [
+        n["metadata"]["name"]
+        for n in rawapi.request(env.admin, "GET", "/api/v1/nodes")["items"]
+        if n["metadata"]["name"].startswith("a100-")
+    ]
+    assert a100
+    for node in a100:  # every A100 node's driver gone: the claim fits nowhere else
+        drivers.withdraw_node(env.admin, node)
+
+    def shortfall() -> dict[str, Any] | None:
+        status = env.sync().get("status") or {}
+        for x in status.get("shortfalls") or ():
+            if x.get("subject") == "claim research/distill-a100":
+                return dict(x)
+        return None
+
+    found = wait_for("the claim's shortfall in the status", shortfall, 60)
+    assert found["message"].startswith("promise not deliverable: "), found
+    assert found["deliverableCU"] < found["promisedCU"], found
+    ready = env.condition("Ready")
+    assert ready is not None and "promises not deliverable" in ready["message"], ready
+
+    def event() -> bool:
+        items = rawapi.request(env.admin, "GET", EVENTS)["items"]
+        return any(
+            e["reason"] == "PromiseNotDeliverable"
+            and e["type"] == "Warning"
+            and "research/distill-a100" in str(e.get("note"))
+            for e in items
+        )
+
+    wait_for("the PromiseNotDeliverable Event", event, 30)
+    metric = f'cu_promise_shortfall_cu{{pool="batch",tenant="{found["tenant"]}"}}'
+    line = next((x for x in replica.metrics().splitlines() if x.startswith(metric)), "")
+    assert line and float(line.split()[-1]) > 0, line or replica.metrics()[-3000:]
+
+
+def test_fence_findings_are_in_the_status_while_the_reconcile_is_degraded(env: Env) -> None:
+    """Issue 20.6: fence findings were not shown while a reconcile was Degraded. Before the
+    controller starts, someone else holds the name of one of our claims (a conflict: the
+    reconcile is Degraded) and a claim in ``default`` tolerates the fence's taint."""
+    squatter = workloads.resource_claim("distill-a100", "gpu.nvidia.com")
+    workloads.create(env.admin, "research", squatter)
+    sneaky = workloads.resource_claim(
+        "sneaky",
+        "gpu.nvidia.com",
+        tolerations=[{"key": "cu-reconciler.io/managed", "operator": "Exists"}],
+    )
+    path = "/apis/resource.k8s.io/v1/namespaces/default/resourceclaims"
+    rawapi.request(env.admin, "POST", path, body=sneaky)
+    try:
+        env.start(interval="10m", resync="10m")
+
+        def degraded() -> dict[str, Any] | None:
+            ready = env.condition("Ready")
+            if ready and ready["reason"] == "ReconciliationDegraded":
+                return env.sync()["status"]
+            return None
+
+        status = wait_for("a Degraded reconcile", degraded, 90)
+        assert env.condition("Ready")["status"] == "False"  # type: ignore[index]
+        found = {(f["namespace"], f["name"]) for f in status.get("fenceFindings") or ()}
+        assert ("default", "sneaky") in found, status.get("fenceFindings")
+
+        def event() -> bool:
+            items = rawapi.request(env.admin, "GET", EVENTS)["items"]
+            return any(
+                e["reason"] == "FenceFinding" and "default/sneaky" in str(e.get("note"))
+                for e in items
+            )
+
+        wait_for("the FenceFinding Event", event, 30)
+    finally:
+        rawapi.delete(env.admin, f"{path}/sneaky")
+        rawapi.delete(
+            env.admin, "/apis/resource.k8s.io/v1/namespaces/research/resourceclaims/distill-a100"
+        )

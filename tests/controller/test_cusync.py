@@ -5,7 +5,8 @@ Each test drives one transition through the CUSync itself and checks what kstatu
 (the shipped Lua health) and a person see: spec changes followed (URL, branch), observedGeneration
 only with the new spec in force, suspend and resume, a failing source Reconciling then Stalled
 with an Event and a metric and no hot loop, credentials in the URL kept out of spec, status,
-Events and logs, SIGTERM honoured within seconds while failing, and a CUSync nobody reconciled
+Events and logs, SIGTERM honoured within seconds while failing (and mid-reconcile, idle, suspended
+and with etcd down), and a CUSync nobody reconciled
 yet counted as in progress.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import git
 import pytest
-from harness import Env, install_crd, wait_for
+from harness import Env, Replica, install_crd, wait_for
 from kubernetes.client import ApiClient
 
 from reconciler.controller import status as st
@@ -285,3 +286,51 @@ def test_sigterm_is_honoured_within_seconds_while_a_git_fetch_hangs(env: Env) ->
         t0 = time.monotonic()
         assert replica.stop(signal.SIGTERM) == 0
         assert time.monotonic() - t0 < 12
+
+
+def _timed_stop(replica: Replica) -> float:
+    t0 = time.monotonic()
+    assert replica.stop(signal.SIGTERM) == 0, "SIGTERM: a clean exit"
+    return time.monotonic() - t0
+
+
+def test_sigterm_is_honoured_within_seconds_in_every_state(env: Env) -> None:
+    """Issue 20.4: SIGTERM within a few seconds whatever the controller is doing. Covered
+    elsewhere: standby (test_controller), Git unreachable and a hanging fetch (above), idle as
+    leader (test_memory_limit). Here: in the middle of the first reconcile, suspended, and with
+    etcd down."""
+    first = env.start(interval="1s", resync="30s")
+    wait_for(
+        "the first reconcile under way",
+        lambda: any(line.get("msg") == "reconcile" for line in first.lines()),
+        60,
+    )
+    assert _timed_stop(first) < 10, "mid-reconcile: 5 s for the reconcile, 3 s for the Lease"
+
+    suspended = env.start("replica-2", interval="1s", resync="2s")
+    env.ready_at(env.head())
+    generation = _patch(env, {"suspend": True})
+    wait_for(
+        "the suspension observed",
+        lambda: (env.sync().get("status") or {}).get("observedGeneration") == generation,
+        30,
+    )
+    assert _timed_stop(suspended) < 10, "suspended"
+    _patch(env, {"suspend": False})
+
+    outage = env.start("replica-3", interval="1s", resync="30s")
+    wait_for(
+        "the last replica leading",
+        lambda: any(line.get("leading") is True for line in outage.lines()),
+        60,
+    )
+    env.cp.kill("etcd")
+    try:
+        wait_for(
+            "the outage in the controller's log",
+            lambda: any(line.get("msg") == "apiserver unreachable" for line in outage.lines()),
+            45,
+        )
+        assert _timed_stop(outage) < 12, "etcd down: the Lease release is bounded too"
+    finally:
+        env.cp.restart("etcd")

@@ -162,8 +162,35 @@ CAN = [
     ),
     {"group": "", "resource": "resourcequotas", "verb": "create", "namespace": "research"},
     {"group": "", "resource": "resourcequotas", "verb": "list"},
+    # CUSync spec.git.secretRef: the one Secret the Role names (issue 20, item 5).
+    {
+        "group": "",
+        "resource": "secrets",
+        "verb": "get",
+        "namespace": "cu-system",
+        "name": "cu-reconciler-git",
+    },
 ]
 CANNOT = [
+    *(
+        {"group": "", "resource": "secrets", "verb": verb, "namespace": "cu-system"}
+        for verb in ("list", "watch")
+    ),
+    {"group": "", "resource": "secrets", "verb": "get", "namespace": "cu-system", "name": "other"},
+    {
+        "group": "",
+        "resource": "secrets",
+        "verb": "get",
+        "namespace": "x",
+        "name": "cu-reconciler-git",
+    },
+    {
+        "group": "",
+        "resource": "secrets",
+        "verb": "update",
+        "namespace": "cu-system",
+        "name": "cu-reconciler-git",
+    },
     {"group": "", "resource": "configmaps", "verb": "patch", "namespace": "x"},
     {"group": "", "resource": "configmaps", "verb": "list"},
     {"group": "coordination.k8s.io", "resource": "leases", "verb": "list"},

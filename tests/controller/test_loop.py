@@ -149,3 +149,28 @@ def test_a_degraded_reconcile_still_sends_fence_and_shortfall_events(
     reasons = [r for _, r, _ in sent]
     assert reasons == ["ReconciliationDegraded", "FenceFinding", "PromiseNotDeliverable"]
     assert "team-a/sneaky" in sent[1][2]
+
+
+def test_an_ended_outage_is_reported_soon_and_retried_not_left_for_the_resync(
+    controller: loop.Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20.6: the first status write after an etcd outage may fail; the outage must not
+    wait for the next resync (minutes away) to reach the status."""
+    calls: list[set[str]] = []
+    monkeypatch.setattr(controller, "reconcile_once", lambda why, rid="": calls.append(set(why)))
+    controller._synced_at = controller._polled_at = time.monotonic() + 3600  # nothing else due
+    controller.outages.failed("etcd down")
+    controller._tick()
+    assert calls == [], "nothing to report while it lasts"
+    controller.outages.succeeded()
+    controller._tick()
+    assert calls == [{"outage"}]
+    controller._tick()
+    assert len(calls) == 1, f"spaced by {loop.OUTAGE_REPORT_EVERY}s, not a hot loop"
+    controller._outage_report_at = 0.0  # the write failed and the spacing has passed
+    controller._tick()
+    assert calls[-1] == {"outage"} and len(calls) == 2
+    assert controller.outages.take() is not None  # written: nothing pending any more
+    controller._outage_report_at = 0.0
+    controller._tick()
+    assert len(calls) == 2
