@@ -100,6 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--sets", default="default,slow-reference")
+    ap.add_argument("--offset", type=int, default=0, help="start this many seeds later")
     args = ap.parse_args()
     base = synthetic.Scenario(records=30_000, nodes_per_model=8)
     sets = {
@@ -118,7 +119,8 @@ def main() -> None:
     for i, (name, sc) in enumerate(sets.items()):
         if name not in args.sets.split(","):
             continue
-        rows = run(name, sc, range(7000 + 100 * i, 7000 + 100 * i + args.seeds))
+        first = 7000 + 100 * i + args.offset
+        rows = run(name, sc, range(first, first + args.seeds))
         ev = [r for r in rows if r["ref_alarms"] or r["ref_slow"]]
 
         def pooled(which: str, rs: list[dict[str, Any]]) -> str:
