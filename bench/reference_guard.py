@@ -4,7 +4,7 @@ the previous rule (reference split at its alarm, its slow node simply left out).
 
     .venv/bin/python bench/reference_guard.py --seeds 30
 
-Two data-generating set-ups from ``reconciler.learn.synthetic`` (7 device models × 3
+Two data-generating set-ups from ``reconciler.learn.synthetic`` (9 device models × 3
 classes, 30,000 records, 8 nodes per model and 16 for the reference, t3 noise, 5% outliers):
 
 - ``default``: the slow node is on BR104; reference alarms and reference nodes flagged slow
@@ -12,10 +12,12 @@ classes, 30,000 records, 8 nodes per model and 16 for the reference, t3 noise, 5
 - ``slow-reference``: the designed slow node (−25%) is on the reference itself, so a
   reference exclusion happens in every seed.
 
-Per seed: which reference events happened, and how many of the 18 factors' 95% intervals
-cover the truth. Prints Markdown for BENCHMARKS.md. 18 intervals per seed quantise the
-per-seed coverage in steps of 5.6% (17/18 = 94%, 18/18 = 100%), so the pooled coverage over
-the seeds with an event is the figure to compare with 90–98%.
+Per seed: which reference events happened, and how many of the 24 factors' 95% intervals
+cover the truth. Prints Markdown for BENCHMARKS.md, then the distribution of per-seed
+coverage. 24 intervals per seed quantise it in steps of 4.2% (22/24 = 91.7%, 23/24 = 95.8%,
+24/24 = 100%): only 22 and 23 lie inside 90–98%, and the factors of a seed share the
+reference fleet's sampling error, so per-seed coverage is a noisy figure even for exact
+intervals (BENCHMARKS.md gives its distribution under exact 95% intervals).
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--sets", default="default,slow-reference")
+    ap.add_argument("--offset", type=int, default=0, help="start this many seeds later")
     args = ap.parse_args()
     base = synthetic.Scenario(records=30_000, nodes_per_model=8)
     sets = {
@@ -112,10 +115,12 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     table = []
+    per_seed: dict[str, dict[tuple[int, int], int]] = {}
     for i, (name, sc) in enumerate(sets.items()):
         if name not in args.sets.split(","):
             continue
-        rows = run(name, sc, range(7000 + 100 * i, 7000 + 100 * i + args.seeds))
+        first = 7000 + 100 * i + args.offset
+        rows = run(name, sc, range(first, first + args.seeds))
         ev = [r for r in rows if r["ref_alarms"] or r["ref_slow"]]
 
         def pooled(which: str, rs: list[dict[str, Any]]) -> str:
@@ -124,6 +129,10 @@ def main() -> None:
             return f"{c / t:.1%} ({c}/{t})" if t else "–"
 
         per = [r["new"][0] / r["new"][1] for r in ev]
+        dist = per_seed.setdefault(name, {})
+        for r in ev:
+            key = (r["new"][0], r["new"][1])
+            dist[key] = dist.get(key, 0) + 1
         table.append(
             f"| {name} | {len(rows)} | {len(ev)} | {pooled('old', ev)} | {pooled('new', ev)} | "
             + (f"{min(per):.0%}–{max(per):.0%}" if per else "–")
@@ -134,6 +143,10 @@ def main() -> None:
             f"{pooled('new', rows)} | | |"
         )
     print("\n".join(table))
+    print()
+    print("Per-seed coverage, seeds with a reference event (covered of 24: seeds):")
+    for name, dist in per_seed.items():
+        print(f"- {name}: " + ", ".join(f"{c}/{t}: {k}" for (c, t), k in sorted(dist.items())))
 
 
 if __name__ == "__main__":

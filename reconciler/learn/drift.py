@@ -32,6 +32,7 @@ from enum import StrEnum
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 from statsmodels.regression.linear_model import yule_walker
 
 from reconciler.learn import specs
@@ -55,12 +56,22 @@ class DriftConfig:
     min_records: int = 100  # fewer records than this: not tested (reported, never silent)
     min_side: int = 40  # the record-level change point leaves this many records each side
     alpha: float = 0.01  # record-level test size per series (3 classes: ≤3% per model)
+    # The record-level test is directional: a drop is tested at ``down_share·alpha`` and a
+    # rise at the rest, each one-sided. Drops are what the policy must see soonest (a
+    # regression charges tenants for speed they do not get), so they get most of the
+    # budget; the series' size stays ``alpha`` (Bonferroni over the two directions).
+    down_share: float = 0.75
     # The record-level statistic divides the score at split fraction t by (t(1−t))^q: q=½
     # standardises every split (the Gaussian likelihood ratio; most power for changes near
     # the window's ends, i.e. recent ones), q=0 is the plain CUSUM (most for mid-window
     # changes), q=¼ a usual compromise (Csörgő & Horváth 1997). bench/drift_power.py
     # measures the trade-off; see BENCHMARKS.md.
     split_weight: float = 0.5
+    # The per-record score: "t" is the likelihood score of a Student-t with ``score_df``
+    # degrees of freedom (efficient for the heavy-tailed per-record noise, and redescending:
+    # a wild record contributes almost nothing); "huber" the clipped score (round one).
+    score: str = "t"
+    score_df: float = 3.0
     max_records: int = 20_000  # the record-level test holds a series' records in memory
     permutations: int = 499
 
@@ -556,53 +567,55 @@ def change_point(
 def tested_change_point(
     series: RecordSeries, config: DriftConfig = DriftConfig()
 ) -> tuple[Alarm | None, float, float | None]:
-    """At most one change in the mean of a sparse series, and the test's p-value.
+    """At most one change in the mean of a sparse series, the test's p-value, and the
+    smallest drop it could have seen (:func:`_record_detectable`).
 
-    A retrospective test on the records themselves, for series whose hourly bins are too
-    few for the CUSUM: Huber-clipped standardised residuals, the weighted CUSUM of their
-    scores at each split (at least ``min_side`` records each side; weighting
-    ``split_weight``), its maximum over splits as the statistic, and a permutation null
-    (records in random order are exchangeable when nothing changed). The permutations are
-    seeded by the series name, so the result is a pure function of the data.
+    A retrospective likelihood-score test on the records themselves, for series whose
+    hourly bins are too few for the CUSUM. Each record's residual (fitted served-model,
+    batch, class and node terms removed) is standardised by its pooled noise scale and
+    scored by :func:`record_score` (the Student-t likelihood score by default). At each
+    split (at least ``min_side`` records each side) the weighted score before it, centred
+    on its share of the total, measures how far the level before sits above the level
+    after; standardised (``split_weight``), its maximum over splits is the statistic, one
+    for a drop and one for a rise. The null of each comes from the same permutations
+    (records in random order are exchangeable when nothing changed): a drop is called at
+    ``down_share·alpha``, a rise at the rest. The permutations are seeded by the series
+    name, so the result is a pure function of the data. The p-value returned is the
+    Bonferroni one over the two directions, comparable with ``alpha``.
     """
     n = len(series.z)
     m = config.min_side
     if n < max(config.min_records, 2 * m + 1):
         return None, 1.0, None
+    psi, _ = record_score(series.z, config)
     # Efficient score of a common shift in log units: ψ(z)/scale, with the Fisher weights
-    # 1/scale² (large batches are less noisy, so their records weigh more). Huber ψ: an
-    # outlier cannot make a change on its own.
-    u = np.clip(series.z, -HUBER_C, HUBER_C) / series.scale
+    # 1/scale² (large batches are less noisy, so their records weigh more).
+    u = psi / series.scale
     w = 1.0 / (series.scale * series.scale)
     k = np.arange(m, n - m + 1)
-
-    def stat(x: np.ndarray, wt: np.ndarray, q: float) -> np.ndarray:
-        """|score before the split − its share of the total| / (null sd at t=½ · (t(1−t))^q)
-        per split, t the split's share of the weight: q=½ standardises every split."""
-        cu = np.cumsum(x, axis=-1)
-        cw = np.cumsum(wt, axis=-1)
-        total_u, total_w = cu[..., -1:], cw[..., -1:]
-        left_u, left_w = cu[..., k - 1], cw[..., k - 1]
-        centred = left_u - left_w / total_w * total_u
-        var_psi = np.var(x * np.sqrt(1.0 / wt), axis=-1, keepdims=True)  # var of ψ(z)
-        frac = np.clip(left_w / total_w, 1e-12, 1.0 - 1e-12)
-        sd = np.sqrt(np.maximum(var_psi * total_w, 1e-300)) * (frac * (1.0 - frac)) ** q
-        return np.asarray(np.abs(centred) / sd)
-
     q = config.split_weight
-    observed = float(stat(u, w, q).max())
-    # Where: the split that best separates two levels (the fully standardised statistic,
-    # i.e. the Gaussian likelihood's change point), whatever weighting the test uses.
-    best = int(np.argmax(stat(u, w, 0.5)))
+    drop_obs = _split_scores(u, w, k, q)
     seed = zlib.crc32(f"{series.device_model}/{series.workload_class.value}/{n}".encode())
     rng = np.random.default_rng(seed)
     perms = np.argsort(rng.random((config.permutations, n)), axis=1)
-    null = stat(u[perms], w[perms], q).max(axis=1)
-    p = float((1 + np.sum(null >= observed)) / (config.permutations + 1))
-    detectable = _record_detectable(series, w, null, config)
+    null = _split_scores(u[perms], w[perms], k, q)
+    null_down, null_up = null.max(axis=1), (-null).max(axis=1)
+    obs_down, obs_up = float(drop_obs.max()), float((-drop_obs).max())
+    total = config.permutations + 1
+    p_down = float((1 + np.sum(null_down >= obs_down)) / total)
+    p_up = float((1 + np.sum(null_up >= obs_up)) / total)
+    share = min(max(config.down_share, 0.0), 1.0)
+    adj_down = p_down / share if share > 0 else math.inf
+    adj_up = p_up / (1.0 - share) if share < 1 else math.inf
+    p = min(1.0, adj_down, adj_up)
+    detectable = _record_detectable(series, psi, w, null_down, config)
     if p > config.alpha:
         return None, p, detectable
-    split = int(k[best])
+    down = adj_down <= adj_up
+    # Where: the split that best separates two levels in the alarm's direction (the fully
+    # standardised statistic, i.e. the likelihood's change point), whatever ``q`` tests.
+    placed = _split_scores(u, w, k, 0.5)
+    split = int(k[int(np.argmax(placed if down else -placed))])
     raw = series.z * series.scale  # back in log units, precision-weighted
     before = huber_locations(raw[:split], np.zeros(split, np.int64), 1, series.scale[:split])[0]
     after = huber_locations(raw[split:], np.zeros(n - split, np.int64), 1, series.scale[split:])[0]
@@ -611,7 +624,7 @@ def tested_change_point(
         Alarm(
             device_model=series.device_model,
             workload_class=series.workload_class,
-            direction=Direction.DOWN if change < 0 else Direction.UP,
+            direction=Direction.DOWN if down else Direction.UP,
             change_hour=int(series.hours[split]),
             alarm_hour=int(series.hours[-1]),
             relative_change=math.expm1(change),
@@ -622,19 +635,57 @@ def tested_change_point(
     )
 
 
+def record_score(z: np.ndarray, config: DriftConfig = DriftConfig()) -> tuple[np.ndarray, float]:
+    """Each record's location score ψ(z), and the mean slope E ψ' (how much of a shift of
+    the level reaches the score; 1 for the plain mean).
+
+    ``z`` is in robust-sd units (1.4826·MAD). ``score="t"``: the Student-t likelihood score
+    with ``score_df`` degrees of freedom, z first rescaled to the t's own scale (the
+    1.4826·MAD of a t_ν is 1.4826·t_ν(0.75) of its scale); it is the efficient score
+    when the per-record noise is t_ν and redescends, so a gross error adds almost nothing.
+    ``score="huber"``: the clipped score at 1.345.
+    """
+    if config.score == "huber":
+        inside = np.abs(z) < HUBER_C
+        return np.clip(z, -HUBER_C, HUBER_C), max(float(np.mean(inside)), 1e-3)
+    nu = config.score_df
+    c = 1.4826 * float(student_t.ppf(0.75, nu))
+    x = z * c
+    psi = (nu + 1.0) * x / (nu + x * x)
+    slope = c * (nu + 1.0) * (nu - x * x) / (nu + x * x) ** 2
+    return psi, max(float(np.mean(slope)), 1e-3)
+
+
+def _split_scores(u: np.ndarray, w: np.ndarray, k: np.ndarray, q: float) -> np.ndarray:
+    """Per split k (rows: one per permutation when ``u`` is 2-D): the weighted score before
+    the split minus its share of the total, over the null sd at t=½ · (t(1−t))^q, t the
+    split's share of the weight. Positive when the level before sits above the level
+    after (a drop); q=½ standardises every split."""
+    cu = np.cumsum(u, axis=-1)
+    cw = np.cumsum(w, axis=-1)
+    total_u, total_w = cu[..., -1:], cw[..., -1:]
+    left_u, left_w = cu[..., k - 1], cw[..., k - 1]
+    centred = left_u - left_w / total_w * total_u
+    var_psi = np.var(u * np.sqrt(1.0 / w), axis=-1, keepdims=True)  # var of ψ(z)
+    frac = np.clip(left_w / total_w, 1e-12, 1.0 - 1e-12)
+    sd = np.sqrt(np.maximum(var_psi * total_w, 1e-300)) * (frac * (1.0 - frac)) ** q
+    return np.asarray(centred / sd)
+
+
 def _record_detectable(
-    series: RecordSeries, w: np.ndarray, null: np.ndarray, config: DriftConfig
+    series: RecordSeries, psi: np.ndarray, w: np.ndarray, null: np.ndarray, config: DriftConfig
 ) -> float:
     """The smallest drop the record-level test finds with 90% power, for a change in the
     middle of these records: a step δ moves each score ψ(z)/scale by about e·δ·w (e the
-    share of records inside the Huber clip), so the statistic at the middle split has mean
-    e·δ·(W/4) / (√(var ψ · W) · (¼)^q); it must clear the permutation null's 1−α quantile
-    (the test's own critical value, from these records) by 1.28."""
-    z = series.z
-    e = max(float(np.mean(np.abs(z) < HUBER_C)), 1e-3)
-    var_psi = float(np.var(np.clip(z, -HUBER_C, HUBER_C)))
+    mean slope of ψ, :func:`record_score`), so the drop statistic at the middle split has
+    mean e·δ·(W/4) / (√(var ψ · W) · (¼)^q); it must clear the drop test's own critical
+    value (the 1 − down_share·alpha quantile of its permutation null, from these records)
+    by 1.28."""
+    _, e = record_score(series.z, config)
+    var_psi = float(np.var(psi))
     total_w = float(w.sum())
-    critical = float(np.quantile(null, 1.0 - config.alpha))
+    level = max(config.down_share, 1e-9) * config.alpha
+    critical = float(np.quantile(null, 1.0 - level))
     q = config.split_weight
     step = (critical + POWER_Z) * math.sqrt(var_psi * total_w) * 0.25**q / (e * total_w / 4.0)
     return -math.expm1(-step)
@@ -742,6 +793,7 @@ __all__ = [
     "node_effects",
     "pooled_scales",
     "prewhiten",
+    "record_score",
     "record_series",
     "slow_nodes",
     "tested_change_point",
