@@ -428,8 +428,9 @@ def render_command(
     status: bool = typer.Option(
         False,
         "--status",
-        help="Also render the ConfigMap cu-reconciler-engine-status (reconciler namespace): "
-        "revision, admitted and pending claims with reasons, shortfalls, pool figures.",
+        help="Also render the CUEngineStatus cu-reconciler-engine-status (reconciler "
+        "namespace; CRD in deploy/engine): revision, admitted and pending claims with reasons, "
+        "shortfalls, pool and tenant figures. The shipped engine recipes pass it.",
     ),
 ) -> None:
     """Print the target objects as a YAML stream (stdout); logs on stderr.
