@@ -19,15 +19,14 @@ from kubernetes.client import ApiClient
 
 from reconciler import kube
 from reconciler.controller import metrics as m
+from reconciler.model import kinds
 from reconciler.plan import gitops
 
 log = logging.getLogger("cu-reconciler.export")
-PLURAL = "cuenginestatuses"
 
 
 def path(namespace: str, name: str = gitops.STATUS_NAME) -> str:
-    group, version = gitops.STATUS_API_VERSION.split("/")
-    return f"/apis/{group}/{version}/namespaces/{namespace}/{PLURAL}/{name}"
+    return kinds.of(gitops.STATUS_KIND).object_path(name, namespace)
 
 
 @dataclass

@@ -12,6 +12,7 @@ object and write nothing; a deleted object clears the figures; SIGTERM exits 0.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -33,10 +34,11 @@ from reconciler import cli, devcluster
 from reconciler.controller import engine_status
 from reconciler.devcluster import identity, rawapi
 from reconciler.observe import cluster
+from reconciler.plan import gitops
 
 pytestmark = pytest.mark.integration
 
-for _name in ("plan",):
+for _name in ("plan", "history"):
     __import__(f"reconciler.cli.{_name}")
 
 PATH = engine_status.path("cu-system")
@@ -74,7 +76,10 @@ def _until(probe: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def _status_object(repo: git.Repo) -> dict[str, Any]:
-    result = CliRunner().invoke(cli.app, ["render", str(repo.working_dir), "--status"])
+    sha = repo.head.commit.hexsha
+    result = CliRunner().invoke(
+        cli.app, ["render", str(repo.working_dir), "--status", "--source-revision", sha]
+    )
     assert result.exit_code == 0, result.output
     [status] = [
         o for o in YAML(typ="safe").load_all(result.stdout) if o and o["kind"] == "CUEngineStatus"
@@ -90,7 +95,25 @@ def test_export_serves_the_engine_status_as_the_controllers_metrics(
         account = engine_install.install(api)
         assert account == ("cu-system", "cu-engine-exporter")
         status = _status_object(example_repo)
+        assert status["report"]["revision"] == example_repo.head.commit.hexsha
         rawapi.apply(api, PATH, status, field_manager="argocd-controller")
+        # `cuctl history --object` traces it to its commit and author (issue 23.4).
+        traced = CliRunner().invoke(
+            cli.app,
+            [
+                "history",
+                str(example_repo.working_dir),
+                "--object",
+                f"CUEngineStatus/cu-system/{gitops.STATUS_NAME}",
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+                "-o",
+                "json",
+            ],
+        )
+        assert traced.exit_code == 0, traced.output
+        found = json.loads(traced.stdout)
+        assert (found["revision"], found["author"]) == (status["report"]["revision"], "test")
         report = status["report"]
         kubeconfig = identity.service_account_kubeconfig(api, control_plane.kubeconfig, *account)
 

@@ -195,14 +195,41 @@ def test_render_status_adds_one_engine_status_in_the_reconciler_namespace_last(
     assert int(status["metadata"]["annotations"][gitops.SYNC_WAVE_ANNOTATION]) == max(waves)
     assert waves.count(max(waves)) == 1, "alone in the last wave: applied after every claim"
 
+    # A checkout without .git (Argo CD streams the files to the plugin so): the commit comes
+    # from --source-revision; anything but a commit id changes nothing and exits 2.
+    sha = example_repo.head.commit.hexsha
+    plain_dir = [o for o in _render_dir(example_repo, "--status", "--source-revision", sha)]
+    assert plain_dir[-1]["report"]["revision"] == sha
+    assert _render_dir(example_repo, "--status")[-1]["report"]["revision"] == "worktree"
+    for bad in ("main; rm -rf /", "HEAD", "g" * 40):
+        result = CliRunner().invoke(
+            cli.app, ["render", str(example_repo.working_dir), "--source-revision", bad]
+        )
+        assert result.exit_code == 2 and not result.stdout, bad
+        assert "--source-revision" in result.output
+    result = CliRunner().invoke(
+        cli.app,
+        ["render", str(example_repo.working_dir), "--rev", "HEAD", "--source-revision", sha],
+    )
+    assert result.exit_code == 2 and not result.stdout
+
+
+def _render_dir(repo: git.Repo, *extra: str) -> list[dict[str, Any]]:
+    result = CliRunner().invoke(cli.app, ["render", str(repo.working_dir), *extra])
+    assert result.exit_code == 0, result.output
+    return [o for o in YAML(typ="safe").load_all(result.stdout) if o]
+
 
 def test_the_shipped_engine_recipes_render_the_status() -> None:
     """Issue 23.5: the plugin and the Flux hydration workflow pass --status, and the engines
     may write the object (AppProject whitelists, the sync identities' RBAC)."""
     root = Path(__file__).resolve().parents[2] / "deploy"
     plugin = YAML(typ="safe").load((root / "argocd/cmp/plugin.yaml").read_text())
-    assert "cuctl render . --status" in plugin["spec"]["generate"]["args"][0]
-    assert "cuctl render . --status" in (root / "flux/hydrate.yaml").read_text()
+    generate = plugin["spec"]["generate"]["args"][0]
+    assert "cuctl render . --status" in generate
+    assert '--source-revision "$ARGOCD_APP_REVISION"' in generate
+    hydrate = (root / "flux/hydrate.yaml").read_text()
+    assert 'cuctl render . --status --source-revision "$GITHUB_SHA"' in hydrate
     entry = {"group": "cu-reconciler.io", "kind": gitops.STATUS_KIND}
     for rel in ("argocd/mode2/application.yaml", "argocd/fleet/engine-applicationset.yaml"):
         project = next(YAML(typ="safe").load_all((root / rel).read_text()))
