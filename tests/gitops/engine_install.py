@@ -16,6 +16,7 @@ CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 def install(api: ApiClient) -> tuple[str, str]:
     """The CUEngineStatus CRD (established) and the RBAC; returns the exporter's account."""
+    identity.ensure_namespace(api, "cu-system")  # deploy/namespace.yaml, applied first
     crd = YAML(typ="safe").load((ENGINE / "crd.yaml").read_text())
     name = crd["metadata"]["name"]
     rawapi.apply(api, f"{CRDS}/{name}", crd, field_manager="platform-team")

@@ -17,6 +17,7 @@ the other cluster is left alone.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -323,9 +324,7 @@ def test_engine_applicationset_renders_and_syncs_each_fleet_cluster(
                 app["metadata"]["annotations"]["argocd.argoproj.io/compare-options"]
                 == "ServerSideDiff=false"
             )
-            assert "resources-finalizer.argocd.argoproj.io" not in (
-                app["metadata"].get("finalizers") or []
-            ), "a cluster leaving the fleet keeps its DRA objects"
+            assert not app["metadata"].get("finalizers"), "a cluster leaving keeps its objects"
             spec = app["spec"]
             assert spec["project"] == "cu-desired-state-fleet"
             assert spec["destination"] == {"server": fleet[cluster].server}
@@ -363,6 +362,25 @@ def test_engine_applicationset_renders_and_syncs_each_fleet_cluster(
                 [rendered] = [d for d in expected[cluster] if d["kind"] == "CUEngineStatus"]
                 assert status["report"] == rendered["report"], cluster
                 assert status["report"]["revision"] == sha
+
+        # cloud-west leaves the fleet: its Application goes, its DRA objects stay (no
+        # resources finalizer: preserveResourcesOnDeletion in the shipped ApplicationSet).
+        argocd.register_cluster(api, "cloud-west", fleet["cloud-west"], {})
+        appset.wait_for(
+            lambda: set(_engine_apps(api)) == {"cu-desired-state-dc-east"},
+            120,
+            "the Application of the unlabelled cluster to be deleted",
+        )
+        time.sleep(10)  # a resources finalizer would be pruning by now
+        with fleet["cloud-west"].api_client() as remote:
+            assert _get(remote, engine_status.path("cu-system")), "the cluster kept its objects"
+            kept = {
+                (i["metadata"]["namespace"], i["metadata"]["name"])
+                for i in rawapi.request(remote, "GET", "/apis/resource.k8s.io/v1/resourceclaims")[
+                    "items"
+                ]
+            }
+            assert claims["cloud-west"] <= kept
 
         # Leave the session's Argo CD without fleet objects (the clusters stop with the module).
         rawapi.delete(api, f"{argocd.APPSETS}/cu-desired-state")
