@@ -210,3 +210,56 @@ def test_export_serves_the_engine_status_as_the_controllers_metrics(
         text = log.read_text()
         assert "Traceback" not in text, text
         assert report["revision"] in text, text
+
+
+def test_history_object_says_where_it_stopped_with_exit_3(
+    control_plane: devcluster.ControlPlane, example_repo: git.Repo
+) -> None:
+    """Issue 23.4 through the CLI and the real apiserver: a live object an engine applied
+    (content hash, no revision) is traced past newer commits that render it unchanged; with
+    too small a --max-commits the walk says where it stopped and exits 3, never a wrong
+    commit with exit 0."""
+    first = example_repo.head.commit.hexsha
+    result = CliRunner().invoke(cli.app, ["render", str(example_repo.working_dir)])
+    assert result.exit_code == 0, result.output
+    quota = next(
+        o for o in YAML(typ="safe").load_all(result.stdout) if o and o["kind"] == "ResourceQuota"
+    )
+    meta = quota["metadata"]
+    for i in range(3):  # newer commits that do not change the quota
+        Path(example_repo.working_dir, "README.md").write_text(f"note {i}\n")
+        example_repo.git.add(A=True)
+        example_repo.index.commit(f"docs {i}")
+    with control_plane.api_client() as api:
+        identity.ensure_namespace(api, meta["namespace"])
+        rawapi.apply(
+            api,
+            f"/api/v1/namespaces/{meta['namespace']}/resourcequotas/{meta['name']}",
+            quota,
+            field_manager="kustomize-controller",
+        )
+    spec = f"ResourceQuota/{meta['namespace']}/{meta['name']}"
+
+    def trace(*extra: str) -> Any:
+        return CliRunner().invoke(
+            cli.app,
+            [
+                "history",
+                str(example_repo.working_dir),
+                "--object",
+                spec,
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+                "-o",
+                "json",
+                *extra,
+            ],
+        )
+
+    found = trace()
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)["revision"] == first
+    stopped = trace("--max-commits", "2")
+    assert stopped.exit_code == 3, stopped.output
+    assert not stopped.stdout
+    assert "raise --max-commits" in stopped.output and "Traceback" not in stopped.output
