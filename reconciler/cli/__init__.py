@@ -39,6 +39,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "snapshot",
     "history",
     "run",
+    "export",
     "recommend",
 )
 
@@ -77,6 +78,12 @@ _COMMANDS: dict[str, Entry] = {
     "run": Entry(
         "run",
         "Run the controller until SIGTERM: exit 0 on a clean stop, 2 when it cannot start.",
+        extra="controller",
+    ),
+    "export": Entry(
+        "export",
+        "Serve the engine status as the controller's metrics until SIGTERM: exit 0 on a clean "
+        "stop, 2 when it cannot start.",
         extra="controller",
     ),
     "recommend": Entry(

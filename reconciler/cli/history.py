@@ -258,6 +258,11 @@ def _object(
         raise _fail(f"{path}: not a Git repository") from exc
     revision = annotations.get(ownership.REVISION_ANNOTATION)
     how = "from its cu-reconciler.io/revision annotation"
+    report = live.get("report")
+    if kind == gitops.STATUS_KIND and isinstance(report, dict) and report.get("revision"):
+        # Its content is the revision's admission result: it names the revision itself.
+        revision = str(report["revision"])
+        how = "from its report.revision"
     if revision is None:
         wanted = annotations.get(gitops.CONTENT_HASH_ANNOTATION)
         if wanted is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterable, Mapping
@@ -406,6 +407,9 @@ def _write(
         sys.stdout.write(head + render.text(preview, color=_color(color), diffs=diffs) + section)
 
 
+_COMMIT_ID = re.compile(r"[0-9a-f]{7,64}")
+
+
 @_app.app.command("render")
 @_gc.one_shot
 def render_command(
@@ -428,8 +432,16 @@ def render_command(
     status: bool = typer.Option(
         False,
         "--status",
-        help="Also render the ConfigMap cu-reconciler-engine-status (reconciler namespace): "
-        "revision, admitted and pending claims with reasons, shortfalls, pool figures.",
+        help="Also render the CUEngineStatus cu-reconciler-engine-status (reconciler "
+        "namespace; CRD in deploy/engine): revision, admitted and pending claims with reasons, "
+        "shortfalls, pool and tenant figures. The shipped engine recipes pass it.",
+    ),
+    source_revision: str | None = typer.Option(
+        None,
+        "--source-revision",
+        help="The Git commit a directory without --rev was checked out at, recorded as the "
+        "engine status's revision (Argo CD's plugin passes $ARGOCD_APP_REVISION, the "
+        "hydration workflow $GITHUB_SHA). Empty: ignored.",
     ),
 ) -> None:
     """Print the target objects as a YAML stream (stdout); logs on stderr.
@@ -437,6 +449,18 @@ def render_command(
     By default in the form a GitOps engine applies: sync waves in apply order, replace on
     immutable claims, a content hash instead of the per-commit revision (docs/gitops.md).
     """
+    source_revision = source_revision or None
+    if source_revision is not None:
+        if rev is not None:
+            raise _fail(
+                "render", "--source-revision names the checkout of PATH; with --rev, omit it"
+            )
+        if not _COMMIT_ID.fullmatch(source_revision):
+            raise _fail(
+                "render",
+                f"--source-revision {source_revision[:80]!r}: expected a Git commit id "
+                "(7 to 64 hexadecimal digits)",
+            )
     loaded = _load("render", path, rev, "--rev" if rev else "PATH", cluster)
     untrusted = _trust("render", path, rev, loaded)
     if untrusted:
@@ -448,7 +472,8 @@ def render_command(
     rendered = tuple(result.objects)
     if status:
         namespace = loaded.state.settings.spec.reconciler_namespace
-        rendered += (gitops.status_object(result.report, result.revision, namespace),)
+        revision = source_revision or result.revision
+        rendered += (gitops.status_object(result.report, revision, namespace),)
     objects = rendered if plain else tuple(gitops.for_engine(rendered))
     sys.stdout.write(yamltext.dump_all(objects))
     for warning in result.warnings:

@@ -154,6 +154,10 @@ class Metrics:
     def set_audit(self, status: Mapping[str, Any]) -> None:
         """Gauges of what the plan found in the cluster (from any reconcile that planned)."""
         self.fence_findings.set(len(status.get("fenceFindings") or ()))
+        self.set_shortfalls(status)
+
+    def set_shortfalls(self, status: Mapping[str, Any]) -> None:
+        """CU not deliverable per tenant and pool, from a ``shortfalls`` list."""
         self.shortfall.clear()
         totals: dict[tuple[str, str], float] = {}
         for x in status.get("shortfalls") or ():
@@ -197,6 +201,14 @@ class Metrics:
         for t in status.get("tenants") or ():
             self.tenant_guaranteed.labels(t["name"], t["pool"]).set(t["guaranteedCU"])
             self.tenant_admitted.labels(t["name"], t["pool"]).set(t["admittedCU"])
+
+    def set_engine_report(self, report: Mapping[str, Any]) -> None:
+        """Gauges from a ``CUEngineStatus`` report (engine mode, ``cuctl export``): the same
+        series a controller exports from its CUSync status, the render's revision as the
+        applied one. Fence findings are not set: a render does not read the live cluster."""
+        self.set_figures(report)
+        self.set_shortfalls(report)
+        self.set_revision("applied", str(report.get("revision", "")))
 
     def set_drift(self, alarms: Mapping[str, int]) -> None:
         self.factor_drift_alarms.clear()

@@ -20,8 +20,7 @@ from reconciler.controller import conditions as cond
 from reconciler.controller import credentials, pipeline
 from reconciler.controller.reasons import Reason
 from reconciler.model import observed as obs
-from reconciler.model import units
-from reconciler.plan import admission
+from reconciler.plan import figures
 
 GROUP = "cu-reconciler.io"
 VERSION = "v1alpha1"
@@ -37,66 +36,21 @@ def path(name: str) -> str:
     return f"{COLLECTION}/{name}"
 
 
-def _cu(milli: int) -> float | int:
-    """Milli-CU as a JSON number: an int when whole (stable, readable)."""
-    return milli // units.MILLI if milli % units.MILLI == 0 else round(milli / units.MILLI, 3)
-
-
 def _figures(plan: Any) -> dict[str, Any]:
-    report = plan.report
-    pending: Counter[tuple[str, str]] = Counter()
-    for d in report.decisions:
-        if d.status is admission.Status.PENDING:
-            pending[(d.tenant, d.pool)] += 1
-    guaranteed: Counter[str] = Counter()
-    tenants = []
-    for t in sorted(report.tenants, key=lambda t: (t.tenant, t.pool)):
-        guaranteed[t.pool] += t.guaranteed_milli
-        tenants.append(
-            {
-                "name": t.tenant,
-                "pool": t.pool,
-                "guaranteedCU": _cu(t.guaranteed_milli),
-                "admittedCU": _cu(t.after_milli),
-                "pendingClaims": pending[(t.tenant, t.pool)],
-            }
-        )
-    pools = [
-        {
-            "name": p.name,
-            "capacityCU": _cu(p.total_milli),
-            "guaranteedCU": _cu(guaranteed[p.name]),
-            "admittedCU": _cu(p.admitted_milli),
-            "pendingClaims": sum(n for (_, pool), n in pending.items() if pool == p.name),
-        }
-        for p in sorted(report.pools, key=lambda p: p.name)
-    ]
     inventory = dict(sorted(Counter(str(o.get("kind")) for o in plan.objects).items()))
-    return {"inventory": inventory, "pools": pools, "tenants": tenants}
+    return {"inventory": inventory, **figures.pools_and_tenants(plan.report)}
 
 
 def audit(plan: Any) -> dict[str, Any]:
     """What the plan found wrong in the cluster as it is: claims around the fence, and
     promises (guarantees, running pinned claims) the devices can no longer keep."""
-    report = plan.report
     findings = []
-    for f in report.findings:
+    for f in plan.report.findings:
         if f.code is not obs.FindingCode.FENCE_BYPASS:
             continue
         namespace, _, name = f.subject.removeprefix("ResourceClaim ").partition("/")
         findings.append({"namespace": namespace, "name": name, "reason": f.message})
-    shortfalls = [
-        {
-            "tenant": x.tenant,
-            "pool": x.pool,
-            "subject": x.subject,
-            "promisedCU": _cu(x.promised_milli),
-            "deliverableCU": _cu(x.deliverable_milli),
-            "message": f"promise not deliverable: {x.render()}",
-        }
-        for x in report.shortfalls
-    ]
-    return {"fenceFindings": findings, "shortfalls": shortfalls}
+    return {"fenceFindings": findings, "shortfalls": figures.shortfalls(plan.report)}
 
 
 def last_error(outcome: pipeline.Outcome) -> dict[str, Any]:

@@ -42,6 +42,8 @@ KINDS: dict[str, Kind] = {
         Kind("v1", "ConfigMap", "configmaps", namespaced=True),
         Kind(RESOURCE, "ResourceSlice", "resourceslices", namespaced=False),
         Kind(RESOURCE, "DeviceClass", "deviceclasses", namespaced=False),
+        # The engine status `cuctl render --status` adds (an engine writes it, deploy/engine).
+        Kind("cu-reconciler.io/v1alpha1", "CUEngineStatus", "cuenginestatuses", namespaced=True),
         Kind(RESOURCE, "DeviceTaintRule", "devicetaintrules", namespaced=False),
         Kind(RESOURCE, "ResourceClaim", "resourceclaims", namespaced=True),
         Kind(RESOURCE, "ResourceClaimTemplate", "resourceclaimtemplates", namespaced=True),

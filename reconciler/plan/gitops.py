@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.model import ownership
-from reconciler.plan import admission, target
+from reconciler.plan import admission, figures, target
 from reconciler.plan import report as rpt
 
 CONTENT_HASH_ANNOTATION = f"{ownership.PREFIX}/content-hash"
@@ -96,68 +96,82 @@ def for_engine(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+STATUS_API_VERSION = f"{ownership.PREFIX}/v1alpha1"
+STATUS_KIND = "CUEngineStatus"
 STATUS_NAME = "cu-reconciler-engine-status"
-"""The ConfigMap ``cuctl render --status`` adds: what an engine's render admitted, and why not."""
+"""The object ``cuctl render --status`` adds: what an engine's render admitted, and why not."""
 STATUS_LIMIT = 200
-"""Pending claims and shortfalls listed one per line; the rest are counted."""
-
-
-def _lines(items: list[str], limit: int) -> str:
-    shown = items[:limit]
-    if len(items) > limit:
-        shown.append(f"… {len(items) - limit} more")
-    return "".join(f"{line}\n" for line in shown)
+"""Claims not admitted listed one by one; the rest are counted."""
+NEEDS_CHANGE = frozenset(
+    {
+        admission.Reason.UNKNOWN_TENANT,
+        admission.Reason.UNKNOWN_POOL,
+        admission.Reason.NAMESPACE_NOT_ALLOWED,
+        admission.Reason.NO_QUOTA,
+        admission.Reason.TOO_LARGE,
+    }
+)
+"""Reasons no amount of waiting resolves: only a change to the repository admits the claim.
+A claim pending for capacity (pool full, over its limit, reserved for guarantees) is the
+admission rule working and waits; these make the engine status Degraded."""
 
 
 def status_object(
     report: rpt.Report, revision: str, namespace: str, *, limit: int = STATUS_LIMIT
 ) -> dict[str, Any]:
-    """The admission result of a render, as a ConfigMap the engine applies with the rest.
+    """The admission result of a render, as a ``CUEngineStatus`` the engine applies last.
 
     With an engine applying the render there is no controller and so no CUSync status or
-    metrics; this object is what the cluster then shows: the source revision, claim counts by
-    status, every pending claim with its reason, every promise the devices cannot keep, and
-    per-pool figures (the CUSync status's names: ``capacityCU``, ``admittedCU``,
-    ``pendingClaims``). It changes with the revision, so exactly this one object is synced on
-    every commit. Pure.
+    metrics; this object is what the cluster then shows: the source revision, claim counts,
+    every claim not admitted with its reason, the promises the devices cannot keep, and the
+    pool and tenant figures in the CUSync status's shape (:mod:`reconciler.plan.figures`), so
+    ``cuctl export`` turns it into the controller's metric names and the Argo CD health check
+    (deploy/argocd/resource_customizations) reads it. The figures live under ``report`` (not
+    ``status``): an engine applies the whole object, and Argo CD ignores ``status`` when it
+    compares. It changes with the revision, so exactly this object is synced on every commit.
+    Pure.
     """
     decisions = report.decisions
     counts = {s: sum(1 for d in decisions if d.status is s) for s in admission.Status}
-    pending = [
-        f"{d.namespace}/{d.claim} (tenant {d.tenant}, pool {d.pool}): {d.reason}"
-        + (f": {d.message}" if d.message else "")
-        for d in decisions
-        if d.status is not admission.Status.ADMITTED
-    ]
-    per_pool = {p.name: 0 for p in report.pools}
-    for d in decisions:
-        if d.status is admission.Status.PENDING and d.pool in per_pool:
-            per_pool[d.pool] += 1
-    pools = [
+    not_admitted = [d for d in decisions if d.status is not admission.Status.ADMITTED]
+    by_reason: dict[str, int] = {}
+    for d in not_admitted:
+        by_reason[str(d.reason)] = by_reason.get(str(d.reason), 0) + 1
+    needs_change = sum(1 for d in not_admitted if d.reason in NEEDS_CHANGE)
+    listed = sorted(not_admitted, key=lambda d: (d.reason not in NEEDS_CHANGE,))[:limit]
+    entries = [
         {
-            "name": p.name,
-            "capacityCU": rpt.milli_text(p.total_milli),
-            "admittedCU": rpt.milli_text(p.admitted_milli),
-            "pendingClaims": per_pool[p.name],
+            "namespace": d.namespace,
+            "name": d.claim,
+            "tenant": d.tenant,
+            "pool": d.pool,
+            "status": str(d.status),
+            "reason": str(d.reason),
+            "message": d.message,
+            "needsChange": d.reason in NEEDS_CHANGE,
         }
-        for p in sorted(report.pools, key=lambda p: p.name)
+        for d in listed
     ]
     return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
+        "apiVersion": STATUS_API_VERSION,
+        "kind": STATUS_KIND,
         "metadata": {
             "name": STATUS_NAME,
             "namespace": namespace,
             "labels": dict(ownership.MANAGED_BY),
         },
-        "data": {
+        "report": {
             "revision": revision,
-            "admittedClaims": str(counts[admission.Status.ADMITTED]),
-            "pendingClaims": str(counts[admission.Status.PENDING]),
-            "preemptedClaims": str(counts[admission.Status.PREEMPTED]),
-            "shortfalls": str(len(report.shortfalls)),
-            "notAdmitted.txt": _lines(pending, limit),
-            "shortfalls.txt": _lines([s.render() for s in report.shortfalls], limit),
-            "pools.json": json.dumps(pools, ensure_ascii=False),
+            "claims": {
+                "admitted": counts[admission.Status.ADMITTED],
+                "pending": counts[admission.Status.PENDING],
+                "preempted": counts[admission.Status.PREEMPTED],
+                "needingChange": needs_change,
+            },
+            "notAdmittedByReason": dict(sorted(by_reason.items())),
+            "notAdmitted": entries,
+            "notAdmittedOmitted": len(not_admitted) - len(entries),
+            "shortfalls": figures.shortfalls(report),
+            **figures.pools_and_tenants(report),
         },
     }

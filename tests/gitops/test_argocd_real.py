@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import engine_install
 import git
 import pytest
 import tenant_loop
@@ -41,6 +42,7 @@ from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from reconciler import cli, devcluster
+from reconciler.controller import engine_status
 from reconciler.devcluster import argocd, identity, rawapi, workloads
 from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.model import kinds, ownership
@@ -144,6 +146,42 @@ def _synced_healthy(api: ApiClient, revision: str) -> dict[str, Any] | None:
     ):
         return app
     return None
+
+
+ENGINE_STATUS = engine_status.path("cu-system")
+
+
+def _engine_report(work: git.Repo) -> dict[str, Any]:
+    """What the plugin's `cuctl render --status` makes of HEAD: the engine status report."""
+    sha = work.head.commit.hexsha
+    result = CliRunner().invoke(
+        cli.app, ["render", str(work.working_dir), "--status", "--source-revision", sha]
+    )
+    assert result.exit_code == 0, result.output
+    [status] = [
+        o for o in YAML(typ="safe").load_all(result.stdout) if o and o["kind"] == "CUEngineStatus"
+    ]
+    report: dict[str, Any] = status["report"]
+    return report
+
+
+def _assert_engine_status(api: ApiClient, app: dict[str, Any], expected: dict[str, Any]) -> None:
+    live = rawapi.request(api, "GET", ENGINE_STATUS)
+    assert live["report"] == expected
+    claims = expected["claims"]
+    assert claims["admitted"] > 0
+    [entry] = [r for r in app["status"]["resources"] if r["kind"] == "CUEngineStatus"]
+    assert (entry["namespace"], entry["name"], entry["status"]) == (
+        "cu-system",
+        "cu-reconciler-engine-status",
+        "Synced",
+    )
+    # Argo CD's own Lua engine ran the shipped check (gopher-lua, from argocd-cm).
+    assert entry["health"] == {
+        "status": "Healthy",
+        "message": f"revision {expected['revision']}: {claims['admitted']} claims admitted, "
+        f"{claims['pending']} pending, {claims['preempted']} preempted",
+    }, entry
 
 
 SYNC_IDENTITY = ROOT / "deploy" / "argocd" / "mode2" / "sync-identity.yaml"
@@ -309,6 +347,10 @@ def test_argocd_syncs_the_rendered_objects(
         work.git.checkout("-b", "main")
         first = _commit(work, "desired state")
 
+        # Engine mode's prerequisites (deploy/engine): the CUEngineStatus CRD, and RBAC that
+        # lets the sync identity write that one object.
+        engine_install.install(api)
+
         # The shipped AppProject and Application, pointed at this remote and this apiserver.
         text = (ROOT / "deploy/argocd/mode2/application.yaml").read_text()
         text = text.replace(
@@ -339,6 +381,13 @@ def test_argocd_syncs_the_rendered_objects(
             and "allocated" in (r.get("health") or {}).get("message", "").lower()
             for r in claims
         ), claims
+
+        # Engine mode has eyes: the plugin's render carried the engine status (shipped
+        # plugin.yaml passes --status); Argo CD applied it as cu-sync and evaluated the shipped
+        # Lua health on it; it holds this revision's admission result.
+        expected = _engine_report(work)
+        assert expected["revision"] == first
+        _assert_engine_status(api, app, expected)
 
         # At rest: several resyncs later, still Synced, and no single object OutOfSync.
         time.sleep(25)
@@ -413,6 +462,7 @@ def test_argocd_syncs_the_rendered_objects(
         assert now[template_key]["metadata"]["uid"] != old_uid, "replaced, not patched"
         assert "memoryMiB >= 49152" in json.dumps(now[template_key]["spec"])
         assert now.keys() == live.keys()
+        _assert_engine_status(api, argocd.application(api, APP), _engine_report(work))
 
         # Audit: the live template was produced by the claim-change commit (content hash).
         result = CliRunner().invoke(
@@ -480,6 +530,38 @@ def test_argocd_syncs_the_rendered_objects(
         status = argocd.application(api, APP)["status"]
         assert status["operationState"]["syncResult"]["revision"] == second
         assert bad != second
+        # The engine status still says what the cluster runs: the last good revision.
+        assert rawapi.request(api, "GET", ENGINE_STATUS)["report"]["revision"] == second
+
+        # A valid commit whose promise the devices cannot keep (a guarantee raised tenfold):
+        # Argo CD applies it and the shipped check, in Argo CD's Lua engine, says Degraded
+        # with the shortfall, the Application with it.
+        _edit(work, "claims/ads-embedding/backfill.yaml", "cu: -80", "cu: 80")
+        _edit(work, "tenants/chat-assistant.yaml", "guaranteed: 2000", "guaranteed: 20000")
+        _edit(work, "tenants/chat-assistant.yaml", "limit: 3000", "limit: 30000")
+        overcommitted = _commit(work, "Guarantee chat ten times its devices")
+        expected = _engine_report(work)
+        assert expected["shortfalls"], "the commit overcommits the pool"
+        argocd.refresh(api, APP)
+
+        def degraded() -> dict[str, Any] | None:
+            app = argocd.application(api, APP)
+            status = app.get("status") or {}
+            entries = [r for r in status.get("resources") or () if r["kind"] == "CUEngineStatus"]
+            live = rawapi.request(api, "GET", ENGINE_STATUS)["report"]
+            if (
+                entries
+                and (entries[0].get("health") or {}).get("status") == "Degraded"
+                and live["revision"] == overcommitted
+                and (status.get("health") or {}).get("status") == "Degraded"
+            ):
+                return dict(entries[0])
+            return None
+
+        entry = _wait(degraded, 300, "the engine status Degraded on a shortfall", argo)
+        assert entry["health"]["message"].startswith("promise not deliverable: tenant "), entry
+        assert f"revision {overcommitted}:" in entry["health"]["message"]
+        assert rawapi.request(api, "GET", ENGINE_STATUS)["report"] == expected
 
         # Issue 18: a tenant creates claims in a tight loop (each one the fence must refuse)
         # while Argo CD prunes a pool; none is admitted.

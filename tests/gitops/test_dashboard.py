@@ -178,3 +178,25 @@ def test_the_fleet_sets_the_cluster_flag_and_a_service_monitor_scrapes_it() -> N
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in ports and endpoint["path"] == "/metrics"
     assert endpoint["honorLabels"] is True, "our cluster label wins over a target label"
+
+
+def test_the_service_monitor_scrapes_the_engine_exporter_too() -> None:
+    """Engine mode (deploy/engine): the exporter's Service is selected by the same
+    ServiceMonitor, on its `metrics` port, and selects only the exporter's Pods (never the
+    controller's, whose Service selects app.kubernetes.io/name: cu-reconciler)."""
+    from ruamel.yaml import YAML
+
+    root = DASHBOARD.parents[1]
+    (monitor,) = YAML(typ="safe").load_all((root / "monitoring/servicemonitor.yaml").read_text())
+    docs = list(YAML(typ="safe").load_all((root / "engine/exporter.yaml").read_text()))
+    service = next(d for d in docs if d["kind"] == "Service")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (controller_service,) = YAML(typ="safe").load_all((root / "service.yaml").read_text())
+    assert not controller_service["spec"]["selector"].items() <= pod_labels.items()

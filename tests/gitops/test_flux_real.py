@@ -16,6 +16,7 @@ Kustomization prunes exactly what it applied.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import engine_install
 import git
 import pytest
 import tenant_loop
@@ -34,6 +36,7 @@ from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from reconciler import cli, devcluster, kube
+from reconciler.controller import engine_status
 from reconciler.devcluster import flux, githttp, identity, rawapi, workloads
 from reconciler.devcluster import snapshot as devsnapshot
 from reconciler.model import kinds, ownership
@@ -162,7 +165,12 @@ class _Hydrator:
         subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=self.env, check=False)
 
     def publish(self, desired: Path, message: str, *, sign: bool = True) -> str:
-        result = CliRunner().invoke(cli.app, ["render", str(desired)])
+        # As deploy/flux/hydrate.yaml: the engine status too, naming the source commit (a
+        # stand-in id here: the desired state is a plain directory).
+        source_sha = hashlib.sha1(message.encode()).hexdigest()
+        result = CliRunner().invoke(
+            cli.app, ["render", str(desired), "--status", "--source-revision", source_sha]
+        )
         assert result.exit_code == 0, result.output
         Path(self.repo.working_dir, "cu-reconciler.yaml").write_text(result.stdout)
         self.repo.git.add(A=True)
@@ -184,6 +192,7 @@ def test_flux_applies_the_rendered_objects(
             identity.ensure_namespace(api, ns)
         identity.ensure_namespace(api, "cu-system")
         identity.install_rbac(api)
+        engine_install.install(api)  # the engine status CRD, and RBAC for cu-reconciler
 
         desired = tmp_path / "desired"
         shutil.copytree(EXAMPLE, desired)
@@ -235,6 +244,13 @@ def test_flux_applies_the_rendered_objects(
                 key = (doc["kind"], meta.get("namespace", ""), meta["name"])
                 if doc["kind"] == "ValidatingAdmissionPolicyBinding":
                     continue
+                if doc["kind"] == "CUEngineStatus":
+                    # Applied, and Current by desired-state.yaml's health expression (the
+                    # Kustomization waits for it to be Ready).
+                    status = rawapi.request(api, "GET", engine_status.path("cu-system"))
+                    assert status["report"] == doc["report"]
+                    assert status["report"]["revision"] == hashlib.sha1(b"Render 1").hexdigest()
+                    continue
                 assert key in live, key
                 managers = {m["manager"] for m in live[key]["metadata"]["managedFields"]}
                 assert "kustomize-controller" in managers, (key, managers)
@@ -269,6 +285,8 @@ def test_flux_applies_the_rendered_objects(
             )
             now = _owned(api)
             assert now[key]["metadata"]["uid"] != old_uid, "re-created, not patched"
+            moved = rawapi.request(api, "GET", engine_status.path("cu-system"))["report"]
+            assert moved["revision"] == hashlib.sha1(b"Render 2").hexdigest()
             assert now.keys() == live.keys()
 
             # An unsigned head is refused; nothing on the cluster changes.

@@ -64,8 +64,8 @@ def test_the_sandbox_has_no_string_library() -> None:
         lua.execute("return ('abc'):sub(1, 2)")
 
 
-def test_both_checks_exist() -> None:
-    assert [c.name for c in CHECKS] == ["CUSync", "ResourceClaim"]
+def test_every_check_exists() -> None:
+    assert [c.name for c in CHECKS] == ["CUEngineStatus", "CUSync", "ResourceClaim"]
 
 
 @pytest.mark.parametrize(("check", "case"), _cases())
@@ -106,3 +106,18 @@ def test_the_cusync_check_covers_every_kstatus_outcome() -> None:
     assert by_file["progressing_retrying"] == "Progressing"
     assert by_file["degraded_failuresRepeated"] == "Degraded"
     assert by_file["degraded_promiseNotDeliverable"] == "Degraded"
+
+
+def test_the_engine_status_check_degrades_only_on_what_waiting_cannot_fix() -> None:
+    """Issue 23.5: shortfalls and claims only a repository change admits are Degraded; claims
+    pending for capacity are Healthy (they wait); no report yet is Progressing."""
+    check = next(c for c in CHECKS if c.name == "CUEngineStatus")
+    spec = YAML(typ="safe").load((check / "health_test.yaml").read_text())
+    by_file = {Path(c["inputPath"]).stem: c["healthStatus"]["status"] for c in spec["tests"]}
+    assert by_file == {
+        "healthy_allAdmitted": "Healthy",
+        "healthy_pendingForCapacity": "Healthy",
+        "degraded_shortfall": "Degraded",
+        "degraded_needsChange": "Degraded",
+        "progressing_noReport": "Progressing",
+    }

@@ -78,3 +78,21 @@ def test_every_kind_we_write_has_a_path(spec: str, path: str) -> None:
 def test_wrong_scope_or_kind_is_refused(spec: str) -> None:
     with pytest.raises(typer.Exit):
         history_cli._object_path(spec)
+
+
+def test_every_kind_render_emits_can_be_traced(tmp_path: Path) -> None:
+    """--object accepts every kind the engine form of a render holds, the engine status too."""
+    import shutil
+
+    from ruamel.yaml import YAML
+    from typer.testing import CliRunner
+
+    from reconciler import cli
+
+    root = tmp_path / "repo"
+    shutil.copytree(gitplumbing.EXAMPLE, root)
+    result = CliRunner().invoke(cli.app, ["render", str(root), "--status"])
+    assert result.exit_code == 0, result.output
+    rendered = {d["kind"] for d in YAML(typ="safe").load_all(result.stdout) if d}
+    assert "CUEngineStatus" in rendered and "ResourceQuota" in rendered
+    assert rendered <= set(history_cli._OBJECT_KINDS), rendered - set(history_cli._OBJECT_KINDS)

@@ -99,6 +99,16 @@ def test_the_builds_hold_what_the_docs_promise(kustomize: Path) -> None:
         ("GitRepository", "cu-desired-state"),
         ("Kustomization", "cu-desired-state"),
     }
+    engine_mode = _by_id(_build(kustomize, DEPLOY / "engine"))
+    assert {
+        ("CustomResourceDefinition", "cuenginestatuses.cu-reconciler.io"),
+        ("Role", "cu-engine-status-writer"),
+        ("Role", "cu-engine-exporter"),
+        ("Deployment", "cu-engine-exporter"),
+        ("Service", "cu-engine-exporter"),
+    } <= set(engine_mode)
+    exporter = engine_mode[("Deployment", "cu-engine-exporter")]["spec"]["template"]["spec"]
+    assert exporter["containers"][0]["args"][0] == "export"
     controller = _by_id(_build(kustomize, DEPLOY / "flux" / "controller"))
     assert set(controller) == {
         ("GitRepository", "cu-reconciler"),

@@ -122,49 +122,125 @@ def test_the_fence_admits_the_listed_identities() -> None:
 
 
 def test_the_status_object_shows_what_the_render_admitted_and_why_not() -> None:
-    import json
+    import dataclasses
 
     import cu_example as ex
 
     from reconciler import plan as planning
-    from reconciler.plan import admission
+    from reconciler.plan import admission, figures
 
     result = planning.plan(ex.desired(), ex.observed())
     decisions = result.report.decisions
     status = gitops.status_object(result.report, "f" * 40, "cu-system")
-    data = status["data"]
-    assert (status["kind"], status["metadata"]["name"]) == ("ConfigMap", gitops.STATUS_NAME)
+    report = status["report"]
+    assert (status["apiVersion"], status["kind"]) == ("cu-reconciler.io/v1alpha1", "CUEngineStatus")
+    assert status["metadata"]["name"] == gitops.STATUS_NAME
     assert status["metadata"]["namespace"] == "cu-system"
     assert ownership.is_owned(status)
-    assert data["revision"] == "f" * 40
+    assert report["revision"] == "f" * 40
     for key, s in (
-        ("admittedClaims", admission.Status.ADMITTED),
-        ("pendingClaims", admission.Status.PENDING),
-        ("preemptedClaims", admission.Status.PREEMPTED),
+        ("admitted", admission.Status.ADMITTED),
+        ("pending", admission.Status.PENDING),
+        ("preempted", admission.Status.PREEMPTED),
     ):
-        assert data[key] == str(sum(1 for d in decisions if d.status is s)), key
+        assert report["claims"][key] == sum(1 for d in decisions if d.status is s), key
     not_admitted = [d for d in decisions if d.status is not admission.Status.ADMITTED]
     assert not_admitted, "the example has a claim that is not admitted"
-    lines = data["notAdmitted.txt"].splitlines()
-    assert len(lines) == len(not_admitted)
-    for d, line in zip(not_admitted, lines, strict=True):
-        assert line.startswith(f"{d.namespace}/{d.claim} ") and str(d.reason) in line
-    pools = json.loads(data["pools.json"])
-    assert [p["name"] for p in pools] == sorted(p.name for p in result.report.pools)
-    assert sum(p["pendingClaims"] for p in pools) == int(data["pendingClaims"])
-    assert all(isinstance(v, str) for v in data.values()), "ConfigMap data are strings"
+    assert [(e["namespace"], e["name"], e["reason"]) for e in report["notAdmitted"]] == [
+        (d.namespace, d.claim, str(d.reason)) for d in not_admitted
+    ]
+    assert sum(report["notAdmittedByReason"].values()) == len(not_admitted)
+    assert report["claims"]["needingChange"] == 0
+    # The CUSync status's shape, from the one place both build it.
+    assert {k: report[k] for k in ("pools", "tenants")} == figures.pools_and_tenants(result.report)
+    assert report["shortfalls"] == figures.shortfalls(result.report)
+    assert sum(p["pendingClaims"] for p in report["pools"]) == report["claims"]["pending"]
     short = gitops.status_object(result.report, "f" * 40, "cu-system", limit=0)
-    assert short["data"]["notAdmitted.txt"] == f"… {len(not_admitted)} more\n"
+    assert short["report"]["notAdmitted"] == []
+    assert short["report"]["notAdmittedOmitted"] == len(not_admitted)
+
+    # The shipped Argo CD health check on what the render emits: Healthy as it is (the
+    # pending claims wait for capacity), Degraded once a claim needs a repository change,
+    # which is listed first.
+    from test_health_lua import CHECKS, health
+
+    check = next(c for c in CHECKS if c.name == gitops.STATUS_KIND)
+    assert health(check, status)["status"] == "Healthy"
+    victim = not_admitted[-1]
+    broken = dataclasses.replace(
+        result.report,
+        decisions=tuple(
+            dataclasses.replace(d, reason=admission.Reason.UNKNOWN_POOL) if d is victim else d
+            for d in decisions
+        ),
+    )
+    degraded = gitops.status_object(broken, "f" * 40, "cu-system")
+    assert degraded["report"]["claims"]["needingChange"] == 1
+    assert degraded["report"]["notAdmitted"][0]["name"] == victim.claim
+    verdict = health(check, degraded)
+    assert verdict["status"] == "Degraded"
+    assert f"{victim.namespace}/{victim.claim}: UnknownPool" in verdict["message"]
 
 
-def test_render_status_adds_one_configmap_in_the_reconciler_namespace_last(
+def test_render_status_adds_one_engine_status_in_the_reconciler_namespace_last(
     example_repo: git.Repo,
 ) -> None:
     plain = _render(example_repo, "HEAD")
     with_status = _render(example_repo, "HEAD", "--status")
     added = [o for o in with_status if _key(o) not in {_key(p) for p in plain}]
-    assert [_key(o) for o in added] == [("ConfigMap", "cu-system", gitops.STATUS_NAME)]
+    assert [_key(o) for o in added] == [(gitops.STATUS_KIND, "cu-system", gitops.STATUS_NAME)]
     (status,) = added
-    assert status["data"]["revision"] == example_repo.head.commit.hexsha
+    assert status["report"]["revision"] == example_repo.head.commit.hexsha
     waves = [int(o["metadata"]["annotations"][gitops.SYNC_WAVE_ANNOTATION]) for o in with_status]
     assert int(status["metadata"]["annotations"][gitops.SYNC_WAVE_ANNOTATION]) == max(waves)
+    assert waves.count(max(waves)) == 1, "alone in the last wave: applied after every claim"
+
+    # A checkout without .git (Argo CD streams the files to the plugin so): the commit comes
+    # from --source-revision; anything but a commit id changes nothing and exits 2.
+    sha = example_repo.head.commit.hexsha
+    plain_dir = [o for o in _render_dir(example_repo, "--status", "--source-revision", sha)]
+    assert plain_dir[-1]["report"]["revision"] == sha
+    assert _render_dir(example_repo, "--status")[-1]["report"]["revision"] == "worktree"
+    for bad in ("main; rm -rf /", "HEAD", "g" * 40):
+        result = CliRunner().invoke(
+            cli.app, ["render", str(example_repo.working_dir), "--source-revision", bad]
+        )
+        assert result.exit_code == 2 and not result.stdout, bad
+        assert "--source-revision" in result.output
+    result = CliRunner().invoke(
+        cli.app,
+        ["render", str(example_repo.working_dir), "--rev", "HEAD", "--source-revision", sha],
+    )
+    assert result.exit_code == 2 and not result.stdout
+
+
+def _render_dir(repo: git.Repo, *extra: str) -> list[dict[str, Any]]:
+    result = CliRunner().invoke(cli.app, ["render", str(repo.working_dir), *extra])
+    assert result.exit_code == 0, result.output
+    return [o for o in YAML(typ="safe").load_all(result.stdout) if o]
+
+
+def test_the_shipped_engine_recipes_render_the_status() -> None:
+    """Issue 23.5: the plugin and the Flux hydration workflow pass --status, and the engines
+    may write the object (AppProject whitelists, the sync identities' RBAC)."""
+    root = Path(__file__).resolve().parents[2] / "deploy"
+    plugin = YAML(typ="safe").load((root / "argocd/cmp/plugin.yaml").read_text())
+    generate = plugin["spec"]["generate"]["args"][0]
+    assert "cuctl render . --status" in generate
+    assert '--source-revision "$ARGOCD_APP_REVISION"' in generate
+    hydrate = (root / "flux/hydrate.yaml").read_text()
+    assert 'cuctl render . --status --source-revision "$GITHUB_SHA"' in hydrate
+    entry = {"group": "cu-reconciler.io", "kind": gitops.STATUS_KIND}
+    for rel in ("argocd/mode2/application.yaml", "argocd/fleet/engine-applicationset.yaml"):
+        project = next(YAML(typ="safe").load_all((root / rel).read_text()))
+        assert entry in project["spec"]["namespaceResourceWhitelist"], rel
+    rbac = list(YAML(typ="safe").load_all((root / "engine/rbac.yaml").read_text()))
+    writers = next(
+        d
+        for d in rbac
+        if d["metadata"]["name"] == "cu-engine-status-writer" and d["kind"] == "RoleBinding"
+    )
+    assert {(s["namespace"], s["name"]) for s in writers["subjects"]} == {
+        ("cu-system", "cu-sync"),  # deploy/argocd/mode2/sync-identity.yaml
+        ("cu-system", "cu-reconciler"),  # deploy/flux/desired-state.yaml serviceAccountName
+    }
