@@ -33,7 +33,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,8 @@ CUSYNC = watches.Target("CUSync", st.COLLECTION)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 MIN_INTERVAL = 1.0
+EDGE_MARGIN = 0.5
+"""Seconds after a guarantee window edge at which the controller reconciles."""
 
 
 def parse_duration(text: str) -> float | None:
@@ -135,6 +137,10 @@ class Controller:
     _suspended: bool = False
     ready: bool = False
     _failed: bool = False
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    """The wall clock the guarantee windows are read with: tests give a clock of their own."""
+    _edge_at: float = 0.0
+    """Monotonic time of the next guarantee window edge (0: none): a reconcile then."""
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -213,7 +219,7 @@ class Controller:
             self._tick()
             now = time.monotonic()
             holding = self._holding(now)
-            due = [self._retry_due(now), leases.RENEW_PERIOD]
+            due = [self._retry_due(now), leases.RENEW_PERIOD, self._edge_due(now)]
             if not holding:
                 due += [self._poll_due(now), self._resync_due(now)]
             elif self._suspended:
@@ -238,6 +244,25 @@ class Controller:
     def _retry_due(self, now: float) -> float:
         return self._retry_at - now if self._retry_at else float("inf")
 
+    def _edge_due(self, now: float) -> float:
+        return self._edge_at - now if self._edge_at else float("inf")
+
+    def _next_edge(self, outcome: pipeline.Outcome, planned_at: dt.datetime) -> None:
+        """Requeue at the next guarantee window edge (controller-runtime's RequeueAfter):
+        the guarantees change then with no commit and no event to wake us."""
+        if outcome.plan is None:
+            return  # no plan, no schedule read: the retry plans again
+        windows = outcome.plan.report.windows
+        self.metrics.set_windows(windows)
+        edge = windows.next_edge
+        if edge is None:
+            self._edge_at = 0.0
+            return
+        # A little after the edge: the plan then is sure to see the new window.
+        wait = (edge - planned_at).total_seconds() + EDGE_MARGIN
+        self._edge_at = time.monotonic() + max(0.0, wait)
+        log.info("next guarantee window edge", extra={"at": edge.isoformat(), "in": round(wait, 1)})
+
     def _tick(self) -> None:
         now = time.monotonic()
         if self._retry_at and self._retry_due(now) <= 0:
@@ -249,6 +274,9 @@ class Controller:
             self.request("poll")
         if self._resync_due(now) <= 0 and not (self._retry_at and holding):
             self.request("resync")
+        if self._edge_at and self._edge_due(now) <= 0:
+            self._edge_at = 0.0
+            self.request("window")
         if not self._dirty.is_set():
             return
         self._urgent.clear()
@@ -347,8 +375,9 @@ class Controller:
         self.source = source
 
     def _fetch(self, why: set[str], rid: str, sync: Mapping[str, Any], gen: int) -> str | None:
-        if self._last_sha and all(w.startswith("watch:") for w in why):
-            return self._last_sha  # the cluster changed, not Git: reconcile what we have
+        if self._last_sha and all(w.startswith("watch:") or w == "window" for w in why):
+            # The cluster or the clock changed, not Git: reconcile what we have.
+            return self._last_sha
         try:
             sha = self.mirror.fetch()
         except errors.SourceError as exc:
@@ -391,8 +420,9 @@ class Controller:
             self._write_status(sync, st.progressing(previous, sha, generation, _now()))
             sync = self._get_sync()
         log.info("reconcile", extra={"reconcile": rid, "revision": sha, "why": sorted(why)})
+        planned_at = self.clock()
         outcome = pipeline.reconcile(
-            pipeline.Request(self.mirror.source_path, sha, self.source.cluster),
+            pipeline.Request(self.mirror.source_path, sha, self.source.cluster, now=planned_at),
             cluster.Cluster(self.api),
             self.writer,
             # Between waves: still the leader (by the apiserver and the clock), not stopping.
@@ -402,6 +432,7 @@ class Controller:
             # restarted controller (empty cache) reads them back.
             memory=records.LeaseMemory(self.elector.lease),
         )
+        self._next_edge(outcome, planned_at)
         self._finish(outcome, rid, generation, sync, t0)
         return outcome
 
@@ -507,6 +538,7 @@ class Controller:
         if outcome.ok:
             self.metrics.set_revision("applied", outcome.revision)
             self.metrics.set_figures(new)
+            self.metrics.set_costs(outcome.costs)
             age, alarms = self.mirror.factor_evidence(outcome.revision)
             self.metrics.factor_table_age.set(age)
             self.metrics.set_drift(alarms)

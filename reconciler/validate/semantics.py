@@ -15,6 +15,7 @@ Each message says what to change. Positions point at the field at fault, not the
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Generic, TypeVar
 
-from reconciler.model import codes, factors, identities, quantity, selection, units
+from reconciler.model import codes, factors, identities, quantity, selection, timewindows, units
 from reconciler.model import diagnostics as diag
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
@@ -768,26 +769,35 @@ def _device_checks(
             )
         headroom = math.ceil(Fraction(repr(pool.document.spec.headroom_percent)) * total / 100)
         capacity[pool.name] = total - headroom
-    guaranteed: dict[str, list[tuple[Entry[docs.Tenant], int, int]]] = defaultdict(list)
+    scheduled: dict[str, list[tuple[Entry[docs.Tenant], int, docs.Quota]]] = defaultdict(list)
     for tenant in found.tenants:
         for i, quota in enumerate(tenant.document.spec.quotas):
-            guaranteed[quota.pool].append((tenant, i, units.cu_to_milli(quota.guaranteed)))
+            scheduled[quota.pool].append((tenant, i, quota))
     for pool in pools:
-        rows = guaranteed.get(pool.name, [])
-        total = sum(g for _, _, g in rows)
+        entries = scheduled.get(pool.name, [])
+        at = _peak(q for _, _, q in entries)
+        rows = [(t, i, units.cu_to_milli(q.guaranteed_at(at)), q) for t, i, q in entries]
+        total = sum(r[2] for r in rows)
         if rows and total > capacity[pool.name]:
-            tenant, i, _ = max(rows, key=lambda r: (r[2], r[0].name))
+            tenant, i, _, biggest = max(rows, key=lambda r: (r[2], r[0].name))
             shares = ", ".join(
-                f"{t.name} {units.display_cu(g)}"
-                for t, _, g in sorted(rows, key=lambda r: r[0].name)
+                f"{r[0].name} {units.display_cu(r[2])}"
+                for r in sorted(rows, key=lambda r: r[0].name)
             )
+            when = (
+                ""
+                if at is None
+                else f" at {at.strftime('%a %Y-%m-%d %H:%M UTC')} (guarantee windows)"
+            )
+            field = "schedule" if at is not None and biggest.schedule else "guaranteed"
             out.append(
                 tenant.at(
-                    ("spec", "quotas", i, "guaranteed"),
+                    ("spec", "quotas", i, field),
                     codes.Code.GUARANTEES_EXCEED_CAPACITY,
-                    f"guarantees in pool {pool.name!r} add up to {units.display_cu(total)} CU but "
-                    f"the observed devices give {units.display_cu(capacity[pool.name])} CU after "
-                    f"headroom ({shares}); `cuctl plan` reports which guarantees are short. "
+                    f"guarantees in pool {pool.name!r} add up to {units.display_cu(total)} CU"
+                    f"{when} but the observed devices give "
+                    f"{units.display_cu(capacity[pool.name])} CU after headroom ({shares}); "
+                    "`cuctl plan` reports which guarantees are short. "
                     "Lower guarantees or add devices",
                     _WARN,
                 )
@@ -981,6 +991,45 @@ def _eligible(
     ]
     sizes = [s for s in (size(pool, m) for m in {d.model for d in fit}) if s is not None]
     return len(fit), sizes
+
+
+PEAK_YEAR_START = dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
+"""Where the search for a pool's peak of guarantees starts (a Monday): validation has no
+clock, so scheduled guarantees are summed over this fixed year, with the changes of clocks
+of the tzdata the reconciler ships with (tenants in different zones shift against each other
+for a few weeks a year)."""
+
+
+def _peak(quotas: Iterable[docs.Quota]) -> dt.datetime | None:
+    """The instant at which the scheduled guarantees of one pool add up to the most (None
+    when none is scheduled): a sweep over every window occurrence of the reference year."""
+    quotas = list(quotas)
+    if not any(q.schedule for q in quotas):
+        return None
+    events: list[tuple[dt.datetime, int]] = []
+    for quota in quotas:
+        if quota.schedule is None:
+            continue
+        tz = timewindows.zone(quota.schedule.time_zone)
+        base = units.cu_to_milli(quota.guaranteed)
+        for w in quota.schedule.windows:
+            delta = units.cu_to_milli(w.guaranteed) - base
+            for begin, finish in timewindows.intervals(
+                w.as_window(), tz, PEAK_YEAR_START, days_before=1, days_after=371
+            ):
+                events += [(begin, delta), (finish, -delta)]
+    # The running sum after the last event at an instant is what holds from it on; instants
+    # outside the year are not looked at (nothing is known after the last occurrence).
+    end = PEAK_YEAR_START + dt.timedelta(days=365)
+    best: tuple[int, dt.datetime] | None = None
+    running = 0
+    events.sort()
+    for k, (when, delta) in enumerate(events):
+        running += delta
+        last = k + 1 == len(events) or events[k + 1][0] != when
+        if last and PEAK_YEAR_START <= when < end and (best is None or running > best[0]):
+            best = (running, when)
+    return best[1] if best else PEAK_YEAR_START
 
 
 def _claims_on_devices(
