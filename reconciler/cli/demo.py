@@ -209,7 +209,7 @@ def _peaks_step(repo: git.Repo, repo_root: Path) -> None:
             ["plan", ".", "--rev", "peaks-and-troughs", "--base", "main", "--at", at, "--no-diffs"],
             cwd=repo_root,
             expect=(1,),
-            limit=60,
+            limit=100,
         )
     repo.git.checkout("main")
 
