@@ -441,7 +441,11 @@ def _write(
         head = "".join(f"- what-if: {render.escape(n)}\n" for n in notes)
         tail = "\n" + costs.markdown(cost.report, cost.changes) if cost.report else ""
         if hours:  # names and zones are validated grammar; a literal block keeps the layout
-            tail += "\n```text\n" + "".join(f"{line}\n" for line in hours) + "```\n"
+            tail += (
+                "\n#### Guarantee windows\n\n```text\n"
+                + "".join(f"{line}\n" for line in hours)
+                + "```\n"
+            )
         sys.stdout.write(
             head + ("\n" if head else "") + render.markdown(preview, diffs=diffs) + tail
         )

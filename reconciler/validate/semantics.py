@@ -1002,10 +1002,15 @@ for a few weeks a year)."""
 
 def _peak(quotas: Iterable[docs.Quota]) -> dt.datetime | None:
     """The instant at which the scheduled guarantees of one pool add up to the most (None
-    when none is scheduled): a sweep over every window occurrence of the reference year."""
+    when none is scheduled). All in one time zone: a sweep over the local week, exact since
+    changes of clocks keep local order. Zones mixed: a sweep over every window occurrence of
+    the reference year, in real time."""
     quotas = list(quotas)
-    if not any(q.schedule for q in quotas):
+    zones = {q.schedule.time_zone for q in quotas if q.schedule is not None}
+    if not zones:
         return None
+    if len(zones) == 1:
+        return _peak_in_week(quotas, timewindows.zone(zones.pop()))
     events: list[tuple[dt.datetime, int]] = []
     for quota in quotas:
         if quota.schedule is None:
@@ -1018,18 +1023,41 @@ def _peak(quotas: Iterable[docs.Quota]) -> dt.datetime | None:
                 w.as_window(), tz, PEAK_YEAR_START, days_before=1, days_after=371
             ):
                 events += [(begin, delta), (finish, -delta)]
-    # The running sum after the last event at an instant is what holds from it on; instants
-    # outside the year are not looked at (nothing is known after the last occurrence).
     end = PEAK_YEAR_START + dt.timedelta(days=365)
-    best: tuple[int, dt.datetime] | None = None
+    found = _sweep(events, lambda when: PEAK_YEAR_START <= when < end)
+    return found if found is not None else PEAK_YEAR_START
+
+
+def _peak_in_week(quotas: Sequence[docs.Quota], tz: dt.tzinfo) -> dt.datetime:
+    events: list[tuple[int, int]] = []
+    for quota in quotas:
+        if quota.schedule is None:
+            continue
+        base = units.cu_to_milli(quota.guaranteed)
+        for w in quota.schedule.windows:
+            delta = units.cu_to_milli(w.guaranteed) - base
+            for begin, finish in w.as_window().week_spans():
+                events += [(begin, delta), (finish, -delta)]
+    minute = _sweep(events, lambda m: m < timewindows.MINUTES_PER_WEEK) or 0
+    monday = PEAK_YEAR_START.date() + dt.timedelta(days=minute // timewindows.MINUTES_PER_DAY)
+    return timewindows.instant(monday, minute % timewindows.MINUTES_PER_DAY, tz)
+
+
+_T = TypeVar("_T", int, dt.datetime)
+
+
+def _sweep(events: list[tuple[_T, int]], counted: Callable[[_T], bool]) -> _T | None:
+    """Where the running sum of (when, delta) events is highest, among the instants
+    ``counted`` accepts: the sum after the last event at an instant holds from it on."""
+    best: tuple[int, _T] | None = None
     running = 0
     events.sort()
     for k, (when, delta) in enumerate(events):
         running += delta
         last = k + 1 == len(events) or events[k + 1][0] != when
-        if last and PEAK_YEAR_START <= when < end and (best is None or running > best[0]):
+        if last and counted(when) and (best is None or running > best[0]):
             best = (running, when)
-    return best[1] if best else PEAK_YEAR_START
+    return best[1] if best else None
 
 
 def _claims_on_devices(

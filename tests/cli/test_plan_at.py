@@ -81,7 +81,7 @@ def test_the_text_preview_marks_the_window_in_force(runner: CliRunner, repo: Pat
     assert "Guarantee windows at 2026-12-06T19:00:00Z (next edge 2026-12-07T00:00:00Z):" in out
     assert "   * night: Mon,Tue,Wed,Thu,Fri,Sat,Sun 00:00-08:00 → 1000 CU" in out
     result = runner.invoke(cli.app, ["plan", str(repo), "--at", NIGHT, "-o", "markdown"])
-    assert "```text\nGuarantee windows at" in result.stdout
+    assert "#### Guarantee windows\n\n```text\nGuarantee windows at" in result.stdout
 
 
 def test_a_pull_request_is_previewed_with_both_sides_at_the_same_instant(

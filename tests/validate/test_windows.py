@@ -3,6 +3,7 @@ pool, and a pool's guarantees summed at their peak over time, not all at once.""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import pytest
 from ruamel.yaml import YAML
 
 from reconciler.model import codes
+from reconciler.model import documents as docs
 from reconciler.source import tree as source_tree
 from reconciler.source import worktree
-from reconciler.validate import validate_tree
+from reconciler.validate import semantics, validate_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitrepo"
@@ -133,3 +135,43 @@ def test_the_published_schema_checks_windows_too(peaks: dict[str, bytes]) -> Non
     doc["spec"]["quotas"][2]["schedule"]["windows"][0]["end"] = "8:00"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, schema)
+
+
+def _quota(zone: str, start: str, end: str) -> docs.Quota:
+    return docs.Quota.model_validate(
+        {
+            "pool": "p",
+            "guaranteed": 0,
+            "schedule": {
+                "timeZone": zone,
+                "windows": [
+                    {
+                        "name": "w",
+                        "days": ["Mon", "Tue", "Wed", "Thu", "Fri"],
+                        "start": start,
+                        "end": end,
+                        "guaranteed": 100,
+                    }
+                ],
+            },
+        }
+    )
+
+
+def test_zones_that_change_clocks_on_different_dates_are_summed_in_real_time() -> None:
+    """New York 08:00-09:00 and London 12:00-13:00 never meet in winter (13-14 and 12-13
+    UTC) or in summer (12-13 and 11-12 UTC), but do in the two weeks of March when New York
+    has changed its clocks and London has not: the peak is 200 CU then, found by the sweep
+    over the reference year."""
+    ny, london = (
+        _quota("America/New_York", "08:00", "09:00"),
+        _quota("Europe/London", "12:00", "13:00"),
+    )
+    at = semantics._peak([ny, london])
+    assert at is not None
+    assert dt.datetime(2027, 3, 14, tzinfo=dt.UTC) < at < dt.datetime(2027, 3, 28, tzinfo=dt.UTC)
+    assert ny.guaranteed_at(at) + london.guaranteed_at(at) == 200
+    # One zone: the week's sweep, in local time.
+    a, b = _quota("Europe/Paris", "08:00", "09:00"), _quota("Europe/Paris", "08:30", "10:00")
+    at = semantics._peak([a, b])
+    assert at is not None and a.guaranteed_at(at) + b.guaranteed_at(at) == 200
