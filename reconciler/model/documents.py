@@ -440,9 +440,8 @@ class GuaranteeSchedule(_Model):
         return self
 
     def in_force(self, at: datetime) -> timewindows.InForce:
-        return timewindows.in_force(
-            [w.as_window() for w in self.windows], timewindows.zone(self.time_zone), at
-        )
+        shapes = tuple(w.as_window() for w in self.windows)
+        return timewindows.in_force_named(shapes, self.time_zone, at)
 
     def guaranteed_at(self, at: datetime, base: float) -> float:
         name = self.in_force(at).window

@@ -1015,12 +1015,11 @@ def _peak(quotas: Iterable[docs.Quota]) -> dt.datetime | None:
     for quota in quotas:
         if quota.schedule is None:
             continue
-        tz = timewindows.zone(quota.schedule.time_zone)
         base = units.cu_to_milli(quota.guaranteed)
         for w in quota.schedule.windows:
             delta = units.cu_to_milli(w.guaranteed) - base
-            for begin, finish in timewindows.intervals(
-                w.as_window(), tz, PEAK_YEAR_START, days_before=1, days_after=371
+            for begin, finish in timewindows.year_intervals(
+                w.as_window(), quota.schedule.time_zone, PEAK_YEAR_START
             ):
                 events += [(begin, delta), (finish, -delta)]
     end = PEAK_YEAR_START + dt.timedelta(days=365)
