@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.model import ownership
-from reconciler.plan import admission, target
+from reconciler.plan import admission, schedule, target
 from reconciler.plan import report as rpt
 
 CONTENT_HASH_ANNOTATION = f"{ownership.PREFIX}/content-hash"
@@ -142,6 +142,15 @@ def status_object(
         }
         for p in sorted(report.pools, key=lambda p: p.name)
     ]
+    windows: dict[str, str] = {}
+    if report.windows.rows:
+        # Engine mode renders the window in force at render time: a nextWindowEdge in the
+        # past says the render is stale (docs/peaks-and-troughs.md, "Engine mode"). Not the
+        # render time itself: between two edges every render must be the same object.
+        windows = {
+            "nextWindowEdge": schedule.stamp(report.windows.next_edge) or "",
+            "guaranteeWindows.txt": _lines(schedule.text(report.windows)[1:], limit),
+        }
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -159,5 +168,6 @@ def status_object(
             "notAdmitted.txt": _lines(pending, limit),
             "shortfalls.txt": _lines([s.render() for s in report.shortfalls], limit),
             "pools.json": json.dumps(pools, ensure_ascii=False),
+            **windows,
         },
     }

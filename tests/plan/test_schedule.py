@@ -152,3 +152,20 @@ def test_any_instant_plans_as_its_static_guarantees(minute: int) -> None:
     committed = planning.plan(static(300, 0) if day else static(100, 200), observed, live)
     assert windowed.report.decisions == committed.report.decisions
     assert windowed.objects == committed.objects
+
+
+def test_the_engine_status_names_the_next_edge_and_stays_put_between_edges() -> None:
+    """Engine mode: the render's status ConfigMap shows the schedule and the next edge (in
+    the past: the render is stale), and two renders between the same edges are identical."""
+    from reconciler.plan import gitops
+
+    observed = ex.observed()
+    early = planning.plan(WINDOWED, observed, now=DAY_EDGE + dt.timedelta(minutes=1))
+    later = planning.plan(WINDOWED, observed, now=DAY_EDGE + dt.timedelta(hours=5))
+    first = gitops.status_object(early.report, "f" * 40, "cu-system")
+    assert first == gitops.status_object(later.report, "f" * 40, "cu-system")
+    data = first["data"]
+    assert data["nextWindowEdge"] == "2026-12-07T20:00:00Z"
+    assert "search in train: 300 CU now (window day)" in data["guaranteeWindows.txt"]
+    plain = gitops.status_object(planning.plan(static(100, 0), observed).report, "f" * 40, "x")
+    assert "nextWindowEdge" not in plain["data"]
