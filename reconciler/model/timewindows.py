@@ -171,20 +171,11 @@ def in_force(windows: Sequence[Window], tz: dt.tzinfo, at: dt.datetime) -> InFor
     return InForce(holding(at), edge)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def in_force_named(windows: tuple[Window, ...], zone_name: str, at: dt.datetime) -> InForce:
     """:func:`in_force` by zone name, memoised: tenants share window shapes, and one plan
     asks about every scheduled quota at the same instant."""
     return in_force(windows, zone(zone_name), at)
-
-
-@lru_cache(maxsize=4096)
-def year_intervals(
-    window: Window, zone_name: str, start: dt.datetime
-) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
-    """The window's occurrences over the year from ``start`` (and the day before), memoised
-    for validation's peak search, where many quotas share a shape and a zone."""
-    return tuple(intervals(window, zone(zone_name), start, days_before=1, days_after=371))
 
 
 HORIZON = dt.timedelta(days=8)

@@ -1002,29 +1002,68 @@ for a few weeks a year)."""
 
 def _peak(quotas: Iterable[docs.Quota]) -> dt.datetime | None:
     """The instant at which the scheduled guarantees of one pool add up to the most (None
-    when none is scheduled). All in one time zone: a sweep over the local week, exact since
-    changes of clocks keep local order. Zones mixed: a sweep over every window occurrence of
-    the reference year, in real time."""
-    quotas = list(quotas)
-    zones = {q.schedule.time_zone for q in quotas if q.schedule is not None}
+    when none is scheduled).
+
+    All in one time zone: a sweep over the local week, exact since a change of clocks keeps
+    local order. Zones mixed: the zones' UTC offsets take a few combinations over the
+    reference year (each changes clocks at most a few times); for each combination, a sweep
+    over the week in UTC with every zone's windows shifted by its offset. The work depends on
+    the windows of one week and the number of combinations, never on how many days a year has
+    (a pull request cannot make validation slow by adding windows)."""
+    quotas = [q for q in quotas if q.schedule is not None]
+    zones = sorted({q.schedule.time_zone for q in quotas if q.schedule is not None})
     if not zones:
         return None
     if len(zones) == 1:
-        return _peak_in_week(quotas, timewindows.zone(zones.pop()))
-    events: list[tuple[dt.datetime, int]] = []
-    for quota in quotas:
-        if quota.schedule is None:
+        return _peak_in_week(quotas, timewindows.zone(zones[0]))
+    tzs = [timewindows.zone(z) for z in zones]
+    since: dict[tuple[int, ...], dt.datetime] = {}
+    for hour in range(0, 366 * 24):
+        at = PEAK_YEAR_START + dt.timedelta(hours=hour)
+        offsets = tuple(_offset_minutes(at, tz) for tz in tzs)
+        since.setdefault(offsets, at)
+    best: tuple[int, dt.datetime] | None = None
+    for offsets, first in since.items():
+        shift = dict(zip(zones, offsets, strict=True))
+        events: list[tuple[int, int]] = []
+        for quota in quotas:
+            assert quota.schedule is not None
+            off = shift[quota.schedule.time_zone]
+            base = units.cu_to_milli(quota.guaranteed)
+            for w in quota.schedule.windows:
+                delta = units.cu_to_milli(w.guaranteed) - base
+                for begin, finish in w.as_window().week_spans():
+                    events += _utc_week_events(begin - off, finish - begin, delta)
+        found = _sweep(events, lambda m: m < timewindows.MINUTES_PER_WEEK)
+        if found is None:
             continue
-        base = units.cu_to_milli(quota.guaranteed)
-        for w in quota.schedule.windows:
-            delta = units.cu_to_milli(w.guaranteed) - base
-            for begin, finish in timewindows.year_intervals(
-                w.as_window(), quota.schedule.time_zone, PEAK_YEAR_START
-            ):
-                events += [(begin, delta), (finish, -delta)]
-    end = PEAK_YEAR_START + dt.timedelta(days=365)
-    found = _sweep(events, lambda when: PEAK_YEAR_START <= when < end)
-    return found if found is not None else PEAK_YEAR_START
+        value, minute = found
+        # The first instant, from when this combination of offsets holds, at that minute of
+        # the UTC week (a combination shorter than a week may not reach it: then the caller's
+        # sums at that instant, computed afresh, decide).
+        monday = dt.datetime.combine(
+            first.date() - dt.timedelta(days=first.weekday()), dt.time(), dt.UTC
+        )
+        at = monday + dt.timedelta(minutes=minute)
+        at += dt.timedelta(weeks=1) if at < first else dt.timedelta()
+        if best is None or value > best[0]:
+            best = (value, at)
+    return best[1] if best else PEAK_YEAR_START
+
+
+def _offset_minutes(at: dt.datetime, tz: dt.tzinfo) -> int:
+    offset = at.astimezone(tz).utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0
+
+
+def _utc_week_events(start: int, length: int, delta: int) -> list[tuple[int, int]]:
+    """A span of the week moved to UTC minutes (``start`` may fall outside the week), split
+    where it wraps."""
+    week = timewindows.MINUTES_PER_WEEK
+    start %= week
+    if start + length <= week:
+        return [(start, delta), (start + length, -delta)]
+    return [(start, delta), (week, -delta), (0, delta), (start + length - week, -delta)]
 
 
 def _peak_in_week(quotas: Sequence[docs.Quota], tz: dt.tzinfo) -> dt.datetime:
@@ -1037,18 +1076,16 @@ def _peak_in_week(quotas: Sequence[docs.Quota], tz: dt.tzinfo) -> dt.datetime:
             delta = units.cu_to_milli(w.guaranteed) - base
             for begin, finish in w.as_window().week_spans():
                 events += [(begin, delta), (finish, -delta)]
-    minute = _sweep(events, lambda m: m < timewindows.MINUTES_PER_WEEK) or 0
+    found = _sweep(events, lambda m: m < timewindows.MINUTES_PER_WEEK)
+    minute = found[1] if found else 0
     monday = PEAK_YEAR_START.date() + dt.timedelta(days=minute // timewindows.MINUTES_PER_DAY)
     return timewindows.instant(monday, minute % timewindows.MINUTES_PER_DAY, tz)
 
 
-_T = TypeVar("_T", int, dt.datetime)
-
-
-def _sweep(events: list[tuple[_T, int]], counted: Callable[[_T], bool]) -> _T | None:
-    """Where the running sum of (when, delta) events is highest, among the instants
-    ``counted`` accepts: the sum after the last event at an instant holds from it on."""
-    best: tuple[int, _T] | None = None
+def _sweep(events: list[tuple[int, int]], counted: Callable[[int], bool]) -> tuple[int, int] | None:
+    """(highest running sum, where) of (when, delta) events, among the instants ``counted``
+    accepts: the sum after the last event at an instant holds from it on."""
+    best: tuple[int, int] | None = None
     running = 0
     events.sort()
     for k, (when, delta) in enumerate(events):
@@ -1056,7 +1093,7 @@ def _sweep(events: list[tuple[_T, int]], counted: Callable[[_T], bool]) -> _T | 
         last = k + 1 == len(events) or events[k + 1][0] != when
         if last and counted(when) and (best is None or running > best[0]):
             best = (running, when)
-    return best[1] if best else None
+    return best
 
 
 def _claims_on_devices(
