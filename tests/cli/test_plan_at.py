@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from reconciler import cli
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
+PEAKS = EXAMPLE.parent / "peaks-and-troughs" / "tenants"
 DAY = "2026-12-07T10:00:00+08:00"
 NIGHT = "2026-12-07T03:00:00+08:00"
 
@@ -38,7 +39,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     r.index.commit("example")
     r.git.checkout("-b", "peaks")
     for name in ("search-ranking", "research-batch"):
-        shutil.copyfile(root / "peaks" / f"{name}.yaml", root / "tenants" / f"{name}.yaml")
+        shutil.copyfile(PEAKS / f"{name}.yaml", root / "tenants" / f"{name}.yaml")
     r.git.add(A=True)
     r.index.commit("search by day, research by night")
     return root

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 pytestmark = pytest.mark.integration
 
 DAYS = "[Mon, Tue, Wed, Thu, Fri, Sat, Sun]"
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
+PEAKS = Path(__file__).resolve().parents[2] / "examples" / "peaks-and-troughs" / "tenants"
 
 
 def _hhmm(at: dt.datetime) -> str:
@@ -36,7 +36,7 @@ def _windows(root: Path, edge: dt.datetime) -> None:
     little idle CU for research to keep borrowing: its claim must go."""
     earlier, later = edge - dt.timedelta(hours=2), edge + dt.timedelta(minutes=30)
     (root / "tenants" / "search-ranking.yaml").write_text(
-        (EXAMPLE / "peaks" / "search-ranking.yaml")
+        (PEAKS / "search-ranking.yaml")
         .read_text()
         .replace("limit: 3600", "limit: 4000")
         .replace("timeZone: Asia/Shanghai", "timeZone: UTC")
@@ -45,7 +45,7 @@ def _windows(root: Path, edge: dt.datetime) -> None:
         .replace("guaranteed: 2400", "guaranteed: 4000")
     )
     (root / "tenants" / "research-batch.yaml").write_text(
-        (EXAMPLE / "peaks" / "research-batch.yaml")
+        (PEAKS / "research-batch.yaml")
         .read_text()
         .replace("timeZone: Asia/Shanghai", "timeZone: UTC")
         .replace('start: "00:00"', f'start: "{_hhmm(earlier)}"')

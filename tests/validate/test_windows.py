@@ -19,6 +19,7 @@ from reconciler.validate import semantics, validate_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitrepo"
+PEAKS = ROOT / "examples" / "peaks-and-troughs" / "tenants"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def peaks() -> dict[str, bytes]:
     """The example with its worked windowed guarantees copied over tenants/."""
     files = dict(worktree.read_worktree(str(EXAMPLE)).files)
     for name in ("search-ranking", "research-batch"):
-        files[f"tenants/{name}.yaml"] = (EXAMPLE / "peaks" / f"{name}.yaml").read_bytes()
+        files[f"tenants/{name}.yaml"] = (PEAKS / f"{name}.yaml").read_bytes()
     return files
 
 
@@ -62,26 +63,26 @@ def _edit(files: dict[str, bytes], name: str, old: str, new: str) -> dict[str, b
         pytest.param(
             "timeZone: Asia/Shanghai",
             "timeZone: Asia/Shangai",
-            25,
+            26,
             "unknown IANA time zone 'Asia/Shangai'",
             id="unknown-zone",
         ),
         pytest.param(
             "timeZone: Asia/Shanghai",
             "timeZone: ../../../etc/passwd",
-            25,
+            26,
             "not an IANA time zone name",
             id="path-as-zone",
         ),
-        pytest.param('start: "00:00"', 'start: "25:00"', 29, "should match pattern", id="bad-time"),
+        pytest.param('start: "00:00"', 'start: "25:00"', 30, "should match pattern", id="bad-time"),
         pytest.param(
-            "days: [Mon, Tue,", "days: [Mon, Mon,", 27, "names a day twice", id="day-twice"
+            "days: [Mon, Tue,", "days: [Mon, Mon,", 28, "names a day twice", id="day-twice"
         ),
         pytest.param(
             "guaranteed: 1000",
             "guaranteed: 1000\n          - name: late\n            days: [Sun]\n"
             '            start: "22:00"\n            end: "01:00"\n            guaranteed: 5',
-            24,
+            25,
             "windows 'night' and 'late' overlap",
             id="overlap-across-midnight",
         ),
@@ -119,7 +120,7 @@ def test_pool_guarantees_are_summed_at_their_peak(peaks: dict[str, bytes]) -> No
     )
     (warning,) = over.diagnostics
     assert warning.code == codes.Code.GUARANTEES_EXCEED_CAPACITY
-    assert warning.file == "tenants/research-batch.yaml" and warning.line == 25
+    assert warning.file == "tenants/research-batch.yaml" and warning.line == 26
     assert "9,800 CU at" in warning.message or "9800 CU at" in warning.message, warning.message
     assert "(guarantee windows)" in warning.message
 
