@@ -176,3 +176,15 @@ def test_zones_that_change_clocks_on_different_dates_are_summed_in_real_time() -
     a, b = _quota("Europe/Paris", "08:00", "09:00"), _quota("Europe/Paris", "08:30", "10:00")
     at = semantics._peak([a, b])
     assert at is not None and a.guaranteed_at(at) + b.guaranteed_at(at) == 200
+
+
+def test_the_overlay_files_have_resolving_modelines_and_match_the_schema() -> None:
+    schema = json.loads((ROOT / "schemas" / "tenant.json").read_text())
+    files = sorted(PEAKS.glob("*.yaml"))
+    assert [f.name for f in files] == ["research-batch.yaml", "search-ranking.yaml"]
+    for path in files:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema="), path
+        target = (path.parent / first.partition("$schema=")[2]).resolve()
+        assert target == (ROOT / "schemas" / "tenant.json").resolve(), path
+        jsonschema.validate(YAML(typ="safe").load(path.read_text()), schema)
