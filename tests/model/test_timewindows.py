@@ -236,3 +236,42 @@ def test_state_is_constant_until_the_next_edge_and_changes_at_it(
     if just_before > at:
         assert tw.in_force([w], tz, just_before).window == now.window
     assert tw.in_force([w], tz, now.next_edge).window != now.window
+
+
+def _wall_clock_oracle(w: tw.Window, tz: dt.tzinfo, at: dt.datetime) -> bool:
+    """The plain reading of a window on a day without a change of clocks."""
+    local = at.astimezone(tz)
+    minute = local.hour * 60 + local.minute
+    today, yesterday = local.weekday(), (local.weekday() - 1) % 7
+    if not w.crosses_midnight:
+        return today in w.days and w.start <= minute < w.end
+    return (today in w.days and minute >= w.start) or (yesterday in w.days and minute < w.end)
+
+
+def _steady(tz: dt.tzinfo, at: dt.datetime) -> bool:
+    """No change of clocks from the day before to the day after ``at`` (local)."""
+    day = at.astimezone(tz).date()
+    offsets = {
+        dt.datetime.combine(day + dt.timedelta(days=d), dt.time(), tz).utcoffset()
+        for d in (-1, 0, 1, 2)
+    }
+    return len(offsets) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    zone=hs.sampled_from(ZONES),
+    start=clock,
+    end=clock,
+    days=hs.frozensets(hs.integers(0, 6), min_size=1),
+    offset=hs.integers(0, 365 * 24 * 60),
+)
+def test_away_from_changes_of_clocks_the_window_reads_as_the_wall_clock_says(
+    zone: str, start: str, end: str, days: frozenset[int], offset: int
+) -> None:
+    tz = tw.zone(zone)
+    w = win("w", start, end, days)
+    at = utc(2027, 1, 1) + dt.timedelta(minutes=offset)
+    if not _steady(tz, at):
+        return
+    assert (tw.in_force([w], tz, at).window == "w") is _wall_clock_oracle(w, tz, at)
