@@ -21,7 +21,7 @@ from reconciler.controller import credentials, pipeline
 from reconciler.controller.reasons import Reason
 from reconciler.model import observed as obs
 from reconciler.model import units
-from reconciler.plan import admission
+from reconciler.plan import admission, schedule
 
 GROUP = "cu-reconciler.io"
 VERSION = "v1alpha1"
@@ -72,7 +72,20 @@ def _figures(plan: Any) -> dict[str, Any]:
         for p in sorted(report.pools, key=lambda p: p.name)
     ]
     inventory = dict(sorted(Counter(str(o.get("kind")) for o in plan.objects).items()))
-    return {"inventory": inventory, "pools": pools, "tenants": tenants}
+    out: dict[str, Any] = {"inventory": inventory, "pools": pools, "tenants": tenants}
+    windows = report.windows
+    if windows.rows:
+        # Peaks and troughs: the window in force per scheduled tenant ("" = the base), and
+        # when the controller reconciles next without a commit. Both change only at edges.
+        held = {(r.tenant, r.pool): r.in_force or "" for r in windows.rows}
+        for row in tenants:
+            key = (row["name"], row["pool"])
+            if key in held:
+                row["guaranteeWindow"] = held[key]
+        edge = schedule.stamp(windows.next_edge)
+        if edge is not None:
+            out["nextWindowEdge"] = edge
+    return out
 
 
 def audit(plan: Any) -> dict[str, Any]:
@@ -142,6 +155,7 @@ def compute(
         status["lastAppliedRevision"] = outcome.revision
         status.pop("lastError", None)
         if outcome.plan is not None:
+            status.pop("nextWindowEdge", None)  # a schedule removed: no edge any more
             status.update(_figures(outcome.plan))
         ready = f"Applied revision {outcome.revision}"
         if status.get("shortfalls"):

@@ -76,3 +76,18 @@ def test_no_schedule_no_edge_and_a_failed_plan_keeps_the_last(controller: loop.C
     controller._next_edge(_outcome(False), NOW)
     assert controller._edge_at == 0.0
     assert controller.metrics.guarantee_next_edge._value.get() == 0
+
+
+def test_the_status_shows_the_window_in_force_and_the_next_edge() -> None:
+    from reconciler.controller import status as st
+
+    windowed = _outcome(True)
+    new = st.compute({}, windowed, 1, "2026-12-07T07:59:58Z")
+    rows = {(t["name"], t["pool"]): t for t in new["tenants"]}
+    assert rows[("search", "train")]["guaranteeWindow"] == ""  # not yet 08:00: the base
+    assert "guaranteeWindow" not in rows[("ads", "train")]
+    assert new["nextWindowEdge"] == "2026-12-07T08:00:00Z"
+    # The schedule removed by a later commit: no stale edge is left in the status.
+    again = st.compute(new, _outcome(False), 2, "2026-12-07T07:59:59Z")
+    assert "nextWindowEdge" not in again
+    assert all("guaranteeWindow" not in t for t in again["tenants"])

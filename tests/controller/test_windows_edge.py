@@ -117,6 +117,10 @@ def test_the_controller_moves_capacity_at_a_window_edge_without_a_commit(env: En
     tenants = {(t["name"], t["pool"]): t for t in ready["status"]["tenants"]}
     assert tenants[("research-batch", "inference-prod")]["guaranteedCU"] == 1900
     assert tenants[("search-ranking", "inference-prod")]["guaranteedCU"] == 1400
+    # The CUSync status (its CRD keeps the fields): the window in force, the next edge.
+    assert tenants[("research-batch", "inference-prod")]["guaranteeWindow"] == "night"
+    assert tenants[("search-ranking", "inference-prod")]["guaranteeWindow"] == ""
+    assert ready["status"]["nextWindowEdge"] == edge.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert "research/night-eval" in _claims(owned(env.admin))
     samples = _samples(replica.metrics())
     assert samples[("cu_guarantee_window_info", ("research-batch", "inference-prod", "night"))] == 1
@@ -148,6 +152,8 @@ def test_the_controller_moves_capacity_at_a_window_edge_without_a_commit(env: En
         return status if row.get("guaranteedCU") == 4000 else None
 
     status = wait_for("the CUSync figures of the day window", moved, 30)
+    rows = {(t["name"], t["pool"]): t for t in status["tenants"]}
+    assert rows[("search-ranking", "inference-prod")]["guaranteeWindow"] == "daytime"
     assert status["lastAppliedRevision"] == sha
     # Exactly what the preview predicted: the same admission and preemption rules.
     assert all(c["status"] == "Admitted" for c in predicted["claims"] if c["claim"] != "night-eval")
