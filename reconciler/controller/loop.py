@@ -6,6 +6,9 @@ one full reconcile (:func:`reconciler.controller.pipeline.reconcile`) for any nu
 marks, after a short debounce. A commit's loaded desired state is kept
 (:mod:`reconciler.controller.revisions`), so a cluster event re-reads only the cluster, and
 the watch events of our own writes are not news (:mod:`reconciler.controller.echoes`).
+Guarantee windows (docs/peaks-and-troughs.md) change the desired guarantees with no event:
+each reconcile plans for :attr:`Controller.clock` and the plan names the next window edge,
+at which the loop asks for a ``window`` reconcile of the revision it has (RequeueAfter).
 
 The CUSync is the API: each reconcile reads its spec first and follows it (Git URL, branch,
 path, interval, cluster, ``suspend``); the command-line flags only seed a CUSync that does not
