@@ -38,10 +38,13 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitrepo"
+PEAKS = ROOT / "examples" / "peaks-and-troughs" / "tenants"
+"""Windowed copies of two of the example's tenants (docs/peaks-and-troughs.md)."""
 #: What the demo reads from a source checkout, and why.
 CHECKOUT_FILES = {
     Path("hack/build-k8s.sh"): "builds the local control plane from Kubernetes' Go modules",
     Path("examples/gitrepo"): "the desired-state repository the demo publishes",
+    Path("examples/peaks-and-troughs"): "the windowed guarantees the demo commits",
     Path("deploy/rbac.yaml"): "the reconciler's least-privilege RBAC",
 }
 
@@ -191,6 +194,25 @@ def _open_pull_request(repo: git.Repo) -> None:
         yaml.dump(doc, fh)
     repo.git.add(A=True)
     repo.index.commit(f"{doc['metadata']['name']}: +100 CU guaranteed in {quota['pool']}")
+
+
+def _peaks_step(repo: git.Repo, repo_root: Path) -> None:
+    """Peaks and troughs: a reviewed commit makes search's guarantee follow the day and gives
+    research the night (examples/peaks-and-troughs), previewed at two instants: the same commit,
+    different guarantees in force, and the next edge (docs/peaks-and-troughs.md)."""
+    repo.git.checkout("-b", "peaks-and-troughs")
+    for name in ("search-ranking", "research-batch"):
+        shutil.copyfile(PEAKS / f"{name}.yaml", repo_root / "tenants" / f"{name}.yaml")
+    repo.git.add(A=True)
+    repo.index.commit("search-ranking by day, research-batch by night in inference-prod")
+    for at in ("2026-12-07T10:00:00+08:00", "2026-12-07T03:00:00+08:00"):
+        _cuctl(
+            ["plan", ".", "--rev", "peaks-and-troughs", "--base", "main", "--at", at, "--no-diffs"],
+            cwd=repo_root,
+            expect=(1,),
+            limit=100,
+        )
+    repo.git.checkout("main")
 
 
 def _controller_step(repo: git.Repo, api: Any, kubeconfig: str, base: Path) -> None:
@@ -400,6 +422,8 @@ def demo_command(
         _cuctl(
             ["recommend", ".", "--catalogue", "capacity/catalogue.yaml"], cwd=repo_root, limit=10
         )
+        _say("9c. Peaks and troughs: guarantees by time window, previewed by day and by night")
+        _peaks_step(repo, repo_root)
         _say("10. Learn conversion factors from inference records; publish them as a PR")
         records = base / "records.csv"
         from reconciler.learn import synthetic  # pandas/statsmodels: only when used

@@ -1,7 +1,8 @@
 """``cuctl plan`` and ``cuctl render``: the diff preview and the rendered target.
 
 ``cuctl plan [PATH] [--rev REV] [--base REV] [--observed FILE | --kubeconfig FILE
-[--context NAME]] [-o text|markdown|json] [--diffs/--no-diffs]`` prints what would change;
+[--context NAME]] [-o text|markdown|json] [--diffs/--no-diffs] [--at RFC3339]`` prints what
+would change (``--at``: at that instant, with the guarantee windows in force then);
 exit 0 in sync, 1 with changes (objects, desired-state fields, or promises the devices
 cannot keep), 2 on error (like ``kubectl diff``). With ``--base`` it compares what two
 revisions would produce, offline (a pull request's effect), each from its own committed
@@ -19,6 +20,7 @@ renders nothing and exits 2, so a plugin never hands a mass deletion to the GitO
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 import stat
@@ -38,7 +40,7 @@ from reconciler.diff import changeset, render, yamltext
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import snapshot, sources
-from reconciler.plan import costs, gitops, meaning, report
+from reconciler.plan import costs, gitops, meaning, report, schedule
 from reconciler.validate import syntax
 
 
@@ -188,6 +190,7 @@ def _plan(
     desired: st.DesiredState,
     src: sources.Source,
     live: Iterable[Mapping[str, Any]] | None = None,
+    now: dt.datetime | None = None,
 ) -> tuple[planning.Plan, obs.ObservedState]:
     try:
         observed = observe.observe(src, desired)
@@ -195,7 +198,7 @@ def _plan(
             # A preview of a cluster we never applied to (engine mode, or before the first
             # apply): our marks decide here; apply itself never trusts them.
             observed = dataclasses.replace(observed, inventory=None)
-        result = planning.plan(desired, observed, live)
+        result = planning.plan(desired, observed, live, now=now or _wall_clock())
     except errors.CUError as exc:
         raise _fail(command, str(exc)) from exc
     except ValueError as exc:
@@ -225,6 +228,24 @@ class Costs:
         return out
 
 
+def _wall_clock() -> dt.datetime:
+    """The instant a plan is made for when none is given (``--at``): now."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _at(text: str | None) -> dt.datetime:
+    """``--at`` (RFC 3339 with an offset) → an aware instant; exit 2 when unreadable."""
+    if text is None:
+        return _wall_clock()
+    try:
+        at = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError as exc:
+        raise _fail("plan", f"--at {text!r}: not an RFC 3339 time ({exc})") from exc
+    if at.tzinfo is None:
+        raise _fail("plan", f"--at {text!r}: give an offset (2026-03-29T08:00:00+02:00 or …Z)")
+    return at.astimezone(dt.UTC)
+
+
 def _against_base(
     path: str,
     base: str,
@@ -233,6 +254,7 @@ def _against_base(
     src: sources.Source,
     *,
     own_snapshots: bool = False,
+    now: dt.datetime | None = None,
 ) -> tuple[planning.Plan, render.Preview, Costs]:
     """A pull request's preview: what ``loaded`` changes relative to what ``base`` produces,
     objects and desired-state fields alike, and what tenants would pay (when costs are
@@ -246,8 +268,9 @@ def _against_base(
     base_src = src
     if own_snapshots and base_loaded.snapshot_bytes is not None:
         base_src = _source("plan", base_loaded, None, None, None, allow_repository_snapshot=True)
-    base_plan, base_observed = _plan("plan", base_loaded.state, base_src)
-    result, observed = _plan("plan", loaded.state, src, base_plan.objects)
+    # Both sides at the same instant: the preview shows what the commit changes, not the clock.
+    base_plan, base_observed = _plan("plan", base_loaded.state, base_src, now=now)
+    result, observed = _plan("plan", loaded.state, src, base_plan.objects, now=now)
     changes = changeset.compute(result.objects, base_plan.objects)
     meaning_changes = meaning.compare(base_loaded.state, loaded.state)
     preview = render.Preview(
@@ -259,7 +282,7 @@ def _against_base(
 
 
 def _what_if(
-    loaded: Loaded, src: sources.Source, texts: list[str]
+    loaded: Loaded, src: sources.Source, texts: list[str], now: dt.datetime | None = None
 ) -> tuple[planning.Plan, render.Preview, tuple[str, ...], Costs]:
     """``plan --what-if``: the plan as it is, against the plan with the scenarios applied to
     its inputs (plan/whatif.py). Both are pure plans of in-memory inputs: nothing is written."""
@@ -269,10 +292,11 @@ def _what_if(
         scenarios = [whatif.parse(text) for text in texts]
     except whatif.WhatIfError as exc:
         raise _fail("plan", f"--what-if: {exc}") from exc
-    base_plan, observed = _plan("plan", loaded.state, src)
+    now = now or _wall_clock()
+    base_plan, observed = _plan("plan", loaded.state, src, now=now)
     try:
         applied = whatif.apply(scenarios, loaded.state, observed)
-        result = planning.plan(applied.desired, applied.observed, base_plan.objects)
+        result = planning.plan(applied.desired, applied.observed, base_plan.objects, now=now)
     except whatif.WhatIfError as exc:
         raise _fail("plan", f"--what-if: {exc}") from exc
     except (errors.CUError, ValueError) as exc:
@@ -332,6 +356,12 @@ def plan_command(
         "'lose node NODE', 'add 16 x L40S to pool POOL', 'factor BR104/decode -10%', "
         "'price H100-SXM5-80GB +20%'.",
     ),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        help="Plan for this instant (RFC 3339, e.g. 2026-12-07T22:00:00+01:00): the "
+        "guarantee windows in force then (default: now).",
+    ),
 ) -> None:
     """Preview what the reconciler would change: exit 0 in sync, 1 changes (objects, the
     desired state, or promises the devices cannot keep), 2 error."""
@@ -342,23 +372,29 @@ def plan_command(
             return
     if what_if and base is not None:
         raise _fail("plan", "--what-if compares with the plan as it is; drop --base")
+    now = _at(at)
     loaded = _load("plan", path, rev, "--rev" if rev else "PATH", cluster)
     untrusted = _trust("plan", path, rev, loaded)
     src = _source("plan", loaded, observed, kubeconfig, context, allow_repository_snapshot=True)
     notes: tuple[str, ...] = ()
     if what_if:
-        result, preview, notes, cost = _what_if(loaded, src, what_if)
+        result, preview, notes, cost = _what_if(loaded, src, what_if, now)
     elif base is not None:
         own = observed is None and kubeconfig is None
-        result, preview, cost = _against_base(path, base, cluster, loaded, src, own_snapshots=own)
+        result, preview, cost = _against_base(
+            path, base, cluster, loaded, src, own_snapshots=own, now=now
+        )
     else:
-        result, seen = _plan("plan", loaded.state, src)
+        result, seen = _plan("plan", loaded.state, src, now=now)
         changes = changeset.compute(result.objects, result.live)
-        # Against what is live: the tenant settings the cluster last had applied.
-        edits = meaning.against_recorded(loaded.state, report.recorded_settings(result.live))
+        # Against what is live: the tenant settings the cluster last had applied, compared
+        # with the guarantees in force at the instant planned for (a window edge the
+        # controller has not reached yet is an edit to apply).
+        in_force, _ = schedule.in_force(loaded.state, now)
+        edits = meaning.against_recorded(in_force, report.recorded_settings(result.live))
         preview = render.Preview(changes, result.report, result.refusal, meaning=edits)
         cost = Costs(costs.compute(loaded.state, seen, result.report))
-    _write(preview, output, color, diffs, notes, cost)
+    _write(preview, output, color, diffs, notes, cost, result.report.windows)
     if result.refusal:
         typer.echo(f"cuctl plan: {result.refusal}", err=True)
     for shortfall in result.report.shortfalls:
@@ -380,8 +416,11 @@ def _write(
     diffs: bool,
     notes: tuple[str, ...],
     cost: Costs,
+    windows: schedule.Schedule | None = None,
 ) -> None:
-    """The preview, with what-if notes first and the cost section (when costs are declared)."""
+    """The preview, with what-if notes first, then the cost section (when costs are
+    declared) and the guarantee windows (when a quota has a schedule)."""
+    hours = schedule.text(windows) if windows is not None else []
     if output is Output.JSON:
         text = render.json_text(preview)
         extra: dict[str, Any] = {}
@@ -389,6 +428,8 @@ def _write(
             extra["whatIf"] = list(notes)
         if cost.report is not None:
             extra["costs"] = cost.to_json()
+        if windows is not None and windows.rows:
+            extra["schedule"] = windows.to_json()
         if extra:
             import json
 
@@ -396,9 +437,16 @@ def _write(
         sys.stdout.write(text)
         return
     section = costs.text(cost.report, cost.changes) if cost.report is not None else ""
+    section += "".join(f"{line}\n" for line in hours)
     if output is Output.MARKDOWN:
         head = "".join(f"- what-if: {render.escape(n)}\n" for n in notes)
         tail = "\n" + costs.markdown(cost.report, cost.changes) if cost.report else ""
+        if hours:  # names and zones are validated grammar; a literal block keeps the layout
+            tail += (
+                "\n#### Guarantee windows\n\n```text\n"
+                + "".join(f"{line}\n" for line in hours)
+                + "```\n"
+            )
         sys.stdout.write(
             head + ("\n" if head else "") + render.markdown(preview, diffs=diffs) + tail
         )
@@ -484,6 +532,16 @@ def render_command(
         f"{admitted} of {len(result.report.decisions)} claims admitted",
         err=True,
     )
+    edge = result.report.windows.next_edge
+    if edge is not None:
+        # Nothing rendered moves by itself: the engine must render again after the edge
+        # (docs/peaks-and-troughs.md, "Engine mode").
+        at = schedule.stamp(result.report.windows.at)
+        typer.echo(
+            f"cuctl render: guarantee windows in force at {at}; "
+            f"the next edge is {schedule.stamp(edge)}: render again then",
+            err=True,
+        )
 
 
 def _fleet_clusters(path: str, rev: str | None, base: str) -> tuple[str, ...]:

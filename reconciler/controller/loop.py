@@ -6,6 +6,9 @@ one full reconcile (:func:`reconciler.controller.pipeline.reconcile`) for any nu
 marks, after a short debounce. A commit's loaded desired state is kept
 (:mod:`reconciler.controller.revisions`), so a cluster event re-reads only the cluster, and
 the watch events of our own writes are not news (:mod:`reconciler.controller.echoes`).
+Guarantee windows (docs/peaks-and-troughs.md) change the desired guarantees with no event:
+each reconcile plans for :attr:`Controller.clock` and the plan names the next window edge,
+at which the loop asks for a ``window`` reconcile of the revision it has (RequeueAfter).
 
 The CUSync is the API: each reconcile reads its spec first and follows it (Git URL, branch,
 path, credentials Secret, interval, cluster, ``suspend``); the command-line flags only seed a
@@ -33,7 +36,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -72,6 +75,8 @@ MIN_INTERVAL = 1.0
 OUTAGE_REPORT_EVERY = 5.0
 """Seconds between attempts to write an ended outage into the status (it must not wait for
 the next resync, minutes away, when the first write after the outage failed)."""
+EDGE_MARGIN = 0.5
+"""Seconds after a guarantee window edge at which the controller reconciles."""
 
 
 def parse_duration(text: str) -> float | None:
@@ -142,6 +147,10 @@ class Controller:
     _outage_report_at: float = 0.0
     ready: bool = False
     _failed: bool = False
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    """The wall clock the guarantee windows are read with: tests give a clock of their own."""
+    _edge_at: float = 0.0
+    """Monotonic time of the next guarantee window edge (0: none): a reconcile then."""
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -221,7 +230,7 @@ class Controller:
             self._tick()
             now = time.monotonic()
             holding = self._holding(now)
-            due = [self._retry_due(now), leases.RENEW_PERIOD, self._outage_due(now)]
+            due = [self._retry_due(now), leases.RENEW_PERIOD, self._outage_due(now), self._edge_due(now)]
             if not holding:
                 due += [self._poll_due(now), self._resync_due(now)]
             elif self._suspended:
@@ -251,6 +260,25 @@ class Controller:
             return float("inf")
         return self._outage_report_at - now
 
+    def _edge_due(self, now: float) -> float:
+        return self._edge_at - now if self._edge_at else float("inf")
+
+    def _next_edge(self, outcome: pipeline.Outcome, planned_at: dt.datetime) -> None:
+        """Requeue at the next guarantee window edge (controller-runtime's RequeueAfter):
+        the guarantees change then with no commit and no event to wake us."""
+        if outcome.plan is None:
+            return  # no plan, no schedule read: the retry plans again
+        windows = outcome.plan.report.windows
+        self.metrics.set_windows(windows)
+        edge = windows.next_edge
+        if edge is None:
+            self._edge_at = 0.0
+            return
+        # A little after the edge: the plan then is sure to see the new window.
+        wait = (edge - planned_at).total_seconds() + EDGE_MARGIN
+        self._edge_at = time.monotonic() + max(0.0, wait)
+        log.info("next guarantee window edge", extra={"at": edge.isoformat(), "in": round(wait, 1)})
+
     def _tick(self) -> None:
         now = time.monotonic()
         if self._retry_at and self._retry_due(now) <= 0:
@@ -265,6 +293,9 @@ class Controller:
         if self._outage_due(now) <= 0:  # an ended outage not in the status yet: report it
             self._outage_report_at = now + OUTAGE_REPORT_EVERY
             self.request("outage")
+        if self._edge_at and self._edge_due(now) <= 0:
+            self._edge_at = 0.0
+            self.request("window")
         if not self._dirty.is_set():
             return
         self._urgent.clear()
@@ -369,8 +400,9 @@ class Controller:
         self.source = source
 
     def _fetch(self, why: set[str], rid: str, sync: Mapping[str, Any], gen: int) -> str | None:
-        if self._last_sha and all(w.startswith("watch:") for w in why):
-            return self._last_sha  # the cluster changed, not Git: reconcile what we have
+        if self._last_sha and all(w.startswith("watch:") or w == "window" for w in why):
+            # The cluster or the clock changed, not Git: reconcile what we have.
+            return self._last_sha
         try:
             self.mirror.authenticate(self._git_credentials())
             sha = self.mirror.fetch()
@@ -446,8 +478,9 @@ class Controller:
             self._write_status(sync, st.progressing(previous, sha, generation, _now()))
             sync = self._get_sync()
         log.info("reconcile", extra={"reconcile": rid, "revision": sha, "why": sorted(why)})
+        planned_at = self.clock()
         outcome = pipeline.reconcile(
-            pipeline.Request(self.mirror.source_path, sha, self.source.cluster),
+            pipeline.Request(self.mirror.source_path, sha, self.source.cluster, now=planned_at),
             cluster.Cluster(self.api),
             self.writer,
             # Between waves: still the leader (by the apiserver and the clock), not stopping.
@@ -457,6 +490,7 @@ class Controller:
             # restarted controller (empty cache) reads them back.
             memory=records.LeaseMemory(self.elector.lease),
         )
+        self._next_edge(outcome, planned_at)
         self._finish(outcome, rid, generation, sync, t0)
         return outcome
 
@@ -562,6 +596,7 @@ class Controller:
         if outcome.ok:
             self.metrics.set_revision("applied", outcome.revision)
             self.metrics.set_figures(new)
+            self.metrics.set_costs(outcome.costs)
             age, alarms = self.mirror.factor_evidence(outcome.revision)
             self.metrics.factor_table_age.set(age)
             self.metrics.set_drift(alarms)

@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import Metric
 
 from reconciler.controller import httpserver
+from reconciler.plan import costs, schedule
 
 
 class _ConstantLabels:
@@ -145,6 +146,73 @@ class Metrics:
             ["tenant", "pool"],
             registry=r,
         )
+
+        # Showback (docs/costs.md): the figures `cuctl plan` shows, from the same functions.
+        self.pool_cost_per_hour = Gauge(
+            "cu_pool_cost_per_hour",
+            "What a pool's priced devices cost per hour (DeviceCosts).",
+            ["pool", "currency"],
+            registry=r,
+        )
+        self.pool_cost_per_cu_hour = Gauge(
+            "cu_pool_cost_per_cu_hour",
+            "A pool's cost per CU-hour: its devices' cost over the CU it can sell.",
+            ["pool", "currency"],
+            registry=r,
+        )
+        self.tenant_guaranteed_cost = Gauge(
+            "cu_tenant_guaranteed_cost_per_month",
+            "What a tenant's guaranteed CU in force costs per month (730 h).",
+            ["tenant", "pool", "currency"],
+            registry=r,
+        )
+        self.tenant_in_use_cost = Gauge(
+            "cu_tenant_in_use_cost_per_month",
+            "What the CU admitted to a tenant costs per month (730 h).",
+            ["tenant", "pool", "currency"],
+            registry=r,
+        )
+        # Peaks and troughs (docs/peaks-and-troughs.md).
+        self.guarantee_window = Gauge(
+            "cu_guarantee_window_info",
+            "1 for the guarantee window in force per scheduled tenant and pool "
+            '(window="" when none: the base guarantee holds).',
+            ["tenant", "pool", "window"],
+            registry=r,
+        )
+        self.guarantee_next_edge = Gauge(
+            "cu_guarantee_next_edge_timestamp_seconds",
+            "Unix time of the next guarantee window edge (0: none), when the controller "
+            "reconciles again without a commit.",
+            registry=r,
+        )
+
+    def set_costs(self, report: costs.CostReport | None) -> None:
+        """Cost gauges from the plan's cost report (all cleared when none is declared)."""
+        for gauge in (
+            self.pool_cost_per_hour,
+            self.pool_cost_per_cu_hour,
+            self.tenant_guaranteed_cost,
+            self.tenant_in_use_cost,
+        ):
+            gauge.clear()
+        if report is None:
+            return
+        cur = report.currency
+        for p in report.pools:
+            self.pool_cost_per_hour.labels(p.pool, cur).set(p.cost_per_hour)
+            if p.cost_per_cu_hour is not None:
+                self.pool_cost_per_cu_hour.labels(p.pool, cur).set(p.cost_per_cu_hour)
+        for t in report.tenants:
+            self.tenant_guaranteed_cost.labels(t.tenant, t.pool, cur).set(t.guaranteed_per_month)
+            self.tenant_in_use_cost.labels(t.tenant, t.pool, cur).set(t.in_use_per_month)
+
+    def set_windows(self, windows: schedule.Schedule) -> None:
+        self.guarantee_window.clear()
+        for row in windows.rows:
+            self.guarantee_window.labels(row.tenant, row.pool, row.in_force or "").set(1)
+        edge = windows.next_edge
+        self.guarantee_next_edge.set(edge.timestamp() if edge is not None else 0)
 
     def set_conditions(self, status: Mapping[str, Any]) -> None:
         self.condition.clear()

@@ -10,6 +10,7 @@ verified is taken from it: the first three steps then do nothing.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from reconciler.model import documents as docs
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import cluster, sources
-from reconciler.plan import fence, safety
+from reconciler.plan import costs, fence, safety
 from reconciler.source import signature
 from reconciler.source import tree as source_tree
 
@@ -43,6 +44,8 @@ class Request:
     adopt: bool = False
     """Take the live objects wearing our marks into the inventory (an install made before
     it, or written by a GitOps engine): an operator's decision, never a default."""
+    now: dt.datetime | None = None
+    """The instant to plan for (the guarantee windows in force); None: the wall clock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class Outcome:
     plan: planning.Plan | None = None
     changes: cs.ChangeSet | None = None
     applied: applying.ApplyResult | None = None
+    costs: costs.CostReport | None = None
+    """The plan's cost figures (None: no DeviceCosts declared, or no plan)."""
     cached: bool = False
     """The desired state was reused from an earlier reconcile of this revision."""
     seconds: tuple[tuple[str, float], ...] = ()
@@ -82,6 +87,7 @@ class _Run:
     diagnostics: tuple[diagnostics.Diagnostic, ...] = ()
     observed: obs.ObservedState | None = None
     plan: planning.Plan | None = None
+    costs: costs.CostReport | None = None
     changes: cs.ChangeSet | None = None
     applied: applying.ApplyResult | None = None
     log: list[str] = field(default_factory=list)
@@ -178,7 +184,11 @@ def _observe(run: _Run) -> None:
 def _plan(run: _Run) -> None:
     assert run.desired is not None and run.observed is not None
     try:
-        run.plan = planning.plan(run.desired, run.observed)
+        now = run.request.now or dt.datetime.now(dt.UTC)
+        run.plan = planning.plan(run.desired, run.observed, now=now)
+        # The figures the preview shows, exported as metrics (the report's guarantees are
+        # those in force at ``now``).
+        run.costs = costs.compute(run.desired, run.observed, run.plan.report)
     except (errors.CUError, ValueError) as exc:
         raise _Stop(Reason.PLAN_FAILED, str(exc)) from exc
     if run.plan.refusal:
@@ -342,6 +352,7 @@ def reconcile(
         plan=run.plan,
         changes=run.changes,
         applied=run.applied,
+        costs=run.costs,
         cached=run.cached,
         seconds=tuple(seconds),
     )

@@ -20,7 +20,7 @@ from reconciler.controller import conditions as cond
 from reconciler.controller import credentials, pipeline
 from reconciler.controller.reasons import Reason
 from reconciler.model import observed as obs
-from reconciler.plan import figures
+from reconciler.plan import figures, schedule
 
 GROUP = "cu-reconciler.io"
 VERSION = "v1alpha1"
@@ -38,7 +38,20 @@ def path(name: str) -> str:
 
 def _figures(plan: Any) -> dict[str, Any]:
     inventory = dict(sorted(Counter(str(o.get("kind")) for o in plan.objects).items()))
-    return {"inventory": inventory, **figures.pools_and_tenants(plan.report)}
+    out: dict[str, Any] = {"inventory": inventory, **figures.pools_and_tenants(plan.report)}
+    windows = plan.report.windows
+    if windows.rows:
+        # Peaks and troughs: the window in force per scheduled tenant ("" = the base), and
+        # when the controller reconciles next without a commit. Both change only at edges.
+        held = {(r.tenant, r.pool): r.in_force or "" for r in windows.rows}
+        for row in out["tenants"]:
+            key = (row["name"], row["pool"])
+            if key in held:
+                row["guaranteeWindow"] = held[key]
+        edge = schedule.stamp(windows.next_edge)
+        if edge is not None:
+            out["nextWindowEdge"] = edge
+    return out
 
 
 def audit(plan: Any) -> dict[str, Any]:
@@ -96,6 +109,7 @@ def compute(
         status["lastAppliedRevision"] = outcome.revision
         status.pop("lastError", None)
         if outcome.plan is not None:
+            status.pop("nextWindowEdge", None)  # a schedule removed: no edge any more
             status.update(_figures(outcome.plan))
         ready = f"Applied revision {outcome.revision}"
         if status.get("shortfalls"):

@@ -12,6 +12,7 @@ Unknown fields are rejected (``extra="forbid"``): a typo must be an error, not a
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from fractions import Fraction
 from typing import Annotated, Literal
@@ -30,7 +31,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from reconciler.model import identities
+from reconciler.model import identities, timewindows
 from reconciler.model.quantity import QUANTITY_PATTERN, parse_quantity
 
 API_GROUP = "cu-reconciler.io"
@@ -364,18 +365,119 @@ class CUPool(_Model):
 # ------------------------------------------------------------------------------------ Tenant
 
 
+DayOfWeek = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+ClockTime = Annotated[
+    str,
+    Field(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$", examples=["08:00", "24:00"]),
+]
+
+
+def _time_zone(value: str) -> str:
+    timewindows.zone(value)  # raises ValueError naming the problem
+    return value
+
+
+TimeZoneName = Annotated[
+    str,
+    Field(min_length=1, max_length=64, examples=["Europe/Paris", "UTC"]),
+    AfterValidator(_time_zone),
+]
+"""An IANA time zone name, resolved against the tzdata the reconciler ships with."""
+
+
+class GuaranteeWindow(_Model):
+    """A weekly window in which the tenant's guarantee in the pool is ``guaranteed``."""
+
+    name: DnsLabel = Field(description="Shown in the preview and the window metric.")
+    days: list[DayOfWeek] = Field(
+        min_length=1, max_length=7, description="Days the window starts on (local time)."
+    )
+    start: ClockTime = Field(description="Local start, HH:MM.")
+    end: ClockTime = Field(
+        description="Local end, HH:MM; 24:00 = midnight after; at or before start crosses "
+        "midnight into the next day."
+    )
+    guaranteed: CUAmount = Field(description="The guarantee while the window is in force.")
+
+    @model_validator(mode="after")
+    def _distinct_days(self) -> GuaranteeWindow:
+        if len(set(self.days)) != len(self.days):
+            raise ValueError(f"window {self.name!r} names a day twice")
+        if self.start == "24:00":
+            raise ValueError(f"window {self.name!r} starts at 24:00: write 00:00 of the next day")
+        return self
+
+    def as_window(self) -> timewindows.Window:
+        return timewindows.Window(
+            self.name,
+            frozenset(timewindows.DAYS.index(d) for d in self.days),
+            timewindows.minutes(self.start),
+            timewindows.minutes(self.end),
+        )
+
+
+class GuaranteeSchedule(_Model):
+    """Time-windowed guarantees (docs/peaks-and-troughs.md): outside every window the
+    quota's own ``guaranteed`` holds."""
+
+    time_zone: TimeZoneName = Field(description="IANA time zone the windows are written in.")
+    windows: list[GuaranteeWindow] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> GuaranteeSchedule:
+        names = [w.name for w in self.windows]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"window names must be unique; repeated: {', '.join(twice)}")
+        shapes = [w.as_window() for w in self.windows]
+        for i, a in enumerate(shapes):
+            for b in shapes[i + 1 :]:
+                if timewindows.overlap(a, b):
+                    raise ValueError(
+                        f"windows {a.name!r} and {b.name!r} overlap: at any time at most one "
+                        "window of a pool's guarantee may be in force"
+                    )
+        return self
+
+    def in_force(self, at: datetime) -> timewindows.InForce:
+        shapes = tuple(w.as_window() for w in self.windows)
+        return timewindows.in_force_named(shapes, self.time_zone, at)
+
+    def guaranteed_at(self, at: datetime, base: float) -> float:
+        name = self.in_force(at).window
+        return next((w.guaranteed for w in self.windows if w.name == name), base)
+
+
 class Quota(_Model):
     pool: DnsLabel
-    guaranteed: CUAmount = Field(description="CU always available to this tenant in the pool.")
+    guaranteed: CUAmount = Field(
+        description="CU always available to this tenant in the pool (with a schedule: "
+        "outside its windows)."
+    )
     limit: CUAmount | None = Field(
         default=None, description="Most CU this tenant may hold in the pool, borrowing included."
+    )
+    schedule: GuaranteeSchedule | None = Field(
+        default=None,
+        description="Weekly windows in which the guarantee differs (peaks and troughs).",
     )
 
     @model_validator(mode="after")
     def _limit_not_below_guarantee(self) -> Quota:
         if self.limit is not None and self.limit < self.guaranteed:
             raise ValueError(f"limit {self.limit} is below guaranteed {self.guaranteed}")
+        for w in self.schedule.windows if self.schedule else ():
+            if self.limit is not None and self.limit < w.guaranteed:
+                raise ValueError(
+                    f"limit {self.limit} is below window {w.name!r}'s guaranteed {w.guaranteed}"
+                )
         return self
+
+    def guaranteed_at(self, at: datetime | None) -> float:
+        """The guarantee in force at ``at``; None (no time given): the base guarantee."""
+        if self.schedule is None or at is None:
+            return self.guaranteed
+        return self.schedule.guaranteed_at(at, self.guaranteed)
 
 
 class TenantSpec(_Model):

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.model import ownership
-from reconciler.plan import admission, figures, target
+from reconciler.plan import admission, figures, schedule, target
 from reconciler.plan import report as rpt
 
 CONTENT_HASH_ANNOTATION = f"{ownership.PREFIX}/content-hash"
@@ -152,6 +152,15 @@ def status_object(
         }
         for d in listed
     ]
+    windows: dict[str, Any] = {}
+    if report.windows.rows:
+        # Engine mode renders the window in force at render time: a nextWindowEdge in the
+        # past says the render is stale (docs/peaks-and-troughs.md, "Engine mode"). Not the
+        # render time itself: between two edges every render must be the same object.
+        windows = {
+            "nextWindowEdge": schedule.stamp(report.windows.next_edge) or "",
+            "guaranteeWindows": schedule.text(report.windows)[1:][:limit],
+        }
     return {
         "apiVersion": STATUS_API_VERSION,
         "kind": STATUS_KIND,
@@ -173,5 +182,6 @@ def status_object(
             "notAdmittedOmitted": len(not_admitted) - len(entries),
             "shortfalls": figures.shortfalls(report),
             **figures.pools_and_tenants(report),
+            **windows,
         },
     }

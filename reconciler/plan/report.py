@@ -18,7 +18,7 @@ from typing import Any
 
 from reconciler.model import observed as obs
 from reconciler.model import ownership, quantity, units
-from reconciler.plan import admission, capacity, claims, classes, slices
+from reconciler.plan import admission, capacity, claims, classes, schedule, slices
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,8 @@ class Report:
     warnings: tuple[str, ...]
     shortfalls: tuple[admission.Shortfall, ...] = ()
     """Promises the devices cannot keep now (guarantees, pinned claims): exit 1."""
+    windows: schedule.Schedule = schedule.NONE
+    """The guarantee windows and which is in force at the plan's instant."""
 
 
 def _milli(text: Any) -> int:

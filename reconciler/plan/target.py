@@ -8,6 +8,7 @@ pool generations and the immutable-claim rule), never read here.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from reconciler.plan import (
     quota,
     report,
     safety,
+    schedule,
     slices,
 )
 
@@ -402,21 +404,27 @@ def plan(
     desired: st.DesiredState,
     observed: obs.ObservedState,
     live: Iterable[JsonObject] | None = None,
+    *,
+    now: dt.datetime | None = None,
 ) -> Plan:
     """Compute the target objects and the report. Pure and deterministic.
 
     ``live`` defaults to the owned objects of ``observed``; ``plan --base`` passes the base
     revision's target instead, so the generation rule and the diff compare revisions.
+    ``now`` is the instant planned for: it picks the guarantee windows in force
+    (:mod:`reconciler.plan.schedule`); None gives every scheduled quota its base guarantee.
     """
     with _gc.paused():
-        return _plan(desired, observed, live)
+        return _plan(desired, observed, live, now)
 
 
 def _plan(
     desired: st.DesiredState,
     observed: obs.ObservedState,
     live: Iterable[JsonObject] | None,
+    now: dt.datetime | None = None,
 ) -> Plan:
+    desired, windows = schedule.in_force(desired, now)
     settings = desired.settings.spec
     driver = settings.driver_name
     # Ours: what the inventory lists (a live cluster), else what wears our label.
@@ -547,6 +555,7 @@ def _plan(
         findings=all_findings,
         warnings=tuple(warnings),
         shortfalls=admitted_run.shortfalls,
+        windows=windows,
     )
     return Plan(
         revision=str(desired.revision),

@@ -15,6 +15,7 @@ Each message says what to change. Positions point at the field at fault, not the
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Generic, TypeVar
 
-from reconciler.model import codes, factors, identities, quantity, selection, units
+from reconciler.model import codes, factors, identities, quantity, selection, timewindows, units
 from reconciler.model import diagnostics as diag
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
@@ -768,26 +769,35 @@ def _device_checks(
             )
         headroom = math.ceil(Fraction(repr(pool.document.spec.headroom_percent)) * total / 100)
         capacity[pool.name] = total - headroom
-    guaranteed: dict[str, list[tuple[Entry[docs.Tenant], int, int]]] = defaultdict(list)
+    scheduled: dict[str, list[tuple[Entry[docs.Tenant], int, docs.Quota]]] = defaultdict(list)
     for tenant in found.tenants:
         for i, quota in enumerate(tenant.document.spec.quotas):
-            guaranteed[quota.pool].append((tenant, i, units.cu_to_milli(quota.guaranteed)))
+            scheduled[quota.pool].append((tenant, i, quota))
     for pool in pools:
-        rows = guaranteed.get(pool.name, [])
-        total = sum(g for _, _, g in rows)
+        entries = scheduled.get(pool.name, [])
+        at = _peak(q for _, _, q in entries)
+        rows = [(t, i, units.cu_to_milli(q.guaranteed_at(at)), q) for t, i, q in entries]
+        total = sum(r[2] for r in rows)
         if rows and total > capacity[pool.name]:
-            tenant, i, _ = max(rows, key=lambda r: (r[2], r[0].name))
+            tenant, i, _, biggest = max(rows, key=lambda r: (r[2], r[0].name))
             shares = ", ".join(
-                f"{t.name} {units.display_cu(g)}"
-                for t, _, g in sorted(rows, key=lambda r: r[0].name)
+                f"{r[0].name} {units.display_cu(r[2])}"
+                for r in sorted(rows, key=lambda r: r[0].name)
             )
+            when = (
+                ""
+                if at is None
+                else f" at {at.strftime('%a %Y-%m-%d %H:%M UTC')} (guarantee windows)"
+            )
+            field = "schedule" if at is not None and biggest.schedule else "guaranteed"
             out.append(
                 tenant.at(
-                    ("spec", "quotas", i, "guaranteed"),
+                    ("spec", "quotas", i, field),
                     codes.Code.GUARANTEES_EXCEED_CAPACITY,
-                    f"guarantees in pool {pool.name!r} add up to {units.display_cu(total)} CU but "
-                    f"the observed devices give {units.display_cu(capacity[pool.name])} CU after "
-                    f"headroom ({shares}); `cuctl plan` reports which guarantees are short. "
+                    f"guarantees in pool {pool.name!r} add up to {units.display_cu(total)} CU"
+                    f"{when} but the observed devices give "
+                    f"{units.display_cu(capacity[pool.name])} CU after headroom ({shares}); "
+                    "`cuctl plan` reports which guarantees are short. "
                     "Lower guarantees or add devices",
                     _WARN,
                 )
@@ -981,6 +991,109 @@ def _eligible(
     ]
     sizes = [s for s in (size(pool, m) for m in {d.model for d in fit}) if s is not None]
     return len(fit), sizes
+
+
+PEAK_YEAR_START = dt.datetime(2027, 1, 4, tzinfo=dt.UTC)
+"""Where the search for a pool's peak of guarantees starts (a Monday): validation has no
+clock, so scheduled guarantees are summed over this fixed year, with the changes of clocks
+of the tzdata the reconciler ships with (tenants in different zones shift against each other
+for a few weeks a year)."""
+
+
+def _peak(quotas: Iterable[docs.Quota]) -> dt.datetime | None:
+    """The instant at which the scheduled guarantees of one pool add up to the most (None
+    when none is scheduled).
+
+    All in one time zone: a sweep over the local week, exact since a change of clocks keeps
+    local order. Zones mixed: the zones' UTC offsets take a few combinations over the
+    reference year (each changes clocks at most a few times); for each combination, a sweep
+    over the week in UTC with every zone's windows shifted by its offset. The work depends on
+    the windows of one week and the number of combinations, never on how many days a year has
+    (a pull request cannot make validation slow by adding windows)."""
+    quotas = [q for q in quotas if q.schedule is not None]
+    zones = sorted({q.schedule.time_zone for q in quotas if q.schedule is not None})
+    if not zones:
+        return None
+    if len(zones) == 1:
+        return _peak_in_week(quotas, timewindows.zone(zones[0]))
+    tzs = [timewindows.zone(z) for z in zones]
+    since: dict[tuple[int, ...], dt.datetime] = {}
+    for hour in range(0, 366 * 24):
+        at = PEAK_YEAR_START + dt.timedelta(hours=hour)
+        offsets = tuple(_offset_minutes(at, tz) for tz in tzs)
+        since.setdefault(offsets, at)
+    best: tuple[int, dt.datetime] | None = None
+    for offsets, first in since.items():
+        shift = dict(zip(zones, offsets, strict=True))
+        events: list[tuple[int, int]] = []
+        for quota in quotas:
+            assert quota.schedule is not None
+            off = shift[quota.schedule.time_zone]
+            base = units.cu_to_milli(quota.guaranteed)
+            for w in quota.schedule.windows:
+                delta = units.cu_to_milli(w.guaranteed) - base
+                for begin, finish in w.as_window().week_spans():
+                    events += _utc_week_events(begin - off, finish - begin, delta)
+        found = _sweep(events, lambda m: m < timewindows.MINUTES_PER_WEEK)
+        if found is None:
+            continue
+        value, minute = found
+        # The first instant, from when this combination of offsets holds, at that minute of
+        # the UTC week (a combination shorter than a week may not reach it: then the caller's
+        # sums at that instant, computed afresh, decide).
+        monday = dt.datetime.combine(
+            first.date() - dt.timedelta(days=first.weekday()), dt.time(), dt.UTC
+        )
+        at = monday + dt.timedelta(minutes=minute)
+        at += dt.timedelta(weeks=1) if at < first else dt.timedelta()
+        if best is None or value > best[0]:
+            best = (value, at)
+    return best[1] if best else PEAK_YEAR_START
+
+
+def _offset_minutes(at: dt.datetime, tz: dt.tzinfo) -> int:
+    offset = at.astimezone(tz).utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0
+
+
+def _utc_week_events(start: int, length: int, delta: int) -> list[tuple[int, int]]:
+    """A span of the week moved to UTC minutes (``start`` may fall outside the week), split
+    where it wraps."""
+    week = timewindows.MINUTES_PER_WEEK
+    start %= week
+    if start + length <= week:
+        return [(start, delta), (start + length, -delta)]
+    return [(start, delta), (week, -delta), (0, delta), (start + length - week, -delta)]
+
+
+def _peak_in_week(quotas: Sequence[docs.Quota], tz: dt.tzinfo) -> dt.datetime:
+    events: list[tuple[int, int]] = []
+    for quota in quotas:
+        if quota.schedule is None:
+            continue
+        base = units.cu_to_milli(quota.guaranteed)
+        for w in quota.schedule.windows:
+            delta = units.cu_to_milli(w.guaranteed) - base
+            for begin, finish in w.as_window().week_spans():
+                events += [(begin, delta), (finish, -delta)]
+    found = _sweep(events, lambda m: m < timewindows.MINUTES_PER_WEEK)
+    minute = found[1] if found else 0
+    monday = PEAK_YEAR_START.date() + dt.timedelta(days=minute // timewindows.MINUTES_PER_DAY)
+    return timewindows.instant(monday, minute % timewindows.MINUTES_PER_DAY, tz)
+
+
+def _sweep(events: list[tuple[int, int]], counted: Callable[[int], bool]) -> tuple[int, int] | None:
+    """(highest running sum, where) of (when, delta) events, among the instants ``counted``
+    accepts: the sum after the last event at an instant holds from it on."""
+    best: tuple[int, int] | None = None
+    running = 0
+    events.sort()
+    for k, (when, delta) in enumerate(events):
+        running += delta
+        last = k + 1 == len(events) or events[k + 1][0] != when
+        if last and counted(when) and (best is None or running > best[0]):
+            best = (running, when)
+    return best
 
 
 def _claims_on_devices(

@@ -38,6 +38,9 @@ def test_demo_runs_end_to_end(control_plane: devcluster.ControlPlane, tmp_path: 
     assert re.search(r"ResourceSlice/cu-\S+ deleted", out), "the lost node's slice is pruned"
     assert "what-if: lose node h100-02: 8 devices removed" in out
     assert re.search(r"Recommended mix \(covers every demand\): [\d,.]+ USD/h", out)
+    # Peaks and troughs: one commit, previewed by day and by night.
+    assert "Guarantee windows at 2026-12-07T02:00:00Z (next edge 2026-12-07T16:00:00Z):" in out
+    assert "   * night: Mon,Tue,Wed,Thu,Fri,Sat,Sun 00:00-08:00 → 1000 CU" in out
     assert "factors(learned):" in out
     assert "spec.priority: 300 → 700" in out and "Dana Research <dana@example.invalid>" in out
     assert re.search(r"converged at \w{12} in [\d.]+s", out), "controller mode converges"

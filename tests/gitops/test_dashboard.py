@@ -31,6 +31,12 @@ CONTRACT = frozenset(
         "cu_git_fetch_errors_total",
         "cu_factor_table_age_seconds",
         "cu_factor_drift_alarms",
+        "cu_pool_cost_per_hour",
+        "cu_pool_cost_per_cu_hour",
+        "cu_tenant_guaranteed_cost_per_month",
+        "cu_tenant_in_use_cost_per_month",
+        "cu_guarantee_window_info",
+        "cu_guarantee_next_edge_timestamp_seconds",
     }
 )
 _SUFFIXES = ("_bucket", "_sum", "_count")
@@ -200,3 +206,47 @@ def test_the_service_monitor_scrapes_the_engine_exporter_too() -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
     (controller_service,) = YAML(typ="safe").load_all((root / "service.yaml").read_text())
     assert not controller_service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_cost_and_window_series_carry_the_figures_and_the_cluster_label() -> None:
+    """The cost panels and the window panels read series the controller fills from the same
+    cost report and schedule the preview prints (docs/costs.md, docs/peaks-and-troughs.md)."""
+    import datetime as dt
+
+    from prometheus_client.exposition import generate_latest
+
+    from reconciler.plan import costs, schedule
+
+    metrics = importlib.import_module("reconciler.controller.metrics")
+    m = metrics.Metrics(cluster="dc-east")
+    report = costs.CostReport(
+        "EUR",
+        (costs.PoolCost("train", 4, 0, 10.0, 400.0, 0.025),),
+        (costs.TenantCost("search", "train", 100.0, 50.0, 1825.0, 912.5),),
+    )
+    edge = dt.datetime(2026, 12, 7, 8, tzinfo=dt.UTC)
+    windows = schedule.Schedule(
+        edge - dt.timedelta(hours=1),
+        (schedule.Scheduled("search", "train", "UTC", 100.0, (), None, 100.0, edge),),
+    )
+    m.set_costs(report)
+    m.set_windows(windows)
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for s in _samples(generate_latest(m.registry).decode())
+        if s.name.startswith(("cu_pool_cost", "cu_tenant_", "cu_guarantee"))
+    }
+    pool = (("cluster", "dc-east"), ("currency", "EUR"), ("pool", "train"))
+    tenant = (("cluster", "dc-east"), ("currency", "EUR"), ("pool", "train"), ("tenant", "search"))
+    assert got[("cu_pool_cost_per_cu_hour", pool)] == 0.025
+    assert got[("cu_pool_cost_per_hour", pool)] == 10.0
+    assert got[("cu_tenant_guaranteed_cost_per_month", tenant)] == 1825.0
+    assert got[("cu_tenant_in_use_cost_per_month", tenant)] == 912.5
+    window = (("cluster", "dc-east"), ("pool", "train"), ("tenant", "search"), ("window", ""))
+    assert got[("cu_guarantee_window_info", window)] == 1.0
+    assert got[("cu_guarantee_next_edge_timestamp_seconds", (("cluster", "dc-east"),))] == (
+        edge.timestamp()
+    )
+    # No DeviceCosts any more: the cost series go, none is left stale.
+    m.set_costs(None)
+    assert not [s for s in _samples(generate_latest(m.registry).decode()) if "cost" in s.name]
