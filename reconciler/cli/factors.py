@@ -38,7 +38,7 @@ import typer
 
 from reconciler import errors, source, validate
 from reconciler.cli import _app
-from reconciler.learn import adapter, combine, records, specs, update, writeback
+from reconciler.learn import adapter, combine, records, slo, specs, update, writeback
 from reconciler.model import diagnostics
 from reconciler.model import documents as docs
 from reconciler.model import factors as model_factors
@@ -225,8 +225,9 @@ def _learn(
     now: str | None,
     rev: str | None = None,
     engine: _EngineChoice = _EngineChoice(),
-) -> tuple[_Repository, _Target, adapter.Outcome]:
-    """Stream the records (bounded memory at any size) through the chosen engine."""
+) -> tuple[_Repository, _Target, adapter.Outcome, tuple[slo.Change, ...]]:
+    """Stream the records (bounded memory at any size) through the chosen engine; the
+    at-SLO factors of the classes with a latency target come from the same aggregates."""
     from reconciler.learn import stream
 
     repo = _read(command, repo_path, rev)
@@ -275,7 +276,18 @@ def _learn(
         records_revision=aggs.revision,
         target=target.target,
     )
-    return repo, target, outcome
+    targets = repo.state.policy.latency_targets()
+    if not targets:
+        return repo, target, outcome, ()
+    estimates = slo.estimate(aggs.cells, ref, targets, [s.node for s in outcome.slow_nodes])
+    published_slo = [
+        m.factor
+        for m in model_factors.merge_factors(repo.state.factor_tables, docs.FactorBasis.AT_SLO)
+    ]
+    changes = slo.decide(
+        estimates, published_slo, repo.state.policy.spec.factors, ref, aggs.revision
+    )
+    return repo, target, outcome, changes
 
 
 def _check_after_write(
@@ -363,7 +375,9 @@ def fit_command(
     """Learn factors from records; print old → new with evidence; optionally commit."""
     choice = _EngineChoice(engine, scheduler, workers)
     try:
-        repo, target, outcome = _learn("fit", record_files, repo_path, table, now, base, choice)
+        repo, target, outcome, at_slo = _learn(
+            "fit", record_files, repo_path, table, now, base, choice
+        )
     except errors.InputError as exc:
         raise _input_failure("fit", exc) from exc
     except (errors.CUError, ValueError, OSError) as exc:
@@ -375,9 +389,18 @@ def fit_command(
             "fit", f"internal error ({type(exc).__name__}: {exc}); nothing written"
         ) from exc
     message = writeback.commit_message(outcome, repo.state.policy.spec.factors)
+    message += slo.render(at_slo)
     typer.echo(message)
-    changed = bool(outcome.proposal.changed)
     learned = outcome.proposal.target
+    slo_rows = [c.row for c in at_slo if c.row is not None]
+    if slo_rows:
+        learned = slo.write_rows(
+            learned if learned is not None else target.target.table,
+            target.target.name,
+            repo.reference_model,
+            slo_rows,
+        )
+    changed = bool(outcome.proposal.changed) or bool(slo_rows)
     if write and changed and learned is not None:
         _check_after_write("fit", repo, target, learned, outcome.proposal.changed)
         try:
@@ -494,7 +517,7 @@ def report_command(
 
     try:
         try:
-            repo, target, outcome = _learn("report", record_files, repo_path, table, now)
+            repo, target, outcome, _ = _learn("report", record_files, repo_path, table, now)
         except errors.InputError as exc:
             raise _input_failure("report", exc) from exc
         mix = _mix(repo.state.policy.spec.factors)

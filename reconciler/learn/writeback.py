@@ -116,6 +116,12 @@ def render_table(
     so comments above and around the document survive. ``header`` starts a new file."""
     body = table.model_dump(by_alias=True, exclude_none=True, mode="json")
     body["metadata"] = {k: v for k, v in body["metadata"].items() if v != {}}  # no `labels: {}`
+    # Defaults that a table before atSLO factors never wrote stay unwritten (no diff noise).
+    if body["spec"].get("schemaVersion") == 1:
+        del body["spec"]["schemaVersion"]
+    for row in body["spec"].get("factors", []):
+        if row.get("basis") == docs.FactorBasis.RAW.value:
+            del row["basis"]
     y = _yaml()
     if original is None:
         buf = io.StringIO()
