@@ -115,14 +115,28 @@ class Basis:
     fallback: tuple[tuple[str, str], ...]
     """(model, class) sold on its raw factor because no atSLO factor at the target exists."""
 
-    def describe(self) -> str:
+    def describe(
+        self, models: Iterable[str] | None = None, classes: Iterable[str] | None = None
+    ) -> str:
+        """``raw``, or ``atSLO (decode p99 ≤ 60 ms)`` with the fallbacks among ``models`` and
+        ``classes`` (default: all) named per class."""
         if self.basis is docs.FactorBasis.RAW:
             return "raw"
         targets = ", ".join(f"{c} p99 ≤ {t:g} ms" for c, t in sorted(self.targets.items()))
         text = f"atSLO ({targets})"
-        if self.fallback:
-            text += "; raw for " + ", ".join(f"{m}/{c}" for m, c in self.fallback)
-            text += " (no atSLO factor at the target)"
+        shown_models = None if models is None else set(models)
+        shown_classes = None if classes is None else set(classes)
+        classes_of: dict[str, list[str]] = {}
+        for m, c in self.fallback:
+            if (shown_models is None or m in shown_models) and (
+                shown_classes is None or c in shown_classes
+            ):
+                classes_of.setdefault(m, []).append(c)
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for m, cs in sorted(classes_of.items()):
+            groups.setdefault(tuple(sorted(cs)), []).append(m)
+        for cs, ms in sorted(groups.items()):
+            text += f"; raw for {', '.join(ms)} ({', '.join(cs)}: no atSLO factor at the target)"
         return text
 
 

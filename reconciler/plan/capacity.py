@@ -140,7 +140,9 @@ def compute(
     for pool in pools:
         name = pool.metadata.name
         pool_members = tuple(members.get(name, ()))
-        out[name] = _total(pool, pool_members, bases[name].describe())
+        mix = pool_mix(pool, desired.policy) or {reference.workload_class: 1.0}
+        basis = bases[name].describe({m.device.model for m in pool_members}, mix)
+        out[name] = _total(pool, pool_members, basis)
     return out, tuple(findings)
 
 
