@@ -135,8 +135,8 @@ class Basis:
         groups: dict[tuple[str, ...], list[str]] = {}
         for m, cs in sorted(classes_of.items()):
             groups.setdefault(tuple(sorted(cs)), []).append(m)
-        for cs, ms in sorted(groups.items()):
-            text += f"; raw for {', '.join(ms)} ({', '.join(cs)}: no atSLO factor at the target)"
+        for names, ms in sorted(groups.items()):
+            text += f"; raw for {', '.join(ms)} ({', '.join(names)}: no atSLO factor at the target)"
         return text
 
 
