@@ -284,8 +284,14 @@ def _learn(
         m.factor
         for m in model_factors.merge_factors(repo.state.factor_tables, docs.FactorBasis.AT_SLO)
     ]
+    held = {
+        c.workload_class.value: c.reason
+        for c in outcome.proposal.changes
+        if c.decision is update.Decision.HELD
+        and c.reason.startswith("drift alarm on the reference")
+    }
     changes = slo.decide(
-        estimates, published_slo, repo.state.policy.spec.factors, ref, aggs.revision
+        estimates, published_slo, repo.state.policy.spec.factors, ref, aggs.revision, held
     )
     return repo, target, outcome, changes
 

@@ -354,14 +354,23 @@ def decide(
     policy: docs.FactorPolicy,
     reference: str,
     records_revision: str,
+    held_classes: Mapping[str, str] | None = None,
 ) -> tuple[Change, ...]:
     """The policy's update rule on each at-SLO estimate, against the published atSLO row at
-    the same target (a row learned at another target is a different quantity: replaced)."""
+    the same target (a row learned at another target is a different quantity: replaced).
+
+    ``held_classes``: class → why its reference is in doubt (a drift alarm on the reference,
+    :func:`reconciler.learn.adapter.guarded_refit`); nothing of such a class moves, raw or
+    at the SLO."""
     rows = {(f.device_model, f.workload_class): f for f in published}
     out: list[Change] = []
     for e in estimates:
         cls = specs.parse_class(e.workload_class)
         if cls is None:
+            continue
+        hold = (held_classes or {}).get(e.workload_class)
+        if hold:
+            out.append(Change(e, None, None, f"held: {hold}"))
             continue
         old = rows.get((e.device_model, e.workload_class))
         same_target = (

@@ -235,3 +235,49 @@ def test_fit_writes_atslo_rows_the_plan_sells_and_prices_per_token(
     sold = {a["model"]: a["factor"] for a in batch["arithmetic"]}["BR104"]
     assert sold == pytest.approx(math.exp(0.5 * math.log(spec_prefill) + 0.5 * math.log(raw.value)))
     assert not [r for r in plan["costs"]["perMillionTokens"]["rows"] if r["pool"] == "batch"]
+
+
+def _estimate(model: str, value: float) -> slo.Estimate:
+    return slo.Estimate(
+        model, "decode", 60.0, value, 0.01, 7, 3000, 8, "llama3-8b", 500.0, "tokens/s"
+    )
+
+
+def _published(value: float, target: float) -> docs.Factor:
+    return docs.Factor(
+        device_model="BR104",
+        workload_class="decode",
+        value=value,
+        source=docs.FactorSource.LEARNED,
+        basis=docs.FactorBasis.AT_SLO,
+        latency_target=docs.LatencyTarget(p99_ms=target),
+        records_revision="sha256:old",
+    )
+
+
+@pytest.mark.parametrize(
+    ("published", "held", "expected"),
+    [
+        pytest.param([], None, 0.9, id="new"),
+        pytest.param([_published(0.7, 60.0)], None, 0.77, id="clamped-by-maxRelativeChange"),
+        pytest.param([_published(0.7, 45.0)], None, 0.9, id="another-target-is-replaced"),
+        pytest.param([_published(0.9, 60.0)], None, None, id="inside-the-interval-unchanged"),
+        pytest.param([], {"decode": "drift alarm on the reference"}, None, id="reference-held"),
+    ],
+)
+def test_the_update_rule_applies_to_atslo_rows(
+    published: list[docs.Factor], held: dict[str, str] | None, expected: float | None
+) -> None:
+    changes = slo.decide(
+        [_estimate(REF, 1.0), _estimate("BR104", 0.9)],
+        published,
+        docs.FactorPolicy(),
+        REF,
+        "sha256:new",
+        held,
+    )
+    br = next(c for c in changes if c.estimate.device_model == "BR104")
+    assert (br.row.value if br.row is not None else None) == expected, br.render()
+    # No reference row is published yet: the unit's row is written unless its class is held.
+    unit = next(c for c in changes if c.estimate.device_model == REF)
+    assert (unit.row is not None) == (held is None)
