@@ -469,13 +469,33 @@ def show_command(
             for t in tables
             if t.metadata.name != m.table
             for o in t.spec.factors
-            if (o.device_model, o.workload_class) == m.key
+            if (o.device_model, o.workload_class) == m.key and o.basis is docs.FactorBasis.RAW
         ]
         typer.echo(
             f"{f.device_model:<18} {f.workload_class or '*':<10} {f.value:>8.4g} "
             f"{f.source.value:<8} {m.table:<12} {f.samples:>8} {interval:<20} "
             f"{', '.join(beaten) or '-'}"
         )
+    at_slo = model_factors.merge_factors(tables, docs.FactorBasis.AT_SLO)
+    if at_slo:
+        targets = repo.state.policy.latency_targets()
+        typer.echo("")
+        typer.echo("At the SLO (basis atSLO; sold by pools unless they say factorBasis: raw):")
+        for m in at_slo:
+            f = m.factor
+            target = f.latency_target.p99_ms if f.latency_target else 0.0
+            cls = f.workload_class or "*"
+            stale = "" if targets.get(cls) == target else " (not the class's target: unused)"
+            tput = (
+                f", {f.throughput:.4g} {f.throughput_unit} ({f.served_model})"
+                if f.throughput
+                else ""
+            )
+            interval = f" [{f.interval[0]:.4g}, {f.interval[1]:.4g}]" if f.interval else ""
+            typer.echo(
+                f"  {f.device_model}/{cls} at p99 ≤ {target:g} ms: {f.value:.4g}{interval}, "
+                f"n={f.samples}{tput}; {m.table}{stale}"
+            )
     values = adapter.table_values(repo.merged())
     typer.echo("")
     typer.echo(f"{'DEVICE MODEL':<18} {'CU VALUE (geometric mean over mix)':>36}")
