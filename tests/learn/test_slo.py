@@ -218,6 +218,19 @@ def test_fit_writes_atslo_rows_the_plan_sells_and_prices_per_token(
     assert sold == pytest.approx(
         math.exp(0.5 * math.log(spec_prefill) + 0.5 * math.log(at_slo.value))
     )
+    # What-if scales the factor the pool sells: the atSLO one.
+    res = runner.invoke(
+        _app.app, ["plan", str(repo), "--what-if", "factor BR104/decode -10%", "-o", "json"]
+    )
+    assert res.exit_code in (0, 1), res.output
+    what_if = json.loads(res.stdout)
+    scaled = next(p for p in what_if["pools"] if p["pool"] == "batch")["arithmetic"]
+    assert {a["model"]: a["factor"] for a in scaled}["BR104"] == pytest.approx(
+        sold * math.sqrt(0.9), rel=1e-4
+    )
+    show = runner.invoke(_app.app, ["factors", "show", "--repo", str(repo)])
+    assert "BR104/decode at p99 ≤ 60 ms: " + f"{at_slo.value:.4g}" in show.stdout
+
     tokens = plan["costs"]["perMillionTokens"]
     assert tokens["unit"].startswith("USD per million tokens")
     row = next(r for r in tokens["rows"] if (r["tenant"], r["pool"]) == ("research-batch", "batch"))
