@@ -396,11 +396,11 @@ def fit_command(
         raise _fail(
             "fit", f"internal error ({type(exc).__name__}: {exc}); nothing written"
         ) from exc
-    message = writeback.commit_message(outcome, repo.state.policy.spec.factors)
+    slo_rows = [c.row for c in at_slo if c.row is not None]
+    message = writeback.commit_message(outcome, repo.state.policy.spec.factors, len(slo_rows))
     message += slo.render(at_slo)
     typer.echo(message)
     learned = outcome.proposal.target
-    slo_rows = [c.row for c in at_slo if c.row is not None]
     if slo_rows:
         learned = slo.write_rows(
             learned if learned is not None else target.target.table,

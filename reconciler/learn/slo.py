@@ -94,48 +94,52 @@ def _stats(batch: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray,
 
 
 def _solve(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray | None:
-    try:
-        coef = np.linalg.solve(xtx, xty)
-    except np.linalg.LinAlgError:
-        return None
+    coef = _solve_many(xtx[None], xty[None])[0]
     return coef if np.all(np.isfinite(coef)) else None
 
 
-def _quad(coef: np.ndarray, b: float) -> float:
-    return float(coef[0] + coef[1] * b + coef[2] * b * b)
+def _solve_many(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
+    """Coefficients for a stack of normal equations (k, 3, 3), (k, 3); NaN rows where the
+    system is singular (too few distinct batches among the nodes drawn)."""
+    with np.errstate(all="ignore"):
+        bad = ~np.isfinite(xtx).all(axis=(1, 2)) | (np.linalg.cond(xtx) > 1e13)
+    safe = np.where(bad[:, None, None], np.eye(3), xtx)
+    coef = np.linalg.solve(safe, np.where(bad[:, None], 0.0, xty)[..., None])[..., 0]
+    coef[bad] = np.nan
+    return coef
+
+
+def throughput_at(
+    lat: np.ndarray, step: np.ndarray, target: float, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of coefficients (k, 3) of the latency and step-time curves: the largest batch
+    in [lo, hi] whose p99 meets ``target``, the throughput there, and whether the batch is
+    capped at ``hi``. NaN where even ``lo`` misses the target or a curve is not fitted."""
+    a, b, c = lat[:, 0] - target, lat[:, 1], lat[:, 2]
+    with np.errstate(all="ignore"):
+        p_lo = lat[:, 0] + b * lo + c * lo * lo
+        p_hi = lat[:, 0] + b * hi + c * hi * hi
+        sq = np.sqrt(np.maximum(b * b - 4 * c * a, 0.0))
+        r1, r2 = (-b + sq) / (2 * c), (-b - sq) / (2 * c)
+        in1, in2 = (r1 >= lo) & (r1 <= hi), (r2 >= lo) & (r2 <= hi)
+        root = np.where(in1 & in2, np.minimum(r1, r2), np.where(in1, r1, np.where(in2, r2, hi)))
+        linear = np.abs(c) < 1e-12 * np.maximum(np.abs(b), 1e-300)
+        root = np.clip(np.where(linear, -a / b, root), lo, hi)
+        capped = p_hi <= target
+        batch = np.where(capped, hi, root)
+        batch = np.where((p_lo > target) | np.isnan(p_lo) | np.isnan(p_hi), np.nan, batch)
+        s = step[:, 0] + step[:, 1] * batch + step[:, 2] * batch * batch
+        tput = np.where(s > 0, batch / s, np.nan)
+    return batch, tput, capped & np.isfinite(batch)
 
 
 def max_batch(lat: np.ndarray, target: float, lo: float, hi: float) -> tuple[float, bool] | None:
     """The largest batch in [lo, hi] whose fitted p99 meets ``target``, and whether it is
     capped at ``hi``; None when even ``lo`` misses it."""
-    if _quad(lat, lo) > target:
-        return None
-    if _quad(lat, hi) <= target:
-        return hi, True
-    a, b, c = float(lat[0]) - target, float(lat[1]), float(lat[2])
-    if abs(c) < 1e-12 * max(abs(b), 1e-300):
-        root = -a / b
-    else:
-        disc = b * b - 4 * c * a
-        roots = [(-b + s * math.sqrt(max(disc, 0.0))) / (2 * c) for s in (1.0, -1.0)]
-        inside = [r for r in roots if lo <= r <= hi]
-        root = min(inside) if inside else hi
-    return min(max(root, lo), hi), False
-
-
-def at_slo(
-    lat: np.ndarray | None, step: np.ndarray | None, target: float, lo: float, hi: float
-) -> Point | None:
-    if lat is None or step is None:
-        return None
-    found = max_batch(lat, target, lo, hi)
-    if found is None:
-        return None
-    b, capped = found
-    s = _quad(step, b)
-    if not s > 0:
-        return None
-    return Point(b, b / s, capped)
+    batch, _, capped = throughput_at(
+        np.asarray(lat, dtype=float)[None], np.asarray([[0.0, 1.0, 0.0]]), target, lo, hi
+    )
+    return None if np.isnan(batch[0]) else (float(batch[0]), bool(capped[0]))
 
 
 # --------------------------------------------------------------------------- learning
@@ -153,13 +157,26 @@ class _Series:
     hi: float
     batches: int
 
-    def point(self, target: float, weights: np.ndarray | None = None) -> Point | None:
-        w = np.ones(len(self.nodes)) if weights is None else weights
-        lat = np.tensordot(w, self.lat, axes=1)
-        step = np.tensordot(w, self.step, axes=1)
-        return at_slo(
-            _solve(lat[:, :3], lat[:, 3]), _solve(step[:, :3], step[:, 3]), target, self.lo, self.hi
+    def points(
+        self, target: float, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`throughput_at` for each row of node weights (k, nodes): the curves refitted
+        on the nodes as weighted (1 each: the estimate; bootstrap counts: a draw)."""
+        lat = (weights @ self.lat.reshape(len(self.nodes), 12)).reshape(-1, 3, 4)
+        step = (weights @ self.step.reshape(len(self.nodes), 12)).reshape(-1, 3, 4)
+        return throughput_at(
+            _solve_many(lat[:, :, :3], lat[:, :, 3]),
+            _solve_many(step[:, :, :3], step[:, :, 3]),
+            target,
+            self.lo,
+            self.hi,
         )
+
+    def point(self, target: float) -> Point | None:
+        batch, tput, capped = self.points(target, np.ones((1, len(self.nodes))))
+        if not np.isfinite(tput[0]):
+            return None
+        return Point(float(batch[0]), float(tput[0]), bool(capped[0]))
 
 
 def _relative_weights(batch: np.ndarray, y: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -256,7 +273,9 @@ def _one(
     def missing(problem: str) -> Estimate:
         return Estimate(device, cls, target, None, math.inf, 0, samples, nodes, problem=problem)
 
-    usable = [k for k in shared if mine[k].batches >= MIN_BATCHES and refs[k].batches >= 3]
+    usable = [
+        k for k in shared if mine[k].batches >= MIN_BATCHES and refs[k].batches >= MIN_BATCHES
+    ]
     if not usable:
         return missing(
             f"no served model recorded at {MIN_BATCHES}+ batch sizes on both it and {reference}"
@@ -283,22 +302,17 @@ def _one(
     main = max(points, key=lambda k: (weight[k], k))
     # Node-clustered bootstrap: every replicate draws each side's nodes with replacement.
     rng = np.random.default_rng(_seed(device, cls, reference, f"{target:g}"))
-    draws: list[float] = []
-    for _ in range(replicates):
-        pts: dict[tuple[str, str], tuple[Point, Point]] = {}
-        for k in points:
-            wm = rng.multinomial(
-                len(mine[k].nodes), np.full(len(mine[k].nodes), 1 / len(mine[k].nodes))
-            )
-            wr = rng.multinomial(
-                len(refs[k].nodes), np.full(len(refs[k].nodes), 1 / len(refs[k].nodes))
-            )
-            p, r = mine[k].point(target, wm.astype(float)), refs[k].point(target, wr.astype(float))
-            if p is None or r is None:
-                break
-            pts[k] = (p, r)
-        else:
-            draws.append(log_factor(pts))
+    total_log = np.zeros(replicates)
+    for k in points:
+        counts = []
+        for series in (mine[k], refs[k]):
+            n = len(series.nodes)
+            w = rng.multinomial(n, np.full(n, 1 / n), size=replicates).astype(float)
+            counts.append(series.points(target, w)[1])
+        with np.errstate(all="ignore"):
+            total_log += weight[k] * np.log(counts[0] / counts[1])
+    finite = np.isfinite(total_log)
+    draws = total_log[finite] / total
     if len(draws) < replicates * 0.9:
         return missing(
             f"the latency curve cannot be inverted at {target:g} ms in "

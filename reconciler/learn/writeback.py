@@ -154,15 +154,19 @@ def _commented(value: Any) -> Any:
     return value
 
 
-def commit_message(outcome: adapter.Outcome, policy: docs.FactorPolicy) -> str:
+def commit_message(
+    outcome: adapter.Outcome, policy: docs.FactorPolicy, at_slo_rows: int = 0
+) -> str:
     """Subject plus body: every old → new factor with its evidence, what was held and why,
-    drift alarms, slow nodes, the records and the policy applied. Pure."""
+    drift alarms, slow nodes, the records and the policy applied. Pure. ``at_slo_rows``: the
+    atSLO rows written with it (their section, :func:`reconciler.learn.slo.render`, follows)."""
     prop = outcome.proposal
     changed = prop.changed
     held = [c for c in prop.changes if c.decision is update.Decision.HELD]
     name = (prop.target if prop.target is not None else prop.table).metadata.name
+    slo = f" (+{at_slo_rows} at the SLO)" if at_slo_rows else ""
     lines = [
-        f"factors({name}): {len(changed)} changed, {len(held)} held, "
+        f"factors({name}): {len(changed)} changed{slo}, {len(held)} held, "
         f"learned from {outcome.reject_report.accepted} records",
         "",
     ]

@@ -186,6 +186,7 @@ def test_fit_writes_atslo_rows_the_plan_sells_and_prices_per_token(
     args = ["factors", "fit", "--records", str(slo_records), "--repo", str(repo)]
     res = runner.invoke(_app.app, [*args, "--now", NOW.isoformat(), "--write", "--branch", "b"])
     assert res.exit_code == _app.EXIT_FINDINGS, res.output
+    assert "changed (+3 at the SLO)" in res.stdout.splitlines()[0]
     assert "Throughput at the SLO" in res.stdout and "BR104/decode at p99 ≤ 60 ms" in res.stdout
     example_repo.git.checkout("b")
     table = writeback.read_table(repo / "factors" / "learned.yaml")
