@@ -156,6 +156,8 @@ class _Series:
     lo: float
     hi: float
     batches: int
+    latency_max: float = 0.0
+    """Largest cell mean p99: 0 means the records carry no latency at all."""
 
     def points(
         self, target: float, weights: np.ndarray
@@ -219,7 +221,14 @@ def _series(cells: pd.DataFrame) -> dict[Group, _Series]:
             rec[i] = n[sel].sum()
         dm, cls, served, unit = (str(k) for k in key)
         out[(dm, cls, served, unit)] = _Series(
-            nodes, lat, stp, rec, float(batch.min()), float(batch.max()), len(set(batch))
+            nodes,
+            lat,
+            stp,
+            rec,
+            float(batch.min()),
+            float(batch.max()),
+            len(set(batch)),
+            float(lat_mean.max()),
         )
     return out
 
@@ -272,6 +281,17 @@ def _one(
 
     def missing(problem: str) -> Estimate:
         return Estimate(device, cls, target, None, math.inf, 0, samples, nodes, problem=problem)
+
+    silent = [
+        name
+        for name, series in ((device, mine), (reference, refs))
+        if series and all(s.latency_max <= 0 for s in series.values())
+    ]
+    if silent:
+        return missing(
+            f"the records carry no latency (latency_p99_ms is 0 on every record of "
+            f"{' and '.join(sorted(set(silent)))}); a class with a latency target needs it"
+        )
 
     usable = [
         k for k in shared if mine[k].batches >= MIN_BATCHES and refs[k].batches >= MIN_BATCHES

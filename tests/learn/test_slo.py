@@ -105,6 +105,22 @@ def test_repeated_records_move_nothing_and_the_result_is_deterministic(
     assert once == twice
 
 
+def test_records_without_latency_hold_the_class_and_say_why(
+    slo_records: Path, tmp_path: Path
+) -> None:
+    """A producer that writes 0 for an unmeasured p99 passes the record checks (p99 ≥ p50 ≥ 0)
+    but must not make every batch look within the target."""
+    import pandas as pd
+
+    frame = pd.read_csv(slo_records)
+    frame.loc[frame["device_model"] == "BR104", ["latency_p50_ms", "latency_p99_ms"]] = 0.0
+    path = tmp_path / "no-latency.csv"
+    frame.to_csv(path, index=False)
+    got = _estimates([path], 60.0)
+    assert got["BR104"].value is None and "carry no latency" in got["BR104"].problem
+    assert got["L40S"].value is not None
+
+
 # ------------------------------------------------------------------------------ documents
 
 
