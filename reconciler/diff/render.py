@@ -266,7 +266,7 @@ def summary_lines(preview: Preview) -> list[str]:
         )
         if pool.overcommit_milli:
             out.append(f"  ! {overcommit(pool)}")
-        if pool.basis != "raw":
+        if pool.basis != "raw":  # raw is what every pool sold before atSLO factors
             out.append(f"    factors: {escape(pool.basis)}")
         for line in pool.lines:
             out.append(f"    {line.render(pool.cu_per_device)}")

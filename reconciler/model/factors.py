@@ -76,8 +76,15 @@ class FactorIndex:
         """The factors a pool sells: for each class with a latency target, its atSLO factor
         (learned at that very target) unless the pool chose ``raw``; a model without one
         falls back to its raw factor, and the fallback is named (never silent)."""
-        if basis is docs.FactorBasis.RAW or not targets:
+        if basis is docs.FactorBasis.RAW:
             return Basis(self, docs.FactorBasis.RAW, {}, ())
+        if not targets:
+            note = (
+                " (factorBasis atSLO, but no workload class declares a latencyTarget)"
+                if basis is docs.FactorBasis.AT_SLO
+                else ""
+            )
+            return Basis(self, docs.FactorBasis.RAW, {}, (), note)
         values = dict(self.values)
         fallback: list[tuple[str, str]] = []
         models = {m for m, _ in self.values} | {m for m, _ in self.at_slo}
@@ -114,6 +121,8 @@ class Basis:
     """Class → p99 target (ms) the atSLO factors are for; empty for raw."""
     fallback: tuple[tuple[str, str], ...]
     """(model, class) sold on its raw factor because no atSLO factor at the target exists."""
+    note: str = ""
+    """Why a pool that asked for atSLO sells raw."""
 
     def describe(
         self, models: Iterable[str] | None = None, classes: Iterable[str] | None = None
@@ -121,7 +130,7 @@ class Basis:
         """``raw``, or ``atSLO (decode p99 ≤ 60 ms)`` with the fallbacks among ``models`` and
         ``classes`` (default: all) named per class."""
         if self.basis is docs.FactorBasis.RAW:
-            return "raw"
+            return "raw" + self.note
         targets = ", ".join(f"{c} p99 ≤ {t:g} ms" for c, t in sorted(self.targets.items()))
         text = f"atSLO ({targets})"
         shown_models = None if models is None else set(models)

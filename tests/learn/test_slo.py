@@ -183,6 +183,31 @@ def test_a_table_from_before_atslo_factors_reads_unchanged() -> None:
     assert ("BR104", "decode") in sold.fallback and "raw for" in sold.describe()
 
 
+@pytest.mark.parametrize(
+    ("targets", "basis", "sold", "described"),
+    [
+        pytest.param({"decode": 60.0}, None, 0.88, "atSLO (decode p99 ≤ 60 ms)", id="default"),
+        pytest.param({"decode": 60.0}, docs.FactorBasis.RAW, 0.44, "raw", id="pool-says-raw"),
+        pytest.param(
+            {"decode": 45.0}, None, 0.44, "raw for BR104 (decode: no atSLO", id="other-target"
+        ),
+        pytest.param(
+            {}, docs.FactorBasis.AT_SLO, 0.44, "raw (factorBasis atSLO, but no", id="no-target"
+        ),
+    ],
+)
+def test_a_pool_sells_the_basis_it_chose(
+    targets: dict[str, float], basis: docs.FactorBasis | None, sold: float, described: str
+) -> None:
+    index = model_factors.FactorIndex(
+        {("BR104", "decode"): 0.44}, REF, {("BR104", "decode"): (0.88, 60.0)}
+    )
+    chosen = index.with_basis(targets, basis)
+    assert chosen.index.lookup("BR104", "decode") == sold
+    assert chosen.index.lookup(REF, "decode") == 1.0
+    assert described in chosen.describe()
+
+
 # ------------------------------------------------------------------------------ end to end
 
 
