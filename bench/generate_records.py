@@ -9,6 +9,10 @@ With ``--parts K`` the window is generated as K time slices, each written as
 (``records / K`` rows) at any total; the fleet (node effects, hourly noise) is the seed's in
 every slice.
 
+    .venv/bin/python bench/generate_records.py --slo --out /tmp/slo.csv
+        # decode records with latency curves (A100, BR104 with a knee, flat L40S) for
+        # `cuctl factors fit` at a latency target; the truth is printed per target
+
 Also writes ``<out>.truth.json``: the true factor per (device model, class) at the end of
 the window, the steps and the slow nodes, so any run of ``cuctl factors fit`` can be
 scored. Deterministic for a seed; see ``reconciler/learn/synthetic.py`` for the mechanism.
@@ -34,7 +38,27 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(synthetic.CANONICAL_MODELS))
     ap.add_argument("--out", type=Path, required=True, help=".csv or .parquet, or a directory")
     ap.add_argument("--parts", type=int, default=0, help="Write a partitioned dataset.")
+    ap.add_argument(
+        "--slo",
+        action="store_true",
+        help="Decode records with known latency curves (synthetic.generate_slo) instead.",
+    )
     args = ap.parse_args()
+    if args.slo:
+        slo_frame = synthetic.generate_slo(args.seed)
+        if args.out.suffix == ".csv":
+            slo_frame.to_csv(args.out, index=False)
+        else:
+            slo_frame.to_parquet(args.out)
+        truth_slo = {
+            f"{t:g}": synthetic.slo_truth(t)
+            for t in (synthetic.TIGHT_P99_MS, 60.0, synthetic.LOOSE_P99_MS)
+        }
+        args.out.with_name(args.out.name + ".truth.json").write_text(
+            json.dumps({"seed": args.seed, "atSLO": truth_slo}, indent=2) + "\n"
+        )
+        print(f"{len(slo_frame)} records → {args.out}; at-SLO truth per p99 target: {truth_slo}")
+        return
     base = synthetic.Scenario()
     sc = synthetic.Scenario(
         records=args.records,

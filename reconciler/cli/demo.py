@@ -215,6 +215,47 @@ def _peaks_step(repo: git.Repo, repo_root: Path) -> None:
     repo.git.checkout("main")
 
 
+def _slo_step(repo_root: Path, base: Path) -> None:
+    """Decode has a p99 target of 60 ms (policy.yaml): learn what each device delivers while
+    meeting it, publish the atSLO factors on a branch, and preview what the pools then sell
+    and what a million tokens cost."""
+    from reconciler.learn import synthetic  # pandas: only when used
+
+    _say("10b. Throughput at the SLO: factors learned at decode's p99 target (60 ms)")
+    records = base / "slo-records.csv"
+    synthetic.generate_slo(seed=7).to_csv(records, index=False)
+    typer.echo(
+        f"decode records with latency (BR104 has a knee, L40S is flat): {records}; true "
+        f"atSLO factors at 60 ms: {synthetic.slo_truth(60.0)}",
+        err=True,
+    )
+    out = _cuctl(
+        [
+            "factors",
+            "fit",
+            "--records",
+            str(records),
+            "--write",
+            "--branch",
+            "factors/slo",
+            "--now",
+            "2026-12-01T00:00:00Z",
+        ],
+        cwd=repo_root,
+        expect=(1,),
+        limit=0,
+    )
+    _show(out[out.index("Throughput at the SLO") :], 6)
+    plan = _cuctl(
+        ["plan", ".", "--rev", "factors/slo", "--base", "main", "--no-diffs"],
+        cwd=repo_root,
+        expect=(0, 1),
+        limit=0,
+    )
+    wanted = ("factors: atSLO", "Cost per million tokens", "/M tokens")
+    _show("\n".join(line for line in plan.splitlines() if any(w in line for w in wanted)), 8)
+
+
 def _controller_step(repo: git.Repo, api: Any, kubeconfig: str, base: Path) -> None:
     """Controller mode: the cluster converges on its own after a reviewed commit, and Git
     answers who changed it."""
@@ -455,6 +496,7 @@ def demo_command(
             expect=(0, 1),
             limit=16,
         )
+        _slo_step(repo_root, base)
         _say("11. The audit trail is git log")
         typer.echo(repo.git.log("--oneline", "--all"), err=True)
         typer.echo(repo.git.log("-1", "--format=%B", "factors/learned").split("\n\n")[0], err=True)

@@ -38,7 +38,7 @@ import typer
 
 from reconciler import errors, source, validate
 from reconciler.cli import _app
-from reconciler.learn import adapter, combine, records, specs, update, writeback
+from reconciler.learn import adapter, combine, records, slo, specs, update, writeback
 from reconciler.model import diagnostics
 from reconciler.model import documents as docs
 from reconciler.model import factors as model_factors
@@ -225,8 +225,9 @@ def _learn(
     now: str | None,
     rev: str | None = None,
     engine: _EngineChoice = _EngineChoice(),
-) -> tuple[_Repository, _Target, adapter.Outcome]:
-    """Stream the records (bounded memory at any size) through the chosen engine."""
+) -> tuple[_Repository, _Target, adapter.Outcome, tuple[slo.Change, ...]]:
+    """Stream the records (bounded memory at any size) through the chosen engine; the
+    at-SLO factors of the classes with a latency target come from the same aggregates."""
     from reconciler.learn import stream
 
     repo = _read(command, repo_path, rev)
@@ -275,7 +276,24 @@ def _learn(
         records_revision=aggs.revision,
         target=target.target,
     )
-    return repo, target, outcome
+    targets = repo.state.policy.latency_targets()
+    if not targets:
+        return repo, target, outcome, ()
+    estimates = slo.estimate(aggs.cells, ref, targets, [s.node for s in outcome.slow_nodes])
+    published_slo = [
+        m.factor
+        for m in model_factors.merge_factors(repo.state.factor_tables, docs.FactorBasis.AT_SLO)
+    ]
+    held = {
+        c.workload_class.value: c.reason
+        for c in outcome.proposal.changes
+        if c.decision is update.Decision.HELD
+        and c.reason.startswith("drift alarm on the reference")
+    }
+    changes = slo.decide(
+        estimates, published_slo, repo.state.policy.spec.factors, ref, aggs.revision, held
+    )
+    return repo, target, outcome, changes
 
 
 def _check_after_write(
@@ -311,6 +329,8 @@ def _check_after_write(
     moved = {(c.device_model, c.workload_class.value) for c in changed}
     for f in table.spec.factors:
         key = (f.device_model, f.workload_class)
+        if f.basis is not docs.FactorBasis.RAW:
+            continue
         if key in moved and index.values.get(key) != f.value:
             raise _fail(
                 command,
@@ -363,7 +383,9 @@ def fit_command(
     """Learn factors from records; print old → new with evidence; optionally commit."""
     choice = _EngineChoice(engine, scheduler, workers)
     try:
-        repo, target, outcome = _learn("fit", record_files, repo_path, table, now, base, choice)
+        repo, target, outcome, at_slo = _learn(
+            "fit", record_files, repo_path, table, now, base, choice
+        )
     except errors.InputError as exc:
         raise _input_failure("fit", exc) from exc
     except (errors.CUError, ValueError, OSError) as exc:
@@ -374,10 +396,19 @@ def fit_command(
         raise _fail(
             "fit", f"internal error ({type(exc).__name__}: {exc}); nothing written"
         ) from exc
-    message = writeback.commit_message(outcome, repo.state.policy.spec.factors)
+    slo_rows = [c.row for c in at_slo if c.row is not None]
+    message = writeback.commit_message(outcome, repo.state.policy.spec.factors, len(slo_rows))
+    message += slo.render(at_slo)
     typer.echo(message)
-    changed = bool(outcome.proposal.changed)
     learned = outcome.proposal.target
+    if slo_rows:
+        learned = slo.write_rows(
+            learned if learned is not None else target.target.table,
+            target.target.name,
+            repo.reference_model,
+            slo_rows,
+        )
+    changed = bool(outcome.proposal.changed) or bool(slo_rows)
     if write and changed and learned is not None:
         _check_after_write("fit", repo, target, learned, outcome.proposal.changed)
         try:
@@ -438,13 +469,33 @@ def show_command(
             for t in tables
             if t.metadata.name != m.table
             for o in t.spec.factors
-            if (o.device_model, o.workload_class) == m.key
+            if (o.device_model, o.workload_class) == m.key and o.basis is docs.FactorBasis.RAW
         ]
         typer.echo(
             f"{f.device_model:<18} {f.workload_class or '*':<10} {f.value:>8.4g} "
             f"{f.source.value:<8} {m.table:<12} {f.samples:>8} {interval:<20} "
             f"{', '.join(beaten) or '-'}"
         )
+    at_slo = model_factors.merge_factors(tables, docs.FactorBasis.AT_SLO)
+    if at_slo:
+        targets = repo.state.policy.latency_targets()
+        typer.echo("")
+        typer.echo("At the SLO (basis atSLO; sold by pools unless they say factorBasis: raw):")
+        for m in at_slo:
+            f = m.factor
+            target = f.latency_target.p99_ms if f.latency_target else 0.0
+            cls = f.workload_class or "*"
+            stale = "" if targets.get(cls) == target else " (not the class's target: unused)"
+            tput = (
+                f", {f.throughput:.4g} {f.throughput_unit} ({f.served_model})"
+                if f.throughput
+                else ""
+            )
+            interval = f" [{f.interval[0]:.4g}, {f.interval[1]:.4g}]" if f.interval else ""
+            typer.echo(
+                f"  {f.device_model}/{cls} at p99 ≤ {target:g} ms: {f.value:.4g}{interval}, "
+                f"n={f.samples}{tput}; {m.table}{stale}"
+            )
     values = adapter.table_values(repo.merged())
     typer.echo("")
     typer.echo(f"{'DEVICE MODEL':<18} {'CU VALUE (geometric mean over mix)':>36}")
@@ -494,7 +545,7 @@ def report_command(
 
     try:
         try:
-            repo, target, outcome = _learn("report", record_files, repo_path, table, now)
+            repo, target, outcome, _ = _learn("report", record_files, repo_path, table, now)
         except errors.InputError as exc:
             raise _input_failure("report", exc) from exc
         mix = _mix(repo.state.policy.spec.factors)

@@ -230,7 +230,12 @@ class Controller:
             self._tick()
             now = time.monotonic()
             holding = self._holding(now)
-            due = [self._retry_due(now), leases.RENEW_PERIOD, self._outage_due(now), self._edge_due(now)]
+            due = [
+                self._retry_due(now),
+                leases.RENEW_PERIOD,
+                self._outage_due(now),
+                self._edge_due(now),
+            ]
             if not holding:
                 due += [self._poll_due(now), self._resync_due(now)]
             elif self._suspended:

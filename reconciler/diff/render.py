@@ -266,6 +266,8 @@ def summary_lines(preview: Preview) -> list[str]:
         )
         if pool.overcommit_milli:
             out.append(f"  ! {overcommit(pool)}")
+        if pool.basis != "raw":  # raw is what every pool sold before atSLO factors
+            out.append(f"    factors: {escape(pool.basis)}")
         for line in pool.lines:
             out.append(f"    {line.render(pool.cu_per_device)}")
     if report.tenants:
@@ -502,6 +504,8 @@ def markdown(preview: Preview, *, limit: int = MARKDOWN_LIMIT, diffs: bool = Tru
     arithmetic = ["<details><summary>CU arithmetic</summary>", ""]
     for p in report.pools:
         arithmetic.append(f"- **{p.name}**: {rpt.milli_text(p.total_milli)} CU")
+        if p.basis != "raw":
+            arithmetic.append(f"  - factors: {p.basis}")
         arithmetic += [f"  - {line.render(p.cu_per_device)}" for line in p.lines]
         if p.headroom_percent:
             arithmetic.append(
@@ -628,6 +632,7 @@ def json_document(preview: Preview) -> dict[str, Any]:
                 "headroomPercent": p.headroom_percent,
                 "guaranteedCU": rpt.milli_text(p.guaranteed_milli),
                 "overcommitCU": rpt.milli_text(p.overcommit_milli),
+                "factorBasis": p.basis,
                 "arithmetic": [
                     {
                         "model": line.model,

@@ -52,6 +52,9 @@ GroupKey = tuple[str, str, str, str, float]  # device, class, served model, unit
 SeriesKey = tuple[str, specs.WorkloadClass]
 
 CELL_KEYS = ["node", "device_model", "workload_class", "served_model", "throughput_unit"]
+SUMS = ["n", "sum", "lat", "step"]
+"""Per cell: records, Σ log throughput, Σ p99 latency (ms), Σ batch / throughput (the step
+time the latency curve of :mod:`reconciler.learn.slo` is fitted to)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +378,7 @@ class Pass2:
             return
         both = _concat([self.cells, other.cells])
         keys = [*CELL_KEYS, "log_batch", "hour"]
-        self.cells = both.groupby(keys, sort=True, observed=True)[["n", "sum"]].sum().reset_index()
+        self.cells = both.groupby(keys, sort=True, observed=True)[SUMS].sum().reset_index()
 
 
 def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -415,9 +418,14 @@ def pass2(
         y = f["log_tput"].to_numpy()
         keep = np.abs(y - center) <= fit.SCREEN_MADS * scale
         part = Pass2(screened=int((~keep).sum()))
-        kept = f.loc[keep, [*CELL_KEYS, "log_batch", "hour"]].assign(n=1, sum=y[keep])
+        kept = f.loc[keep, [*CELL_KEYS, "log_batch", "hour"]].assign(
+            n=1,
+            sum=y[keep],
+            lat=f["latency_p99_ms"].to_numpy()[keep],
+            step=(f["batch_size"].to_numpy() / f["throughput"].to_numpy())[keep],
+        )
         cells = kept.groupby([*CELL_KEYS, "log_batch", "hour"], sort=True, observed=True)[
-            ["n", "sum"]
+            SUMS
         ].sum()
         part.cells = _as_text(cells.reset_index())
         if sparse_series:
@@ -458,7 +466,7 @@ class Aggregates:
 
     report: records.RejectReport
     screen: Screen
-    cells: pd.DataFrame  # CELL_KEYS, log_batch, hour, n, sum
+    cells: pd.DataFrame  # CELL_KEYS, log_batch, hour, SUMS
     sparse: pd.DataFrame  # one row per screened record of a sparse series
     screened: int
     revision: str = ""  # the evidence's identity: :func:`content_digest` of its records
@@ -498,7 +506,7 @@ def aggregate(
         second.add(part2)
     cells = second.cells
     if cells is None:
-        cells = pd.DataFrame(columns=[*CELL_KEYS, "log_batch", "hour", "n", "sum"])
+        cells = pd.DataFrame(columns=[*CELL_KEYS, "log_batch", "hour", *SUMS])
     sparse_rows = (
         _concat(second.sparse)
         if second.sparse

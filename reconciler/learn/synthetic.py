@@ -371,3 +371,107 @@ __all__ = [
     "generate",
     "node_names",
 ]
+
+
+# ------------------------------------------------------------------ latency curves (SLO)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyCurve:
+    """A device's mean step time for a batch: ``a + b·batch + c·batch²`` milliseconds.
+
+    Throughput is ``1000·batch / step`` tokens/s and the window's p99 is ``P99_RATIO·step``, so
+    the device's throughput at a p99 target T is ``1000·b*·P99_RATIO / T`` with ``b*`` the
+    batch whose step is ``T / P99_RATIO``: the at-SLO truth is exact, not simulated.
+    """
+
+    a: float
+    b: float
+    c: float
+
+    def step(self, batch: np.ndarray | float) -> np.ndarray | float:
+        return self.a + self.b * batch + self.c * batch * batch
+
+    def batch_at(self, step: float) -> float:
+        if self.c == 0:
+            return (step - self.a) / self.b
+        return (-self.b + math.sqrt(self.b**2 + 4 * self.c * (step - self.a))) / (2 * self.c)
+
+    def throughput_at_slo(self, p99_ms: float) -> float:
+        return 1000.0 * self.batch_at(p99_ms / P99_RATIO) * P99_RATIO / p99_ms
+
+
+P99_RATIO = 1.3
+SLO_CURVES: Mapping[str, LatencyCurve] = {
+    "A100-SXM4-80GB": LatencyCurve(15.0, 0.8, 0.002),
+    # Fast under load (higher throughput at batch 32 than L40S) but a high latency floor and
+    # a quadratic knee: it loses at a tight p99 target and wins at a loose one.
+    "BR104": LatencyCurve(30.0, 0.4, 0.004),
+    # Slower under load, flat (no knee), low latency floor.
+    "L40S": LatencyCurve(12.0, 1.6, 0.0),
+}
+SLO_BATCHES: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192)
+TIGHT_P99_MS = 45.0
+LOOSE_P99_MS = 180.0
+
+
+def slo_truth(p99_ms: float, reference: str = specs.REFERENCE_MODEL) -> dict[str, float]:
+    """True at-SLO factors (device throughput at the target / the reference's)."""
+    ref = SLO_CURVES[reference].throughput_at_slo(p99_ms)
+    return {m: c.throughput_at_slo(p99_ms) / ref for m, c in SLO_CURVES.items()}
+
+
+def generate_slo(
+    seed: int,
+    records_per_model: int = 3000,
+    nodes_per_model: int = 8,
+    node_sd: float = 0.03,
+    noise_sd: float = 0.06,
+    slow_node_model: str | None = "L40S",
+    start: datetime = datetime(2026, 11, 1, tzinfo=UTC),
+    days: float = 14.0,
+) -> pd.DataFrame:
+    """Decode records of :data:`SLO_CURVES` devices in the documented columns.
+
+    Each node's step time is its curve times ``exp(u)`` (node spread ``u``; one node of
+    ``slow_node_model`` 25% slower, which the slow-node screen must exclude); per record the
+    throughput and the p99 carry independent multiplicative noise of mean 1, so the mean step
+    time and mean p99 at a batch are exactly the curve's. Pure: everything comes from ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    frames = []
+    for model, curve in SLO_CURVES.items():
+        nodes = node_names(model, nodes_per_model)
+        u = rng.normal(0.0, node_sd, nodes_per_model)
+        if model == slow_node_model:
+            u[0] += -math.log(0.75)
+        n = records_per_model
+        node = rng.integers(0, nodes_per_model, n)
+        batch = rng.choice(np.asarray(SLO_BATCHES, dtype=float), n)
+        step = np.asarray(curve.step(batch)) * np.exp(u[node])
+        # Mean-one noise: lognormal with the -σ²/2 correction.
+        e1 = np.exp(rng.normal(-(noise_sd**2) / 2, noise_sd, n))
+        e2 = np.exp(rng.normal(-((1.5 * noise_sd) ** 2) / 2, 1.5 * noise_sd, n))
+        tput = 1000.0 * batch / step * (1.0 / e1)  # b / tput = step · e1 / 1000: mean step
+        p99 = P99_RATIO * step * e2
+        p50 = np.minimum(step, p99)
+        t = np.sort(rng.uniform(0, days * 86400.0, n))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "timestamp": pd.to_datetime(start) + pd.to_timedelta(np.round(t, 3), unit="s"),
+                    "node": np.asarray(nodes)[node],
+                    "device_uuid": [f"GPU-{nodes[k]}-{k % 8}" for k in node],
+                    "device_model": model,
+                    "vendor": specs.SPECS[model].vendor,
+                    "served_model": "llama3-8b",
+                    "workload_class": WC.DECODE.value,
+                    "batch_size": batch.astype(np.int64),
+                    "throughput": np.round(tput, 6),
+                    "throughput_unit": "tokens/s",
+                    "latency_p50_ms": np.round(p50, 6),
+                    "latency_p99_ms": np.round(p99, 6),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

@@ -115,7 +115,7 @@ def published(table: docs.FactorTable | None, key: Key) -> docs.Factor | None:
         return None
     generic = None
     for f in table.spec.factors:
-        if f.device_model != key[0]:
+        if f.device_model != key[0] or f.basis is not docs.FactorBasis.RAW:
             continue
         if f.workload_class == key[1].value:
             return f
@@ -362,7 +362,7 @@ def propose(
     seen: set[Key] = set()
     for f in table.spec.factors if table is not None else []:
         cls = specs.parse_class(f.workload_class)
-        if cls is not None:
+        if cls is not None and f.basis is docs.FactorBasis.RAW:
             key = (f.device_model, cls)
             if key in new_entries:
                 factors.append(new_entries[key])
@@ -376,6 +376,7 @@ def propose(
             "kind": "FactorTable",
             "metadata": {"name": table.metadata.name if table is not None else name},
             "spec": {
+                "schemaVersion": table.spec.schema_version if table is not None else 1,
                 "referenceModel": ref,
                 "factors": [
                     f.model_dump(by_alias=True, exclude_none=True, mode="json") for f in factors
@@ -422,7 +423,8 @@ def _target_table(
     seen: set[Key] = set()
     for f in target.table.spec.factors if target.table is not None else []:
         cls = specs.parse_class(f.workload_class)
-        key = (f.device_model, cls) if cls is not None else None
+        raw = f.basis is docs.FactorBasis.RAW  # atSLO rows are written by reconciler.learn.slo
+        key = (f.device_model, cls) if cls is not None and raw else None
         if key is not None and key in learned:
             rows.append(learned[key])
             seen.add(key)
@@ -440,6 +442,7 @@ def _target_table(
             "kind": "FactorTable",
             "metadata": metadata,
             "spec": {
+                "schemaVersion": target.table.spec.schema_version if target.table else 1,
                 "referenceModel": reference_model,
                 "factors": [
                     f.model_dump(by_alias=True, exclude_none=True, mode="json") for f in rows

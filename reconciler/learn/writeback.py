@@ -116,6 +116,12 @@ def render_table(
     so comments above and around the document survive. ``header`` starts a new file."""
     body = table.model_dump(by_alias=True, exclude_none=True, mode="json")
     body["metadata"] = {k: v for k, v in body["metadata"].items() if v != {}}  # no `labels: {}`
+    # Defaults that a table before atSLO factors never wrote stay unwritten (no diff noise).
+    if body["spec"].get("schemaVersion") == 1:
+        del body["spec"]["schemaVersion"]
+    for row in body["spec"].get("factors", []):
+        if row.get("basis") == docs.FactorBasis.RAW.value:
+            del row["basis"]
     y = _yaml()
     if original is None:
         buf = io.StringIO()
@@ -148,15 +154,19 @@ def _commented(value: Any) -> Any:
     return value
 
 
-def commit_message(outcome: adapter.Outcome, policy: docs.FactorPolicy) -> str:
+def commit_message(
+    outcome: adapter.Outcome, policy: docs.FactorPolicy, at_slo_rows: int = 0
+) -> str:
     """Subject plus body: every old → new factor with its evidence, what was held and why,
-    drift alarms, slow nodes, the records and the policy applied. Pure."""
+    drift alarms, slow nodes, the records and the policy applied. Pure. ``at_slo_rows``: the
+    atSLO rows written with it (their section, :func:`reconciler.learn.slo.render`, follows)."""
     prop = outcome.proposal
     changed = prop.changed
     held = [c for c in prop.changes if c.decision is update.Decision.HELD]
     name = (prop.target if prop.target is not None else prop.table).metadata.name
+    slo = f" (+{at_slo_rows} at the SLO)" if at_slo_rows else ""
     lines = [
-        f"factors({name}): {len(changed)} changed, {len(held)} held, "
+        f"factors({name}): {len(changed)} changed{slo}, {len(held)} held, "
         f"learned from {outcome.reject_report.accepted} records",
         "",
     ]

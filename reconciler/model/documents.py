@@ -334,8 +334,29 @@ class Sharing(_Model):
         return self
 
 
+class FactorBasis(StrEnum):
+    """Which conversion factor a pool sells: the raw throughput ratio, or the ratio of the
+    throughputs each device achieves while its p99 latency meets the class's target."""
+
+    RAW = "raw"
+    AT_SLO = "atSLO"
+
+
+class LatencyTarget(_Model):
+    """A workload class's service-level objective on the p99 latency of a window."""
+
+    p99_ms: Annotated[float, Strict(), Field(gt=0, le=3_600_000)] = Field(
+        description="The p99 latency (milliseconds) the class must meet."
+    )
+
+
 class CUPoolSpec(_Model):
     selector: DeviceSelector
+    factor_basis: FactorBasis | None = Field(
+        default=None,
+        description="Which factor the pool sells: atSLO (throughput at the class's latency "
+        "target) or raw. Omitted: atSLO for classes that declare a latencyTarget, raw otherwise.",
+    )
     sharing: Sharing = Field(default_factory=Sharing)
     headroom_percent: Annotated[float, Strict(), Field(ge=0, le=90)] = Field(
         default=0, description="Share of the pool's CU kept free: never admitted to claims."
@@ -608,7 +629,21 @@ class SafetyPolicy(_Model):
     )
 
 
+class WorkloadClassSpec(_Model):
+    """A workload class as the business declares it: what latency it must meet."""
+
+    latency_target: LatencyTarget | None = Field(
+        default=None,
+        description="The class's SLO; with it, 1 CU of the class means the reference device's "
+        "throughput while p99 latency meets this target.",
+    )
+
+
 class PolicySpec(_Model):
+    workload_classes: dict[WorkloadClass, WorkloadClassSpec] = Field(
+        default_factory=dict,
+        description="Workload classes by name, with their latency targets.",
+    )
     preemption: PreemptionPolicy = Field(default_factory=PreemptionPolicy)
     fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
     factors: FactorPolicy = Field(default_factory=FactorPolicy)
@@ -622,6 +657,14 @@ class Policy(_Model):
     kind: Literal["Policy"]
     metadata: Metadata
     spec: PolicySpec = Field(default_factory=PolicySpec)
+
+    def latency_targets(self) -> dict[str, float]:
+        """Class → p99 target (ms), for the classes that declare one."""
+        return {
+            name: c.latency_target.p99_ms
+            for name, c in sorted(self.spec.workload_classes.items())
+            if c.latency_target is not None
+        }
 
 
 # ------------------------------------------------------------------------------- FactorTable
@@ -647,6 +690,23 @@ class Factor(_Model):
         default=None, description="Digest or Git revision of the records it was learned from."
     )
     reference: str | None = Field(default=None, description="Where a spec value came from.")
+    basis: FactorBasis = Field(
+        default=FactorBasis.RAW,
+        description="raw: throughput ratio at the records' load; atSLO: ratio of throughputs "
+        "at the latency target (latencyTarget). A table may hold both for a (model, class).",
+    )
+    latency_target: LatencyTarget | None = Field(
+        default=None, description="atSLO rows: the target the factor was learned at."
+    )
+    throughput: Annotated[float, Strict(), Field(gt=0, le=1e12)] | None = Field(
+        default=None,
+        description="atSLO rows: the device's learned throughput at the target, in "
+        "throughputUnit, for servedModel (the reference row gives tokens per CU-hour).",
+    )
+    throughput_unit: Literal["tokens/s", "requests/s"] | None = None
+    served_model: StrictStr | None = Field(
+        default=None, description="atSLO rows: the served model the throughput is for."
+    )
 
     @model_validator(mode="after")
     def _interval_brackets_value(self) -> Factor:
@@ -656,10 +716,45 @@ class Factor(_Model):
                 raise ValueError(f"interval {list(self.interval)} must bracket value {self.value}")
         return self
 
+    @model_validator(mode="after")
+    def _basis_fields(self) -> Factor:
+        at_slo = self.basis is FactorBasis.AT_SLO
+        if at_slo and (self.latency_target is None or self.workload_class is None):
+            raise ValueError(
+                f"an atSLO factor for {self.device_model} needs a workloadClass and the "
+                "latencyTarget it was learned at"
+            )
+        extra = [
+            name
+            for name, v in (
+                ("latencyTarget", self.latency_target),
+                ("throughput", self.throughput),
+                ("throughputUnit", self.throughput_unit),
+                ("servedModel", self.served_model),
+            )
+            if v is not None
+        ]
+        if not at_slo and extra:
+            raise ValueError(f"{', '.join(extra)} only apply to basis atSLO")
+        if (self.throughput is None) != (self.throughput_unit is None):
+            raise ValueError("throughput and throughputUnit go together")
+        return self
+
 
 class FactorTableSpec(_Model):
+    schema_version: Literal[1, 2] = Field(
+        default=1,
+        description="1: raw factors only (every table before atSLO factors); 2: may hold "
+        "basis atSLO rows. Version 1 tables are read unchanged.",
+    )
     reference_model: ModelName
     factors: list[Factor] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _version_allows_rows(self) -> FactorTableSpec:
+        if self.schema_version < 2 and any(f.basis is FactorBasis.AT_SLO for f in self.factors):
+            raise ValueError("basis atSLO rows need schemaVersion: 2")
+        return self
 
 
 class FactorTable(_Model):

@@ -65,6 +65,8 @@ class PoolCapacity:
     """Total minus headroom: what claims may take."""
     vendors: tuple[str, ...] = ()
     """Vendors with devices in the pool, sorted."""
+    basis: str = "raw"
+    """Which factors the pool sells (:meth:`reconciler.model.factors.Basis.describe`)."""
 
     @property
     def fractional(self) -> bool:
@@ -89,6 +91,7 @@ def compute(
     pools = sorted(desired.pools, key=lambda p: p.metadata.name)
     findings: list[obs.Finding] = []
     members: dict[str, list[Member]] = defaultdict(list)
+    bases = {p.metadata.name: factors.pool_basis(index, p, desired.policy) for p in pools}
     selectors = [p.spec.selector for p in pools]
     for device, indexes in selection.matching(selectors, observed.devices, labels):
         matching = [pools[i] for i in indexes]
@@ -106,7 +109,10 @@ def compute(
                 )
             )
         factor = factors.blended_factor(
-            index, device.model, pool_mix(pool, desired.policy), reference.workload_class
+            bases[pool.metadata.name].index,
+            device.model,
+            pool_mix(pool, desired.policy),
+            reference.workload_class,
         )
         if factor is None:
             findings.append(
@@ -134,11 +140,13 @@ def compute(
     for pool in pools:
         name = pool.metadata.name
         pool_members = tuple(members.get(name, ()))
-        out[name] = _total(pool, pool_members)
+        mix = pool_mix(pool, desired.policy) or {reference.workload_class: 1.0}
+        basis = bases[name].describe({m.device.model for m in pool_members}, mix)
+        out[name] = _total(pool, pool_members, basis)
     return out, tuple(findings)
 
 
-def _total(pool: docs.CUPool, pool_members: tuple[Member, ...]) -> PoolCapacity:
+def _total(pool: docs.CUPool, pool_members: tuple[Member, ...], basis: str = "raw") -> PoolCapacity:
     groups: dict[tuple[str, int], list[Member]] = defaultdict(list)
     for m in pool_members:
         groups[(m.device.model, m.milli_cu)].append(m)
@@ -167,4 +175,5 @@ def _total(pool: docs.CUPool, pool_members: tuple[Member, ...]) -> PoolCapacity:
         total_milli=total,
         admittable_milli=total - headroom,
         vendors=tuple(sorted({m.device.vendor for m in pool_members})),
+        basis=basis,
     )

@@ -9,7 +9,15 @@ planner uses) this module derives:
   CU the pool can sell (published capacity minus headroom: the headroom is bought to keep
   promises, so its cost is carried by the CU that is sold);
 - per tenant and pool, per month (730 h): the cost of its **guaranteed** CU and of the CU it has
-  **in use** (charged to it by admission), at the pool's rate.
+  **in use** (charged to it by admission), at the pool's rate;
+- per tenant, pool and workload class with a latency target, the **cost per million tokens**:
+  the pool's cost per CU-hour / the tokens one CU-hour serves at the target. 1 CU is
+  ``1 / cuPerDevice`` of the reference device, and the reference's atSLO row in the factor
+  table carries its learned throughput at the target (tokens/s, for the served model named),
+  so a CU-hour serves ``throughput × 3600 / cuPerDevice`` tokens while p99 meets the target.
+  Shown only where that is known: a pool that sells raw factors, a class without a target or
+  without a learned reference throughput in tokens/s has no figure (the records do not allow
+  one), never a guessed one.
 
 A device no entry prices is counted as unpriced, and the pool's rate covers only what is
 priced (said in the output, never silently zero). Pure and deterministic.
@@ -23,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.model import documents as docs
+from reconciler.model import factors, selection
 from reconciler.model import observed as obs
-from reconciler.model import selection
 from reconciler.model import state as st
 from reconciler.plan import capacity
 from reconciler.plan import report as rpt
@@ -52,10 +60,24 @@ class TenantCost:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenCost:
+    """What a million tokens of one class cost a tenant in one pool, at the SLO."""
+
+    tenant: str
+    pool: str
+    workload_class: str
+    per_million: float
+    tokens_per_cu_hour: float
+    target_ms: float
+    served_model: str
+
+
+@dataclass(frozen=True, slots=True)
 class CostReport:
     currency: str
     pools: tuple[PoolCost, ...]
     tenants: tuple[TenantCost, ...]
+    tokens: tuple[TokenCost, ...] = ()
 
     def monthly(self) -> dict[str, tuple[float, float]]:
         """Tenant → (guaranteed, in use) per month over every pool."""
@@ -92,6 +114,22 @@ class CostReport:
                 }
                 for t in self.tenants
             ],
+            "perMillionTokens": {
+                "unit": f"{self.currency} per million tokens, at the class's p99 target, "
+                "the CU fully used",
+                "rows": [
+                    {
+                        "tenant": c.tenant,
+                        "pool": c.pool,
+                        "workloadClass": c.workload_class,
+                        "costPerMillionTokens": round(c.per_million, 6),
+                        "tokensPerCUHour": round(c.tokens_per_cu_hour, 1),
+                        "p99TargetMs": c.target_ms,
+                        "servedModel": c.served_model,
+                    }
+                    for c in self.tokens
+                ],
+            },
         }
 
 
@@ -148,7 +186,61 @@ def compute(
                 in_use * per_cu * docs.HOURS_PER_MONTH,
             )
         )
-    return CostReport(costs.spec.currency, tuple(out_pools), tuple(out_tenants))
+    return CostReport(
+        costs.spec.currency,
+        tuple(out_pools),
+        tuple(out_tenants),
+        _token_costs(desired, report, rate),
+    )
+
+
+def unit_throughput(desired: st.DesiredState) -> dict[str, tuple[float, float, str]]:
+    """Class → (tokens/s of the reference at the target, the target in ms, served model), from
+    the reference's atSLO rows learned at the class's current target."""
+    reference = desired.settings.spec.reference.device_model
+    targets = desired.policy.latency_targets()
+    out: dict[str, tuple[float, float, str]] = {}
+    for m in factors.merge_factors(desired.factor_tables, docs.FactorBasis.AT_SLO):
+        f = m.factor
+        cls = f.workload_class
+        if (
+            f.device_model == reference
+            and cls in targets
+            and f.throughput is not None
+            and f.throughput_unit == "tokens/s"
+            and f.latency_target is not None
+            and math.isclose(f.latency_target.p99_ms, targets[cls])
+        ):
+            out[cls] = (f.throughput, targets[cls], f.served_model or "")
+    return out
+
+
+def _token_costs(
+    desired: st.DesiredState, report: rpt.Report, rate: Mapping[str, float | None]
+) -> tuple[TokenCost, ...]:
+    per_unit = unit_throughput(desired)
+    if not per_unit:
+        return ()
+    cu_per_device = desired.settings.spec.reference.cu_per_device
+    pools = {p.metadata.name: p for p in desired.pools}
+    out: list[TokenCost] = []
+    seen: set[tuple[str, str]] = set()
+    for t in sorted(report.tenants, key=lambda t: (t.tenant, t.pool)):
+        pool = pools.get(t.pool)
+        per_cu = rate.get(t.pool)
+        if pool is None or per_cu is None or (t.tenant, t.pool) in seen:
+            continue
+        seen.add((t.tenant, t.pool))
+        if pool.spec.factor_basis is docs.FactorBasis.RAW:
+            continue  # its CU is a raw throughput ratio: no tokens at the SLO behind it
+        mix = capacity.pool_mix(pool, desired.policy) or per_unit
+        for cls in sorted(set(mix) & set(per_unit)):
+            tput, target, served = per_unit[cls]
+            tokens = tput * 3600 / cu_per_device
+            out.append(
+                TokenCost(t.tenant, t.pool, cls, per_cu / tokens * 1e6, tokens, target, served)
+            )
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +292,17 @@ def text(report: CostReport, changes: tuple[PaysChange, ...] = ()) -> str:
         lines.append(f"  pool {p.pool}: {p.cost_per_hour:,.2f}/h, {rate}{note}")
     for tenant, (g, u) in sorted(report.monthly().items()):
         lines.append(f"  tenant {tenant}: guaranteed {g:,.2f}/month, in use {u:,.2f}/month")
+    if report.tokens:
+        lines.append(
+            f"Cost per million tokens ({cur} per 10⁶ tokens at the class's p99 target, "
+            "the CU fully used):"
+        )
+        for tc in report.tokens:
+            lines.append(
+                f"  tenant {tc.tenant} in {tc.pool}, {tc.workload_class}: "
+                f"{tc.per_million:.4g}/M tokens (1 CU-hour = {tc.tokens_per_cu_hour:,.0f} "
+                f"tokens of {tc.served_model} at p99 ≤ {tc.target_ms:g} ms)"
+            )
     if changes:
         lines.append("What tenants pay changes (guaranteed, in use per month):")
         for c in changes:

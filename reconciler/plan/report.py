@@ -41,6 +41,8 @@ class PoolReport:
     """Admittable − charged − unaccounted (negative: promises exceed what is left)."""
     guaranteed_milli: int = 0
     """Σ of the tenants' guarantees in the pool."""
+    basis: str = "raw"
+    """Which factors the pool sells, with the latency targets (atSLO) or ``raw``."""
 
     @property
     def overcommit_milli(self) -> int:

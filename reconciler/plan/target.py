@@ -515,6 +515,7 @@ def _plan(
             name=p.name,
             sharing=str(p.sharing),
             lines=p.lines,
+            basis=p.basis,
             cu_per_device=settings.reference.cu_per_device,
             devices=len(p.members),
             total_milli=p.total_milli,

@@ -323,6 +323,25 @@ def _scale(scenario: ScaleFactor, desired: st.DesiredState) -> tuple[st.DesiredS
             )
         )
         changes.append(f"{klass or 'every class'} {before:g} → {after:g}")
+        slo_row = index.at_slo.get((scenario.model, klass)) if klass is not None else None
+        if slo_row is not None:  # a pool selling atSLO factors must see the change too
+            slo_after = round(slo_row[0] * (1 + scenario.percent / 100), 6)
+            if not 0 < slo_after <= 1000:
+                raise WhatIfError(
+                    f"{scenario}: factor {slo_row[0]} would become {slo_after}, out of range"
+                )
+            rows.append(
+                docs.Factor(
+                    device_model=scenario.model,
+                    workload_class=klass,
+                    value=slo_after,
+                    source=docs.FactorSource.LEARNED,
+                    reference="what-if",
+                    basis=docs.FactorBasis.AT_SLO,
+                    latency_target=docs.LatencyTarget(p99_ms=slo_row[1]),
+                )
+            )
+            changes.append(f"{klass} at the SLO {slo_row[0]:g} → {slo_after:g}")
     if not rows:
         raise WhatIfError(
             f"{scenario}: no factor for {scenario.model}"
@@ -334,14 +353,14 @@ def _scale(scenario: ScaleFactor, desired: st.DesiredState) -> tuple[st.DesiredS
             "apiVersion": docs.API_VERSION,
             "kind": "FactorTable",
             "metadata": {"name": WHAT_IF_TABLE},
-            "spec": {"referenceModel": reference, "factors": rows},
+            "spec": {"schemaVersion": 2, "referenceModel": reference, "factors": rows},
         }
     )
     kept = tuple(t for t in desired.factor_tables if t.metadata.name != WHAT_IF_TABLE)
     previous = next((t for t in desired.factor_tables if t.metadata.name == WHAT_IF_TABLE), None)
     if previous is not None:  # several factor scenarios: one table, the later rows win
-        merged = {(f.device_model, f.workload_class): f for f in previous.spec.factors}
-        merged.update({(f.device_model, f.workload_class): f for f in rows})
+        merged = {(f.device_model, f.workload_class, f.basis): f for f in previous.spec.factors}
+        merged.update({(f.device_model, f.workload_class, f.basis): f for f in rows})
         table = table.model_copy(
             update={"spec": table.spec.model_copy(update={"factors": list(merged.values())})}
         )

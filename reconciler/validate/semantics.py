@@ -176,6 +176,7 @@ def _workload_classes(found: Documents) -> set[str]:
         classes |= set(p.document.spec.workload_mix)
     for pol in found.policies:
         classes |= set(pol.document.spec.factors.workload_mix)
+        classes |= set(pol.document.spec.workload_classes)
     return classes
 
 
@@ -634,16 +635,16 @@ def _factors(
                     f"reference {reference.device_model!r}; factors must be relative to it",
                 )
             )
-        seen: dict[tuple[str, str | None], int] = {}
+        seen: dict[tuple[str, str | None, str], int] = {}
         for i, factor in enumerate(spec.factors):
-            key = (factor.device_model, factor.workload_class)
+            key = (factor.device_model, factor.workload_class, factor.basis.value)
             path = ("spec", "factors", i)
             if key in seen:
                 out.append(
                     entry.at(
                         (*path, "deviceModel"),
                         codes.Code.DUPLICATE_FACTOR,
-                        f"a second factor for {factor.device_model}"
+                        f"a second {factor.basis.value} factor for {factor.device_model}"
                         f"{'/' + factor.workload_class if factor.workload_class else ''} "
                         f"(first is factors[{seen[key]}]); keep one",
                     )
@@ -660,7 +661,7 @@ def _factors(
                 )
             if (
                 factor.device_model == spec.reference_model
-                and factor.workload_class is None
+                and (factor.workload_class is None or factor.basis is docs.FactorBasis.AT_SLO)
                 and not math.isclose(factor.value, 1.0)
             ):
                 out.append(
@@ -733,6 +734,7 @@ def _device_checks(
     )
     reference = settings.spec.reference
     policy_mix = found.policies[0].document.spec.factors.workload_mix if found.policies else {}
+    targets = found.policies[0].document.latency_targets() if found.policies else {}
     capacity: dict[str, int] = {}
     for pool in pools:
         devices = members.get(pool.name, [])
@@ -748,10 +750,11 @@ def _device_checks(
                 )
             )
         mix = pool.document.spec.workload_mix or policy_mix
+        sold = index.with_basis(targets, pool.document.spec.factor_basis).index
         total = 0
         missing: set[str] = set()
         for device in devices:
-            factor = factors.blended_factor(index, device.model, mix, reference.workload_class)
+            factor = factors.blended_factor(sold, device.model, mix, reference.workload_class)
             if factor is None:
                 missing.add(device.model)
                 continue
@@ -1107,13 +1110,15 @@ def _claims_on_devices(
     (a lost node must not make the repository unrenderable); `cuctl plan` says why, with
     numbers."""
     pools = {p.name: p.document for p in found.pools}
+    targets = found.policies[0].document.latency_targets() if found.policies else {}
     size_of: dict[tuple[str, str], int | None] = {}
 
     def sizes_of(pool: str, model: str) -> int | None:
         """A device's CU depends on its pool (the workload mix) and its model only."""
         if (pool, model) not in size_of:
             mix = pools[pool].spec.workload_mix or policy_mix
-            factor = factors.blended_factor(index, model, mix, reference.workload_class)
+            sold = index.with_basis(targets, pools[pool].spec.factor_basis).index
+            factor = factors.blended_factor(sold, model, mix, reference.workload_class)
             size_of[(pool, model)] = (
                 None if factor is None else units.to_milli(factor, reference.cu_per_device)
             )

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from reconciler import cli, source, validate
 from reconciler.learn import writeback
+from reconciler.model import documents as docs
 
 NOW = "2026-11-27T00:00:00Z"
 
@@ -71,7 +72,13 @@ def test_written_factors_validate_and_plan_the_new_capacity(
     state = validate.validate_tree(source.read(str(repo), new)).state
     assert state is not None
     learned = {t.metadata.name: t for t in state.factor_tables}[writeback.LEARNED_NAME]
-    moved = {(f.device_model, f.workload_class) for f in learned.spec.factors}
+    # The reference's atSLO row (1 by definition, the unit's throughput) moves no factor.
+    reference = state.settings.spec.reference.device_model
+    moved = {
+        (f.device_model, f.workload_class)
+        for f in learned.spec.factors
+        if not (f.basis is docs.FactorBasis.AT_SLO and f.device_model == reference)
+    }
     assert moved
     policy_mix = set(state.policy.spec.factors.workload_mix)
     mixes = {p.metadata.name: set(p.spec.workload_mix) or policy_mix for p in state.pools}

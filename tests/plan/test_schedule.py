@@ -166,6 +166,8 @@ def test_the_engine_status_names_the_next_edge_and_stays_put_between_edges() -> 
     assert first == gitops.status_object(later.report, "f" * 40, "cu-system")
     data = first["report"]
     assert data["nextWindowEdge"] == "2026-12-07T20:00:00Z"
-    assert any("search in train: 300 CU now (window day)" in row for row in data["guaranteeWindows"])
+    assert any(
+        "search in train: 300 CU now (window day)" in row for row in data["guaranteeWindows"]
+    )
     plain = gitops.status_object(planning.plan(static(100, 0), observed).report, "f" * 40, "x")
     assert "nextWindowEdge" not in plain["report"]
