@@ -90,6 +90,7 @@ def compute(
     findings: list[obs.Finding] = []
     members: dict[str, list[Member]] = defaultdict(list)
     selectors = [p.spec.selector for p in pools]
+    per_model: dict[tuple[str, str], tuple[float | None, int]] = {}
     for device, indexes in selection.matching(selectors, observed.devices, labels):
         matching = [pools[i] for i in indexes]
         if not matching:
@@ -105,9 +106,15 @@ def compute(
                     + f"; assigned to {pool.metadata.name}",
                 )
             )
-        factor = factors.blended_factor(
-            index, device.model, pool_mix(pool, desired.policy), reference.workload_class
-        )
+        # One factor per (pool, model), not per device: 40,000 devices, a dozen models.
+        known = per_model.get((pool.metadata.name, device.model))
+        if known is None:
+            factor = factors.blended_factor(
+                index, device.model, pool_mix(pool, desired.policy), reference.workload_class
+            )
+            milli = 0 if factor is None else units.to_milli(factor, reference.cu_per_device)
+            known = per_model[(pool.metadata.name, device.model)] = (factor, milli)
+        factor, milli = known
         if factor is None:
             findings.append(
                 obs.Finding(
@@ -118,7 +125,6 @@ def compute(
                 )
             )
             continue
-        milli = units.to_milli(factor, reference.cu_per_device)
         step = units.cu_to_milli(pool.spec.sharing.min_step or 0)
         if pool.spec.sharing.mode is docs.SharingMode.FRACTIONAL and milli < step:
             findings.append(
