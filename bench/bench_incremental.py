@@ -6,8 +6,9 @@ fleet is generated (not timed), the steady state is planned once (the controller
 after a reconcile), then, side by side in the same process:
 
 - ``full_s``: observe + plan from scratch (the issue's "full plan", target ≤ 2 s);
-- ``node_lost_s``: one node's slices and Node vanish → observe + plan against the last
-  plan's objects as live + ChangeSet (target ≤ 0.3 s);
+- ``node_lost_s``: one node's slices and Node vanish → observe (with the controller's
+  ``obs.Memo``: only the lost node's pool is re-normalised) + plan against the last plan's
+  objects as live + ChangeSet (target ≤ 0.3 s);
 - ``claim_added_s``: one CUClaim more → plan against the last plan + ChangeSet (target
   ≤ 0.1 s; observe is not needed, nothing in the cluster changed).
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import resource
 import statistics
@@ -59,8 +61,10 @@ def one_run(events: int) -> dict[str, Any]:
     cpu = time.process_time
 
     # Steady state: what the controller holds after one reconcile.
-    observed = obs.build(raw, desired.adapters, driver)
+    memo = obs.Memo()
+    observed = obs.build(raw, desired.adapters, driver, memo)
     last = planning.plan(desired, observed)
+    gc.collect()
     rss_steady = _rss_mb()
 
     t0 = cpu()
@@ -79,12 +83,12 @@ def one_run(events: int) -> dict[str, Any]:
     def node_lost(index: int) -> tuple[float, int]:
         nonlocal last
         t = cpu()
-        seen = obs.build(lose_node(raw, index), desired.adapters, driver)
+        seen = obs.build(lose_node(raw, index), desired.adapters, driver, memo)
         nxt = planning.plan(desired, seen, last.objects)
         changes = changeset.compute(nxt.objects, nxt.live)
         took = cpu() - t
         last = nxt
-        return took, len(changes.entries)
+        return took, len(changes.changes)
 
     def claim_added(index: int) -> tuple[float, int]:
         nonlocal last
@@ -98,12 +102,13 @@ def one_run(events: int) -> dict[str, Any]:
         changes = changeset.compute(nxt.objects, nxt.live)
         took = cpu() - t
         last = nxt
-        return took, len(changes.entries)
+        return took, len(changes.changes)
 
     node_s, node_changes = node_lost(7)
     claim_s, claim_changes = claim_added(0)
     for i in range(events):
         (node_lost if i % 2 == 0 else claim_added)(100 + i)
+    gc.collect()
     return {
         "devices": len(observed.devices),
         "objects": len(last.objects),
