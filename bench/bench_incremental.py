@@ -48,9 +48,9 @@ def _rss_mb() -> float:
 
 
 def one_run(events: int) -> dict[str, Any]:
-    sys.path.insert(0, str(HERE))
+    sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
     import cu_example as ex
-    import generate_fleet  # puts tests/ on the path, for cu_example
+    import generate_fleet
 
     from reconciler import plan as planning
     from reconciler.diff import changeset
