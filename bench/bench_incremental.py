@@ -17,7 +17,10 @@ path yet (BENCHMARKS.md says so), every event runs the full pipeline.
 
 Memory (``rss_*_mb``, from /proc/self/status): after the steady state, and after
 ``--events`` node/claim events alternating, each keeping only its newest plan as the
-controller does (target ≤ 500 MB, no growth). Prints one JSON line per run, then medians.
+controller does (target ≤ 500 MB, no growth), with the RSS after every tenth of them
+(``rss_series_mb``: flat means no growth). ``--nodes`` scales the whole fleet (tenants and
+claims in proportion) for a longer event series in less time. Prints one JSON line per run,
+then medians.
 
     .venv/bin/python bench/bench_incremental.py --runs 3 --events 10
 """
@@ -47,7 +50,7 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def one_run(events: int) -> dict[str, Any]:
+def one_run(events: int, nodes: int = 5000) -> dict[str, Any]:
     sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
     import cu_example as ex
     import generate_fleet
@@ -56,7 +59,13 @@ def one_run(events: int) -> dict[str, Any]:
     from reconciler.diff import changeset
     from reconciler.model import observed as obs
 
-    desired, raw = generate_fleet.generate(**FLEET)
+    scale = nodes / FLEET["nodes"]
+    desired, raw = generate_fleet.generate(
+        nodes=nodes,
+        devices_per_node=FLEET["devices_per_node"],
+        tenants=max(1, round(FLEET["tenants"] * scale)),
+        claims=max(1, round(FLEET["claims"] * scale)),
+    )
     driver = desired.settings.spec.driver_name
     cpu = time.process_time
 
@@ -106,8 +115,12 @@ def one_run(events: int) -> dict[str, Any]:
 
     node_s, node_changes = node_lost(7)
     claim_s, claim_changes = claim_added(0)
+    series = []
     for i in range(events):
         (node_lost if i % 2 == 0 else claim_added)(100 + i)
+        if (i + 1) % max(1, events // 10) == 0:
+            gc.collect()
+            series.append(round(_rss_mb()))
     gc.collect()
     return {
         "devices": len(observed.devices),
@@ -120,6 +133,7 @@ def one_run(events: int) -> dict[str, Any]:
         "rss_steady_mb": rss_steady,
         "rss_after_events_mb": _rss_mb(),
         "events": events + 2,
+        "rss_series_mb": series,
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -128,15 +142,24 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--events", type=int, default=10, help="extra events for the RSS figure")
+    parser.add_argument("--nodes", type=int, default=5000, help="fleet size (all else scales)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_run(args.events)))
+        print(json.dumps(one_run(args.events, args.nodes)))
         return
     results = []
     for _ in range(args.runs):
         out = subprocess.run(
-            [sys.executable, __file__, "--one", "--events", str(args.events)],
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                "--events",
+                str(args.events),
+                "--nodes",
+                str(args.nodes),
+            ],
             check=True,
             capture_output=True,
             text=True,
