@@ -537,7 +537,7 @@ class _PoolResult:
     """One vendor pool normalised, and the inputs it was normalised from (by identity)."""
 
     slices: tuple[JsonObject, ...]
-    """Held so an identity in :attr:`keys` is never reused by another object."""
+    """Held when :attr:`keys` are identities, so one is never reused by another object."""
     nodes_known: tuple[bool, ...]
     adapter: docs.VendorAdapter | None
     devices: list[ObservedDevice]
@@ -565,7 +565,8 @@ class Memo:
     (another uid or resourceVersion: :func:`_version`), whose nodes appeared or vanished, or
     whose adapter changed are normalised again; the rest is reused. The result is the same
     :class:`ObservedState` a fresh :func:`build` returns (tests/model/test_observe_memo.py).
-    Holds references to the slices it read, so an identity can never be reused."""
+    Holds the slices it keyed by identity (never those keyed by uid and resourceVersion),
+    so an identity can never be reused."""
 
     pools: dict[tuple[str, str], _PoolResult] = field(default_factory=dict)
     driver_name: str = ""
@@ -613,7 +614,10 @@ def build(
             or cached.keys != keys
         ):
             cached = _normalise_pool(driver, pool, members, adapter, node_names)
-            cached.slices, cached.nodes_known = tuple(members), known
+            # Held only where identity is the key (no apiserver versions): a live cluster's
+            # slices are keyed by uid and resourceVersion, so the memo need not keep them.
+            cached.slices = tuple(members) if any(k[2] for k in keys) else ()
+            cached.nodes_known = known
             cached.keys = keys
         fresh[(driver, pool)] = cached
         devices += cached.devices
