@@ -98,6 +98,7 @@ class _Run:
     recorded: records.Record | None = None
     """What the last apply left in the cluster (the last verified revision, the limits)."""
     verified: signature.Verified | None = None
+    observed_memo: obs.Memo | None = None
 
     @property
     def key(self) -> revs.Key | None:
@@ -172,7 +173,7 @@ def _observe(run: _Run) -> None:
         # The inventory and the plugins' presence Leases live in the reconciler namespace.
         src = dataclasses.replace(src, presence_namespace=namespace)
     try:
-        run.observed = observe.observe(src, run.desired)
+        run.observed = observe.observe(src, run.desired, run.observed_memo)
     except errors.ObserveError as exc:
         raise _Stop(Reason.OBSERVE_FAILED, str(exc)) from exc
     held = run.observed.inventory
@@ -318,12 +319,22 @@ def reconcile(
     options: applying.ApplyOptions = applying.ApplyOptions(),
     revisions: revs.Revisions | None = None,
     memory: records.Memory | None = None,
+    observed_memo: obs.Memo | None = None,
 ) -> Outcome:
     """Run every step; the cluster is re-read each time, so a second run with no change writes
     nothing. ``revisions``: where a commit's loaded desired state is kept between runs;
     ``memory``: where the record of the last apply is kept (None: nowhere, every revision
-    is verified with no anchor and no limits are recorded)."""
-    run = _Run(request, observed_source, writer, options, revisions=revisions, memory=memory)
+    is verified with no anchor and no limits are recorded); ``observed_memo``: the vendor
+    pools normalised last time, reused where their slices did not change."""
+    run = _Run(
+        request,
+        observed_source,
+        writer,
+        options,
+        revisions=revisions,
+        memory=memory,
+        observed_memo=observed_memo,
+    )
     reason, message = Reason.SUCCEEDED, ""
     seconds: list[tuple[str, float]] = []
     try:

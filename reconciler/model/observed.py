@@ -19,13 +19,14 @@ Rules (each a decision, documented in docs/plan.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.model import documents as docs
 from reconciler.model import inventory as inventories
@@ -74,9 +75,12 @@ class Finding:
         return f"{self.code}: {self.subject}: {self.message}"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class DeviceId:
-    """A DRA device identity: ``<driver>/<pool>/<device>``."""
+class DeviceId(NamedTuple):
+    """A DRA device identity: ``<driver>/<pool>/<device>``.
+
+    A named tuple, not a dataclass: admission keeps devices in sorted, bisected lists and
+    dicts, and at 40,000 devices the generated Python ``__lt__``/``__eq__``/``__hash__`` of a
+    dataclass were an eighth of the plan; a tuple compares in C, in the same order."""
 
     driver: str
     pool: str
@@ -312,11 +316,16 @@ def _memory_bytes(source: docs.FieldSource, value: Any) -> int | None:
         if isinstance(value, int | float):
             unit = source.unit.bytes if source.unit is not None else 1
             return int(quantity.parse_quantity(value) * unit)
-        parsed = quantity.parse_quantity(str(value))
-        unit = source.unit.bytes if source.unit is not None else 1
-        return int(parsed * unit)
+        return _scaled(str(value), source.unit.bytes if source.unit is not None else 1)
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _scaled(text: str, unit: int) -> int:
+    """``text × unit`` as an int, cached: every device of a model repeats the same memory
+    quantity, and exact Fraction arithmetic per device was most of observe at 40,000."""
+    return int(quantity.parse_quantity(text) * unit)
 
 
 def _mapped(source: docs.FieldSource, value: Any) -> str | None:
@@ -523,10 +532,56 @@ def _pick_adapters(adapters: Iterable[docs.VendorAdapter]) -> dict[str, docs.Ven
     return out
 
 
+@dataclass(slots=True)
+class _PoolResult:
+    """One vendor pool normalised, and the inputs it was normalised from (by identity)."""
+
+    slices: tuple[JsonObject, ...]
+    """Held when :attr:`keys` are identities, so one is never reused by another object."""
+    nodes_known: tuple[bool, ...]
+    adapter: docs.VendorAdapter | None
+    devices: list[ObservedDevice]
+    findings: list[Finding]
+    unadapted: list[str]
+    keys: tuple[tuple[str, str, int], ...] = ()
+
+
+def _version(obj: JsonObject) -> tuple[str, str, int]:
+    """What identifies one version of a slice: its uid and resourceVersion (the apiserver
+    changes the resourceVersion on every write, so a re-list of an unchanged slice matches),
+    else, for objects that never saw an apiserver (snapshots, tests), the object itself."""
+    meta = _meta(obj)
+    uid, version = meta.get("uid"), meta.get("resourceVersion")
+    if isinstance(uid, str) and uid and isinstance(version, str) and version:
+        return (uid, version, 0)
+    return ("", "", id(obj))
+
+
+@dataclass(slots=True)
+class Memo:
+    """What :func:`build` normalised last time, per vendor pool (a node's slices, usually).
+
+    The controller keeps one: on a node or slice event only the pools whose slices changed
+    (another uid or resourceVersion: :func:`_version`), whose nodes appeared or vanished, or
+    whose adapter changed are normalised again; the rest is reused. The result is the same
+    :class:`ObservedState` a fresh :func:`build` returns (tests/model/test_observe_memo.py).
+    Holds the slices it keyed by identity (never those keyed by uid and resourceVersion),
+    so an identity can never be reused."""
+
+    pools: dict[tuple[str, str], _PoolResult] = field(default_factory=dict)
+    driver_name: str = ""
+    normalised: int = 0
+    """Pools normalised by the last :func:`build` (0 when everything was reused)."""
+
+
 def build(
-    raw: RawObjects, adapters: Iterable[docs.VendorAdapter], driver_name: str
+    raw: RawObjects,
+    adapters: Iterable[docs.VendorAdapter],
+    driver_name: str,
+    memo: Memo | None = None,
 ) -> ObservedState:
-    """Normalise everything read from a cluster or snapshot. Deterministic in input order."""
+    """Normalise everything read from a cluster or snapshot. Deterministic in input order;
+    ``memo`` only saves work (above), it never changes the result."""
     by_driver = _pick_adapters(adapters)
     nodes = tuple(sorted((_node(n) for n in raw.nodes), key=lambda n: n.name))
     node_names = {n.name for n in nodes}
@@ -540,43 +595,97 @@ def build(
         pools[(driver, _slice_pool(obj)[0])].append(obj)
     devices: list[ObservedDevice] = []
     unadapted: dict[str, list[str]] = defaultdict(list)
+    if memo is not None and memo.driver_name != driver_name:
+        memo.pools.clear()
+        memo.driver_name = driver_name
+    fresh: dict[tuple[str, str], _PoolResult] = {}
     for (driver, pool), members in sorted(pools.items()):
-        chosen, pool_findings = select_generation(driver, pool, members)
-        findings.extend(pool_findings)
         adapter = by_driver.get(driver)
-        for obj in chosen:
-            spec = _spec(obj)
-            node = spec.get("nodeName")
-            slice_devices = [d for d in spec.get("devices") or () if isinstance(d, Mapping)]
-            if adapter is None:
-                unadapted[driver].extend(f"{pool}/{d.get('name', '')}" for d in slice_devices)
-                continue
-            if not node:
-                if slice_devices:
-                    findings.append(
-                        Finding(
-                            FindingCode.NOT_NODE_LOCAL,
-                            f"{driver}/{pool}",
-                            f"slice {_meta(obj).get('name', '')} is not node-local "
-                            "(no spec.nodeName); its devices are not managed",
-                        )
-                    )
-                continue
-            if node_names and node not in node_names:
+        known = tuple(
+            bool(not node_names or str(_spec(o).get("nodeName") or "") in node_names)
+            for o in members
+        )
+        keys = tuple(_version(o) for o in members)
+        cached = memo.pools.get((driver, pool)) if memo is not None else None
+        if (
+            cached is None
+            or cached.adapter != adapter
+            or cached.nodes_known != known
+            or cached.keys != keys
+        ):
+            cached = _normalise_pool(driver, pool, members, adapter, node_names)
+            # Held only where identity is the key (no apiserver versions): a live cluster's
+            # slices are keyed by uid and resourceVersion, so the memo need not keep them.
+            cached.slices = tuple(members) if any(k[2] for k in keys) else ()
+            cached.nodes_known = known
+            cached.keys = keys
+        fresh[(driver, pool)] = cached
+        devices += cached.devices
+        findings += cached.findings
+        if cached.unadapted:
+            unadapted[driver] += cached.unadapted
+    if memo is not None:
+        memo.normalised = sum(1 for k, v in fresh.items() if memo.pools.get(k) is not v)
+        memo.pools = fresh
+    return _assemble(raw, nodes, devices, findings, unadapted)
+
+
+def _normalise_pool(
+    driver: str,
+    pool: str,
+    members: Sequence[JsonObject],
+    adapter: docs.VendorAdapter | None,
+    node_names: Set[str],
+) -> _PoolResult:
+    """One vendor pool: its newest complete generation through its adapter."""
+    devices: list[ObservedDevice] = []
+    unadapted: dict[str, list[str]] = defaultdict(list)
+    chosen, pool_findings = select_generation(driver, pool, members)
+    findings: list[Finding] = list(pool_findings)
+    for obj in chosen:
+        spec = _spec(obj)
+        node = spec.get("nodeName")
+        slice_devices = [d for d in spec.get("devices") or () if isinstance(d, Mapping)]
+        if adapter is None:
+            unadapted[driver].extend(f"{pool}/{d.get('name', '')}" for d in slice_devices)
+            continue
+        if not node:
+            if slice_devices:
                 findings.append(
                     Finding(
-                        FindingCode.UNKNOWN_NODE,
+                        FindingCode.NOT_NODE_LOCAL,
                         f"{driver}/{pool}",
-                        f"node {node} of slice {_meta(obj).get('name', '')} does not exist",
+                        f"slice {_meta(obj).get('name', '')} is not node-local "
+                        "(no spec.nodeName); its devices are not managed",
                     )
                 )
-                continue
-            for device in slice_devices:
-                result = normalize_device(adapter, pool, str(node), device)
-                if isinstance(result, ObservedDevice):
-                    devices.append(result)
-                elif isinstance(result, Finding):
-                    findings.append(result)
+            continue
+        if node_names and node not in node_names:
+            findings.append(
+                Finding(
+                    FindingCode.UNKNOWN_NODE,
+                    f"{driver}/{pool}",
+                    f"node {node} of slice {_meta(obj).get('name', '')} does not exist",
+                )
+            )
+            continue
+        for device in slice_devices:
+            result = normalize_device(adapter, pool, str(node), device)
+            if isinstance(result, ObservedDevice):
+                devices.append(result)
+            elif isinstance(result, Finding):
+                findings.append(result)
+    return _PoolResult((), (), adapter, devices, findings, unadapted.get(driver, []))
+
+
+def _assemble(
+    raw: RawObjects,
+    nodes: tuple[ObservedNode, ...],
+    devices: list[ObservedDevice],
+    findings: list[Finding],
+    unadapted: Mapping[str, list[str]],
+) -> ObservedState:
+    """Everything but the vendor pools: the adapter findings, claims and owned objects."""
     for driver, names in sorted(unadapted.items()):
         shown = ", ".join(sorted(names)[:5]) + (" …" if len(names) > 5 else "")
         findings.append(

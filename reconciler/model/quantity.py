@@ -19,6 +19,7 @@ grammar allows ``-1``.
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -68,6 +69,15 @@ def parse_quantity(text: str | int | float) -> Fraction:
         return Fraction(repr(text))
     if not isinstance(text, str):
         raise ValueError(f"not a quantity: {text!r}")
+    return _parse_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> Fraction:
+    """The string grammar, cached: a fleet repeats a handful of quantities (every device's
+    memory, every slice's CU) tens of thousands of times, and Fraction arithmetic dominated
+    observe and the report at 40,000 devices. Fractions are immutable, so sharing is safe;
+    a bad quantity raises and is not cached."""
     match = _QUANTITY_RE.match(text)
     if not match:
         raise ValueError(

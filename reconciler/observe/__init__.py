@@ -19,10 +19,13 @@ from reconciler.model import state as st
 from reconciler.observe import sources
 
 
-def observe(source: sources.Source, desired: st.DesiredState) -> obs.ObservedState:
-    """Read once from ``source`` and normalise with the desired adapters and driver name."""
+def observe(
+    source: sources.Source, desired: st.DesiredState, memo: obs.Memo | None = None
+) -> obs.ObservedState:
+    """Read once from ``source`` and normalise with the desired adapters and driver name;
+    ``memo`` (kept by the controller) spares the vendor pools whose slices did not change."""
     raw = source.read()
-    state = obs.build(raw, desired.adapters, desired.settings.spec.driver_name)
+    state = obs.build(raw, desired.adapters, desired.settings.spec.driver_name, memo)
     spec = desired.settings.spec
     if raw.inventories is not None:
         name = desired.settings.metadata.name

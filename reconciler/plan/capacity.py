@@ -93,6 +93,7 @@ def compute(
     members: dict[str, list[Member]] = defaultdict(list)
     bases = {p.metadata.name: factors.pool_basis(index, p, desired.policy) for p in pools}
     selectors = [p.spec.selector for p in pools]
+    per_model: dict[tuple[str, str], tuple[float | None, int]] = {}
     for device, indexes in selection.matching(selectors, observed.devices, labels):
         matching = [pools[i] for i in indexes]
         if not matching:
@@ -108,12 +109,18 @@ def compute(
                     + f"; assigned to {pool.metadata.name}",
                 )
             )
-        factor = factors.blended_factor(
-            bases[pool.metadata.name].index,
-            device.model,
-            pool_mix(pool, desired.policy),
-            reference.workload_class,
-        )
+        # One factor per (pool, model), not per device: 40,000 devices, a dozen models.
+        known = per_model.get((pool.metadata.name, device.model))
+        if known is None:
+            factor = factors.blended_factor(
+                bases[pool.metadata.name].index,
+                device.model,
+                pool_mix(pool, desired.policy),
+                reference.workload_class,
+            )
+            milli = 0 if factor is None else units.to_milli(factor, reference.cu_per_device)
+            known = per_model[(pool.metadata.name, device.model)] = (factor, milli)
+        factor, milli = known
         if factor is None:
             findings.append(
                 obs.Finding(
@@ -124,7 +131,6 @@ def compute(
                 )
             )
             continue
-        milli = units.to_milli(factor, reference.cu_per_device)
         step = units.cu_to_milli(pool.spec.sharing.min_step or 0)
         if pool.spec.sharing.mode is docs.SharingMode.FRACTIONAL and milli < step:
             findings.append(

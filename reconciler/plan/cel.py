@@ -14,6 +14,7 @@ are not Unicode scalar values and cannot be written in CEL at all: they raise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 __all__ = ["literal", "string", "strings"]
@@ -30,8 +31,11 @@ def _escape(char: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
+@functools.lru_cache(maxsize=4096)
 def string(text: str) -> str:
-    """``text`` as a CEL string literal that evaluates to exactly ``text``."""
+    """``text`` as a CEL string literal that evaluates to exactly ``text``. Cached: every
+    claim repeats the same attribute names and values (half a million characters escaped
+    one by one at 20,000 claims); a lone surrogate raises and is not cached."""
     return '"' + "".join(_escape(c) for c in text) + '"'
 
 

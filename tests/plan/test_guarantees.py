@@ -699,3 +699,23 @@ def test_a_template_over_its_tenants_limit_in_charged_cu_is_over_limit() -> None
     (d,) = result.report.decisions
     assert (d.status, d.reason) == (admission.Status.PENDING, admission.Reason.OVER_LIMIT)
     assert d.message == "needs 355 CU; tenant uses 0 of its 200 CU limit"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    guarantees=hs.dictionaries(hs.sampled_from("abcdef"), hs.integers(1, 500), max_size=6),
+    changes=hs.lists(hs.tuples(hs.sampled_from("abcdefgh"), hs.integers(-300, 300)), max_size=30),
+)
+def test_idle_guarantees_kept_per_change_equal_the_sum(
+    guarantees: dict[str, int], changes: list[tuple[str, int]]
+) -> None:
+    """The borrowed pass reads the idle guarantees after every claim; they are kept up to
+    date per usage change (admission._Idle) instead of summed over every tenant, and must
+    always equal the sum, including for tenants without a guarantee and usage going back."""
+    used = admission._Usage()
+    idle = admission._Idle(guarantees, used)
+    for tenant, delta in changes:
+        used[tenant] += delta
+        assert idle.total() == admission.idle_guarantees(guarantees, used)
+        others = {t: g for t, g in guarantees.items() if t != tenant}
+        assert idle.without(tenant) == admission.idle_guarantees(others, used)

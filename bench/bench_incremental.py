@@ -1,0 +1,175 @@
+"""Event cost at the cluster limit: 5,000 nodes, 40,000 devices, 800 tenants, 20,000 claims.
+
+Issue #24's table, measured in CPU seconds (``time.process_time``: this machine is shared, so
+wall time says more about the neighbours than about us). Each run is a fresh process: the
+fleet is generated (not timed), the steady state is planned once (the controller's memory
+after a reconcile), then, side by side in the same process:
+
+- ``full_s``: observe + plan from scratch (the issue's "full plan", target ≤ 2 s);
+- ``node_lost_s``: one node's slices and Node vanish → observe (with the controller's
+  ``obs.Memo``: only the lost node's pool is re-normalised) + plan against the last plan's
+  objects as live + ChangeSet (target ≤ 0.3 s);
+- ``claim_added_s``: one CUClaim more → plan against the last plan + ChangeSet (target
+  ≤ 0.1 s; observe is not needed, nothing in the cluster changed).
+
+The event figures are what the controller pays per event today: there is no incremental
+path yet (BENCHMARKS.md says so), every event runs the full pipeline.
+
+Memory (``rss_*_mb``, from /proc/self/status): after the steady state, and after
+``--events`` node/claim events alternating, each keeping only its newest plan as the
+controller does (target ≤ 500 MB, no growth), with the RSS after every tenth of them
+(``rss_series_mb``: flat means no growth). ``--nodes`` scales the whole fleet (tenants and
+claims in proportion) for a longer event series in less time. Prints one JSON line per run,
+then medians.
+
+    .venv/bin/python bench/bench_incremental.py --runs 3 --events 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+FLEET = {"nodes": 5000, "devices_per_node": 8, "tenants": 800, "claims": 20000}
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one_run(events: int, nodes: int = 5000) -> dict[str, Any]:
+    sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+    import cu_example as ex
+    import generate_fleet
+
+    from reconciler import plan as planning
+    from reconciler.diff import changeset
+    from reconciler.model import observed as obs
+
+    scale = nodes / FLEET["nodes"]
+    desired, raw = generate_fleet.generate(
+        nodes=nodes,
+        devices_per_node=FLEET["devices_per_node"],
+        tenants=max(1, round(FLEET["tenants"] * scale)),
+        claims=max(1, round(FLEET["claims"] * scale)),
+    )
+    driver = desired.settings.spec.driver_name
+    cpu = time.process_time
+
+    # Steady state: what the controller holds after one reconcile.
+    memo = obs.Memo()
+    observed = obs.build(raw, desired.adapters, driver, memo)
+    last = planning.plan(desired, observed)
+    gc.collect()
+    rss_steady = _rss_mb()
+
+    t0 = cpu()
+    observed = obs.build(raw, desired.adapters, driver)
+    planning.plan(desired, observed)
+    full_s = cpu() - t0
+
+    def lose_node(raw: obs.RawObjects, index: int) -> obs.RawObjects:
+        node = f"node-{index:05d}"
+        return dataclasses.replace(
+            raw,
+            nodes=tuple(n for n in raw.nodes if n["metadata"]["name"] != node),
+            slices=tuple(s for s in raw.slices if s["spec"].get("nodeName") != node),
+        )
+
+    def node_lost(index: int) -> tuple[float, int]:
+        nonlocal last
+        t = cpu()
+        seen = obs.build(lose_node(raw, index), desired.adapters, driver, memo)
+        nxt = planning.plan(desired, seen, last.objects)
+        changes = changeset.compute(nxt.objects, nxt.live)
+        took = cpu() - t
+        last = nxt
+        return took, len(changes.changes)
+
+    def claim_added(index: int) -> tuple[float, int]:
+        nonlocal last
+        extra = ex.claim(
+            f"zz-claim-{index:05d}",
+            {"tenant": "team-001", "pool": "inference", "cu": 25, "count": 1},
+        )
+        wanted = dataclasses.replace(desired, claims=(*desired.claims, extra))
+        t = cpu()
+        nxt = planning.plan(wanted, observed, last.objects)
+        changes = changeset.compute(nxt.objects, nxt.live)
+        took = cpu() - t
+        last = nxt
+        return took, len(changes.changes)
+
+    node_s, node_changes = node_lost(7)
+    claim_s, claim_changes = claim_added(0)
+    series = []
+    for i in range(events):
+        (node_lost if i % 2 == 0 else claim_added)(100 + i)
+        if (i + 1) % max(1, events // 10) == 0:
+            gc.collect()
+            series.append(round(_rss_mb()))
+    gc.collect()
+    return {
+        "devices": len(observed.devices),
+        "objects": len(last.objects),
+        "full_s": full_s,
+        "node_lost_s": node_s,
+        "node_lost_changes": node_changes,
+        "claim_added_s": claim_s,
+        "claim_added_changes": claim_changes,
+        "rss_steady_mb": rss_steady,
+        "rss_after_events_mb": _rss_mb(),
+        "events": events + 2,
+        "rss_series_mb": series,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--events", type=int, default=10, help="extra events for the RSS figure")
+    parser.add_argument("--nodes", type=int, default=5000, help="fleet size (all else scales)")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_run(args.events, args.nodes)))
+        return
+    results = []
+    for _ in range(args.runs):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                "--events",
+                str(args.events),
+                "--nodes",
+                str(args.nodes),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        results.append(json.loads(out))
+        print(out.strip(), flush=True)
+    keys = [k for k in results[0] if k.endswith(("_s", "_mb"))]
+    medians = {k: round(statistics.median(r[k] for r in results), 3) for k in keys}
+    print(json.dumps({"median": medians, "runs": len(results)}))
+
+
+if __name__ == "__main__":
+    main()
