@@ -121,6 +121,7 @@ def check(found: Documents, observed: obs.ObservedState | None) -> list[diag.Dia
             )
     if settings is not None:
         out += _never_fits(found, settings)
+    out += _rest_pools(found.pools)
     if observed is None:
         out += _static_overlaps(found.pools)
     elif settings is not None:
@@ -673,6 +674,22 @@ def _factors(
     return out
 
 
+def _rest_pools(pools: Sequence[Entry[docs.CUPool]]) -> list[diag.Diagnostic]:
+    """At most one pool may take the rest (``selector: {}``): two would split it by chance."""
+    rest = [p for p in pools if selection.takes_the_rest(p.document.spec.selector)]
+    return [
+        extra.at(
+            ("spec", "selector"),
+            codes.Code.SECOND_REST_POOL,
+            f"an empty selector takes every device no other pool selects, and pool "
+            f"{rest[0].name!r} ({rest[0].where}) already does; give this pool vendors, "
+            "models or a node selector",
+            key=True,
+        )
+        for extra in rest[1:]
+    ]
+
+
 def _static_overlaps(pools: Sequence[Entry[docs.CUPool]]) -> list[diag.Diagnostic]:
     out = []
     for i, a in enumerate(pools):
@@ -733,6 +750,10 @@ def _device_checks(
     reference = settings.spec.reference
     policy_mix = found.policies[0].document.spec.factors.workload_mix if found.policies else {}
     capacity: dict[str, int] = {}
+    full: dict[str, tuple[int, str]] = {}
+    """Per pool that declares its size: CU with every device present, after headroom. Only
+    desired state sets it: no snapshot (committed or live) may turn a loss into an error,
+    and a snapshot PR must stay previewable (plan --base)."""
     for pool in pools:
         devices = members.get(pool.name, [])
         if not devices:
@@ -766,20 +787,49 @@ def _device_checks(
                     _WARN,
                 )
             )
-        headroom = math.ceil(Fraction(repr(pool.document.spec.headroom_percent)) * total / 100)
+        headroom_percent = Fraction(repr(pool.document.spec.headroom_percent))
+        headroom = math.ceil(headroom_percent * total / 100)
         capacity[pool.name] = total - headroom
+        declared = pool.document.spec.declared_capacity
+        if declared is not None:
+            milli = units.cu_to_milli(declared)
+            full[pool.name] = (milli - math.ceil(headroom_percent * milli / 100), "declared")
     guaranteed: dict[str, list[tuple[Entry[docs.Tenant], int, int]]] = defaultdict(list)
     for tenant in found.tenants:
         for i, quota in enumerate(tenant.document.spec.quotas):
             guaranteed[quota.pool].append((tenant, i, units.cu_to_milli(quota.guaranteed)))
+    allowed = bool(found.policies) and found.policies[0].document.spec.allow_overcommit
     for pool in pools:
         rows = guaranteed.get(pool.name, [])
         total = sum(g for _, _, g in rows)
-        if rows and total > capacity[pool.name]:
-            tenant, i, _ = max(rows, key=lambda r: (r[2], r[0].name))
-            shares = ", ".join(
-                f"{t.name} {units.display_cu(g)}"
-                for t, _, g in sorted(rows, key=lambda r: r[0].name)
+        if not rows:
+            continue
+        tenant, i, _ = max(rows, key=lambda r: (r[2], r[0].name))
+        shares = ", ".join(
+            f"{t.name} {units.display_cu(g)}" for t, _, g in sorted(rows, key=lambda r: r[0].name)
+        )
+        sized, basis = full.get(pool.name, (0, ""))
+        if basis and total > sized and not allowed:
+            percent = f"{total * 100 // sized}%" if sized else "any share"
+            out.append(
+                tenant.at(
+                    ("spec", "quotas", i, "guaranteed"),
+                    codes.Code.GUARANTEES_EXCEED_FULL_CAPACITY,
+                    f"guarantees in pool {pool.name!r} add up to {units.display_cu(total)} CU, "
+                    f"{percent} of the {units.display_cu(sized)} CU it gives with every device "
+                    f"present, after headroom ({basis}): overcommitted by "
+                    f"{units.display_cu(total - sized)} CU ({shares}). Lower guarantees, "
+                    "raise spec.declaredCapacity with the devices you add, or accept "
+                    "overcommit with Policy spec.allowOvercommit: true",
+                )
+            )
+            continue
+        if total > capacity[pool.name]:
+            hint = (
+                ""
+                if basis
+                else "; declare the pool's size (spec.declaredCapacity) to make selling "
+                "beyond it an error (CU408)"
             )
             out.append(
                 tenant.at(
@@ -788,7 +838,7 @@ def _device_checks(
                     f"guarantees in pool {pool.name!r} add up to {units.display_cu(total)} CU but "
                     f"the observed devices give {units.display_cu(capacity[pool.name])} CU after "
                     f"headroom ({shares}); `cuctl plan` reports which guarantees are short. "
-                    "Lower guarantees or add devices",
+                    f"Lower guarantees or add devices{hint}",
                     _WARN,
                 )
             )
