@@ -54,8 +54,8 @@ from reconciler.apply import order
 from reconciler.apply import writer as writers
 from reconciler.diff import changeset as cs
 from reconciler.diff import pair
+from reconciler.model import driverconfig, ownership
 from reconciler.model import inventory as inventories
-from reconciler.model import ownership
 from reconciler.plan import managed
 
 JsonObject = Mapping[str, Any]
@@ -611,7 +611,32 @@ def apply_all(
             return _write_waves(run, waves, pool, changes, options)
         _pending(run, inventory, namespace, planned)
         result = _write_waves(run, waves, pool, changes, options)
-    return _recorded(run, inventory, namespace, result)
+    return _driver_published(run, driver, namespace, _recorded(run, inventory, namespace, result))
+
+
+def _driver_published(
+    run: _Run, driver: str | None, namespace: str, result: ApplyResult
+) -> ApplyResult:
+    """Keep the plugin's ConfigMap (model/driverconfig.py) at the settings' driver name.
+
+    Read first, so an unchanged name writes nothing; a failure is one failed entry (the
+    objects are written, the plugin keeps its name and the plan reports any mismatch)."""
+    if not driver:
+        return result
+    obj = driverconfig.config_map(driver, namespace)
+    try:
+        if driverconfig.driver_of(run.writer.get(obj)) == driver:
+            return result
+        run.writer.apply(obj, dry_run=False)
+    except errors.ApplyError as exc:
+        failed = AppliedEntry(
+            writers.subject_of(obj),
+            cs.Action.UPDATE,
+            Outcome.FAILED,
+            f"the kubelet plugin's driver name was not written ({exc}); the next run retries",
+        )
+        return ApplyResult((*result.entries, failed))
+    return result
 
 
 def _pending(

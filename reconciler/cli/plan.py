@@ -37,6 +37,7 @@ from reconciler import _gc, errors, observe, source, validate
 from reconciler import plan as planning
 from reconciler.cli import _app
 from reconciler.diff import changeset, render, yamltext
+from reconciler.model import driverconfig
 from reconciler.model import observed as obs
 from reconciler.model import state as st
 from reconciler.observe import snapshot, sources
@@ -517,11 +518,15 @@ def render_command(
     result, _ = _plan("render", loaded.state, src)
     if result.refusal:
         raise _fail("render", result.refusal)
-    rendered = tuple(result.objects)
+    spec = loaded.state.settings.spec
+    # The kubelet plugin's driver name travels with the objects (model/driverconfig.py).
+    rendered = (
+        *result.objects,
+        driverconfig.config_map(spec.driver_name, spec.reconciler_namespace),
+    )
     if status:
-        namespace = loaded.state.settings.spec.reconciler_namespace
         revision = source_revision or result.revision
-        rendered += (gitops.status_object(result.report, revision, namespace),)
+        rendered += (gitops.status_object(result.report, revision, spec.reconciler_namespace),)
     objects = rendered if plain else tuple(gitops.for_engine(rendered))
     sys.stdout.write(yamltext.dump_all(objects))
     for warning in result.warnings:

@@ -1,4 +1,4 @@
-"""kstatus conditions for ``CUSync``: Ready, Reconciling, Stalled.
+"""kstatus conditions for ``CUSync``: Ready, Reconciling, Stalled, and DriverRegistered.
 
 Pure. ``Reconciling`` and ``Stalled`` are "abnormal-true" conditions (kstatus): present only
 while true, and never both. ``lastTransitionTime`` moves only when a condition's status,
@@ -18,6 +18,10 @@ class Type(StrEnum):
     READY = "Ready"
     RECONCILING = "Reconciling"
     STALLED = "Stalled"
+    DRIVER_REGISTERED = "DriverRegistered"
+    """Normal-true: every kubelet plugin the plan saw serves ClusterSettings.spec.driverName.
+    False (reason ``DriverNameMismatch``) while one serves another name: Pods' CU claims
+    cannot be prepared on those nodes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ COLLECTION = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
 RETRYING = "ProgressingWithRetry"
 PROGRESSING = "Progressing"
 SUSPENDED = "Suspended"
+DRIVER_MISMATCH = obs.FindingCode.DRIVER_MISMATCH.value
+DRIVER_OK = "DriverNameMatches"
 
 
 def path(name: str) -> str:
@@ -114,7 +116,18 @@ def compute(
         ready = f"Applied revision {outcome.revision}"
         if status.get("shortfalls"):
             ready += f"; {len(status['shortfalls'])} promises not deliverable"
-        wanted = [cond.Condition(cond.Type.READY, True, outcome.reason.value, ready)]
+        driver = driver_registered(outcome.plan) if outcome.plan is not None else None
+        if driver is not None and not driver.status:
+            # Applied, but Pods' CU claims cannot start on those nodes: not Ready, and
+            # Stalled (kstatus Failed, Argo CD Degraded) until the plugin is redeployed
+            # under the settings' name or driverName is changed back.
+            message = credentials.redact(f"{ready}, but {driver.message}")
+            wanted = [
+                cond.Condition(cond.Type.READY, False, DRIVER_MISMATCH, message),
+                cond.Condition(cond.Type.STALLED, True, DRIVER_MISMATCH, message),
+            ]
+        else:
+            wanted = [cond.Condition(cond.Type.READY, True, outcome.reason.value, ready)]
     elif outcome.reason.stalled:
         status["lastError"] = last_error(outcome)
         wanted = [
@@ -134,8 +147,46 @@ def compute(
             cond.Condition(cond.Type.READY, False, outcome.reason.value, message),
             cond.Condition(cond.Type.RECONCILING, True, RETRYING, message),
         ]
+    if outcome.plan is not None:
+        wanted.append(driver_registered(outcome.plan))
+    else:  # no plan, nothing new known about the plugins: keep what the last plan said
+        wanted += _kept_driver(previous)
     status["conditions"] = cond.merge(previous.get("conditions") or (), wanted, generation, now)
     return status
+
+
+def _kept_driver(previous: Mapping[str, Any]) -> list[cond.Condition]:
+    return [
+        cond.Condition(
+            cond.Type.DRIVER_REGISTERED,
+            c.get("status") == "True",
+            str(c.get("reason", "")),
+            str(c.get("message", "")),
+        )
+        for c in previous.get("conditions") or ()
+        if c.get("type") == cond.Type.DRIVER_REGISTERED.value
+    ]
+
+
+def driver_registered(plan: Any) -> cond.Condition:
+    """DriverRegistered from the plan's ``DriverNameMismatch`` findings (model/presence.py)."""
+    mismatched = [f for f in plan.report.findings if f.code is obs.FindingCode.DRIVER_MISMATCH]
+    if not mismatched:
+        return cond.Condition(
+            cond.Type.DRIVER_REGISTERED,
+            True,
+            DRIVER_OK,
+            "every live kubelet plugin serves ClusterSettings.spec.driverName",
+        )
+    nodes = ", ".join(f.subject for f in mismatched[:5])
+    more = f" and {len(mismatched) - 5} more" if len(mismatched) > 5 else ""
+    message = (
+        f"{len(mismatched)} node(s) run the kubelet plugin under another driver name "
+        f"({nodes}{more}): {mismatched[0].message}"
+    )
+    return cond.Condition(
+        cond.Type.DRIVER_REGISTERED, False, DRIVER_MISMATCH, credentials.redact(message)
+    )
 
 
 def progressing(
@@ -144,7 +195,6 @@ def progressing(
     """Status while a new revision (or spec generation) is being applied: Reconciling=True."""
     status = dict(previous)
     status["lastAttemptedRevision"] = revision
-    ready = [c for c in previous.get("conditions") or () if c.get("type") == cond.Type.READY]
     wanted = [
         cond.Condition(
             cond.Type.READY,
@@ -153,8 +203,9 @@ def progressing(
             f"Reconciling revision {revision}",
         ),
         cond.Condition(cond.Type.RECONCILING, True, PROGRESSING, f"Applying revision {revision}"),
+        *_kept_driver(previous),
     ]
-    status["conditions"] = cond.merge(ready, wanted, generation, now)
+    status["conditions"] = cond.merge(previous.get("conditions") or (), wanted, generation, now)
     status["observedGeneration"] = generation
     return status
 

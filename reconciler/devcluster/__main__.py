@@ -27,6 +27,9 @@ SEED: tuple[tuple[str, drivers.Vendor, str, int], ...] = (
     ("node-ascend-0", drivers.Vendor.ASCEND, "910B3", 8),
 )
 
+KUBELET_MODELS: tuple[tuple[drivers.Vendor, str], ...] = tuple((v, m) for _, v, m, _ in SEED)
+"""What ``up --kubelets N`` nodes publish, in turn: the seed's models, every vendor."""
+
 
 def default_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -39,18 +42,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=default_dir(), help="state directory")
     parser.add_argument("--seed", action="store_true", help="up: add one fake node per vendor")
     parser.add_argument(
+        "--repo",
+        type=Path,
+        help="up: the repository the cluster will serve; its ClusterSettings.spec.driverName "
+        "names the CU kubelet plugin (the one place the name is written)",
+    )
+    parser.add_argument(
         "--driver-name",
-        default=kubelets.CU_DRIVER,
-        help="up: the CU kubelet plugin's driver name (ClusterSettings.spec.driverName)",
+        default=None,
+        help="up: the CU kubelet plugin's driver name when there is no --repo "
+        f"(default {kubelets.CU_DRIVER})",
     )
     parser.add_argument(
         "--kubelets",
         type=int,
         default=0,
         metavar="N",
-        help="up: also start N real kubelets (fake CRI runtime, CU and NVIDIA plugins, 4× H100)",
+        help="up: also start N real kubelets (fake CRI runtime, our plugin and the vendor's), "
+        "one vendor after another: " + ", ".join(f"{v}:{m}" for v, m in KUBELET_MODELS),
+    )
+    parser.add_argument(
+        "--kubelet-models",
+        default=None,
+        metavar="VENDOR:MODEL,...",
+        help="up: the models the kubelet nodes publish, in turn (4 devices each)",
     )
     args = parser.parse_args(argv)
+    try:
+        driver = _driver_name(args.repo, args.driver_name)
+        models = _models(args.kubelet_models)
+    except ValueError as exc:
+        print(f"devcluster: {exc}", file=sys.stderr)
+        return 2
     workdir: Path = args.dir.resolve()
     current = controlplane.ControlPlane.from_state(workdir)
     alive = current is not None and all(current.running().values())
@@ -95,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 drivers.publish_node(api, node, vendor, model, count)
     if args.kubelets > 0:
         try:
-            started = start_kubelets(cp, workdir, args.kubelets, args.driver_name)
+            started = start_kubelets(cp, workdir, args.kubelets, driver, models)
         except (kubelets.PluginBuildError, controlplane.StartError) as exc:
             print(f"cannot start kubelets: {exc}", file=sys.stderr)
             return 2
@@ -105,25 +128,80 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _driver_name(repo: Path | None, flag: str | None) -> str:
+    """The CU driver name: the repository's ClusterSettings (validated as ``cuctl`` does);
+    ``--driver-name`` only without a repository, and never contradicting it."""
+    if repo is None:
+        return flag or kubelets.CU_DRIVER
+    from reconciler import errors, source, validate
+
+    try:
+        result = validate.validate_tree(source.read(str(repo), None))
+    except errors.SourceError as exc:
+        raise ValueError(f"--repo {repo}: {exc}") from exc
+    if result.state is None:
+        first = result.errors[0].render() if result.errors else "invalid"
+        raise ValueError(f"--repo {repo}: the desired state is invalid: {first}")
+    name = result.state.settings.spec.driver_name
+    if flag is not None and flag != name:
+        raise ValueError(
+            f"--driver-name {flag} contradicts {repo}'s ClusterSettings.spec.driverName "
+            f"{name}: drop the flag, the settings are the one place the name is written"
+        )
+    return name
+
+
+def _models(text: str | None) -> tuple[tuple[drivers.Vendor, str], ...]:
+    """``--kubelet-models``: ``vendor:model`` pairs the simulated drivers know."""
+    if text is None:
+        return KUBELET_MODELS
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        vendor_text, _, model = item.partition(":")
+        try:
+            vendor = drivers.Vendor(vendor_text)
+        except ValueError:
+            known = ", ".join(v.value for v in drivers.Vendor)
+            raise ValueError(
+                f"--kubelet-models {item!r}: unknown vendor (known: {known})"
+            ) from None
+        models = drivers.vendor_driver(vendor).models
+        if model not in models:
+            raise ValueError(
+                f"--kubelet-models {item!r}: unknown {vendor} model (known: {', '.join(models)})"
+            )
+        out.append((vendor, model))
+    if not out:
+        raise ValueError("--kubelet-models: no vendor:model given")
+    return tuple(out)
+
+
 def start_kubelets(
-    cp: controlplane.ControlPlane, workdir: Path, count: int, driver: str = kubelets.CU_DRIVER
+    cp: controlplane.ControlPlane,
+    workdir: Path,
+    count: int,
+    driver: str = kubelets.CU_DRIVER,
+    models: tuple[tuple[drivers.Vendor, str], ...] = (),
 ) -> list[kubelets.KubeletNode]:
-    """Start ``count`` kubelet nodes ``kubelet-<i>`` with NVIDIA H100s and both plugins."""
+    """Start ``count`` kubelet nodes ``kubelet-<i>``, node i publishing 4 devices of
+    ``models[i % len(models)]`` (default :data:`KUBELET_MODELS`: one vendor after another),
+    each with our plugin (as ``driver``) and that vendor's stand-in plugin."""
     started: list[kubelets.KubeletNode] = []
-    nvidia = drivers.vendor_driver(drivers.Vendor.NVIDIA).driver
+    models = models or KUBELET_MODELS
     with cp.api_client() as api:
         for i in range(count):
+            vendor, model = models[i % len(models)]
             node = kubelets.start_node(
                 cp,
                 api,
                 f"kubelet-{i}",
-                vendor_drivers=[nvidia],
-                labels={"cu-reconciler.io/vendor": "nvidia"},
+                vendor_drivers=[drivers.vendor_driver(vendor).driver],
+                labels={"cu-reconciler.io/vendor": vendor.value},
                 cu_driver=driver,
             )
             started.append(node)
             kubelets.save_state(workdir, started)
-            drivers.publish_node(api, node.name, drivers.Vendor.NVIDIA, "H100", 4)
+            drivers.publish_node(api, node.name, vendor, model, 4)
     return started
 
 

@@ -107,10 +107,14 @@ class KubeletNode:
     def cdi_specs(self) -> list[str]:
         return sorted(p.name for p in self.cdi_dir.glob("*.json"))
 
-    def add_plugin(self, driver: str, binary: Path, kubeconfig: Path) -> str:
-        """Start a plugin for ``driver`` on this node (late, e.g. after a missing-plugin test)."""
+    def add_plugin(
+        self, driver: str, binary: Path, kubeconfig: Path, *, cu: bool | None = None
+    ) -> str:
+        """Start a plugin for ``driver`` on this node (late, e.g. after a missing-plugin test);
+        ``cu``: ours (default: when ``driver`` is the default CU driver name) or a vendor's."""
         key = f"plugin:{driver}"
-        self.argv[key] = plugin_argv(binary, self.root, self.name, driver, kubeconfig)
+        ours = driver == CU_DRIVER if cu is None else cu
+        self.argv[key] = plugin_argv(binary, self.root, self.name, driver, kubeconfig, cu=ours)
         self.binaries[key] = binary
         self.start(key)
         return key
@@ -200,7 +204,9 @@ def start_node(
     drivers_wanted = ([cu_driver] if cu_plugin else []) + sorted(set(vendor_drivers))
     for driver in drivers_wanted:
         key = f"plugin:{driver}"
-        argv[key] = plugin_argv(plugins.plugin, root, name, driver, cp.kubeconfig)
+        # Ours by name: with a custom driverName ours is not CU_DRIVER, yet serves CU.
+        ours = cu_plugin and driver == cu_driver
+        argv[key] = plugin_argv(plugins.plugin, root, name, driver, cp.kubeconfig, cu=ours)
         bins[key] = plugins.plugin
     node = KubeletNode(name, root, cp.log_dir, argv, bins)
     ensure_namespace(api, PLUGIN_NAMESPACE)
@@ -219,11 +225,14 @@ def start_node(
     return node
 
 
-def plugin_argv(binary: Path, root: Path, node: str, driver: str, kubeconfig: Path) -> list[str]:
+def plugin_argv(
+    binary: Path, root: Path, node: str, driver: str, kubeconfig: Path, *, cu: bool
+) -> list[str]:
+    """The plugin's command line: ``cu`` serves our claims, else a no-op vendor stand-in."""
     return [
         str(binary),
         f"--driver-name={driver}",
-        f"--mode={'cu' if driver == CU_DRIVER else 'vendor'}",
+        f"--mode={'cu' if cu else 'vendor'}",
         f"--node-name={node}",
         f"--kubeconfig={kubeconfig}",
         f"--kubelet-registry-dir={root}/kubelet/plugins_registry",

@@ -73,6 +73,7 @@ class Code(StrEnum):
     UNKNOWN_WORKLOAD_CLASS = "CU323"
     CLAIM_NEVER_FITS = "CU324"
     SHARED_ENGINE_IDENTITY = "CU325"
+    SECOND_REST_POOL = "CU326"
     # -- CU4xx: observed snapshot --------------------------------------------------------
     SNAPSHOT_INVALID = "CU401"
     POOLS_OVERLAP = "CU402"
@@ -81,6 +82,9 @@ class Code(StrEnum):
     CLAIM_UNSATISFIABLE = "CU405"
     DEVICE_UNMAPPED = "CU406"
     NO_ADAPTER = "CU407"
+    GUARANTEES_EXCEED_FULL_CAPACITY = "CU408"
+    """An error: guarantees above the size the pool declares (spec.declaredCapacity, after
+    headroom), unless Policy spec.allowOvercommit."""
 
     @property
     def family(self) -> str:

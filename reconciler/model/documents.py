@@ -365,6 +365,12 @@ class CUPoolSpec(_Model):
         default_factory=dict,
         description="Workload-class weights for a device's single CU value (geometric mean).",
     )
+    declared_capacity: CUAmount | None = Field(
+        default=None,
+        description="The CU this pool is sold at, all its devices present (before headroom). "
+        "Guarantees above it after headroom are an error (CU408) unless the Policy allows "
+        "overcommit. Unset: only the observed check (CU403 warning, plan shortfalls).",
+    )
 
     @field_validator("workload_mix")
     @classmethod
@@ -648,6 +654,11 @@ class PolicySpec(_Model):
     fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
     factors: FactorPolicy = Field(default_factory=FactorPolicy)
     safety: SafetyPolicy = Field(default_factory=SafetyPolicy)
+    allow_overcommit: StrictBool = Field(
+        default=False,
+        description="Accept guarantees above a pool's full capacity (CU408 becomes the CU403 "
+        "warning); plan still shows the overcommit and the guarantees it cannot keep.",
+    )
 
 
 class Policy(_Model):

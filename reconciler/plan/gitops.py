@@ -15,7 +15,12 @@ the whole manifest itself:
   orders by its own kind table and then by name, which would put claims before the policy.
 - **Replace for immutable claims.** A ResourceClaim or template spec cannot be updated; Argo CD
   deletes and re-creates it only with ``Force=true,Replace=true``, Flux with its ``force``
-  annotation.
+  annotation. Re-creation follows any change of the rendered object, the charged-CU
+  annotation included (decision, docs/gitops.md): a claim in use is pinned where it runs, so
+  its charge and hash do not move on a node loss or return (tests/plan/test_one_truth.py); a
+  claim not yet allocated, or a template, may be re-created when its charge moves: no Pod
+  holds the one, and the other is read only when a Pod is created (claims already stamped
+  from it stay). The annotation stays because "before" in every preview reads it back.
 
 Pure: objects in, objects out.
 """

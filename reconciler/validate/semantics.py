@@ -122,6 +122,7 @@ def check(found: Documents, observed: obs.ObservedState | None) -> list[diag.Dia
             )
     if settings is not None:
         out += _never_fits(found, settings)
+    out += _rest_pools(found.pools)
     if observed is None:
         out += _static_overlaps(found.pools)
     elif settings is not None:
@@ -675,6 +676,22 @@ def _factors(
     return out
 
 
+def _rest_pools(pools: Sequence[Entry[docs.CUPool]]) -> list[diag.Diagnostic]:
+    """At most one pool may take the rest (``selector: {}``): two would split it by chance."""
+    rest = [p for p in pools if selection.takes_the_rest(p.document.spec.selector)]
+    return [
+        extra.at(
+            ("spec", "selector"),
+            codes.Code.SECOND_REST_POOL,
+            f"an empty selector takes every device no other pool selects, and pool "
+            f"{rest[0].name!r} ({rest[0].where}) already does; give this pool vendors, "
+            "models or a node selector",
+            key=True,
+        )
+        for extra in rest[1:]
+    ]
+
+
 def _static_overlaps(pools: Sequence[Entry[docs.CUPool]]) -> list[diag.Diagnostic]:
     out = []
     for i, a in enumerate(pools):
@@ -736,6 +753,10 @@ def _device_checks(
     policy_mix = found.policies[0].document.spec.factors.workload_mix if found.policies else {}
     targets = found.policies[0].document.latency_targets() if found.policies else {}
     capacity: dict[str, int] = {}
+    full: dict[str, tuple[int, str]] = {}
+    """Per pool that declares its size: CU with every device present, after headroom. Only
+    desired state sets it: no snapshot (committed or live) may turn a loss into an error,
+    and a snapshot PR must stay previewable (plan --base)."""
     for pool in pools:
         devices = members.get(pool.name, [])
         if not devices:
@@ -770,29 +791,57 @@ def _device_checks(
                     _WARN,
                 )
             )
-        headroom = math.ceil(Fraction(repr(pool.document.spec.headroom_percent)) * total / 100)
+        headroom_percent = Fraction(repr(pool.document.spec.headroom_percent))
+        headroom = math.ceil(headroom_percent * total / 100)
         capacity[pool.name] = total - headroom
+        declared = pool.document.spec.declared_capacity
+        if declared is not None:
+            milli = units.cu_to_milli(declared)
+            full[pool.name] = (milli - math.ceil(headroom_percent * milli / 100), "declared")
     scheduled: dict[str, list[tuple[Entry[docs.Tenant], int, docs.Quota]]] = defaultdict(list)
     for tenant in found.tenants:
         for i, quota in enumerate(tenant.document.spec.quotas):
             scheduled[quota.pool].append((tenant, i, quota))
+    allowed = bool(found.policies) and found.policies[0].document.spec.allow_overcommit
     for pool in pools:
         entries = scheduled.get(pool.name, [])
+        if not entries:
+            continue
+        # Guarantee windows: the sums are checked at their peak over the week.
         at = _peak(q for _, _, q in entries)
         rows = [(t, i, units.cu_to_milli(q.guaranteed_at(at)), q) for t, i, q in entries]
         total = sum(r[2] for r in rows)
-        if rows and total > capacity[pool.name]:
-            tenant, i, _, biggest = max(rows, key=lambda r: (r[2], r[0].name))
-            shares = ", ".join(
-                f"{r[0].name} {units.display_cu(r[2])}"
-                for r in sorted(rows, key=lambda r: r[0].name)
+        tenant, i, _, biggest = max(rows, key=lambda r: (r[2], r[0].name))
+        shares = ", ".join(
+            f"{r[0].name} {units.display_cu(r[2])}" for r in sorted(rows, key=lambda r: r[0].name)
+        )
+        when = (
+            "" if at is None else f" at {at.strftime('%a %Y-%m-%d %H:%M UTC')} (guarantee windows)"
+        )
+        field = "schedule" if at is not None and biggest.schedule else "guaranteed"
+        sized, basis = full.get(pool.name, (0, ""))
+        if basis and total > sized and not allowed:
+            percent = f"{total * 100 // sized}%" if sized else "any share"
+            out.append(
+                tenant.at(
+                    ("spec", "quotas", i, field),
+                    codes.Code.GUARANTEES_EXCEED_FULL_CAPACITY,
+                    f"guarantees in pool {pool.name!r} add up to {units.display_cu(total)} CU"
+                    f"{when}, {percent} of the {units.display_cu(sized)} CU it gives with every "
+                    f"device present, after headroom ({basis}): overcommitted by "
+                    f"{units.display_cu(total - sized)} CU ({shares}). Lower guarantees, "
+                    "raise spec.declaredCapacity with the devices you add, or accept "
+                    "overcommit with Policy spec.allowOvercommit: true",
+                )
             )
-            when = (
+            continue
+        if total > capacity[pool.name]:
+            hint = (
                 ""
-                if at is None
-                else f" at {at.strftime('%a %Y-%m-%d %H:%M UTC')} (guarantee windows)"
+                if basis
+                else "; declare the pool's size (spec.declaredCapacity) to make selling "
+                "beyond it an error (CU408)"
             )
-            field = "schedule" if at is not None and biggest.schedule else "guaranteed"
             out.append(
                 tenant.at(
                     ("spec", "quotas", i, field),
@@ -801,7 +850,7 @@ def _device_checks(
                     f"{when} but the observed devices give "
                     f"{units.display_cu(capacity[pool.name])} CU after headroom ({shares}); "
                     "`cuctl plan` reports which guarantees are short. "
-                    "Lower guarantees or add devices",
+                    f"Lower guarantees or add devices{hint}",
                     _WARN,
                 )
             )

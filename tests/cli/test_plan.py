@@ -276,8 +276,16 @@ def test_hardware_loss_is_reported_by_plan_and_does_not_break_render(
     runner: CliRunner, tmp_path: Path
 ) -> None:
     """Every H100 node dies and the refreshed snapshot is committed: validate warns, render
-    still renders, plan reports the guarantees that no longer fit with numbers, exit 1."""
+    still renders, plan reports the guarantees that no longer fit with numbers, exit 1.
+
+    The pool declares the size it is sold at (spec.declaredCapacity), which guarantees may
+    not exceed (CU408); devices missing from the snapshot are a loss (CU403, shortfalls),
+    never that error."""
     repo = _repo(tmp_path)
+    pool = repo / "pools" / "inference-prod.yaml"
+    pool.write_text(pool.read_text() + "  declaredCapacity: 6000\n")
+    code, out, err = invoke(runner, "validate", str(repo))
+    assert code == 0 and "CU403" not in out + err and "CU408" not in out + err, out + err
     snapshot = repo / "observed" / "snapshot.yaml"
     yaml = YAML(typ="safe")
     doc = yaml.load(snapshot.read_text())
@@ -291,7 +299,7 @@ def test_hardware_loss_is_reported_by_plan_and_does_not_break_render(
         yaml.dump(doc, f)
     code, out, err = invoke(runner, "validate", str(repo))
     assert code != 2, out + err
-    assert "CU403" in out + err
+    assert "CU403" in out + err and "CU408" not in out + err
     code, out, err = invoke(runner, "render", str(repo))
     assert code == 0, err
     code, out, err = invoke(runner, "plan", str(repo), "--no-diffs")

@@ -196,7 +196,7 @@ def test_a_failing_source_is_reconciling_then_stalled_visible_and_without_a_hot_
     # Fixed in the spec: Ready again, Stalled gone.
     _patch(env, {"git": {"url": str(env.remote)}})
     env.ready_at(env.head(), timeout=60)
-    assert set(_conditions(env)) == {"Ready"}
+    assert set(_conditions(env)) == {"Ready", "DriverRegistered"}
 
 
 def test_credentials_stay_secret_and_sigterm_is_honoured_while_git_is_unreachable(

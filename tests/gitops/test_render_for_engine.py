@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from reconciler import cli
 from reconciler.model import documents as docs
-from reconciler.model import ownership
+from reconciler.model import driverconfig, ownership
 from reconciler.plan import fence, gitops, target
 
 for _name in ("plan",):
@@ -49,7 +49,33 @@ def test_a_commit_that_changes_nothing_renders_byte_identical(example_repo: git.
     assert before == after
     assert all(ownership.REVISION_ANNOTATION not in o["metadata"]["annotations"] for o in after)
     plain = _render(example_repo, second, "--plain")
-    assert {o["metadata"]["annotations"][ownership.REVISION_ANNOTATION] for o in plain} == {second}
+    # Every object but the plugin's driver-name ConfigMap (a record, not a rendered DRA object).
+    stamped = [o for o in plain if o["metadata"]["name"] != driverconfig.NAME]
+    assert len(stamped) == len(plain) - 1
+    assert {o["metadata"]["annotations"][ownership.REVISION_ANNOTATION] for o in stamped} == {
+        second
+    }
+
+
+def test_render_carries_the_settings_driver_name_for_the_kubelet_plugin(
+    example_repo: git.Repo,
+) -> None:
+    """The plugin DaemonSet reads its name from this ConfigMap (deploy/kubeletplugin), so
+    the GitOps engine that applies the render also tells the plugin ClusterSettings' name."""
+    settings = Path(example_repo.working_dir, "cluster.yaml")
+    custom = settings.read_text().replace(
+        "driverName: cu.cu-reconciler.io", "driverName: cu.edge.example.com"
+    )
+    assert custom != settings.read_text()
+    _commit(example_repo, "cluster.yaml", custom, "custom driver name")
+    [cm] = [
+        o
+        for o in _render(example_repo, example_repo.head.commit.hexsha)
+        if o["kind"] == "ConfigMap"
+    ]
+    assert cm["metadata"]["name"] == driverconfig.NAME
+    assert cm["metadata"]["namespace"] == "cu-system"
+    assert cm["data"] == {driverconfig.KEY: "cu.edge.example.com"}
 
 
 def test_a_claim_change_changes_only_that_claims_objects(example_repo: git.Repo) -> None:
@@ -81,6 +107,8 @@ def test_sync_waves_follow_the_apply_order_and_claims_are_replaced(example_repo:
         < by_kind["ResourceSlice"]
         < by_kind["ResourceClaim"]
     )
+    # The plugin's driver-name ConfigMap is not a DRA object: last wave, after the claims.
+    assert by_kind.pop("ConfigMap") == len(target.KIND_ORDER)
     assert list(by_kind) == [k for k in target.KIND_ORDER if k in by_kind]
     for obj in objects:
         options = obj["metadata"]["annotations"].get(gitops.SYNC_OPTIONS_ANNOTATION)

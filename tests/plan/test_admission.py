@@ -521,3 +521,43 @@ def test_running_replicas_of_a_pending_template_are_charged_in_every_table() -> 
     (train,) = [p for p in result.report.pools if p.name == "train"]
     assert train.admitted_milli == 155_000
     assert train.free_milli == train.admittable_milli - 155_000
+
+
+@pytest.mark.parametrize(
+    "quota",
+    [
+        pytest.param({"mayBorrow": True, "limit": 250}, id="over-its-limit"),
+        pytest.param({"mayBorrow": False}, id="over-its-guarantee-without-borrowing"),
+    ],
+)
+def test_a_template_over_its_tenants_ceiling_is_over_limit_not_pool_full(
+    quota: dict[str, Any],
+) -> None:
+    """Issue 21, item 8: 3 replicas × 100 CU against a 250 CU ceiling is the tenant's limit,
+    whatever the pool's devices; all or nothing (docs/plan.md, templates are gangs)."""
+    limit = {"limit": quota["limit"]} if "limit" in quota else {}
+    ads = ex.tenant(
+        "ads",
+        {
+            "namespaces": ["ads"],
+            "priority": 50,
+            "mayBorrow": quota["mayBorrow"],
+            "quotas": [{"pool": "train", "guaranteed": 250, **limit}],
+        },
+    )
+    template = ex.claim(
+        "fleet",
+        {
+            "tenant": "ads",
+            "pool": "train",
+            "cu": 100,
+            "form": "ResourceClaimTemplate",
+            "replicas": 3,
+        },
+    )
+    got = _decisions(ex.desired(tenants=(ads,), claims=(template,)))
+    assert (got["fleet"].status, got["fleet"].reason) == (
+        admission.Status.PENDING,
+        admission.Reason.OVER_LIMIT,
+    ), got["fleet"]
+    assert "250 CU" in got["fleet"].message  # charged CU against the ceiling, one unit

@@ -20,7 +20,7 @@ import cu_example as ex
 from reconciler import plan as planning
 from reconciler.model import observed as obs
 from reconciler.observe import sources
-from reconciler.plan import admission
+from reconciler.plan import admission, gitops
 
 _TENANTS = (
     ex.tenant(
@@ -165,3 +165,27 @@ def test_render_from_a_kubectl_snapshot_keeps_an_in_use_claim_whose_cuclaim_is_g
         assert ("ResourceClaim", "rank") in {
             (o["kind"], o["metadata"]["name"]) for o in result.objects
         }, f"owned={bool(owned)}"
+
+
+def test_a_node_loss_leaves_in_use_claims_unchanged_in_the_engine_form() -> None:
+    """Argo CD re-creates a changed claim (``Force=true,Replace=true``): a claim in use must
+    render byte-identical across a node loss, or the engine would replace it under its Pod.
+    It is pinned where it runs, so its charged CU and content hash do not move."""
+    desired = ex.desired(tenants=_TENANTS, claims=_CLAIMS)
+    first = planning.plan(desired, ex.observed())
+    used = _cluster_claims(first)
+    before = planning.plan(desired, _observed((), used, ""))
+    after = planning.plan(desired, _observed((), used, "n2"))
+
+    def engine(result: planning.Plan) -> dict[tuple[str, str], Any]:
+        return {(o["kind"], o["metadata"]["name"]): o for o in gitops.for_engine(result.objects)}
+
+    old, new = engine(before), engine(after)
+    assert old[("ResourceClaim", "rank")] == new[("ResourceClaim", "rank")]
+    # The template's charge follows where its replicas land (docs/gitops.md: re-creating a
+    # template touches no running Pod); what its Pods get, the spec, does not move.
+    template = ("ResourceClaimTemplate", "serve")
+    assert old[template]["spec"] == new[template]["spec"]
+    charged = "cu-reconciler.io/charged-cu"
+    assert old[template]["metadata"]["annotations"][charged] == "200"
+    assert new[template]["metadata"]["annotations"][charged] != "200"

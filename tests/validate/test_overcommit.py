@@ -1,0 +1,107 @@
+"""Overcommitted guarantees (issue 21, item 8): an error unless the Policy allows overcommit.
+
+The basis is what desired state says the pool is sold at (``spec.declaredCapacity``).
+What the devices give now, committed snapshot included, is observation: a loss is the CU403
+warning and shortfalls in ``cuctl plan``, never an error (a lost node must not make the
+repository unrenderable, and a snapshot PR must stay previewable with ``plan --base``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from reconciler.model import codes, diagnostics
+from reconciler.source import tree as source_tree
+from reconciler.source import worktree
+from reconciler.validate import validate_tree
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gitrepo"
+TENANT = "tenants/ml-platform-dev.yaml"
+
+
+@pytest.fixture(scope="module")
+def example() -> source_tree.SourceTree:
+    return worktree.read_worktree(str(EXAMPLE))
+
+
+def _with(tree: source_tree.SourceTree, **files: bytes) -> source_tree.SourceTree:
+    return dataclasses.replace(tree, files={**tree.files, **files})
+
+
+def _greedy(tree: source_tree.SourceTree) -> bytes:
+    """ml-platform-dev's dev guarantee raised from 400 to 1500 CU (the pool gives ~1070)."""
+    text = tree.files[TENANT]
+    assert b"guaranteed: 400" in text
+    return text.replace(b"guaranteed: 400", b"guaranteed: 1500").replace(
+        b"limit: 400", b"limit: 1500"
+    )
+
+
+def _found(tree: source_tree.SourceTree) -> dict[codes.Code, diagnostics.Diagnostic]:
+    return {d.code: d for d in validate_tree(tree).diagnostics}
+
+
+DECLARED = b"  declaredCapacity: 1000\n"
+
+
+def test_guarantees_above_the_declared_size_are_an_error_with_the_amount(
+    example: source_tree.SourceTree,
+) -> None:
+    pool = example.files["pools/dev.yaml"] + DECLARED
+    found = _found(_with(example, **{TENANT: _greedy(example), "pools/dev.yaml": pool}))
+    error = found[codes.Code.GUARANTEES_EXCEED_FULL_CAPACITY]
+    assert error.severity is diagnostics.Severity.ERROR
+    assert (error.file, error.line) == (TENANT, 17)
+    assert "1600 CU, 168% of the 950 CU" in error.message, error.message
+    assert "overcommitted by 650 CU" in error.message and "allowOvercommit" in error.message
+
+
+def test_allow_overcommit_makes_it_the_warning(example: source_tree.SourceTree) -> None:
+    policy = example.files["policy.yaml"] + b"  allowOvercommit: true\n"
+    pool = example.files["pools/dev.yaml"] + DECLARED
+    files = {TENANT: _greedy(example), "policy.yaml": policy, "pools/dev.yaml": pool}
+    result = validate_tree(_with(example, **files))
+    assert result.state is not None and result.state.policy.spec.allow_overcommit
+    found = {d.code: d for d in result.diagnostics}
+    assert codes.Code.GUARANTEES_EXCEED_FULL_CAPACITY not in found
+    assert found[codes.Code.GUARANTEES_EXCEED_CAPACITY].severity is diagnostics.Severity.WARNING
+
+
+def test_without_a_declared_size_only_the_observed_warning(
+    example: source_tree.SourceTree,
+) -> None:
+    """Undeclared, the pool's size is only observed: a warning that says how to make it hard."""
+    result = validate_tree(_with(example, **{TENANT: _greedy(example)}))
+    assert result.state is not None
+    warning = {d.code: d for d in result.diagnostics}[codes.Code.GUARANTEES_EXCEED_CAPACITY]
+    assert warning.severity is diagnostics.Severity.WARNING
+    assert "spec.declaredCapacity" in warning.message
+
+
+def test_a_smaller_committed_snapshot_is_a_loss_not_an_error(
+    example: source_tree.SourceTree,
+) -> None:
+    """Every H100 node gone from the committed snapshot of a pool sold at its full size:
+    the CU403 warning (plan shows the shortfalls), never CU408."""
+    yaml = YAML(typ="safe")
+    doc = yaml.load(example.files["observed/snapshot.yaml"].decode())
+    doc["items"] = [
+        item
+        for item in doc["items"]
+        if "h100" not in str(item.get("metadata", {}).get("name", ""))
+        and "h100" not in str((item.get("spec") or {}).get("nodeName", ""))
+    ]
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    pool = example.files["pools/inference-prod.yaml"] + b"  declaredCapacity: 6000\n"
+    files = {"observed/snapshot.yaml": buf.getvalue().encode(), "pools/inference-prod.yaml": pool}
+    result = validate_tree(_with(example, **files))
+    assert result.state is not None
+    found = {d.code for d in result.diagnostics}
+    assert codes.Code.GUARANTEES_EXCEED_FULL_CAPACITY not in found
+    assert codes.Code.GUARANTEES_EXCEED_CAPACITY in found
