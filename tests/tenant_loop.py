@@ -28,6 +28,23 @@ from reconciler.plan import fence
 FENCE_KEY = "cu-reconciler.io/managed"
 Attempts = Callable[[int], list[tuple[str, dict[str, Any]]]]
 
+# The pool every fence-window test adds and removes: the example's dev-tier Hygon nodes.
+NEW_POOL = "dev-hygon"
+DEV_HYGON = f"""\
+apiVersion: cu-reconciler.io/v1alpha1
+kind: CUPool
+metadata:
+  name: {NEW_POOL}
+spec:
+  selector:
+    vendors: [hygon]
+    nodeSelector:
+      matchExpressions:
+        - key: platform.example.com/tier
+          operator: In
+          values: [dev]
+"""
+
 
 def grant_claims(api: ApiClient, namespace: str, user: str) -> None:
     """RBAC for an impersonated user to create and delete claims in ``namespace``."""

@@ -40,21 +40,7 @@ pytestmark = pytest.mark.integration
 
 NS = "fence-tenant-run"
 TENANT = f"system:serviceaccount:{NS}:tenant"
-NEW_POOL = "dev-hygon"
-DEV_HYGON = f"""\
-apiVersion: cu-reconciler.io/v1alpha1
-kind: CUPool
-metadata:
-  name: {NEW_POOL}
-spec:
-  selector:
-    vendors: [hygon]
-    nodeSelector:
-      matchExpressions:
-        - key: platform.example.com/tier
-          operator: In
-          values: [dev]
-"""
+NEW_POOL, DEV_HYGON = tenant_loop.NEW_POOL, tenant_loop.DEV_HYGON
 TENANT_BIREN = "tenant-biren"
 OLD_DRIVER = "gpu.biren.example.com"
 NEW_DRIVER = "gpu.birentech.example.com"

@@ -189,21 +189,7 @@ IMPERSONATION = ROOT / "deploy" / "argocd" / "impersonation" / "kustomization.ya
 RESEARCH_CLAIMS = "research-claims"
 ARGO_TENANT_NS = "fence-tenant-argo"
 ARGO_TENANT = f"system:serviceaccount:{ARGO_TENANT_NS}:tenant"
-NEW_POOL = "dev-hygon"
-DEV_HYGON = f"""\
-apiVersion: cu-reconciler.io/v1alpha1
-kind: CUPool
-metadata:
-  name: {NEW_POOL}
-spec:
-  selector:
-    vendors: [hygon]
-    nodeSelector:
-      matchExpressions:
-        - key: platform.example.com/tier
-          operator: In
-          values: [dev]
-"""
+NEW_POOL, DEV_HYGON = tenant_loop.NEW_POOL, tenant_loop.DEV_HYGON
 
 
 @pytest.fixture

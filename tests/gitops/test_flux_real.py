@@ -444,21 +444,7 @@ def _kubectl(*args: str | Path, kubeconfig: Path | None = None) -> str:
 TENANT_NS = "fence-tenant-flux"
 TENANT = f"system:serviceaccount:{TENANT_NS}:tenant"
 TEAM_SA = "team-sync"
-NEW_POOL = "dev-hygon"
-DEV_HYGON = f"""\
-apiVersion: cu-reconciler.io/v1alpha1
-kind: CUPool
-metadata:
-  name: {NEW_POOL}
-spec:
-  selector:
-    vendors: [hygon]
-    nodeSelector:
-      matchExpressions:
-        - key: platform.example.com/tier
-          operator: In
-          values: [dev]
-"""
+NEW_POOL, DEV_HYGON = tenant_loop.NEW_POOL, tenant_loop.DEV_HYGON
 TEAM_BASE = f"/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/{TENANT_NS}/kustomizations"
 TEAM_SOURCE = f"/apis/source.toolkit.fluxcd.io/v1/namespaces/{TENANT_NS}/gitrepositories"
 

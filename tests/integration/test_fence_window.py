@@ -41,22 +41,8 @@ __import__("reconciler.cli.apply")
 
 INTRUDER_NS = "fence-intruder"
 TENANT = "system:serviceaccount:fence-intruder:tenant"
-NEW_POOL = "dev-hygon"
+NEW_POOL, DEV_HYGON = tenant_loop.NEW_POOL, tenant_loop.DEV_HYGON
 NEW_CLASS = f"cu-{NEW_POOL}"
-DEV_HYGON = f"""\
-apiVersion: cu-reconciler.io/v1alpha1
-kind: CUPool
-metadata:
-  name: {NEW_POOL}
-spec:
-  selector:
-    vendors: [hygon]
-    nodeSelector:
-      matchExpressions:
-        - key: platform.example.com/tier
-          operator: In
-          values: [dev]
-"""
 CLAIMS = f"/apis/resource.k8s.io/v1/namespaces/{INTRUDER_NS}/resourceclaims"
 
 
