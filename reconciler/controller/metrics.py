@@ -172,6 +172,13 @@ class Metrics:
             ["tenant", "pool", "currency"],
             registry=r,
         )
+        self.tenant_token_cost = Gauge(
+            "cu_tenant_cost_per_million_tokens",
+            "What a million tokens of a workload class cost a tenant in a pool, at the class's "
+            "p99 target with the CU fully used (pools that sell atSLO factors).",
+            ["tenant", "pool", "workload_class", "currency"],
+            registry=r,
+        )
         # Peaks and troughs (docs/peaks-and-troughs.md).
         self.guarantee_window = Gauge(
             "cu_guarantee_window_info",
@@ -194,6 +201,7 @@ class Metrics:
             self.pool_cost_per_cu_hour,
             self.tenant_guaranteed_cost,
             self.tenant_in_use_cost,
+            self.tenant_token_cost,
         ):
             gauge.clear()
         if report is None:
@@ -206,6 +214,10 @@ class Metrics:
         for t in report.tenants:
             self.tenant_guaranteed_cost.labels(t.tenant, t.pool, cur).set(t.guaranteed_per_month)
             self.tenant_in_use_cost.labels(t.tenant, t.pool, cur).set(t.in_use_per_month)
+        for c in report.tokens:
+            self.tenant_token_cost.labels(c.tenant, c.pool, c.workload_class, cur).set(
+                c.per_million
+            )
 
     def set_windows(self, windows: schedule.Schedule) -> None:
         self.guarantee_window.clear()

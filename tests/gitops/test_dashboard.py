@@ -35,6 +35,7 @@ CONTRACT = frozenset(
         "cu_pool_cost_per_cu_hour",
         "cu_tenant_guaranteed_cost_per_month",
         "cu_tenant_in_use_cost_per_month",
+        "cu_tenant_cost_per_million_tokens",
         "cu_guarantee_window_info",
         "cu_guarantee_next_edge_timestamp_seconds",
     }
@@ -223,6 +224,7 @@ def test_cost_and_window_series_carry_the_figures_and_the_cluster_label() -> Non
         "EUR",
         (costs.PoolCost("train", 4, 0, 10.0, 400.0, 0.025),),
         (costs.TenantCost("search", "train", 100.0, 50.0, 1825.0, 912.5),),
+        (costs.TokenCost("search", "train", "decode", 0.42, 3.6e6, 60.0, "llama-70b"),),
     )
     edge = dt.datetime(2026, 12, 7, 8, tzinfo=dt.UTC)
     windows = schedule.Schedule(
@@ -242,6 +244,14 @@ def test_cost_and_window_series_carry_the_figures_and_the_cluster_label() -> Non
     assert got[("cu_pool_cost_per_hour", pool)] == 10.0
     assert got[("cu_tenant_guaranteed_cost_per_month", tenant)] == 1825.0
     assert got[("cu_tenant_in_use_cost_per_month", tenant)] == 912.5
+    tokens = (
+        ("cluster", "dc-east"),
+        ("currency", "EUR"),
+        ("pool", "train"),
+        ("tenant", "search"),
+        ("workload_class", "decode"),
+    )
+    assert got[("cu_tenant_cost_per_million_tokens", tokens)] == 0.42
     window = (("cluster", "dc-east"), ("pool", "train"), ("tenant", "search"), ("window", ""))
     assert got[("cu_guarantee_window_info", window)] == 1.0
     assert got[("cu_guarantee_next_edge_timestamp_seconds", (("cluster", "dc-east"),))] == (
