@@ -57,8 +57,12 @@ ENGINE_ANNOTATIONS = (
 
 
 def wave(kind: str) -> int:
-    """The sync wave of a kind: its place in the apply order (unknown kinds go last)."""
+    """The sync wave of a kind: its place in the apply order. Kinds outside it (the kubelet
+    plugin's driver-name ConfigMap) come after the claims, and the engine status after
+    everything, alone, so it is applied last."""
     order = target.KIND_ORDER
+    if kind == STATUS_KIND:
+        return len(order) + 1
     return order.index(kind) if kind in order else len(order)
 
 
