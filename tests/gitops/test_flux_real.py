@@ -504,6 +504,7 @@ def test_flux_pool_removal_opens_no_window_and_another_kustomization_cannot_pass
         for ns in (*NAMESPACES, "cu-system", TENANT_NS):
             identity.ensure_namespace(api, ns)
         identity.install_rbac(api)
+        engine_install.install(api)  # the hydration renders --status, as deploy/flux does
         tenant_loop.grant_claims(api, TENANT_NS, TENANT)
         _team_rbac(api)
 
