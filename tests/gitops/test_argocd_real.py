@@ -550,8 +550,10 @@ def test_argocd_syncs_the_rendered_objects(
         assert rawapi.request(api, "GET", ENGINE_STATUS)["report"] == expected
 
         # Issue 18: a tenant creates claims in a tight loop (each one the fence must refuse)
-        # while Argo CD prunes a pool; none is admitted.
-        _edit(work, "claims/ads-embedding/backfill.yaml", "cu: -80", "cu: 80")
+        # while Argo CD prunes a pool; none is admitted. The guarantee goes back first, so the
+        # Application is Healthy again.
+        _edit(work, "tenants/chat-assistant.yaml", "guaranteed: 20000", "guaranteed: 2000")
+        _edit(work, "tenants/chat-assistant.yaml", "limit: 30000", "limit: 3000")
         _argocd_pool_removal_with_a_tenant_loop(api, control_plane, work, argo)
 
 
