@@ -285,6 +285,7 @@ def env(
             workloads.force_delete_pods(api, ns)
         for obj in owned(api):
             rawapi.delete(api, writers.path_of(obj))
+        _no_claims_left(api, namespaces)
         inventories = "/api/v1/namespaces/cu-system/configmaps"
         selector = {"labelSelector": "app.kubernetes.io/name=cu-reconciler"}
         for item in rawapi.request(api, "GET", inventories, query=selector)["items"]:
@@ -293,3 +294,25 @@ def env(
         rawapi.delete(api, st.path("default"))
         rawapi.delete(api, LEASE)
         shutil.rmtree(tmp_path / "cache-replica-0", ignore_errors=True)
+
+
+def _no_claims_left(api: ApiClient, namespaces: list[str]) -> None:
+    """Every claim in the managed namespaces deleted and gone before the next test: an
+    allocated claim lingers (its finalizer) until the resourceclaim controller sees its Pod
+    gone, and a next test that creates a claim of the same name would get 409, or a
+    reconcile would find the name taken by an object it does not own."""
+
+    def path(ns: str) -> str:
+        return f"/apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaims"
+
+    def left() -> list[str]:
+        return [
+            f"{ns}/{c['metadata']['name']}"
+            for ns in namespaces
+            for c in rawapi.request(api, "GET", path(ns))["items"]
+        ]
+
+    for name in left():
+        ns, _, claim = name.partition("/")
+        rawapi.delete(api, f"{path(ns)}/{claim}")
+    wait_for("every claim gone after the test", lambda: not left() or None, 90)

@@ -444,8 +444,8 @@ def test_fence_findings_are_in_the_status_while_the_reconcile_is_degraded(env: E
         tolerations=[{"key": "cu-reconciler.io/managed", "operator": "Exists"}],
     )
     path = "/apis/resource.k8s.io/v1/namespaces/default/resourceclaims"
-    rawapi.request(env.admin, "POST", path, body=sneaky)
     try:
+        rawapi.request(env.admin, "POST", path, body=sneaky)
         env.start(interval="10m", resync="10m")
 
         def degraded() -> dict[str, Any] | None:
