@@ -266,6 +266,8 @@ CAN_I = [
     ("no", "update", "resourcequotas/compute", "-n", "research"),
     ("yes", "create", "resourceclaims.resource.k8s.io", "-n", "research"),
     ("no", "get", "secrets", "-n", "cu-system"),
+    ("yes", "delete", "configmaps/cu-reconciler-driver", "-n", "cu-system"),
+    ("no", "delete", "configmaps/cu-hydration-keys", "-n", "cu-system"),
     ("no", "escalate", "clusterroles.rbac.authorization.k8s.io"),
 ]
 

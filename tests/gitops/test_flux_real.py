@@ -96,6 +96,37 @@ def _owned(api: ApiClient) -> dict[tuple[str, str, str], dict[str, Any]]:
     return out
 
 
+def _pruned(api: ApiClient) -> bool:
+    """The Kustomization is gone, so its finalizer pruned its whole inventory (the driver-name
+    ConfigMap included: without delete on it, deletion hangs on the finalizer forever)."""
+    driver = "/api/v1/namespaces/cu-system/configmaps/cu-reconciler-driver"
+    return (
+        not _owned(api)
+        and kube.call(api, "GET", KS).status == 404
+        and kube.call(api, "GET", driver).status == 404
+    )
+
+
+def _install_flux_source(api: ApiClient, public_key: str, server: githttp.GitHTTPServer) -> None:
+    """What the platform team applies: the hydration bot's public key, then the shipped
+    deploy/flux GitRepository (its URL pointed at ``server``) and CU Kustomization."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "cu-hydration-signing-keys", "namespace": "cu-system"},
+        "stringData": {"cu-hydrate.asc": public_key},
+    }
+    path = "/api/v1/namespaces/cu-system/secrets/cu-hydration-signing-keys"
+    rawapi.apply(api, path, secret, field_manager="platform-team")
+    text = (ROOT / "deploy/flux/gitrepository.yaml").read_text()
+    assert UPSTREAM in text
+    text = text.replace(UPSTREAM, server.url("cu-desired-state.git"))
+    text += "---\n" + (ROOT / "deploy/flux/desired-state.yaml").read_text()
+    for doc in YAML(typ="safe").load_all(text):
+        path = GITREPO if doc["kind"] == "GitRepository" else KS
+        rawapi.apply(api, path, doc, field_manager="platform-team")
+
+
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
     for c in (obj.get("status") or {}).get("conditions") or ():
         if c["type"] == kind:
@@ -203,25 +234,7 @@ def test_flux_applies_the_rendered_objects(
         first = bot.publish(desired, "Render 1")
 
         with contextlib.closing(bot), githttp.GitHTTPServer(served) as server:
-            secret = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "cu-hydration-signing-keys", "namespace": "cu-system"},
-                "stringData": {"cu-hydrate.asc": bot.public},
-            }
-            rawapi.apply(
-                api,
-                "/api/v1/namespaces/cu-system/secrets/cu-hydration-signing-keys",
-                secret,
-                field_manager="platform-team",
-            )
-            text = (ROOT / "deploy/flux/gitrepository.yaml").read_text()
-            assert UPSTREAM in text
-            text = text.replace(UPSTREAM, server.url("cu-desired-state.git"))
-            text += "---\n" + (ROOT / "deploy/flux/desired-state.yaml").read_text()
-            for doc in YAML(typ="safe").load_all(text):
-                path = GITREPO if doc["kind"] == "GitRepository" else KS
-                rawapi.apply(api, path, doc, field_manager="platform-team")
+            _install_flux_source(api, bot.public, server)
 
             ks = running_flux.wait_for(
                 lambda: _ready_at(api, first), 300, "the Kustomization Ready at the first render"
@@ -326,7 +339,7 @@ def test_flux_applies_the_rendered_objects(
                 != ownership.MANAGED_BY_VALUE
             }
             rawapi.delete(api, KS)
-            running_flux.wait_for(lambda: not _owned(api), 180, "prune to delete every object")
+            running_flux.wait_for(lambda: _pruned(api), 180, "prune to delete every object")
             left = rawapi.request(api, "GET", "/apis/resource.k8s.io/v1/resourceslices")["items"]
             assert {s["metadata"]["name"] for s in left} >= vendor_names
             rawapi.delete(api, GITREPO)
@@ -532,24 +545,7 @@ def test_flux_pool_removal_opens_no_window_and_another_kustomization_cannot_pass
 
         with contextlib.closing(bot), githttp.GitHTTPServer(served) as server:
             try:
-                secret = {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": "cu-hydration-signing-keys", "namespace": "cu-system"},
-                    "stringData": {"cu-hydrate.asc": bot.public},
-                }
-                rawapi.apply(
-                    api,
-                    "/api/v1/namespaces/cu-system/secrets/cu-hydration-signing-keys",
-                    secret,
-                    field_manager="platform-team",
-                )
-                text = (ROOT / "deploy/flux/gitrepository.yaml").read_text()
-                text = text.replace(UPSTREAM, server.url("cu-desired-state.git"))
-                text += "---\n" + (ROOT / "deploy/flux/desired-state.yaml").read_text()
-                for doc in YAML(typ="safe").load_all(text):
-                    path = GITREPO if doc["kind"] == "GitRepository" else KS
-                    rawapi.apply(api, path, doc, field_manager="platform-team")
+                _install_flux_source(api, bot.public, server)
                 running_flux.wait_for(
                     lambda: _ready_at(api, first), 300, "the Kustomization Ready with the pool"
                 )
@@ -671,6 +667,6 @@ def test_flux_pool_removal_opens_no_window_and_another_kustomization_cannot_pass
                 rawapi.delete(api, f"{TEAM_BASE}/claims")
                 rawapi.delete(api, f"{TEAM_SOURCE}/team")
                 rawapi.delete(api, KS)
-                running_flux.wait_for(lambda: not _owned(api), 180, "prune to delete every object")
+                running_flux.wait_for(lambda: _pruned(api), 180, "prune to delete every object")
                 rawapi.delete(api, GITREPO)
                 rawapi.delete(api, f"/api/v1/namespaces/{TENANT_NS}")

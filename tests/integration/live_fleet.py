@@ -188,3 +188,17 @@ def wait_unfenced(api: ApiClient, namespace: str, timeout: float = 90.0) -> None
         timeout=timeout,
         what="the apiserver to stop enforcing the deleted fence policy",
     )
+
+
+def wait_fenced(api: ApiClient, namespace: str, timeout: float = 90.0) -> None:
+    """Wait until the apiserver enforces a just-created fence policy.
+
+    Policies reach the admission plugin through its informer, a moment after the create; a
+    production install closes that moment with the bootstrap fence (deploy/fence-policy.yaml)
+    applied before the controller starts, which a test fleet built from nothing does not have.
+    """
+    workloads.wait_for(
+        lambda: not _tolerating_claim_admitted(api, namespace),
+        timeout=timeout,
+        what="the apiserver to enforce the new fence policy",
+    )

@@ -37,7 +37,7 @@ import pytest
 import tenant_loop
 from celpy import celtypes
 from kubernetes.client import ApiClient
-from live_fleet import Fleet
+from live_fleet import Fleet, wait_fenced
 
 from reconciler.apply import apply as applying
 from reconciler.apply import writer as writers
@@ -351,6 +351,7 @@ def test_a_stop_after_any_write_leaves_the_fence_closed_and_a_rerun_converges(
     # A tenant with RBAC for claims (no quota of ours): only the fence can refuse it, and it
     # does at every stop below (tenant_admitted); a plain claim is admitted.
     identity.ensure_namespace(fleet.admin, TENANT_NS)
+    wait_fenced(fleet.admin, TENANT_NS)
     tenant_loop.grant_claims(fleet.admin, TENANT_NS, TENANT)
     plain = workloads.resource_claim("plain", "gpu.hygon.example.com", namespace=TENANT_NS)
     workloads.wait_for(
