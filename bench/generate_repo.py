@@ -409,6 +409,10 @@ def synthetic(tenants: int, pools: int, claims: int) -> Iterator[tuple[str, str]
         shape_key = _VENDOR_SHAPES[p % len(_VENDOR_SHAPES)]
         shape = SHAPES[shape_key]
         pool = f"pool-{p:02d}"
+        # Sold at 25 CU a device: below what the slowest generated model gives (about 27),
+        # so no declared size exceeds the devices, and far above the 5 CU guarantee each of
+        # the pool's ~3 × tenants / pools home tenants holds (CU408, CU409).
+        declared = 25 * nodes_per_pool * shape.devices
         yield (
             f"pools/{pool}.yaml",
             dump(
@@ -422,6 +426,7 @@ def synthetic(tenants: int, pools: int, claims: int) -> Iterator[tuple[str, str]
                         },
                         "sharing": {"mode": "Fractional", "minStep": 5},
                         "headroomPercent": 5,
+                        "declaredCapacity": declared,
                     },
                 },
                 MODELINE.format(schema=schema.format("cupool")),

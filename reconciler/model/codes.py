@@ -85,6 +85,9 @@ class Code(StrEnum):
     GUARANTEES_EXCEED_FULL_CAPACITY = "CU408"
     """An error: guarantees above the size the pool declares (spec.declaredCapacity, after
     headroom), unless Policy spec.allowOvercommit."""
+    GUARANTEES_WITHOUT_SIZE = "CU409"
+    """An error: a pool with guarantees that declares no size (spec.declaredCapacity), unless
+    Policy spec.allowOvercommit: without a size there is no overcommit to check."""
 
     @property
     def family(self) -> str:

@@ -369,7 +369,9 @@ class CUPoolSpec(_Model):
         default=None,
         description="The CU this pool is sold at, all its devices present (before headroom). "
         "Guarantees above it after headroom are an error (CU408) unless the Policy allows "
-        "overcommit. Unset: only the observed check (CU403 warning, plan shortfalls).",
+        "overcommit. Required when tenants hold guarantees in the pool (CU409), unless the "
+        "Policy allows overcommit; the observed check (CU403 warning, plan shortfalls) "
+        "applies either way.",
     )
 
     @field_validator("workload_mix")
@@ -657,7 +659,8 @@ class PolicySpec(_Model):
     allow_overcommit: StrictBool = Field(
         default=False,
         description="Accept guarantees above a pool's full capacity (CU408 becomes the CU403 "
-        "warning); plan still shows the overcommit and the guarantees it cannot keep.",
+        "warning) and pools that sell guarantees without a declared size (no CU409); plan "
+        "still shows the overcommit and the guarantees it cannot keep.",
     )
 
 

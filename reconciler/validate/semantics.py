@@ -757,6 +757,9 @@ def _device_checks(
     """Per pool that declares its size: CU with every device present, after headroom. Only
     desired state sets it: no snapshot (committed or live) may turn a loss into an error,
     and a snapshot PR must stay previewable (plan --base)."""
+    present: dict[str, int] = {}
+    """Per pool: CU of every device observed in it, usable or not, before headroom (only a
+    suggestion for spec.declaredCapacity in CU409, never a basis for an error)."""
     for pool in pools:
         devices = members.get(pool.name, [])
         if not devices:
@@ -779,8 +782,10 @@ def _device_checks(
             if factor is None:
                 missing.add(device.model)
                 continue
+            cu = units.to_milli(factor, reference.cu_per_device)
+            present[pool.name] = present.get(pool.name, 0) + cu
             if device.usable:
-                total += units.to_milli(factor, reference.cu_per_device)
+                total += cu
         for model in sorted(missing):
             out.append(
                 pool.at(
@@ -812,14 +817,15 @@ def _device_checks(
         rows = [(t, i, units.cu_to_milli(q.guaranteed_at(at)), q) for t, i, q in entries]
         total = sum(r[2] for r in rows)
         tenant, i, _, biggest = max(rows, key=lambda r: (r[2], r[0].name))
-        shares = ", ".join(
-            f"{r[0].name} {units.display_cu(r[2])}" for r in sorted(rows, key=lambda r: r[0].name)
-        )
+        shares = _shares([(r[0].name, r[2]) for r in rows])
         when = (
             "" if at is None else f" at {at.strftime('%a %Y-%m-%d %H:%M UTC')} (guarantee windows)"
         )
         field = "schedule" if at is not None and biggest.schedule else "guaranteed"
         sized, basis = full.get(pool.name, (0, ""))
+        if not basis and not allowed and total > 0:
+            out.append(_undeclared_size(pool, total, shares, when, present.get(pool.name, 0)))
+            continue
         if basis and total > sized and not allowed:
             percent = f"{total * 100 // sized}%" if sized else "any share"
             out.append(
@@ -836,12 +842,7 @@ def _device_checks(
             )
             continue
         if total > capacity[pool.name]:
-            hint = (
-                ""
-                if basis
-                else "; declare the pool's size (spec.declaredCapacity) to make selling "
-                "beyond it an error (CU408)"
-            )
+            hint = "" if basis else " (Policy spec.allowOvercommit accepts this knowingly)"
             out.append(
                 tenant.at(
                     ("spec", "quotas", i, field),
@@ -1146,6 +1147,50 @@ def _sweep(events: list[tuple[int, int]], counted: Callable[[int], bool]) -> tup
         if last and counted(when) and (best is None or running > best[0]):
             best = (running, when)
     return best
+
+
+def _shares(rows: list[tuple[str, int]], shown: int = 6) -> str:
+    """Tenants' guarantees in a pool, by name; past ``shown`` tenants only the largest are
+    named (a pool with 200 tenants would otherwise fill the terminal)."""
+    if len(rows) > shown:
+        top = sorted(rows, key=lambda r: (-r[1], r[0]))[: shown - 1]
+        rest = [r for r in rows if r not in top]
+        named = ", ".join(f"{n} {units.display_cu(m)}" for n, m in sorted(top))
+        others = units.display_cu(sum(m for _, m in rest))
+        return f"{named} and {len(rest)} more tenants ({others} CU)"
+    return ", ".join(f"{n} {units.display_cu(m)}" for n, m in sorted(rows))
+
+
+def _undeclared_size(
+    pool: Entry[docs.CUPool], guaranteed: int, shares: str, when: str, present: int
+) -> diag.Diagnostic:
+    """CU409: a pool that sells guarantees must say what size it sells them against.
+
+    Overcommit is an error against desired state only (CU408): a snapshot cannot tell a lost
+    node from a retired one, so no observed size may block a render. Without a declared size
+    there would be nothing to check, so guarantees would be sold past the pool unnoticed."""
+    headroom = Fraction(repr(pool.document.spec.headroom_percent))
+    after = present - math.ceil(headroom * present / 100)
+    observed = (
+        f"the devices observed in it give {units.display_cu(present)} CU "
+        f"({units.display_cu(after)} after headroom)"
+        if present
+        else "no device of it is observed"
+    )
+    short = (
+        f", {units.display_cu(guaranteed - after)} CU short of the guarantees"
+        if guaranteed > after
+        else ""
+    )
+    return pool.at(
+        _NAME,
+        codes.Code.GUARANTEES_WITHOUT_SIZE,
+        f"pool {pool.name!r} sells guarantees of {units.display_cu(guaranteed)} CU{when} "
+        f"({shares}) but declares no size to check them against; {observed}{short}. Add "
+        f"spec.declaredCapacity (the CU it is sold at with every device present, before "
+        f"headroom; e.g. declaredCapacity: {present // units.MILLI if present else 'N'}), "
+        "or set Policy spec.allowOvercommit: true to sell guarantees without a size",
+    )
 
 
 def _claims_on_devices(

@@ -283,7 +283,7 @@ def test_hardware_loss_is_reported_by_plan_and_does_not_break_render(
     never that error."""
     repo = _repo(tmp_path)
     pool = repo / "pools" / "inference-prod.yaml"
-    pool.write_text(pool.read_text() + "  declaredCapacity: 6000\n")
+    pool.write_text(pool.read_text().replace("declaredCapacity: 9400", "declaredCapacity: 6000"))
     code, out, err = invoke(runner, "validate", str(repo))
     assert code == 0 and "CU403" not in out + err and "CU408" not in out + err, out + err
     snapshot = repo / "observed" / "snapshot.yaml"

@@ -519,10 +519,14 @@ def test_argocd_syncs_the_rendered_objects(
         # The engine status still says what the cluster runs: the last good revision.
         assert rawapi.request(api, "GET", ENGINE_STATUS)["report"]["revision"] == second
 
-        # A valid commit whose promise the devices cannot keep (a guarantee raised tenfold):
-        # Argo CD applies it and the shipped check, in Argo CD's Lua engine, says Degraded
-        # with the shortfall, the Application with it.
+        # A valid commit whose promise the devices cannot keep (a guarantee raised tenfold,
+        # within the size the pool is now declared at: the nodes are on order): Argo CD
+        # applies it and the shipped check, in Argo CD's Lua engine, says Degraded with the
+        # shortfall, the Application with it.
         _edit(work, "claims/ads-embedding/backfill.yaml", "cu: -80", "cu: 80")
+        _edit(
+            work, "pools/inference-prod.yaml", "declaredCapacity: 9400", "declaredCapacity: 30000"
+        )
         _edit(work, "tenants/chat-assistant.yaml", "guaranteed: 2000", "guaranteed: 20000")
         _edit(work, "tenants/chat-assistant.yaml", "limit: 3000", "limit: 30000")
         overcommitted = _commit(work, "Guarantee chat ten times its devices")
@@ -554,6 +558,9 @@ def test_argocd_syncs_the_rendered_objects(
         # Application is Healthy again.
         _edit(work, "tenants/chat-assistant.yaml", "guaranteed: 20000", "guaranteed: 2000")
         _edit(work, "tenants/chat-assistant.yaml", "limit: 30000", "limit: 3000")
+        _edit(
+            work, "pools/inference-prod.yaml", "declaredCapacity: 30000", "declaredCapacity: 9400"
+        )
         _argocd_pool_removal_with_a_tenant_loop(api, control_plane, work, argo)
 
 

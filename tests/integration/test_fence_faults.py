@@ -232,6 +232,7 @@ spec:
           values: [batch, dev]
   sharing:
     mode: Whole
+  declaredCapacity: 1000
 """
 
 

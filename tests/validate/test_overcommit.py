@@ -1,9 +1,10 @@
 """Overcommitted guarantees (issue 21, item 8): an error unless the Policy allows overcommit.
 
-The basis is what desired state says the pool is sold at (``spec.declaredCapacity``).
-What the devices give now, committed snapshot included, is observation: a loss is the CU403
-warning and shortfalls in ``cuctl plan``, never an error (a lost node must not make the
-repository unrenderable, and a snapshot PR must stay previewable with ``plan --base``).
+The basis is what desired state says the pool is sold at (``spec.declaredCapacity``), which
+a pool that sells guarantees must declare (CU409). What the devices give now, committed
+snapshot included, is observation: a loss is the CU403 warning and shortfalls in
+``cuctl plan``, never an error (a lost node must not make the repository unrenderable, and a
+snapshot PR must stay previewable with ``plan --base``).
 """
 
 from __future__ import annotations
@@ -46,13 +47,23 @@ def _found(tree: source_tree.SourceTree) -> dict[codes.Code, diagnostics.Diagnos
     return {d.code: d for d in validate_tree(tree).diagnostics}
 
 
+EXAMPLE_DEV = b"declaredCapacity: 1100\n"
+
+
+def _dev(tree: source_tree.SourceTree, declared: bytes) -> bytes:
+    """pools/dev.yaml with its declared size replaced (an empty ``declared`` removes it)."""
+    text = tree.files["pools/dev.yaml"]
+    assert EXAMPLE_DEV in text
+    return text.replace(b"  " + EXAMPLE_DEV, declared)
+
+
 DECLARED = b"  declaredCapacity: 1000\n"
 
 
 def test_guarantees_above_the_declared_size_are_an_error_with_the_amount(
     example: source_tree.SourceTree,
 ) -> None:
-    pool = example.files["pools/dev.yaml"] + DECLARED
+    pool = _dev(example, DECLARED)
     found = _found(_with(example, **{TENANT: _greedy(example), "pools/dev.yaml": pool}))
     error = found[codes.Code.GUARANTEES_EXCEED_FULL_CAPACITY]
     assert error.severity is diagnostics.Severity.ERROR
@@ -63,7 +74,7 @@ def test_guarantees_above_the_declared_size_are_an_error_with_the_amount(
 
 def test_allow_overcommit_makes_it_the_warning(example: source_tree.SourceTree) -> None:
     policy = example.files["policy.yaml"] + b"  allowOvercommit: true\n"
-    pool = example.files["pools/dev.yaml"] + DECLARED
+    pool = _dev(example, DECLARED)
     files = {TENANT: _greedy(example), "policy.yaml": policy, "pools/dev.yaml": pool}
     result = validate_tree(_with(example, **files))
     assert result.state is not None and result.state.policy.spec.allow_overcommit
@@ -72,15 +83,32 @@ def test_allow_overcommit_makes_it_the_warning(example: source_tree.SourceTree) 
     assert found[codes.Code.GUARANTEES_EXCEED_CAPACITY].severity is diagnostics.Severity.WARNING
 
 
-def test_without_a_declared_size_only_the_observed_warning(
+def test_a_pool_selling_guarantees_must_declare_its_size(
     example: source_tree.SourceTree,
 ) -> None:
-    """Undeclared, the pool's size is only observed: a warning that says how to make it hard."""
-    result = validate_tree(_with(example, **{TENANT: _greedy(example)}))
+    """Undeclared, there is no size to check guarantees against: an error at the pool that
+    names the size its observed devices suggest, and the Policy switch that waives it."""
+    result = validate_tree(_with(example, **{"pools/dev.yaml": _dev(example, b"")}))
+    assert result.state is None
+    (error,) = result.errors
+    assert error.code is codes.Code.GUARANTEES_WITHOUT_SIZE
+    assert (error.file, error.line) == ("pools/dev.yaml", 7), error.render()
+    assert "500 CU (ml-platform-dev 400, research-batch 100)" in error.message, error.message
+    assert "give 1126.112 CU" in error.message and "declaredCapacity: 1126" in error.message
+    assert "allowOvercommit" in error.message
+
+
+def test_allow_overcommit_waives_the_size_and_keeps_the_observed_warning(
+    example: source_tree.SourceTree,
+) -> None:
+    policy = example.files["policy.yaml"] + b"  allowOvercommit: true\n"
+    files = {"pools/dev.yaml": _dev(example, b""), "policy.yaml": policy}
+    assert validate_tree(_with(example, **files)).diagnostics == ()
+    result = validate_tree(_with(example, **files, **{TENANT: _greedy(example)}))
     assert result.state is not None
     warning = {d.code: d for d in result.diagnostics}[codes.Code.GUARANTEES_EXCEED_CAPACITY]
     assert warning.severity is diagnostics.Severity.WARNING
-    assert "spec.declaredCapacity" in warning.message
+    assert "allowOvercommit" in warning.message
 
 
 def test_a_smaller_committed_snapshot_is_a_loss_not_an_error(
@@ -98,7 +126,9 @@ def test_a_smaller_committed_snapshot_is_a_loss_not_an_error(
     ]
     buf = io.StringIO()
     yaml.dump(doc, buf)
-    pool = example.files["pools/inference-prod.yaml"] + b"  declaredCapacity: 6000\n"
+    pool = example.files["pools/inference-prod.yaml"].replace(
+        b"declaredCapacity: 9400", b"declaredCapacity: 6000"
+    )
     files = {"observed/snapshot.yaml": buf.getvalue().encode(), "pools/inference-prod.yaml": pool}
     result = validate_tree(_with(example, **files))
     assert result.state is not None
