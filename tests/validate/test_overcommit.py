@@ -98,6 +98,32 @@ def test_a_pool_selling_guarantees_must_declare_its_size(
     assert "allowOvercommit" in error.message
 
 
+def test_a_long_tenant_list_names_the_largest_and_sums_the_rest(
+    example: source_tree.SourceTree,
+) -> None:
+    """Eight tenants in one undeclared pool: the five largest by name, the rest summed (a
+    pool with hundreds of tenants must not fill the terminal with one line)."""
+    teams = {
+        f"tenants/team-{i}.yaml": (
+            "apiVersion: cu-reconciler.io/v1alpha1\nkind: Tenant\n"
+            f"metadata: {{name: team-{i}}}\nspec:\n  namespaces: [team-{i}]\n"
+            f"  priority: {i + 1}\n"
+            f"  quotas:\n    - pool: dev\n      guaranteed: {10 * (i + 1)}\n"
+        ).encode()
+        for i in range(6)
+    }
+    managed = b"".join(f"    - team-{i}\n".encode() for i in range(6))
+    cluster = example.files["cluster.yaml"].replace(b"    - ml-dev\n", b"    - ml-dev\n" + managed)
+    files = {"pools/dev.yaml": _dev(example, b""), "cluster.yaml": cluster, **teams}
+    (error,) = validate_tree(_with(example, **files)).errors
+    assert error.code is codes.Code.GUARANTEES_WITHOUT_SIZE
+    # 500 CU of the example's two tenants + 10+20+…+60 = 710 CU; the five largest named.
+    assert "710 CU (ml-platform-dev 400, research-batch 100, team-3 40, team-4 50, " in (
+        error.message
+    ), error.message
+    assert "team-5 60 and 3 more tenants (60 CU)" in error.message, error.message
+
+
 def test_allow_overcommit_waives_the_size_and_keeps_the_observed_warning(
     example: source_tree.SourceTree,
 ) -> None:
