@@ -100,6 +100,49 @@ def post_as(
     )
 
 
+def tolerating_claim_admitted(api: ApiClient, namespace: str) -> bool:
+    """An admin's dry-run create of a claim tolerating the fence key is admitted."""
+    claim = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "fence-probe"},
+        "spec": {
+            "devices": {
+                "requests": [
+                    {
+                        "name": "gpu",
+                        "exactly": {
+                            "deviceClassName": "fence-probe",
+                            "tolerations": [{"key": FENCE_KEY, "operator": "Exists"}],
+                        },
+                    }
+                ]
+            }
+        },
+    }
+    path = f"/apis/resource.k8s.io/v1/namespaces/{namespace}/resourceclaims"
+    resp = kube.call(api, "POST", path, body=claim, query=[("dryRun", "All")])
+    if resp.status == 403:
+        return False
+    if not resp.ok:
+        raise AssertionError(f"dry-run create in {namespace}: {resp.reason()}")
+    return True
+
+
+def wait_fence(api: ApiClient, namespace: str, *, enforced: bool, timeout: float = 90.0) -> None:
+    """Wait until the apiserver enforces the fence policy (``enforced``) or no longer does.
+
+    Policies reach the admission plugin through its informer, a moment after a create or a
+    delete: a just-deleted policy still denies the next test's tolerating claims (403), and a
+    just-created one does not yet deny them.
+    """
+    workloads.wait_for(
+        lambda: tolerating_claim_admitted(api, namespace) is not enforced,
+        timeout=timeout,
+        what=f"the apiserver to {'enforce' if enforced else 'stop enforcing'} the fence policy",
+    )
+
+
 def fenced(resp: kube.Response) -> bool:
     """Refused by the fence's policy (not by RBAC, quota or validation)."""
     return resp.status == 403 and fence.POLICY_NAME in resp.reason()

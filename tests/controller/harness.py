@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import git
 import pytest
+import tenant_loop
 import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
@@ -286,6 +287,10 @@ def env(
         for obj in owned(api):
             rawapi.delete(api, writers.path_of(obj))
         _no_claims_left(api, namespaces)
+        # The deleted fence policy is still enforced until the apiserver's policy cache
+        # catches up: a next test that creates a tolerating claim before its controller
+        # starts (the fence-findings test) got 403 from this test's fence.
+        tenant_loop.wait_fence(api, "default", enforced=False)
         inventories = "/api/v1/namespaces/cu-system/configmaps"
         selector = {"labelSelector": "app.kubernetes.io/name=cu-reconciler"}
         for item in rawapi.request(api, "GET", inventories, query=selector)["items"]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import git
+import tenant_loop
 from kubernetes.client import ApiClient
 
 from reconciler import kube
@@ -19,7 +20,7 @@ from reconciler.model import kinds, ownership
 from reconciler.observe import cluster
 from reconciler.plan import fence
 
-FENCE_KEY = "cu-reconciler.io/managed"
+FENCE_KEY = tenant_loop.FENCE_KEY
 OWNED = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
 
 
@@ -145,35 +146,6 @@ def _fence_left(api: ApiClient) -> list[str]:
     return left
 
 
-def _tolerating_claim_admitted(api: ApiClient, namespace: str) -> bool:
-    """An admin's dry-run create of a claim tolerating the fence key is admitted."""
-    claim = {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceClaim",
-        "metadata": {"name": "fence-probe"},
-        "spec": {
-            "devices": {
-                "requests": [
-                    {
-                        "name": "gpu",
-                        "exactly": {
-                            "deviceClassName": "fence-probe",
-                            "tolerations": [{"key": FENCE_KEY, "operator": "Exists"}],
-                        },
-                    }
-                ]
-            }
-        },
-    }
-    path = f"/apis/resource.k8s.io/v1/namespaces/{namespace}/resourceclaims"
-    resp = kube.call(api, "POST", path, body=claim, query=[("dryRun", "All")])
-    if resp.status == 403:
-        return False
-    if not resp.ok:
-        raise AssertionError(f"dry-run create in {namespace}: {resp.reason()}")
-    return True
-
-
 def wait_unfenced(api: ApiClient, namespace: str, timeout: float = 90.0) -> None:
     """Wait until no fence object is left and the apiserver no longer enforces the policy.
 
@@ -183,11 +155,7 @@ def wait_unfenced(api: ApiClient, namespace: str, timeout: float = 90.0) -> None
     workloads.wait_for(
         lambda: not _fence_left(api), timeout=timeout, what=f"fence objects {_fence_left(api)}"
     )
-    workloads.wait_for(
-        lambda: _tolerating_claim_admitted(api, namespace),
-        timeout=timeout,
-        what="the apiserver to stop enforcing the deleted fence policy",
-    )
+    tenant_loop.wait_fence(api, namespace, enforced=False, timeout=timeout)
 
 
 def wait_fenced(api: ApiClient, namespace: str, timeout: float = 90.0) -> None:
@@ -197,8 +165,4 @@ def wait_fenced(api: ApiClient, namespace: str, timeout: float = 90.0) -> None:
     production install closes that moment with the bootstrap fence (deploy/fence-policy.yaml)
     applied before the controller starts, which a test fleet built from nothing does not have.
     """
-    workloads.wait_for(
-        lambda: not _tolerating_claim_admitted(api, namespace),
-        timeout=timeout,
-        what="the apiserver to enforce the new fence policy",
-    )
+    tenant_loop.wait_fence(api, namespace, enforced=True, timeout=timeout)
