@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tenant_loop
 from harness import LEASE, Env, owned, versions, wait_for
-from kubernetes.client.exceptions import ApiException
 from ruamel.yaml import YAML
 
 from reconciler.devcluster import drivers, nodes, rawapi, workloads
@@ -328,36 +328,6 @@ def test_the_apiserver_killed_mid_reconcile_then_back_converges_with_no_fence_ga
     assert replica.proc.poll() is None, "the controller survived the outage"
 
 
-def _denied(env: Env) -> bool:
-    """A claim tolerating the fence, created (dry run) by the admin, whom it does not exempt."""
-    claim = {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceClaim",
-        "metadata": {"name": "fence-probe"},
-        "spec": {
-            "devices": {
-                "requests": [
-                    {
-                        "name": "gpu",
-                        "exactly": {
-                            "deviceClassName": "cu-vendor-nvidia",
-                            "tolerations": [
-                                {"key": "cu-reconciler.io/managed", "operator": "Exists"}
-                            ],
-                        },
-                    }
-                ]
-            }
-        },
-    }
-    path = "/apis/resource.k8s.io/v1/namespaces/research/resourceclaims"
-    try:
-        rawapi.request(env.admin, "POST", path, body=claim, query={"dryRun": "All"})
-    except ApiException as exc:
-        return exc.status in (403, 422) and "denied" in str(exc.body).lower()
-    return False
-
-
 def test_a_binding_deleted_right_after_an_apiserver_restart_is_restored_within_seconds(
     env: Env,
 ) -> None:
@@ -376,7 +346,11 @@ def test_a_binding_deleted_right_after_an_apiserver_restart_is_restored_within_s
         t0 = time.monotonic()
         wait_for("the binding to be restored", lambda: rawapi.request(env.admin, "GET", path), 30)
         took.append(round(time.monotonic() - t0, 2))
-        wait_for("tenants to be denied again", lambda: _denied(env), 30)
+        wait_for(
+            "tenants to be denied again",
+            lambda: not tenant_loop.tolerating_claim_admitted(env.admin, "research"),
+            30,
+        )
     print(f"binding restored after a delete at 0 / 2.5 / 5 s after ready in {took} s")
     assert max(took) < 15, took
 
