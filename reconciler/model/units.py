@@ -45,3 +45,9 @@ def cu_to_milli(amount: float) -> int:
     ``amount × 1000`` is below 2**53 and off by far less than 0.5, so rounding is exact.
     """
     return round(amount * MILLI)
+
+
+def after_headroom(milli: int, headroom_percent: float) -> int:
+    """What is left of ``milli`` once a pool's headroom is kept free: the headroom is rounded
+    up, so capacity is never oversold by a rounding (planner and validation agree exactly)."""
+    return milli - math.ceil(Fraction(repr(headroom_percent)) * milli / 100)

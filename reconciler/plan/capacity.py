@@ -9,11 +9,9 @@ the per-class factors (a ratio of speeds averages geometrically).
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 
 from reconciler.model import documents as docs
 from reconciler.model import factors, selection, units
@@ -170,7 +168,6 @@ def _total(pool: docs.CUPool, pool_members: tuple[Member, ...], basis: str = "ra
             )
         )
     total = sum(line.milli_total for line in lines)
-    headroom = math.ceil(Fraction(repr(pool.spec.headroom_percent)) * total / 100)
     return PoolCapacity(
         name=pool.metadata.name,
         sharing=pool.spec.sharing.mode,
@@ -179,7 +176,7 @@ def _total(pool: docs.CUPool, pool_members: tuple[Member, ...], basis: str = "ra
         members=pool_members,
         lines=tuple(lines),
         total_milli=total,
-        admittable_milli=total - headroom,
+        admittable_milli=units.after_headroom(total, pool.spec.headroom_percent),
         vendors=tuple(sorted({m.device.vendor for m in pool_members})),
         basis=basis,
     )

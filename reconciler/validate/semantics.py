@@ -20,7 +20,6 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Generic, TypeVar
 
 from reconciler.model import codes, factors, identities, quantity, selection, timewindows, units
@@ -796,13 +795,12 @@ def _device_checks(
                     _WARN,
                 )
             )
-        headroom_percent = Fraction(repr(pool.document.spec.headroom_percent))
-        headroom = math.ceil(headroom_percent * total / 100)
-        capacity[pool.name] = total - headroom
+        headroom_percent = pool.document.spec.headroom_percent
+        capacity[pool.name] = units.after_headroom(total, headroom_percent)
         declared = pool.document.spec.declared_capacity
         if declared is not None:
             milli = units.cu_to_milli(declared)
-            full[pool.name] = (milli - math.ceil(headroom_percent * milli / 100), "declared")
+            full[pool.name] = (units.after_headroom(milli, headroom_percent), "declared")
     scheduled: dict[str, list[tuple[Entry[docs.Tenant], int, docs.Quota]]] = defaultdict(list)
     for tenant in found.tenants:
         for i, quota in enumerate(tenant.document.spec.quotas):
@@ -1169,8 +1167,7 @@ def _undeclared_size(
     Overcommit is an error against desired state only (CU408): a snapshot cannot tell a lost
     node from a retired one, so no observed size may block a render. Without a declared size
     there would be nothing to check, so guarantees would be sold past the pool unnoticed."""
-    headroom = Fraction(repr(pool.document.spec.headroom_percent))
-    after = present - math.ceil(headroom * present / 100)
+    after = units.after_headroom(present, pool.document.spec.headroom_percent)
     observed = (
         f"the devices observed in it give {units.display_cu(present)} CU "
         f"({units.display_cu(after)} after headroom)"
