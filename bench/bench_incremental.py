@@ -166,7 +166,9 @@ def main() -> None:
         ).stdout
         results.append(json.loads(out))
         print(out.strip(), flush=True)
-    keys = [k for k in results[0] if k.endswith(("_s", "_mb"))]
+    keys = [
+        k for k in results[0] if k.endswith(("_s", "_mb")) and not isinstance(results[0][k], list)
+    ]
     medians = {k: round(statistics.median(r[k] for r in results), 3) for k in keys}
     print(json.dumps({"median": medians, "runs": len(results)}))
 

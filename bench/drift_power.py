@@ -274,6 +274,9 @@ def main() -> None:
     )
     ap.add_argument("--score", default=drift.DriftConfig().score, help="t or huber")
     ap.add_argument(
+        "--statistic", default=drift.DriftConfig().statistic, help="mixture or max (round two)"
+    )
+    ap.add_argument(
         "--down-share", type=float, default=drift.DriftConfig().down_share, help="0.5: two-sided"
     )
     ap.add_argument(
@@ -293,10 +296,14 @@ def main() -> None:
             compare(per_side, seeds, args.noise_sigma)
         return
     config = drift.DriftConfig(
-        split_weight=args.split_weight, score=args.score, down_share=args.down_share
+        split_weight=args.split_weight,
+        score=args.score,
+        down_share=args.down_share,
+        statistic=args.statistic,
     )
     print(
-        f"split_weight q = {config.split_weight}, score = {config.score}, "
+        f"statistic = {config.statistic}, split_weight q = {config.split_weight}, "
+        f"score = {config.score}, "
         f"down_share = {config.down_share}, noise_sigma = {args.noise_sigma}"
     )
     sides = [int(x) for x in args.per_side.split(",")]
@@ -367,8 +374,13 @@ def drift_series(
 
 
 COMPARE = {
-    "round one (Huber score, two-sided 1%)": drift.DriftConfig(score="huber", down_share=0.5),
-    "now (t3 likelihood score, drop at 0.75%, rise at 0.25%)": drift.DriftConfig(),
+    "round one (Huber score, max statistic, two-sided 1%)": drift.DriftConfig(
+        score="huber", statistic="max", alpha=0.01, down_share=0.5, permutations=499
+    ),
+    "round two (t3 score, max statistic, drop at 0.75%, rise at 0.25%)": drift.DriftConfig(
+        statistic="max", alpha=0.01, down_share=0.75, permutations=499, place_weight=0.5
+    ),
+    "now (t3 score, mixture over change times, drop at 0.5%, rise at 0.2%)": drift.DriftConfig(),
 }
 
 
@@ -390,6 +402,7 @@ def compare(per_side: int, seeds: range, noise_sigma: float) -> None:
             series = drift_series(per_side, step, seed, noise_sigma)
             windows += len(MODELS) - (1 if step else 0)
             for name, config in COMPARE.items():
+                short = name.split(" (")[0]
                 alarmed: set[str] = set()
                 for rs in series:
                     alarm, _, _ = drift.tested_change_point(rs, config)
@@ -398,13 +411,13 @@ def compare(per_side: int, seeds: range, noise_sigma: float) -> None:
                         if alarm is not None and alarm.direction is drift.Direction.DOWN:
                             hits[name] += 1
                             placed[name] += abs(alarm.change_hour - h0) <= 72
-                            line.append(f"{name[:5]}: hit {(alarm.change_hour - h0) / 24:+.1f} d")
+                            line.append(f"{short}: hit {(alarm.change_hour - h0) / 24:+.1f} d")
                         continue
                     if alarm is not None and not (step and rs.device_model == TARGET[0]):
                         alarmed.add(rs.device_model)  # the stepped model is not a window here
                 false[name] += len(alarmed)
                 if alarmed:
-                    line.append(f"{name[:5]}: false alarm on {','.join(sorted(alarmed))}")
+                    line.append(f"{short}: false alarm on {','.join(sorted(alarmed))}")
         print(
             f"<!-- seed {seed} ({i}/{len(seeds)}): {'; '.join(line) or 'nothing'} -->", flush=True
         )
