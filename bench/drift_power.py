@@ -375,10 +375,15 @@ def drift_series(
 
 COMPARE = {
     "round one (Huber score, max statistic, two-sided 1%)": drift.DriftConfig(
-        score="huber", statistic="max", alpha=0.01, down_share=0.5, permutations=499
+        score="huber",
+        statistic="max",
+        alpha=0.01,
+        down_share=0.5,
+        permutations=499,
+        placement="split",
     ),
     "round two (t3 score, max statistic, drop at 0.75%, rise at 0.25%)": drift.DriftConfig(
-        statistic="max", alpha=0.01, down_share=0.75, permutations=499, place_weight=0.5
+        statistic="max", alpha=0.01, down_share=0.75, permutations=499, placement="split"
     ),
     "now (t3 score, mixture over change times, drop at 0.5%, rise at 0.2%)": drift.DriftConfig(),
 }

@@ -175,6 +175,26 @@ def test_the_drop_statistic_is_the_design_steps_likelihood_ratio_averaged_over_s
     )
 
 
+def test_the_change_is_placed_where_the_window_holds_most_of_the_posterior() -> None:
+    """Issue 22.4: an alarm places the change at the split whose ±3 days hold the most
+    posterior probability of the change time (records every two hours here: ±36 records);
+    a clear step is placed within that window, whichever side of the middle it falls."""
+    rng = np.random.default_rng(17)
+    for at in (120, 200, 280):
+        z = rng.standard_t(3, 400)
+        z[at:] += np.log1p(-0.06) / 0.1
+        alarm, _ = drift.change_point(record_series(z))
+        assert alarm is not None and alarm.direction is drift.Direction.DOWN
+        placed = (alarm.change_hour - 500_000) // 2
+        assert abs(placed - at) <= 36, (at, placed)
+    # the split rule of round two is still there, for comparison
+    z = rng.standard_t(3, 400)
+    z[200:] += np.log1p(-0.06) / 0.1
+    split = drift.DriftConfig(placement="split", place_weight=0.25)
+    alarm, _ = drift.change_point(record_series(z), split)
+    assert alarm is not None and abs((alarm.change_hour - 500_000) // 2 - 200) <= 80
+
+
 def test_gross_outliers_alone_do_not_make_a_change() -> None:
     rng = np.random.default_rng(9)
     z = rng.normal(0, 1, 400)
