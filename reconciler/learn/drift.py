@@ -596,7 +596,7 @@ def tested_change_point(
     scored by :func:`record_score` (the Student-t likelihood score by default). At each
     split (at least ``min_side`` records each side) the weighted score before it, centred
     on its share of the total, measures how far the level before sits above the level
-    after; :func:`_statistics` turns the splits into one statistic for a drop and one for
+    after; :meth:`_Splits.statistics` turns the splits into one statistic for a drop and one for
     a rise (``config.statistic``). The null of each comes from the same permutations
     (records in random order are exchangeable when nothing changed): a drop is called at
     ``down_share·alpha``, a rise at the rest. The permutations are seeded by the series
@@ -615,7 +615,8 @@ def tested_change_point(
     k = np.arange(m, n - m + 1)
     if len(k) > MAX_SPLITS:  # a grid: neighbouring splits of a long series say the same
         k = np.unique(np.linspace(m, n - m, MAX_SPLITS).round().astype(np.int64))
-    obs_down, obs_up = (float(x[0]) for x in _statistics(u[None, :], w[None, :], k, slope, config))
+    observed = _splits(u, w, k)
+    obs_down, obs_up = (float(x) for x in observed.statistics(slope, config))
     seed = zlib.crc32(f"{series.device_model}/{series.workload_class.value}/{n}".encode())
     rng = np.random.default_rng(seed)
     null_down = np.empty(config.permutations)
@@ -645,7 +646,7 @@ def tested_change_point(
     if not (down_ok or up_ok):
         return None, p, detectable
     down = down_ok and (not up_ok or adj_down <= adj_up)
-    split = _place(series, u, w, k, slope, down, config)
+    split = _place(series, observed, k, slope, down, config)
     raw = series.z * series.scale  # back in log units, precision-weighted
     before = huber_locations(raw[:split], np.zeros(split, np.int64), 1, series.scale[:split])[0]
     after = huber_locations(raw[split:], np.zeros(n - split, np.int64), 1, series.scale[split:])[0]
@@ -667,8 +668,7 @@ def tested_change_point(
 
 def _place(
     series: RecordSeries,
-    u: np.ndarray,
-    w: np.ndarray,
+    splits: _Splits,
     k: np.ndarray,
     slope: float,
     down: bool,
@@ -678,21 +678,17 @@ def _place(
 
     "window": with a step of the design size in the alarm's direction and its time
     uniform over the splits, the posterior of the change time is ∝ exp(μ_t·Z_t − μ_t²/2)
-    (:func:`_from_parts`); the split whose ±``place_window_hours`` hold the most of it is
+    (:meth:`_Splits.log_ratios`); the split whose ±``place_window_hours`` hold the most of it is
     the choice that most often lands within that window of the truth. Over the
     benchmark's steps at days 6, 15 and 24 together it placed 148 of 167 hits within 3
     days, the q=¼ and q=½ split scores 143 and 140 (q=½ one more at each of days 6 and
     24; BENCHMARKS.md, "Drift on sparse series, round three").
     """
     if config.placement == "split":
-        placed = _split_scores(u, w, k, config.place_weight)
+        placed = splits.scores(config.place_weight)
         return int(k[int(np.argmax(placed if down else -placed))])
-    centred, frac, var = _split_parts(u, w, k)
-    spread = np.sqrt(frac * (1.0 - frac))
-    z = centred / (np.sqrt(var) * spread)
     design = config.design_drop if down else config.design_rise
-    mu = -math.log1p(-design) * slope * float(np.sum(w)) * spread / np.sqrt(var)
-    log_post = (z if down else -z) * mu - mu * mu / 2.0
+    log_post = splits.log_ratios(slope, design, down)
     post = np.exp(log_post - log_post.max())
     mass = np.concatenate(([0.0], np.cumsum(post)))
     hours = series.hours[k].astype(np.float64)  # records are in time order
@@ -731,12 +727,54 @@ def record_score(z: np.ndarray, config: DriftConfig = DriftConfig()) -> tuple[np
     return psi, max(float(np.mean(slope)), 1e-3)
 
 
-def _split_parts(
-    u: np.ndarray, w: np.ndarray, k: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per split k (rows: one per order of the records): the weighted score before the
-    split minus its share of the total, that share t, and the null variance of the whole
-    (var ψ · W), from which the split's null sd is √(var ψ·W·t(1−t))."""
+@dataclass(frozen=True, slots=True)
+class _Splits:
+    """Every candidate split of the records (rows: one per order of the records): the
+    weighted score before the split minus its share of the total (``centred``; positive
+    when the level before sits above the level after, a drop), that share t (``frac``),
+    the null variance of the whole (``var`` = var ψ·W, so a split's null sd is
+    √(var·t(1−t))) and the total weight W. The test, the placement and the detectable
+    step all read the splits through the two views below."""
+
+    centred: np.ndarray
+    frac: np.ndarray
+    var: np.ndarray
+    total_w: np.ndarray
+
+    def shifted(self, extra: np.ndarray) -> _Splits:
+        """The same splits with ``extra`` added to the centred scores (a simulated step)."""
+        return _Splits(self.centred + extra, self.frac, self.var, self.total_w)
+
+    def scores(self, q: float) -> np.ndarray:
+        """Centred score over the null sd at t=½ · (t(1−t))^q; q=½ standardises every
+        split."""
+        return np.asarray(self.centred / (np.sqrt(self.var) * (self.frac * (1 - self.frac)) ** q))
+
+    def log_ratios(self, slope: float, design: float, down: bool) -> np.ndarray:
+        """Per split, the log likelihood ratio of a step of ``design`` there: a step δ (log
+        units) moves the standardised score Z_t by μ_t = e·δ·√(W·t(1−t)/var ψ) (e the mean
+        slope of ψ), so the ratio is exp(μ_t·Z_t − μ_t²/2). Up to a constant, also the log
+        posterior of the change time under a uniform prior over the splits."""
+        spread = np.sqrt(self.frac * (1.0 - self.frac))
+        z = self.centred / (np.sqrt(self.var) * spread)
+        mu = -math.log1p(-design) * slope * self.total_w * spread / np.sqrt(self.var)
+        return np.asarray((z if down else -z) * mu - mu * mu / 2.0)
+
+    def statistics(self, slope: float, config: DriftConfig) -> tuple[np.ndarray, np.ndarray]:
+        """The drop and the rise statistic of each row: "mixture", the log of the summed
+        likelihood ratios of the design steps; "max", the largest split score with weight
+        ``split_weight``."""
+        if config.statistic == "max":
+            scores = self.scores(config.split_weight)
+            return scores.max(axis=-1), (-scores).max(axis=-1)
+        return (
+            logsumexp(self.log_ratios(slope, config.design_drop, True), axis=-1),
+            logsumexp(self.log_ratios(slope, config.design_rise, False), axis=-1),
+        )
+
+
+def _splits(u: np.ndarray, w: np.ndarray, k: np.ndarray) -> _Splits:
+    """:class:`_Splits` of the scores ``u`` with weights ``w`` at the splits ``k``."""
     cu = np.cumsum(u, axis=-1)
     cw = np.cumsum(w, axis=-1)
     total_u, total_w = cu[..., -1:], cw[..., -1:]
@@ -744,51 +782,14 @@ def _split_parts(
     centred = left_u - left_w / total_w * total_u
     var_psi = np.var(u * np.sqrt(1.0 / w), axis=-1, keepdims=True)  # var of ψ(z)
     frac = np.clip(left_w / total_w, 1e-12, 1.0 - 1e-12)
-    return centred, frac, np.maximum(var_psi * total_w, 1e-300)
-
-
-def _split_scores(u: np.ndarray, w: np.ndarray, k: np.ndarray, q: float) -> np.ndarray:
-    """Per split k: :func:`_split_parts`' centred score over the null sd at t=½ ·
-    (t(1−t))^q, t the split's share of the weight. Positive when the level before sits
-    above the level after (a drop); q=½ standardises every split."""
-    centred, frac, var = _split_parts(u, w, k)
-    return np.asarray(centred / (np.sqrt(var) * (frac * (1.0 - frac)) ** q))
+    return _Splits(centred, frac, np.maximum(var_psi * total_w, 1e-300), total_w)
 
 
 def _statistics(
     u: np.ndarray, w: np.ndarray, k: np.ndarray, slope: float, config: DriftConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """The drop and the rise statistic of each row (an order of the records)."""
-    centred, frac, var = _split_parts(u, w, k)
-    return _from_parts(centred, frac, var, np.sum(w, axis=-1, keepdims=True), slope, config)
-
-
-def _from_parts(
-    centred: np.ndarray,
-    frac: np.ndarray,
-    var: np.ndarray,
-    total_w: np.ndarray,
-    slope: float,
-    config: DriftConfig,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_statistics` from :func:`_split_parts`.
-
-    "mixture": with Z_t the standardised split score, a step δ (log units) at split t
-    moves Z_t by μ_t = e·δ·√(W·t(1−t)/var ψ) (e the mean slope of ψ), so the likelihood
-    ratio of that step there is exp(μ_t·Z_t − μ_t²/2); the statistic is the log of its
-    sum over the splits. "max": the largest split score with weight ``split_weight``.
-    """
-    if config.statistic == "max":
-        scores = centred / (np.sqrt(var) * (frac * (1.0 - frac)) ** config.split_weight)
-        return scores.max(axis=-1), (-scores).max(axis=-1)
-    spread = np.sqrt(frac * (1.0 - frac))
-    z = centred / (np.sqrt(var) * spread)
-    per_step = slope * total_w * spread / np.sqrt(var)  # μ_t of a unit step: var = var ψ·W
-    out = []
-    for design, sign in ((config.design_drop, 1.0), (config.design_rise, -1.0)):
-        mu = -math.log1p(-design) * per_step
-        out.append(logsumexp(sign * mu * z - mu * mu / 2.0, axis=-1))
-    return out[0], out[1]
+    return _splits(u, w, k).statistics(slope, config)
 
 
 def _record_detectable(
@@ -813,18 +814,17 @@ def _record_detectable(
     if allowed < 0:
         return 1.0
     critical = float(np.sort(null_down)[::-1][min(allowed, len(null_down) - 1)])
-    up, wp = u[perms], w[perms]
-    centred, frac, var = _split_parts(up, wp, k)
-    total_w = np.sum(wp, axis=-1, keepdims=True)
+    wp = w[perms]
+    splits = _splits(u[perms], wp, k)
     after = np.zeros(n)
     after[n // 2 :] = 1.0
     unit = slope * wp * after  # the score shift of a unit step, level after lower
     left = np.cumsum(unit, axis=-1)[..., k - 1]
     # A drop lowers the level after the split: the centred score before it rises.
-    per_unit = frac * np.sum(unit, axis=-1, keepdims=True) - left
+    per_unit = splits.frac * np.sum(unit, axis=-1, keepdims=True) - left
 
     def power(step: float) -> float:
-        down, _ = _from_parts(centred + step * per_unit, frac, var, total_w, slope, config)
+        down, _ = splits.shifted(step * per_unit).statistics(slope, config)
         return float(np.mean(down > critical))
 
     hi = 0.02
