@@ -7,6 +7,8 @@ the integration tests converge as that identity (with the least-privilege RBAC s
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ def ensure_namespace(api: ApiClient, name: str) -> None:
 def install_rbac(api: ApiClient, rbac: Path = RBAC) -> tuple[str, str]:
     """Apply every document of ``rbac``; return the ServiceAccount's (namespace, name)."""
     account: tuple[str, str] | None = None
-    for doc in YAML(typ="safe").load_all(rbac.read_text(encoding="utf-8")):
+    docs = [d for d in YAML(typ="safe").load_all(rbac.read_text(encoding="utf-8")) if d]
+    for doc in docs:
         meta = doc["metadata"]
         if doc["kind"] == "ServiceAccount":
             account = (meta["namespace"], meta["name"])
@@ -43,7 +46,60 @@ def install_rbac(api: ApiClient, rbac: Path = RBAC) -> tuple[str, str]:
         rawapi.apply(api, f"{collection}/{meta['name']}", doc, field_manager=FIELD_MANAGER)
     if account is None:
         raise ValueError(f"{rbac}: no ServiceAccount document")
+    await_bindings(api, docs)
     return account
+
+
+def await_bindings(api: ApiClient, docs: Iterable[dict[str, Any]], timeout: float = 30.0) -> None:
+    """Wait until the apiserver's RBAC authorizer grants what ``docs`` bind.
+
+    The authorizer answers from an informer cache, so a SubjectAccessReview sent right after
+    a binding is written may still say no (a CI run failed on exactly that). For each
+    binding to a ServiceAccount, the first rule of its role (found among ``docs``) is asked
+    for until it is allowed.
+    """
+    roles = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"].endswith("Role")}
+    pending: list[dict[str, Any]] = []
+    for doc in docs:
+        if not doc["kind"].endswith("RoleBinding"):
+            continue
+        role = roles.get((doc["roleRef"]["kind"], doc["roleRef"]["name"]))
+        rules = [r for r in (role or {}).get("rules", []) if r.get("resources")]
+        if not rules:
+            continue
+        rule = rules[0]
+        attrs = {
+            "verb": rule["verbs"][0],
+            "group": rule.get("apiGroups", [""])[0],
+            "resource": rule["resources"][0],
+        }
+        if rule.get("resourceNames"):
+            attrs["name"] = rule["resourceNames"][0]
+        if doc["kind"] == "RoleBinding":
+            attrs["namespace"] = doc["metadata"]["namespace"]
+        for subject in doc.get("subjects", []):
+            if subject["kind"] == "ServiceAccount":
+                user = username(subject["namespace"], subject["name"])
+                pending.append({"user": user, "resourceAttributes": attrs})
+    deadline = time.monotonic() + timeout
+    for spec in pending:
+        while not allowed(api, spec["user"], spec["resourceAttributes"]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"RBAC did not grant {spec} within {timeout:.0f} s")
+            time.sleep(0.1)
+
+
+def allowed(api: ApiClient, user: str, attrs: dict[str, str]) -> bool:
+    """The apiserver's answer to a SubjectAccessReview for ``user`` (a ServiceAccount)."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {"user": user, "groups": ["system:serviceaccounts"], "resourceAttributes": attrs},
+    }
+    out = rawapi.request(
+        api, "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
+    )
+    return bool(out["status"].get("allowed"))
 
 
 def username(namespace: str, name: str) -> str:

@@ -90,15 +90,7 @@ def test_every_object_passes_a_strict_server_side_dry_run(
 
 
 def _allowed(api: ApiClient, attrs: dict[str, str], user: str = SA) -> bool:
-    review = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "spec": {"user": user, "groups": ["system:serviceaccounts"], "resourceAttributes": attrs},
-    }
-    out = rawapi.request(
-        api, "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
-    )
-    return bool(out["status"].get("allowed"))
+    return identity.allowed(api, user, attrs)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from kubernetes.client import ApiClient
 from ruamel.yaml import YAML
 
 from reconciler import devcluster
-from reconciler.devcluster import kubelets, rawapi
+from reconciler.devcluster import identity, kubelets, rawapi
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +45,7 @@ def _allowed(api: ApiClient, verb: str, resource: str, group: str, namespace: st
     attrs = {"verb": verb, "resource": resource, "group": group}
     if namespace:
         attrs["namespace"] = namespace
-    review = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "spec": {"user": SA, "groups": ["system:serviceaccounts"], "resourceAttributes": attrs},
-    }
-    out = rawapi.request(
-        api, "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
-    )
-    return bool(out["status"].get("allowed"))
+    return identity.allowed(api, SA, attrs)
 
 
 def test_kustomization_applies_and_rbac_is_least_privilege(
@@ -84,6 +76,7 @@ def test_kustomization_applies_and_rbac_is_least_privilege(
     for obj in objects:
         if obj["kind"] != "DaemonSet":
             rawapi.apply(api, _path(obj), obj, field_manager="cu-reconciler-test")
+    identity.await_bindings(api, objects)
 
     assert _allowed(api, "list", "resourceslices", "resource.k8s.io")
     assert _allowed(api, "get", "resourceclaims", "resource.k8s.io", "any-tenant")
