@@ -62,7 +62,6 @@ from reconciler.controller import (
 from reconciler.controller import revisions as revs
 from reconciler.controller import status as st
 from reconciler.controller.reasons import Reason
-from reconciler.model import observed as obs
 from reconciler.observe import cluster
 
 log = logging.getLogger("cu-reconciler.loop")
@@ -176,9 +175,10 @@ class Controller:
         self.echoes = echoes.Echoes()
         self.writer = leader.LeaderWriter(writers.KubeWriter(self.api), self.elector, self.echoes)
         self.revisions = revs.Revisions()
-        self.observed_memo = obs.Memo()
-        """The vendor pools normalised last time: a re-list re-normalises only the slices
-        whose uid or resourceVersion changed (model/observed.py, Memo)."""
+        self.memo = pipeline.Memo()
+        """The last reconcile's work: a re-list re-normalises only the slices whose uid or
+        resourceVersion changed, the plan rebuilds only the nodes whose devices or live
+        slices changed, the diff re-checks only pairs that are not as they were."""
 
     def _mirror(
         self, source: Source, secret: credentials.Credentials | None = None
@@ -498,7 +498,7 @@ class Controller:
             # The last verified revision and the limits in force, kept on the Lease: a
             # restarted controller (empty cache) reads them back.
             memory=records.LeaseMemory(self.elector.lease),
-            observed_memo=self.observed_memo,
+            memo=self.memo,
         )
         self._next_edge(outcome, planned_at)
         self._finish(outcome, rid, generation, sync, t0)

@@ -76,6 +76,18 @@ class _Stop(Exception):
         super().__init__(message)
 
 
+@dataclass(slots=True)
+class Memo:
+    """What one reconcile leaves for the next, kept by the controller: the vendor pools
+    normalised (observe), the objects planned (plan), the pairs found in sync (diff). Each
+    stage recomputes only what its inputs changed and gives the result it would give
+    without it (tests/model/test_observe_memo.py, tests/plan/test_incremental.py)."""
+
+    observed: obs.Memo = field(default_factory=obs.Memo)
+    plan: planning.Memo = field(default_factory=planning.Memo)
+    changes: cs.Memo = field(default_factory=cs.Memo)
+
+
 @dataclass
 class _Run:
     request: Request
@@ -98,7 +110,7 @@ class _Run:
     recorded: records.Record | None = None
     """What the last apply left in the cluster (the last verified revision, the limits)."""
     verified: signature.Verified | None = None
-    observed_memo: obs.Memo | None = None
+    memo: Memo | None = None
 
     @property
     def key(self) -> revs.Key | None:
@@ -173,7 +185,8 @@ def _observe(run: _Run) -> None:
         # The inventory and the plugins' presence Leases live in the reconciler namespace.
         src = dataclasses.replace(src, presence_namespace=namespace)
     try:
-        run.observed = observe.observe(src, run.desired, run.observed_memo)
+        memo = run.memo.observed if run.memo is not None else None
+        run.observed = observe.observe(src, run.desired, memo)
     except errors.ObserveError as exc:
         raise _Stop(Reason.OBSERVE_FAILED, str(exc)) from exc
     held = run.observed.inventory
@@ -186,7 +199,8 @@ def _plan(run: _Run) -> None:
     assert run.desired is not None and run.observed is not None
     try:
         now = run.request.now or dt.datetime.now(dt.UTC)
-        run.plan = planning.plan(run.desired, run.observed, now=now)
+        memo = run.memo.plan if run.memo is not None else None
+        run.plan = planning.plan(run.desired, run.observed, now=now, memo=memo)
         # The figures the preview shows, exported as metrics (the report's guarantees are
         # those in force at ``now``).
         run.costs = costs.compute(run.desired, run.observed, run.plan.report)
@@ -198,7 +212,8 @@ def _plan(run: _Run) -> None:
 
 def _diff(run: _Run) -> None:
     assert run.plan is not None
-    run.changes = cs.compute(run.plan.objects, run.plan.live)
+    memo = run.memo.changes if run.memo is not None else None
+    run.changes = cs.compute(run.plan.objects, run.plan.live, memo=memo)
 
 
 def _guards(run: _Run) -> None:
@@ -319,13 +334,13 @@ def reconcile(
     options: applying.ApplyOptions = applying.ApplyOptions(),
     revisions: revs.Revisions | None = None,
     memory: records.Memory | None = None,
-    observed_memo: obs.Memo | None = None,
+    memo: Memo | None = None,
 ) -> Outcome:
     """Run every step; the cluster is re-read each time, so a second run with no change writes
     nothing. ``revisions``: where a commit's loaded desired state is kept between runs;
     ``memory``: where the record of the last apply is kept (None: nowhere, every revision
-    is verified with no anchor and no limits are recorded); ``observed_memo``: the vendor
-    pools normalised last time, reused where their slices did not change."""
+    is verified with no anchor and no limits are recorded); ``memo``: the last run's work,
+    reused where its inputs did not change (:class:`Memo`; it never changes a result)."""
     run = _Run(
         request,
         observed_source,
@@ -333,7 +348,7 @@ def reconcile(
         options,
         revisions=revisions,
         memory=memory,
-        observed_memo=observed_memo,
+        memo=memo,
     )
     reason, message = Reason.SUCCEEDED, ""
     seconds: list[tuple[str, float]] = []

@@ -14,13 +14,14 @@ them as removals (``foreign``), and apply takes them over and removes them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from reconciler import _gc
 from reconciler.diff import normalize as norm
 from reconciler.diff import pair as pairing
+from reconciler.model import observed as obs
 from reconciler.model import ownership
 from reconciler.plan import managed
 
@@ -190,22 +191,64 @@ def _stamped_in_sync(target: JsonObject, live: JsonObject) -> bool:
     )
 
 
+@dataclass(slots=True)
+class Memo:
+    """The pairs found in sync by the last :func:`compute`, kept by the controller.
+
+    A pair is the same pair again when its target is the same object (the planner keeps an
+    unchanged object's identity: ``planning.Memo``) and its live object has the same uid
+    and resourceVersion (the apiserver changes the version on every write, managedFields
+    included); then it is still in sync, without digesting or reading managedFields again.
+    The target is held, so its identity is never reused; a pair not seen is forgotten.
+    """
+
+    in_sync: dict[tuple[int, str, str], JsonObject] = field(default_factory=dict)
+    reused: int = 0
+    """Pairs of the last :func:`compute` known in sync from the one before."""
+
+
 def compute(
     target: Iterable[JsonObject],
     live: Iterable[JsonObject],
     normalizers: Sequence[norm.Normalizer] = norm.DEFAULT_NORMALIZERS,
+    memo: Memo | None = None,
 ) -> ChangeSet:
-    """Pair, normalise and compare. Pure; the order is the apply order."""
+    """Pair, normalise and compare. Pure; the order is the apply order. ``memo`` only saves
+    work (:class:`Memo`); it is used with the default normalisers only."""
+    if normalizers is not norm.DEFAULT_NORMALIZERS:
+        memo = None
     with _gc.paused():
-        return _compute(target, live, normalizers)
+        return _compute(target, live, normalizers, memo)
+
+
+def _in_sync(
+    p: pairing.Pair, memo: Memo | None, fresh: dict[tuple[int, str, str], JsonObject]
+) -> bool:
+    """:func:`_stamped_in_sync`, remembered per (target object, live version)."""
+    assert p.target is not None and p.live is not None
+    uid, version, by_identity = obs.object_version(p.live)
+    key = (id(p.target), uid, version)
+    if memo is not None and not by_identity and memo.in_sync.get(key) is p.target:
+        memo.reused += 1
+        fresh[key] = p.target
+        return True
+    if not _stamped_in_sync(p.target, p.live):
+        return False
+    if memo is not None and not by_identity:
+        fresh[key] = p.target
+    return True
 
 
 def _compute(
     target: Iterable[JsonObject],
     live: Iterable[JsonObject],
     normalizers: Sequence[norm.Normalizer],
+    memo: Memo | None = None,
 ) -> ChangeSet:
     entries = []
+    fresh: dict[tuple[int, str, str], JsonObject] = {}
+    if memo is not None:
+        memo.reused = 0
     for p in pairing.pair(target, live):
         if p.target is None:
             assert p.live is not None
@@ -223,7 +266,7 @@ def _compute(
             )
             continue
         api_version = str(p.target.get("apiVersion", ""))
-        if p.live is not None and _stamped_in_sync(p.target, p.live):
+        if p.live is not None and _in_sync(p, memo, fresh):
             # The live object holds exactly what we last applied and nobody else set a field:
             # in sync, without normalising either side (the no-op reconcile's hot path).
             entries.append(
@@ -279,4 +322,6 @@ def _compute(
                 foreign=tuple(f"{who}: {path}" for who, path in foreign),
             )
         )
+    if memo is not None:
+        memo.in_sync = fresh
     return ChangeSet(tuple(entries))

@@ -61,12 +61,7 @@ def pair(target: Iterable[JsonObject], live: Iterable[JsonObject]) -> tuple[Pair
     for obj in live:
         current.setdefault(ObjectKey.of(obj), obj)
     keys = sorted(
-        set(wanted) | set(current),
-        key=lambda k: (
-            plan_target.sort_key(
-                {"kind": k.kind, "metadata": {"namespace": k.namespace, "name": k.name}}
-            ),
-            k.group,
-        ),
+        wanted.keys() | current.keys(),
+        key=lambda k: (plan_target.kind_rank(k.kind), k.namespace, k.name, k.group),
     )
     return tuple(Pair(k, wanted.get(k), current.get(k)) for k in keys)

@@ -546,7 +546,7 @@ class _PoolResult:
     keys: tuple[tuple[str, str, int], ...] = ()
 
 
-def _version(obj: JsonObject) -> tuple[str, str, int]:
+def object_version(obj: JsonObject) -> tuple[str, str, int]:
     """What identifies one version of a slice: its uid and resourceVersion (the apiserver
     changes the resourceVersion on every write, so a re-list of an unchanged slice matches),
     else, for objects that never saw an apiserver (snapshots, tests), the object itself."""
@@ -562,7 +562,7 @@ class Memo:
     """What :func:`build` normalised last time, per vendor pool (a node's slices, usually).
 
     The controller keeps one: on a node or slice event only the pools whose slices changed
-    (another uid or resourceVersion: :func:`_version`), whose nodes appeared or vanished, or
+    (another uid or resourceVersion: :func:`object_version`), whose nodes appeared or vanished, or
     whose adapter changed are normalised again; the rest is reused. The result is the same
     :class:`ObservedState` a fresh :func:`build` returns (tests/model/test_observe_memo.py).
     Holds the slices it keyed by identity (never those keyed by uid and resourceVersion),
@@ -605,7 +605,7 @@ def build(
             bool(not node_names or str(_spec(o).get("nodeName") or "") in node_names)
             for o in members
         )
-        keys = tuple(_version(o) for o in members)
+        keys = tuple(object_version(o) for o in members)
         cached = memo.pools.get((driver, pool)) if memo is not None else None
         if (
             cached is None

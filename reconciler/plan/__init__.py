@@ -16,6 +16,6 @@ Modules: ``capacity`` (CU arithmetic), ``slices`` (ResourceSlices, limits, gener
 
 from __future__ import annotations
 
-from reconciler.plan.target import Plan, plan
+from reconciler.plan.target import Memo, Plan, plan
 
-__all__ = ["Plan", "plan"]
+__all__ = ["Memo", "Plan", "plan"]

@@ -11,7 +11,7 @@ import copy
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler import _gc
@@ -65,10 +65,17 @@ class Plan:
         return self.report.warnings
 
 
+_RANK = {kind: i for i, kind in enumerate(KIND_ORDER)}
+
+
+def kind_rank(kind: str) -> int:
+    """A kind's place in :data:`KIND_ORDER` (unknown kinds last)."""
+    return _RANK.get(kind, len(KIND_ORDER))
+
+
 def sort_key(obj: JsonObject) -> tuple[int, str, str]:
-    kind = str(obj.get("kind", ""))
     meta = obj.get("metadata") or {}
-    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    rank = kind_rank(str(obj.get("kind", "")))
     return (rank, str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
@@ -338,10 +345,10 @@ def _claim_objects(
             labels,
             annotations,
         )
-        current = live_by_key.get(safety.object_key(obj))
+        current = live_by_key.get(safety.object_key(obj)) if decision.in_use else None
         if current is not None and obj["kind"] == "ResourceClaim":
             live_spec = managed.owned_view(current, obj).get("spec")
-            if live_spec != obj["spec"] and decision.in_use:
+            if live_spec != obj["spec"]:
                 used_by = ", ".join(users.get((decision.namespace, decision.claim), ()))
                 subject = f"ResourceClaim {decision.namespace}/{decision.claim}"
                 if allow_in_use:
@@ -400,12 +407,47 @@ def _tenant_rows(
     return tuple(sorted(rows, key=lambda r: (-r.priority, r.tenant, r.pool)))
 
 
+@dataclass(slots=True)
+class Memo:
+    """What a plan computed last time, kept by a long-lived caller (the controller) so the
+    next plan recomputes only what its inputs changed. It saves work and never changes a
+    result: a plan with a memo equals the plan without one (tests/plan/test_incremental.py).
+    It holds the ResourceSlices node by node (:class:`reconciler.plan.slices.Memo`) and
+    every object of the last plan, so an unchanged object is the same Python object in both.
+    """
+
+    slices: slices.Memo = field(default_factory=slices.Memo)
+    objects: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)
+    """The last plan's objects by key: an object planned again with the same content is
+    replaced by the one planned before (:func:`_intern`), so unchanged objects keep their
+    identity from plan to plan and later stages (the ChangeSet) can recognise them."""
+    kept: int = 0
+    """Objects of the last plan carried over from the one before."""
+
+
+def _intern(objects: list[dict[str, Any]], memo: Memo) -> None:
+    """Replace each object equal to the last plan's object of that key by that object."""
+    previous = memo.objects
+    fresh: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    kept = 0
+    for i, obj in enumerate(objects):
+        key = safety.object_key(obj)
+        before = previous.get(key)
+        if before is not None and (before is obj or before == obj):
+            objects[i] = obj = before
+            kept += 1
+        fresh[key] = obj
+    memo.objects = fresh
+    memo.kept = kept
+
+
 def plan(
     desired: st.DesiredState,
     observed: obs.ObservedState,
     live: Iterable[JsonObject] | None = None,
     *,
     now: dt.datetime | None = None,
+    memo: Memo | None = None,
 ) -> Plan:
     """Compute the target objects and the report. Pure and deterministic.
 
@@ -413,9 +455,11 @@ def plan(
     revision's target instead, so the generation rule and the diff compare revisions.
     ``now`` is the instant planned for: it picks the guarantee windows in force
     (:mod:`reconciler.plan.schedule`); None gives every scheduled quota its base guarantee.
+    ``memo`` (:class:`Memo`) carries work over from the caller's previous plan; the objects
+    of a plan made with one may be shared with the next, so they must not be modified.
     """
     with _gc.paused():
-        return _plan(desired, observed, live, now)
+        return _plan(desired, observed, live, now, memo)
 
 
 def _plan(
@@ -423,6 +467,7 @@ def _plan(
     observed: obs.ObservedState,
     live: Iterable[JsonObject] | None,
     now: dt.datetime | None = None,
+    memo: Memo | None = None,
 ) -> Plan:
     desired, windows = schedule.in_force(desired, now)
     settings = desired.settings.spec
@@ -490,6 +535,7 @@ def _plan(
         annotations,
         live_objs,
         skip_node_operations=observed.skip_node_operations,
+        memo=memo.slices if memo is not None else None,
     )
     claim_objects, warnings = _claim_objects(
         desired, observed, decisions, pools, live_objs, labels, annotations
@@ -507,6 +553,8 @@ def _plan(
     warnings += orphan_warnings
     warnings += stamp_warnings
     objects.sort(key=sort_key)
+    if memo is not None:
+        _intern(objects, memo)
 
     before_cu = report.published_cu(live_objs, driver)
     after_cu = report.published_cu(objects, driver)
