@@ -591,6 +591,64 @@ class Admission:
     shortfalls: tuple[Shortfall, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _PoolRun:
+    """One pool's admission: what it was computed from and what it decided."""
+
+    key: tuple[object, ...]
+    decided: tuple[Decision, ...]
+    shortfalls: tuple[Shortfall, ...]
+    settled: tuple[dict[str, int], int]
+    used: dict[str, int]
+    free: int
+
+
+@dataclass(slots=True)
+class Memo:
+    """Each pool's admission last time, kept by the controller (``planning.Memo``).
+
+    A pool's passes depend only on the pool (its devices and their CU), its ledger before
+    them (CU already taken by allocations nobody accounts for and by running replicas
+    charged across pools), its queue in order, every tenant (guarantees), the policy, what
+    exists of its claims and their running replicas, and the names its devices go by.
+    When all of those are equal, the pool's decisions and figures are the same: a claim
+    added in one pool, or a node lost in one pool, admits that pool again and reuses the
+    others. The result is what :func:`run` gives without it (tests/plan/test_incremental.py).
+    """
+
+    pools: dict[str, _PoolRun] = field(default_factory=dict)
+    admitted: int = 0
+    """Pools admitted again by the last :func:`run` (the rest were reused)."""
+
+
+def _pool_key(
+    ledger: _Ledger,
+    queue: Sequence[docs.CUClaim],
+    tenants: Sequence[docs.Tenant],
+    policy: docs.Policy,
+    live: Mapping[tuple[str, str], LiveClaim],
+    stamped: Mapping[tuple[str, str], Sequence[LiveClaim]],
+    tenant_by_name: Mapping[str, docs.Tenant],
+) -> tuple[object, ...]:
+    """Everything one pool's passes read (:class:`Memo`), as one comparable value."""
+    members = ledger.members
+    names = {k: v for k, v in ledger.cu_names.items() if v in members}
+    keys = [(namespace_of(c, tenant_by_name.get(c.spec.tenant)), c.metadata.name) for c in queue]
+    return (
+        ledger.pool,
+        dict(ledger.remaining),
+        dict(ledger.total_used),
+        ledger.unaccounted,
+        ledger.free_aggregate,
+        tuple(queue),
+        tuple(tenants),
+        policy,
+        tuple(live.get(k) for k in keys),
+        tuple(tuple(stamped.get(k, ())) for k in keys),
+        names,
+    )
+
+
 def admit(
     claims: Iterable[docs.CUClaim],
     tenants: Iterable[docs.Tenant],
@@ -618,12 +676,14 @@ def run(
     cu_names: Mapping[tuple[str, str], obs.DeviceId],
     external: Sequence[obs.ObservedClaim] = (),
     running: Mapping[tuple[str, str], Sequence[LiveClaim]] | None = None,
+    memo: Memo | None = None,
 ) -> Admission:
     """Decide every claim. ``live`` maps (namespace, name) of existing claims to their use;
     ``cu_names`` maps (node, CU device name) to the vendor device behind it; ``external``
     are allocated claims on our devices that no CUClaim accounts for (their CU is taken
     before anything is admitted); ``running`` maps (namespace, template name) to the claims
-    stamped from that template that count as its replicas (at most ``replicas``)."""
+    stamped from that template that count as its replicas (at most ``replicas``); ``memo``
+    (:class:`Memo`) reuses the pools whose inputs did not change."""
     tenant_list = list(tenants)
     tenant_by_name = {t.metadata.name: t for t in tenant_list}
     managed = set(managed_namespaces)
@@ -705,10 +765,8 @@ def run(
                 if name in decided or pool_name != claim.spec.pool:
                     ledger.total_used[claim.spec.tenant] += _take_held(ledger, replica.allocated)
 
-    for pool_name in sorted(per_pool):
-        ledger = ledgers[pool_name]
-        pool = ledger.pool
-        queue = per_pool[pool_name]
+    def admit_pool(pool_name: str, ledger: _Ledger, queue: Sequence[docs.CUClaim]) -> None:
+        """Passes 1 to 3 and the pending reasons of one pool's queue."""
         # Pass 1a: what is held stays held. Running template replicas and pinned claims are
         # charged on the devices they hold (a device that vanished holds nothing), all of
         # them before anything is placed, so nothing is placed onto a held device.
@@ -952,6 +1010,38 @@ def run(
                 devices=tuple(sorted(d for p in pinned for d in p.devices)),
                 message=detail,
             )
+
+    fresh: dict[str, _PoolRun] = {}
+    for pool_name in sorted(per_pool):
+        ledger = ledgers[pool_name]
+        queue = per_pool[pool_name]
+        if memo is None:
+            admit_pool(pool_name, ledger, queue)
+            continue
+        key = _pool_key(ledger, queue, tenant_list, policy, live, stamped, tenant_by_name)
+        known = memo.pools.get(pool_name)
+        if known is None or known.key != key:
+            first = len(shortfalls)
+            admit_pool(pool_name, ledger, queue)
+            known = _PoolRun(
+                key,
+                tuple(decided[c.metadata.name] for c in queue),
+                tuple(shortfalls[first:]),
+                settled[pool_name],
+                dict(ledger.total_used),
+                ledger.free_aggregate,
+            )
+        else:
+            decided.update((d.claim, d) for d in known.decided)
+            shortfalls += known.shortfalls
+            settled[pool_name] = known.settled
+            ledger.total_used.clear()
+            ledger.total_used.update(known.used)
+            ledger.free_aggregate = known.free
+        fresh[pool_name] = known
+    if memo is not None:
+        memo.admitted = sum(1 for k, v in fresh.items() if memo.pools.get(k) is not v)
+        memo.pools = fresh
     decisions = tuple(sorted(decided.values(), key=lambda d: (-d.priority, d.tenant, d.claim)))
     accounts = []
     for pool_name in sorted(ledgers):

@@ -412,11 +412,13 @@ class Memo:
     """What a plan computed last time, kept by a long-lived caller (the controller) so the
     next plan recomputes only what its inputs changed. It saves work and never changes a
     result: a plan with a memo equals the plan without one (tests/plan/test_incremental.py).
-    It holds the ResourceSlices node by node (:class:`reconciler.plan.slices.Memo`) and
-    every object of the last plan, so an unchanged object is the same Python object in both.
+    It holds the ResourceSlices node by node (:class:`reconciler.plan.slices.Memo`), each
+    pool's admission (:class:`reconciler.plan.admission.Memo`) and every object of the last
+    plan, so an unchanged object is the same Python object in both.
     """
 
     slices: slices.Memo = field(default_factory=slices.Memo)
+    admission: admission.Memo = field(default_factory=admission.Memo)
     objects: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)
     """The last plan's objects by key: an object planned again with the same content is
     replaced by the one planned before (:func:`_intern`), so unchanged objects keep their
@@ -507,6 +509,7 @@ def _plan(
         cu_names,
         external,
         running,
+        memo=memo.admission if memo is not None else None,
     )
     decisions = admitted_run.decisions
     accounts = {a.pool: a for a in admitted_run.accounts}

@@ -35,8 +35,12 @@ _NODES = 8
 class _World:
     present: set[int] = dataclasses.field(default_factory=lambda: set(range(_NODES)))
     unhealthy: set[int] = dataclasses.field(default_factory=set)
+    external: set[int] = dataclasses.field(default_factory=set)
+    """Nodes whose first device a hand-made claim holds (charged before admission)."""
     claims: list[Any] = dataclasses.field(default_factory=lambda: list(ex.CLAIMS))
     factor: float = 1.55
+    guarantee: int = 200
+    """ads's guarantee in pool train."""
     revision: int = 0
     added: int = 0
 
@@ -46,9 +50,32 @@ class _World:
             vendor, model = _MODELS[i % len(_MODELS)]
             sick = {"unhealthy": [0]} if i in self.unhealthy else {}
             slices.append(ex.vendor_slice(f"n{i}", vendor, model, 2, **sick))
-        raw = obs.RawObjects(
-            nodes=tuple(ex.node(f"n{i}") for i in sorted(self.present)), slices=tuple(slices)
+        nodes = tuple(ex.node(f"n{i}") for i in sorted(self.present))
+        first = obs.build(
+            obs.RawObjects(nodes=nodes, slices=tuple(slices)), ex.adapters(), ex.DRIVER
         )
+        claims = []
+        for i in sorted(self.external):
+            device = min(
+                (d for d in first.devices if d.node == f"n{i}"), key=lambda d: d.id, default=None
+            )
+            if device is None:
+                continue
+            result = {
+                "request": "cu-0",
+                "driver": ex.DRIVER,
+                "pool": f"n{i}",
+                "device": f"{device.vendor}-{device.id.device}",
+            }
+            claims.append(
+                {
+                    "apiVersion": "resource.k8s.io/v1",
+                    "kind": "ResourceClaim",
+                    "metadata": {"name": f"hand-{i}", "namespace": "lab"},
+                    "status": {"allocation": {"devices": {"results": [result]}}},
+                }
+            )
+        raw = obs.RawObjects(nodes=nodes, slices=tuple(slices), claims=tuple(claims))
         return obs.build(raw, ex.adapters(), ex.DRIVER)
 
     def desired(self) -> Any:
@@ -62,8 +89,28 @@ class _World:
         table = table.model_copy(
             update={"spec": table.spec.model_copy(update={"factors": factors})}
         )
+        tenants = tuple(
+            ex.tenant(
+                "ads",
+                {
+                    "namespaces": ["ads"],
+                    "priority": 50,
+                    "mayBorrow": True,
+                    "quotas": [
+                        {"pool": "train", "guaranteed": self.guarantee},
+                        {"pool": "infer", "guaranteed": 10},
+                    ],
+                },
+            )
+            if t.metadata.name == "ads"
+            else t
+            for t in ex.TENANTS
+        )
         return ex.desired(
-            revision=f"{self.revision:040x}", claims=tuple(self.claims), tables=(table,)
+            revision=f"{self.revision:040x}",
+            claims=tuple(self.claims),
+            tables=(table,),
+            tenants=tenants,
         )
 
 
@@ -74,6 +121,8 @@ def _event(world: _World, kind: str, i: int) -> None:
         world.present.add(i)
     elif kind == "unhealthy":
         world.unhealthy ^= {i}
+    elif kind == "external":
+        world.external ^= {i}
     elif kind == "claim_added":
         world.added += 1
         tenant, pool, cu = (("lab", "train", 25), ("ads", "infer", 5), ("search", "train", 40))[
@@ -84,6 +133,8 @@ def _event(world: _World, kind: str, i: int) -> None:
         )
     elif kind == "claim_removed" and world.claims:
         world.claims.pop(i % len(world.claims))
+    elif kind == "guarantee":
+        world.guarantee = 200 if world.guarantee != 200 else 40 * (1 + i % 3)
     elif kind == "factor":
         world.factor = round(world.factor * (1.1 if i % 2 else 0.9), 4)
     elif kind == "revision":
@@ -130,7 +181,17 @@ class _Apiserver:
 
 _EVENTS = hst.tuples(
     hst.sampled_from(
-        ("lose", "return", "unhealthy", "claim_added", "claim_removed", "factor", "revision")
+        (
+            "lose",
+            "return",
+            "unhealthy",
+            "external",
+            "claim_added",
+            "claim_removed",
+            "factor",
+            "guarantee",
+            "revision",
+        )
     ),
     hst.integers(0, _NODES - 1),
 )
@@ -142,7 +203,7 @@ def _same(a: planning.Plan, b: planning.Plan) -> None:
     assert a.refusal == b.refusal
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(events=hst.lists(_EVENTS, min_size=1, max_size=10), relisted=hst.booleans())
 def test_a_plan_with_the_memo_equals_a_plan_from_scratch_after_every_event(
     events: list[tuple[str, int]], relisted: bool
@@ -261,3 +322,27 @@ def test_the_changeset_reuses_pairs_in_sync_and_rechecks_a_written_one() -> None
     assert after == changeset.compute(planned.objects, live)
     [changed] = after.changes
     assert changed.key.name.startswith("cu-n4-") and changed.foreign
+
+
+def test_a_claim_added_in_one_pool_admits_that_pool_only() -> None:
+    world = _World()
+    memo = planning.Memo()
+    last = planning.plan(world.desired(), world.observed(), (), memo=memo)
+    assert memo.admission.admitted == 2  # train and infer
+    # Against its own output as live: the claims now exist, so both pools are admitted again.
+    again = planning.plan(world.desired(), world.observed(), last.objects, memo=memo)
+    assert memo.admission.admitted == 2
+    again = planning.plan(world.desired(), world.observed(), again.objects, memo=memo)
+    assert memo.admission.admitted == 0
+    _event(world, "claim_added", 1)  # ads, pool infer
+    after = planning.plan(world.desired(), world.observed(), again.objects, memo=memo)
+    assert memo.admission.admitted == 1
+    _same(after, planning.plan(world.desired(), world.observed(), again.objects))
+    assert any(d.claim == "new-1" for d in after.report.decisions)
+    settled = planning.plan(world.desired(), world.observed(), after.objects, memo=memo)
+    assert memo.admission.admitted == 1  # new-1 exists now
+    _event(world, "external", 0)  # a hand-made claim on an nvidia device: pool train
+    later = planning.plan(world.desired(), world.observed(), settled.objects, memo=memo)
+    assert memo.admission.admitted == 1
+    _same(later, planning.plan(world.desired(), world.observed(), settled.objects))
+    assert later.report != settled.report
