@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model import documents as docs
@@ -171,3 +172,58 @@ def build(
         "metadata": metadata,
         "spec": spec,
     }
+
+
+@dataclass(slots=True)
+class Memo:
+    """The claim bodies :func:`build_memoised` returned last time, by claim name.
+
+    A body is a function of the CUClaim, the namespace and charge admission gave it, its
+    pool's name and sharing, the driver, the fence, the vendors' uuid attributes, and the
+    labels and annotations: when all are equal, the same object is returned again. Claims
+    not built by the last call are forgotten; callers must not modify what is returned.
+    """
+
+    bodies: dict[str, tuple[tuple[object, ...], dict[str, Any]]] = field(default_factory=dict)
+    fresh: dict[str, tuple[tuple[object, ...], dict[str, Any]]] = field(default_factory=dict)
+    built: int = 0
+    """Bodies built (not reused) since :meth:`turn`."""
+
+    def turn(self) -> None:
+        """End one plan: what was built or reused is what the next plan may reuse."""
+        self.bodies, self.fresh = self.fresh, {}
+
+
+def build_memoised(
+    memo: Memo | None,
+    claim: docs.CUClaim,
+    decision: admission.Decision,
+    pool: capacity.PoolCapacity,
+    driver: str,
+    fence: docs.FenceSettings,
+    uuid_attribute_by_vendor: Mapping[str, str],
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> dict[str, Any]:
+    """:func:`build`, reusing the body built last time from equal inputs (:class:`Memo`)."""
+    args = (claim, decision, pool, driver, fence, uuid_attribute_by_vendor, labels, annotations)
+    if memo is None:
+        return build(*args)
+    key = (
+        claim,
+        decision.namespace,
+        decision.charged_milli,
+        pool.name,
+        pool.sharing,
+        driver,
+        fence,
+        uuid_attribute_by_vendor,
+        labels,
+        annotations,
+    )
+    known = memo.bodies.get(claim.metadata.name)
+    if known is None or known[0] != key:
+        known = (key, build(*args))
+        memo.built += 1
+    memo.fresh[claim.metadata.name] = known
+    return known[1]

@@ -47,11 +47,15 @@ def check(
     live: Iterable[Mapping[str, Any]], target: Iterable[Mapping[str, Any]], policy: docs.Policy
 ) -> str | None:
     """None when safe, else the refusal message."""
-    owned = {object_key(o) for o in live if _counts(o)}
     wanted = {object_key(o) for o in target}
-    deletes = owned - wanted
-    if not owned or not deletes:
+    live = list(live)
+    keys = [object_key(o) for o in live]
+    # Deletes first: most plans delete nothing, and then no live object's managedFields
+    # need to be read to count what we own.
+    deletes = {k for k, o in zip(keys, live, strict=True) if k not in wanted and _counts(o)}
+    if not deletes:
         return None
+    owned = {k for k, o in zip(keys, live, strict=True) if k in deletes or _counts(o)}
     safety = policy.spec.safety
     if not wanted & owned and not wanted and not safety.allow_empty:
         return (

@@ -314,6 +314,7 @@ def _claim_objects(
     live: Sequence[JsonObject],
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
+    memo: claims.Memo | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Claims for admitted decisions; immutable-spec changes become replaces (or are refused)."""
     settings = desired.settings.spec
@@ -335,7 +336,8 @@ def _claim_objects(
                 )
             continue
         claim = by_name[decision.claim]
-        obj = claims.build(
+        obj = claims.build_memoised(
+            memo,
             claim,
             decision,
             pools[decision.pool],
@@ -413,12 +415,14 @@ class Memo:
     next plan recomputes only what its inputs changed. It saves work and never changes a
     result: a plan with a memo equals the plan without one (tests/plan/test_incremental.py).
     It holds the ResourceSlices node by node (:class:`reconciler.plan.slices.Memo`), each
-    pool's admission (:class:`reconciler.plan.admission.Memo`) and every object of the last
-    plan, so an unchanged object is the same Python object in both.
+    pool's admission (:class:`reconciler.plan.admission.Memo`), the claim bodies
+    (:class:`reconciler.plan.claims.Memo`) and every object of the last plan, so an
+    unchanged object is the same Python object in both.
     """
 
     slices: slices.Memo = field(default_factory=slices.Memo)
     admission: admission.Memo = field(default_factory=admission.Memo)
+    claims: claims.Memo = field(default_factory=claims.Memo)
     objects: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)
     """The last plan's objects by key: an object planned again with the same content is
     replaced by the one planned before (:func:`_intern`), so unchanged objects keep their
@@ -540,9 +544,14 @@ def _plan(
         skip_node_operations=observed.skip_node_operations,
         memo=memo.slices if memo is not None else None,
     )
+    claim_memo = memo.claims if memo is not None else None
+    if claim_memo is not None:
+        claim_memo.built = 0
     claim_objects, warnings = _claim_objects(
-        desired, observed, decisions, pools, live_objs, labels, annotations
+        desired, observed, decisions, pools, live_objs, labels, annotations, claim_memo
     )
+    if claim_memo is not None:
+        claim_memo.turn()
     objects += claim_objects
     kept, orphan_warnings = _orphans(desired, observed, live_objs, objects)
     objects += kept

@@ -334,9 +334,11 @@ def test_a_claim_added_in_one_pool_admits_that_pool_only() -> None:
     assert memo.admission.admitted == 2
     again = planning.plan(world.desired(), world.observed(), again.objects, memo=memo)
     assert memo.admission.admitted == 0
+    assert memo.claims.built == 0 and memo.kept == len(again.objects)
     _event(world, "claim_added", 1)  # ads, pool infer
     after = planning.plan(world.desired(), world.observed(), again.objects, memo=memo)
     assert memo.admission.admitted == 1
+    assert 1 <= memo.claims.built < len(world.claims)
     _same(after, planning.plan(world.desired(), world.observed(), again.objects))
     assert any(d.claim == "new-1" for d in after.report.decisions)
     settled = planning.plan(world.desired(), world.observed(), after.objects, memo=memo)
