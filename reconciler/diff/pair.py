@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.plan import target as plan_target
 
 JsonObject = Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ObjectKey:
+class ObjectKey(NamedTuple):
+    """(group, kind, namespace, name); a tuple, so 50,000 of them are made and sorted fast."""
+
     group: str
     kind: str
     namespace: str

@@ -60,6 +60,14 @@ def merge(a: FieldSet, b: FieldSet) -> dict[str, Any]:
     return out
 
 
+def applies(obj: Mapping[str, Any], manager: str = ownership.FIELD_MANAGER) -> bool:
+    """Whether ``manager`` applied fields to ``obj`` (``owned(obj) is not None``, unmerged)."""
+    return any(
+        entry.get("manager") == manager and entry.get("operation") == "Apply" and _is_main(entry)
+        for entry in _entries(obj)
+    )
+
+
 def owned(obj: Mapping[str, Any], manager: str = ownership.FIELD_MANAGER) -> dict[str, Any] | None:
     """The fields ``manager`` applied (server-side apply) to ``obj``; None when unknown."""
     found: dict[str, Any] | None = None

@@ -40,7 +40,7 @@ def _counts(obj: Mapping[str, Any]) -> bool:
     meta = obj.get("metadata") or {}
     if not ownership.is_owned(obj):
         return False
-    return "managedFields" not in meta or managed.owned(obj) is not None
+    return "managedFields" not in meta or managed.applies(obj)
 
 
 def check(
