@@ -76,6 +76,7 @@ class Fleet:
         writer: writers.Writer | None = None,
         options: applying.ApplyOptions = applying.ApplyOptions(),
         rev: str = "HEAD",
+        memo: pipeline.Memo | None = None,
     ) -> pipeline.Outcome:
         client = api or self.reconciler
         return pipeline.reconcile(
@@ -83,6 +84,7 @@ class Fleet:
             cluster.Cluster(client),
             writer or writers.KubeWriter(client),
             options,
+            memo=memo,
         )
 
 
