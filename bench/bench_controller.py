@@ -12,6 +12,13 @@ controller vs the same period without it).
 5,000-claim repository instead (its 200-node snapshot loaded), after the first convergence:
 
     .venv/bin/python bench/bench_controller.py --big --commits 10
+
+``--big --node-events N`` measures instead, on the same repository, node lost → its CU
+slices gone (then node back → its CU slices published) over N events, once with the
+controller's memo (the default) and once with ``--no-memo`` (a full reconcile per event),
+side by side in the same minutes (issue 24's end-to-end figure):
+
+    .venv/bin/python bench/bench_controller.py --big --node-events 20
 """
 
 from __future__ import annotations
@@ -31,13 +38,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests" / "controller"))
+sys.path[:0] = [str(ROOT / "tests" / "controller"), str(ROOT / "tests")]
 
 import git  # noqa: E402
 import harness  # noqa: E402
 from ruamel.yaml import YAML  # noqa: E402
 
-from reconciler import devcluster  # noqa: E402
+from reconciler import devcluster, kube  # noqa: E402
 from reconciler.devcluster import drivers, identity, nodes, rawapi  # noqa: E402
 from reconciler.devcluster import snapshot as devsnapshot  # noqa: E402
 
@@ -114,6 +121,9 @@ def main() -> None:
     ap.add_argument("--idle-seconds", type=float, default=600)
     ap.add_argument("--node-samples", type=int, default=10)
     ap.add_argument("--big", action="store_true", help="the 200-tenant generated repository")
+    ap.add_argument(
+        "--node-events", type=int, default=0, help="with --big: node lost/back events per mode"
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-controller-"))
     cp = devcluster.start(work / "cluster")
@@ -145,6 +155,9 @@ def main() -> None:
             repo.create_remote("origin", str(remote))
             repo.git.push("origin", "main")
             env = harness.Env(api, cp, kubeconfig, work, remote, repo)
+            if args.big and args.node_events:
+                _node_events(env, args.node_events)
+                return
             if args.big:
                 _big(env, repo_dir, args.commits)
                 return
@@ -270,6 +283,75 @@ def _big(env: harness.Env, root: Path, commits: int) -> None:
         "load_average_start": load_start,
         "load_average_end": _load(),
     }
+    print(json.dumps(result, indent=2))
+
+
+def _node_events(env: harness.Env, events: int) -> None:
+    """Node lost → CU slices gone and node back → published, with and without the memo."""
+    api = env.admin
+    ours: list[str] = []
+    result: dict[str, object] = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "repository": "generate_repo 200 tenants / 50 pools / 5,000 claims",
+        "load_average_start": _load(),
+    }
+    for mode, extra in (("memo", ()), ("no_memo", ("--no-memo",))):
+        replica = env.start(f"bench-{mode}", interval="10m", resync="10m", extra=extra)
+        env.ready_at(env.head(), timeout=1800)
+        if not ours:
+            listed = rawapi.request(api, "GET", "/apis/resource.k8s.io/v1/resourceslices")
+            ours = sorted(
+                s["spec"]["nodeName"]
+                for s in listed["items"]
+                if s["metadata"]["name"].startswith("cu-") and s["spec"].get("nodeName")
+            )
+        lost: list[float] = []
+        back: list[float] = []
+        cpu: list[float] = []
+        for i in range(events):
+            node = ours[(i * 7) % len(ours)]
+            vendor = [
+                s
+                for s in rawapi.request(api, "GET", "/apis/resource.k8s.io/v1/resourceslices")[
+                    "items"
+                ]
+                if s["spec"].get("nodeName") == node and not s["metadata"]["name"].startswith("cu-")
+            ]
+            cu = f"/apis/resource.k8s.io/v1/resourceslices/cu-{node}-0"
+            cpu0 = _proc_stats(replica.proc.pid)[0]
+            t0 = time.monotonic()
+            for s in vendor:
+                rawapi.delete(
+                    api, f"/apis/resource.k8s.io/v1/resourceslices/{s['metadata']['name']}"
+                )
+            harness.wait_for(
+                "cu slice gone", lambda cu=cu: kube.call(api, "GET", cu).status == 404, 300
+            )
+            lost.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            for s in vendor:
+                body = {
+                    "apiVersion": "resource.k8s.io/v1",
+                    "kind": "ResourceSlice",
+                    "metadata": {"name": s["metadata"]["name"]},
+                    "spec": s["spec"],
+                }
+                rawapi.request(api, "POST", "/apis/resource.k8s.io/v1/resourceslices", body=body)
+            harness.wait_for("cu slice back", lambda cu=cu: kube.call(api, "GET", cu).ok, 300)
+            back.append(time.monotonic() - t0)
+            cpu.append(_proc_stats(replica.proc.pid)[0] - cpu0)
+        result[mode] = {
+            "node_lost_p50_s": statistics.median(lost),
+            "node_lost_p99_s": _pct(lost, 0.99),
+            "node_back_p50_s": statistics.median(back),
+            "node_back_p99_s": _pct(back, 0.99),
+            "controller_cpu_per_event_pair_p50_s": statistics.median(cpu),
+            "rss_mb": _proc_stats(replica.proc.pid)[1] / 2**20,
+            "node_lost_s": lost,
+        }
+        replica.stop()
+    result["load_average_end"] = _load()
     print(json.dumps(result, indent=2))
 
 

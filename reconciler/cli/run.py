@@ -96,6 +96,11 @@ def run_command(
     identity: str | None = typer.Option(
         None, "--identity", help="Leader-election identity (default: POD_NAME or host/pid)."
     ),
+    memo: bool = typer.Option(
+        True,
+        "--memo/--no-memo",
+        help="Reuse the last reconcile's unchanged work (--no-memo: plan every event in full).",
+    ),
 ) -> None:
     """Run the controller until SIGTERM: exit 0 on a clean stop, 2 when it cannot start."""
     from reconciler.controller import httpserver, logs, loop, metrics, webhook
@@ -127,6 +132,7 @@ def run_command(
         cache=cache,
         identity=who,
         cluster=fleet_cluster,
+        memo=memo,
     )
     controller = loop.Controller(api, cfg, metrics=metrics.Metrics(cluster=fleet_cluster))
     secret = os.environ.get("CU_WEBHOOK_SECRET", "").encode()

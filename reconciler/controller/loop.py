@@ -109,6 +109,10 @@ class Config:
     identity: str = ""
     cluster: str | None = None
     """A fleet repository's cluster (``clusters/<name>/``); None: the CUSync's spec.cluster."""
+    memo: bool = True
+    """Keep the last reconcile's work for the next (:class:`pipeline.Memo`); False plans
+    every event in full (the memo never changes a result; this is the comparison and the
+    escape hatch)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +179,7 @@ class Controller:
         self.echoes = echoes.Echoes()
         self.writer = leader.LeaderWriter(writers.KubeWriter(self.api), self.elector, self.echoes)
         self.revisions = revs.Revisions()
-        self.memo = pipeline.Memo()
+        self.memo = pipeline.Memo() if cfg.memo else None
         """The last reconcile's work: a re-list re-normalises only the slices whose uid or
         resourceVersion changed, the plan rebuilds only the nodes whose devices or live
         slices changed, the diff re-checks only pairs that are not as they were."""
