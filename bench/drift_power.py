@@ -33,6 +33,7 @@ import math
 import statistics
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -289,11 +290,15 @@ def main() -> None:
     ap.add_argument(
         "--compare", action="store_true", help="round one and now side by side, per seed"
     )
+    ap.add_argument("--cache", type=Path, help="with --compare: keep the series here")
+    ap.add_argument(
+        "--only", default="", help="with --compare: detectors whose names start so (a,b)"
+    )
     args = ap.parse_args()
     if args.compare:
         for per_side in (int(x) for x in args.per_side.split(",")):
             seeds = range(args.first_seed, args.first_seed + args.seeds)
-            compare(per_side, seeds, args.noise_sigma)
+            compare(per_side, seeds, args.noise_sigma, args.cache, args.only)
         return
     config = drift.DriftConfig(
         split_weight=args.split_weight,
@@ -356,11 +361,19 @@ def main() -> None:
 
 
 def drift_series(
-    per_side: int, step: float, seed: int, noise_sigma: float
+    per_side: int, step: float, seed: int, noise_sigma: float, cache: Path | None = None
 ) -> list[drift.RecordSeries]:
     """The learner's drift stage up to the tests (screen, fit, node effects, slow nodes,
     standardised record series): every series of this scenario is record-tested (fewer
-    than 96 hourly bins), so the tests below see exactly what ``adapter.learn`` tests."""
+    than 96 hourly bins), so the tests below see exactly what ``adapter.learn`` tests.
+    ``cache``: a directory keeping them per (records, step, seed, noise), so detectors can
+    be compared on the same series in several runs without generating and fitting again."""
+    import pickle
+
+    path = cache / f"series-{per_side}-{step:+.3f}-{seed}-{noise_sigma}.pkl" if cache else None
+    if path is not None and path.exists():
+        loaded: list[drift.RecordSeries] = pickle.loads(path.read_bytes())
+        return loaded
     from reconciler.learn import fit
 
     sc = scenario(per_side, step, noise_sigma)
@@ -370,7 +383,11 @@ def drift_series(
     resid = np.where(keep, fit.residuals(f, fit.fit(f, keep=keep)), np.nan)
     effects = drift.node_effects(f, resid)
     slow = [s.node for s in drift.slow_nodes(effects)]
-    return drift.record_series(f, resid, effects, slow)
+    out = drift.record_series(f, resid, effects, slow)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(out))
+    return out
 
 
 COMPARE = {
@@ -385,28 +402,42 @@ COMPARE = {
     "round two (t3 score, max statistic, drop at 0.75%, rise at 0.25%)": drift.DriftConfig(
         statistic="max", alpha=0.01, down_share=0.75, permutations=499, placement="split"
     ),
-    "now (t3 score, mixture over change times, drop at 0.5%, rise at 0.2%)": drift.DriftConfig(),
+    "round three (t3 score, mixture over change times, drop at 0.5%, rise at 0.2%, 999 "
+    "permutations)": drift.DriftConfig(permutations=999),
+    "now (round three, permutations sequential to 4,999)": drift.DriftConfig(),
 }
 
 
-def compare(per_side: int, seeds: range, noise_sigma: float) -> None:
+def compare(
+    per_side: int,
+    seeds: range,
+    noise_sigma: float,
+    cache: Path | None = None,
+    only: str = "",
+) -> None:
     """Each detector of ``COMPARE`` on the same series, seed by seed (one line each, so a
     long run can be read as it goes), then the totals: detection of the −3% step (as a
     drop), placement within 3 days, false alarms per model-window (the 6 other models of
     a stepped run and all 7 of the run without the step), and the known-time oracle with
-    each detector's score (one-sided 1%)."""
+    each detector's score (one-sided 1%). ``only``: comma-separated name prefixes of the
+    detectors to run (all by default)."""
+    detectors = {
+        name: config
+        for name, config in COMPARE.items()
+        if not only or any(name.startswith(p.strip()) for p in only.split(","))
+    }
     h0 = int(STEP_AT.timestamp() // 3600)
-    hits = dict.fromkeys(COMPARE, 0)
-    placed = dict.fromkeys(COMPARE, 0)
-    false = dict.fromkeys(COMPARE, 0)
-    oracle: dict[str, list[float]] = {name: [] for name in COMPARE}
+    hits = dict.fromkeys(detectors, 0)
+    placed = dict.fromkeys(detectors, 0)
+    false = dict.fromkeys(detectors, 0)
+    oracle: dict[str, list[float]] = {name: [] for name in detectors}
     windows = 0
     for i, seed in enumerate(seeds, 1):
         line = []
         for step in (-0.03, 0.0):
-            series = drift_series(per_side, step, seed, noise_sigma)
+            series = drift_series(per_side, step, seed, noise_sigma, cache)
             windows += len(MODELS) - (1 if step else 0)
-            for name, config in COMPARE.items():
+            for name, config in detectors.items():
                 short = name.split(" (")[0]
                 alarmed: set[str] = set()
                 for rs in series:
@@ -434,7 +465,7 @@ def compare(per_side: int, seeds: range, noise_sigma: float) -> None:
         "(model-windows) | known-time oracle z (median) | oracle power, 1% one-sided |"
     )
     print("|---|---|---|---|---|---|")
-    for name in COMPARE:
+    for name in detectors:
         hit, near, fa = hits[name], placed[name], false[name]
         oz = np.asarray(oracle[name])
         print(

@@ -93,7 +93,15 @@ class DriftConfig:
     score: str = "t"
     score_df: float = 3.0
     max_records: int = 20_000  # the record-level test holds a series' records in memory
-    permutations: int = 999
+    # The record-level test decides as a test on ``permutations`` permutations would, but
+    # stops as soon as the decision is settled (Besag & Clifford 1991): the first
+    # ``screen_permutations`` always run (they also give the detectable step), the rest only
+    # while the observed statistic could still be called. 4,999 rather than 999: at a 0.5%
+    # level the critical value then rests on 25 permuted values, not 5, and the Monte Carlo
+    # test loses less power to the exact one (BENCHMARKS.md, session 10); a series far from
+    # significance still costs 999.
+    permutations: int = 4999
+    screen_permutations: int = 999
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,30 +627,47 @@ def tested_change_point(
     obs_down, obs_up = (float(x) for x in observed.statistics(slope, config))
     seed = zlib.crc32(f"{series.device_model}/{series.workload_class.value}/{n}".encode())
     rng = np.random.default_rng(seed)
+    share = min(max(config.down_share, 0.0), 1.0)
+    level_down, level_up = share * config.alpha, (1.0 - share) * config.alpha
+    total = config.permutations + 1
+    screen = min(config.screen_permutations, config.permutations)
+    # The most permuted values ≥ the observed one a call allows, in the full test. The
+    # levels get a relative tolerance: ``down_share·alpha`` is a float product, and a
+    # p-value exactly at the level (25/5000 at 0.5%) must count.
+    allow_down = math.floor(level_down * total * (1 + 1e-9)) - 1
+    allow_up = math.floor(level_up * total * (1 + 1e-9)) - 1
     null_down = np.empty(config.permutations)
     null_up = np.empty(config.permutations)
     power_rows: list[np.ndarray] = []
-    for start in range(0, config.permutations, PERMUTATION_CHUNK):
-        rows = min(PERMUTATION_CHUNK, config.permutations - start)
+    done = 0
+    while done < config.permutations:
+        rows = min(PERMUTATION_CHUNK, config.permutations - done)
         perms = np.argsort(rng.random((rows, n)), axis=1)
         chunk_down, chunk_up = _statistics(u[perms], w[perms], k, slope, config)
-        null_down[start : start + rows], null_up[start : start + rows] = chunk_down, chunk_up
-        if start < POWER_ROWS:
+        null_down[done : done + rows], null_up[done : done + rows] = chunk_down, chunk_up
+        if done < POWER_ROWS:
             power_rows.append(perms)
-    total = config.permutations + 1
-    p_down = float((1 + np.sum(null_down >= obs_down)) / total)
-    p_up = float((1 + np.sum(null_up >= obs_up)) / total)
-    share = min(max(config.down_share, 0.0), 1.0)
-    level_down, level_up = share * config.alpha, (1.0 - share) * config.alpha
+        done += rows
+        if done >= screen and (
+            np.sum(null_down[:done] >= obs_down) > allow_down
+            and np.sum(null_up[:done] >= obs_up) > allow_up
+        ):
+            break  # neither direction can be called any more
+    above_down = int(np.sum(null_down[:done] >= obs_down))
+    above_up = int(np.sum(null_up[:done] >= obs_up))
+    if done < config.permutations:  # stopped early: Besag & Clifford's p-value, h / l
+        p_down, p_up = above_down / done, above_up / done
+    else:
+        p_down, p_up = (1 + above_down) / total, (1 + above_up) / total
     adj_down = p_down / share if share > 0 else math.inf
     adj_up = p_up / (1.0 - share) if share < 1 else math.inf
     p = min(1.0, adj_down, adj_up)
     perms_for_power = np.concatenate(power_rows)[:POWER_ROWS]
-    detectable = _record_detectable(u, w, k, slope, perms_for_power, null_down, level_down, config)
-    # The levels are compared with a relative tolerance: ``down_share·alpha`` is a float
-    # product, and a p-value exactly at the level (5/1000 at 0.5%) must count.
-    down_ok = p_down <= level_down * (1 + 1e-9)
-    up_ok = p_up <= level_up * (1 + 1e-9)
+    detectable = _record_detectable(
+        u, w, k, slope, perms_for_power, null_down[:screen], level_down, config
+    )
+    down_ok = done == config.permutations and above_down <= allow_down
+    up_ok = done == config.permutations and above_up <= allow_up
     if not (down_ok or up_ok):
         return None, p, detectable
     down = down_ok and (not up_ok or adj_down <= adj_up)

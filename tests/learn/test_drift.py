@@ -316,3 +316,37 @@ def test_the_record_change_point_finds_a_planted_step_and_is_quiet_without_one()
     quiet = _pipeline_series(0.0, 11)
     assert len(quiet) == 21
     assert [s for s in quiet if drift.tested_change_point(s)[0] is not None] == []
+
+
+def test_the_sequential_permutation_test_decides_as_the_full_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 22.4: the record-level test stops once no call is possible any more (Besag &
+    Clifford), so its decision is the full test's on the same permutations, and a series
+    with nothing near significance costs its screening permutations only."""
+    chunks: list[int] = []
+    statistics = drift._statistics
+
+    def counted(*args: object, **kwargs: object) -> object:
+        chunks.append(1)
+        return statistics(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(drift, "_statistics", counted)
+    sequential = drift.DriftConfig(permutations=2999, screen_permutations=999)
+    full = drift.DriftConfig(permutations=2999, screen_permutations=2999)
+    rng = np.random.default_rng(22)
+    stopped = 0
+    for step in (0.0, -0.02, -0.03, -0.04, -0.06, 0.05):
+        for _ in range(6):
+            z = rng.standard_t(3, 400)
+            z[200:] += np.log1p(step) / 0.1
+            chunks.clear()
+            a_seq, p_seq, _ = drift.tested_change_point(record_series(z), sequential)
+            seq_chunks = len(chunks)
+            a_full, p_full, _ = drift.tested_change_point(record_series(z), full)
+            assert a_seq == a_full, (step, p_seq, p_full)
+            if a_full is not None:
+                assert p_seq == p_full  # a call runs every permutation
+            stopped += seq_chunks < len(chunks)
+            assert seq_chunks >= math.ceil(999 / drift.PERMUTATION_CHUNK)
+    assert stopped >= 18  # noise and the small steps settle within the screen
