@@ -656,7 +656,7 @@ def tested_change_point(
     above_down = int(np.sum(null_down[:done] >= obs_down))
     above_up = int(np.sum(null_up[:done] >= obs_up))
     if done < config.permutations:  # stopped early: Besag & Clifford's p-value, h / l
-        p_down, p_up = above_down / done, above_up / done
+        p_down, p_up = max(above_down, 1) / done, max(above_up, 1) / done
     else:
         p_down, p_up = (1 + above_down) / total, (1 + above_up) / total
     adj_down = p_down / share if share > 0 else math.inf

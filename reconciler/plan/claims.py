@@ -131,8 +131,28 @@ def build(
     uuid_attribute_by_vendor: Mapping[str, str],
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
+    memo: Memo | None = None,
 ) -> dict[str, Any]:
-    """The ResourceClaim or ResourceClaimTemplate for one admitted claim."""
+    """The ResourceClaim or ResourceClaimTemplate for one admitted claim; with ``memo``, the
+    body built last time from equal inputs when there is one (:class:`Memo`)."""
+    key: tuple[object, ...] = ()
+    if memo is not None:
+        key = (
+            claim,
+            decision.namespace,
+            decision.charged_milli,
+            pool.name,
+            pool.sharing,
+            driver,
+            fence,
+            uuid_attribute_by_vendor,
+            labels,
+            annotations,
+        )
+        known = memo.bodies.get(claim.metadata.name)
+        if known is not None and known[0] == key:
+            memo.fresh[claim.metadata.name] = known
+            return known[1]
     spec = claim_spec(claim, pool, driver, fence, uuid_attribute_by_vendor)
     meta_labels = {
         **labels,
@@ -160,23 +180,28 @@ def build(
             ownership.POOL_LABEL: pool.name,
             ownership.TENANT_LABEL: claim.spec.tenant,
         }
-        return {
+        obj: dict[str, Any] = {
             "apiVersion": API_VERSION,
             "kind": "ResourceClaimTemplate",
             "metadata": metadata,
             "spec": {"metadata": {"labels": dict(sorted(template_labels.items()))}, "spec": spec},
         }
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ResourceClaim",
-        "metadata": metadata,
-        "spec": spec,
-    }
+    else:
+        obj = {
+            "apiVersion": API_VERSION,
+            "kind": "ResourceClaim",
+            "metadata": metadata,
+            "spec": spec,
+        }
+    if memo is not None:
+        memo.built += 1
+        memo.fresh[claim.metadata.name] = (key, obj)
+    return obj
 
 
 @dataclass(slots=True)
 class Memo:
-    """The claim bodies :func:`build_memoised` returned last time, by claim name.
+    """The claim bodies :func:`build` returned last time, by claim name.
 
     A body is a function of the CUClaim, the namespace and charge admission gave it, its
     pool's name and sharing, the driver, the fence, the vendors' uuid attributes, and the
@@ -192,38 +217,3 @@ class Memo:
     def turn(self) -> None:
         """End one plan: what was built or reused is what the next plan may reuse."""
         self.bodies, self.fresh = self.fresh, {}
-
-
-def build_memoised(
-    memo: Memo | None,
-    claim: docs.CUClaim,
-    decision: admission.Decision,
-    pool: capacity.PoolCapacity,
-    driver: str,
-    fence: docs.FenceSettings,
-    uuid_attribute_by_vendor: Mapping[str, str],
-    labels: Mapping[str, str],
-    annotations: Mapping[str, str],
-) -> dict[str, Any]:
-    """:func:`build`, reusing the body built last time from equal inputs (:class:`Memo`)."""
-    args = (claim, decision, pool, driver, fence, uuid_attribute_by_vendor, labels, annotations)
-    if memo is None:
-        return build(*args)
-    key = (
-        claim,
-        decision.namespace,
-        decision.charged_milli,
-        pool.name,
-        pool.sharing,
-        driver,
-        fence,
-        uuid_attribute_by_vendor,
-        labels,
-        annotations,
-    )
-    known = memo.bodies.get(claim.metadata.name)
-    if known is None or known[0] != key:
-        known = (key, build(*args))
-        memo.built += 1
-    memo.fresh[claim.metadata.name] = known
-    return known[1]

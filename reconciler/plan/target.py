@@ -336,8 +336,7 @@ def _claim_objects(
                 )
             continue
         claim = by_name[decision.claim]
-        obj = claims.build_memoised(
-            memo,
+        obj = claims.build(
             claim,
             decision,
             pools[decision.pool],
@@ -346,6 +345,7 @@ def _claim_objects(
             uuid_attrs,
             labels,
             annotations,
+            memo,
         )
         current = live_by_key.get(safety.object_key(obj)) if decision.in_use else None
         if current is not None and obj["kind"] == "ResourceClaim":
