@@ -214,9 +214,7 @@ def compute(
     memo: Memo | None = None,
 ) -> ChangeSet:
     """Pair, normalise and compare. Pure; the order is the apply order. ``memo`` only saves
-    work (:class:`Memo`); it is used with the default normalisers only."""
-    if normalizers is not norm.DEFAULT_NORMALIZERS:
-        memo = None
+    work (:class:`Memo`: it remembers the stamp check, which no normaliser takes part in)."""
     with _gc.paused():
         return _compute(target, live, normalizers, memo)
 
