@@ -14,9 +14,10 @@ controller vs the same period without it).
     .venv/bin/python bench/bench_controller.py --big --commits 10
 
 ``--big --node-events N`` measures instead, on the same repository, node lost → its CU
-slices gone (then node back → its CU slices published) over N events, once with the
-controller's memo (the default) and once with ``--no-memo`` (a full reconcile per event),
-side by side in the same minutes (issue 24's end-to-end figure):
+slices gone (then node back → its CU slices published) over N events, in three modes side
+by side in the same minutes (issue 24's end-to-end figure): the default (observe from the
+watch cache, plan with the memo), ``--no-watch-cache`` (list everything each reconcile) and
+``--no-watch-cache --no-memo`` (a full list and plan per event):
 
     .venv/bin/python bench/bench_controller.py --big --node-events 20
 """
@@ -287,7 +288,8 @@ def _big(env: harness.Env, root: Path, commits: int) -> None:
 
 
 def _node_events(env: harness.Env, events: int) -> None:
-    """Node lost → CU slices gone and node back → published, with and without the memo."""
+    """Node lost → CU slices gone and node back → published: observing from the watch
+    cache with the memo (the default), listing with the memo, listing without it."""
     api = env.admin
     ours: list[str] = []
     result: dict[str, object] = {
@@ -296,7 +298,12 @@ def _node_events(env: harness.Env, events: int) -> None:
         "repository": "generate_repo 200 tenants / 50 pools / 5,000 claims",
         "load_average_start": _load(),
     }
-    for mode, extra in (("memo", ()), ("no_memo", ("--no-memo",))):
+    modes: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("watch_cache", ()),
+        ("list", ("--no-watch-cache",)),
+        ("list_no_memo", ("--no-watch-cache", "--no-memo")),
+    )
+    for mode, extra in modes:
         replica = env.start(f"bench-{mode}", interval="10m", resync="10m", extra=extra)
         env.ready_at(env.head(), timeout=1800)
         if not ours:

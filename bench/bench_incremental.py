@@ -73,7 +73,9 @@ class _Apiserver:
         the process's RSS (the controller holds one list, not the server's copy too)."""
         self.version = 0
 
-    def apply(self, objects: Any) -> None:
+    def apply(self, objects: Any) -> list[tuple[str, str]]:
+        """Store the plan; return its watch events, (type, JSON text), in order."""
+        events: list[tuple[str, str]] = []
         seen = set()
         for obj in objects:
             meta = obj["metadata"]
@@ -100,8 +102,10 @@ class _Apiserver:
                 ],
             }
             self.stored[key] = (digest, json.dumps(body))
+            events.append(("MODIFIED" if old else "ADDED", self.stored[key][1]))
         for key in set(self.stored) - seen:
-            del self.stored[key]
+            events.append(("DELETED", self.stored.pop(key)[1]))
+        return events
 
     def list(self) -> tuple[dict[str, Any], ...]:
         return tuple(json.loads("[" + ",".join(t for _, t in self.stored.values()) + "]"))
@@ -115,6 +119,7 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
     from reconciler import plan as planning
     from reconciler.diff import changeset
     from reconciler.model import observed as obs
+    from reconciler.observe import informer
 
     scale = nodes / FLEET["nodes"]
     desired, raw = generate_fleet.generate(
@@ -126,14 +131,34 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
     driver = desired.settings.spec.driver_name
     cpu = time.process_time
     server = _Apiserver()
+    store = informer.Store("all", "/apis/x/v1/all")
+    """``watch``: every kind in one store (the controller keeps one per kind; one sort)."""
+    pending: list[tuple[str, str]] = []
+    applied: list[Any] = []
+
+    def publish(last: Any) -> None:
+        """The apiserver's side of an apply (not timed): store the plan, queue its events."""
+        applied[:] = [last.objects]
+        if live_mode != "plan":
+            pending.extend(server.apply(last.objects))
+
+    def read_live() -> Any:
+        """The controller's side (timed, part of the event): a re-list (``relist``), the
+        watch events since the last read into the store (``watch``), or the last plan's
+        own objects (``plan``, as ``plan --base`` does)."""
+        if live_mode == "plan":
+            return applied[0]
+        if live_mode == "relist":
+            pending.clear()
+            return server.list()
+        for kind, text in pending:
+            store.event(kind, json.loads(text))
+        pending.clear()
+        return tuple(store.items())
 
     def live_side(last: Any) -> Any:
-        """The controller's live side: a re-list after the apply (``relist``), or the
-        previous plan's own objects (``plan``, as ``plan --base`` does)."""
-        if live_mode == "plan":
-            return last.objects
-        server.apply(last.objects)
-        return server.list()
+        publish(last)
+        return read_live()
 
     # Steady state: what the controller holds after one reconcile (and one more, so the
     # memo has seen the live side it will be planned against).
@@ -145,7 +170,8 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
     live = live_side(last)
     last = planning.plan(desired, observed, live, memo=plan_memo)
     changeset.compute(last.objects, live, memo=changes_memo)
-    live = live_side(last)
+    publish(last)
+    del live
     gc.collect()
     rss_steady = _rss_mb()
 
@@ -163,30 +189,32 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
         )
 
     def node_lost(index: int) -> tuple[float, int]:
-        nonlocal last, live
+        nonlocal last
         lost = lose_node(raw, index)
         t = cpu()
+        live = read_live()
         seen = obs.build(lost, desired.adapters, driver, memo)
         nxt = planning.plan(desired, seen, live, memo=plan_memo)
         changes = changeset.compute(nxt.objects, nxt.live, memo=changes_memo)
         took = cpu() - t
         last = nxt
-        live = live_side(last)
+        publish(last)
         return took, len(changes.changes)
 
     def claim_added(index: int) -> tuple[float, int]:
-        nonlocal last, live
+        nonlocal last
         extra = ex.claim(
             f"zz-claim-{index:05d}",
             {"tenant": "team-001", "pool": "inference", "cu": 25, "count": 1},
         )
         wanted = dataclasses.replace(desired, claims=(*desired.claims, extra))
         t = cpu()
+        live = read_live()
         nxt = planning.plan(wanted, observed, live, memo=plan_memo)
         changes = changeset.compute(nxt.objects, nxt.live, memo=changes_memo)
         took = cpu() - t
         last = nxt
-        live = live_side(last)
+        publish(last)
         return took, len(changes.changes)
 
     node_s, node_changes = node_lost(7)
@@ -221,7 +249,9 @@ def memory_parts(nodes: int = 5000) -> dict[str, float]:
     import generate_fleet
 
     from reconciler import plan as planning
+    from reconciler.diff import changeset
     from reconciler.model import observed as obs
+    from reconciler.observe import informer
 
     scale = nodes / FLEET["nodes"]
     out: dict[str, float] = {}
@@ -253,6 +283,18 @@ def memory_parts(nodes: int = 5000) -> dict[str, float]:
     out["live_json_mb"] = round(sum(len(t) for _, t in server.stored.values()) / 1e6)
     fields = [o["metadata"].get("managedFields") for o in live]
     out["managed_fields_json_mb"] = round(len(json.dumps(fields)) / 1e6, 1)
+    del live, fields
+    step("live_list_dropped_mb")
+    store = informer.Store("all", "/apis/x/v1/all")
+    store.replace(json.loads(t) for _, t in server.stored.values())
+    step("watch_store_mb")
+    memo = planning.Memo()
+    changes = changeset.Memo()
+    live = tuple(store.items())
+    again = planning.plan(desired, observed, live, memo=memo)
+    changeset.compute(again.objects, live, memo=changes)
+    del planned
+    step("plan_with_memo_and_changeset_memo_mb")
     return out
 
 
@@ -263,9 +305,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=5000, help="fleet size (all else scales)")
     parser.add_argument(
         "--live",
-        choices=("relist", "plan"),
+        choices=("relist", "watch", "plan"),
         default="relist",
-        help="the live side: a re-list after applying (the controller) or the last plan",
+        help="the live side: a re-list after applying (the controller with --no-watch-cache), "
+        "the watch events into the controller's store (its default), or the last plan",
     )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(

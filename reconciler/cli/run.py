@@ -101,6 +101,11 @@ def run_command(
         "--memo/--no-memo",
         help="Reuse the last reconcile's unchanged work (--no-memo: plan every event in full).",
     ),
+    watch_cache: bool = typer.Option(
+        True,
+        "--watch-cache/--no-watch-cache",
+        help="Observe from the watches' stores (--no-watch-cache: list everything each time).",
+    ),
 ) -> None:
     """Run the controller until SIGTERM: exit 0 on a clean stop, 2 when it cannot start."""
     from reconciler.controller import httpserver, logs, loop, metrics, webhook
@@ -133,6 +138,7 @@ def run_command(
         identity=who,
         cluster=fleet_cluster,
         memo=memo,
+        watch_cache=watch_cache,
     )
     controller = loop.Controller(api, cfg, metrics=metrics.Metrics(cluster=fleet_cluster))
     secret = os.environ.get("CU_WEBHOOK_SECRET", "").encode()

@@ -20,6 +20,7 @@ from reconciler.apply import lease as leases
 from reconciler.apply import writer as writers
 from reconciler.controller import echoes as echo
 from reconciler.controller import outages as outage
+from reconciler.observe import informer
 
 log = logging.getLogger("cu-reconciler.leader")
 
@@ -75,6 +76,14 @@ class LeaderWriter:
     inner: writers.Writer
     elector: Elector
     echoes: echo.Echoes | None = None
+    cache: informer.Cache | None = None
+    """Told of every write, so the next read from it waits until the watches reflect them."""
+
+    def _wrote(self, stored: Mapping[str, Any]) -> None:
+        if self.echoes is not None:
+            self.echoes.wrote(stored)
+        if self.cache is not None:
+            self.cache.wrote(stored)
 
     def whoami(self) -> str:
         return self.inner.whoami()
@@ -89,8 +98,8 @@ class LeaderWriter:
         if not dry_run:
             self._check(obj)
         stored = self.inner.apply(obj, dry_run=dry_run)
-        if not dry_run and self.echoes is not None:
-            self.echoes.wrote(stored)
+        if not dry_run:
+            self._wrote(stored)
         return stored
 
     def delete(self, obj: Mapping[str, Any], *, dry_run: bool) -> bool:
@@ -98,14 +107,17 @@ class LeaderWriter:
             self._check(obj)
             if self.echoes is not None:  # before: the DELETED event may outrun the response
                 self.echoes.deleted(obj)
-        return self.inner.delete(obj, dry_run=dry_run)
+        gone = self.inner.delete(obj, dry_run=dry_run)
+        if not dry_run and self.cache is not None:
+            self.cache.deleted(obj)  # accepted, or already gone (False): either way, absent
+        return gone
 
     def replace(self, obj: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
         if not dry_run:
             self._check(obj)
         stored = self.inner.replace(obj, dry_run=dry_run)
-        if not dry_run and self.echoes is not None:
-            self.echoes.wrote(stored)
+        if not dry_run:
+            self._wrote(stored)
         return stored
 
     def set_managed_fields(
@@ -114,8 +126,8 @@ class LeaderWriter:
         if not dry_run:
             self._check(live)
         stored = self.inner.set_managed_fields(live, fields, dry_run=dry_run)
-        if not dry_run and self.echoes is not None:
-            self.echoes.wrote(stored)
+        if not dry_run:
+            self._wrote(stored)
         return stored
 
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:

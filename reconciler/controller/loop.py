@@ -62,7 +62,7 @@ from reconciler.controller import (
 from reconciler.controller import revisions as revs
 from reconciler.controller import status as st
 from reconciler.controller.reasons import Reason
-from reconciler.observe import cluster
+from reconciler.observe import cluster, sources
 
 log = logging.getLogger("cu-reconciler.loop")
 
@@ -113,6 +113,9 @@ class Config:
     """Keep the last reconcile's work for the next (:class:`pipeline.Memo`); False plans
     every event in full (the memo never changes a result; this is the comparison and the
     escape hatch)."""
+    watch_cache: bool = True
+    """Observe from the watches' stores (:mod:`reconciler.observe.informer`); False lists
+    every collection on every reconcile (the comparison and the escape hatch)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +163,7 @@ class Controller:
         cfg = self.config
         # One pooled connection per long-lived watch, per parallel write, and the Lease's.
         kube.ensure_pool(
-            self.api, len(watches.TARGETS) + 1 + applying.ApplyOptions().concurrency + 2
+            self.api, len(watches.stored()) + 1 + applying.ApplyOptions().concurrency + 2
         )
         self._seed_url, self._credentials = credentials.split(cfg.repo)
         self._url_credentials = self._credentials
@@ -177,7 +180,16 @@ class Controller:
         )
         self.recorder = events.Recorder(self.api, cfg.name, self.elector.lease.identity)
         self.echoes = echoes.Echoes()
-        self.writer = leader.LeaderWriter(writers.KubeWriter(self.api), self.elector, self.echoes)
+        self.targets = watches.stored() if cfg.watch_cache else watches.TARGETS
+        self.cache = (
+            cluster.cached(self.api, watches.stores(self.targets)) if cfg.watch_cache else None
+        )
+        """What the watches keep; a reconcile reads it instead of listing everything."""
+        if self.cache is not None:
+            self.cache.counted = lambda src: self.metrics.observe_reads.labels(src).inc()
+        self.writer = leader.LeaderWriter(
+            writers.KubeWriter(self.api), self.elector, self.echoes, self.cache
+        )
         self.revisions = revs.Revisions()
         self.memo = pipeline.Memo() if cfg.memo else None
         """The last reconcile's work: a re-list re-normalises only the slices whose uid or
@@ -227,7 +239,8 @@ class Controller:
                 self.stop.wait(0.5)
                 continue
             if not watching:
-                watches.start(self.api, self.changed, self.stop)
+                stores = self.cache.stores if self.cache is not None else None
+                watches.start(self.api, self.changed, self.stop, self.targets, stores)
                 watches.start(self.api, self.changed, self.stop, targets=(CUSYNC,))
                 watching = True
             if not leading:
@@ -494,7 +507,7 @@ class Controller:
         planned_at = self.clock()
         outcome = pipeline.reconcile(
             pipeline.Request(self.mirror.source_path, sha, self.source.cluster, now=planned_at),
-            cluster.Cluster(self.api),
+            self._observed_source(why),
             self.writer,
             # Between waves: still the leader (by the apiserver and the clock), not stopping.
             applying.ApplyOptions(checkpoint=leases.checkpoint(self.elector.lease, self.stop)),
@@ -507,6 +520,14 @@ class Controller:
         self._next_edge(outcome, planned_at)
         self._finish(outcome, rid, generation, sync, t0)
         return outcome
+
+    def _observed_source(self, why: set[str]) -> sources.Source:
+        """The watch cache; a full list when leading anew, on the periodic resync, or with
+        no cache (a list is the reference the cache must equal, so it is also the repair)."""
+        if self.cache is None or why & {"leader", "resync"}:
+            self.metrics.observe_reads.labels("list").inc()
+            return cluster.Cluster(self.api)
+        return self.cache
 
     @staticmethod
     def _stalled(status: Mapping[str, Any]) -> bool:

@@ -132,6 +132,13 @@ class Metrics:
             "Requests to the apiserver that failed after the transport's retries.",
             registry=r,
         )
+        self.observe_reads = Counter(
+            "cu_observe_reads_total",
+            "Reads of the cluster by reconciles, by source: cache (the watches' stores) or "
+            "list (a full list: leading anew, the resync, or the stores not in step).",
+            ["source"],
+            registry=r,
+        )
         self.apiserver_outage_seconds = Gauge(
             "cu_apiserver_last_outage_seconds",
             "Length of the last apiserver outage that ended.",

@@ -27,7 +27,7 @@ from reconciler.model import diagnostics
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
 from reconciler.model import state as st
-from reconciler.observe import cluster, sources
+from reconciler.observe import cluster, informer, sources
 from reconciler.plan import costs, fence, safety
 from reconciler.source import signature
 from reconciler.source import tree as source_tree
@@ -181,6 +181,8 @@ def _observe(run: _Run) -> None:
     assert run.desired is not None
     src = run.observed_source
     namespace = run.desired.settings.spec.reconciler_namespace
+    if isinstance(src, informer.Cache) and not src.serves(namespace):
+        src = src.fallback  # its stores watch another namespace's Leases and inventory
     if isinstance(src, cluster.Cluster) and src.presence_namespace != namespace:
         # The inventory and the plugins' presence Leases live in the reconciler namespace.
         src = dataclasses.replace(src, presence_namespace=namespace)

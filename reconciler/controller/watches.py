@@ -1,7 +1,8 @@
 """Watches that wake the loop: what vendor drivers publish, Nodes, claims, and what we own.
 
-One thread per resource: list (one item, for a resourceVersion), then ``?watch=1`` with
-bookmarks, restarted on timeout and re-listed on ``410 Gone`` or any transport failure
+One thread per resource: list (everything into its store, for the watch cache of
+:mod:`reconciler.observe.informer`; else one item, for a resourceVersion), then ``?watch=1``
+with bookmarks, restarted on timeout and re-listed on ``410 Gone`` or any transport failure
 (an apiserver restart), retrying every :data:`RETRY_CAP` seconds at most. Every list
 notifies a :data:`RELISTED` change: whatever happened between the old watch breaking and
 the new list's resourceVersion (a fence binding deleted right after an apiserver restart)
@@ -21,14 +22,15 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client import ApiClient
 
 from reconciler import kube
-from reconciler.model import ownership
+from reconciler.model import ownership, presence
+from reconciler.observe import cluster, informer
 
 log = logging.getLogger("cu-reconciler.watch")
 OWNED = f"{ownership.MANAGED_BY_KEY}={ownership.MANAGED_BY_VALUE}"
@@ -56,6 +58,8 @@ class Target:
     kind: str
     path: str
     selector: str | None = None
+    notify: bool = True
+    """Whether its changes wake the loop (False: only kept in a store for reads)."""
 
 
 TARGETS: tuple[Target, ...] = (
@@ -76,6 +80,27 @@ TARGETS: tuple[Target, ...] = (
         "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
     ),
 )
+
+
+def stored(presence_namespace: str = cluster.PRESENCE_NAMESPACE) -> tuple[Target, ...]:
+    """Every collection a reconcile reads (:mod:`reconciler.observe.cluster`'s lists), as
+    watches that keep a store: :data:`TARGETS`, and three that never wake the loop. Our
+    ResourceQuotas (the kube-controller-manager rewrites their usage on every claim), the
+    kubelet plugins' presence Leases (renewed every few seconds; a lapse is found by the
+    periodic resync, as before) and our inventory ConfigMaps (only we write them)."""
+    leases = f"/apis/coordination.k8s.io/v1/namespaces/{presence_namespace}/leases"
+    configmaps = f"/api/v1/namespaces/{presence_namespace}/configmaps"
+    return (
+        *TARGETS,
+        Target("ResourceQuota", "/api/v1/resourcequotas", OWNED, notify=False),
+        Target("Lease", leases, f"{presence.PRESENCE_LABEL}=true", notify=False),
+        Target("ConfigMap", configmaps, cluster.INVENTORY_SELECTOR, notify=False),
+    )
+
+
+def stores(targets: tuple[Target, ...]) -> dict[str, informer.Store]:
+    """One empty store per target, by kind (for :func:`start` and the cache)."""
+    return {t.kind: informer.Store(t.kind, t.path, t.selector) for t in targets}
 
 
 STATUS_IGNORED = frozenset({"DeviceTaintRule"})
@@ -107,6 +132,9 @@ class Watch:
     target: Target
     notify: Callable[[Change], None]
     stop: threading.Event
+    store: informer.Store | None = None
+    """Kept as the apiserver holds the collection (a full list, then every event), for
+    :class:`reconciler.observe.informer.Cache`; None: the watch only wakes the loop."""
 
     def run(self) -> None:
         seen: dict[str, str] = {}
@@ -116,22 +144,50 @@ class Watch:
             try:
                 rv = self._list_rv()
                 failures = 0
-                self.notify(Change(self.target.kind, RELISTED, "", rv))
+                if self.target.notify:
+                    self.notify(Change(self.target.kind, RELISTED, "", rv))
                 while not self.stop.is_set() and rv:
                     rv = self._watch(rv, seen)
             except Exception as exc:  # any transport failure: back off, re-list
                 failures += 1
                 log.debug("watch %s: %s", self.target.kind, exc)
                 self.stop.wait(backoff.delay(min(failures, 6)))
+            finally:
+                if self.store is not None:
+                    self.store.broke()  # until the next list, reads list instead
 
     def _query(self) -> dict[str, str]:
         return {"labelSelector": self.target.selector} if self.target.selector else {}
 
     def _list_rv(self) -> str:
-        resp = kube.call(self.api, "GET", self.target.path, query={**self._query(), "limit": "1"})
-        if not resp.ok or not isinstance(resp.data, dict):
-            raise RuntimeError(resp.reason())
-        return str((resp.data.get("metadata") or {}).get("resourceVersion") or "")
+        """The resourceVersion to watch from; with a store, after listing everything into it
+        (paged: every page of one list is served at the first page's resourceVersion)."""
+        rv = ""
+
+        def pages() -> Iterator[dict[str, Any]]:
+            # Page by page into the store: a page's parsed JSON is dropped once stored.
+            nonlocal rv
+            token = ""
+            while True:
+                query = {**self._query(), "limit": str(cluster.PAGE if self.store else 1)}
+                if token:
+                    query["continue"] = token
+                resp = kube.call(self.api, "GET", self.target.path, query=query)
+                if not resp.ok or not isinstance(resp.data, dict):
+                    raise RuntimeError(resp.reason())
+                meta = resp.data.get("metadata") or {}
+                rv = str(meta.get("resourceVersion") or "")
+                yield from resp.data.get("items") or ()
+                token = str(meta.get("continue") or "") if self.store is not None else ""
+                if not token:
+                    return
+
+        if self.store is not None:
+            self.store.replace(pages())
+        else:
+            for _ in pages():
+                pass
+        return rv
 
     def _watch(self, rv: str, seen: dict[str, str]) -> str:
         """Follow one watch request; return the resourceVersion to resume at ("" = re-list)."""
@@ -172,6 +228,10 @@ class Watch:
                     continue
                 uid = str((obj.get("metadata") or {}).get("uid") or "")
                 change = Change(self.target.kind, str(kind), uid, rv)
+                if self.store is not None:  # before the loop hears of it
+                    self.store.event(str(kind), obj)
+                if not self.target.notify:
+                    continue
                 if kind == "DELETED":
                     seen.pop(uid, None)
                     self.notify(change)
@@ -190,10 +250,12 @@ def start(
     notify: Callable[[Change], None],
     stop: threading.Event,
     targets: tuple[Target, ...] = TARGETS,
+    stores: Mapping[str, informer.Store] | None = None,
 ) -> list[threading.Thread]:
+    """One thread per target; a target whose kind has a store in ``stores`` keeps it."""
     threads = []
     for target in targets:
-        watch = Watch(api, target, notify, stop)
+        watch = Watch(api, target, notify, stop, (stores or {}).get(target.kind))
         thread = threading.Thread(target=watch.run, name=f"watch-{target.kind}", daemon=True)
         thread.start()
         threads.append(thread)

@@ -24,7 +24,7 @@ from kubernetes.config.config_exception import ConfigException
 from reconciler import errors, kube
 from reconciler.model import observed as obs
 from reconciler.model import ownership, presence
-from reconciler.observe import capabilities, sources
+from reconciler.observe import capabilities, informer, sources
 
 PAGE = 500
 READERS = 4
@@ -197,10 +197,23 @@ class Cluster:
             pages = [pool.submit(lambda a: list(list_all(self.api, *a)), a) for a in lists]
             items = [item for page in pages for item in page.result()]
             skip = probe.result()
-        raw = sources.classify(items)
-        return dataclasses.replace(
-            raw,
-            read_at=time.time(),
-            skip_node_operations=skip,
-            inventories=raw.inventories or {},  # a live cluster always has one, maybe empty
-        )
+        return _finish(sources.classify(items), skip)
+
+    def finish(self, raw: obs.RawObjects) -> obs.RawObjects:
+        """What a read of the cluster adds to its objects: the time, the capability probe."""
+        return _finish(raw, capabilities.skip_node_operations(self.api, PROBE_DRIVER))
+
+
+def _finish(raw: obs.RawObjects, skip: bool) -> obs.RawObjects:
+    return dataclasses.replace(
+        raw,
+        read_at=time.time(),
+        skip_node_operations=skip,
+        inventories=raw.inventories or {},  # a live cluster always has one, maybe empty
+    )
+
+
+def cached(api: k8s_client.ApiClient, stores: Mapping[str, informer.Store]) -> informer.Cache:
+    """The cluster read from watch-fed ``stores``, listing when they are not in step."""
+    fallback = Cluster(api)
+    return informer.Cache(stores, fallback, fallback.finish)

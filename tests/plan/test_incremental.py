@@ -6,7 +6,8 @@ The contract is equality, after every event of a random sequence — a node lost
 device turning unhealthy, a claim added or removed, a factor moved, a new revision — with
 the live side either the previous plan's own objects (``plan --base``, the benchmark) or
 what an apiserver would return after applying it (new objects on every list, a uid, and a
-resourceVersion that changes on every write).
+resourceVersion that changes on every write), or the controller's watch cache of it
+(observe/informer.py: unchanged objects kept, small maps shared between objects).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from reconciler import plan as planning
 from reconciler.diff import changeset
 from reconciler.model import observed as obs
 from reconciler.model import ownership
+from reconciler.observe import informer
 from reconciler.plan import managed, safety
 
 _MODELS = (("nvidia", "H100"), ("nvidia", "A100"), ("biren", "BR104"), ("hygon", "Z100"))
@@ -149,11 +151,15 @@ class _Apiserver:
     def __init__(self) -> None:
         self.stored: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.versions = itertools.count(1)
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        """What a watch would deliver since the last :meth:`watched`."""
+        self.store = informer.Store("Any", "/apis/any/v1/any")
+        """The controller's watch cache of all of it (one store: one kind's is no different)."""
 
     def apply(self, objects: Sequence[dict[str, Any]]) -> None:
         wanted = {safety.object_key(o): o for o in objects}
         for key in set(self.stored) - set(wanted):
-            del self.stored[key]
+            self.events.append(("DELETED", self.stored.pop(key)))
         for key, obj in wanted.items():
             old = self.stored.get(key)
             body = copy.deepcopy(managed.stamped(obj))
@@ -174,9 +180,25 @@ class _Apiserver:
             body["metadata"]["uid"] = old["metadata"]["uid"] if old else f"uid-{key}"
             body["metadata"]["resourceVersion"] = str(next(self.versions))
             self.stored[key] = body
+            self.events.append(("MODIFIED" if old else "ADDED", body))
 
     def list(self) -> tuple[dict[str, Any], ...]:
         return tuple(copy.deepcopy(o) for _, o in sorted(self.stored.items()))
+
+    def watched(self) -> tuple[dict[str, Any], ...]:
+        """The watch cache's read: the events since the last one applied to the store
+        (unchanged objects keep their identity, their small maps are shared)."""
+        for kind, obj in self.events:
+            self.store.event(kind, copy.deepcopy(obj))
+        self.events.clear()
+        return tuple(self.store.items())
+
+    def live(self, mode: str, last: planning.Plan) -> tuple[dict[str, Any], ...]:
+        if mode == "relist":
+            return self.list()
+        if mode == "watch":
+            return self.watched()
+        return last.objects
 
 
 _EVENTS = hst.tuples(
@@ -204,10 +226,15 @@ def _same(a: planning.Plan, b: planning.Plan) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(events=hst.lists(_EVENTS, min_size=1, max_size=10), relisted=hst.booleans())
+@given(
+    events=hst.lists(_EVENTS, min_size=1, max_size=10),
+    mode=hst.sampled_from(("plan", "relist", "watch")),
+)
 def test_a_plan_with_the_memo_equals_a_plan_from_scratch_after_every_event(
-    events: list[tuple[str, int]], relisted: bool
+    events: list[tuple[str, int]], mode: str
 ) -> None:
+    """Whatever the live side: the last plan, a re-list, or the controller's watch cache
+    (whose objects must also come out of planning and diffing exactly as they went in)."""
     world = _World()
     memo = planning.Memo()
     changes = changeset.Memo()
@@ -217,13 +244,15 @@ def test_a_plan_with_the_memo_equals_a_plan_from_scratch_after_every_event(
     for kind, i in events:
         _event(world, kind, i)
         desired, observed = world.desired(), world.observed()
-        live = server.list() if relisted else last.objects
+        live = server.live(mode, last)
+        before = copy.deepcopy(live)
         fresh = planning.plan(desired, observed, live)
         incremental = planning.plan(desired, observed, live, memo=memo)
         _same(incremental, fresh)
         assert changeset.compute(incremental.objects, live, memo=changes) == changeset.compute(
             fresh.objects, live
         )
+        assert live == before, "planning and diffing modify no live object"
         last = incremental
         server.apply(last.objects)
 
