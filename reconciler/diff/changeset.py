@@ -23,7 +23,7 @@ from reconciler.diff import normalize as norm
 from reconciler.diff import pair as pairing
 from reconciler.model import observed as obs
 from reconciler.model import ownership
-from reconciler.plan import managed
+from reconciler.plan import facts, managed
 
 JsonObject = Mapping[str, Any]
 
@@ -205,6 +205,11 @@ class Memo:
     in_sync: dict[tuple[int, str, str], JsonObject] = field(default_factory=dict)
     reused: int = 0
     """Pairs of the last :func:`compute` known in sync from the one before."""
+    keys: facts.PerObject[pairing.ObjectKey] = field(
+        default_factory=lambda: facts.PerObject(pairing.ObjectKey.of)
+    )
+    """Each object's key, remembered while the object lives (planned or live objects are
+    mostly the same objects from one reconcile to the next)."""
 
 
 def compute(
@@ -247,7 +252,12 @@ def _compute(
     fresh: dict[tuple[int, str, str], JsonObject] = {}
     if memo is not None:
         memo.reused = 0
-    for p in pairing.pair(target, live):
+    pairs = (
+        pairing.pair(target, live, memo.keys) if memo is not None else pairing.pair(target, live)
+    )
+    if memo is not None:
+        memo.keys.turn()
+    for p in pairs:
         if p.target is None:
             assert p.live is not None
             if not ownership.is_owned(p.live):

@@ -7,7 +7,7 @@ prune candidate. Nothing else in the diff matches objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -50,17 +50,22 @@ class Pair:
     live: JsonObject | None
 
 
-def pair(target: Iterable[JsonObject], live: Iterable[JsonObject]) -> tuple[Pair, ...]:
-    """Align by key, in apply order (kind rank, namespace, name); duplicates are an error."""
+def pair(
+    target: Iterable[JsonObject],
+    live: Iterable[JsonObject],
+    key_of: Callable[[JsonObject], ObjectKey] = ObjectKey.of,
+) -> tuple[Pair, ...]:
+    """Align by key, in apply order (kind rank, namespace, name); duplicates are an error.
+    ``key_of`` is :meth:`ObjectKey.of`, or the same remembered per object."""
     wanted: dict[ObjectKey, JsonObject] = {}
     for obj in target:
-        key = ObjectKey.of(obj)
+        key = key_of(obj)
         if key in wanted:
             raise ValueError(f"the target holds {key.subject} twice")
         wanted[key] = obj
     current: dict[ObjectKey, JsonObject] = {}
     for obj in live:
-        current.setdefault(ObjectKey.of(obj), obj)
+        current.setdefault(key_of(obj), obj)
     keys = sorted(
         wanted.keys() | current.keys(),
         key=lambda k: (plan_target.kind_rank(k.kind), k.namespace, k.name, k.group),

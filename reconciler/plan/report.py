@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -150,23 +150,41 @@ def _recorded_milli(text: Any) -> int | None:
     return value if value >= 0 else None
 
 
-def published_cu(objects: Iterable[Mapping[str, Any]], driver: str) -> dict[str, int]:
-    """CU per pool published in our slices, not counting tainted devices."""
+def published_cu(
+    objects: Iterable[Mapping[str, Any]],
+    driver: str,
+    per_object: Callable[[Mapping[str, Any]], SliceCU] | None = None,
+) -> dict[str, int]:
+    """CU per pool published in our slices, not counting tainted devices. ``per_object``
+    is :func:`slice_cu`, remembered (:class:`reconciler.plan.facts.PerObject`)."""
+    of = per_object or slice_cu
     out: dict[str, int] = defaultdict(int)
     for obj in objects:
-        spec = obj.get("spec") or {}
-        if obj.get("kind") != "ResourceSlice" or spec.get("driver") != driver:
-            continue
-        for device in spec.get("devices") or ():
-            if any(
-                t.get("effect") in ("NoSchedule", "NoExecute") for t in device.get("taints") or ()
-            ):
-                continue
-            pool = ((device.get("attributes") or {}).get("pool") or {}).get("string")
-            cu = ((device.get("capacity") or {}).get(slices.CU_CAPACITY) or {}).get("value")
-            if pool and cu is not None:
-                out[str(pool)] += _milli(cu)
+        found = of(obj)
+        if found is not None and found[0] == driver:
+            for pool, milli in found[1]:
+                out[pool] += milli
     return dict(out)
+
+
+SliceCU = tuple[str, tuple[tuple[str, int], ...]] | None
+"""A ResourceSlice's driver and the CU it publishes per pool (None: not a slice)."""
+
+
+def slice_cu(obj: Mapping[str, Any]) -> SliceCU:
+    """What one object adds to :func:`published_cu`, for any driver."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") != "ResourceSlice":
+        return None
+    out: dict[str, int] = defaultdict(int)
+    for device in spec.get("devices") or ():
+        if any(t.get("effect") in ("NoSchedule", "NoExecute") for t in device.get("taints") or ()):
+            continue
+        pool = ((device.get("attributes") or {}).get("pool") or {}).get("string")
+        cu = ((device.get("capacity") or {}).get(slices.CU_CAPACITY) or {}).get("value")
+        if pool and cu is not None:
+            out[str(pool)] += _milli(cu)
+    return str(spec.get("driver")), tuple(out.items())
 
 
 def _replicas(metadata: Mapping[str, Any]) -> int:

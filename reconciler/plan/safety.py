@@ -12,7 +12,7 @@ so raising ``maxDeleteFraction`` to 1.0 takes effect one reconcile *after* it is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reconciler.model import documents as docs
@@ -31,7 +31,7 @@ def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
-def _counts(obj: Mapping[str, Any]) -> bool:
+def counts_as_owned(obj: Mapping[str, Any]) -> bool:
     """Owned for the guard: our label and, on a live object, our applied fields.
 
     A foreign object wearing our label is never deleted (apply reports it as a conflict),
@@ -44,18 +44,23 @@ def _counts(obj: Mapping[str, Any]) -> bool:
 
 
 def check(
-    live: Iterable[Mapping[str, Any]], target: Iterable[Mapping[str, Any]], policy: docs.Policy
+    live: Iterable[Mapping[str, Any]],
+    target: Iterable[Mapping[str, Any]],
+    policy: docs.Policy,
+    key: Callable[[Mapping[str, Any]], tuple[str, str, str, str]] = object_key,
+    counted: Callable[[Mapping[str, Any]], bool] = counts_as_owned,
 ) -> str | None:
-    """None when safe, else the refusal message."""
-    wanted = {object_key(o) for o in target}
+    """None when safe, else the refusal message. ``key`` and ``counted`` are
+    :func:`object_key` and :func:`counts_as_owned`, or the same remembered per object."""
+    wanted = {key(o) for o in target}
     live = list(live)
-    keys = [object_key(o) for o in live]
+    keys = [key(o) for o in live]
     # Deletes first: most plans delete nothing, and then no live object's managedFields
     # need to be read to count what we own.
-    deletes = {k for k, o in zip(keys, live, strict=True) if k not in wanted and _counts(o)}
+    deletes = {k for k, o in zip(keys, live, strict=True) if k not in wanted and counted(o)}
     if not deletes:
         return None
-    owned = {k for k, o in zip(keys, live, strict=True) if k in deletes or _counts(o)}
+    owned = {k for k, o in zip(keys, live, strict=True) if k in deletes or counted(o)}
     safety = policy.spec.safety
     if not wanted & owned and not wanted and not safety.allow_empty:
         return (

@@ -25,6 +25,7 @@ from reconciler.plan import (
     capacity,
     claims,
     classes,
+    facts,
     fence,
     managed,
     quota,
@@ -429,6 +430,31 @@ class Memo:
     identity from plan to plan and later stages (the ChangeSet) can recognise them."""
     kept: int = 0
     """Objects of the last plan carried over from the one before."""
+    keys: facts.PerObject[tuple[str, str, str, str]] = field(
+        default_factory=lambda: facts.PerObject(safety.object_key)
+    )
+    """Per object (planned or live), what the stages that walk every object compute."""
+    owned: facts.PerObject[bool] = field(
+        default_factory=lambda: facts.PerObject(ownership.is_owned)
+    )
+    live_order: facts.PerObject[tuple[tuple[int, str, str], str]] = field(
+        default_factory=lambda: facts.PerObject(_live_order)
+    )
+    counted: facts.PerObject[bool] = field(
+        default_factory=lambda: facts.PerObject(safety.counts_as_owned)
+    )
+    published: facts.PerObject[report.SliceCU] = field(
+        default_factory=lambda: facts.PerObject(report.slice_cu)
+    )
+
+    def turn(self) -> None:
+        """One plan done: the per-object facts forget the objects it did not meet."""
+        for cache in (self.keys, self.owned, self.live_order, self.counted, self.published):
+            cache.turn()
+
+
+def _live_order(obj: JsonObject) -> tuple[tuple[int, str, str], str]:
+    return (sort_key(obj), str(obj.get("apiVersion", "")))
 
 
 def _intern(objects: list[dict[str, Any]], memo: Memo) -> None:
@@ -437,7 +463,7 @@ def _intern(objects: list[dict[str, Any]], memo: Memo) -> None:
     fresh: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     kept = 0
     for i, obj in enumerate(objects):
-        key = safety.object_key(obj)
+        key = memo.keys(obj)
         before = previous.get(key)
         if before is not None and (before is obj or before == obj):
             objects[i] = obj = before
@@ -465,7 +491,10 @@ def plan(
     of a plan made with one may be shared with the next, so they must not be modified.
     """
     with _gc.paused():
-        return _plan(desired, observed, live, now, memo)
+        planned = _plan(desired, observed, live, now, memo)
+    if memo is not None:
+        memo.turn()
+    return planned
 
 
 def _plan(
@@ -479,12 +508,13 @@ def _plan(
     settings = desired.settings.spec
     driver = settings.driver_name
     # Ours: what the inventory lists (a live cluster), else what wears our label.
+    owned = memo.owned if memo is not None else ownership.is_owned
     mine = (
         (o for o in observed.owned if observed.ours(o))
         if live is None
-        else (o for o in live if ownership.is_owned(o))
+        else (o for o in live if owned(o))
     )
-    live_objs = tuple(sorted(mine, key=lambda o: (sort_key(o), str(o.get("apiVersion", "")))))
+    live_objs = tuple(sorted(mine, key=memo.live_order if memo is not None else _live_order))
     pools, findings = capacity.compute(desired, observed)
     created, genuine = _ours(desired, observed, live_objs)
     running, unaccounted, stamp_warnings = _stamped(desired, observed, genuine)
@@ -568,8 +598,9 @@ def _plan(
     if memo is not None:
         _intern(objects, memo)
 
-    before_cu = report.published_cu(live_objs, driver)
-    after_cu = report.published_cu(objects, driver)
+    published = memo.published if memo is not None else None
+    before_cu = report.published_cu(live_objs, driver, published)
+    after_cu = report.published_cu(objects, driver, published)
     pool_reports = tuple(
         report.PoolReport(
             name=p.name,
@@ -595,7 +626,11 @@ def _plan(
         )
         for p in (pools[n] for n in pool_names)
     )
-    refusal = safety.check(live_objs, objects, desired.policy)
+    refusal = (
+        safety.check(live_objs, objects, desired.policy, memo.keys, memo.counted)
+        if memo is not None
+        else safety.check(live_objs, objects, desired.policy)
+    )
     all_findings = tuple(sorted({*observed.findings, *findings, *bypass}))
     # One accounting on both sides: what admission charged (the charged annotation our
     # claims and templates carry), live or the base revision's target.

@@ -1,0 +1,45 @@
+"""Per-object values remembered by object identity, from one plan to the next.
+
+Several stages walk every object of a plan and of its live side to compute the same small
+fact about each one: its key, its sort position, whether it counts as ours, the CU it
+publishes. With the controller's memo most objects are the very objects of the last plan
+(:func:`reconciler.plan.target._intern`), and with the watch cache most live objects are the
+very objects of the last read (:mod:`reconciler.observe.informer`). A fact computed once per
+object is then a dictionary lookup the next time.
+
+The cache is keyed by ``id()`` and holds the object itself, so an id is never reused while
+its entry lives, and a hit is checked with ``is``. It keeps the objects of the current and
+the previous turn only. Objects are never modified after they are planned or read (the rule
+that lets plans share objects), so a fact stays true for as long as its object lives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class PerObject(Generic[T]):
+    """``fn(obj)``, remembered for ``obj`` until the turn after the one it was last asked."""
+
+    fn: Callable[[Mapping[str, Any]], T]
+    _now: dict[int, tuple[Mapping[str, Any], T]] = field(default_factory=dict)
+    _last: dict[int, tuple[Mapping[str, Any], T]] = field(default_factory=dict)
+
+    def __call__(self, obj: Mapping[str, Any]) -> T:
+        k = id(obj)
+        hit = self._now.get(k)
+        if hit is None:
+            hit = self._last.get(k)
+            if hit is None or hit[0] is not obj:
+                hit = (obj, self.fn(obj))
+            self._now[k] = hit
+        return hit[1]
+
+    def turn(self) -> None:
+        """One plan done: forget what it did not ask about."""
+        self._last, self._now = self._now, {}
