@@ -130,6 +130,24 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
     )
     driver = desired.settings.spec.driver_name
     cpu = time.process_time
+    if live_mode == "watch":
+        # The controller holds the vendor slices and the Nodes in its watch stores too,
+        # slimmed and shared (observe/informer.py), not as the generator made them.
+        vendor = informer.Store("ResourceSlice", "/apis/resource.k8s.io/v1/resourceslices")
+
+        def versioned(objs: Any) -> Any:
+            return (
+                {**o, "metadata": {**o["metadata"], "uid": f"u-{i}", "resourceVersion": "1"}}
+                for i, o in enumerate(objs)
+            )
+
+        vendor.replace(versioned(raw.slices))
+        node_store = informer.Store("Node", "/api/v1/nodes")
+        node_store.replace(versioned(raw.nodes))
+        raw = dataclasses.replace(
+            raw, slices=tuple(vendor.items()), nodes=tuple(node_store.items())
+        )
+        del vendor, node_store
     server = _Apiserver()
     store = informer.Store("all", "/apis/x/v1/all")
     """``watch``: every kind in one store (the controller keeps one per kind; one sort)."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model import observed as obs
-from reconciler.model import ownership, units
+from reconciler.model import ownership, sharing, units
 from reconciler.plan import capacity
 
 API_VERSION = "resource.k8s.io/v1"
@@ -257,6 +257,10 @@ def build(
     common = (driver, tuple(labels_for.items()), tuple(annotations.items()), skip_node_operations)
     fresh: dict[str, _NodeSlices] = {}
     out: list[dict[str, Any]] = []
+    # A memo is held across plans (the controller): what it holds shares its small maps
+    # (model/sharing.py: 40,000 devices repeat a handful of attribute values). One table per
+    # build, so it never outlives the objects it shared.
+    sharer = sharing.Sharer() if memo is not None else None
     for node in sorted(by_node):
         entries = sorted(by_node[node], key=lambda e: e[0].device.id)
         for _, pool in entries:
@@ -281,6 +285,8 @@ def build(
                 live_here,
                 skip_node_operations,
             )
+            if sharer is not None:
+                objects = [sharer.share(o) for o in objects]
             versions = tuple(obs.object_version(o) for o in live_here)
             held = tuple(live_here) if any(v[2] for v in versions) else ()
             known = _NodeSlices(key, versions, tuple(objects), held)
