@@ -9,6 +9,7 @@ changes nothing, and with two replicas exactly one writes and the other takes ov
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -163,6 +164,15 @@ def test_a_new_vendor_node_gets_cu_and_fence_without_a_commit_and_loses_them_whe
             ),
             30,
         )
+        # The node's events were observed from the watch cache, not by listing everything
+        # (the first reconcile, on becoming the leader, lists).
+        reads = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(
+                r'^cu_observe_reads_total\{source="(\w+)"\} (\S+)$', replica.metrics(), re.M
+            )
+        }
+        assert reads.get("cache", 0) >= 2 and reads.get("list", 0) >= 1, reads
     finally:
         drivers.withdraw_node(env.admin, node)
         nodes.delete_node(env.admin, node)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
+from reconciler import devcluster
 from reconciler.apply import writer as writers
 from reconciler.controller import watches
 from reconciler.devcluster import rawapi
@@ -282,5 +283,55 @@ def test_our_writes_are_in_the_very_next_read(api: ApiClient, cached: informer.C
         cached.deleted(stored)
         assert name not in {o["metadata"]["name"] for o in cached.read().owned}
         assert counted == ["cache"] * 4, "every read came from the stores"
+    finally:
+        rawapi.delete(api, kind.object_path(name, ""))
+
+
+@pytest.mark.integration
+def test_after_an_apiserver_restart_reads_list_until_the_watches_have_listed_again(
+    api: ApiClient, control_plane: devcluster.ControlPlane, cached: informer.Cache
+) -> None:
+    """kill -9 of the apiserver: every store is out of step, so a read lists (it is never
+    served from a cache that may have missed events); what changed right after the restart
+    is in the cache once the watches have listed again."""
+    kind = kinds.of("DeviceClass")
+    name = "informer-after-restart"
+    counted: list[str] = []
+    cached.counted = counted.append
+    control_plane.kill("kube-apiserver")
+    _wait("every watch to notice", lambda: not any(s.synced for s in cached.stores.values()))
+    control_plane.restart("kube-apiserver")
+    api.rest_client.pool_manager.clear()
+    body = {
+        "apiVersion": kind.api_version,
+        "kind": "DeviceClass",
+        "metadata": {"name": name, "labels": dict(OURS)},
+        "spec": {"selectors": [{"cel": {"expression": 'device.driver == "a.example"'}}]},
+    }
+    try:
+
+        def written() -> bool:
+            try:
+                rawapi.apply(api, kind.object_path(name, ""), body, field_manager="someone-else")
+            except Exception:  # still starting: refused, reset or timed out
+                return False
+            return True
+
+        _wait("the apiserver to take a write", written, 30)
+        if not all(s.synced for s in cached.stores.values()):
+            raw = cached.read()
+            assert counted[-1] == "list", "out of step: listed"
+            assert name in {o["metadata"]["name"] for o in raw.owned}
+        _wait("every store listed again", lambda: all(s.synced for s in cached.stores.values()))
+        _wait(
+            "the write in the cache",
+            lambda: name in {o["metadata"]["name"] for o in cached.read().owned},
+        )
+        assert counted[-1] == "cache"
+        listing = cluster.Cluster(api)
+        _wait(
+            "the cache to equal a list",
+            lambda: _versions(cached.read()) == _versions(listing.read()),
+        )
     finally:
         rawapi.delete(api, kind.object_path(name, ""))
