@@ -11,11 +11,14 @@ after a reconcile), then, side by side in the same process:
 - ``claim_added_s``: one CUClaim more → plan + ChangeSet with the memo (target ≤ 0.1 s;
   observe is not needed, nothing in the cluster changed).
 
-The live side (``--live``) is what the controller plans against. ``relist`` (the default,
-what the controller does): the last plan applied to a simulated apiserver and listed back —
-new objects on every list, each with a uid, a resourceVersion that moves only when its
-content does, our applied stamp and our managedFields. ``plan``: the last plan's own objects,
-as ``plan --base`` does (the figure earlier sessions reported).
+The live side (``--live``) is what the controller plans against, and reading it is part
+of the timed event (it was not before session 11). ``watch`` (the default, what the
+controller does): the watch events since the last read, applied to a watch store
+(:mod:`reconciler.observe.informer`: unchanged objects kept, small maps shared); the vendor
+slices and Nodes come through stores too. ``relist`` (``cuctl run --no-watch-cache``): the
+last plan applied to a simulated apiserver and listed back, new objects on every list, each
+with a uid, a resourceVersion that moves only when its content does, our applied stamp and
+our managedFields. ``plan``: the last plan's own objects, as ``plan --base`` does.
 
 The memo (docs/architecture.md, "Incremental planning") reuses what an event leaves
 unchanged: the vendor pools in observe, the nodes' slices, the pools' admission, the claim
@@ -324,7 +327,7 @@ def main() -> None:
     parser.add_argument(
         "--live",
         choices=("relist", "watch", "plan"),
-        default="relist",
+        default="watch",
         help="the live side: a re-list after applying (the controller with --no-watch-cache), "
         "the watch events into the controller's store (its default), or the last plan",
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,15 +258,16 @@ def _orphans(
     observed: obs.ObservedState,
     live: Sequence[JsonObject],
     target: Sequence[JsonObject],
+    key_of: Callable[[JsonObject], tuple[str, str, str, str]] = safety.object_key,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Owned live claims with no target: in use ones are kept unless allowInUse says not."""
-    wanted = {safety.object_key(o) for o in target}
+    wanted = {key_of(o) for o in target}
     users = {(c.namespace, c.name): c.reserved_for for c in observed.claims}
     allow = desired.policy.spec.preemption.allow_in_use
     kept: list[dict[str, Any]] = []
     warnings: list[str] = []
     for obj in live:
-        if obj.get("kind") != "ResourceClaim" or safety.object_key(obj) in wanted:
+        if obj.get("kind") != "ResourceClaim" or key_of(obj) in wanted:
             continue
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
@@ -316,13 +317,14 @@ def _claim_objects(
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
     memo: claims.Memo | None = None,
+    key_of: Callable[[JsonObject], tuple[str, str, str, str]] = safety.object_key,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Claims for admitted decisions; immutable-spec changes become replaces (or are refused)."""
     settings = desired.settings.spec
     allow_in_use = desired.policy.spec.preemption.allow_in_use
     by_name = {c.metadata.name: c for c in desired.claims}
     uuid_attrs = _uuid_attribute_by_vendor(pools.values())
-    live_by_key = {safety.object_key(o): o for o in live}
+    live_by_key = {key_of(o): o for o in live}
     users = {(c.namespace, c.name): c.reserved_for for c in observed.claims}
     out: list[dict[str, Any]] = []
     warnings: list[str] = []
@@ -348,7 +350,7 @@ def _claim_objects(
             annotations,
             memo,
         )
-        current = live_by_key.get(safety.object_key(obj)) if decision.in_use else None
+        current = live_by_key.get(key_of(obj)) if decision.in_use else None
         if current is not None and obj["kind"] == "ResourceClaim":
             live_spec = managed.owned_view(current, obj).get("spec")
             if live_spec != obj["spec"]:
@@ -437,6 +439,9 @@ class Memo:
     owned: facts.PerObject[bool] = field(
         default_factory=lambda: facts.PerObject(ownership.is_owned)
     )
+    order: facts.PerObject[tuple[int, str, str]] = field(
+        default_factory=lambda: facts.PerObject(sort_key)
+    )
     live_order: facts.PerObject[tuple[tuple[int, str, str], str]] = field(
         default_factory=lambda: facts.PerObject(_live_order)
     )
@@ -449,7 +454,8 @@ class Memo:
 
     def turn(self) -> None:
         """One plan done: the per-object facts forget the objects it did not meet."""
-        for cache in (self.keys, self.owned, self.live_order, self.counted, self.published):
+        caches = (self.keys, self.order, self.owned, self.live_order, self.counted, self.published)
+        for cache in caches:
             cache.turn()
 
 
@@ -577,13 +583,14 @@ def _plan(
     claim_memo = memo.claims if memo is not None else None
     if claim_memo is not None:
         claim_memo.built = 0
+    key_of = memo.keys if memo is not None else safety.object_key
     claim_objects, warnings = _claim_objects(
-        desired, observed, decisions, pools, live_objs, labels, annotations, claim_memo
+        desired, observed, decisions, pools, live_objs, labels, annotations, claim_memo, key_of
     )
     if claim_memo is not None:
         claim_memo.turn()
     objects += claim_objects
-    kept, orphan_warnings = _orphans(desired, observed, live_objs, objects)
+    kept, orphan_warnings = _orphans(desired, observed, live_objs, objects, key_of)
     objects += kept
     objects += quota.build(
         objects,
@@ -594,7 +601,7 @@ def _plan(
     )
     warnings += orphan_warnings
     warnings += stamp_warnings
-    objects.sort(key=sort_key)
+    objects.sort(key=memo.order if memo is not None else sort_key)
     if memo is not None:
         _intern(objects, memo)
 
