@@ -202,6 +202,16 @@ def _versions(raw: obs.RawObjects) -> dict[str, dict[str, str]]:
     return out
 
 
+def _device_class(name: str) -> dict[str, Any]:
+    """A DeviceClass wearing our label (the cache's watch selects it)."""
+    return {
+        "apiVersion": kinds.of("DeviceClass").api_version,
+        "kind": "DeviceClass",
+        "metadata": {"name": name, "labels": dict(OURS)},
+        "spec": {"selectors": [{"cel": {"expression": 'device.driver == "a.example"'}}]},
+    }
+
+
 @pytest.fixture
 def cached(api: ApiClient) -> Iterator[informer.Cache]:
     """The controller's watches, keeping the controller's stores."""
@@ -225,12 +235,7 @@ def test_the_cache_reads_what_a_full_list_reads(api: ApiClient, cached: informer
     listing = cluster.Cluster(api)
     try:
         for name in names:
-            body = {
-                "apiVersion": kind.api_version,
-                "kind": "DeviceClass",
-                "metadata": {"name": name, "labels": dict(OURS)},
-                "spec": {"selectors": [{"cel": {"expression": 'device.driver == "a.example"'}}]},
-            }
+            body = _device_class(name)
             rawapi.apply(api, kind.object_path(name, ""), body, field_manager="someone-else")
         edited = {"metadata": {"annotations": {"hand": "edit"}}}
         rawapi.request(
@@ -263,12 +268,7 @@ def test_our_writes_are_in_the_very_next_read(api: ApiClient, cached: informer.C
     writer = writers.KubeWriter(api)
     counted: list[str] = []
     cached.counted = counted.append
-    body = {
-        "apiVersion": kind.api_version,
-        "kind": "DeviceClass",
-        "metadata": {"name": name, "labels": dict(OURS)},
-        "spec": {"selectors": [{"cel": {"expression": 'device.driver == "a.example"'}}]},
-    }
+    body = _device_class(name)
     try:
         for driver in ("a.example", "b.example", "c.example"):
             body["spec"]["selectors"][0]["cel"]["expression"] = f'device.driver == "{driver}"'
@@ -302,12 +302,7 @@ def test_after_an_apiserver_restart_reads_list_until_the_watches_have_listed_aga
     _wait("every watch to notice", lambda: not any(s.synced for s in cached.stores.values()))
     control_plane.restart("kube-apiserver")
     api.rest_client.pool_manager.clear()
-    body = {
-        "apiVersion": kind.api_version,
-        "kind": "DeviceClass",
-        "metadata": {"name": name, "labels": dict(OURS)},
-        "spec": {"selectors": [{"cel": {"expression": 'device.driver == "a.example"'}}]},
-    }
+    body = _device_class(name)
     try:
 
         def written() -> bool:
