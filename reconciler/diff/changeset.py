@@ -252,9 +252,7 @@ def _compute(
     fresh: dict[tuple[int, str, str], JsonObject] = {}
     if memo is not None:
         memo.reused = 0
-    pairs = (
-        pairing.pair(target, live, memo.keys) if memo is not None else pairing.pair(target, live)
-    )
+    pairs = pairing.pair(target, live, memo.keys if memo is not None else pairing.ObjectKey.of)
     if memo is not None:
         memo.keys.turn()
     for p in pairs:

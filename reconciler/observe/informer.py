@@ -223,8 +223,11 @@ class Cache:
     """By kind: one store per watched collection."""
     fallback: sources.Source
     """A full list, for when a store is not synced or our writes are not yet reflected."""
-    finish: Callable[[obs.RawObjects], obs.RawObjects] = lambda raw: raw
-    """What a read adds beyond the objects (the live cluster's capability probe)."""
+    finish: Callable[[obs.RawObjects], obs.RawObjects] = lambda raw: dataclasses.replace(
+        raw, read_at=time.time(), inventories=raw.inventories or {}
+    )
+    """What a read adds beyond the objects: the time (and, on a live cluster,
+    :meth:`reconciler.observe.cluster.Cluster.finish`'s capability probe)."""
     barrier_seconds: float = BARRIER_SECONDS
     lock: threading.Condition = field(default_factory=threading.Condition)
     counted: Callable[[str], None] = lambda source: None
@@ -288,7 +291,4 @@ class Cache:
             return self.fallback.read()
         self.counted("cache")
         items = [obj for store in self.stores.values() for obj in store.items()]
-        raw = sources.classify(items)
-        return self.finish(
-            dataclasses.replace(raw, read_at=time.time(), inventories=raw.inventories or {})
-        )
+        return self.finish(sources.classify(items))

@@ -156,7 +156,7 @@ def published_cu(
     per_object: Callable[[Mapping[str, Any]], SliceCU] | None = None,
 ) -> dict[str, int]:
     """CU per pool published in our slices, not counting tainted devices. ``per_object``
-    is :func:`slice_cu`, remembered (:class:`reconciler.plan.facts.PerObject`)."""
+    is :func:`slice_cu` (None), or the same remembered per object."""
     of = per_object or slice_cu
     out: dict[str, int] = defaultdict(int)
     for obj in objects:

@@ -11,7 +11,7 @@ import copy
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from reconciler import _gc
@@ -412,6 +412,39 @@ def _tenant_rows(
     return tuple(sorted(rows, key=lambda r: (-r.priority, r.tenant, r.pool)))
 
 
+def _live_order(obj: JsonObject) -> tuple[tuple[int, str, str], str]:
+    return (sort_key(obj), str(obj.get("apiVersion", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the stages that walk every object compute about each one: computed each time
+    (:data:`PLAIN`), or remembered per object by a memo (:meth:`remembered`)."""
+
+    keys: Callable[[JsonObject], tuple[str, str, str, str]] = safety.object_key
+    owned: Callable[[JsonObject], bool] = ownership.is_owned
+    order: Callable[[JsonObject], tuple[int, str, str]] = sort_key
+    live_order: Callable[[JsonObject], tuple[tuple[int, str, str], str]] = _live_order
+    counted: Callable[[JsonObject], bool] = safety.counts_as_owned
+    published: Callable[[JsonObject], report.SliceCU] = report.slice_cu
+
+    @classmethod
+    def remembered(cls) -> Facts:
+        """Each fact remembered per object (:class:`reconciler.plan.facts.PerObject`)."""
+        plain = cls()
+        return cls(*(facts.PerObject(getattr(plain, f.name)) for f in fields(cls)))
+
+    def turn(self) -> None:
+        """One plan done: remembered facts forget the objects it did not meet."""
+        for f in fields(self):
+            fact = getattr(self, f.name)
+            if isinstance(fact, facts.PerObject):
+                fact.turn()
+
+
+PLAIN = Facts()
+
+
 @dataclass(slots=True)
 class Memo:
     """What a plan computed last time, kept by a long-lived caller (the controller) so the
@@ -432,35 +465,8 @@ class Memo:
     identity from plan to plan and later stages (the ChangeSet) can recognise them."""
     kept: int = 0
     """Objects of the last plan carried over from the one before."""
-    keys: facts.PerObject[tuple[str, str, str, str]] = field(
-        default_factory=lambda: facts.PerObject(safety.object_key)
-    )
+    facts: Facts = field(default_factory=lambda: Facts.remembered())
     """Per object (planned or live), what the stages that walk every object compute."""
-    owned: facts.PerObject[bool] = field(
-        default_factory=lambda: facts.PerObject(ownership.is_owned)
-    )
-    order: facts.PerObject[tuple[int, str, str]] = field(
-        default_factory=lambda: facts.PerObject(sort_key)
-    )
-    live_order: facts.PerObject[tuple[tuple[int, str, str], str]] = field(
-        default_factory=lambda: facts.PerObject(_live_order)
-    )
-    counted: facts.PerObject[bool] = field(
-        default_factory=lambda: facts.PerObject(safety.counts_as_owned)
-    )
-    published: facts.PerObject[report.SliceCU] = field(
-        default_factory=lambda: facts.PerObject(report.slice_cu)
-    )
-
-    def turn(self) -> None:
-        """One plan done: the per-object facts forget the objects it did not meet."""
-        caches = (self.keys, self.order, self.owned, self.live_order, self.counted, self.published)
-        for cache in caches:
-            cache.turn()
-
-
-def _live_order(obj: JsonObject) -> tuple[tuple[int, str, str], str]:
-    return (sort_key(obj), str(obj.get("apiVersion", "")))
 
 
 def _intern(objects: list[dict[str, Any]], memo: Memo) -> None:
@@ -469,7 +475,7 @@ def _intern(objects: list[dict[str, Any]], memo: Memo) -> None:
     fresh: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     kept = 0
     for i, obj in enumerate(objects):
-        key = memo.keys(obj)
+        key = memo.facts.keys(obj)
         before = previous.get(key)
         if before is not None and (before is obj or before == obj):
             objects[i] = obj = before
@@ -499,7 +505,7 @@ def plan(
     with _gc.paused():
         planned = _plan(desired, observed, live, now, memo)
     if memo is not None:
-        memo.turn()
+        memo.facts.turn()
     return planned
 
 
@@ -514,13 +520,13 @@ def _plan(
     settings = desired.settings.spec
     driver = settings.driver_name
     # Ours: what the inventory lists (a live cluster), else what wears our label.
-    owned = memo.owned if memo is not None else ownership.is_owned
+    known = memo.facts if memo is not None else PLAIN
     mine = (
         (o for o in observed.owned if observed.ours(o))
         if live is None
-        else (o for o in live if owned(o))
+        else (o for o in live if known.owned(o))
     )
-    live_objs = tuple(sorted(mine, key=memo.live_order if memo is not None else _live_order))
+    live_objs = tuple(sorted(mine, key=known.live_order))
     pools, findings = capacity.compute(desired, observed)
     created, genuine = _ours(desired, observed, live_objs)
     running, unaccounted, stamp_warnings = _stamped(desired, observed, genuine)
@@ -583,14 +589,13 @@ def _plan(
     claim_memo = memo.claims if memo is not None else None
     if claim_memo is not None:
         claim_memo.built = 0
-    key_of = memo.keys if memo is not None else safety.object_key
     claim_objects, warnings = _claim_objects(
-        desired, observed, decisions, pools, live_objs, labels, annotations, claim_memo, key_of
+        desired, observed, decisions, pools, live_objs, labels, annotations, claim_memo, known.keys
     )
     if claim_memo is not None:
         claim_memo.turn()
     objects += claim_objects
-    kept, orphan_warnings = _orphans(desired, observed, live_objs, objects, key_of)
+    kept, orphan_warnings = _orphans(desired, observed, live_objs, objects, known.keys)
     objects += kept
     objects += quota.build(
         objects,
@@ -601,13 +606,12 @@ def _plan(
     )
     warnings += orphan_warnings
     warnings += stamp_warnings
-    objects.sort(key=memo.order if memo is not None else sort_key)
+    objects.sort(key=known.order)
     if memo is not None:
         _intern(objects, memo)
 
-    published = memo.published if memo is not None else None
-    before_cu = report.published_cu(live_objs, driver, published)
-    after_cu = report.published_cu(objects, driver, published)
+    before_cu = report.published_cu(live_objs, driver, known.published)
+    after_cu = report.published_cu(objects, driver, known.published)
     pool_reports = tuple(
         report.PoolReport(
             name=p.name,
@@ -633,11 +637,7 @@ def _plan(
         )
         for p in (pools[n] for n in pool_names)
     )
-    refusal = (
-        safety.check(live_objs, objects, desired.policy, memo.keys, memo.counted)
-        if memo is not None
-        else safety.check(live_objs, objects, desired.policy)
-    )
+    refusal = safety.check(live_objs, objects, desired.policy, known.keys, known.counted)
     all_findings = tuple(sorted({*observed.findings, *findings, *bypass}))
     # One accounting on both sides: what admission charged (the charged annotation our
     # claims and templates carry), live or the base revision's target.
