@@ -125,6 +125,11 @@ def main() -> None:
     ap.add_argument(
         "--node-events", type=int, default=0, help="with --big: node lost/back events per mode"
     )
+    ap.add_argument(
+        "--modes",
+        default="watch_cache,list,list_no_memo",
+        help="with --node-events: which of watch_cache, list, list_no_memo to run",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-controller-"))
     cp = devcluster.start(work / "cluster")
@@ -157,7 +162,7 @@ def main() -> None:
             repo.git.push("origin", "main")
             env = harness.Env(api, cp, kubeconfig, work, remote, repo)
             if args.big and args.node_events:
-                _node_events(env, args.node_events)
+                _node_events(env, args.node_events, tuple(args.modes.split(",")))
                 return
             if args.big:
                 _big(env, repo_dir, args.commits)
@@ -287,9 +292,10 @@ def _big(env: harness.Env, root: Path, commits: int) -> None:
     print(json.dumps(result, indent=2))
 
 
-def _node_events(env: harness.Env, events: int) -> None:
+def _node_events(env: harness.Env, events: int, wanted: tuple[str, ...]) -> None:
     """Node lost → CU slices gone and node back → published: observing from the watch
-    cache with the memo (the default), listing with the memo, listing without it."""
+    cache with the memo (the default), listing with the memo, listing without it (those of
+    them ``wanted`` names)."""
     api = env.admin
     ours: list[str] = []
     result: dict[str, object] = {
@@ -304,6 +310,8 @@ def _node_events(env: harness.Env, events: int) -> None:
         ("list_no_memo", ("--no-watch-cache", "--no-memo")),
     )
     for mode, extra in modes:
+        if mode not in wanted:
+            continue
         replica = env.start(f"bench-{mode}", interval="10m", resync="10m", extra=extra)
         env.ready_at(env.head(), timeout=1800)
         if not ours:

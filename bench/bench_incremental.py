@@ -8,8 +8,8 @@ after a reconcile), then, side by side in the same process:
 - ``full_s``: observe + plan from scratch, no memo (the issue's "full plan", target ≤ 2 s);
 - ``node_lost_s``: one node's slices and Node vanish → observe + plan + ChangeSet, with the
   controller's ``pipeline.Memo`` stages (target ≤ 0.3 s);
-- ``claim_added_s``: one CUClaim more → plan + ChangeSet with the memo (target ≤ 0.1 s;
-  observe is not needed, nothing in the cluster changed).
+- ``claim_added_s``: one CUClaim more, in the cluster that event left → plan + ChangeSet
+  with the memo (target ≤ 0.1 s; observe is not needed, nothing in the cluster changed).
 
 The live side (``--live``) is what the controller plans against, and reading it is part
 of the timed event (it was not before session 11). ``watch`` (the default, what the
@@ -21,17 +21,22 @@ with a uid, a resourceVersion that moves only when its content does, our applied
 our managedFields. ``plan``: the last plan's own objects, as ``plan --base`` does.
 
 The memo (docs/architecture.md, "Incremental planning") reuses what an event leaves
-unchanged: the vendor pools in observe, the nodes' slices, the pools' admission, the claim
-bodies, the planned objects and the in-sync pairs. Capacity, the audit, the fence rules,
-the quotas, the report, the delete guard, pairing and interning still walk every object.
+unchanged: the vendor pools in observe, each device's pool and CU, the nodes' slices, the
+pools' admission and each claim's entry in it, the claim bodies, the planned objects and the
+in-sync pairs, the fence's rules per vendor pool, the CU device names per node, the vendors'
+uuid attributes per pool and the pairing's order. The quotas, the report, the delete
+guard, pairing and interning still walk every object (remembering per object what they
+read).
 
 Memory (``rss_*_mb``, from /proc/self/status): after the steady state, and after
-``--events`` node/claim events alternating, each keeping only its newest plan and live list
-as the controller does (target ≤ 500 MB, no growth), with the RSS after every tenth of them
-(``rss_series_mb``: flat means no growth). The simulated apiserver keeps its objects as JSON
-text, so it adds little to the figure. ``--nodes`` scales the whole fleet (tenants and
-claims in proportion) for a longer event series in less time. Prints one JSON line per run,
-then medians.
+``--events`` events in turn (a node lost, a claim added, another node lost and the previous
+one back, the claim removed: the fleet keeps its size), each keeping only its newest plan
+and live list as the controller does (target ≤ 500 MB, no growth), with the RSS after every
+tenth of them (``rss_series_mb``: flat means no growth). The simulated apiserver is not the
+controller: it keeps its objects as JSON text only when it is listed (``relist``), else
+their digests and identities, so it adds little to the figure. ``--nodes`` scales the whole
+fleet (tenants and claims in proportion) for a longer event series in less time. Prints one
+JSON line per run, then medians.
 
     .venv/bin/python bench/bench_incremental.py --runs 3 --events 10
     .venv/bin/python bench/bench_incremental.py --memory-parts
@@ -67,13 +72,18 @@ class _Apiserver:
     and our managedFields (as server-side apply records them), a uid, and a resourceVersion
     that changes exactly when the content does; every list returns new objects (a parse)."""
 
-    def __init__(self) -> None:
+    def __init__(self, lists: bool = True) -> None:
         from reconciler.plan import managed
 
         self.managed = managed
-        self.stored: dict[tuple[str, str, str], tuple[str, str]] = {}
-        """(applied digest, JSON text): text, so the simulated apiserver weighs little in
-        the process's RSS (the controller holds one list, not the server's copy too)."""
+        self.lists = lists
+        """Whether it is ever listed. When not (a watch-fed controller), it keeps each
+        object's digest and identity only, not its text: it is not part of the controller,
+        and the RSS measured is the controller's."""
+        self.stored: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+        """(applied digest, uid, JSON text): text, so a listed apiserver weighs little in
+        the process's RSS (the controller holds one list, not the server's copy too); the
+        text of the object's identity only when it is never listed."""
         self.version = 0
 
     def apply(self, objects: Any) -> list[tuple[str, str]]:
@@ -90,7 +100,7 @@ class _Apiserver:
                 continue
             body = json.loads(json.dumps(self.managed.stamped(obj)))
             self.version += 1
-            uid = json.loads(old[1])["metadata"]["uid"] if old else f"uid-{self.version}"
+            uid = old[1] if old else f"uid-{self.version}"
             body["metadata"] |= {
                 "uid": uid,
                 "resourceVersion": str(self.version),
@@ -104,14 +114,19 @@ class _Apiserver:
                     }
                 ],
             }
-            self.stored[key] = (digest, json.dumps(body))
-            events.append(("MODIFIED" if old else "ADDED", self.stored[key][1]))
+            text = json.dumps(body)
+            events.append(("MODIFIED" if old else "ADDED", text))
+            if not self.lists:
+                ident = {k: body["metadata"].get(k) for k in ("name", "namespace", "uid")}
+                text = json.dumps({"kind": body["kind"], "metadata": ident})
+            self.stored[key] = (digest, uid, text)
         for key in set(self.stored) - seen:
-            events.append(("DELETED", self.stored.pop(key)[1]))
+            events.append(("DELETED", self.stored.pop(key)[2]))
         return events
 
     def list(self) -> tuple[dict[str, Any], ...]:
-        return tuple(json.loads("[" + ",".join(t for _, t in self.stored.values()) + "]"))
+        assert self.lists, "an apiserver that is never listed keeps no texts"
+        return tuple(json.loads("[" + ",".join(t for _, _, t in self.stored.values()) + "]"))
 
 
 def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[str, Any]:
@@ -123,6 +138,7 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
     from reconciler.diff import changeset
     from reconciler.model import observed as obs
     from reconciler.observe import informer
+    from reconciler.plan import safety
 
     scale = nodes / FLEET["nodes"]
     desired, raw = generate_fleet.generate(
@@ -151,7 +167,7 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
             raw, slices=tuple(vendor.items()), nodes=tuple(node_store.items())
         )
         del vendor, node_store
-    server = _Apiserver()
+    server = _Apiserver(lists=live_mode == "relist")
     store = informer.Store("all", "/apis/x/v1/all")
     """``watch``: every kind in one store (the controller keeps one per kind; one sort)."""
     pending: list[tuple[str, str]] = []
@@ -175,6 +191,7 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
         for kind, text in pending:
             store.event(kind, json.loads(text))
         pending.clear()
+        store.adopt()
         return tuple(store.items())
 
     def live_side(last: Any) -> Any:
@@ -186,6 +203,9 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
     memo = obs.Memo()
     plan_memo = planning.Memo()
     changes_memo = changeset.Memo()
+    # As the controller does (controller/loop.py): our stored objects share the spec of the
+    # object planned for their key.
+    store.twin = lambda obj: plan_memo.objects.get(safety.object_key(obj))
     observed = obs.build(raw, desired.adapters, driver, memo)
     last = planning.plan(desired, observed, (), memo=plan_memo)
     live = live_side(last)
@@ -201,6 +221,9 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
     planning.plan(desired, observed, ())
     full_s = cpu() - t0
 
+    wanted = desired
+    """The desired state as the events so far left it."""
+
     def lose_node(raw: obs.RawObjects, index: int) -> obs.RawObjects:
         node = f"node-{index:05d}"
         return dataclasses.replace(
@@ -209,28 +232,14 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
             slices=tuple(s for s in raw.slices if s["spec"].get("nodeName") != node),
         )
 
-    def node_lost(index: int) -> tuple[float, int]:
-        nonlocal last
-        lost = lose_node(raw, index)
+    def replan(lost: obs.RawObjects | None = None) -> tuple[float, int]:
+        """The event's reconcile (timed): read the live side, observe again when the
+        cluster changed (``lost``), plan, diff."""
+        nonlocal last, observed
         t = cpu()
         live = read_live()
-        seen = obs.build(lost, desired.adapters, driver, memo)
-        nxt = planning.plan(desired, seen, live, memo=plan_memo)
-        changes = changeset.compute(nxt.objects, nxt.live, memo=changes_memo)
-        took = cpu() - t
-        last = nxt
-        publish(last)
-        return took, len(changes.changes)
-
-    def claim_added(index: int) -> tuple[float, int]:
-        nonlocal last
-        extra = ex.claim(
-            f"zz-claim-{index:05d}",
-            {"tenant": "team-001", "pool": "inference", "cu": 25, "count": 1},
-        )
-        wanted = dataclasses.replace(desired, claims=(*desired.claims, extra))
-        t = cpu()
-        live = read_live()
+        if lost is not None:
+            observed = obs.build(lost, desired.adapters, driver, memo)
         nxt = planning.plan(wanted, observed, live, memo=plan_memo)
         changes = changeset.compute(nxt.objects, nxt.live, memo=changes_memo)
         took = cpu() - t
@@ -238,11 +247,34 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
         publish(last)
         return took, len(changes.changes)
 
+    def node_lost(index: int) -> tuple[float, int]:
+        """Node ``index`` is lost (the node lost by the event before, if any, is back)."""
+        return replan(lose_node(raw, index))
+
+    def claim_added(index: int) -> tuple[float, int]:
+        """One claim is added to Git; the cluster is as the last event left it."""
+        nonlocal wanted
+        extra = ex.claim(
+            f"zz-claim-{index:05d}",
+            {"tenant": "team-001", "pool": "inference", "cu": 25, "count": 1},
+        )
+        wanted = dataclasses.replace(wanted, claims=(*wanted.claims, extra))
+        return replan()
+
+    def claim_removed(index: int) -> tuple[float, int]:
+        """The claim the event before added is removed again (so the series' inputs keep
+        their size: what grows is the controller, not the fleet)."""
+        nonlocal wanted
+        wanted = dataclasses.replace(wanted, claims=wanted.claims[:-1])
+        return replan()
+
     node_s, node_changes = node_lost(7)
     claim_s, claim_changes = claim_added(0)
+    claim_removed(0)
     series = []
+    cycle = (node_lost, claim_added, node_lost, claim_removed)
     for i in range(events):
-        (node_lost if i % 2 == 0 else claim_added)(100 + i)
+        cycle[i % len(cycle)](100 + i)
         if (i + 1) % max(1, events // 10) == 0:
             gc.collect()
             series.append(round(_rss_mb()))
@@ -273,6 +305,7 @@ def memory_parts(nodes: int = 5000) -> dict[str, float]:
     from reconciler.diff import changeset
     from reconciler.model import observed as obs
     from reconciler.observe import informer
+    from reconciler.plan import safety
 
     scale = nodes / FLEET["nodes"]
     out: dict[str, float] = {}
@@ -301,13 +334,13 @@ def memory_parts(nodes: int = 5000) -> dict[str, float]:
     step("simulated_apiserver_mb")
     live = server.list()
     step("live_list_mb")
-    out["live_json_mb"] = round(sum(len(t) for _, t in server.stored.values()) / 1e6)
+    out["live_json_mb"] = round(sum(len(t) for _, _, t in server.stored.values()) / 1e6)
     fields = [o["metadata"].get("managedFields") for o in live]
     out["managed_fields_json_mb"] = round(len(json.dumps(fields)) / 1e6, 1)
     del live, fields
     step("live_list_dropped_mb")
     store = informer.Store("all", "/apis/x/v1/all")
-    store.replace(json.loads(t) for _, t in server.stored.values())
+    store.replace(json.loads(t) for _, _, t in server.stored.values())
     step("watch_store_mb")
     memo = planning.Memo()
     changes = changeset.Memo()
@@ -316,6 +349,20 @@ def memory_parts(nodes: int = 5000) -> dict[str, float]:
     changeset.compute(again.objects, live, memo=changes)
     del planned
     step("plan_with_memo_and_changeset_memo_mb")
+    # The store again, and a store whose objects share their planned twin's spec (what the
+    # controller's store holds once a plan exists), each measured by tracemalloc: an RSS
+    # delta cannot show a part built into memory freed before it.
+    import tracemalloc
+
+    for name, twinned in (("watch_store", False), ("watch_store_sharing_planned_specs", True)):
+        tracemalloc.start()
+        again_store = informer.Store("all", "/apis/x/v1/all")
+        if twinned:
+            again_store.twin = lambda obj: memo.objects.get(safety.object_key(obj))
+        again_store.replace(json.loads(t) for _, _, t in server.stored.values())
+        out[f"{name}_traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 1e6)
+        tracemalloc.stop()
+        del again_store
     return out
 
 

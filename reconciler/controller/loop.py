@@ -63,6 +63,7 @@ from reconciler.controller import revisions as revs
 from reconciler.controller import status as st
 from reconciler.controller.reasons import Reason
 from reconciler.observe import cluster, sources
+from reconciler.plan import safety
 
 log = logging.getLogger("cu-reconciler.loop")
 
@@ -195,6 +196,11 @@ class Controller:
         """The last reconcile's work: a re-list re-normalises only the slices whose uid or
         resourceVersion changed, the plan rebuilds only the nodes whose devices or live
         slices changed, the diff re-checks only pairs that are not as they were."""
+        if self.cache is not None and self.memo is not None:
+            planned = self.memo.plan
+            for store in self.cache.stores.values():
+                # Our live objects keep the planned spec they equal: one copy, not two.
+                store.twin = lambda obj: planned.objects.get(safety.object_key(obj))
 
     def _mirror(
         self, source: Source, secret: credentials.Credentials | None = None
@@ -517,6 +523,9 @@ class Controller:
             memory=records.LeaseMemory(self.elector.lease),
             memo=self.memo,
         )
+        if self.cache is not None:
+            for store in self.cache.stores.values():
+                store.adopt()
         self._next_edge(outcome, planned_at)
         self._finish(outcome, rid, generation, sync, t0)
         return outcome

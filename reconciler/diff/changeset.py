@@ -202,7 +202,10 @@ class Memo:
     The target is held, so its identity is never reused; a pair not seen is forgotten.
     """
 
-    in_sync: dict[tuple[int, str, str], JsonObject] = field(default_factory=dict)
+    in_sync: dict[tuple[int, str, str], tuple[JsonObject, ChangeSetEntry]] = field(
+        default_factory=dict
+    )
+    """(target identity, live uid, live version) → the target and its UNCHANGED entry."""
     reused: int = 0
     """Pairs of the last :func:`compute` known in sync from the one before."""
     keys: facts.PerObject[pairing.ObjectKey] = field(
@@ -210,6 +213,8 @@ class Memo:
     )
     """Each object's key, remembered while the object lives (planned or live objects are
     mostly the same objects from one reconcile to the next)."""
+    order: pairing.Order = field(default_factory=pairing.Order)
+    """The last pairing's keys in order."""
 
 
 def compute(
@@ -225,21 +230,28 @@ def compute(
 
 
 def _in_sync(
-    p: pairing.Pair, memo: Memo | None, fresh: dict[tuple[int, str, str], JsonObject]
-) -> bool:
-    """:func:`_stamped_in_sync`, remembered per (target object, live version)."""
+    p: pairing.Pair,
+    api_version: str,
+    memo: Memo | None,
+    fresh: dict[tuple[int, str, str], tuple[JsonObject, ChangeSetEntry]],
+) -> ChangeSetEntry | None:
+    """The UNCHANGED entry when :func:`_stamped_in_sync` (None: compare the pair), remembered
+    per (target object, live version) with its entry."""
     assert p.target is not None and p.live is not None
     uid, version, by_identity = obs.object_version(p.live)
     key = (id(p.target), uid, version)
-    if memo is not None and not by_identity and memo.in_sync.get(key) is p.target:
-        memo.reused += 1
-        fresh[key] = p.target
-        return True
-    if not _stamped_in_sync(p.target, p.live):
-        return False
     if memo is not None and not by_identity:
-        fresh[key] = p.target
-    return True
+        hit = memo.in_sync.get(key)
+        if hit is not None and hit[0] is p.target:
+            memo.reused += 1
+            fresh[key] = hit
+            return hit[1]
+    if not _stamped_in_sync(p.target, p.live):
+        return None
+    entry = ChangeSetEntry(p.key, p.key.subject, Action.UNCHANGED, api_version=api_version)
+    if memo is not None and not by_identity:
+        fresh[key] = (p.target, entry)
+    return entry
 
 
 def _compute(
@@ -249,10 +261,13 @@ def _compute(
     memo: Memo | None = None,
 ) -> ChangeSet:
     entries = []
-    fresh: dict[tuple[int, str, str], JsonObject] = {}
+    fresh: dict[tuple[int, str, str], tuple[JsonObject, ChangeSetEntry]] = {}
     if memo is not None:
         memo.reused = 0
-    pairs = pairing.pair(target, live, memo.keys if memo is not None else pairing.ObjectKey.of)
+    if memo is not None:
+        pairs = pairing.pair(target, live, memo.keys, memo.order)
+    else:
+        pairs = pairing.pair(target, live)
     if memo is not None:
         memo.keys.turn()
     for p in pairs:
@@ -272,13 +287,13 @@ def _compute(
             )
             continue
         api_version = str(p.target.get("apiVersion", ""))
-        if p.live is not None and _in_sync(p, memo, fresh):
+        if p.live is not None:
             # The live object holds exactly what we last applied and nobody else set a field:
             # in sync, without normalising either side (the no-op reconcile's hot path).
-            entries.append(
-                ChangeSetEntry(p.key, p.key.subject, Action.UNCHANGED, api_version=api_version)
-            )
-            continue
+            same = _in_sync(p, api_version, memo, fresh)
+            if same is not None:
+                entries.append(same)
+                continue
         after = norm.normalize(p.target, p.live, normalizers)
         if p.live is None:
             entries.append(

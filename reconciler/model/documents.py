@@ -546,6 +546,10 @@ class ClaimConstraints(_Model):
     models: NameFilter = Field(default_factory=NameFilter)
 
 
+NO_CONSTRAINTS = ClaimConstraints()
+"""The constraints of every claim that sets none: one instance, shared."""
+
+
 class ClaimForm(StrEnum):
     CLAIM = "ResourceClaim"
     TEMPLATE = "ResourceClaimTemplate"
@@ -573,6 +577,15 @@ class CUClaimSpec(_Model):
         ),
     )
     constraints: ClaimConstraints = Field(default_factory=ClaimConstraints)
+
+    @model_validator(mode="after")
+    def _share_no_constraints(self) -> CUClaimSpec:
+        """A claim without constraints gets :data:`NO_CONSTRAINTS`, not a copy: pydantic
+        copies a default per instance, three objects per claim, 30 MB at 20,000 claims.
+        The models are frozen, so an equal instance can be shared."""
+        if "constraints" not in self.model_fields_set:
+            object.__setattr__(self, "constraints", NO_CONSTRAINTS)
+        return self
 
     @model_validator(mode="after")
     def _replicas_only_for_templates(self) -> CUClaimSpec:

@@ -30,6 +30,7 @@ resync (``--resync``): the belt to these braces.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import threading
@@ -101,6 +102,11 @@ def _labels_match(selector: str | None, obj: Mapping[str, Any]) -> bool:
     return True
 
 
+def _order_key(uid: str, obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = _meta(obj)
+    return (str(meta.get("namespace") or ""), str(meta.get("name", "")), uid)
+
+
 @dataclass
 class Store:
     """One collection as its watch last saw it: objects by uid."""
@@ -113,9 +119,20 @@ class Store:
     synced: bool = False
     """Listed, and the watch since has not broken: the store is what the apiserver holds."""
     _items: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _order: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
+    """(namespace, name, uid) of every object, sorted: the list order, kept per event so a
+    read does not sort 25,000 objects again."""
+    _keys: dict[str, tuple[str, str, str]] = field(default_factory=dict, repr=False)
     _gone: OrderedDict[str, None] = field(default_factory=OrderedDict, repr=False)
     _sharer: sharing.Sharer = field(default_factory=sharing.Sharer, repr=False)
     """Equal small maps and short strings of the stored objects are one instance each."""
+    twin: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] | None = None
+    """The object the last plan made for a stored object's key (the controller sets it):
+    a stored object of ours whose spec equals its twin's keeps the twin's spec instead of a
+    second copy (at 25,000 objects, the specs were 40 % of the store). Nothing modifies
+    either (the rule that lets plans share objects), so sharing is safe."""
+    _lonely: set[str] = field(default_factory=set, repr=False)
+    """Objects of ours stored while their plan was not yet made (listed at start)."""
 
     @property
     def api_version(self) -> str:
@@ -135,12 +152,48 @@ class Store:
             return False
         return _labels_match(self.selector, obj)
 
-    def _whole(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def _whole(self, obj: dict[str, Any], uid: str) -> dict[str, Any]:
         # List items carry no apiVersion/kind; watch events' objects do.
         if "kind" not in obj or "apiVersion" not in obj:
             obj = {"apiVersion": self.api_version, "kind": self.kind, **obj}
-        shared: dict[str, Any] = self._sharer.share(slim(obj))
+        obj = slim(obj)
+        spec = self._twin_spec(uid, obj)
+        if spec is None:
+            whole: dict[str, Any] = self._sharer.share(obj)
+            return whole
+        # Shared without its spec: the twin's is already shared, and sharing a copy only
+        # to drop it would fill the table with maps no object keeps.
+        shared: dict[str, Any] = self._sharer.share({k: v for k, v in obj.items() if k != "spec"})
+        shared["spec"] = spec
         return shared
+
+    def _twin_spec(self, uid: str, obj: Mapping[str, Any]) -> Any:
+        """The planned twin's spec when ``obj``'s equals it (:attr:`twin`), else None;
+        remembers an object of ours that has no twin yet, for :meth:`adopt`."""
+        if self.twin is None or not ownership.is_owned(obj):
+            return None
+        twin = self.twin(obj)
+        if twin is None:
+            self._lonely.add(uid)
+            return None
+        self._lonely.discard(uid)
+        spec = twin.get("spec")
+        return spec if spec is not None and obj.get("spec") == spec else None
+
+    def adopt(self) -> None:
+        """Give the objects of ours stored before their plan existed their twin's spec
+        (:attr:`twin`); the controller calls it after a reconcile. Cheap when none waits."""
+        if self.twin is None or not self._lonely:
+            return
+        with self.lock:
+            for uid in list(self._lonely):
+                self._lonely.discard(uid)
+                obj = self._items.get(uid)
+                if obj is None:
+                    continue
+                spec = self._twin_spec(uid, obj)
+                if spec is not None and obj.get("spec") is not spec:
+                    self._items[uid] = {**obj, "spec": spec}
 
     def _tidy(self) -> None:
         """Drop the shared maps no stored object uses any more (called under the lock)."""
@@ -159,11 +212,13 @@ class Store:
             same = old is not None and _meta(old).get("resourceVersion") == meta.get(
                 "resourceVersion"
             )
-            fresh[uid] = old if same and old is not None else self._whole(item)
+            fresh[uid] = old if same and old is not None else self._whole(item, uid)
+        keys = {uid: _order_key(uid, obj) for uid, obj in fresh.items()}
+        order = sorted(keys.values())
         with self.lock:
             for uid in self._items.keys() - fresh.keys():
                 self._forget(uid)
-            self._items = fresh
+            self._items, self._keys, self._order = fresh, keys, order
             self.synced = True
             self._tidy()
             self.lock.notify_all()
@@ -174,13 +229,23 @@ class Store:
         if not uid:
             return
         with self.lock:
+            self._unlist(uid)
             if kind == "DELETED":
                 self._items.pop(uid, None)
                 self._forget(uid)
             else:
-                self._items[uid] = self._whole(obj)
+                stored = self._items[uid] = self._whole(obj, uid)
+                key = self._keys[uid] = _order_key(uid, stored)
+                bisect.insort(self._order, key)
                 self._tidy()
             self.lock.notify_all()
+
+    def _unlist(self, uid: str) -> None:
+        key = self._keys.pop(uid, None)
+        if key is not None:
+            i = bisect.bisect_left(self._order, key)
+            if i < len(self._order) and self._order[i] == key:
+                del self._order[i]
 
     def broke(self) -> None:
         """The watch stopped: events may be missed until the next list."""
@@ -189,6 +254,7 @@ class Store:
             self.lock.notify_all()
 
     def _forget(self, uid: str) -> None:
+        self._lonely.discard(uid)
         self._gone[uid] = None
         while len(self._gone) > GONE_REMEMBERED:
             self._gone.popitem(last=False)
@@ -210,9 +276,7 @@ class Store:
     def items(self) -> list[dict[str, Any]]:
         """The objects, in the order the apiserver lists them (namespace, name)."""
         with self.lock:
-            values = list(self._items.values())
-        values.sort(key=lambda o: (str(_meta(o).get("namespace") or ""), str(_meta(o)["name"])))
-        return values
+            return [self._items[uid] for _, _, uid in self._order]
 
 
 @dataclass

@@ -34,9 +34,10 @@ from __future__ import annotations
 import bisect
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 
 from reconciler.model import documents as docs
 from reconciler.model import observed as obs
@@ -189,6 +190,14 @@ class _Ledger:
     total_used: _Usage = field(default_factory=_Usage)
     unaccounted: int = 0
     """CU held by allocations no CUClaim accounts for (charged before admission)."""
+    fractional: bool = False
+    eligible_of: dict[int, tuple[docs.ClaimConstraints, list[_Group]]] = field(default_factory=dict)
+    """The groups each claim's constraints allow (by the constraints object, kept alive)."""
+    least_of: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    """:func:`least_charge` by (eligible groups, step-rounded request, devices)."""
+    taken: list[tuple[obs.DeviceId, int]] = field(default_factory=list)
+    """What :func:`_take_held` charged before admission, in order: with the pool, it is
+    the ledger admission starts from (:func:`_pool_key`)."""
 
     @classmethod
     def of(
@@ -200,6 +209,7 @@ class _Ledger:
             members={m.device.id: m for m in pool.members},
             free_aggregate=pool.admittable_milli,
             cu_names=cu_names,
+            fractional=pool.fractional,
         )
         by_sig: dict[tuple[str, str, int, int], _Group] = {}
         for m in sorted(pool.members, key=lambda m: m.device.id):
@@ -218,10 +228,24 @@ class _Ledger:
             group.slots.sort()
         return ledger
 
+    def eligible_groups(self, claim: docs.CUClaim) -> list[_Group]:
+        """The groups whose devices meet the claim's constraints (all, when it has none)."""
+        c = claim.spec.constraints
+        if c.min_memory is None and not (
+            c.vendors.allow or c.vendors.deny or c.models.allow or c.models.deny
+        ):
+            return self.groups
+        found = self.eligible_of.get(id(c))
+        if found is None or found[0] is not c:
+            allowed = [g for g in self.groups if eligible(claim, g.device)]
+            found = self.eligible_of[id(c)] = (c, allowed)
+        return found[1]
+
     def consume(self, did: obs.DeviceId, amount: int) -> None:
-        """Take ``amount`` from a device (a Whole device is always taken entirely)."""
+        """Take ``amount`` from a device. A Whole device is always taken entirely, so a
+        Whole group's slots hold only untouched devices (``left`` is the device's CU)."""
         left = self.remaining[did]
-        new = 0 if not self.pool.fractional else left - amount
+        new = left - amount if self.fractional else 0
         self.remaining[did] = new
         group = self.group_of.get(did)
         if group is None:
@@ -244,6 +268,23 @@ class _Ledger:
             del group.slots[i]
         if left > 0:
             bisect.insort(group.slots, (left, did))
+
+    def copy(self, cu_names: Mapping[tuple[str, str], obs.DeviceId]) -> _Ledger:
+        """A ledger to charge independently of this one (members and devices shared)."""
+        groups = [_Group(g.device, g.milli_cu, list(g.slots), g.size) for g in self.groups]
+        by_id = {id(old): new for old, new in zip(self.groups, groups, strict=True)}
+        return _Ledger(
+            pool=self.pool,
+            remaining=dict(self.remaining),
+            members=self.members,
+            free_aggregate=self.free_aggregate,
+            cu_names=cu_names,
+            groups=groups,
+            group_of={did: by_id[id(g)] for did, g in self.group_of.items()},
+            total_used=_Usage(),
+            unaccounted=self.unaccounted,
+            fractional=self.fractional,
+        )
 
 
 def order_key(claim: docs.CUClaim, tenants: Mapping[str, docs.Tenant]) -> tuple[int, str, str]:
@@ -324,9 +365,9 @@ def _place(
     Best fit: devices the claim already holds first, then the smallest remaining share (or
     the smallest whole device) that fits, then the device id.
     """
-    pool = ledger.pool
+    fractional = ledger.fractional
     count = claim.spec.count
-    need = charge_each(pool, requested_each) if pool.fractional else requested_each
+    need = charge_each(ledger.pool, requested_each) if fractional else requested_each
     candidates: list[tuple[bool, int, obs.DeviceId]] = []
     preferred = set(prefer)
     for did in sorted(preferred):
@@ -334,32 +375,32 @@ def _place(
         if group is None or not eligible(claim, group.device):
             continue
         left = ledger.remaining[did]
-        if (pool.fractional and left >= need) or (
-            not pool.fractional and left == group.milli_cu and group.milli_cu >= need
+        if (fractional and left >= need) or (
+            not fractional and left == group.milli_cu and group.milli_cu >= need
         ):
             candidates.append((False, left, did))
-    for group in ledger.groups:
-        if group.milli_cu < need or not eligible(claim, group.device):
+    for group in ledger.eligible_groups(claim):
+        if group.milli_cu < need:
             continue
-        start = bisect.bisect_left(group.slots, (need,)) if pool.fractional else 0
+        slots = group.slots
+        # Sorted by what is left: the first ``count`` that fit are the best (a Whole
+        # group's slots are all untouched devices, :meth:`_Ledger.consume`).
+        start = bisect.bisect_left(slots, (need,)) if fractional else 0
+        if not preferred:
+            candidates += [(True, left, did) for left, did in slots[start : start + count]]
+            continue
         taken = 0
-        for i in range(start, len(group.slots)):
+        for i in range(start, len(slots)):
             if taken >= count:
                 break
-            left, did = group.slots[i]
-            if did in preferred:
-                continue
-            if not pool.fractional and left != group.milli_cu:
-                continue
-            candidates.append((True, left, did))
-            taken += 1
+            left, did = slots[i]
+            if did not in preferred:
+                candidates.append((True, left, did))
+                taken += 1
     if len(candidates) < count:
         return None
     chosen = [did for _, _, did in sorted(candidates)[:count]]
-    if pool.fractional:
-        charge = need * len(chosen)
-    else:
-        charge = sum(ledger.members[d].milli_cu for d in chosen)
+    charge = need * count if fractional else sum(ledger.members[d].milli_cu for d in chosen)
     if charge > ledger.free_aggregate:
         return None
     return tuple(sorted(chosen)), charge
@@ -449,11 +490,19 @@ def least_charge(
     "One accounting"): the unit in which shortfalls and pending messages state a need."""
     pool = ledger.pool
     need = charge_each(pool, requested_each)
-    counts: dict[int, int] = defaultdict(int)
-    for group in ledger.groups:
-        if group.milli_cu >= need and eligible(claim, group.device):
-            counts[group.milli_cu] += group.size
-    return _cheapest(pool, need, claim.spec.count * replicas, counts)
+    devices = claim.spec.count * replicas
+    if ledger.fractional:
+        return need * devices
+    groups = ledger.eligible_groups(claim)
+    key = (id(groups), need, devices)
+    found = ledger.least_of.get(key)
+    if found is None:
+        counts: dict[int, int] = defaultdict(int)
+        for group in groups:
+            if group.milli_cu >= need:
+                counts[group.milli_cu] += group.size
+        found = ledger.least_of[key] = _cheapest(pool, need, devices, counts)
+    return found
 
 
 def _pending_reason(
@@ -473,9 +522,7 @@ def _pending_reason(
     eligible_counts: dict[int, int] = defaultdict(int)
     free_counts: dict[int, int] = defaultdict(int)
     largest = 0
-    for group in ledger.groups:
-        if not eligible(claim, group.device):
-            continue
+    for group in ledger.eligible_groups(claim):
         largest = max(largest, group.milli_cu)
         if group.milli_cu < need:
             continue
@@ -619,32 +666,74 @@ class Memo:
     pools: dict[str, _PoolRun] = field(default_factory=dict)
     admitted: int = 0
     """Pools admitted again by the last :func:`run` (the rest were reused)."""
+    ledgers: dict[str, tuple[capacity.PoolCapacity, _Ledger]] = field(default_factory=dict)
+    """Each pool's ledger as built, before anything is charged: copied, not rebuilt, while
+    the pool is the same."""
+    cu_names: Mapping[tuple[str, str], obs.DeviceId] | None = None
+    names: dict[str, dict[tuple[str, str], obs.DeviceId]] = field(default_factory=dict)
+    """``cu_names`` of the last run, and the part of it naming each pool's devices."""
+    entries: dict[str, _Entry] = field(default_factory=dict)
+    ordered: list[_Entry] = field(default_factory=list)
+    inputs: _Inputs | None = None
+    """Each claim's entry, in admission order, and the claims, tenants, pools' traits and
+    managed namespaces they were made from."""
+
+    def ledger(
+        self, pool: capacity.PoolCapacity, cu_names: Mapping[tuple[str, str], obs.DeviceId]
+    ) -> _Ledger:
+        """A fresh ledger of ``pool``: a copy of the one built for it last time if it is
+        the same pool, else a new one (kept for next time)."""
+        known = self.ledgers.get(pool.name)
+        if known is None or not (known[0] is pool or known[0] == pool):
+            known = self.ledgers[pool.name] = (pool, _Ledger.of(pool, cu_names))
+        return known[1].copy(cu_names)
+
+    def names_by_pool(
+        self,
+        pools: Mapping[str, capacity.PoolCapacity],
+        cu_names: Mapping[tuple[str, str], obs.DeviceId],
+    ) -> dict[str, dict[tuple[str, str], obs.DeviceId]]:
+        """The names of each pool's devices (a pool's admission reads only those), split
+        again only when the names changed."""
+        for gone in set(self.ledgers) - set(pools):
+            del self.ledgers[gone]
+        same = self.cu_names is not None and (
+            self.cu_names is cu_names or self.cu_names == cu_names
+        )
+        if same and set(self.names) >= set(pools):
+            return self.names
+        pools_of: dict[obs.DeviceId, list[str]] = defaultdict(list)
+        for name, pool in pools.items():
+            for m in pool.members:
+                pools_of[m.device.id].append(name)
+        out: dict[str, dict[tuple[str, str], obs.DeviceId]] = {name: {} for name in pools}
+        for key, did in cu_names.items():
+            for name in pools_of.get(did, ()):
+                out[name][key] = did
+        self.names = out
+        return out
 
 
 def _pool_key(
     ledger: _Ledger,
-    queue: Sequence[docs.CUClaim],
+    queue: Sequence[_Entry],
     tenants: Sequence[docs.Tenant],
     policy: docs.Policy,
-    live: Mapping[tuple[str, str], LiveClaim],
-    stamped: Mapping[tuple[str, str], Sequence[LiveClaim]],
-    tenant_by_name: Mapping[str, docs.Tenant],
+    names: Mapping[tuple[str, str], obs.DeviceId],
 ) -> tuple[object, ...]:
-    """Everything one pool's passes read (:class:`Memo`), as one comparable value."""
-    members = ledger.members
-    names = {k: v for k, v in ledger.cu_names.items() if v in members}
-    keys = [(namespace_of(c, tenant_by_name.get(c.spec.tenant)), c.metadata.name) for c in queue]
+    """Everything one pool's passes read (:class:`Memo`), as one comparable value. The
+    ledger is its pool's as built, less what was taken before admission (``taken``)."""
     return (
         ledger.pool,
-        dict(ledger.remaining),
+        tuple(ledger.taken),
         dict(ledger.total_used),
         ledger.unaccounted,
         ledger.free_aggregate,
-        tuple(queue),
+        tuple(e.claim for e in queue),
         tuple(tenants),
         policy,
-        tuple(live.get(k) for k in keys),
-        tuple(tuple(stamped.get(k, ())) for k in keys),
+        tuple(e.state for e in queue),
+        tuple(tuple(e.running) for e in queue),
         names,
     )
 
@@ -664,6 +753,90 @@ def admit(
     return run(
         claims, tenants, pools, policy, managed_namespaces, live, cu_names, external, running
     ).decisions
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One claim with what every pass reads about it, looked up once: a memo keeps the
+    entry while its claim, tenant and pool stay the same, and refreshes only ``state`` and
+    ``running`` (what exists in the cluster) on each run."""
+
+    claim: docs.CUClaim
+    tenant: docs.Tenant | None
+    name: str
+    namespace: str
+    requested_each: int
+    order: tuple[int, str, str]
+    verdict: Reason | None
+    """Why the claim is not queued in its pool (None: it is)."""
+    pool: tuple[object, ...] | None
+    """What of its pool the verdict read (:func:`_pool_traits`)."""
+    guaranteed: int = 0
+    limit: int | None = None
+    state: LiveClaim | None = None
+    running: list[LiveClaim] = field(default_factory=list)
+    """Running replicas: allocated stamped claims, at most ``replicas`` of them."""
+
+
+def _pool_traits(pool: capacity.PoolCapacity | None) -> tuple[object, ...] | None:
+    """What of a pool decides whether a claim can be queued in it (:func:`fits_api_limits`)."""
+    return None if pool is None else (pool.sharing, pool.vendors)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What every claim's entry was made from."""
+
+    claims: tuple[docs.CUClaim, ...]
+    tenants: tuple[docs.Tenant, ...]
+    traits: Mapping[str, tuple[object, ...] | None]
+    managed: Set[str]
+
+    def same(self, other: _Inputs | None) -> bool:
+        """Unchanged: the same claims and tenants (by identity, as a reload makes new
+        ones), equal pool traits and namespaces."""
+        return (
+            other is not None
+            and self.claims is other.claims
+            and len(self.tenants) == len(other.tenants)
+            and all(a is b for a, b in zip(self.tenants, other.tenants, strict=True))
+            and self.traits == other.traits
+            and self.managed == other.managed
+        )
+
+
+def _entry(
+    claim: docs.CUClaim,
+    tenant: docs.Tenant | None,
+    pool: capacity.PoolCapacity | None,
+    managed: Set[str],
+) -> _Entry:
+    name = claim.metadata.name
+    ns = claim.spec.namespace or (tenant.spec.namespaces[0] if tenant else "")
+    verdict: Reason | None = None
+    if tenant is None:
+        verdict = Reason.UNKNOWN_TENANT
+    elif pool is None:
+        verdict = Reason.UNKNOWN_POOL
+    elif ns not in tenant.spec.namespaces or ns not in managed:
+        verdict = Reason.NAMESPACE_NOT_ALLOWED
+    elif not fits_api_limits(claim, pool):
+        verdict = Reason.TOO_LARGE
+    e = _Entry(
+        claim,
+        tenant,
+        name,
+        ns,
+        units.cu_to_milli(claim.spec.cu),
+        (-(tenant.spec.priority if tenant else -1), claim.spec.tenant, name),
+        verdict,
+        _pool_traits(pool),
+    )
+    quota = _quota(tenant, claim.spec.pool) if tenant is not None else None
+    if quota is not None:
+        e.guaranteed = units.cu_to_milli(quota.guaranteed)
+        e.limit = None if quota.limit is None else units.cu_to_milli(quota.limit)
+    return e
 
 
 def run(
@@ -688,10 +861,12 @@ def run(
     tenant_by_name = {t.metadata.name: t for t in tenant_list}
     managed = set(managed_namespaces)
     preemption = policy.spec.preemption
-    ordered = sorted(claims, key=lambda c: order_key(c, tenant_by_name))
-    ledgers = {name: _Ledger.of(pool, cu_names) for name, pool in pools.items()}
+    if memo is None:
+        ledgers = {name: _Ledger.of(pool, cu_names) for name, pool in pools.items()}
+    else:
+        ledgers = {name: memo.ledger(pool, cu_names) for name, pool in pools.items()}
     decided: dict[str, Decision] = {}
-    per_pool: dict[str, list[docs.CUClaim]] = defaultdict(list)
+    per_pool: dict[str, list[_Entry]] = defaultdict(list)
     shortfalls: list[Shortfall] = []
     settled: dict[str, tuple[dict[str, int], int]] = {}
     """Per pool, after the pinned pass: CU per tenant that may not move, and the free CU."""
@@ -699,118 +874,149 @@ def run(
         for ledger in ledgers.values():
             ledger.unaccounted += _take_held(ledger, other.allocated)
     stamped = running or {}
+    template = docs.ClaimForm.TEMPLATE
 
-    def replicas_running(claim: docs.CUClaim, tenant: docs.Tenant | None) -> list[LiveClaim]:
-        """Running replicas: allocated stamped claims, at most ``replicas`` of them."""
-        if claim.spec.form is not docs.ClaimForm.TEMPLATE:
-            return []
-        found = stamped.get((namespace_of(claim, tenant), claim.metadata.name), ())
-        return [r for r in found if r.allocated][: claim.spec.replicas]
+    inputs = _Inputs(
+        tuple(claims),
+        tuple(tenant_list),
+        {name: _pool_traits(pool) for name, pool in pools.items()},
+        managed,
+    )
+    traits = inputs.traits
+    if memo is not None and inputs.same(memo.inputs):
+        # Nothing in Git changed (a cluster event): the entries and their order stand.
+        ordered = memo.ordered
+    else:
+        seen: Mapping[str, _Entry] = {}
+        if memo is not None and memo.inputs is not None and memo.inputs.managed == managed:
+            seen = memo.entries
+        entries: dict[str, _Entry] = {}
+        for claim in inputs.claims:
+            tenant = tenant_by_name.get(claim.spec.tenant)
+            name = claim.metadata.name
+            e = seen.get(name)
+            if (
+                e is None
+                or e.claim is not claim
+                or e.tenant is not tenant
+                or e.pool != traits.get(claim.spec.pool)
+            ):
+                e = _entry(claim, tenant, pools.get(claim.spec.pool), managed)
+            entries[name] = e
+        ordered = sorted(entries.values(), key=attrgetter("order"))
+        if memo is not None:
+            memo.entries, memo.ordered, memo.inputs = entries, ordered, inputs
+    # What exists in the cluster is read afresh every time.
+    for e in ordered:
+        e.state = live.get((e.namespace, e.name))
+        if e.claim.spec.form is template:
+            found = stamped.get((e.namespace, e.name), ())
+            e.running = [r for r in found if r.allocated][: e.claim.spec.replicas]
+        elif e.running:
+            e.running = []
 
-    def base(claim: docs.CUClaim, tenant: docs.Tenant | None, **kw: object) -> Decision:
-        ns = namespace_of(claim, tenant)
-        state = live.get((ns, claim.metadata.name))
-        in_use = state.in_use if state else False
-        in_use = in_use or any(r.in_use for r in replicas_running(claim, tenant))
+    def base(e: _Entry, **kw: object) -> Decision:
+        spec = e.claim.spec
+        in_use = (e.state.in_use if e.state else False) or any(r.in_use for r in e.running)
         return Decision(
-            claim=claim.metadata.name,
-            tenant=claim.spec.tenant,
-            pool=claim.spec.pool,
-            namespace=ns,
-            priority=tenant.spec.priority if tenant else 0,
-            requested_milli=(
-                units.cu_to_milli(claim.spec.cu) * claim.spec.count * claim.spec.replicas
-            ),
-            live=state is not None,
+            claim=e.name,
+            tenant=spec.tenant,
+            pool=spec.pool,
+            namespace=e.namespace,
+            priority=e.tenant.spec.priority if e.tenant else 0,
+            requested_milli=e.requested_each * spec.count * spec.replicas,
+            live=e.state is not None,
             in_use=in_use,
-            replicas=claim.spec.replicas,
-            running=len(replicas_running(claim, tenant)),
+            replicas=spec.replicas,
+            running=len(e.running),
             **kw,  # type: ignore[arg-type]
         )
 
-    def untouchable(claim: docs.CUClaim, tenant: docs.Tenant) -> Reason | None:
+    def untouchable(e: _Entry, tenant: docs.Tenant) -> Reason | None:
         """Why an existing claim or template may not be preempted (None: it may)."""
-        state = live.get((namespace_of(claim, tenant), claim.metadata.name))
-        if state is None:
+        if e.state is None:
             return None
-        in_use = state.in_use or any(r.in_use for r in replicas_running(claim, tenant))
+        in_use = e.state.in_use or any(r.in_use for r in e.running)
         if in_use and not preemption.allow_in_use:
             return Reason.IN_USE
         if not preemption.enabled or not tenant.spec.preemptible:
             return Reason.NOT_PREEMPTIBLE
         return None
 
-    for claim in ordered:
-        tenant = tenant_by_name.get(claim.spec.tenant)
-        name = claim.metadata.name
-        if tenant is None:
-            decided[name] = base(claim, None, status=Status.PENDING, reason=Reason.UNKNOWN_TENANT)
-        elif claim.spec.pool not in pools:
-            decided[name] = base(claim, tenant, status=Status.PENDING, reason=Reason.UNKNOWN_POOL)
-        elif (
-            namespace_of(claim, tenant) not in tenant.spec.namespaces
-            or namespace_of(claim, tenant) not in managed
-        ):
-            decided[name] = base(
-                claim, tenant, status=Status.PENDING, reason=Reason.NAMESPACE_NOT_ALLOWED
-            )
-        elif not fits_api_limits(claim, pools[claim.spec.pool]):
-            decided[name] = base(claim, tenant, status=Status.PENDING, reason=Reason.TOO_LARGE)
+    for e in ordered:
+        claim = e.claim
+        name = e.name
+        if e.verdict is not None:
+            decided[name] = base(e, status=Status.PENDING, reason=e.verdict)
         else:
-            per_pool[claim.spec.pool].append(claim)
+            per_pool[claim.spec.pool].append(e)
         # Running replicas hold their devices whatever is decided here: charge what lies
         # outside the claim's pool (or everything, for a claim that is not queued) now.
-        for replica in replicas_running(claim, tenant):
+        for replica in e.running:
             for pool_name, ledger in ledgers.items():
                 if name in decided or pool_name != claim.spec.pool:
                     ledger.total_used[claim.spec.tenant] += _take_held(ledger, replica.allocated)
 
-    def admit_pool(pool_name: str, ledger: _Ledger, queue: Sequence[docs.CUClaim]) -> None:
+    def admit_pool(pool_name: str, ledger: _Ledger, queue: Sequence[_Entry]) -> None:
         """Passes 1 to 3 and the pending reasons of one pool's queue."""
+        least_of: dict[tuple[str, int], int] = {}
+
+        def least(e: _Entry, replicas: int) -> int:
+            """:func:`least_charge`, once per claim and replica count."""
+            key = (e.name, replicas)
+            found = least_of.get(key)
+            if found is None:
+                found = least_of[key] = least_charge(ledger, e.claim, e.requested_each, replicas)
+            return found
+
         # Pass 1a: what is held stays held. Running template replicas and pinned claims are
         # charged on the devices they hold (a device that vanished holds nothing), all of
         # them before anything is placed, so nothing is placed onto a held device.
         held: dict[str, list[_Placement]] = {}
         pins: dict[str, Reason] = {}
-        for claim in queue:
-            tenant = tenant_by_name[claim.spec.tenant]
-            pin = untouchable(claim, tenant)
+        for e in queue:
+            if e.state is None and not e.running:
+                continue
+            claim, tenant = e.claim, e.tenant
+            assert tenant is not None
+            pin = untouchable(e, tenant)
             if pin is not None:
-                pins[claim.metadata.name] = pin
-            if claim.spec.form is docs.ClaimForm.TEMPLATE:
-                sources = [r.allocated for r in replicas_running(claim, tenant)]
-            elif pin is not None:
-                existing = live[(namespace_of(claim, tenant), claim.metadata.name)]
-                sources = [existing.allocated] if existing.allocated else []
+                pins[e.name] = pin
+            if claim.spec.form is template:
+                sources = [r.allocated for r in e.running]
+            elif pin is not None and e.state is not None and e.state.allocated:
+                sources = [e.state.allocated]
             else:
                 sources = []
             for allocated in sources:
                 placement = _hold(ledger, claim, tenant.metadata.name, allocated)
                 if placement is not None:
-                    held.setdefault(claim.metadata.name, []).append(placement)
+                    held.setdefault(e.name, []).append(placement)
         # Pass 1b: promises without (all their) devices: a pinned claim whose device is gone,
         # the replicas of a pinned template not yet running. Placed best fit in priority
         # order, replica by replica, before any new claim; what does not fit is reported.
-        for claim in queue:
-            tenant = tenant_by_name[claim.spec.tenant]
-            requested_each = units.cu_to_milli(claim.spec.cu)
-            runs = held.get(claim.metadata.name)
+        for e in queue:
+            runs = held.get(e.name)
+            pin = pins.get(e.name)
+            if not runs and pin is None:
+                continue
+            claim, tenant = e.claim, e.tenant
+            assert tenant is not None
             if runs:
-                held[claim.metadata.name] = [
-                    _complete(ledger, claim, tenant.metadata.name, requested_each, run)
+                held[e.name] = [
+                    _complete(ledger, claim, tenant.metadata.name, e.requested_each, run)
                     for run in runs
                 ]
-            pin = pins.get(claim.metadata.name)
             if pin is None:
                 continue
-            placements: list[_Placement] = list(held.get(claim.metadata.name, []))
-            if claim.spec.form is docs.ClaimForm.TEMPLATE:
+            placements: list[_Placement] = list(held.get(e.name, []))
+            if claim.spec.form is template:
                 wanted = claim.spec.replicas - len(placements)
             else:
                 wanted = 0 if placements else 1
             missing = 0
             for _ in range(wanted):
-                placed = _place(ledger, claim, requested_each)
+                placed = _place(ledger, claim, e.requested_each)
                 if placed is None:
                     missing += 1
                     continue
@@ -818,12 +1024,12 @@ def run(
             charge = sum(p.charge for p in placements)
             message = ""
             if missing:
-                reason_text = _pending_reason(ledger, claim, requested_each, missing)[1]
+                reason_text = _pending_reason(ledger, claim, e.requested_each, missing)[1]
                 # Held and missing in one unit: what admission charges.
-                promised = charge + least_charge(ledger, claim, requested_each, missing)
+                promised = charge + least_charge(ledger, claim, e.requested_each, missing)
                 what = (
                     f"{missing} of {claim.spec.replicas} replicas do not fit"
-                    if claim.spec.form is docs.ClaimForm.TEMPLATE
+                    if claim.spec.form is template
                     else "its devices are gone and it does not fit elsewhere"
                 )
                 message = f"promise not deliverable: {what} ({reason_text}); kept, not preempted"
@@ -833,12 +1039,11 @@ def run(
                         pool_name,
                         promised,
                         charge,
-                        f"claim {namespace_of(claim, tenant)}/{claim.metadata.name}",
+                        f"claim {e.namespace}/{e.name}",
                     )
                 )
-            decided[claim.metadata.name] = base(
-                claim,
-                tenant,
+            decided[e.name] = base(
+                e,
                 status=Status.ADMITTED,
                 reason=pin,
                 charged_milli=charge,
@@ -847,17 +1052,16 @@ def run(
                 message=message,
             )
         # A template whose every replica runs is admitted as it is.
-        for claim in queue:
-            runs = held.get(claim.metadata.name, [])
+        for e in queue:
+            runs = held.get(e.name, [])
             if (
-                claim.metadata.name not in decided
-                and claim.spec.form is docs.ClaimForm.TEMPLATE
-                and runs
-                and len(runs) == claim.spec.replicas
+                runs
+                and e.name not in decided
+                and e.claim.spec.form is template
+                and len(runs) == e.claim.spec.replicas
             ):
-                decided[claim.metadata.name] = base(
-                    claim,
-                    tenant_by_name[claim.spec.tenant],
+                decided[e.name] = base(
+                    e,
                     status=Status.ADMITTED,
                     reason=Reason.IN_USE,
                     charged_milli=sum(p.charge for p in runs),
@@ -881,49 +1085,42 @@ def run(
         for phase in (Phase.GUARANTEED, Phase.BORROWED):
             walk = queue
             if phase is Phase.BORROWED:
-                keys = [_keep_key(ledger, c, tenant_by_name[c.spec.tenant]) for c in queue]
-                walk = [queue[i] for _, i in sorted(zip(keys, range(len(queue)), strict=True))]
-            for claim in walk:
-                if claim.metadata.name in decided:
+                walk = sorted(
+                    (e for e in queue if e.name not in decided),
+                    key=lambda e: _keep_key(e, least(e, e.claim.spec.replicas)),
+                )
+            for e in walk:
+                if e.name in decided:
                     continue
-                tenant = tenant_by_name[claim.spec.tenant]
-                quota = _quota(tenant, pool_name)
-                guaranteed = units.cu_to_milli(quota.guaranteed) if quota else 0
+                claim, tenant = e.claim, e.tenant
+                assert tenant is not None
                 if phase is Phase.BORROWED and not tenant.spec.may_borrow:
                     continue
-                ns = namespace_of(claim, tenant)
-                state = live.get((ns, claim.metadata.name))
-                prefer = tuple(d for d in _resolve(ledger, state.allocated) if d) if state else ()
-                requested_each = units.cu_to_milli(claim.spec.cu)
-                pinned = held.get(claim.metadata.name, [])
+                pinned = held.get(e.name, [])
+                replicas = claim.spec.replicas - len(pinned)
+                # Usage already includes the running replicas (pass 1).
+                used = ledger.total_used[tenant.metadata.name]
+                ceiling = e.guaranteed if phase is Phase.GUARANTEED else e.limit
+                # What does not fit under the ceiling even at its least charge is not
+                # placed: placing it would only be undone.
+                if ceiling is not None and used + least(e, replicas) > ceiling:
+                    continue
+                prefer = (
+                    tuple(d for d in _resolve(ledger, e.state.allocated) if d) if e.state else ()
+                )
                 fresh = _place_replicas(
-                    ledger,
-                    tenant.metadata.name,
-                    claim,
-                    requested_each,
-                    claim.spec.replicas - len(pinned),
-                    prefer,
+                    ledger, tenant.metadata.name, claim, e.requested_each, replicas, prefer
                 )
                 if fresh is None:
                     continue
                 charge = sum(p.charge for p in fresh)
-                # Usage already includes the running replicas (pass 1) and these ones.
-                used = ledger.total_used[tenant.metadata.name] - charge
-                if phase is Phase.GUARANTEED:
-                    ceiling: int | None = guaranteed
-                else:
-                    ceiling = (
-                        units.cu_to_milli(quota.limit)
-                        if quota is not None and quota.limit is not None
-                        else None
-                    )
                 if ceiling is not None and used + charge > ceiling:
                     _undo(ledger, tenant.metadata.name, fresh)
                     continue
                 if phase is Phase.BORROWED and not reclaimable(tenant, policy):
                     idle = idle_now.total()
                     if ledger.free_aggregate < idle:
-                        reserved[claim.metadata.name] = (
+                        reserved[e.name] = (
                             charge,
                             ledger.free_aggregate + charge,
                             idle_now.without(tenant.metadata.name),
@@ -933,9 +1130,8 @@ def run(
                 everything = [*pinned, *fresh]
                 charge = sum(p.charge for p in everything)
                 devices = tuple(sorted(d for p in everything for d in p.devices))
-                decided[claim.metadata.name] = base(
-                    claim,
-                    tenant,
+                decided[e.name] = base(
+                    e,
                     status=Status.ADMITTED,
                     reason=(
                         Reason.WITHIN_GUARANTEE
@@ -947,44 +1143,39 @@ def run(
                     devices=devices,
                 )
         # Everything else is pending (or preempted when it exists).
-        for claim in queue:
-            if claim.metadata.name in decided:
+        for e in queue:
+            if e.name in decided:
                 continue
-            tenant = tenant_by_name[claim.spec.tenant]
-            quota = _quota(tenant, pool_name)
-            guaranteed = units.cu_to_milli(quota.guaranteed) if quota else 0
-            requested_each = units.cu_to_milli(claim.spec.cu)
-            pinned = held.get(claim.metadata.name, [])
+            claim, tenant = e.claim, e.tenant
+            assert tenant is not None
+            guaranteed = e.guaranteed
+            pinned = held.get(e.name, [])
             replicas = claim.spec.replicas - len(pinned)
-            reason, detail = _pending_reason(ledger, claim, requested_each, replicas)
+            reason, detail = _pending_reason(ledger, claim, e.requested_each, replicas)
             if reason is not Reason.NO_ELIGIBLE_DEVICE:
                 # The least this claim could be charged, in the unit of every other figure.
-                least = least_charge(ledger, claim, requested_each, replicas)
+                least_cu = least(e, replicas)
                 used = ledger.total_used[tenant.metadata.name]
-                limit = (
-                    units.cu_to_milli(quota.limit)
-                    if quota is not None and quota.limit is not None
-                    else None
-                )
+                limit = e.limit
                 if not tenant.spec.may_borrow and guaranteed == 0:
                     reason = Reason.NO_QUOTA
                     detail = f"tenant {tenant.metadata.name} has no guarantee in {pool_name} "
                     detail += "and may not borrow"
-                elif not tenant.spec.may_borrow and used + least > guaranteed:
+                elif not tenant.spec.may_borrow and used + least_cu > guaranteed:
                     reason = Reason.OVER_LIMIT
                     detail = (
-                        f"needs {units.display_cu(least)} CU; tenant uses "
+                        f"needs {units.display_cu(least_cu)} CU; tenant uses "
                         f"{units.display_cu(used)} of its {units.display_cu(guaranteed)} CU "
                         "guarantee and may not borrow"
                     )
-                elif limit is not None and used + least > limit:
+                elif limit is not None and used + least_cu > limit:
                     reason = Reason.OVER_LIMIT
                     detail = (
-                        f"needs {units.display_cu(least)} CU; tenant uses "
+                        f"needs {units.display_cu(least_cu)} CU; tenant uses "
                         f"{units.display_cu(used)} of its {units.display_cu(limit)} CU limit"
                     )
-                if claim.metadata.name in reserved and reason in _CAPACITY:
-                    wanted, free, idle = reserved[claim.metadata.name]
+                if e.name in reserved and reason in _CAPACITY:
+                    wanted, free, idle = reserved[e.name]
                     reason = Reason.RESERVED
                     detail = (
                         f"needs {units.display_cu(wanted)} CU; {units.display_cu(free)} CU free "
@@ -993,24 +1184,22 @@ def run(
                         "preempted may use (tenant preemptible, policy.preemption.allowInUse "
                         "true)"
                     )
-            ns = namespace_of(claim, tenant)
-            state = live.get((ns, claim.metadata.name))
             charge = sum(p.charge for p in pinned)
             if pinned:
                 detail += (
                     f"; {len(pinned)} running replicas keep {units.display_cu(charge)} CU "
                     "until their Pods end"
                 )
-            decided[claim.metadata.name] = base(
-                claim,
-                tenant,
-                status=Status.PREEMPTED if state is not None else Status.PENDING,
+            decided[e.name] = base(
+                e,
+                status=Status.PREEMPTED if e.state is not None else Status.PENDING,
                 reason=reason,
                 charged_milli=charge,
                 devices=tuple(sorted(d for p in pinned for d in p.devices)),
                 message=detail,
             )
 
+    names = memo.names_by_pool(pools, cu_names) if memo is not None else {}
     fresh: dict[str, _PoolRun] = {}
     for pool_name in sorted(per_pool):
         ledger = ledgers[pool_name]
@@ -1018,14 +1207,14 @@ def run(
         if memo is None:
             admit_pool(pool_name, ledger, queue)
             continue
-        key = _pool_key(ledger, queue, tenant_list, policy, live, stamped, tenant_by_name)
+        key = _pool_key(ledger, queue, tenant_list, policy, names[pool_name])
         known = memo.pools.get(pool_name)
         if known is None or known.key != key:
             first = len(shortfalls)
             admit_pool(pool_name, ledger, queue)
             known = _PoolRun(
                 key,
-                tuple(decided[c.metadata.name] for c in queue),
+                tuple(decided[e.name] for e in queue),
                 tuple(shortfalls[first:]),
                 settled[pool_name],
                 dict(ledger.total_used),
@@ -1042,7 +1231,12 @@ def run(
     if memo is not None:
         memo.admitted = sum(1 for k, v in fresh.items() if memo.pools.get(k) is not v)
         memo.pools = fresh
-    decisions = tuple(sorted(decided.values(), key=lambda d: (-d.priority, d.tenant, d.claim)))
+        memo.cu_names = cu_names
+    if all(e.tenant is not None for e in ordered):
+        # The claims' order is the decisions' order when every tenant is known.
+        decisions = tuple([decided[e.name] for e in ordered])
+    else:
+        decisions = tuple(sorted(decided.values(), key=lambda d: (-d.priority, d.tenant, d.claim)))
     accounts = []
     for pool_name in sorted(ledgers):
         ledger = ledgers[pool_name]
@@ -1067,18 +1261,16 @@ def run(
     )
 
 
-def _keep_key(
-    ledger: _Ledger, claim: docs.CUClaim, tenant: docs.Tenant
-) -> tuple[int, int, str, str]:
+def _keep_key(e: _Entry, least: int) -> tuple[int, int, str, str]:
     """Keep order among borrowers, the reverse of victim order: highest priority first, then
-    the larger (what it would be charged, at least: the unit of every other figure), then
-    tenant and name.
+    the larger (``least``, what it would be charged at the least: the unit of every other
+    figure), then tenant and name.
 
     Only what every mode knows: not whether the claim exists nor when it was created, which
     a snapshot without our objects cannot say, so ``render`` from it admits exactly what
     ``plan`` and ``apply`` admit (docs/plan.md, "One truth in every mode")."""
-    size = least_charge(ledger, claim, units.cu_to_milli(claim.spec.cu), claim.spec.replicas)
-    return (-tenant.spec.priority, -size, claim.spec.tenant, claim.metadata.name)
+    assert e.tenant is not None
+    return (-e.tenant.spec.priority, -least, e.claim.spec.tenant, e.name)
 
 
 def _guarantee_shortfalls(
@@ -1166,13 +1358,14 @@ def _take_held(ledger: _Ledger, allocated: Sequence[obs.AllocatedDevice]) -> int
         if did is None or did not in ledger.members or not ledger.members[did].device.usable:
             continue
         member = ledger.members[did]
-        if ledger.pool.fractional and a.consumed_cu is not None:
+        if ledger.fractional and a.consumed_cu is not None:
             charge = int(quantity.parse_quantity(a.consumed_cu) * units.MILLI)
         else:
             charge = member.milli_cu
         charge = min(charge, ledger.remaining[did])
         ledger.consume(did, charge)
         ledger.free_aggregate -= charge
+        ledger.taken.append((did, charge))
         total += charge
     return total
 

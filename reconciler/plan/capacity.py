@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.model import documents as docs
 from reconciler.model import factors, selection, units
@@ -75,8 +75,32 @@ def pool_mix(pool: docs.CUPool, policy: docs.Policy) -> Mapping[str, float]:
     return pool.spec.workload_mix or policy.spec.factors.workload_mix
 
 
+_Outcome = tuple[int | None, Member | None, tuple[obs.Finding, ...]]
+"""What :func:`compute` decides for one device: its pool's index (None: no pool), its
+member (None: not published) and the findings about it."""
+
+
+@dataclass(slots=True)
+class Memo:
+    """Last time's outcome per device and each pool, kept by the controller's planning memo.
+
+    A device's outcome depends on the device, its node's labels, and the pools, factors,
+    reference and policy; while those are the same objects, a device planned before (the
+    same :class:`~reconciler.model.observed.ObservedDevice`, its node's labels equal) is
+    not matched and priced again, and a pool whose members are all the same keeps its
+    :class:`PoolCapacity` object, so later stages can tell an unchanged pool by identity.
+    The result is the one :func:`compute` gives without it (tests/plan/test_incremental.py).
+    """
+
+    inputs: tuple[object, ...] = ()
+    devices: dict[obs.DeviceId, tuple[obs.ObservedDevice, Mapping[str, str], _Outcome]] = field(
+        default_factory=dict
+    )
+    pools: dict[str, PoolCapacity] = field(default_factory=dict)
+
+
 def compute(
-    desired: st.DesiredState, observed: obs.ObservedState
+    desired: st.DesiredState, observed: obs.ObservedState, memo: Memo | None = None
 ) -> tuple[dict[str, PoolCapacity], tuple[obs.Finding, ...]]:
     """Assign every observed device to at most one pool and total each pool's CU.
 
@@ -84,21 +108,37 @@ def compute(
     model has no factor is reported and left out (never guessed).
     """
     reference = desired.settings.spec.reference
-    index = factors.index_factors(desired.factor_tables, reference.device_model)
-    labels = {n.name: n.labels for n in observed.nodes}
     pools = sorted(desired.pools, key=lambda p: p.metadata.name)
-    findings: list[obs.Finding] = []
-    members: dict[str, list[Member]] = defaultdict(list)
-    bases = {p.metadata.name: factors.pool_basis(index, p, desired.policy) for p in pools}
-    selectors = [p.spec.selector for p in pools]
+    inputs = (reference, desired.factor_tables, *pools, desired.policy)
+    if memo is None:
+        memo = Memo()
+    elif len(inputs) != len(memo.inputs) or any(
+        a is not b for a, b in zip(inputs, memo.inputs, strict=False)
+    ):
+        memo.inputs, memo.devices, memo.pools = inputs, {}, {}
+    labels = {n.name: n.labels for n in observed.nodes}
+    bases: dict[str, factors.Basis] = {}
     per_model: dict[tuple[str, str], tuple[float | None, int]] = {}
-    for device, indexes in selection.matching(selectors, observed.devices, labels):
+    indexes: list[factors.FactorIndex] = []
+
+    def basis(pool: docs.CUPool) -> factors.Basis:
+        """The pool's factors, worked out only when a device or total needs them."""
+        name = pool.metadata.name
+        found = bases.get(name)
+        if found is None:
+            if not indexes:
+                indexes.append(factors.index_factors(desired.factor_tables, reference.device_model))
+            found = bases[name] = factors.pool_basis(indexes[0], pool, desired.policy)
+        return found
+
+    def outcome(device: obs.ObservedDevice, indexes: list[int]) -> _Outcome:
         matching = [pools[i] for i in indexes]
         if not matching:
-            continue
+            return None, None, ()
         pool = matching[0]
+        found: list[obs.Finding] = []
         if len(matching) > 1:
-            findings.append(
+            found.append(
                 obs.Finding(
                     obs.FindingCode.AMBIGUOUS_POOL,
                     str(device.id),
@@ -111,7 +151,7 @@ def compute(
         known = per_model.get((pool.metadata.name, device.model))
         if known is None:
             factor = factors.blended_factor(
-                bases[pool.metadata.name].index,
+                basis(pool).index,
                 device.model,
                 pool_mix(pool, desired.policy),
                 reference.workload_class,
@@ -120,7 +160,7 @@ def compute(
             known = per_model[(pool.metadata.name, device.model)] = (factor, milli)
         factor, milli = known
         if factor is None:
-            findings.append(
+            found.append(
                 obs.Finding(
                     obs.FindingCode.NO_FACTOR,
                     str(device.id),
@@ -128,25 +168,52 @@ def compute(
                     "workload mix; the device is not published",
                 )
             )
-            continue
+            return indexes[0], None, tuple(found)
         step = units.cu_to_milli(pool.spec.sharing.min_step or 0)
         if pool.spec.sharing.mode is docs.SharingMode.FRACTIONAL and milli < step:
-            findings.append(
+            found.append(
                 obs.Finding(
                     obs.FindingCode.BELOW_MIN_STEP,
                     str(device.id),
                     f"{units.display_cu(milli)} CU is below pool {pool.metadata.name}'s minStep",
                 )
             )
-            continue
-        members[pool.metadata.name].append(Member(device, milli, factor))
+            return indexes[0], None, tuple(found)
+        return indexes[0], Member(device, milli, factor), tuple(found)
+
+    known = memo.devices
+    fresh: dict[obs.DeviceId, tuple[obs.ObservedDevice, Mapping[str, str], _Outcome]] = {}
+    missed: list[obs.ObservedDevice] = []
+    for device in observed.devices:
+        hit = known.get(device.id)
+        if hit is None or hit[0] is not device or hit[1] != labels.get(device.node, {}):
+            missed.append(device)
+        else:
+            fresh[device.id] = hit
+    selectors = [p.spec.selector for p in pools]
+    for device, taken in selection.matching(selectors, missed, labels):
+        fresh[device.id] = (device, labels.get(device.node, {}), outcome(device, taken))
+    memo.devices = fresh
+    findings: list[obs.Finding] = []
+    members: dict[int, list[Member]] = defaultdict(list)
+    for device in observed.devices:
+        index, member, found = fresh[device.id][2]
+        findings += found
+        if member is not None:
+            assert index is not None
+            members[index].append(member)
     out: dict[str, PoolCapacity] = {}
-    for pool in pools:
+    for i, pool in enumerate(pools):
         name = pool.metadata.name
-        pool_members = tuple(members.get(name, ()))
+        pool_members = tuple(members.get(i, ()))
+        before = memo.pools.get(name)
+        if before is not None and before.members == pool_members:
+            out[name] = before
+            continue
         mix = pool_mix(pool, desired.policy) or {reference.workload_class: 1.0}
-        basis = bases[name].describe({m.device.model for m in pool_members}, mix)
-        out[name] = _total(pool, pool_members, basis)
+        described = basis(pool).describe({m.device.model for m in pool_members}, mix)
+        out[name] = _total(pool, pool_members, described)
+    memo.pools = out
     return out, tuple(findings)
 
 

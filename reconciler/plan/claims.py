@@ -122,6 +122,33 @@ def claim_spec(
     return {"devices": devices}
 
 
+def _spec_key(
+    claim: docs.CUClaim,
+    pool: capacity.PoolCapacity,
+    driver: str,
+    fence: docs.FenceSettings,
+    uuid_attribute_by_vendor: Mapping[str, str],
+) -> tuple[object, ...]:
+    """Everything :func:`claim_spec` reads, as a value: claims alike get one spec."""
+    c = claim.spec.constraints
+    return (
+        units.cu_to_milli(claim.spec.cu),
+        claim.spec.count,
+        c.min_memory,
+        tuple(c.vendors.allow),
+        tuple(c.vendors.deny),
+        tuple(c.models.allow),
+        tuple(c.models.deny),
+        pool.name,
+        pool.fractional,
+        pool.vendors,
+        driver,
+        fence.taint_key,
+        fence.effect,
+        tuple(sorted(uuid_attribute_by_vendor.items())),
+    )
+
+
 def build(
     claim: docs.CUClaim,
     decision: admission.Decision,
@@ -132,9 +159,12 @@ def build(
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
     memo: Memo | None = None,
+    specs: dict[tuple[object, ...], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ResourceClaim or ResourceClaimTemplate for one admitted claim; with ``memo``, the
-    body built last time from equal inputs when there is one (:class:`Memo`)."""
+    body built last time from equal inputs when there is one (:class:`Memo`). Claims alike
+    (same request, constraints and pool) share one spec object: from ``specs``, or from the
+    memo's (20,000 claims have a few hundred distinct specs; nothing modifies them)."""
     key: tuple[object, ...] = ()
     if memo is not None:
         key = (
@@ -143,6 +173,7 @@ def build(
             decision.charged_milli,
             pool.name,
             pool.sharing,
+            pool.vendors,
             driver,
             fence,
             uuid_attribute_by_vendor,
@@ -153,7 +184,13 @@ def build(
         if known is not None and known[0] == key:
             memo.fresh[claim.metadata.name] = known
             return known[1]
-    spec = claim_spec(claim, pool, driver, fence, uuid_attribute_by_vendor)
+    table = memo.specs if memo is not None else specs
+    spec_key = _spec_key(claim, pool, driver, fence, uuid_attribute_by_vendor)
+    spec = table.get(spec_key) if table is not None else None
+    if spec is None:
+        spec = claim_spec(claim, pool, driver, fence, uuid_attribute_by_vendor)
+        if table is not None:
+            table[spec_key] = spec
     meta_labels = {
         **labels,
         ownership.POOL_LABEL: pool.name,
@@ -196,6 +233,7 @@ def build(
     if memo is not None:
         memo.built += 1
         memo.fresh[claim.metadata.name] = (key, obj)
+        memo.spec_keys[claim.metadata.name] = spec_key
     return obj
 
 
@@ -204,16 +242,27 @@ class Memo:
     """The claim bodies :func:`build` returned last time, by claim name.
 
     A body is a function of the CUClaim, the namespace and charge admission gave it, its
-    pool's name and sharing, the driver, the fence, the vendors' uuid attributes, and the
-    labels and annotations: when all are equal, the same object is returned again. Claims
-    not built by the last call are forgotten; callers must not modify what is returned.
+    pool's name, sharing and vendors (one alternative per vendor), the driver, the fence,
+    the vendors' uuid attributes, and the labels and annotations: when all are equal, the
+    same object is returned again. Claims not built by the last call are forgotten; callers
+    must not modify what is returned.
     """
 
     bodies: dict[str, tuple[tuple[object, ...], dict[str, Any]]] = field(default_factory=dict)
     fresh: dict[str, tuple[tuple[object, ...], dict[str, Any]]] = field(default_factory=dict)
     built: int = 0
     """Bodies built (not reused) since :meth:`turn`."""
+    uuid_attributes: dict[str, tuple[object, dict[str, str]]] = field(default_factory=dict)
+    """Per pool: the pool object and its vendors' uuid attributes
+    (:func:`reconciler.plan.target._uuid_attribute_by_vendor`)."""
+    specs: dict[tuple[object, ...], dict[str, Any]] = field(default_factory=dict)
+    spec_keys: dict[str, tuple[object, ...]] = field(default_factory=dict)
+    """The specs the bodies share, by what they were made from, and each body's key."""
 
     def turn(self) -> None:
         """End one plan: what was built or reused is what the next plan may reuse."""
         self.bodies, self.fresh = self.fresh, {}
+        self.spec_keys = {n: self.spec_keys[n] for n in self.bodies if n in self.spec_keys}
+        kept = set(self.spec_keys.values())
+        if len(self.specs) > len(kept):
+            self.specs = {k: v for k, v in self.specs.items() if k in kept}

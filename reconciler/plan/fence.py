@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model import documents as docs
@@ -54,12 +55,24 @@ def rule_name(vendor: str, pool: str, device: str | None = None) -> str:
     return f"{name[: MAX_NAME - 11].rstrip('-.')}-{digest}"
 
 
+@dataclass(slots=True)
+class Memo:
+    """The rules :func:`taint_rules` wrote last time per vendor pool, with what they were
+    made from (the pool's managed devices, its device count, the fence, labels and
+    annotations): equal inputs give the same objects again. Pools not seen are forgotten."""
+
+    pools: dict[tuple[str, str], tuple[tuple[object, ...], list[dict[str, Any]]]] = field(
+        default_factory=dict
+    )
+
+
 def taint_rules(
     managed: Iterable[obs.ObservedDevice],
     all_devices: Iterable[obs.ObservedDevice],
     fence: docs.FenceSettings,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
+    memo: Memo | None = None,
 ) -> list[dict[str, Any]]:
     """One rule per fully managed vendor pool, else one per managed device."""
     managed_by_pool: dict[tuple[str, str], list[obs.ObservedDevice]] = defaultdict(list)
@@ -69,8 +82,16 @@ def taint_rules(
     for device in all_devices:
         total_by_pool[(device.id.driver, device.id.pool)] += 1
     taint = {"key": fence.taint_key, "effect": fence.effect}
-    out = []
+    out: list[dict[str, Any]] = []
+    fresh: dict[tuple[str, str], tuple[tuple[object, ...], list[dict[str, Any]]]] = {}
     for (driver, pool), devices in sorted(managed_by_pool.items()):
+        key = (tuple(devices), total_by_pool[(driver, pool)], fence, labels, annotations)
+        hit = memo.pools.get((driver, pool)) if memo is not None else None
+        if hit is not None and hit[0] == key:
+            fresh[(driver, pool)] = hit
+            out += hit[1]
+            continue
+        rules: list[dict[str, Any]] = []
         vendor = devices[0].vendor
         if len(devices) == total_by_pool[(driver, pool)]:
             selectors = [(rule_name(vendor, pool), {"driver": driver, "pool": pool})]
@@ -83,7 +104,7 @@ def taint_rules(
                 for d in sorted(devices, key=lambda d: d.id)
             ]
         for name, selector in selectors:
-            out.append(
+            rules.append(
                 {
                     "apiVersion": TAINT_RULE_API,
                     "kind": "DeviceTaintRule",
@@ -97,6 +118,10 @@ def taint_rules(
                     "spec": {"deviceSelector": selector, "taint": dict(taint)},
                 }
             )
+        fresh[(driver, pool)] = (key, rules)
+        out += rules
+    if memo is not None:
+        memo.pools = fresh
     return out
 
 

@@ -193,43 +193,60 @@ def _replicas(metadata: Mapping[str, Any]) -> int:
 
 
 def claimed_cu(
-    objects: Iterable[Mapping[str, Any]], *, templates: bool = True
+    objects: Iterable[Mapping[str, Any]],
+    *,
+    templates: bool = True,
+    per_object: Callable[[Mapping[str, Any]], Charge] | None = None,
 ) -> dict[tuple[str, str], int]:
     """CU charged to our claims and templates, per (tenant, pool): their charged annotation
     (what admission charged), else the request (× replicas) for objects written without it.
 
     ``templates=False`` counts only ResourceClaims: on a live cluster a template holds
-    nothing, the claims stamped from it do (:func:`held_cu`).
+    nothing, the claims stamped from it do (:func:`held_cu`). ``per_object`` is
+    :func:`charge`, or the same remembered per object.
     """
-    kinds = ("ResourceClaim", "ResourceClaimTemplate") if templates else ("ResourceClaim",)
+    of = per_object or charge
     out: dict[tuple[str, str], int] = defaultdict(int)
     for obj in objects:
-        kind = obj.get("kind")
-        if kind not in kinds:
-            continue
-        metadata = obj.get("metadata") or {}
-        labels = metadata.get("labels") or {}
-        tenant, pool = labels.get(ownership.TENANT_LABEL), labels.get(ownership.POOL_LABEL)
-        if not tenant or not pool:
-            continue
-        charged = _recorded_milli(
-            (metadata.get("annotations") or {}).get(claims.CHARGED_ANNOTATION)
-        )
-        if charged is not None:
-            out[(str(tenant), str(pool))] += charged
-            continue
-        spec = obj.get("spec") or {}
-        replicas = 1
-        if kind == "ResourceClaimTemplate":
-            spec = spec.get("spec") or {}
-            replicas = _replicas(metadata)
-        for request in (spec.get("devices") or {}).get("requests") or ():
-            exactly = request.get("exactly") or {}
-            cu = ((exactly.get("capacity") or {}).get("requests") or {}).get(slices.CU_CAPACITY)
-            if cu is not None:
-                count = int(exactly.get("count", 1) or 1)
-                out[(str(tenant), str(pool))] += _milli(cu) * count * replicas
+        found = of(obj)
+        if found is not None and (templates or not found[0]):
+            out[found[1]] += found[2]
     return dict(out)
+
+
+Charge = tuple[bool, tuple[str, str], int] | None
+"""What one object adds to :func:`claimed_cu`: (a template?, (tenant, pool), milli-CU);
+None for anything else."""
+
+
+def charge(obj: Mapping[str, Any]) -> Charge:
+    """One claim's or template's part of :func:`claimed_cu`."""
+    kind = obj.get("kind")
+    if kind not in ("ResourceClaim", "ResourceClaimTemplate"):
+        return None
+    metadata = obj.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    tenant, pool = labels.get(ownership.TENANT_LABEL), labels.get(ownership.POOL_LABEL)
+    if not tenant or not pool:
+        return None
+    template = kind == "ResourceClaimTemplate"
+    who = (str(tenant), str(pool))
+    charged = _recorded_milli((metadata.get("annotations") or {}).get(claims.CHARGED_ANNOTATION))
+    if charged is not None:
+        return template, who, charged
+    spec = obj.get("spec") or {}
+    replicas = 1
+    if template:
+        spec = spec.get("spec") or {}
+        replicas = _replicas(metadata)
+    total: int | None = None  # None: no CU request (nothing counted, not even 0)
+    for request in (spec.get("devices") or {}).get("requests") or ():
+        exactly = request.get("exactly") or {}
+        cu = ((exactly.get("capacity") or {}).get("requests") or {}).get(slices.CU_CAPACITY)
+        if cu is not None:
+            count = int(exactly.get("count", 1) or 1)
+            total = (total or 0) + _milli(cu) * count * replicas
+    return None if total is None else (template, who, total)
 
 
 def held_cu(

@@ -69,16 +69,39 @@ def device_names(devices: Sequence[obs.ObservedDevice]) -> dict[obs.DeviceId, st
     return out
 
 
-def names_by_node(pools: Iterable[capacity.PoolCapacity]) -> dict[tuple[str, str], obs.DeviceId]:
-    """(node, CU device name) → the vendor device it stands for (to read allocations back)."""
+def names_by_node(
+    pools: Iterable[capacity.PoolCapacity], memo: Memo | None = None
+) -> dict[tuple[str, str], obs.DeviceId]:
+    """(node, CU device name) → the vendor device it stands for (to read allocations back).
+    With ``memo``: the same dict while every pool is the same object, and a node's names
+    reused while its devices are the same objects."""
+    pools = tuple(pools)
+    if memo is not None and memo.names is not None:
+        was, names = memo.names
+        if len(was) == len(pools) and all(a is b for a, b in zip(was, pools, strict=True)):
+            return names
     by_node: dict[str, list[obs.ObservedDevice]] = defaultdict(list)
     for pool in pools:
         for member in pool.members:
             by_node[member.device.node].append(member.device)
+    known = memo.node_names if memo is not None else {}
+    fresh: dict[str, tuple[tuple[obs.ObservedDevice, ...], dict[tuple[str, str], obs.DeviceId]]]
+    fresh = {}
     out = {}
     for node, devices in by_node.items():
-        for did, name in device_names(sorted(devices, key=lambda d: d.id)).items():
-            out[(node, name)] = did
+        held = tuple(devices)
+        hit = known.get(node)
+        if (
+            hit is None
+            or len(hit[0]) != len(held)
+            or any(a is not b for a, b in zip(hit[0], held, strict=True))
+        ):
+            ordered = sorted(held, key=lambda d: d.id)
+            hit = (held, {(node, name): did for did, name in device_names(ordered).items()})
+        fresh[node] = hit
+        out.update(hit[1])
+    if memo is not None:
+        memo.node_names, memo.names = fresh, (pools, out)
     return out
 
 
@@ -225,6 +248,14 @@ class Memo:
     nodes: dict[str, _NodeSlices] = field(default_factory=dict)
     built: int = 0
     """Nodes built by the last :func:`build` (the rest were reused)."""
+    names: tuple[tuple[capacity.PoolCapacity, ...], dict[tuple[str, str], obs.DeviceId]] | None = (
+        None
+    )
+    node_names: dict[
+        str, tuple[tuple[obs.ObservedDevice, ...], dict[tuple[str, str], obs.DeviceId]]
+    ] = field(default_factory=dict)
+    """:func:`names_by_node`'s last result with the pools it was for, and each node's part
+    with the devices it was for."""
 
 
 def build(

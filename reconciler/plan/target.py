@@ -300,11 +300,26 @@ def _orphans(
     return kept, warnings
 
 
-def _uuid_attribute_by_vendor(pools: Iterable[capacity.PoolCapacity]) -> dict[str, str]:
+def _uuid_attribute_by_vendor(
+    pools: Iterable[capacity.PoolCapacity], memo: claims.Memo | None = None
+) -> dict[str, str]:
+    """Each vendor's uuid attribute: its device with the lowest id in the first pool (by
+    name) that has one. Remembered per pool object (an unchanged pool is the same object)."""
     out: dict[str, str] = {}
     for pool in pools:
-        for m in sorted(pool.members, key=lambda m: m.device.id):
-            out.setdefault(m.device.vendor, m.device.uuid_attribute)
+        known = memo.uuid_attributes.get(pool.name) if memo is not None else None
+        if known is None or known[0] is not pool:
+            first: dict[str, obs.ObservedDevice] = {}
+            for m in pool.members:
+                d = m.device
+                if d.vendor not in first or d.id < first[d.vendor].id:
+                    first[d.vendor] = d
+            own = {v: d.uuid_attribute for v, d in sorted(first.items())}
+            known = (pool, own)
+            if memo is not None:
+                memo.uuid_attributes[pool.name] = known
+        for vendor, attribute in known[1].items():
+            out.setdefault(vendor, attribute)
     return out
 
 
@@ -323,11 +338,15 @@ def _claim_objects(
     settings = desired.settings.spec
     allow_in_use = desired.policy.spec.preemption.allow_in_use
     by_name = {c.metadata.name: c for c in desired.claims}
-    uuid_attrs = _uuid_attribute_by_vendor(pools.values())
-    live_by_key = {key_of(o): o for o in live}
-    users = {(c.namespace, c.name): c.reserved_for for c in observed.claims}
+    uuid_attrs = _uuid_attribute_by_vendor((pools[n] for n in sorted(pools)), memo)
+    live_by_key: dict[tuple[str, str, str, str], JsonObject] = {}
+    users: dict[tuple[str, str], tuple[str, ...]] = {}
+    if any(d.in_use for d in decisions):
+        live_by_key = {key_of(o): o for o in live}
+        users = {(c.namespace, c.name): c.reserved_for for c in observed.claims}
     out: list[dict[str, Any]] = []
     warnings: list[str] = []
+    specs: dict[tuple[object, ...], dict[str, Any]] = {}
     for decision in decisions:
         if decision.status is not admission.Status.ADMITTED:
             if decision.status is admission.Status.PREEMPTED and decision.in_use:
@@ -349,6 +368,7 @@ def _claim_objects(
             labels,
             annotations,
             memo,
+            specs,
         )
         current = live_by_key.get(key_of(obj)) if decision.in_use else None
         if current is not None and obj["kind"] == "ResourceClaim":
@@ -427,19 +447,25 @@ class Facts:
     live_order: Callable[[JsonObject], tuple[tuple[int, str, str], str]] = _live_order
     counted: Callable[[JsonObject], bool] = safety.counts_as_owned
     published: Callable[[JsonObject], report.SliceCU] = report.slice_cu
+    requested: Callable[[JsonObject], quota.Requested] = quota.requested
+    charged: Callable[[JsonObject], report.Charge] = report.charge
+    records: facts.Records | None = None
+    """Where :meth:`remembered` facts are kept (None: computed each time)."""
 
     @classmethod
     def remembered(cls) -> Facts:
-        """Each fact remembered per object (:class:`reconciler.plan.facts.PerObject`)."""
+        """Each fact remembered per object, one record per object
+        (:class:`reconciler.plan.facts.Records`)."""
+        names = [f.name for f in fields(cls) if f.name != "records"]
         plain = cls()
-        return cls(*(facts.PerObject(getattr(plain, f.name)) for f in fields(cls)))
+        records = facts.Records([getattr(plain, n) for n in names])
+        remembered: dict[str, Any] = {n: records.fact(i) for i, n in enumerate(names)}
+        return cls(**remembered, records=records)
 
     def turn(self) -> None:
         """One plan done: remembered facts forget the objects it did not meet."""
-        for f in fields(self):
-            fact = getattr(self, f.name)
-            if isinstance(fact, facts.PerObject):
-                fact.turn()
+        if self.records is not None:
+            self.records.turn()
 
 
 PLAIN = Facts()
@@ -450,12 +476,15 @@ class Memo:
     """What a plan computed last time, kept by a long-lived caller (the controller) so the
     next plan recomputes only what its inputs changed. It saves work and never changes a
     result: a plan with a memo equals the plan without one (tests/plan/test_incremental.py).
-    It holds the ResourceSlices node by node (:class:`reconciler.plan.slices.Memo`), each
+    It holds each device's pool and CU (:class:`reconciler.plan.capacity.Memo`), the
+    ResourceSlices node by node (:class:`reconciler.plan.slices.Memo`), each
     pool's admission (:class:`reconciler.plan.admission.Memo`), the claim bodies
     (:class:`reconciler.plan.claims.Memo`) and every object of the last plan, so an
     unchanged object is the same Python object in both.
     """
 
+    capacity: capacity.Memo = field(default_factory=capacity.Memo)
+    fence: fence.Memo = field(default_factory=fence.Memo)
     slices: slices.Memo = field(default_factory=slices.Memo)
     admission: admission.Memo = field(default_factory=admission.Memo)
     claims: claims.Memo = field(default_factory=claims.Memo)
@@ -527,10 +556,12 @@ def _plan(
         else (o for o in live if known.owned(o))
     )
     live_objs = tuple(sorted(mine, key=known.live_order))
-    pools, findings = capacity.compute(desired, observed)
+    pools, findings = capacity.compute(
+        desired, observed, memo.capacity if memo is not None else None
+    )
     created, genuine = _ours(desired, observed, live_objs)
     running, unaccounted, stamp_warnings = _stamped(desired, observed, genuine)
-    cu_names = slices.names_by_node(pools.values())
+    cu_names = slices.names_by_node(pools.values(), memo.slices if memo is not None else None)
     bypass, bypass_holders = audit.audit(
         observed.claims,
         settings.fence.taint_key,
@@ -568,7 +599,14 @@ def _plan(
     objects: list[dict[str, Any]] = []
     objects += fence.admission_policy(settings, labels, annotations)
     managed = [m.device for p in pools.values() for m in p.members]
-    objects += fence.taint_rules(managed, observed.devices, settings.fence, labels, annotations)
+    objects += fence.taint_rules(
+        managed,
+        observed.devices,
+        settings.fence,
+        labels,
+        annotations,
+        memo.fence if memo is not None else None,
+    )
     whole_vendors = {m.device.vendor for p in pools.values() if not p.fractional for m in p.members}
     adapters: dict[str, docs.VendorAdapter] = {}
     for adapter in sorted(desired.adapters, key=lambda a: a.metadata.name):
@@ -595,7 +633,8 @@ def _plan(
     if claim_memo is not None:
         claim_memo.turn()
     objects += claim_objects
-    kept, orphan_warnings = _orphans(desired, observed, live_objs, objects, known.keys)
+    # Only a claim can be a live claim's target (the key holds the kind).
+    kept, orphan_warnings = _orphans(desired, observed, live_objs, claim_objects, known.keys)
     objects += kept
     objects += quota.build(
         objects,
@@ -603,6 +642,7 @@ def _plan(
         [classes.pool_class_name(p) for p in pool_names],
         labels,
         annotations,
+        known.requested,
     )
     warnings += orphan_warnings
     warnings += stamp_warnings
@@ -641,7 +681,7 @@ def _plan(
     all_findings = tuple(sorted({*observed.findings, *findings, *bypass}))
     # One accounting on both sides: what admission charged (the charged annotation our
     # claims and templates carry), live or the base revision's target.
-    claimed_before = report.claimed_cu(live_objs)
+    claimed_before = report.claimed_cu(live_objs, per_object=known.charged)
     claimed_after: dict[tuple[str, str], int] = {
         (tenant, a.pool): milli for a in accounts.values() for tenant, milli in a.tenants
     }

@@ -7,12 +7,15 @@ against the real apiserver and compare every read with a full list (``cluster.Cl
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 from kubernetes.client import ApiClient
 
 from reconciler import devcluster
@@ -112,6 +115,74 @@ def test_list_items_get_their_kind_and_reads_come_in_the_apiservers_order() -> N
         ("b", "a"),
     ]
     assert {(o["apiVersion"], o["kind"]) for o in got} == {("resource.k8s.io/v1", "ResourceClaim")}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hst.lists(
+        hst.tuples(
+            hst.sampled_from(("ADDED", "MODIFIED", "DELETED", "LIST")),
+            hst.integers(0, 7),
+        ),
+        max_size=30,
+    )
+)
+def test_reads_stay_in_list_order_through_any_events(events: list[tuple[str, int]]) -> None:
+    """The store keeps its list order per event (no sort per read): after any sequence of
+    events and re-lists, a read is what sorting the objects by (namespace, name) gives."""
+    store = informer.Store("ResourceClaim", "/apis/resource.k8s.io/v1/resourceclaims")
+    held: dict[str, dict[str, Any]] = {}
+    for n, (kind, i) in enumerate(events):
+        obj = _obj("ResourceClaim", f"c{i % 4}", f"u{i}", str(n + 1))
+        obj["metadata"]["namespace"] = "ab"[i // 4]
+        if kind == "LIST":
+            held[f"u{i}"] = obj
+            store.replace(list(held.values()))
+        elif kind == "DELETED":
+            held.pop(f"u{i}", None)
+            store.event(kind, obj)
+        else:
+            held[f"u{i}"] = obj
+            store.event(kind, obj)
+    want = sorted(held.values(), key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+    got = store.items()
+    assert [o["metadata"]["uid"] for o in got] == [o["metadata"]["uid"] for o in want]
+    assert [o["metadata"]["resourceVersion"] for o in got] == [
+        o["metadata"]["resourceVersion"] for o in want
+    ]
+
+
+def test_our_objects_share_the_spec_of_their_planned_twin() -> None:
+    """A stored object of ours keeps the planned object's spec when it is equal (one copy
+    for planner and cache), whether it arrives after the plan (an event) or before it (a
+    list at start, paired by ``adopt``); an unequal spec, or an object not ours, is kept as
+    it came."""
+    spec = {"devices": [{"name": "gpu-0"}], "driver": "cu.example.com"}
+    planned = {
+        "a": {**_obj("ResourceSlice", "a", "-", "-"), "spec": spec},
+        "b": {**_obj("ResourceSlice", "b", "-", "-"), "spec": spec},
+        "c": {**_obj("ResourceSlice", "c", "-", "-"), "spec": spec},
+    }
+    known: dict[str, dict[str, Any]] = {}
+    store = informer.Store("ResourceSlice", "/apis/resource.k8s.io/v1/resourceslices")
+    store.twin = lambda obj: known.get(obj["metadata"]["name"])
+    listed = {**_obj("ResourceSlice", "a", "ua", "1"), "spec": copy.deepcopy(spec)}
+    store.replace([listed])  # before any plan: no twin yet
+    assert store.items()[0]["spec"] is not spec
+    known.update(planned)
+    store.adopt()
+    assert store.items()[0]["spec"] is spec
+    store.event("ADDED", {**_obj("ResourceSlice", "b", "ub", "2"), "spec": copy.deepcopy(spec)})
+    other = {"devices": [{"name": "gpu-1"}], "driver": "cu.example.com"}
+    store.event("ADDED", {**_obj("ResourceSlice", "c", "uc", "3"), "spec": other})
+    foreign = _obj("ResourceSlice", "a", "ux", "4", spec=copy.deepcopy(spec))
+    foreign["metadata"]["labels"] = {}
+    foreign["metadata"]["namespace"] = "z"
+    store.event("ADDED", foreign)
+    got = {(o["metadata"]["name"], o["metadata"]["uid"]): o["spec"] for o in store.items()}
+    assert got[("b", "ub")] is spec
+    assert got[("c", "uc")] == other and got[("c", "uc")] is not spec
+    assert got[("a", "ux")] == spec and got[("a", "ux")] is not spec
 
 
 def test_a_read_waits_for_our_write_and_then_reads_the_stores() -> None:

@@ -3,7 +3,8 @@
 The controller keeps a ``planning.Memo`` across reconciles so an event recomputes only what
 it can affect (today: the ResourceSlices of the nodes whose devices or live slices changed).
 The contract is equality, after every event of a random sequence — a node lost or back, a
-device turning unhealthy, a claim added or removed, a factor moved, a new revision — with
+device turning unhealthy, a node relabelled into another pool, a claim added or removed, a
+factor moved, a new revision (each leaving what it does not change the same object) — with
 the live side either the previous plan's own objects (``plan --base``, the benchmark) or
 what an apiserver would return after applying it (new objects on every list, a uid, and a
 resourceVersion that changes on every write), or the controller's watch cache of it
@@ -45,6 +46,17 @@ class _World:
     """ads's guarantee in pool train."""
     revision: int = 0
     added: int = 0
+    edge: set[int] = dataclasses.field(default_factory=set)
+    """Nodes labelled for pool edge (its node selector): their devices change pools."""
+    memo: obs.Memo = dataclasses.field(default_factory=obs.Memo)
+    made: dict[object, Any] = dataclasses.field(default_factory=dict)
+    """Documents already made, so what an event leaves alone keeps its identity, as in the
+    controller (an identity check is how the memo's caches tell it is unchanged)."""
+
+    def _once(self, key: object, make: Any) -> Any:
+        if key not in self.made:
+            self.made[key] = make()
+        return self.made[key]
 
     def observed(self) -> obs.ObservedState:
         slices = []
@@ -52,10 +64,12 @@ class _World:
             vendor, model = _MODELS[i % len(_MODELS)]
             sick = {"unhealthy": [0]} if i in self.unhealthy else {}
             slices.append(ex.vendor_slice(f"n{i}", vendor, model, 2, **sick))
-        nodes = tuple(ex.node(f"n{i}") for i in sorted(self.present))
-        first = obs.build(
-            obs.RawObjects(nodes=nodes, slices=tuple(slices)), ex.adapters(), ex.DRIVER
+        nodes = tuple(
+            ex.node(f"n{i}", {"tier": "edge"} if i in self.edge else {})
+            for i in sorted(self.present)
         )
+        adapters = self._once("adapters", ex.adapters)
+        first = obs.build(obs.RawObjects(nodes=nodes, slices=tuple(slices)), adapters, ex.DRIVER)
         claims = []
         for i in sorted(self.external):
             device = min(
@@ -78,9 +92,22 @@ class _World:
                 }
             )
         raw = obs.RawObjects(nodes=nodes, slices=tuple(slices), claims=tuple(claims))
-        return obs.build(raw, ex.adapters(), ex.DRIVER)
+        return obs.build(raw, adapters, ex.DRIVER, self.memo)
 
     def desired(self) -> Any:
+        base = self._once(("revision", self.revision), self._base)
+        return dataclasses.replace(
+            base,
+            claims=tuple(self.claims),
+            factor_tables=(self._once(("factor", self.factor), self._table),),
+            tenants=self._once(("guarantee", self.guarantee), self._tenants),
+        )
+
+    def _base(self) -> Any:
+        edge = ex.pool("edge", {"selector": {"nodeSelector": {"matchLabels": {"tier": "edge"}}}})
+        return ex.desired(revision=f"{self.revision:040x}", pools=(*ex.POOLS, edge))
+
+    def _table(self) -> Any:
         table = ex.factor_table()
         factors = [
             f.model_copy(update={"value": self.factor})
@@ -88,10 +115,10 @@ class _World:
             else f
             for f in table.spec.factors
         ]
-        table = table.model_copy(
-            update={"spec": table.spec.model_copy(update={"factors": factors})}
-        )
-        tenants = tuple(
+        return table.model_copy(update={"spec": table.spec.model_copy(update={"factors": factors})})
+
+    def _tenants(self) -> Any:
+        return tuple(
             ex.tenant(
                 "ads",
                 {
@@ -107,12 +134,6 @@ class _World:
             if t.metadata.name == "ads"
             else t
             for t in ex.TENANTS
-        )
-        return ex.desired(
-            revision=f"{self.revision:040x}",
-            claims=tuple(self.claims),
-            tables=(table,),
-            tenants=tenants,
         )
 
 
@@ -141,6 +162,8 @@ def _event(world: _World, kind: str, i: int) -> None:
         world.factor = round(world.factor * (1.1 if i % 2 else 0.9), 4)
     elif kind == "revision":
         world.revision += 1
+    elif kind == "edge":
+        world.edge ^= {i}
 
 
 class _Apiserver:
@@ -191,6 +214,7 @@ class _Apiserver:
         for kind, obj in self.events:
             self.store.event(kind, copy.deepcopy(obj))
         self.events.clear()
+        self.store.adopt()
         return tuple(self.store.items())
 
     def live(self, mode: str, last: planning.Plan) -> tuple[dict[str, Any], ...]:
@@ -213,6 +237,7 @@ _EVENTS = hst.tuples(
             "factor",
             "guarantee",
             "revision",
+            "edge",
         )
     ),
     hst.integers(0, _NODES - 1),
@@ -239,6 +264,8 @@ def test_a_plan_with_the_memo_equals_a_plan_from_scratch_after_every_event(
     memo = planning.Memo()
     changes = changeset.Memo()
     server = _Apiserver()
+    # As the controller does: our stored objects share their planned twin's spec.
+    server.store.twin = lambda obj: memo.objects.get(safety.object_key(obj))
     last = planning.plan(world.desired(), world.observed(), (), memo=memo)
     server.apply(last.objects)
     for kind, i in events:
