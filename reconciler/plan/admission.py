@@ -287,8 +287,9 @@ class _Ledger:
         )
 
 
-def order_key(claim: docs.CUClaim, tenants: Mapping[str, docs.Tenant]) -> tuple[int, str, str]:
-    tenant = tenants.get(claim.spec.tenant)
+def order_key(claim: docs.CUClaim, tenant: docs.Tenant | None) -> tuple[int, str, str]:
+    """Admission order: priority (descending; an unknown tenant after every known one),
+    tenant name, claim name."""
     priority = tenant.spec.priority if tenant else -1
     return (-priority, claim.spec.tenant, claim.metadata.name)
 
@@ -671,7 +672,9 @@ class Memo:
     the pool is the same."""
     cu_names: Mapping[tuple[str, str], obs.DeviceId] | None = None
     names: dict[str, dict[tuple[str, str], obs.DeviceId]] = field(default_factory=dict)
-    """``cu_names`` of the last run, and the part of it naming each pool's devices."""
+    split_for: dict[str, capacity.PoolCapacity] = field(default_factory=dict)
+    """``cu_names`` of the last run, the part of it naming each pool's devices, and the
+    pools it was split for."""
     entries: dict[str, _Entry] = field(default_factory=dict)
     ordered: list[_Entry] = field(default_factory=list)
     inputs: _Inputs | None = None
@@ -694,13 +697,16 @@ class Memo:
         cu_names: Mapping[tuple[str, str], obs.DeviceId],
     ) -> dict[str, dict[tuple[str, str], obs.DeviceId]]:
         """The names of each pool's devices (a pool's admission reads only those), split
-        again only when the names changed."""
+        again only when the names or the pools changed."""
         for gone in set(self.ledgers) - set(pools):
             del self.ledgers[gone]
-        same = self.cu_names is not None and (
-            self.cu_names is cu_names or self.cu_names == cu_names
+        same = (
+            self.cu_names is not None
+            and (self.cu_names is cu_names or self.cu_names == cu_names)
+            and len(self.split_for) == len(pools)
+            and all(self.split_for.get(n) is p for n, p in pools.items())
         )
-        if same and set(self.names) >= set(pools):
+        if same:
             return self.names
         pools_of: dict[obs.DeviceId, list[str]] = defaultdict(list)
         for name, pool in pools.items():
@@ -710,7 +716,7 @@ class Memo:
         for key, did in cu_names.items():
             for name in pools_of.get(did, ()):
                 out[name][key] = did
-        self.names = out
+        self.names, self.split_for = out, dict(pools)
         return out
 
 
@@ -828,7 +834,7 @@ def _entry(
         name,
         ns,
         units.cu_to_milli(claim.spec.cu),
-        (-(tenant.spec.priority if tenant else -1), claim.spec.tenant, name),
+        order_key(claim, tenant),
         verdict,
         _pool_traits(pool),
     )

@@ -49,18 +49,29 @@ def check(
     policy: docs.Policy,
     key: Callable[[Mapping[str, Any]], tuple[str, str, str, str]] = object_key,
     counted: Callable[[Mapping[str, Any]], bool] = counts_as_owned,
+    *,
+    remembered: bool = False,
 ) -> str | None:
     """None when safe, else the refusal message. ``key`` and ``counted`` are
-    :func:`object_key` and :func:`counts_as_owned`, or the same remembered per object."""
+    :func:`object_key` and :func:`counts_as_owned`, or the same remembered per object
+    (``remembered``: then every live object is counted on every plan, so a plan that
+    deletes reads the managedFields of the objects that changed only, not of all)."""
     wanted = {key(o) for o in target}
     live = list(live)
     keys = [key(o) for o in live]
-    # Deletes first: most plans delete nothing, and then no live object's managedFields
-    # need to be read to count what we own.
-    deletes = {k for k, o in zip(keys, live, strict=True) if k not in wanted and counted(o)}
-    if not deletes:
-        return None
-    owned = {k for k, o in zip(keys, live, strict=True) if k in deletes or counted(o)}
+    if remembered:
+        counts = [counted(o) for o in live]
+        deletes = {k for k, c in zip(keys, counts, strict=True) if c and k not in wanted}
+        if not deletes:
+            return None
+        owned = {k for k, c in zip(keys, counts, strict=True) if c}
+    else:
+        # Deletes first: most plans delete nothing, and then no live object's
+        # managedFields need to be read to count what we own.
+        deletes = {k for k, o in zip(keys, live, strict=True) if k not in wanted and counted(o)}
+        if not deletes:
+            return None
+        owned = {k for k, o in zip(keys, live, strict=True) if k in deletes or counted(o)}
     safety = policy.spec.safety
     if not wanted & owned and not wanted and not safety.allow_empty:
         return (

@@ -677,7 +677,14 @@ def _plan(
         )
         for p in (pools[n] for n in pool_names)
     )
-    refusal = safety.check(live_objs, objects, desired.policy, known.keys, known.counted)
+    refusal = safety.check(
+        live_objs,
+        objects,
+        desired.policy,
+        known.keys,
+        known.counted,
+        remembered=known.records is not None,
+    )
     all_findings = tuple(sorted({*observed.findings, *findings, *bypass}))
     # One accounting on both sides: what admission charged (the charged annotation our
     # claims and templates carry), live or the base revision's target.
