@@ -138,7 +138,6 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
     from reconciler.diff import changeset
     from reconciler.model import observed as obs
     from reconciler.observe import informer
-    from reconciler.plan import safety
 
     scale = nodes / FLEET["nodes"]
     desired, raw = generate_fleet.generate(
@@ -205,7 +204,7 @@ def one_run(events: int, nodes: int = 5000, live_mode: str = "relist") -> dict[s
     changes_memo = changeset.Memo()
     # As the controller does (controller/loop.py): our stored objects share the spec of the
     # object planned for their key.
-    store.twin = lambda obj: plan_memo.objects.get(safety.object_key(obj))
+    store.twin = plan_memo.planned
     observed = obs.build(raw, desired.adapters, driver, memo)
     last = planning.plan(desired, observed, (), memo=plan_memo)
     live = live_side(last)
@@ -305,7 +304,6 @@ def memory_parts(nodes: int = 5000) -> dict[str, float]:
     from reconciler.diff import changeset
     from reconciler.model import observed as obs
     from reconciler.observe import informer
-    from reconciler.plan import safety
 
     scale = nodes / FLEET["nodes"]
     out: dict[str, float] = {}
@@ -358,7 +356,7 @@ def memory_parts(nodes: int = 5000) -> dict[str, float]:
         tracemalloc.start()
         again_store = informer.Store("all", "/apis/x/v1/all")
         if twinned:
-            again_store.twin = lambda obj: memo.objects.get(safety.object_key(obj))
+            again_store.twin = memo.planned
         again_store.replace(json.loads(t) for _, _, t in server.stored.values())
         out[f"{name}_traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 1e6)
         tracemalloc.stop()

@@ -63,7 +63,6 @@ from reconciler.controller import revisions as revs
 from reconciler.controller import status as st
 from reconciler.controller.reasons import Reason
 from reconciler.observe import cluster, sources
-from reconciler.plan import safety
 
 log = logging.getLogger("cu-reconciler.loop")
 
@@ -197,10 +196,9 @@ class Controller:
         resourceVersion changed, the plan rebuilds only the nodes whose devices or live
         slices changed, the diff re-checks only pairs that are not as they were."""
         if self.cache is not None and self.memo is not None:
-            planned = self.memo.plan
             for store in self.cache.stores.values():
                 # Our live objects keep the planned spec they equal: one copy, not two.
-                store.twin = lambda obj: planned.objects.get(safety.object_key(obj))
+                store.twin = self.memo.plan.planned
 
     def _mirror(
         self, source: Source, secret: credentials.Credentials | None = None

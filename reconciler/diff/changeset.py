@@ -208,9 +208,7 @@ class Memo:
     """(target identity, live uid, live version) → the target and its UNCHANGED entry."""
     reused: int = 0
     """Pairs of the last :func:`compute` known in sync from the one before."""
-    keys: facts.PerObject[pairing.ObjectKey] = field(
-        default_factory=lambda: facts.PerObject(pairing.ObjectKey.of)
-    )
+    keys: facts.Records = field(default_factory=lambda: facts.Records([pairing.ObjectKey.of]))
     """Each object's key, remembered while the object lives (planned or live objects are
     mostly the same objects from one reconcile to the next)."""
     order: pairing.Order = field(default_factory=pairing.Order)
@@ -265,7 +263,7 @@ def _compute(
     if memo is not None:
         memo.reused = 0
     if memo is not None:
-        pairs = pairing.pair(target, live, memo.keys, memo.order)
+        pairs = pairing.pair(target, live, memo.keys.fact(0), memo.order)
     else:
         pairs = pairing.pair(target, live)
     if memo is not None:

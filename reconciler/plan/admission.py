@@ -681,15 +681,21 @@ class Memo:
     """Each claim's entry, in admission order, and the claims, tenants, pools' traits and
     managed namespaces they were made from."""
 
-    def ledger(
-        self, pool: capacity.PoolCapacity, cu_names: Mapping[tuple[str, str], obs.DeviceId]
-    ) -> _Ledger:
-        """A fresh ledger of ``pool``: a copy of the one built for it last time if it is
-        the same pool, else a new one (kept for next time)."""
-        known = self.ledgers.get(pool.name)
-        if known is None or not (known[0] is pool or known[0] == pool):
-            known = self.ledgers[pool.name] = (pool, _Ledger.of(pool, cu_names))
-        return known[1].copy(cu_names)
+    def fresh_ledgers(
+        self,
+        pools: Mapping[str, capacity.PoolCapacity],
+        cu_names: Mapping[tuple[str, str], obs.DeviceId],
+    ) -> dict[str, _Ledger]:
+        """A fresh ledger per pool: a copy of the one built for it last time if it is the
+        same pool, else a new one (kept for next time; pools gone are forgotten)."""
+        kept: dict[str, tuple[capacity.PoolCapacity, _Ledger]] = {}
+        for name, pool in pools.items():
+            known = self.ledgers.get(name)
+            if known is None or not (known[0] is pool or known[0] == pool):
+                known = (pool, _Ledger.of(pool, cu_names))
+            kept[name] = known
+        self.ledgers = kept
+        return {name: built.copy(cu_names) for name, (_, built) in kept.items()}
 
     def names_by_pool(
         self,
@@ -698,8 +704,6 @@ class Memo:
     ) -> dict[str, dict[tuple[str, str], obs.DeviceId]]:
         """The names of each pool's devices (a pool's admission reads only those), split
         again only when the names or the pools changed."""
-        for gone in set(self.ledgers) - set(pools):
-            del self.ledgers[gone]
         same = (
             self.cu_names is not None
             and (self.cu_names is cu_names or self.cu_names == cu_names)
@@ -870,7 +874,7 @@ def run(
     if memo is None:
         ledgers = {name: _Ledger.of(pool, cu_names) for name, pool in pools.items()}
     else:
-        ledgers = {name: memo.ledger(pool, cu_names) for name, pool in pools.items()}
+        ledgers = memo.fresh_ledgers(pools, cu_names)
     decided: dict[str, Decision] = {}
     per_pool: dict[str, list[_Entry]] = defaultdict(list)
     shortfalls: list[Shortfall] = []

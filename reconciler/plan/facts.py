@@ -16,41 +16,16 @@ that lets plans share objects), so a fact stays true for as long as its object l
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-T = TypeVar("T")
 _UNSET: Any = object()
 
 
-@dataclass(slots=True)
-class PerObject(Generic[T]):
-    """``fn(obj)``, remembered for ``obj`` until the turn after the one it was last asked."""
-
-    fn: Callable[[Mapping[str, Any]], T]
-    _now: dict[int, tuple[Mapping[str, Any], T]] = field(default_factory=dict)
-    _last: dict[int, tuple[Mapping[str, Any], T]] = field(default_factory=dict)
-
-    def __call__(self, obj: Mapping[str, Any]) -> T:
-        k = id(obj)
-        hit = self._now.get(k)
-        if hit is None:
-            hit = self._last.get(k)
-            if hit is None or hit[0] is not obj:
-                hit = (obj, self.fn(obj))
-            self._now[k] = hit
-        return hit[1]
-
-    def turn(self) -> None:
-        """One plan done: forget what it did not ask about."""
-        self._last, self._now = self._now, {}
-
-
 class Records:
-    """Several facts remembered per object in one record each, as :class:`PerObject` does
-    for one: at 25,000 planned and 25,000 live objects, nine facts in nine caches held
-    seven times the entries one record per object does. A record is a list: the object,
-    then each fact, unset until asked."""
+    """Facts remembered per object, one record per object: the object, then each fact,
+    unset until asked (one cache per fact held seven times the entries at 25,000 planned
+    and 25,000 live objects). A record lives until the turn after the one it was last
+    asked in."""
 
     def __init__(self, fns: Sequence[Callable[[Mapping[str, Any]], Any]]) -> None:
         self._fns = tuple(fns)

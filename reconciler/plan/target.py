@@ -497,6 +497,11 @@ class Memo:
     facts: Facts = field(default_factory=lambda: Facts.remembered())
     """Per object (planned or live), what the stages that walk every object compute."""
 
+    def planned(self, obj: JsonObject) -> dict[str, Any] | None:
+        """The last plan's object with ``obj``'s key (None: none): the twin a watch store
+        shares an equal spec with (:attr:`reconciler.observe.informer.Store.twin`)."""
+        return self.objects.get(safety.object_key(obj))
+
 
 def _intern(objects: list[dict[str, Any]], memo: Memo) -> None:
     """Replace each object equal to the last plan's object of that key by that object."""

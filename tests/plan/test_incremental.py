@@ -265,7 +265,7 @@ def test_a_plan_with_the_memo_equals_a_plan_from_scratch_after_every_event(
     changes = changeset.Memo()
     server = _Apiserver()
     # As the controller does: our stored objects share their planned twin's spec.
-    server.store.twin = lambda obj: memo.objects.get(safety.object_key(obj))
+    server.store.twin = memo.planned
     last = planning.plan(world.desired(), world.observed(), (), memo=memo)
     server.apply(last.objects)
     for kind, i in events:
